@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install benchmarks
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+# Migrate, load the demo study into a new database, then serve with gunicorn beside the
+# scheduler process. Ctrl-C stops both.
+run: install
+	$(FLASK) diary init
+	$(FLASK) diary demo --if-empty
+	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C stops the web server and the scheduler)"
+	@$(FLASK) diary scheduler & SCHEDULER=$$!; \
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app & WEB=$$!; \
+	trap 'kill $$SCHEDULER $$WEB 2>/dev/null; wait' INT TERM EXIT; \
+	wait $$WEB
+
+test: install
+	$(BIN)/python -m pytest -q
+
+benchmarks: install
+	$(BIN)/python benchmarks/reminders.py
+	$(BIN)/python benchmarks/export.py

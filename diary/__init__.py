@@ -1,0 +1,82 @@
+"""diary: a self-hosted symptom diary (ePRO) for clinical trials with dosing periods."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    # DIARY_INSTANCE_PATH moves the instance folder (config.py, the SQLite file) elsewhere.
+    instance_path = os.environ.get("DIARY_INSTANCE_PATH") or str(ROOT / "instance")
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True,
+                template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    configure(app, test_config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, test_config: dict | None) -> None:
+    """Defaults, then instance/config.py, then DIARY_* variables, then the test's mapping."""
+    app.config.from_object("diary.config")
+    if test_config is None:
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env(prefix="DIARY")
+        if not app.config.get("SECRET_KEY"):
+            app.config["SECRET_KEY"] = _generate_secret_key(Path(app.instance_path) / "config.py")
+    else:
+        app.config.from_mapping(test_config)
+    url = app.config.get("SQLALCHEMY_DATABASE_URI") or app.config.get("DATABASE_URL")
+    if not url:
+        url = "sqlite:///" + os.path.join(app.instance_path, "diary.sqlite")
+    # Plain postgresql:// URLs would pick psycopg2; the project ships psycopg 3.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config["DIARY_VERSION"] = __version__
+
+
+def _generate_secret_key(config_path: Path) -> str:
+    """Write a random SECRET_KEY into instance/config.py on first run: never a hard-coded key."""
+    key = secrets.token_hex(32)
+    with open(config_path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n# Generated on first run. Keep it secret; changing it logs everyone out.\n"
+                     f"SECRET_KEY = {key!r}\n")
+    os.chmod(config_path, 0o600)
+    return key
+
+
+def register_extensions(app: Flask) -> None:
+    from .database import init_app as init_database
+    from .extensions import csrf
+
+    init_database(app)
+    csrf.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import views
+
+    app.register_blueprint(views.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from . import errors
+
+    errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from . import cli
+
+    cli.init_app(app)

@@ -1,0 +1,185 @@
+"""Command line, under ``flask --app wsgi diary``. The command names are a contract (DESIGN.md)."""
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+from flask import Flask, current_app
+from flask_migrate import upgrade
+from sqlalchemy import select
+
+from . import audit
+from .database import MIGRATIONS
+from .errors import Refused
+from .extensions import db
+from .models import STAFF_ROLES, Participant, now_utc
+from .protocol import ProtocolError
+
+diary_cli = click.Group("diary", help="Run and manage the diary.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(diary_cli)
+
+
+def fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def parse_local_time(text: str, tz_name: str) -> datetime:
+    """'YYYY-MM-DD HH:MM' on the given zone's clock, as UTC. Refuses times the clock skipped."""
+    try:
+        wall = datetime.strptime(text.strip().replace("T", " "), "%Y-%m-%d %H:%M")
+    except ValueError:
+        fail(f"'{text}' is not a time like 2026-11-25 09:30")
+    tz = ZoneInfo(tz_name)
+    aware = wall.replace(tzinfo=tz)
+    if aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != wall:
+        fail(f"{text} does not exist in {tz_name} (the clocks skipped it that day)")
+    return aware.astimezone(timezone.utc)
+
+
+@diary_cli.command("init")
+def init_command():
+    """Create or migrate the database and load the shipped protocol."""
+    from .study import ensure_study
+
+    upgrade(directory=str(MIGRATIONS))
+    try:
+        study, new_version = ensure_study()
+    except ProtocolError as error:
+        fail(f"the protocol cannot be loaded:\n{error}")
+    if new_version:
+        version = study.current_protocol_version
+        audit.record(actor=audit.SYSTEM, action="load_protocol", entity="protocol_version",
+                     entity_id=version.id, new=f"{version.protocol_id} {version.version}",
+                     now=now_utc())
+    db.session.commit()
+    version = study.current_protocol_version
+    click.echo(f"Database ready. Study '{study.name}', protocol {version.protocol_id} "
+               f"version {version.version}" + (" (newly loaded)." if new_version else "."))
+
+
+@diary_cli.command("demo")
+@click.option("--seed", default=20191018, show_default=True, help="Seed for the simulated answers.")
+@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) if participants exist.")
+def demo_command(seed, if_empty):
+    """Build the demo study: 10 simulated participants around today, and staff accounts."""
+    from .demo import build_demo, has_participants
+
+    if if_empty and has_participants():
+        click.echo("The study already has participants; the demo was not loaded again.")
+        return
+
+    try:
+        result = build_demo(now=now_utc(), seed=seed)
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Demo study ready: {result.participants} participants, "
+               f"{result.submissions} simulated entries, {result.missed} missed.")
+    click.echo("Staff logins (demo only; change them for real use):")
+    for role, (email, password) in result.logins.items():
+        click.echo(f"  {role:12} {email}  password: {password}")
+    click.echo(f"Participant {result.link_code} has an entry open now. Their link:")
+    click.echo(f"  {result.link}")
+
+
+@diary_cli.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice(STAFF_ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user_command(email, role, password_stdin):
+    """Create a staff account."""
+    from .staff import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = create_user(email, password, role, actor="cli", now=now_utc())
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Created {user.role} {user.email}.")
+
+
+@diary_cli.command("enroll")
+@click.option("--code", help="Participant code (default: a new random code).")
+@click.option("--site", required=True)
+@click.option("--timezone", "tz_name", help="IANA time zone (default: DIARY_DEFAULT_TIMEZONE).")
+@click.option("--sequence", help="Sequence (default: next free slot of the randomization list).")
+@click.option("--email", help="Email for reminders.")
+@click.option("--phone", help="Phone for reminders (optional).")
+def enroll_command(code, site, tz_name, sequence, email, phone):
+    """Enrol a participant and print their personal link."""
+    from .enrolment import enroll, participant_link
+    from .study import require_study
+
+    try:
+        participant, token = enroll(
+            require_study(), code=code, site=site,
+            timezone=tz_name or current_app.config["DEFAULT_TIMEZONE"], sequence=sequence,
+            email=email, phone=phone, actor="cli", now=now_utc())
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Enrolled {participant.code} at {participant.site} ({participant.timezone}).")
+    click.echo(f"Personal link (shown once; hand it to the participant): {participant_link(token)}")
+
+
+@diary_cli.command("dose")
+@click.argument("code")
+@click.argument("period", type=int)
+@click.argument("start")
+@click.option("--reason", help="Required when correcting a recorded time.")
+def dose_command(code, period, start, reason):
+    """Record infusion PERIOD's START ('YYYY-MM-DD HH:MM', participant's local time)."""
+    from .dosing import record_dose
+    from .study import require_study
+
+    study = require_study()
+    participant = db.session.scalar(select(Participant).where(
+        Participant.study_id == study.id, Participant.code == code))
+    if participant is None:
+        fail(f"No participant with code {code}.")
+    dose_start = parse_local_time(start, participant.timezone)
+    try:
+        recorded = record_dose(participant, period, dose_start, actor="cli", now=now_utc(), reason=reason)
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Infusion {period} of {code} recorded at {dose_start.isoformat()} "
+               f"({len(recorded.assessments)} assessments scheduled).")
+
+
+@diary_cli.command("scheduler")
+@click.option("--interval", default=60, show_default=True, help="Seconds between dispatch passes.")
+def scheduler_command(interval):
+    """Run the reminder scheduler (its own process; never inside the web server)."""
+    from .reminders.scheduler import run_scheduler
+
+    run_scheduler(current_app._get_current_object(), interval=interval)
+
+
+@diary_cli.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def backup_command(path):
+    """Copy the SQLite database to PATH, consistently, while the app runs."""
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        fail("backup copies the embedded SQLite database; for PostgreSQL use pg_dump.")
+    source_path = engine.url.database
+    target = Path(path)
+    if target.exists():
+        fail(f"{target} already exists; choose a new file name.")
+    started = time.monotonic()
+    with sqlite3.connect(source_path) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)  # SQLite's online backup API: consistent even with writers
+    click.echo(f"Backed up {source_path} to {target} in {time.monotonic() - started:.2f} s.")

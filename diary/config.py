@@ -1,0 +1,40 @@
+"""Configuration defaults.
+
+Layers, later ones winning: these defaults, then ``instance/config.py``, then ``DIARY_*``
+environment variables (``DIARY_DATABASE_URL`` becomes ``DATABASE_URL``), then a test's mapping.
+Nothing here reads the environment at import time.
+"""
+
+# The database. Empty means the embedded SQLite file in the instance folder.
+DATABASE_URL = ""
+
+# Which shipped protocol (file name in diary/protocols without .yaml) a new study uses.
+PROTOCOL = "ketamine-fatigue-crossover"
+STUDY_NAME = "Ketamine and fatigue: a crossover trial"
+
+# Links handed to participants and printed by the CLI are absolute, so they need the address
+# the trial's server is reached at.
+BASE_URL = "http://127.0.0.1:5000"
+
+# Phone numbers shown to participants when an answer calls for help, per site, with a fallback.
+SITE_CONTACTS = {"NIH-CC": "+1 301 555 0100"}
+DEFAULT_SITE_CONTACT = "+1 301 555 0100"
+DEFAULT_TIMEZONE = "America/New_York"
+
+# Participant access: how long a phone stays remembered, and the PIN lockout.
+PARTICIPANT_REMEMBER_DAYS = 30
+PIN_MAX_ATTEMPTS = 5
+PIN_LOCK_MINUTES = 15
+
+# Staff sessions end after this much idle time.
+STAFF_IDLE_MINUTES = 30
+
+# Bodies larger than this are refused with 413 before any view runs.
+MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+
+# CSRF tokens live as long as a tired participant might keep a form open; after that the
+# entry page comes back with the answers filled in (see participant views).
+WTF_CSRF_TIME_LIMIT = 4 * 3600
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"

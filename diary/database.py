@@ -1,0 +1,52 @@
+"""Binding the database: SQLite tuning, migrations, and the study's protocol."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+
+from .extensions import db, migrate
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def init_app(app: Flask) -> None:
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        # Writers wait for each other (busy timeout) instead of failing at once.
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        options.setdefault("connect_args", {}).setdefault("timeout", 30)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            tune_sqlite(db.engine)
+
+
+def tune_sqlite(engine) -> None:
+    """WAL, foreign keys, a busy timeout, and write transactions that lock up front.
+
+    pysqlite starts transactions lazily (a plain BEGIN); two writers that both read first then
+    try to upgrade their locks deadlock, and one fails at once with "database is locked" whatever
+    the timeout. BEGIN IMMEDIATE takes the write lock at the start, so the second writer waits.
+    Read-only work (exports) asks for ``execution_options(diary_readonly=True)`` and gets a
+    deferred BEGIN, so a long export does not hold the write lock.
+    """
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        if connection.get_execution_options().get("diary_readonly"):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,153 @@
+"""The demo study: ten simulated participants with doses placed around today.
+
+Deterministic for a given seed and ``now``: the same answers, the same missed entries. Entries
+whose windows are open right now are left for the person trying the demo.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from .dosing import record_dose
+from .enrolment import enroll, participant_link
+from .entries import field_name, record_submission
+from .errors import Refused
+from .extensions import db
+from .models import Participant, RandomizationSlot, StaffUser
+from .staff import create_user
+from .study import ensure_study, protocol_of
+
+SITE = "NIH-CC"
+TIMEZONE = "America/New_York"
+DEMO_LOGINS = {
+    "coordinator": ("coordinator@demo.diary", "demo-coordinator-pass"),
+    "analyst": ("analyst@demo.diary", "demo-analyst-pass"),
+    "unblinded": ("unblinded@demo.diary", "demo-unblinded-pass"),
+    "admin": ("admin@demo.diary", "demo-admin-pass"),
+}
+# How long ago each participant's infusions started: (infusion 1, infusion 2 or None).
+# Chosen so that different windows are open right now across the ten participants.
+STAGES = [
+    (timedelta(days=31), timedelta(days=17)),                 # finished both periods
+    (timedelta(days=29), timedelta(days=15)),                 # infusion 2, Day 14 open
+    (timedelta(days=21), timedelta(days=6, hours=12)),        # infusion 2, Day 7 open
+    (timedelta(days=17), timedelta(hours=70)),                # infusion 2, Day 3 open
+    (timedelta(days=15), timedelta(hours=22)),                # infusion 2, Day 1 open
+    (timedelta(days=13), None),                               # infusion 1, Day 14 open
+    (timedelta(days=6, hours=12), None),                      # infusion 1, Day 7 open
+    (timedelta(hours=70), None),                              # infusion 1, Day 3 open
+    (timedelta(hours=22), None),                              # infusion 1, Day 1 open
+    (timedelta(hours=3, minutes=50), None),                   # infusion day, 4-hour entry open
+]
+LINK_STAGE = 8  # the participant whose link is printed: Day 1 asks every instrument
+# Mean % change of fatigue by time point under each masked treatment (simulated).
+EFFECT = {"A": {"M40": -8, "M80": -14, "M120": -18, "M230": -22, "D1": -34, "D2": -28,
+                "D3": -24, "D7": -14, "D14": -6},
+          "B": {"M40": -6, "M80": -10, "M120": -12, "M230": -14, "D1": -18, "D2": -16,
+                "D3": -14, "D7": -9, "D14": -4}}
+
+
+@dataclass
+class DemoResult:
+    participants: int = 0
+    submissions: int = 0
+    missed: int = 0
+    logins: dict = field(default_factory=dict)
+    link: str = ""
+    link_code: str = ""
+
+
+def has_participants() -> bool:
+    return bool(db.session.scalar(select(func.count()).select_from(Participant)))
+
+
+def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
+    study, _ = ensure_study()
+    if has_participants():
+        raise Refused("The database already holds participants; the demo needs an empty study.")
+    rng = random.Random(seed)
+    result = DemoResult()
+    for role, (email, password) in DEMO_LOGINS.items():
+        if not db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
+            create_user(email, password, role, actor="demo", now=now)
+        result.logins[role] = (email, password)
+
+    # The trial's allocation: 4 in sequence AB, 6 in BA, in a shuffled randomization list.
+    sequences = ["AB"] * 4 + ["BA"] * 6
+    rng.shuffle(sequences)
+    for position, sequence in enumerate(sequences, start=1):
+        db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position,
+                                         sequence=sequence))
+    db.session.flush()
+
+    protocol = protocol_of(study.current_protocol_version)
+    for index, (first_ago, second_ago) in enumerate(STAGES):
+        enrolled_at = now - first_ago - timedelta(days=3)
+        participant, token = enroll(study, site=SITE, timezone=TIMEZONE, actor="demo",
+                                    now=enrolled_at, code=_demo_code(rng),
+                                    email=f"participant{index + 1:02d}@demo.diary")
+        result.participants += 1
+        if index == LINK_STAGE:
+            result.link, result.link_code = participant_link(token), participant.code
+        for number, ago in ((1, first_ago), (2, second_ago)):
+            if ago is None:
+                continue
+            # Doses on round quarter hours, as a nurse would note them.
+            start = (now - ago).replace(second=0, microsecond=0)
+            start -= timedelta(minutes=start.minute % 15)
+            record_dose(participant, number, start, actor="demo", now=start + timedelta(minutes=5))
+        baseline = rng.uniform(55, 80)
+        for period in participant.periods:
+            if period.dose_start is None:
+                continue
+            period_baseline = baseline - (5 if period.number == 2 else 0)  # some carry-over
+            for assessment in period.assessments:
+                _simulate(assessment, period, period_baseline, protocol, rng, now, result)
+    db.session.flush()
+    return result
+
+
+def _demo_code(rng: random.Random) -> str:
+    alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+    return "P-" + "".join(rng.choice(alphabet) for _ in range(6))
+
+
+def _simulate(assessment, period, baseline, protocol, rng, now, result) -> None:
+    """Answer an assessment whose window has fully passed, or leave it missed."""
+    if assessment.late_close > now:
+        return  # open now or still to come: left for the person trying the demo
+    if rng.random() < 0.07:
+        result.missed += 1
+        return
+    span = (assessment.window_close - assessment.window_open).total_seconds()
+    at = assessment.target + timedelta(seconds=rng.uniform(-0.1, 0.25) * span)
+    at = min(max(at, assessment.window_open + timedelta(minutes=1)),
+             assessment.window_close - timedelta(minutes=1))
+    timepoint = protocol.timepoint(assessment.timepoint)
+    effect = 0 if timepoint.code == "BL" else EFFECT[period.treatment].get(timepoint.code, 0)
+    vas = round(min(100, max(0, baseline * (1 + effect / 100) + rng.gauss(0, 5))))
+    form = {}
+    for instrument in protocol.instruments_for(timepoint):
+        for item in instrument.items:
+            name = field_name(instrument, item)
+            if item.type == "vas":
+                form[name], form[f"{name}.touched"] = str(vas), "1"
+            elif item.type == "nrs":
+                form[name] = str(rng.randint(3, 7))
+            elif item.type == "single_choice":
+                form[name] = rng.choice(item.choices).code
+            elif item.type == "severity_checklist":
+                for term in item.terms:
+                    severity = "none"
+                    if term.code == "headache" and rng.random() < 0.12:
+                        severity = "mild"
+                    elif term.code == "dizziness" and rng.random() < 0.10:
+                        severity = "mild"
+                    form[field_name(instrument, item, term.code)] = severity
+    participant = period.participant
+    record_submission(assessment, form, now=at, actor=f"participant:{participant.code}",
+                      device_time=at.isoformat())
+    result.submissions += 1

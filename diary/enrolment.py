@@ -1,0 +1,134 @@
+"""Enrolment: participant codes, sequences from the randomization list, personal links."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import audit
+from .errors import Refused
+from .extensions import db
+from .models import Assessment, Participant, Period, RandomizationSlot, Study
+from .study import protocol_of
+
+# No 0/O or 1/I/L: codes get read out over the phone.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def generate_participant_code() -> str:
+    """A random pseudonymous code, never derived from who the person is."""
+    return "P-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+
+
+def hash_token(token: str) -> str:
+    # The token carries 256 random bits, so a fast hash is enough; only the hash is stored.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def participant_link(token: str) -> str:
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/p/{token}"
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Refused(f"'{name}' is not a time zone name such as Europe/Paris or America/New_York")
+    return name
+
+
+def next_sequence(study: Study, site: str) -> RandomizationSlot:
+    slot = db.session.scalars(
+        select(RandomizationSlot)
+        .where(RandomizationSlot.study_id == study.id, RandomizationSlot.site == site,
+               RandomizationSlot.participant_id.is_(None))
+        .order_by(RandomizationSlot.position).limit(1)).first()
+    if slot is None:
+        raise Refused(f"The randomization list has no free slot left for site {site}. "
+                      "Ask the unblinded team member to upload more.")
+    return slot
+
+
+def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
+           code: str | None = None, sequence: str | None = None, email: str | None = None,
+           phone: str | None = None) -> tuple[Participant, str]:
+    """Enrol a participant and issue their personal link. Returns the participant and the token.
+
+    The sequence is given (by the unblinded role or a script) or taken from the next free slot of
+    the site's randomization list. Periods are created now; their schedules when dosed.
+    """
+    protocol = protocol_of(study.current_protocol_version)
+    site = site.strip()
+    if not site:
+        raise Refused("A site is required.")
+    check_timezone(timezone)
+    slot = None
+    if sequence is None:
+        slot = next_sequence(study, site)
+        sequence = slot.sequence
+    if sequence not in protocol.sequences:
+        raise Refused(f"Unknown sequence '{sequence}'; the protocol has {', '.join(protocol.sequences)}.")
+    code = (code or generate_participant_code()).strip()
+    taken = db.session.scalar(select(Participant.id).where(
+        Participant.study_id == study.id, Participant.code == code))
+    if taken:
+        raise Refused(f"Participant code {code} is already used in this study.", status=409)
+    token = secrets.token_urlsafe(32)
+    participant = Participant(
+        study=study, code=code, site=site, timezone=timezone, sequence=sequence, status="active",
+        email=email or None, phone=phone or None, enrolled_at=now,
+        link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)
+    db.session.add(participant)
+    for number, treatment in enumerate(protocol.sequences[sequence], start=1):
+        db.session.add(Period(participant=participant, number=number, treatment=treatment))
+    db.session.flush()
+    if slot is not None:
+        slot.participant_id = participant.id
+    audit.record(actor=actor, action="enroll", entity="participant", entity_id=participant.id,
+                 participant_id=participant.id, now=now,
+                 new=f"code={code} site={site} timezone={timezone}")
+    return participant, token
+
+
+def reissue_link(participant: Participant, *, actor: str, now: datetime) -> str:
+    """A new link; the old one stops working at once."""
+    token = secrets.token_urlsafe(32)
+    participant.link_token_hash = hash_token(token)
+    participant.link_issued_at = now
+    participant.link_revoked_at = None
+    audit.record(actor=actor, action="reissue_link", entity="participant",
+                 entity_id=participant.id, participant_id=participant.id, now=now)
+    return token
+
+
+def revoke_link(participant: Participant, *, actor: str, now: datetime) -> None:
+    participant.link_revoked_at = now
+    audit.record(actor=actor, action="revoke_link", entity="participant",
+                 entity_id=participant.id, participant_id=participant.id, now=now)
+
+
+def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str) -> int:
+    """Withdraw: remaining assessments become not_applicable; nothing is deleted.
+
+    Returns how many assessments were marked not applicable.
+    """
+    if not reason or not reason.strip():
+        raise Refused("A reason is required to withdraw a participant.")
+    if participant.status == "withdrawn":
+        raise Refused("This participant is already withdrawn.", status=409)
+    participant.status = "withdrawn"
+    participant.withdrawn_at = now
+    remaining = db.session.scalars(
+        select(Assessment).join(Period)
+        .where(Period.participant_id == participant.id, Assessment.late_close > now)
+        .where(~Assessment.submission.has())).all()
+    for assessment in remaining:
+        assessment.not_applicable = True
+    audit.record(actor=actor, action="withdraw", entity="participant", entity_id=participant.id,
+                 participant_id=participant.id, field="status", old="active", new="withdrawn",
+                 reason=reason.strip(), now=now)
+    return len(remaining)

@@ -1,0 +1,199 @@
+"""Entries: validating answers against the protocol and storing a submission exactly once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import audit
+from .errors import Refused
+from .extensions import db
+from .models import Assessment, ItemValue, SideEffectReport, Submission
+from .protocol.model import SEVERITY_LEVELS, Instrument, Item, Protocol
+from .protocol.schedule import accepting_entries
+from .study import protocol_of
+
+PROXY_SOURCES = ("phone_interview", "paper", "clinic_visit")
+
+
+@dataclass
+class Answers:
+    """Validated answers: (instrument, item) -> value text, plus per-field problems."""
+
+    values: dict[tuple[str, str], str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)
+
+
+class InvalidAnswers(Refused):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("Some answers need another look.", status=422)
+        self.errors = errors
+
+
+def field_name(instrument: Instrument, item: Item, term: str | None = None) -> str:
+    """The form field for an item (and a checklist term): stable, readable, used by the pages."""
+    return f"{instrument.id}.{item.id}" + (f".{term}" if term else "")
+
+
+def validate_answers(protocol: Protocol, timepoint_code: str, form) -> Answers:
+    """Check a submitted form against the time point's instruments.
+
+    ``form`` is any mapping of field name to text (``request.form`` or a dict). Unknown fields
+    are ignored; every known field is checked for presence, type and range.
+    """
+    answers = Answers()
+    timepoint = protocol.timepoint(timepoint_code)
+    for instrument in protocol.instruments_for(timepoint):
+        for item in instrument.items:
+            _validate_item(instrument, item, form, answers)
+    return answers
+
+
+def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -> None:
+    name = field_name(instrument, item)
+    if item.type == "severity_checklist":
+        for term in item.terms:
+            term_name = field_name(instrument, item, term.code)
+            raw = (form.get(term_name) or "").strip()
+            if raw == "":
+                if item.required:
+                    answers.errors[term_name] = f"Please choose none, mild, moderate or severe for {term.label.lower()}."
+                continue
+            if raw not in SEVERITY_LEVELS:
+                answers.errors[term_name] = f"'{raw}' is not one of none, mild, moderate, severe."
+                continue
+            answers.values[(instrument.id, f"{item.id}.{term.code}")] = raw
+            if raw in item.alert_values:
+                answers.alerts.append(f"{term.label}: {raw}")
+        return
+    raw = form.get(name)
+    raw = "" if raw is None else str(raw)
+    if item.type == "vas" and form.get(f"{name}.touched") not in ("1", "true", "yes"):
+        # An untouched slider is "not answered", never a silent midpoint.
+        raw = ""
+    text = raw.strip()
+    if text == "":
+        if item.required:
+            answers.errors[name] = ("Please move the slider to answer." if item.type == "vas"
+                                    else "Please answer this question.")
+        return
+    if item.type in ("vas", "nrs"):
+        low, high = item.range
+        if not text.lstrip("-").isdigit():
+            answers.errors[name] = f"Please give a whole number from {low} to {high}."
+            return
+        number = int(text)
+        if not low <= number <= high:
+            answers.errors[name] = f"Please give a whole number from {low} to {high}."
+            return
+        text = str(number)
+    elif item.type == "single_choice":
+        if text not in {choice.code for choice in item.choices}:
+            answers.errors[name] = "Please pick one of the choices."
+            return
+    elif item.type == "free_text":
+        if len(raw) > item.max_length:
+            answers.errors[name] = (f"Please keep this to {item.max_length} characters "
+                                    f"(you wrote {len(raw)}).")
+            return
+        text = raw.strip()
+    answers.values[(instrument.id, item.id)] = text
+    if text in item.alert_values:
+        answers.alerts.append(f"{item.text} {text}")
+
+
+def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
+                      source: str = "participant", idempotency_key: str | None = None,
+                      device_time: str | None = None, entered_by_id: int | None = None,
+                      reason: str | None = None) -> tuple[Submission, bool]:
+    """Store a submission for ``assessment`` once. Returns (submission, created).
+
+    A retried request with the same idempotency key returns the stored submission and stores
+    nothing. Participants are held to the window (rule 2); staff entering a missed assessment on
+    the participant's behalf need a source and a reason. Nothing is stored unless all is valid.
+    """
+    if idempotency_key:
+        earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
+        if earlier is not None:
+            if earlier.assessment_id != assessment.id:
+                raise Refused("This form was already used for another entry.", status=409)
+            return earlier, False
+    if assessment.submission is not None:
+        raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
+    if assessment.not_applicable:
+        raise Refused("This entry is no longer needed.", status=409)
+    if source == "participant":
+        if now < assessment.window_open:
+            raise Refused("This entry is not open yet. Please come back when it opens.", status=409)
+        if not accepting_entries(window_open=assessment.window_open,
+                                 late_close=assessment.late_close, now=now):
+            raise Refused("Sorry, the time for this entry has passed, so it cannot be saved. "
+                          "That is all right: just do the next one when it opens.", status=409)
+    else:
+        if source not in PROXY_SOURCES:
+            raise Refused(f"Unknown source '{source}'.")
+        if not (reason and reason.strip()):
+            raise Refused("Entering data on a participant's behalf needs a reason.")
+        if now < assessment.window_open:
+            raise Refused("This assessment's window has not opened yet.", status=409)
+
+    protocol = protocol_of(assessment.protocol_version)
+    answers = validate_answers(protocol, assessment.timepoint, form)
+    if answers.errors:
+        raise InvalidAnswers(answers.errors)
+
+    period = assessment.period
+    submission = Submission(
+        assessment=assessment, submitted_at=now, device_time=(device_time or None) and device_time[:64],
+        source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
+        idempotency_key=idempotency_key or None, alert=bool(answers.alerts))
+    db.session.add(submission)
+    for (instrument_id, item_id), value in answers.values.items():
+        db.session.add(ItemValue(submission=submission, instrument=instrument_id, item=item_id, value=value))
+    _side_effect_reports(protocol, assessment, submission, answers, now)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Another request stored this assessment first (a double tap that raced us).
+        db.session.rollback()
+        if idempotency_key:
+            earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
+            if earlier is not None:
+                return earlier, False
+        if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
+            raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
+        raise
+    audit.record(actor=actor, action="submit" if source == "participant" else "proxy_entry",
+                 entity="submission", entity_id=submission.id, participant_id=period.participant_id,
+                 field=f"period {period.number} {assessment.timepoint}", now=now,
+                 new=_summary(answers.values), reason=submission.reason)
+    return submission, True
+
+
+def _side_effect_reports(protocol, assessment, submission, answers, now) -> None:
+    timepoint = protocol.timepoint(assessment.timepoint)
+    for instrument in protocol.instruments_for(timepoint):
+        for item in instrument.items:
+            if item.type == "severity_checklist":
+                for term in item.terms:
+                    severity = answers.values.get((instrument.id, f"{item.id}.{term.code}"))
+                    if severity and severity != "none":
+                        db.session.add(SideEffectReport(
+                            period=assessment.period, submission=submission,
+                            timepoint=assessment.timepoint, term=term.code, severity=severity,
+                            solicited=True, reported_at=now, alert=severity in item.alert_values))
+            elif item.unsolicited_report:
+                verbatim = answers.values.get((instrument.id, item.id))
+                if verbatim:
+                    db.session.add(SideEffectReport(
+                        period=assessment.period, submission=submission,
+                        timepoint=assessment.timepoint, term="other", severity=None,
+                        solicited=False, verbatim=verbatim, reported_at=now,
+                        alert=verbatim in item.alert_values))
+
+
+def _summary(values: dict[tuple[str, str], str]) -> str:
+    return "; ".join(f"{instrument}.{item}={value}" for (instrument, item), value in values.items())

@@ -1,0 +1,301 @@
+"""The trial's data, as typed SQLAlchemy 2 models.
+
+Every time is a timezone-aware UTC ``datetime`` in Python (see ``UTCDateTime``). Nothing is
+hard-deleted: ``forbid_deletes`` refuses any ORM delete, and changes leave audit events.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import (
+    Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC, hands back aware UTC datetimes, and refuses naive ones.
+
+    SQLite has no time zone type, so there the value is stored as naive UTC; PostgreSQL keeps a
+    ``timestamptz``. Refusing naive datetimes catches the classic bug of a local time slipping in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; diary stores only timezone-aware UTC times")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+PARTICIPANT_STATUSES = ("active", "withdrawn")
+SUBMISSION_SOURCES = ("participant", "phone_interview", "paper", "clinic_visit")
+STAFF_ROLES = ("admin", "coordinator", "analyst", "unblinded")
+SEVERITIES = ("none", "mild", "moderate", "severe")
+
+
+class Study(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # Set once, by the unblinded role; never cleared (unblinding is irreversible).
+    unblinded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    unblinded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+
+    protocol_versions: Mapped[list[ProtocolVersion]] = relationship(
+        back_populates="study", order_by="ProtocolVersion.id")
+
+    @property
+    def current_protocol_version(self) -> ProtocolVersion:
+        return self.protocol_versions[-1]
+
+
+class ProtocolVersion(db.Model):
+    """The exact protocol text a study was run under; assessments point at the one they used."""
+
+    __table_args__ = (UniqueConstraint("study_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    protocol_id: Mapped[str] = mapped_column(String(80))
+    version: Mapped[str] = mapped_column(String(40))
+    source_text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    study: Mapped[Study] = relationship(back_populates="protocol_versions")
+
+
+class Participant(db.Model):
+    __table_args__ = (
+        UniqueConstraint("study_id", "code"),
+        CheckConstraint("status IN ('active', 'withdrawn')", name="status"),
+        CheckConstraint("sequence IS NULL OR length(sequence) > 0", name="sequence"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    # Pseudonymous and random: never derived from a name or a hospital number.
+    code: Mapped[str] = mapped_column(String(40))
+    site: Mapped[str] = mapped_column(String(80))
+    timezone: Mapped[str] = mapped_column(String(64))
+    # Sequence of masked treatment codes, e.g. "AB". Only the unblinded role sees it.
+    sequence: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    withdrawn_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    # Contact for reminders. Direct identifiers: never exported unless an identified export.
+    email: Mapped[Optional[str]] = mapped_column(String(254))
+    phone: Mapped[Optional[str]] = mapped_column(String(40))
+
+    # Personal link: only a hash of the token is kept, so a database leak does not open diaries.
+    link_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    link_issued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    link_revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    pin_hash: Mapped[Optional[str]] = mapped_column(String(200))
+    # Bumped whenever the PIN is set or reset, so remembered phones must log in again.
+    pin_generation: Mapped[int] = mapped_column(Integer, default=0)
+    pin_failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    study: Mapped[Study] = relationship()
+    periods: Mapped[list[Period]] = relationship(
+        back_populates="participant", order_by="Period.number")
+
+
+class Period(db.Model):
+    """One dosing period; its dose start (the infusion start) anchors its schedule."""
+
+    __table_args__ = (
+        UniqueConstraint("participant_id", "number"),
+        CheckConstraint("number >= 1", name="number_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    treatment: Mapped[str] = mapped_column(String(8))  # masked code: A or B
+    dose_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    dose_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    participant: Mapped[Participant] = relationship(back_populates="periods")
+    assessments: Mapped[list[Assessment]] = relationship(
+        back_populates="period", order_by="Assessment.target")
+
+
+class Assessment(db.Model):
+    """One time point of one period: its window in UTC and at most one submission.
+
+    The state is not stored: it follows from ``now`` and the submission (``schedule.state_of``).
+    """
+
+    __table_args__ = (
+        UniqueConstraint("period_id", "timepoint"),
+        CheckConstraint("window_open < window_close", name="window_order"),
+        CheckConstraint("late_close >= window_close", name="late_after_close"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("period.id"))
+    protocol_version_id: Mapped[int] = mapped_column(ForeignKey("protocol_version.id"))
+    timepoint: Mapped[str] = mapped_column(String(16))
+    target: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_open: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    window_close: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # End of the grace the protocol allows; entries between close and this are completed_late.
+    late_close: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_applicable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    period: Mapped[Period] = relationship(back_populates="assessments")
+    protocol_version: Mapped[ProtocolVersion] = relationship()
+    submission: Mapped[Optional[Submission]] = relationship(back_populates="assessment")
+
+
+class Submission(db.Model):
+    """What was entered for an assessment. The database allows one per assessment."""
+
+    __table_args__ = (
+        CheckConstraint(
+            "source IN ('participant', 'phone_interview', 'paper', 'clinic_visit')", name="source"),
+        CheckConstraint("source = 'participant' OR reason IS NOT NULL", name="reason_for_proxy"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"), unique=True)
+    # The server's receipt time is the record's time; the phone's clock is kept beside it.
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    device_time: Mapped[Optional[str]] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20), default="participant")
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    entered_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    # An answer the protocol marks as alerting (a severe side effect, say) was given.
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    assessment: Mapped[Assessment] = relationship(back_populates="submission")
+    values: Mapped[list[ItemValue]] = relationship(
+        back_populates="submission", order_by="ItemValue.id")
+
+
+class ItemValue(db.Model):
+    """One answered item of a submission. Corrections change it and leave an audit event."""
+
+    __table_args__ = (UniqueConstraint("submission_id", "instrument", "item"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"))
+    instrument: Mapped[str] = mapped_column(String(64))
+    item: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+
+    submission: Mapped[Submission] = relationship(back_populates="values")
+
+
+class SideEffectReport(db.Model):
+    """A solicited checklist row (term and severity) or an unsolicited free-text report."""
+
+    __table_args__ = (
+        CheckConstraint("severity IS NULL OR severity IN ('mild', 'moderate', 'severe')",
+                        name="severity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("period.id"), index=True)
+    submission_id: Mapped[Optional[int]] = mapped_column(ForeignKey("submission.id"))
+    timepoint: Mapped[Optional[str]] = mapped_column(String(16))
+    term: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[Optional[str]] = mapped_column(String(16))
+    solicited: Mapped[bool] = mapped_column(Boolean)
+    verbatim: Mapped[Optional[str]] = mapped_column(Text)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Raised for a severe report or an answer the protocol marks as alerting.
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    acknowledged_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    acknowledgement_note: Mapped[Optional[str]] = mapped_column(Text)
+
+    period: Mapped[Period] = relationship()
+    submission: Mapped[Optional[Submission]] = relationship()
+
+
+class RandomizationSlot(db.Model):
+    """One row of the randomization list: the next free slot per site gives the sequence."""
+
+    __tablename__ = "randomization_slot"
+    __table_args__ = (UniqueConstraint("study_id", "site", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    site: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[str] = mapped_column(String(16))
+    participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"), unique=True)
+
+
+class StaffUser(db.Model):
+    __tablename__ = "staff_user"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'coordinator', 'analyst', 'unblinded')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # Bumped at logout so that a copied session cookie stops working.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(db.Model):
+    """Who, when, what, old value, new value, why. Append-only: see ``forbid_audit_changes``."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[Optional[int]] = mapped_column(Integer)
+    participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"), index=True)
+    field: Mapped[Optional[str]] = mapped_column(String(128))
+    old_value: Mapped[Optional[str]] = mapped_column(Text)
+    new_value: Mapped[Optional[str]] = mapped_column(Text)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class HardDeleteRefused(Exception):
+    pass
+
+
+@event.listens_for(Session, "before_flush")
+def forbid_deletes(session, flush_context, instances):
+    """Rule 3: nothing is hard-deleted. Withdrawal and revocation are states, not deletes."""
+    if session.deleted:
+        names = sorted({type(obj).__name__ for obj in session.deleted})
+        raise HardDeleteRefused(f"diary never deletes records ({', '.join(names)})")
+    for obj in session.dirty:
+        if isinstance(obj, AuditEvent) and session.is_modified(obj):
+            raise HardDeleteRefused("audit events are append-only")

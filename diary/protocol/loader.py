@@ -1,0 +1,315 @@
+"""Load a protocol from YAML and validate it.
+
+Every problem is reported at once, each naming the file, the path inside it and what is wrong,
+so a study team can fix a protocol in one round instead of one error at a time.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from .model import (
+    ITEM_TYPES, SETTINGS, Choice, Instrument, Item, Offset, Protocol, ReminderRules, TimePoint,
+    Window,
+)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "protocols"
+
+
+class ProtocolError(ValueError):
+    """A protocol file that cannot be used. ``problems`` lists (path, message) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+def shipped_protocol_path(name: str) -> Path:
+    return SHIPPED / f"{name}.yaml"
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ProtocolError(str(path), [("(file)", f"cannot be read: {error.strerror}")])
+    return parse_protocol(text, source=str(path))
+
+
+def protocol_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_protocol(text: str, source: str = "<protocol>") -> Protocol:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ProtocolError(source, [(where, f"is not valid YAML: {getattr(error, 'problem', error)}")])
+    problems: list[tuple[str, str]] = []
+    protocol = _Builder(problems).protocol(data)
+    if problems:
+        raise ProtocolError(source, problems)
+    return Protocol(**{**protocol.__dict__, "source_text": text})
+
+
+class _Builder:
+    """Turns parsed YAML into a ``Protocol``, collecting problems instead of stopping at one."""
+
+    def __init__(self, problems):
+        self.problems = problems
+
+    def fail(self, path, message):
+        self.problems.append((path, message))
+
+    def require(self, mapping, key, path, kind=str):
+        if not isinstance(mapping, dict) or key not in mapping:
+            self.fail(f"{path}.{key}" if path else key, "is required")
+            return None
+        value = mapping[key]
+        if kind is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+            self.fail(f"{path}.{key}" if path else key, f"must be {_kind_name(kind)}")
+            return None
+        return value
+
+    def offset(self, value, path):
+        try:
+            return Offset.parse(value)
+        except ValueError as error:
+            self.fail(path, str(error))
+            return None
+
+    def protocol(self, data) -> Protocol:
+        if not isinstance(data, dict):
+            self.fail("(top)", "must be a mapping with id, version, periods, timepoints, ...")
+            data = {}
+        protocol_id = self.require(data, "id", "") or "?"
+        version = data.get("version")
+        if version is None or isinstance(version, (dict, list)):
+            self.fail("version", "is required (a number or text such as 1.0)")
+        title = data.get("title", protocol_id)
+        periods = self.require(data, "periods", "", int) or 0
+        if periods < 1:
+            self.fail("periods", "must be at least 1")
+        treatments = self.treatments(data.get("treatments"))
+        sequences = self.sequences(data.get("sequences"), treatments, periods)
+        min_days = data.get("min_days_between_doses", 0)
+        if not isinstance(min_days, int) or isinstance(min_days, bool) or min_days < 0:
+            self.fail("min_days_between_doses", "must be a whole number of days, 0 or more")
+            min_days = 0
+        instruments = self.instruments(data.get("instruments"))
+        timepoints = self.timepoints(data.get("timepoints"), instruments, periods, min_days)
+        reminders = self.reminders(data.get("reminders", {}))
+        return Protocol(
+            id=str(protocol_id), version=str(version), title=str(title), periods=periods,
+            treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
+            timepoints=tuple(timepoints), instruments=instruments, reminders=reminders)
+
+    def treatments(self, data) -> dict[str, str]:
+        if not isinstance(data, dict) or not data:
+            self.fail("treatments", "must map each masked code (A, B, ...) to its sealed name")
+            return {}
+        result = {}
+        for code, value in data.items():
+            path = f"treatments.{code}"
+            name = value.get("sealed_name") if isinstance(value, dict) else None
+            if not isinstance(name, str) or not name:
+                self.fail(path, "needs a sealed_name (shown only after unblinding)")
+            result[str(code)] = name or ""
+        return result
+
+    def sequences(self, data, treatments, periods) -> dict[str, tuple[str, ...]]:
+        if not isinstance(data, dict) or not data:
+            self.fail("sequences", "must map each sequence name to its treatments in order")
+            return {}
+        result = {}
+        for name, order in data.items():
+            path = f"sequences.{name}"
+            if not isinstance(order, list):
+                self.fail(path, "must be a list of treatment codes")
+                continue
+            if len(order) != periods:
+                self.fail(path, f"has {len(order)} treatments but the protocol has {periods} periods")
+            for index, code in enumerate(order):
+                if str(code) not in treatments:
+                    self.fail(f"{path}[{index}]", f"unknown treatment '{code}'")
+            result[str(name)] = tuple(str(code) for code in order)
+        return result
+
+    def instruments(self, data) -> dict[str, Instrument]:
+        if not isinstance(data, dict) or not data:
+            self.fail("instruments", "must define at least one instrument")
+            return {}
+        result = {}
+        for name, spec in data.items():
+            path = f"instruments.{name}"
+            if not isinstance(spec, dict):
+                self.fail(path, "must be a mapping with title and items")
+                continue
+            items = []
+            seen = set()
+            raw_items = spec.get("items")
+            if not isinstance(raw_items, list) or not raw_items:
+                self.fail(f"{path}.items", "must list at least one item")
+                raw_items = []
+            for index, raw in enumerate(raw_items):
+                item = self.item(raw, f"{path}.items[{index}]")
+                if item is None:
+                    continue
+                if item.id in seen:
+                    self.fail(f"{path}.items[{index}].id", f"duplicate item id '{item.id}'")
+                seen.add(item.id)
+                items.append(item)
+            result[str(name)] = Instrument(
+                id=str(name), title=str(spec.get("title", name)), items=tuple(items),
+                side_effects=any(item.type == "severity_checklist" for item in items))
+        return result
+
+    def item(self, raw, path) -> Item | None:
+        if not isinstance(raw, dict):
+            self.fail(path, "must be a mapping with id, type and text")
+            return None
+        item_id = self.require(raw, "id", path)
+        item_type = self.require(raw, "type", path)
+        if item_type is not None and item_type not in ITEM_TYPES:
+            self.fail(f"{path}.type", f"unknown item type '{item_type}' (use one of {', '.join(ITEM_TYPES)})")
+            return None
+        if item_id is None or item_type is None:
+            return None
+        choices = self.choices(raw.get("choices"), f"{path}.choices") if item_type == "single_choice" else ()
+        terms = self.choices(raw.get("terms"), f"{path}.terms") if item_type == "severity_checklist" else ()
+        max_length = raw.get("max_length", 0)
+        if item_type == "free_text" and (not isinstance(max_length, int) or max_length < 1):
+            self.fail(f"{path}.max_length", "free text needs a max_length of at least 1")
+        if item_type in ("vas", "nrs"):
+            for key in ("min_label", "max_label"):
+                if not raw.get(key):
+                    self.fail(f"{path}.{key}", f"a {item_type} item needs its end anchors")
+        alert_values = raw.get("alert_values", [])
+        if not isinstance(alert_values, list):
+            self.fail(f"{path}.alert_values", "must be a list of answers")
+            alert_values = []
+        return Item(
+            id=str(item_id), type=item_type, text=str(raw.get("text", "")),
+            required=bool(raw.get("required", True)), min_label=str(raw.get("min_label", "")),
+            max_label=str(raw.get("max_label", "")), choices=choices, terms=terms,
+            max_length=max_length if isinstance(max_length, int) else 0,
+            alert_values=tuple(str(value) for value in alert_values),
+            unsolicited_report=bool(raw.get("unsolicited_report", False)))
+
+    def choices(self, raw, path) -> tuple[Choice, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.fail(path, "must list at least one {code, label}")
+            return ()
+        result, seen = [], set()
+        for index, entry in enumerate(raw):
+            if not isinstance(entry, dict) or "code" not in entry or "label" not in entry:
+                self.fail(f"{path}[{index}]", "needs a code and a label")
+                continue
+            if entry["code"] in seen:
+                self.fail(f"{path}[{index}].code", f"duplicate code '{entry['code']}'")
+            seen.add(entry["code"])
+            result.append(Choice(str(entry["code"]), str(entry["label"])))
+        return tuple(result)
+
+    def timepoints(self, data, instruments, periods, min_days) -> list[TimePoint]:
+        if not isinstance(data, list) or not data:
+            self.fail("timepoints", "must list at least one time point")
+            return []
+        result, seen = [], set()
+        for index, raw in enumerate(data):
+            path = f"timepoints[{index}]"
+            if not isinstance(raw, dict):
+                self.fail(path, "must be a mapping")
+                continue
+            code = self.require(raw, "code", path)
+            if code is not None:
+                path = f"timepoints[{index}] ({code})"
+                if code in seen:
+                    self.fail(f"{path}.code", f"duplicate time point code '{code}'")
+                seen.add(code)
+            target = self.offset(raw.get("target"), f"{path}.target")
+            window = raw.get("window")
+            if not isinstance(window, dict):
+                self.fail(f"{path}.window", "is required, with open and close offsets")
+                continue
+            window_open = self.offset(window.get("open"), f"{path}.window.open")
+            close_raw = window.get("close")
+            fallback = None
+            if close_raw == "next_dose":
+                window_close = None
+                fallback = self.offset(window.get("fallback_close"), f"{path}.window.fallback_close")
+            else:
+                window_close = self.offset(close_raw, f"{path}.window.close")
+            setting = raw.get("setting", "home")
+            if setting not in SETTINGS:
+                self.fail(f"{path}.setting", f"must be one of {', '.join(SETTINGS)}")
+            names = raw.get("instruments")
+            if not isinstance(names, list) or not names:
+                self.fail(f"{path}.instruments", "must list at least one instrument")
+                names = []
+            for name in names:
+                if name not in instruments:
+                    self.fail(f"{path}.instruments", f"unknown instrument '{name}'")
+            grace = self.offset(raw.get("late_grace", 0), f"{path}.late_grace")
+            if None in (code, target, window_open, grace) or (window_close is None and fallback is None):
+                continue
+            close = window_close or fallback
+            if close.nominal <= window_open.nominal:
+                self.fail(f"{path}.window", f"closes ({close}) before it opens ({window_open})")
+            elif not (window_open.nominal <= target.nominal <= close.nominal):
+                self.fail(f"{path}.target", f"{target} lies outside its window {window_open} to {close}")
+            if grace.nominal < timedelta(0):
+                self.fail(f"{path}.late_grace", "cannot be negative")
+            # A window that runs past the earliest next dose would mix two periods' data.
+            if window_close is not None and periods > 1 and min_days and \
+                    window_close.nominal + grace.nominal > timedelta(days=min_days):
+                self.fail(f"{path}.window.close",
+                          f"{window_close} (plus grace {grace}) overlaps the next dose, which may "
+                          f"come {min_days} days after this one; close it earlier or use next_dose")
+            result.append(TimePoint(
+                code=str(code), label=str(raw.get("label", code)), target=target,
+                window=Window(open=window_open, close=window_close, fallback_close=fallback),
+                setting=setting, instruments=tuple(str(name) for name in names),
+                optional=bool(raw.get("optional", False)), late_grace=grace))
+        targets = [tp.target.nominal for tp in result]
+        if targets != sorted(targets):
+            self.fail("timepoints", "must be listed in order of their target time")
+        return result
+
+    def reminders(self, data) -> ReminderRules:
+        if not isinstance(data, dict):
+            self.fail("reminders", "must be a mapping")
+            return ReminderRules()
+        before = data.get("closing_soon_before", "2h")
+        closing = None if before in (None, False) else self.offset(before, "reminders.closing_soon_before")
+        settings = data.get("settings", ["home", "clinic_or_home"])
+        if not isinstance(settings, list) or any(s not in SETTINGS for s in settings):
+            self.fail("reminders.settings", f"must list settings from {', '.join(SETTINGS)}")
+            settings = []
+        quiet = data.get("quiet_hours", {"start": "22:00", "end": "07:00"})
+        start, end = "22:00", "07:00"
+        if quiet:
+            start, end = str(quiet.get("start", "")), str(quiet.get("end", ""))
+            for key, value in (("start", start), ("end", end)):
+                if not _is_clock(value):
+                    self.fail(f"reminders.quiet_hours.{key}", f"'{value}' is not a time like 22:00")
+        return ReminderRules(on_open=bool(data.get("on_open", True)), closing_soon_before=closing,
+                             settings=tuple(settings), quiet_start=start, quiet_end=end)
+
+
+def _is_clock(value: str) -> bool:
+    parts = value.split(":")
+    return (len(parts) == 2 and all(p.isdigit() for p in parts)
+            and 0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
+
+
+def _kind_name(kind) -> str:
+    return {str: "text", int: "a whole number", list: "a list", dict: "a mapping"}.get(kind, str(kind))

@@ -1,0 +1,140 @@
+"""The protocol as plain, frozen data. ``loader`` builds it from YAML and validates it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+ITEM_TYPES = ("vas", "nrs", "single_choice", "severity_checklist", "free_text")
+SETTINGS = ("clinic", "home", "clinic_or_home")
+SEVERITY_LEVELS = ("none", "mild", "moderate", "severe")
+
+_OFFSET = re.compile(r"^([+-]?)(\d+)\s*(m|min|h|d)$")
+
+
+@dataclass(frozen=True)
+class Offset:
+    """A time offset from the dose start.
+
+    Minutes and hours are elapsed time. Days are calendar days on the participant's local clock,
+    so "Day 7" stays at the dose's clock time across a daylight-saving change.
+    """
+
+    amount: int
+    unit: str  # "m", "h" or "d"
+
+    @classmethod
+    def parse(cls, text) -> "Offset":
+        if isinstance(text, int) and text == 0:
+            return cls(0, "m")
+        match = _OFFSET.match(str(text).strip())
+        if not match:
+            raise ValueError(f"'{text}' is not an offset like -60m, 24h or 7d")
+        sign, number, unit = match.groups()
+        amount = -int(number) if sign == "-" else int(number)
+        return cls(amount, "m" if unit == "min" else unit)
+
+    @property
+    def nominal(self) -> timedelta:
+        """The offset as elapsed time, ignoring daylight saving (for ordering and checks)."""
+        return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[
+            self.unit] * self.amount
+
+    @property
+    def nominal_minutes(self) -> int:
+        return int(self.nominal.total_seconds() // 60)
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    type: str
+    text: str
+    required: bool = True
+    min_label: str = ""
+    max_label: str = ""
+    choices: tuple[Choice, ...] = ()
+    terms: tuple[Choice, ...] = ()  # severity checklist: the solicited side effects
+    max_length: int = 0  # free text
+    # Answers that put the site's contact on screen and alert the coordinators.
+    alert_values: tuple[str, ...] = ()
+    # A free-text item whose answer is an unsolicited side-effect report.
+    unsolicited_report: bool = False
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return {"vas": (0, 100), "nrs": (0, 10)}.get(self.type, (0, 0))
+
+
+@dataclass(frozen=True)
+class Instrument:
+    id: str
+    title: str
+    items: tuple[Item, ...]
+    # The side-effect checklist is exported as reports, not as responses.
+    side_effects: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    open: Offset
+    close: Offset | None  # None: closes at the next dose (or ``fallback_close``)
+    fallback_close: Offset | None = None
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    code: str
+    label: str
+    target: Offset
+    window: Window
+    setting: str
+    instruments: tuple[str, ...]
+    optional: bool = False
+    late_grace: Offset = Offset(0, "m")
+
+    @property
+    def at_home(self) -> bool:
+        return self.setting in ("home", "clinic_or_home")
+
+
+@dataclass(frozen=True)
+class ReminderRules:
+    on_open: bool = True
+    closing_soon_before: Offset | None = Offset(2, "h")
+    settings: tuple[str, ...] = ("home", "clinic_or_home")
+    quiet_start: str = "22:00"
+    quiet_end: str = "07:00"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    version: str
+    title: str
+    periods: int
+    treatments: dict[str, str]  # masked code -> sealed drug name (shown only after unblinding)
+    sequences: dict[str, tuple[str, ...]]
+    min_days_between_doses: int
+    timepoints: tuple[TimePoint, ...]
+    instruments: dict[str, Instrument]
+    reminders: ReminderRules = field(default_factory=ReminderRules)
+    source_text: str = ""
+
+    def timepoint(self, code: str) -> TimePoint:
+        for timepoint in self.timepoints:
+            if timepoint.code == code:
+                return timepoint
+        raise KeyError(code)
+
+    def instruments_for(self, timepoint: TimePoint) -> list[Instrument]:
+        return [self.instruments[name] for name in timepoint.instruments]

@@ -1,0 +1,1 @@
+"""Reminders: outbox rows, dispatch passes, channels and the scheduler process."""

@@ -1,0 +1,39 @@
+"""The scheduler process: an APScheduler BlockingScheduler making one dispatch pass a minute.
+
+Web server processes never run it; it is started as ``flask --app wsgi diary scheduler``.
+"""
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_pass(app) -> None:
+    """One pass over the reminder outbox (filled in by the reminders work)."""
+    with app.app_context():
+        from . import dispatch
+
+        dispatch.run_pass(app)
+
+
+def build_scheduler(app, interval: int = 60) -> BlockingScheduler:
+    scheduler = BlockingScheduler(timezone="UTC")
+    # One job with a fixed id; coalesce so a backlog after a pause becomes one pass, and a grace
+    # so a pass delayed by a busy machine still runs instead of being skipped.
+    scheduler.add_job(dispatch_pass, "interval", seconds=interval, args=[app], id="dispatch",
+                      coalesce=True, max_instances=1, misfire_grace_time=max(30, interval // 2),
+                      replace_existing=True)
+    return scheduler
+
+
+def run_scheduler(app, interval: int = 60) -> None:
+    scheduler = build_scheduler(app, interval)
+    log.info("scheduler started: a dispatch pass every %s s", interval)
+    print(f"diary scheduler running: a dispatch pass every {interval} s (Ctrl-C stops it)", flush=True)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass

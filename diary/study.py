@@ -1,0 +1,66 @@
+"""The study and its protocol versions."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import current_app
+from sqlalchemy import select
+
+from .extensions import db
+from .models import ProtocolVersion, Study, now_utc
+from .protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
+
+
+@lru_cache(maxsize=32)
+def _parse_cached(sha256: str, text: str) -> Protocol:
+    return parse_protocol(text, source=f"protocol {sha256[:12]}")
+
+
+def protocol_of(version: ProtocolVersion) -> Protocol:
+    """The parsed protocol an assessment or study was scheduled under (parsed once per process)."""
+    return _parse_cached(version.sha256, version.source_text)
+
+
+def current_study() -> Study | None:
+    """The study this installation runs (one study per installation)."""
+    return db.session.scalars(select(Study).order_by(Study.id).limit(1)).first()
+
+
+def require_study() -> Study:
+    study = current_study()
+    if study is None:
+        raise RuntimeError("no study yet: run 'flask --app wsgi diary init' first")
+    return study
+
+
+def ensure_study(protocol_path=None) -> tuple[Study, bool]:
+    """Create the study on first run; add a protocol version when the protocol file changed.
+
+    Returns the study and whether a new protocol version was stored. Assessments keep pointing
+    at the version they were scheduled under.
+    """
+    path = protocol_path or shipped_protocol_path(current_app.config["PROTOCOL"])
+    protocol = load_protocol(path)
+    sha = protocol_sha256(protocol.source_text)
+    study = current_study()
+    if study is None:
+        study = Study(slug=protocol.id, name=current_app.config.get("STUDY_NAME") or protocol.title)
+        db.session.add(study)
+        db.session.flush()
+    versions = study.protocol_versions
+    if versions and versions[-1].sha256 == sha:
+        return study, False
+    label = protocol.version
+    if any(v.version == label for v in versions):
+        # Same declared version, different text: keep both, distinguishable.
+        label = f"{protocol.version}+{sha[:8]}"
+    version = ProtocolVersion(study=study, protocol_id=protocol.id, version=label,
+                              source_text=protocol.source_text, sha256=sha, loaded_at=now_utc())
+    db.session.add(version)
+    db.session.flush()
+    return study, True
+
+
+def site_contact(site: str) -> str:
+    contacts = current_app.config.get("SITE_CONTACTS") or {}
+    return contacts.get(site) or current_app.config["DEFAULT_SITE_CONTACT"]

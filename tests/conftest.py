@@ -1,0 +1,142 @@
+"""Shared fixtures: an app on a real SQLite file (and on PostgreSQL when configured).
+
+Set DIARY_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) and every
+test that takes ``app`` runs once per database.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from diary import create_app
+from diary.extensions import db
+from diary.models import Participant
+from diary.study import ensure_study
+
+PG_URL = os.environ.get("DIARY_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+
+
+def make_app(url: str, **overrides):
+    config = {"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": url,
+              "BASE_URL": "http://diary.test", "WTF_CSRF_ENABLED": True}
+    config.update(overrides)
+    return create_app(config)
+
+
+_pg_schema_ready = False
+
+
+def _reset_postgres(app):
+    """Create the schema once per run, then empty every table between tests (fast)."""
+    global _pg_schema_ready
+    with app.app_context():
+        if not _pg_schema_ready:
+            db.drop_all()
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            db.create_all()
+            _pg_schema_ready = True
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def app(backend, tmp_path, request):
+    overrides = getattr(request, "param", None) or {}
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'diary.sqlite'}"
+    else:
+        url = PG_URL
+    app = make_app(url, **overrides)
+    if backend == "postgresql":
+        _reset_postgres(app)
+    with app.app_context():
+        if backend == "sqlite":
+            db.create_all()
+        ensure_study()
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def study(ctx):
+    from diary.study import require_study
+    return require_study()
+
+
+@pytest.fixture
+def enrolled(study):
+    """A participant in sequence AB, New York time, not yet dosed. Returns (participant, token)."""
+    from diary.enrolment import enroll
+    participant, token = enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB",
+                                actor="test", now=NOW - timedelta(days=10), code="P-TEST01",
+                                email="p1@example.org")
+    db.session.commit()
+    return participant, token
+
+
+@pytest.fixture
+def dosed(enrolled):
+    """The enrolled participant with infusion 1 started two hours before NOW."""
+    from diary.dosing import record_dose
+    participant, token = enrolled
+    record_dose(participant, 1, NOW - timedelta(hours=2), actor="test", now=NOW)
+    db.session.commit()
+    return participant, token
+
+
+def assessment_of(participant: Participant, period: int, code: str):
+    for assessment in participant.periods[period - 1].assessments:
+        if assessment.timepoint == code:
+            return assessment
+    raise KeyError(code)
+
+
+def answers_for(protocol, code: str, vas: int = 40, **extra) -> dict:
+    """A complete, valid form for time point ``code``."""
+    from diary.entries import field_name
+    form = {}
+    for instrument in protocol.instruments_for(protocol.timepoint(code)):
+        for item in instrument.items:
+            name = field_name(instrument, item)
+            if item.type == "vas":
+                form[name], form[f"{name}.touched"] = str(vas), "1"
+            elif item.type == "nrs":
+                form[name] = "5"
+            elif item.type == "single_choice":
+                form[name] = item.choices[-1].code
+            elif item.type == "severity_checklist":
+                for term in item.terms:
+                    form[field_name(instrument, item, term.code)] = "none"
+    form.update(extra)
+    return form

@@ -1,0 +1,2 @@
+from diary import create_app
+app = create_app()
