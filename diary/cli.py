@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 from flask_migrate import upgrade
 from sqlalchemy import select
 
@@ -20,7 +21,7 @@ from .extensions import db
 from .models import STAFF_ROLES, Participant, now_utc
 from .protocol import ProtocolError
 
-diary_cli = click.Group("diary", help="Run and manage the diary.")
+diary_cli = AppGroup("diary", help="Run and manage the diary.")
 
 
 def init_app(app: Flask) -> None:
