@@ -65,9 +65,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import views
+    from . import participant, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(participant.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """Entries: validating answers against the protocol and storing a submission exactly once."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from .protocol.schedule import accepting_entries
 from .study import protocol_of
 
 PROXY_SOURCES = ("phone_interview", "paper", "clinic_visit")
+# ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
+_WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
         return
     if item.type in ("vas", "nrs"):
         low, high = item.range
-        if not text.lstrip("-").isdigit():
+        if not _WHOLE_NUMBER.match(text):
             answers.errors[name] = f"Please give a whole number from {low} to {high}."
             return
         number = int(text)

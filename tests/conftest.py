@@ -9,6 +9,8 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from diary import create_app
@@ -21,11 +23,31 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
 
 
+class FreshContextClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as in production.
+
+    A test that holds an app context (to use ``db.session``) would otherwise share ``g`` and
+    the database session with every request it makes. The test's own transaction is committed
+    first, so that on SQLite it does not hold the write lock while the request runs.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            db.session.commit()
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            db.session.expire_all()  # the request may have changed what the test holds
+        return response
+
+
 def make_app(url: str, **overrides):
     config = {"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": url,
               "BASE_URL": "http://diary.test", "WTF_CSRF_ENABLED": True}
     config.update(overrides)
-    return create_app(config)
+    app = create_app(config)
+    app.test_client_class = FreshContextClient
+    return app
 
 
 _pg_schema_ready = False

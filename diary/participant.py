@@ -1,0 +1,318 @@
+"""The phone diary: personal link and PIN, Today, the entry form, review, confirmation, history.
+
+Pages are server-rendered and work without JavaScript. Every rule (windows, one submission,
+valid answers) lives in ``entries``; these views read the form, call it and render.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+
+from flask import (
+    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, url_for,
+)
+from flask_wtf.csrf import generate_csrf, validate_csrf
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from wtforms.validators import ValidationError
+
+from . import auth
+from .entries import InvalidAnswers, field_name, record_submission, validate_answers
+from .errors import Refused, render_error
+from .extensions import csrf, db
+from .localtime import local_datetime, local_when
+from .models import Assessment, Participant, Period, Submission, now_utc
+from .protocol.schedule import COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING, state_of
+from .study import protocol_of, site_contact
+
+bp = Blueprint("participant", __name__, url_prefix="/p")
+
+
+def participant_required(view):
+    """The phone must be remembered (link + PIN); a withdrawn participant sees a closing page."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        participant = auth.remembered_participant()
+        if participant is None:
+            return render_template("participant/signed_out.html"), 401
+        if participant.status != "active":
+            return render_template("participant/ended.html"), 403
+        g.participant = participant
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+# --- Link and PIN ------------------------------------------------------------------------------
+
+@bp.route("/<token>", methods=["GET", "POST"])
+def link(token):
+    """The personal link: choose a PIN the first time, enter it when the phone is not remembered."""
+    participant = auth.participant_by_token(token)
+    if participant is None:
+        return render_template("participant/bad_link.html"), 404
+    if participant.status != "active":
+        return render_template("participant/ended.html"), 403
+    remembered = auth.remembered_participant()
+    if request.method == "GET" and remembered is not None and remembered.id == participant.id:
+        return redirect(url_for(".today"))
+    now = now_utc()
+    choosing = participant.pin_hash is None
+    if request.method == "GET":
+        return _pin_page(participant, token, choosing, now)
+    pin = request.form.get("pin", "")
+    try:
+        if choosing:
+            auth.set_pin(participant, pin, request.form.get("confirm", ""), now=now)
+        elif not auth.check_pin(participant, pin, now=now):
+            db.session.commit()  # the failure counter must persist even though we refuse
+            minutes = auth.locked_minutes(participant, now)
+            if minutes:
+                return _pin_page(participant, token, False, now, status=429)
+            left = current_app.config["PIN_MAX_ATTEMPTS"] - participant.pin_failed_count
+            return _pin_page(participant, token, False, now, status=401,
+                             error=f"That PIN is not right. {left} tries left before the diary locks for a while.")
+    except Refused as refusal:
+        db.session.rollback()
+        return _pin_page(participant, token, choosing, now, status=422, error=refusal.message)
+    db.session.commit()
+    response = redirect(url_for(".today"))
+    auth.remember_phone(response, participant)
+    return response
+
+
+def _pin_page(participant, token, choosing, now, status=200, error=None):
+    minutes = auth.locked_minutes(participant, now)
+    return render_template("participant/pin.html", token=token, choosing=choosing, error=error,
+                           locked_minutes=minutes), 429 if minutes else status
+
+
+@bp.post("/sign-out")
+@participant_required
+def sign_out():
+    response = redirect(url_for("main.index"))
+    auth.forget_phone(response)
+    return response
+
+
+# --- Today and history -------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """An assessment as the participant sees it."""
+
+    assessment: Assessment
+    state: str
+    label: str
+    period: int
+
+    @property
+    def late(self) -> bool:
+        return self.state == OPEN and now_utc() >= self.assessment.window_close
+
+
+def _rows(participant: Participant, now: datetime) -> list[Row]:
+    """Every scheduled assessment of the participant, in time order, in two queries."""
+    assessments = db.session.scalars(
+        select(Assessment).join(Period).where(Period.participant_id == participant.id)
+        .options(selectinload(Assessment.submission), selectinload(Assessment.period),
+                 selectinload(Assessment.protocol_version))
+        .order_by(Assessment.window_open)).all()
+    rows = []
+    for assessment in assessments:
+        protocol = protocol_of(assessment.protocol_version)
+        submission = assessment.submission
+        state = state_of(window_open=assessment.window_open, window_close=assessment.window_close,
+                         late_close=assessment.late_close,
+                         submitted_at=submission.submitted_at if submission else None,
+                         not_applicable=assessment.not_applicable, now=now)
+        rows.append(Row(assessment, state, protocol.timepoint(assessment.timepoint).label,
+                        assessment.period.number))
+    return rows
+
+
+@bp.get("/today")
+@participant_required
+def today():
+    participant, now = g.participant, now_utc()
+    rows = _rows(participant, now)
+    open_rows = [row for row in rows if row.state == OPEN]
+    upcoming = [row for row in rows if row.state == UPCOMING][:1]
+    recent_missed = [row for row in rows if row.state == MISSED
+                     and (now - row.assessment.late_close).days < 3]
+    return render_template("participant/today.html", open_rows=open_rows, upcoming=upcoming,
+                           missed=recent_missed, when=lambda t: local_when(t, participant.timezone, now),
+                           now=now)
+
+
+@bp.get("/history")
+@participant_required
+def history():
+    participant, now = g.participant, now_utc()
+    rows = [row for row in _rows(participant, now) if row.state in (COMPLETED, COMPLETED_LATE)]
+    rows.reverse()
+    return render_template("participant/history.html", rows=rows,
+                           when=lambda t: local_datetime(t, participant.timezone),
+                           describe=_describe_values)
+
+
+def _describe_values(assessment: Assessment) -> list[tuple[str, str, int | None]]:
+    """(question, answer in words, VAS position or None) for a stored submission."""
+    protocol = protocol_of(assessment.protocol_version)
+    stored = {(v.instrument, v.item): v.value for v in assessment.submission.values}
+    return _describe(protocol, assessment.timepoint, stored)
+
+
+def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | None]]:
+    lines = []
+    for instrument in protocol.instruments_for(protocol.timepoint(timepoint_code)):
+        for item in instrument.items:
+            if item.type == "severity_checklist":
+                reported = [f"{term.label}: {values[(instrument.id, f'{item.id}.{term.code}')]}"
+                            for term in item.terms
+                            if values.get((instrument.id, f"{item.id}.{term.code}"), "none") != "none"]
+                lines.append((item.text, "; ".join(reported) or "None of these", None))
+                continue
+            value = values.get((instrument.id, item.id))
+            if value is None:
+                if item.required:
+                    lines.append((item.text, "Not answered", None))
+                continue
+            if item.type == "vas":
+                lines.append((item.text, f"Marked on the line between “{item.min_label}” and "
+                                         f"“{item.max_label}”", int(value)))
+            elif item.type == "nrs":
+                lines.append((item.text, f"{value} out of 10", None))
+            elif item.type == "single_choice":
+                label = next((c.label for c in item.choices if c.code == value), value)
+                lines.append((item.text, label, None))
+            else:
+                lines.append((item.text, value, None))
+    return lines
+
+
+# --- The entry form ----------------------------------------------------------------------------
+
+def _own_assessment(assessment_id: int) -> Assessment:
+    """The participant's own assessment; anyone else's is simply 'not found' (nothing revealed)."""
+    assessment = db.session.scalar(
+        select(Assessment).join(Period)
+        .where(Assessment.id == assessment_id, Period.participant_id == g.participant.id))
+    if assessment is None:
+        abort(404)
+    return assessment
+
+
+def _entry_context(assessment: Assessment):
+    protocol = protocol_of(assessment.protocol_version)
+    timepoint = protocol.timepoint(assessment.timepoint)
+    return protocol, timepoint, protocol.instruments_for(timepoint)
+
+
+@bp.get("/entry/<int:assessment_id>")
+@participant_required
+def entry(assessment_id):
+    assessment = _own_assessment(assessment_id)
+    if assessment.submission is not None:
+        return redirect(url_for(".saved", assessment_id=assessment.id))
+    refusal = _closed_message(assessment, now_utc())
+    if refusal:
+        return render_error(409, refusal)
+    return _render_form(assessment, {}, {}, key=secrets.token_hex(16))
+
+
+def _closed_message(assessment: Assessment, now: datetime) -> str | None:
+    if assessment.not_applicable:
+        return "This entry is no longer needed."
+    if now < assessment.window_open:
+        opens = local_when(assessment.window_open, g.participant.timezone, now)
+        return f"This entry is not open yet. It opens {opens}."
+    if now >= assessment.late_close:
+        return ("Sorry, the time for this entry has passed, so it cannot be saved. "
+                "That is all right: just do the next one when it opens.")
+    return None
+
+
+def _render_form(assessment, form, errors, *, key, status=200, notice=None):
+    protocol, timepoint, instruments = _entry_context(assessment)
+    now = now_utc()
+    return render_template(
+        "participant/entry.html", assessment=assessment, timepoint=timepoint,
+        instruments=instruments, form=form, errors=errors, key=key, notice=notice,
+        field_name=field_name, period=assessment.period.number,
+        contact=site_contact(g.participant.site),
+        closes=local_when(assessment.window_close, g.participant.timezone, now),
+        late=now >= assessment.window_close), status
+
+
+@bp.post("/entry/<int:assessment_id>")
+@csrf.exempt  # checked below, so that an expired token gives the answers back instead of a bare error
+@participant_required
+def submit(assessment_id):
+    assessment = _own_assessment(assessment_id)
+    form = request.form
+    key = form.get("idempotency_key", "")
+    if not (8 <= len(key) <= 64 and key.isalnum() and key.isascii()):
+        key = secrets.token_hex(16)
+    try:
+        validate_csrf(form.get("csrf_token"))
+    except ValidationError:
+        # Nothing is stored; the typed answers come back with a fresh token.
+        return _render_form(assessment, form, {}, key=key, status=400, notice=(
+            "This page was open for a long time, so for your safety it needs one more tap. "
+            "Your answers are still here: please check them and press the button again."))
+    if assessment.submission is not None:
+        # A retried or double-tapped submit of the same form lands on the confirmation.
+        if assessment.submission.idempotency_key == key:
+            return redirect(url_for(".saved", assessment_id=assessment.id))
+        return render_error(409, "This entry has already been saved. It cannot be changed here.")
+    now = now_utc()
+    refusal = _closed_message(assessment, now)
+    if refusal:
+        return render_error(409, refusal)
+    protocol, timepoint, _ = _entry_context(assessment)
+    if form.get("step") == "edit":
+        return _render_form(assessment, form, {}, key=key)
+    if form.get("step") != "submit":
+        answers = validate_answers(protocol, assessment.timepoint, form)
+        if answers.errors:
+            return _render_form(assessment, form, answers.errors, key=key, status=422)
+        return render_template(
+            "participant/review.html", assessment=assessment, timepoint=timepoint, form=form,
+            key=key, lines=_describe(protocol, assessment.timepoint, answers.values),
+            alerts=answers.alerts, contact=site_contact(g.participant.site),
+            period=assessment.period.number)
+    try:
+        submission, _ = record_submission(
+            assessment, form, now=now, actor=f"participant:{g.participant.code}",
+            idempotency_key=key, device_time=form.get("device_time"))
+    except InvalidAnswers as invalid:
+        db.session.rollback()
+        return _render_form(assessment, form, invalid.errors, key=key, status=422)
+    except Refused as refusal:
+        db.session.rollback()
+        return render_error(refusal.status, refusal.message)
+    db.session.commit()
+    return redirect(url_for(".saved", assessment_id=assessment.id))
+
+
+@bp.get("/entry/<int:assessment_id>/saved")
+@participant_required
+def saved(assessment_id):
+    assessment = _own_assessment(assessment_id)
+    submission = assessment.submission
+    if submission is None:
+        return redirect(url_for(".entry", assessment_id=assessment.id))
+    participant, now = g.participant, now_utc()
+    protocol = protocol_of(assessment.protocol_version)
+    following = [row for row in _rows(participant, now) if row.state in (OPEN, UPCOMING)]
+    return render_template(
+        "participant/saved.html", assessment=assessment, submission=submission,
+        label=protocol.timepoint(assessment.timepoint).label, period=assessment.period.number,
+        lines=_describe_values(assessment), following=following[:1],
+        saved_at=local_when(submission.submitted_at, participant.timezone, now),
+        when=lambda t: local_when(t, participant.timezone, now),
+        contact=site_contact(participant.site) if submission.alert else None)

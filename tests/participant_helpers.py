@@ -1,0 +1,45 @@
+"""Helpers for the participant tests: data around the real clock, and a signed-in phone."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from diary.dosing import record_dose
+from diary.enrolment import enroll
+from diary.extensions import db
+from diary.models import now_utc
+
+
+def csrf_from(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def key_from(html: str) -> str:
+    return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
+
+
+def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB"):
+    """A participant whose infusion 1 started ``hours_ago`` hours ago (Day 1 opens at 20 h)."""
+    now = now_utc()
+    participant, token = enroll(study, site="NIH-CC", timezone="America/New_York",
+                                sequence=sequence, actor="test", now=now - timedelta(days=5),
+                                code=code, email=f"{code.lower()}@example.org")
+    record_dose(participant, 1, now - timedelta(hours=hours_ago), actor="test", now=now)
+    db.session.commit()
+    return participant, token
+
+
+def sign_in(client, token, pin="4821"):
+    """Open the link, choose a PIN, and land on Today. Returns the Today response."""
+    page = client.get(f"/p/{token}")
+    assert page.status_code == 200, page.status_code
+    return client.post(f"/p/{token}", data={"pin": pin, "confirm": pin,
+                                            "csrf_token": csrf_from(page.get_data(as_text=True))},
+                       follow_redirects=True)
+
+
+def day1_form(protocol, **overrides) -> dict:
+    from .conftest import answers_for
+    form = answers_for(protocol, "D1", vas=63)
+    form.update(overrides)
+    return form
