@@ -1,0 +1,249 @@
+"""The phone diary in a real browser: Debian's Chromium driven by Playwright at 390×844.
+
+Screenshots of each page land in tests/artifacts/ (git-ignored) for a person to look at.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from diary.extensions import db
+from diary.models import SideEffectReport, Submission
+from diary.study import ensure_study
+
+from .conftest import assessment_of, make_app
+from .participant_helpers import participant_with_day1_open
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+                                reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a real SQLite file, served over HTTP from a thread."""
+    path = tmp_path_factory.mktemp("browser") / "diary.sqlite"
+    app = make_app(f"sqlite:///{path}")
+    with app.app_context():
+        db.create_all()
+        ensure_study()
+        db.session.commit()
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    app.config["BASE_URL"] = f"http://127.0.0.1:{http.server_port}"
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield app
+    http.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def new_participant(server, code, **kwargs):
+    """Create a participant with Day 1 open; return (link, Day 1 assessment id)."""
+    from diary.study import require_study
+    with server.app_context():
+        participant, token = participant_with_day1_open(require_study(), code=code, **kwargs)
+        day1_id = assessment_of(participant, 1, "D1").id
+        db.session.remove()
+    return f"{server.config['BASE_URL']}/p/{token}", day1_id
+
+
+def stored(server, day1_id):
+    """(submission, item values, side-effect reports) for an assessment, read fresh."""
+    with server.app_context():
+        submission = db.session.scalar(select(Submission).where(Submission.assessment_id == day1_id))
+        if submission is None:
+            return None, {}, []
+        values = {(v.instrument, v.item): v.value for v in submission.values}
+        reports = [(r.term, r.severity) for r in db.session.scalars(
+            select(SideEffectReport).where(SideEffectReport.submission_id == submission.id))]
+        count = db.session.scalar(select(db.func.count()).select_from(Submission)
+                                  .where(Submission.assessment_id == day1_id))
+        device_time = submission.device_time
+        db.session.remove()
+    return (count, device_time), values, reports
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def set_pin(page, link):
+    page.goto(link)
+    assert page.locator("h1").inner_text() == "Choose a PIN"
+    page.fill("#pin", "4821")
+    page.fill("#confirm", "4821")
+    page.get_by_role("button", name="Save my PIN").click()
+    page.wait_for_url("**/p/today")
+
+
+def tap_option(page, name, value):
+    """Tap the big button of a radio option, as a finger would."""
+    page.locator(f'label.pick:has(input[name="{name}"][value="{value}"]) span').tap()
+
+
+def test_link_pin_today_entry_submit_confirmation(server, page):
+    """The whole first visit by touch: PIN, Today, VAS, side effects, review, saved."""
+    link, day1_id = new_participant(server, "P-TOUCH")
+    page.goto(link)
+    shot(page, "01-choose-pin")
+    set_pin(page, link)
+    assert "Infusion 1 · Day 1" in page.inner_text("main")
+    shot(page, "02-today")
+    page.get_by_role("link", name="Fill in now").click()
+    slider = page.locator('input[type=range]')
+    assert "untouched" in slider.get_attribute("class")
+    shot(page, "03-entry-untouched")
+    box = slider.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
+    assert "untouched" not in slider.get_attribute("class")
+    tap_option(page, "energy_nrs.energy", "6")
+    page.get_by_role("button", name="I had none of these").click()
+    tap_option(page, "side_effects.symptoms.headache", "mild")
+    tap_option(page, "blinding_guess.guess", "dont_know")
+    shot(page, "04-entry-filled")
+    page.get_by_role("button", name="Review my answers").click()
+    assert page.locator("h1").inner_text() == "Check your answers"
+    assert "Headache: mild" in page.inner_text("main")
+    shot(page, "05-review")
+    page.get_by_role("button", name="Save my answers").click()
+    page.wait_for_url("**/saved")
+    assert "Saved. Thank you!" in page.inner_text("main")
+    shot(page, "06-saved")
+
+    (count, device_time), values, reports = stored(server, day1_id)
+    assert count == 1 and device_time  # the phone's clock was sent beside the server's
+    assert 60 <= int(values[("fatigue_vas", "fatigue")]) <= 80  # tapped at 70% of the line
+    assert values[("energy_nrs", "energy")] == "6"
+    assert values[("side_effects", "symptoms.dizziness")] == "none"
+    assert reports == [("headache", "mild")]
+
+
+def tab_to(page, selector, limit=150):
+    """Press Tab until the focused element matches ``selector``."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_the_same_flow_with_the_keyboard_only(server, page):
+    link, day1_id = new_participant(server, "P-KEYS")
+    page.goto(link)
+    page.keyboard.type("4821")
+    page.keyboard.press("Tab")
+    page.keyboard.type("4821")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/p/today")
+    tab_to(page, "a.button")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/p/entry/*")
+    tab_to(page, "input[type=range]")
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")  # 50 -> 60
+    tab_to(page, 'input[name="energy_nrs.energy"]')
+    page.keyboard.press("Space")
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")  # 0 -> 4
+    tab_to(page, "[data-none-of-these]")
+    page.keyboard.press("Enter")
+    tab_to(page, 'input[name="blinding_guess.guess"]')
+    page.keyboard.press("Space")
+    shot(page, "07-keyboard-filled")
+    tab_to(page, "button[type=submit]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Check your answers")
+    tab_to(page, 'button[value="submit"]')
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/saved")
+    shot(page, "08-keyboard-saved")
+
+    (count, _), values, reports = stored(server, day1_id)
+    assert count == 1
+    assert values[("fatigue_vas", "fatigue")] == "60"
+    assert values[("energy_nrs", "energy")] == "4"
+    assert values[("blinding_guess", "guess")] == "first"
+    assert reports == []
+
+
+def test_second_submit_of_the_same_form_stores_nothing_new(server, page):
+    """A double tap, and a retried request sent twice at once, still store one submission."""
+    link, day1_id = new_participant(server, "P-TWICE")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    box = page.locator("input[type=range]").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    tap_option(page, "energy_nrs.energy", "3")
+    page.get_by_role("button", name="I had none of these").click()
+    tap_option(page, "blinding_guess.guess", "second")
+    page.get_by_role("button", name="Review my answers").click()
+    # The same form, posted twice in parallel, as a flaky connection's retry would.
+    statuses = page.evaluate("""async () => {
+        const form = document.querySelector('form[data-entry]');
+        const data = new FormData(form);
+        data.set('step', 'submit');
+        const sent = await Promise.all([fetch(form.action, {method: 'POST', body: data}),
+                                        fetch(form.action, {method: 'POST', body: data})]);
+        return sent.map(r => [r.status, r.url]);
+    }""")
+    assert [status for status, _ in statuses] == [200, 200]
+    assert all(url.endswith("/saved") for _, url in statuses)
+    page.locator('button[value="submit"]').dblclick()
+    page.wait_for_url("**/saved")
+    (count, _), values, _ = stored(server, day1_id)
+    assert count == 1 and values[("energy_nrs", "energy")] == "3"
+
+
+def test_closed_window_is_refused_with_its_message(server, page):
+    link, day1_id = new_participant(server, "P-LATE", hours_ago=31)
+    set_pin(page, link)
+    response = page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    assert response.status == 409
+    assert "the time for this entry has passed" in page.inner_text("main")
+    shot(page, "09-closed-window")
+    assert stored(server, day1_id)[0] is None
+
+
+def test_pages_fit_the_phone_and_have_big_targets(server, page):
+    """No sideways scrolling at 390 px, and every control is at least 44 px tall."""
+    link, day1_id = new_participant(server, "P-SIZE")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    small = page.evaluate("""() => [...document.querySelectorAll(
+            'main button, main a.button, main label.pick span, main input[type=range], main textarea')]
+        .filter(e => e.offsetParent !== null)
+        .map(e => [e.textContent.trim() || e.name || e.tagName, e.getBoundingClientRect().height])
+        .filter(([, h]) => h < 44)""")
+    assert small == []
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('main input:not([type=hidden]), main textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
+    assert unlabeled == []
