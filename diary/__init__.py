@@ -43,6 +43,9 @@ def configure(app: Flask, test_config: dict | None) -> None:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     app.config["SQLALCHEMY_DATABASE_URI"] = url
+    # Session cookies are Secure whenever the diary is served over HTTPS.
+    if app.config["BASE_URL"].startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
     app.config["DIARY_VERSION"] = __version__
 
 
@@ -65,10 +68,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import participant, views
+    from . import admin, coordinator, participant, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(participant.bp)
+    app.register_blueprint(coordinator.bp)
+    app.register_blueprint(admin.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from functools import wraps
 
-from flask import current_app, request
+from flask import abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
 
@@ -15,8 +16,9 @@ from . import audit
 from .enrolment import hash_token
 from .errors import Refused
 from .extensions import db
-from .models import Participant
+from .models import LoginThrottle, Participant, StaffUser, now_utc
 from .passwords import hash_secret, verify_secret
+from .staff import normalise_email
 
 PARTICIPANT_COOKIE = "diary_phone"
 _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
@@ -103,7 +105,8 @@ def remember_phone(response, participant: Participant) -> None:
     value = _serializer().dumps({"p": participant.id, "g": participant.pin_generation,
                                  "l": (participant.link_token_hash or "")[:16]})
     response.set_cookie(PARTICIPANT_COOKIE, value, max_age=max(1, int(days * 86400)), httponly=True,
-                        samesite="Lax", secure=request.is_secure, path="/p")
+                        samesite="Lax", path="/p",
+                        secure=request.is_secure or current_app.config["BASE_URL"].startswith("https://"))
 
 
 def forget_phone(response) -> None:
@@ -126,3 +129,107 @@ def remembered_participant() -> Participant | None:
             or (participant.link_token_hash or "")[:16] != data.get("l")):
         return None
     return participant
+
+
+# --- Staff -------------------------------------------------------------------------------------
+# Sessions hold the staff id, the account's session generation and the last activity. Logging
+# out bumps the generation, so a copy of the old cookie no longer works anywhere.
+
+
+ACCOUNT_LIMIT, ADDRESS_LIMIT = 5, 20  # failures within the window before a lock
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_LOCK = timedelta(minutes=15)
+
+
+class LoginRefused(Refused):
+    pass
+
+
+def _throttle_rows(keys: list[str]) -> list[LoginThrottle]:
+    rows = {row.key: row for row in db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))}
+    result = []
+    for key in keys:
+        if key not in rows:
+            rows[key] = LoginThrottle(key=key, failures=0)
+            db.session.add(rows[key])
+        result.append(rows[key])
+    return result
+
+
+def _throttle_keys(email: str, address: str) -> list[str]:
+    return [f"account:{normalise_email(email)[:250]}", f"address:{address or 'unknown'}"]
+
+
+def login_staff(email: str, password: str, *, address: str, now: datetime) -> StaffUser:
+    """Check a staff login against the throttle, then the password. Raises LoginRefused.
+
+    Failures count per account and per address; past the limits, logins are refused for a
+    while even with the right password, so guessing is slow from one address or at one account.
+    """
+    account, by_address = _throttle_rows(_throttle_keys(email, address))
+    for row in (account, by_address):
+        if row.locked_until is not None and row.locked_until > now:
+            minutes = int((row.locked_until - now).total_seconds() // 60) + 1
+            raise LoginRefused(f"Too many failed sign-ins. Please wait {minutes} minutes and try again.",
+                               status=429)
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+    if user is not None and user.active and verify_secret(user.password_hash, password):
+        account.failures, account.first_failure_at, account.locked_until = 0, None, None
+        return user
+    for row, limit in ((account, ACCOUNT_LIMIT), (by_address, ADDRESS_LIMIT)):
+        if row.first_failure_at is None or now - row.first_failure_at > THROTTLE_WINDOW:
+            row.failures, row.first_failure_at = 0, now
+        row.failures += 1
+        if row.failures >= limit:
+            row.locked_until = now + THROTTLE_LOCK
+            row.failures, row.first_failure_at = 0, None
+    raise LoginRefused("The email or password is not right.", status=401)
+
+
+def start_staff_session(user: StaffUser, now: datetime) -> None:
+    session.clear()
+    session["staff_id"] = user.id
+    session["staff_generation"] = user.session_generation
+    session["staff_seen"] = now.timestamp()
+
+
+def end_staff_session(user: StaffUser | None) -> None:
+    if user is not None:
+        user.session_generation = (user.session_generation or 0) + 1
+    session.clear()
+
+
+def current_staff(now: datetime) -> StaffUser | None:
+    """The signed-in staff member, or None if absent, logged out elsewhere, or idle too long."""
+    staff_id = session.get("staff_id")
+    if staff_id is None:
+        return None
+    user = db.session.get(StaffUser, staff_id)
+    idle = timedelta(minutes=current_app.config["STAFF_IDLE_MINUTES"])
+    seen = session.get("staff_seen", 0)
+    if (user is None or not user.active or user.session_generation != session.get("staff_generation")
+            or now.timestamp() - seen > idle.total_seconds()):
+        session.clear()
+        return None
+    session["staff_seen"] = now.timestamp()
+    return user
+
+
+def roles_required(*roles: str):
+    """Only these staff roles may use the view: others get 403, anonymous visitors the login page."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = current_staff(now_utc())
+            if user is None:
+                return redirect(url_for("staff.login", next=request.full_path if request.method == "GET" else None))
+            if user.role not in roles:
+                abort(403)
+            g.staff = user
+            return view(*args, **kwargs)
+
+        wrapped.allowed_roles = roles
+        return wrapped
+
+    return decorator

@@ -75,9 +75,13 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
             create_user(email, password, role, actor="demo", now=now)
         result.logins[role] = (email, password)
 
-    # The trial's allocation: 4 in sequence AB, 6 in BA, in a shuffled randomization list.
+    # The trial's allocation: 4 in sequence AB, 6 in BA, in a shuffled randomization list,
+    # then ten free slots so that a coordinator trying the demo can enrol someone new.
     sequences = ["AB"] * 4 + ["BA"] * 6
     rng.shuffle(sequences)
+    spare = ["AB"] * 5 + ["BA"] * 5
+    rng.shuffle(spare)
+    sequences += spare
     for position, sequence in enumerate(sequences, start=1):
         db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position,
                                          sequence=sequence))

@@ -109,6 +109,10 @@ class Participant(db.Model):
     # Contact for reminders. Direct identifiers: never exported unless an identified export.
     email: Mapped[Optional[str]] = mapped_column(String(254))
     phone: Mapped[Optional[str]] = mapped_column(String(40))
+    # Preferred reminder hours on the participant's clock ("08:00" to "21:00"); outside them
+    # reminders wait, as in the protocol's quiet hours.
+    reminder_from: Mapped[Optional[str]] = mapped_column(String(5))
+    reminder_until: Mapped[Optional[str]] = mapped_column(String(5))
 
     # Personal link: only a hash of the token is kept, so a database leak does not open diaries.
     link_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
@@ -268,6 +272,18 @@ class StaffUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     # Bumped at logout so that a copied session cookie stops working.
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LoginThrottle(db.Model):
+    """Failed staff logins per account and per address, in the database so every process sees them."""
+
+    __tablename__ = "login_throttle"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)  # "account:EMAIL" or "address:IP"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(db.Model):

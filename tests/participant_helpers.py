@@ -11,7 +11,8 @@ from diary.models import now_utc
 
 
 def csrf_from(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    tag = re.search(r'<input[^>]*name="csrf_token"[^>]*>', html).group(0)
+    return re.search(r'value="([^"]+)"', tag).group(1)
 
 
 def key_from(html: str) -> str:
@@ -24,7 +25,8 @@ def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB"
     participant, token = enroll(study, site="NIH-CC", timezone="America/New_York",
                                 sequence=sequence, actor="test", now=now - timedelta(days=5),
                                 code=code, email=f"{code.lower()}@example.org")
-    record_dose(participant, 1, now - timedelta(hours=hours_ago), actor="test", now=now)
+    dose_start = (now - timedelta(hours=hours_ago)).replace(second=0, microsecond=0)
+    record_dose(participant, 1, dose_start, actor="test", now=now)
     db.session.commit()
     return participant, token
 

@@ -1,0 +1,433 @@
+"""The coordinator's workspace: sign-in, adherence, participants, dosing, side effects,
+corrections and the audit trail. Views stay thin; the rules live in their own modules.
+
+Coordinators are blinded: no page here shows a sequence or a treatment.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+import segno
+from flask import (
+    Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for,
+)
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import selectinload
+
+from . import audit
+from .adherence import load_grid
+from .auth import LoginRefused, end_staff_session, login_staff, reset_pin, roles_required, start_staff_session
+from .charts import Point, line_chart
+from .corrections import correct_value, correctable_items
+from .dosing import record_dose
+from .enrolment import enroll, participant_link, reissue_link, withdraw
+from .entries import InvalidAnswers, field_name, record_submission
+from .errors import Refused
+from .extensions import db
+from .forms import (
+    AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, ProxyEntryForm, ReasonForm,
+)
+from .localtime import local_datetime
+from .models import (
+    Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Submission,
+    now_utc,
+)
+from .protocol.schedule import state_of
+from .study import protocol_of, require_study
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+READERS = ("coordinator", "analyst", "admin")
+COORDINATOR = ("coordinator",)
+
+
+def actor() -> str:
+    return audit.staff_actor(g.staff)
+
+
+# --- Sign in and out ---------------------------------------------------------------------------
+
+def _safe_next(target: str | None) -> str | None:
+    """Only same-site paths: never redirect to another host after login."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parsed = urlparse(target)
+    return target if not parsed.netloc and not parsed.scheme else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    status = 200
+    if form.validate_on_submit():
+        now = now_utc()
+        try:
+            user = login_staff(form.email.data, form.password.data, address=request.remote_addr, now=now)
+        except LoginRefused as refusal:
+            db.session.commit()  # the failure counters persist
+            form.password.errors.append(refusal.message)
+            return render_template("coordinator/login.html", form=form), refusal.status
+        start_staff_session(user, now)
+        db.session.commit()
+        return redirect(_safe_next(form.next.data) or _home_for(user))
+    elif request.method == "POST":
+        status = 422
+    return render_template("coordinator/login.html", form=form), status
+
+
+def _home_for(user: StaffUser) -> str:
+    return {"admin": url_for("admin.users"), "unblinded": url_for("admin.randomization"),
+            "analyst": url_for("staff.dashboard")}.get(user.role, url_for("staff.dashboard"))
+
+
+@bp.post("/logout")
+@roles_required("admin", "coordinator", "analyst", "unblinded")
+def logout():
+    end_staff_session(g.staff)
+    db.session.commit()
+    flash("You are signed out.")
+    return redirect(url_for("staff.login"))
+
+
+# --- Adherence at a glance ---------------------------------------------------------------------
+
+@bp.get("/")
+@roles_required(*READERS)
+def dashboard():
+    study = require_study()
+    site = request.args.get("site") or None
+    attention = request.args.get("attention") == "1"
+    now = now_utc()
+    grid = load_grid(study, now, site=site, attention_only=attention)
+    return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
+                           now_is_past=lambda moment: now >= moment)
+
+
+# --- Participants ------------------------------------------------------------------------------
+
+def _participant(code: str) -> Participant:
+    study = require_study()
+    participant = db.session.scalar(select(Participant).where(
+        Participant.study_id == study.id, Participant.code == code))
+    if participant is None:
+        abort(404)
+    return participant
+
+
+@bp.get("/participants/<code>")
+@roles_required(*READERS)
+def participant(code):
+    participant = _participant(code)
+    now = now_utc()
+    assessments = db.session.scalars(
+        select(Assessment).join(Period).where(Period.participant_id == participant.id)
+        .options(selectinload(Assessment.submission).selectinload(Submission.values),
+                 selectinload(Assessment.period), selectinload(Assessment.protocol_version))
+        .order_by(Period.number, Assessment.target)).all()
+    protocol = protocol_of(participant.study.current_protocol_version)
+    timeline, series = [], {}
+    for assessment in assessments:
+        submission = assessment.submission
+        state = state_of(window_open=assessment.window_open, window_close=assessment.window_close,
+                         late_close=assessment.late_close, not_applicable=assessment.not_applicable,
+                         submitted_at=submission.submitted_at if submission else None, now=now)
+        timeline.append((assessment, state, protocol.timepoint(assessment.timepoint).label))
+        vas = _vas_value(submission)
+        if vas is not None:
+            hours = (submission.submitted_at - assessment.period.dose_start).total_seconds() / 3600
+            series.setdefault(f"Infusion {assessment.period.number}", []).append(
+                Point(hours, vas, f"{assessment.timepoint} VAS {vas}"))
+    chart = line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion",
+                       y_label="fatigue VAS (0-100)") if series else None
+    reports = db.session.scalars(
+        select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
+        .order_by(SideEffectReport.reported_at.desc())).all()
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
+                                .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(200)).all()
+    return render_template(
+        "coordinator/participant.html", participant=participant, timeline=timeline, chart=chart,
+        reports=reports, events=events, when=lambda t: local_datetime(t, participant.timezone) if t else "",
+        reason_form=ReasonForm(), periods=participant.periods, now=now)
+
+
+def _vas_value(submission: Submission | None) -> int | None:
+    if submission is None:
+        return None
+    for value in submission.values:
+        if value.instrument == "fatigue_vas":
+            return int(value.value)
+    return None
+
+
+@bp.route("/enrol", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def enrol():
+    study = require_study()
+    form = EnrolForm()
+    sites = list(current_app.config.get("SITE_CONTACTS") or {}) or ["main"]
+    form.site.choices = [(site, site) for site in sites]
+    if request.method == "GET":
+        form.timezone.data = current_app.config["DEFAULT_TIMEZONE"]
+    if form.validate_on_submit():
+        now = now_utc()
+        try:
+            participant, token = enroll(
+                study, site=form.site.data, timezone=form.timezone.data, email=form.email.data,
+                phone=form.phone.data, actor=actor(), now=now)
+        except Refused as refusal:
+            db.session.rollback()
+            form.site.errors.append(refusal.message)
+            return render_template("coordinator/enrol.html", form=form), refusal.status
+        participant.reminder_from = form.reminder_from.data or None
+        participant.reminder_until = form.reminder_until.data or None
+        db.session.commit()
+        return _link_page(participant, token, "Participant enrolled")
+    return render_template("coordinator/enrol.html", form=form), 422 if request.method == "POST" else 200
+
+
+def _link_page(participant: Participant, token: str, heading: str):
+    """The link is shown once, with a QR code and a printable sheet: only its hash is kept."""
+    link = participant_link(token)
+    qr = segno.make(link, error="m").svg_inline(scale=5, dark="#1b1f24")
+    return render_template("coordinator/link.html", participant=participant, link=link, qr=qr,
+                           heading=heading)
+
+
+@bp.post("/participants/<code>/reissue-link")
+@roles_required(*COORDINATOR)
+def reissue(code):
+    participant = _participant(code)
+    token = reissue_link(participant, actor=actor(), now=now_utc())
+    db.session.commit()
+    return _link_page(participant, token, "New link issued; the old one no longer works")
+
+
+@bp.post("/participants/<code>/reset-pin")
+@roles_required(*COORDINATOR)
+def reset(code):
+    participant = _participant(code)
+    reset_pin(participant, actor=actor(), now=now_utc())
+    db.session.commit()
+    flash(f"The PIN of {participant.code} is reset. They choose a new one when they next open their link.")
+    return redirect(url_for(".participant", code=code))
+
+
+@bp.route("/participants/<code>/withdraw", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def withdraw_participant(code):
+    participant = _participant(code)
+    form = ReasonForm()
+    if form.validate_on_submit():
+        try:
+            marked = withdraw(participant, actor=actor(), now=now_utc(), reason=form.reason.data)
+        except Refused as refusal:
+            db.session.rollback()
+            form.reason.errors.append(refusal.message)
+            return render_template("coordinator/withdraw.html", form=form, participant=participant), refusal.status
+        db.session.commit()
+        flash(f"{participant.code} is withdrawn; {marked} remaining entries are marked not applicable.")
+        return redirect(url_for(".participant", code=code))
+    return render_template("coordinator/withdraw.html", form=form, participant=participant), \
+        422 if request.method == "POST" else 200
+
+
+# --- Dosing ------------------------------------------------------------------------------------
+
+@bp.route("/participants/<code>/dose/<int:number>", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def dose(code, number):
+    participant = _participant(code)
+    period = next((p for p in participant.periods if p.number == number), None)
+    if period is None:
+        abort(404)
+    form = DoseForm()
+    tz = ZoneInfo(participant.timezone)
+    if request.method == "GET" and period.dose_start is not None:
+        form.start.data = period.dose_start.astimezone(tz).replace(tzinfo=None)
+    if form.validate_on_submit():
+        start = _localise(form.start.data, tz)
+        if start is None:
+            form.start.errors.append(f"That time does not exist in {participant.timezone} "
+                                     "(the clocks skipped it that day).")
+        else:
+            try:
+                record_dose(participant, number, start, actor=actor(), now=now_utc(),
+                            reason=form.reason.data)
+            except Refused as refusal:
+                db.session.rollback()
+                form.start.errors.append(refusal.message)
+            else:
+                db.session.commit()
+                flash(f"Infusion {number} of {participant.code} recorded at "
+                      f"{local_datetime(start, participant.timezone)} ({participant.timezone}).")
+                return redirect(url_for(".participant", code=code))
+    status = 422 if request.method == "POST" else 200
+    return render_template("coordinator/dose.html", form=form, participant=participant,
+                           period=period), status
+
+
+def _localise(wall: datetime, tz: ZoneInfo) -> datetime | None:
+    """A wall-clock time on ``tz``, or None if the clocks skipped it (spring forward)."""
+    aware = wall.replace(tzinfo=tz)
+    if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != wall:
+        return None
+    return aware
+
+
+# --- Entries on the participant's behalf, and corrections --------------------------------------
+
+def _assessment(assessment_id: int) -> Assessment:
+    assessment = db.session.get(Assessment, assessment_id)
+    if assessment is None or assessment.period.participant.study_id != require_study().id:
+        abort(404)
+    return assessment
+
+
+@bp.route("/assessments/<int:assessment_id>/enter", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def enter(assessment_id):
+    """Enter a missed assessment from a phone interview or paper form, with a reason."""
+    assessment = _assessment(assessment_id)
+    participant = assessment.period.participant
+    if assessment.submission is not None:
+        flash("This assessment already has an entry; correct a value instead.")
+        return redirect(url_for(".participant", code=participant.code))
+    protocol = protocol_of(assessment.protocol_version)
+    timepoint = protocol.timepoint(assessment.timepoint)
+    meta = ProxyEntryForm()
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        if meta.validate_on_submit():
+            try:
+                record_submission(assessment, request.form, now=now_utc(), actor=actor(),
+                                  source=meta.source.data, reason=meta.reason.data,
+                                  entered_by_id=g.staff.id,
+                                  idempotency_key=request.form.get("idempotency_key") or None)
+            except InvalidAnswers as invalid:
+                db.session.rollback()
+                errors = invalid.errors
+            except Refused as refusal:
+                db.session.rollback()
+                meta.reason.errors.append(refusal.message)
+            else:
+                db.session.commit()
+                flash(f"{timepoint.label} of infusion {assessment.period.number} entered "
+                      f"({meta.source.data.replace('_', ' ')}).")
+                return redirect(url_for(".participant", code=participant.code))
+    status = 422 if request.method == "POST" else 200
+    return render_template("coordinator/enter.html", assessment=assessment, participant=participant,
+                           timepoint=timepoint, instruments=protocol.instruments_for(timepoint),
+                           meta=meta, errors=errors, form=request.form, field_name=field_name,
+                           key=request.form.get("idempotency_key") or secrets.token_hex(16)), status
+
+
+@bp.route("/assessments/<int:assessment_id>/correct", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def correct(assessment_id):
+    assessment = _assessment(assessment_id)
+    submission = assessment.submission
+    participant = assessment.period.participant
+    if submission is None:
+        abort(404)
+    items = correctable_items(submission)
+    form = CorrectionForm()
+    form.item.choices = [(key, label) for key, label, _, _ in items]
+    if form.validate_on_submit():
+        try:
+            correct_value(submission, form.item.data, form.value.data or "", reason=form.reason.data,
+                          actor=actor(), now=now_utc())
+        except Refused as refusal:
+            db.session.rollback()
+            form.value.errors.append(refusal.message)
+        else:
+            db.session.commit()
+            flash("The value is corrected; the old value is kept in the audit trail.")
+            return redirect(url_for(".participant", code=participant.code))
+    current = {(v.instrument, v.item): v.value for v in submission.values}
+    values = [(label, current.get((instrument.id, item.id), "—")) for key, label, instrument, item in items]
+    status = 422 if request.method == "POST" else 200
+    return render_template("coordinator/correct.html", form=form, assessment=assessment,
+                           participant=participant, values=values), status
+
+
+# --- Side effects ------------------------------------------------------------------------------
+
+@bp.get("/side-effects")
+@roles_required(*COORDINATOR)
+def side_effects():
+    """New reports first, severe and alerting ones at the top of those."""
+    show_all = request.args.get("all") == "1"
+    query = (select(SideEffectReport, Participant.code, Period.number)
+             .join(Period, SideEffectReport.period_id == Period.id)
+             .join(Participant, Period.participant_id == Participant.id)
+             .where(Participant.study_id == require_study().id))
+    if not show_all:
+        query = query.where(SideEffectReport.acknowledged_at.is_(None))
+    severity_rank = case((SideEffectReport.alert.is_(True), 0), (SideEffectReport.severity == "severe", 0),
+                         (SideEffectReport.severity == "moderate", 1), else_=2)
+    rows = db.session.execute(query.order_by(
+        SideEffectReport.acknowledged_at.is_not(None), severity_rank,
+        SideEffectReport.reported_at.desc())).all()
+    acknowledgers = dict(db.session.execute(select(StaffUser.id, StaffUser.email)).all())
+    return render_template("coordinator/side_effects.html", rows=rows, form=AcknowledgeForm(),
+                           show_all=show_all, acknowledgers=acknowledgers)
+
+
+@bp.post("/side-effects/<int:report_id>/acknowledge")
+@roles_required(*COORDINATOR)
+def acknowledge(report_id):
+    report = db.session.get(SideEffectReport, report_id)
+    if report is None or report.period.participant.study_id != require_study().id:
+        abort(404)
+    form = AcknowledgeForm()
+    if not form.validate_on_submit():
+        flash("An acknowledgement needs a note.", "error")
+        return redirect(url_for(".side_effects")), 303
+    if report.acknowledged_at is not None:
+        flash("This report was already acknowledged.", "error")
+        return redirect(url_for(".side_effects")), 303
+    now = now_utc()
+    report.acknowledged_at, report.acknowledged_by_id = now, g.staff.id
+    report.acknowledgement_note = form.note.data
+    audit.record(actor=actor(), action="acknowledge_side_effect", entity="side_effect_report",
+                 entity_id=report.id, participant_id=report.period.participant_id, now=now,
+                 field=f"{report.term} ({report.severity or 'free text'})", new=form.note.data)
+    db.session.commit()
+    flash("Acknowledged.")
+    return redirect(url_for(".side_effects"))
+
+
+# --- Audit trail -------------------------------------------------------------------------------
+
+AUDIT_PAGE = 100
+
+
+@bp.get("/audit")
+@roles_required(*READERS)
+def audit_trail():
+    filters = []
+    code = request.args.get("participant", "").strip()
+    action = request.args.get("action", "").strip()
+    who = request.args.get("actor", "").strip()
+    if code:
+        filters.append(AuditEvent.participant_id.in_(select(Participant.id).where(Participant.code == code)))
+    if action:
+        filters.append(AuditEvent.action == action)
+    if who:
+        filters.append(AuditEvent.actor.contains(who))
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        page = 1
+    events = db.session.execute(
+        select(AuditEvent, Participant.code).outerjoin(Participant, AuditEvent.participant_id == Participant.id)
+        .where(*filters).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE)).all()
+    actions = db.session.scalars(select(func.distinct(AuditEvent.action)).order_by(AuditEvent.action)).all()
+    return render_template("coordinator/audit.html", events=events[:AUDIT_PAGE], more=len(events) > AUDIT_PAGE,
+                           page=page, actions=actions, code=code, action=action, who=who)

@@ -1,0 +1,97 @@
+"""Staff forms (WTForms with Flask-WTF's CSRF). Participant entry forms are rendered from the
+protocol instead, since their items come from a file, not from code."""
+from __future__ import annotations
+
+from zoneinfo import available_timezones
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    BooleanField, DateTimeLocalField, EmailField, HiddenField, PasswordField, SelectField, StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+
+from .models import STAFF_ROLES
+from .passwords import MIN_PASSWORD_LENGTH
+
+CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")
+REASON = [DataRequired(message="A reason is required."), Length(max=2000)]
+SOURCES = [("phone_interview", "Phone interview"), ("paper", "Paper form"), ("clinic_visit", "Clinic visit")]
+
+
+class BaseForm(FlaskForm):
+    """Every staff form: CSRF-protected, and stripped of surrounding spaces."""
+
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            filters = list(unbound_field.kwargs.get("filters", []))
+            if unbound_field.field_class in (StringField, TextAreaField, EmailField):
+                filters.append(lambda value: value.strip() if isinstance(value, str) else value)
+            return unbound_field.bind(form=form, filters=filters, **options)
+
+
+class LoginForm(BaseForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    next = HiddenField()
+
+
+class EnrolForm(BaseForm):
+    site = SelectField("Site", validators=[DataRequired()])
+    timezone = StringField("Time zone (IANA name)", validators=[DataRequired(), Length(max=64)])
+    email = EmailField("Email for reminders", validators=[Optional(), Email(), Length(max=254)])
+    phone = StringField("Phone (optional)", validators=[Optional(), Length(max=40),
+                        Regexp(r"^[0-9 +().-]{5,40}$", message="Digits, spaces and + ( ) - only.")])
+    reminder_from = StringField("Reminders from", default="08:00", validators=[Optional(), CLOCK])
+    reminder_until = StringField("Reminders until", default="21:00", validators=[Optional(), CLOCK])
+
+    def validate_timezone(self, field):
+        if field.data not in available_timezones():
+            raise ValidationError("Choose a time zone name such as America/New_York.")
+
+    def validate_reminder_until(self, field):
+        if self.reminder_from.data and field.data and field.data == self.reminder_from.data:
+            raise ValidationError("The reminder hours must not start and end at the same time.")
+
+
+class DoseForm(BaseForm):
+    start = DateTimeLocalField("Infusion start (participant's local time)", format="%Y-%m-%dT%H:%M",
+                               validators=[DataRequired(message="Give the date and time the infusion started.")])
+    reason = TextAreaField("Reason for the correction", validators=[Optional(), Length(max=2000)])
+
+
+class ReasonForm(BaseForm):
+    reason = TextAreaField("Reason", validators=REASON)
+
+
+class AcknowledgeForm(BaseForm):
+    note = TextAreaField("Note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
+
+
+class CorrectionForm(BaseForm):
+    item = SelectField("Item", validators=[DataRequired()])
+    value = StringField("New value", validators=[Length(max=2000)])
+    reason = TextAreaField("Reason for the correction", validators=REASON)
+
+
+class ProxyEntryForm(BaseForm):
+    source = SelectField("Source", choices=SOURCES, validators=[DataRequired()])
+    reason = TextAreaField("Reason", validators=REASON)
+
+
+class UserForm(BaseForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField("Role", choices=[(role, role) for role in STAFF_ROLES])
+    password = PasswordField("Initial password", validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000,
+                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+class UserChangeForm(BaseForm):
+    role = SelectField("Role", choices=[(role, role) for role in STAFF_ROLES])
+    active = BooleanField("Active")
+
+
+class RandomizationForm(BaseForm):
+    file = FileField("Randomization list (CSV: site, position, sequence)", validators=[FileRequired()])
