@@ -68,12 +68,13 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, coordinator, participant, views
+    from . import admin, analysis, coordinator, participant, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(participant.bp)
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(analysis.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -169,6 +169,35 @@ def scheduler_command(interval):
     run_scheduler(current_app._get_current_object(), interval=interval)
 
 
+@diary_cli.command("export")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write to.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default="csv", show_default=True)
+@click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle into OUT/diary-export.zip.")
+def export_command(out_dir, fmt, as_zip):
+    """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
+    from .exports import write_bundle, zip_bundle
+    from .study import require_study
+
+    out = Path(out_dir)
+    started = time.monotonic()
+    if sys.stdout.isatty():
+        with click.progressbar(length=0, label="Exporting", show_pos=True) as bar:
+            def progress(table, rows):
+                bar.label = f"Exporting {table}"
+                bar.length = (bar.length or 0) + rows
+                bar.update(rows)
+            manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt, progress=progress)
+    else:
+        manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt)
+    for name, entry in manifest["files"].items():
+        click.echo(f"  {name:28} {entry['rows']:>9} rows")
+    if as_zip:
+        archive = zip_bundle(out, out / "diary-export.zip")
+        click.echo(f"  {archive.name}")
+    state = "blinded (treatments as A/B)" if manifest["blinded"] else "unblinded (drug names)"
+    click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")
+
+
 @diary_cli.command("backup")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 def backup_command(path):

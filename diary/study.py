@@ -61,6 +61,21 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     return study, True
 
 
+def unblind(study: Study, *, user, now) -> None:
+    """Reveal the treatment names in exports. Irreversible, and only for the unblinded role."""
+    from . import audit
+    from .errors import Refused
+
+    if user.role != "unblinded":
+        raise Refused("Only the unblinded role can unblind the study.", status=403)
+    if study.unblinded_at is not None:
+        raise Refused("The study is already unblinded.", status=409)
+    study.unblinded_at, study.unblinded_by_id = now, user.id
+    audit.record(actor=audit.staff_actor(user), action="unblind", entity="study", entity_id=study.id,
+                 field="unblinded_at", old=None, new=now.isoformat(), now=now,
+                 reason="treatment key revealed in exports")
+
+
 def site_contact(site: str) -> str:
     contacts = current_app.config.get("SITE_CONTACTS") or {}
     return contacts.get(site) or current_app.config["DEFAULT_SITE_CONTACT"]

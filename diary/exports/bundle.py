@@ -1,0 +1,83 @@
+"""The export bundle: one file per table, a data dictionary and a manifest, as a folder or ZIP.
+
+Both the CLI and the analysts' download call ``write_bundle``; export logic lives only here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+
+from ..extensions import db
+from ..study import protocol_of
+from .schema import TABLES, dictionary_rows
+from .tables import BUILDERS, ExportContext
+from .writers import FORMATS, WRITERS, iso_utc
+
+TABLE_ORDER = ["assessments", "responses", "fatigue_endpoints", "side_effects", "adherence", "data_dictionary"]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
+                 progress=None) -> dict:
+    """Write every table of ``study`` into ``out_dir`` and return the manifest.
+
+    ``progress(table, rows_written)`` is called as batches are written (for a progress bar).
+    The database is read in one read-only transaction, so the tables agree with each other.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    protocol = protocol_of(study.current_protocol_version)
+    blinded = study.unblinded_at is None
+    files = {}
+    with db.engine.connect() as connection:
+        # One snapshot for every table: SQLite's read transaction gives it without the write lock;
+        # PostgreSQL needs REPEATABLE READ for it.
+        options = {"diary_readonly": True}
+        if connection.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        connection = connection.execution_options(**options)
+        with connection.begin():
+            ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now)
+            for table in TABLE_ORDER:
+                rows = iter(dictionary_rows(protocol)) if table == "data_dictionary" else BUILDERS[table](ctx)
+                path = out_dir / f"{table}.{fmt}"
+                count = WRITERS[fmt](path, TABLES[table], rows,
+                                     (lambda n, table=table: progress(table, n)) if progress else None)
+                files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
+    version = study.current_protocol_version
+    manifest = {
+        "study": study.name,
+        "protocol_id": version.protocol_id,
+        "protocol_version": version.version,
+        "exported_utc": iso_utc(now),
+        "blinded": blinded,
+        "unblinded_utc": None if blinded else iso_utc(study.unblinded_at),
+        "format": fmt,
+        "identifiers": "none: participants appear only by their pseudonymous code",
+        "app_version": current_app.config["DIARY_VERSION"],
+        "files": files,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def zip_bundle(bundle_dir: Path, zip_path: Path) -> Path:
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(Path(bundle_dir).iterdir()):
+            if path.is_file() and path != zip_path:
+                archive.write(path, arcname=path.name)
+    return zip_path

@@ -1,0 +1,146 @@
+"""The export contract: every table, its columns, types, units and allowed values.
+
+This one description drives the writers (column order, Parquet types) and the data dictionary,
+so the files and the dictionary cannot disagree. Table and column names are a contract that
+analysts' scripts rely on (DESIGN.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..protocol.schedule import STATES
+
+STRING, INTEGER, NUMBER, BOOLEAN, DATETIME = "string", "integer", "number", "boolean", "datetime"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+    unit: str = ""
+    allowed: str = ""
+
+
+PARTICIPANT = Column("participant_id", STRING, "Pseudonymous participant code (random; not derived from identity).")
+SITE = Column("site", STRING, "Site code.")
+SEQUENCE = Column("sequence", STRING, "Randomized sequence of masked treatments, in period order.",
+                  allowed="AB; BA (the protocol's sequences)")
+PERIOD = Column("period", INTEGER, "Dosing period (1 = first infusion).", allowed="1; 2")
+TREATMENT = Column("treatment", STRING, "Treatment of this period: the masked code until the study is "
+                   "unblinded, the drug name after (see manifest.json 'blinded').",
+                   allowed="A; B while blinded; drug names after unblinding")
+TIMEPOINT = Column("timepoint", STRING, "Protocol time point code.",
+                   allowed="BL; M40; M80; M120; M230; D1; D2; D3; D7; D14")
+SUBMITTED = Column("submitted_utc", DATETIME, "Server receipt time of the entry (ISO 8601, UTC). "
+                   "Empty when nothing was entered.", unit="UTC")
+MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to the entry "
+                 "(negative before it). Empty when nothing was entered.", unit="minutes")
+SOURCE = Column("source", STRING, "Who entered the data: the participant on their phone, or staff on "
+                "their behalf from the named source (with a reason in the audit trail).",
+                allowed="participant; phone_interview; paper; clinic_visit")
+
+
+def _pct(day: str) -> Column:
+    return Column(f"pct_change_{day}", NUMBER,
+                  f"% change of the fatigue VAS from baseline at {day.upper()}: (vas_{day} - baseline_vas) / "
+                  "baseline_vas x 100; negative = less fatigue. Empty when the baseline is missing or 0, "
+                  f"or {day.upper()} was not entered.", unit="%")
+
+
+TABLES: dict[str, list[Column]] = {
+    "assessments": [
+        PARTICIPANT, SITE, SEQUENCE, PERIOD, TREATMENT,
+        Column("dose_start_utc", DATETIME, "Infusion start of the period (ISO 8601, UTC).", unit="UTC"),
+        TIMEPOINT,
+        Column("nominal_offset_min", INTEGER, "Target time of the time point after the infusion start, "
+               "as the protocol states it.", unit="minutes"),
+        Column("window_open_utc", DATETIME, "When the entry window opened (ISO 8601, UTC).", unit="UTC"),
+        Column("window_close_utc", DATETIME, "When the entry window closed (ISO 8601, UTC); entries after it "
+               "and inside the protocol's late grace are completed_late.", unit="UTC"),
+        Column("status", STRING, "State of the assessment at export time.", allowed="; ".join(STATES)),
+        SUBMITTED, MINUTES,
+        Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
+    ],
+    "responses": [
+        PARTICIPANT, SEQUENCE, PERIOD, TREATMENT, TIMEPOINT,
+        Column("instrument", STRING, "Instrument id from the protocol (the side-effect checklist is in "
+               "side_effects instead).", allowed="fatigue_vas; energy_nrs; blinding_guess"),
+        Column("item", STRING, "Item id within the instrument.", allowed="fatigue; energy; guess"),
+        Column("value", STRING, "The answer as entered: a whole number for vas (0-100) and nrs (0-10) "
+               "items, a code for choices, text for free text.",
+               allowed="fatigue: 0-100; energy: 0-10; guess: first, second, dont_know"),
+        SUBMITTED, MINUTES, SOURCE,
+    ],
+    "fatigue_endpoints": [
+        PARTICIPANT, SEQUENCE, PERIOD, TREATMENT,
+        Column("baseline_vas", INTEGER, "Fatigue VAS at BL of this period (the baseline). Empty when BL "
+               "was not entered.", unit="mm (0-100)"),
+        Column("vas_d1", INTEGER, "Fatigue VAS at D1. Empty when not entered.", unit="mm (0-100)"),
+        Column("vas_d3", INTEGER, "Fatigue VAS at D3 (the primary time point). Empty when not entered.",
+               unit="mm (0-100)"),
+        Column("vas_d7", INTEGER, "Fatigue VAS at D7. Empty when not entered.", unit="mm (0-100)"),
+        _pct("d1"), _pct("d3"), _pct("d7"),
+        Column("responder_d3", BOOLEAN, "pct_change_d3 <= -20 (a reduction of at least 20%). Empty when "
+               "pct_change_d3 is empty.", allowed="true; false"),
+        Column("auc_pct_change_0_7d", NUMBER, "Trapezoidal area under the % change curve over hours 0-168 "
+               "after the infusion start, using actual entry times, with BL at 0% at hour 0; entries after "
+               "168 h are interpolated to 168 h, and the last value before 168 h is carried to 168 h. Empty "
+               "when the baseline is missing or 0, or D7 was not entered.", unit="% x hours"),
+    ],
+    "side_effects": [
+        PARTICIPANT, PERIOD, TREATMENT,
+        Column("timepoint", STRING, TIMEPOINT.description, allowed="M40; M80; M120; M230; D1; D2; D3; D7"),
+        Column("term", STRING, "Side effect code from the solicited checklist, or 'other' for a free-text "
+               "report.", allowed="headache; dizziness; nausea; vomiting; drowsiness; restlessness; "
+               "vivid_dreams; visual_changes; time_distortion; detachment; other"),
+        Column("severity", STRING, "Severity as reported. Empty for free-text reports.",
+               allowed="mild; moderate; severe"),
+        Column("solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.",
+               allowed="true; false"),
+        Column("verbatim", STRING, "The participant's own words for a free-text report."),
+        Column("reported_utc", DATETIME, "Server receipt time of the report (ISO 8601, UTC).", unit="UTC"),
+        MINUTES,
+    ],
+    "adherence": [
+        PARTICIPANT, PERIOD,
+        Column("scheduled", INTEGER, "Assessments scheduled in the period, excluding not_applicable ones "
+               "and optional time points (D2) that were not answered.", unit="count"),
+        Column("completed", INTEGER, "Entered inside the window.", unit="count"),
+        Column("completed_late", INTEGER, "Entered after the window closed, inside the protocol's grace.",
+               unit="count"),
+        Column("missed", INTEGER, "Window and grace passed with no entry (optional time points excluded).",
+               unit="count"),
+        Column("compliance_pct", NUMBER, "(completed + completed_late) / (completed + completed_late + missed) "
+               "x 100. Empty when no window has passed yet.", unit="%"),
+    ],
+    "data_dictionary": [
+        Column("table", STRING, "Table (file) name."),
+        Column("column", STRING, "Column name."),
+        Column("type", STRING, "Value type.", allowed="string; integer; number; boolean; datetime"),
+        Column("unit", STRING, "Unit of the values, where they have one."),
+        Column("allowed_values", STRING, "Codes or range the column may hold."),
+        Column("description", STRING, "What the column means, and why a value may be empty."),
+    ],
+}
+
+
+def dictionary_rows(protocol=None):
+    """Every column of every table. Codes that come from the protocol are listed from it."""
+    allowed = {}
+    if protocol is not None:
+        response_instruments = [i for i in protocol.instruments.values() if not i.side_effects]
+        terms = [t.code for i in protocol.instruments.values() for item in i.items for t in item.terms]
+        allowed = {
+            "timepoint": "; ".join(tp.code for tp in protocol.timepoints),
+            "sequence": "; ".join(protocol.sequences),
+            "instrument": "; ".join(i.id for i in response_instruments),
+            "item": "; ".join(item.id for i in response_instruments for item in i.items),
+            "term": "; ".join(terms + ["other"]),
+        }
+    for table, columns in TABLES.items():
+        for column in columns:
+            values = column.allowed
+            if column.name in allowed and not (table == "side_effects" and column.name == "timepoint"):
+                values = allowed[column.name]
+            yield (table, column.name, column.type, column.unit, values, column.description)

@@ -1,0 +1,160 @@
+"""Table builders: each yields the rows of one export table, streaming from the database.
+
+Rows are tuples in the column order of ``schema.TABLES``, holding plain Python values (str,
+int, float, bool, datetime or None); the writers turn them into CSV, Parquet or XLSX. Queries
+stream with ``yield_per`` so the study is never held in memory at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+
+from sqlalchemy import select
+
+from ..adherence import Tally
+from ..models import Assessment, ItemValue, Participant, Period, SideEffectReport, Study, Submission
+from ..protocol import Protocol
+from ..protocol.schedule import state_of
+from .endpoints import compute_endpoints
+
+BATCH = 5000
+
+
+@dataclass
+class ExportContext:
+    connection: object  # a SQLAlchemy Connection (read-only on SQLite: no write lock held)
+    study: Study
+    protocol: Protocol
+    blinded: bool
+    now: datetime
+
+    def treatment(self, code: str) -> str:
+        """Masked code while blinded; the sealed drug name after unblinding."""
+        return code if self.blinded else self.protocol.treatments.get(code) or code
+
+    def stream(self, statement):
+        return self.connection.execute(statement.execution_options(yield_per=BATCH))
+
+
+def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
+    if moment is None or dose is None:
+        return None
+    return round((moment - dose).total_seconds() / 60, 1)
+
+
+def assessments(ctx: ExportContext):
+    nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
+    rows = ctx.stream(
+        select(Participant.code, Participant.site, Participant.sequence, Period.number, Period.treatment,
+               Period.dose_start, Assessment.timepoint, Assessment.window_open, Assessment.window_close,
+               Assessment.late_close, Assessment.not_applicable, Submission.submitted_at, Submission.source)
+        .join(Period, Period.participant_id == Participant.id)
+        .join(Assessment, Assessment.period_id == Period.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number, Assessment.target))
+    for row in rows:
+        status = state_of(window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
+                          submitted_at=row.submitted_at, not_applicable=row.not_applicable, now=ctx.now)
+        yield (row.code, row.site, row.sequence, row.number, ctx.treatment(row.treatment), row.dose_start,
+               row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close, status,
+               row.submitted_at, _minutes(row.submitted_at, row.dose_start), row.source)
+
+
+def _response_instruments(protocol: Protocol) -> list[str]:
+    return [name for name, instrument in protocol.instruments.items() if not instrument.side_effects]
+
+
+def _responses_query(ctx: ExportContext, instruments: list[str]):
+    return (select(Participant.code, Participant.sequence, Period.number, Period.treatment,
+                   Period.dose_start, Assessment.timepoint, ItemValue.instrument, ItemValue.item,
+                   ItemValue.value, Submission.submitted_at, Submission.source)
+            .join(Period, Period.participant_id == Participant.id)
+            .join(Assessment, Assessment.period_id == Period.id)
+            .join(Submission, Submission.assessment_id == Assessment.id)
+            .join(ItemValue, ItemValue.submission_id == Submission.id)
+            .where(Participant.study_id == ctx.study.id, ItemValue.instrument.in_(instruments)))
+
+
+def responses(ctx: ExportContext):
+    query = _responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
+        Participant.code, Period.number, Assessment.target, ItemValue.id)
+    treatments: dict[str, str] = {}
+    for row in ctx.stream(query):
+        treatment = treatments.get(row.treatment) or treatments.setdefault(row.treatment, ctx.treatment(row.treatment))
+        yield (row.code, row.sequence, row.number, treatment, row.timepoint, row.instrument, row.item,
+               row.value, row.submitted_at, _minutes(row.submitted_at, row.dose_start), row.source)
+
+
+def _vas_instrument(protocol: Protocol) -> tuple[str, str]:
+    for instrument in protocol.instruments.values():
+        for item in instrument.items:
+            if item.type == "vas":
+                return instrument.id, item.id
+    raise ValueError("the protocol has no VAS item for the fatigue endpoints")
+
+
+def fatigue_endpoints(ctx: ExportContext):
+    """Every dosed period gets a row, with or without entries; endpoints computed once, here."""
+    instrument, item = _vas_instrument(ctx.protocol)
+    codes = [tp.code for tp in ctx.protocol.timepoints]
+    auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
+                      if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]
+    vas = (select(Participant.code, Participant.sequence, Period.number, Period.treatment, Period.dose_start,
+                  Assessment.timepoint, ItemValue.value, Submission.submitted_at)
+           .join(Period, Period.participant_id == Participant.id)
+           .join(Assessment, Assessment.period_id == Period.id)
+           .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+           .outerjoin(ItemValue, (ItemValue.submission_id == Submission.id)
+                      & (ItemValue.instrument == instrument) & (ItemValue.item == item))
+           .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
+           .order_by(Participant.code, Period.number))
+    for (code, number), group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.number)):
+        group = list(group)  # one participant's period: at most a dozen rows
+        first = group[0]
+        values = {row.timepoint: ((row.submitted_at - row.dose_start).total_seconds() / 3600, int(row.value))
+                  for row in group if row.value is not None and row.timepoint in codes}
+        result = compute_endpoints(values, auc_timepoints)
+        yield (code, first.sequence, number, ctx.treatment(first.treatment), result.baseline_vas,
+               result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
+               result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d)
+
+
+def side_effects(ctx: ExportContext):
+    rows = ctx.stream(
+        select(Participant.code, Period.number, Period.treatment, Period.dose_start, SideEffectReport.timepoint,
+               SideEffectReport.term, SideEffectReport.severity, SideEffectReport.solicited,
+               SideEffectReport.verbatim, SideEffectReport.reported_at)
+        .join(Period, SideEffectReport.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id))
+    for row in rows:
+        yield (row.code, row.number, ctx.treatment(row.treatment), row.timepoint, row.term, row.severity,
+               bool(row.solicited), row.verbatim, row.reported_at, _minutes(row.reported_at, row.dose_start))
+
+
+def adherence(ctx: ExportContext):
+    optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
+    rows = ctx.stream(
+        select(Participant.code, Period.number, Assessment.timepoint, Assessment.window_open,
+               Assessment.window_close, Assessment.late_close, Assessment.not_applicable, Submission.submitted_at)
+        .join(Period, Period.participant_id == Participant.id)
+        .join(Assessment, Assessment.period_id == Period.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number))
+    for (code, number), group in groupby(rows, key=lambda r: (r.code, r.number)):
+        tally = Tally()
+        for row in group:
+            tally.add(state_of(window_open=row.window_open, window_close=row.window_close,
+                               late_close=row.late_close, submitted_at=row.submitted_at,
+                               not_applicable=row.not_applicable, now=ctx.now),
+                      optional.get(row.timepoint, False))
+        yield (code, number, tally.scheduled, tally.completed, tally.completed_late, tally.missed,
+               tally.compliance_pct)
+
+
+BUILDERS = {"assessments": assessments, "responses": responses, "fatigue_endpoints": fatigue_endpoints,
+            "side_effects": side_effects, "adherence": adherence}

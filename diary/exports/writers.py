@@ -1,0 +1,101 @@
+"""Writers: one table to one file, CSV (default), Parquet or XLSX, consuming rows as a stream.
+
+Conventions for analysts: UTF-8, a header row of snake_case names, ISO 8601 UTC times ending
+in Z, booleans as true/false, and missing values as empty cells (never 0 or "NA").
+"""
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+
+from .schema import BOOLEAN, DATETIME, INTEGER, NUMBER, Column
+
+FORMATS = ("csv", "parquet", "xlsx")
+BATCH = 10_000
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    return str(value)
+
+
+def write_csv(path: Path, columns: list[Column], rows, progress=None) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([c.name for c in columns])
+        while True:
+            batch = list(islice(rows, BATCH))
+            if not batch:
+                break
+            writer.writerows([[_text(v) for v in row] for row in batch])
+            count += len(batch)
+            if progress:
+                progress(len(batch))
+    return count
+
+
+def _arrow_type(column: Column):
+    import pyarrow as pa
+    return {INTEGER: pa.int64(), NUMBER: pa.float64(), BOOLEAN: pa.bool_(),
+            DATETIME: pa.timestamp("s", tz="UTC")}.get(column.type, pa.string())
+
+
+def write_parquet(path: Path, columns: list[Column], rows, progress=None) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c.name, _arrow_type(c)) for c in columns])
+    count = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        while True:
+            batch = list(islice(rows, BATCH))
+            if not batch and count:
+                break
+            arrays = [pa.array([row[i] for row in batch], type=schema.field(i).type)
+                      for i in range(len(columns))]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            count += len(batch)
+            if progress and batch:
+                progress(len(batch))
+            if not batch:
+                break
+    return count
+
+
+def write_xlsx(path: Path, columns: list[Column], rows, progress=None) -> int:
+    """One sheet per file. Times are ISO 8601 text so that Excel cannot shift them to local time."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(path.stem[:31])
+    sheet.append([c.name for c in columns])
+    count = 0
+    while True:
+        batch = list(islice(rows, BATCH))
+        if not batch:
+            break
+        for row in batch:
+            sheet.append([iso_utc(v) if isinstance(v, datetime) else
+                          ("true" if v is True else "false" if v is False else v) for v in row])
+        count += len(batch)
+        if progress:
+            progress(len(batch))
+    workbook.save(path)
+    return count
+
+
+WRITERS = {"csv": write_csv, "parquet": write_parquet, "xlsx": write_xlsx}

@@ -1,0 +1,388 @@
+"""The export bundle: the contract, endpoints checked independently, integrity, blinding, formats."""
+import csv
+import hashlib
+import io
+import json
+import re
+import zipfile
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from diary.demo import build_demo
+from diary.dosing import record_dose
+from diary.enrolment import enroll
+from diary.entries import record_submission
+from diary.exports import write_bundle
+from diary.extensions import db
+from diary.models import AuditEvent, Participant, StaffUser, now_utc
+from diary.study import protocol_of, unblind
+
+from .conftest import answers_for, assessment_of
+from .staff_helpers import any_csrf, login_as, make_staff
+
+# The contract from DESIGN.md, written out here as the specification the export must meet.
+CONTRACT = {
+    "assessments": ["participant_id", "site", "sequence", "period", "treatment", "dose_start_utc", "timepoint",
+                    "nominal_offset_min", "window_open_utc", "window_close_utc", "status", "submitted_utc",
+                    "minutes_from_dose", "source"],
+    "responses": ["participant_id", "sequence", "period", "treatment", "timepoint", "instrument", "item", "value",
+                  "submitted_utc", "minutes_from_dose", "source"],
+    "fatigue_endpoints": ["participant_id", "sequence", "period", "treatment", "baseline_vas", "vas_d1", "vas_d3",
+                          "vas_d7", "pct_change_d1", "pct_change_d3", "pct_change_d7", "responder_d3",
+                          "auc_pct_change_0_7d"],
+    "side_effects": ["participant_id", "period", "treatment", "timepoint", "term", "severity", "solicited",
+                     "verbatim", "reported_utc", "minutes_from_dose"],
+    "adherence": ["participant_id", "period", "scheduled", "completed", "completed_late", "missed", "compliance_pct"],
+    "data_dictionary": ["table", "column", "type", "unit", "allowed_values", "description"],
+}
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+CHECKS = {
+    "integer": lambda v: re.fullmatch(r"-?\d+", v) is not None,
+    "number": lambda v: float(v) == float(v),
+    "boolean": lambda v: v in ("true", "false"),
+    "datetime": lambda v: ISO.match(v) is not None,
+    "string": lambda v: True,
+}
+
+
+def read_csv(folder, table):
+    with open(folder / f"{table}.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def demo(study):
+    now = now_utc()
+    build_demo(now=now)
+    db.session.commit()
+    return now
+
+
+@pytest.fixture
+def bundle(demo, study, tmp_path):
+    out = tmp_path / "bundle"
+    write_bundle(out, study=study, now=demo)
+    return out
+
+
+def test_tables_match_the_contract_and_the_dictionary(bundle):
+    """Every table has exactly the contract's columns; each column is in the dictionary; values fit types."""
+    dictionary = read_csv(bundle, "data_dictionary")
+    declared = {(row["table"], row["column"]): row["type"] for row in dictionary}
+    assert {row["table"] for row in dictionary} == set(CONTRACT)
+    for table, columns in CONTRACT.items():
+        with open(bundle / f"{table}.csv", encoding="utf-8") as handle:
+            assert next(csv.reader(handle)) == columns
+        assert [c for (t, c) in declared if t == table] == columns
+        for row in read_csv(bundle, table):
+            for column in columns:
+                value = row[column]
+                assert value == "" or CHECKS[declared[(table, column)]](value), (table, column, value)
+
+
+def test_codes_are_lower_case_and_listed_in_the_dictionary(bundle):
+    dictionary = {(r["table"], r["column"]): r["allowed_values"] for r in read_csv(bundle, "data_dictionary")}
+    for table, column in (("assessments", "status"), ("side_effects", "severity"), ("assessments", "source"),
+                          ("side_effects", "term"), ("assessments", "timepoint")):
+        allowed = {code.strip() for code in dictionary[(table, column)].split(";")}
+        values = {row[column] for row in read_csv(bundle, table)} - {""}
+        assert values and values <= allowed, (table, column, values - allowed)
+        assert all(value == value.lower() or column == "timepoint" for value in values)
+
+
+def test_missing_values_are_empty_cells(bundle):
+    missed = [r for r in read_csv(bundle, "assessments") if r["status"] == "missed"]
+    assert missed
+    assert all(r["submitted_utc"] == r["minutes_from_dose"] == r["source"] == "" for r in missed)
+    text = "".join(open(p, encoding="utf-8").read() for p in bundle.glob("*.csv") if p.stem != "data_dictionary")
+    assert ",NA," not in text and ",nan," not in text.lower() and ",None," not in text
+
+
+def independent_endpoints(bundle) -> pd.DataFrame:
+    """The endpoints recomputed with pandas and numpy from responses and assessments alone."""
+    responses = pd.read_csv(bundle / "responses.csv", dtype=str, keep_default_na=False)
+    assessments = pd.read_csv(bundle / "assessments.csv", dtype=str, keep_default_na=False)
+    vas = responses[(responses.instrument == "fatigue_vas") & (responses.item == "fatigue")].merge(
+        assessments[["participant_id", "period", "timepoint", "dose_start_utc"]],
+        on=["participant_id", "period", "timepoint"])
+    vas["hours"] = (pd.to_datetime(vas.submitted_utc) - pd.to_datetime(vas.dose_start_utc)).dt.total_seconds() / 3600
+    vas["score"] = vas.value.astype(int)
+    results = {}
+    for (pid, period), group in vas.groupby(["participant_id", "period"]):
+        scores = dict(zip(group.timepoint, group.score))
+        base = scores.get("BL")
+        pct = {tp: (scores[tp] - base) / base * 100 if base else None for tp in scores}
+        auc = None
+        if base and "D7" in scores:
+            post = group[group.timepoint.isin(["M40", "M80", "M120", "M230", "D1", "D2", "D3", "D7"])]
+            post = post.sort_values("hours")
+            t = np.concatenate([[0.0], post.hours.to_numpy()])
+            p = np.concatenate([[0.0], [(s - base) / base * 100 for s in post.score]])
+            value_at_end = np.interp(168, t, p)  # carries the last value when t ends early
+            keep = t < 168
+            auc = np.trapezoid(np.append(p[keep], value_at_end), np.append(t[keep], 168.0))
+        results[(pid, period)] = {"d3": pct.get("D3"), "d1": pct.get("D1"), "d7": pct.get("D7"), "auc": auc,
+                                  "base": base}
+    return results
+
+
+def _num(text):
+    return None if text == "" else float(text)
+
+
+def assert_endpoints_agree(bundle):
+    expected = independent_endpoints(bundle)
+    rows = read_csv(bundle, "fatigue_endpoints")
+    assert rows
+    for row in rows:
+        want = expected.get((row["participant_id"], row["period"]), {"d1": None, "d3": None, "d7": None, "auc": None})
+        for day in ("d1", "d3", "d7"):
+            got = _num(row[f"pct_change_{day}"])
+            assert (got is None) == (want[day] is None), (row, day)
+            if got is not None:
+                assert got == pytest.approx(want[day], abs=0.006)
+        assert row["responder_d3"] == ("" if want["d3"] is None else ("true" if want["d3"] <= -20 else "false"))
+        got_auc = _num(row["auc_pct_change_0_7d"])
+        assert (got_auc is None) == (want["auc"] is None), row
+        if got_auc is not None:
+            assert got_auc == pytest.approx(want["auc"], abs=0.1)
+    return rows
+
+
+def test_endpoints_match_an_independent_computation_on_the_demo(bundle):
+    rows = assert_endpoints_agree(bundle)
+    assert any(row["pct_change_d3"] for row in rows)  # D3 % change readable straight from the file
+
+
+def _participant(study, code, *, days_ago=20):
+    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code=code)
+    dose = (now_utc() - timedelta(days=days_ago)).replace(second=0, microsecond=0)
+    record_dose(participant, 1, dose, actor="t", now=now_utc())
+    return participant
+
+
+def _answer(participant, protocol, code, vas, *, late=False, proxy=False):
+    assessment = assessment_of(participant, 1, code)
+    at = assessment.window_close + timedelta(minutes=30) if late else assessment.target
+    if proxy:
+        at = assessment.late_close + timedelta(hours=5)
+    record_submission(assessment, answers_for(protocol, code, vas=vas), now=at, actor="t",
+                      source="phone_interview" if proxy else "participant",
+                      reason="called the participant" if proxy else None)
+
+
+def test_endpoints_on_hand_made_cases(study, tmp_path):
+    """Baseline 0, missing D3, a late D3 and a coordinator-entered D3, each as TRIAL.md says."""
+    protocol = protocol_of(study.current_protocol_version)
+    cases = {
+        "P-ZERO01": {"BL": 0, "D1": 10, "D3": 20, "D7": 5},
+        "P-NOD301": {"BL": 50, "D1": 40, "D7": 45},
+        "P-LATE01": {"BL": 50, "M40": 45, "D1": 40, "D3": 35, "D7": 30},
+        "P-PROXY1": {"BL": 80, "D1": 60, "D3": 60, "D7": 70},
+    }
+    for code, scores in cases.items():
+        participant = _participant(study, code)
+        for timepoint, vas in scores.items():
+            _answer(participant, protocol, timepoint, vas, late=(code == "P-LATE01" and timepoint == "D3"),
+                    proxy=(code == "P-PROXY1" and timepoint == "D3"))
+    db.session.commit()
+    out = tmp_path / "out"
+    write_bundle(out, study=study, now=now_utc())
+    rows = {row["participant_id"]: row for row in assert_endpoints_agree(out)}
+
+    zero = rows["P-ZERO01"]
+    assert zero["baseline_vas"] == "0" and zero["pct_change_d3"] == zero["responder_d3"] == zero["auc_pct_change_0_7d"] == ""
+    no_d3 = rows["P-NOD301"]
+    assert no_d3["vas_d3"] == no_d3["pct_change_d3"] == no_d3["responder_d3"] == ""
+    assert no_d3["pct_change_d1"] == "-20.0" and no_d3["auc_pct_change_0_7d"] != ""
+    late = rows["P-LATE01"]
+    assert (late["pct_change_d3"], late["responder_d3"]) == ("-30.0", "true")
+    statuses = {(r["participant_id"], r["timepoint"]): r["status"] for r in read_csv(out, "assessments")}
+    assert statuses[("P-LATE01", "D3")] == "completed_late"
+    proxy = rows["P-PROXY1"]
+    assert (proxy["pct_change_d3"], proxy["responder_d3"]) == ("-25.0", "true")
+    sources = {(r["participant_id"], r["timepoint"]): r["source"] for r in read_csv(out, "responses")}
+    assert sources[("P-PROXY1", "D3")] == "phone_interview"
+
+
+def test_auc_carries_and_interpolates_to_168_hours():
+    from diary.exports.endpoints import auc_pct_change
+    assert auc_pct_change([(24, -20), (168, -20)]) == pytest.approx(24 * -10 + 144 * -20)
+    assert auc_pct_change([(24, -20)]) == pytest.approx(24 * -10 + 144 * -20)  # carried forward
+    # -48 at 192 h is -44 at 168 h on the straight line between 24 h and 192 h
+    assert auc_pct_change([(24, -20), (192, -48)]) == pytest.approx(24 * -10 + 144 * (-20 + -44) / 2)
+
+
+def test_manifest_counts_and_checksums_match_the_files(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["blinded"] is True and manifest["protocol_id"] == "ketamine-fatigue-crossover"
+    assert set(manifest["files"]) == {f"{t}.csv" for t in CONTRACT}
+    for name, entry in manifest["files"].items():
+        data = (bundle / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert len(read_csv(bundle, entry["table"])) == entry["rows"]
+
+
+def test_no_identifiers_in_the_export(study, tmp_path, client):
+    """No email, no link token, no IP address, whatever the participant gave us."""
+    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t", now=now_utc(),
+                                code="P-IDENT1", email="jane.doe@example.org", phone="+1 555 0199")
+    record_dose(participant, 1, now_utc() - timedelta(hours=30), actor="t", now=now_utc())
+    protocol = protocol_of(study.current_protocol_version)
+    record_submission(assessment_of(participant, 1, "D1"),
+                      answers_for(protocol, "D1", **{"side_effects.other": "mild itch"}),
+                      now=assessment_of(participant, 1, "D1").target, actor="t", device_time="2026-01-01T00:00:00Z")
+    db.session.commit()
+    client.get(f"/p/{token}")  # the participant's visit leaves an address in the web logs, never in data
+    write_bundle(tmp_path / "out", study=study, now=now_utc())
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir())
+    assert "P-IDENT1" in text
+    for forbidden in ("jane.doe", "@example.org", token, token[:20], "555 0199", "127.0.0.1"):
+        assert forbidden not in text
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text)
+    assert not re.search(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", text)
+
+
+def test_blinded_and_unblinded_exports_differ_only_in_treatment(demo, study, tmp_path):
+    blinded_dir, unblinded_dir = tmp_path / "blinded", tmp_path / "unblinded"
+    write_bundle(blinded_dir, study=study, now=demo)
+    unblind(study, user=make_staff("unblinded"), now=demo)
+    db.session.commit()
+    write_bundle(unblinded_dir, study=study, now=demo)
+    names = {"A": "ketamine 0.5 mg/kg", "B": "midazolam 0.045 mg/kg"}
+    for table in CONTRACT:
+        before, after = read_csv(blinded_dir, table), read_csv(unblinded_dir, table)
+        assert len(before) == len(after)
+        for old, new in zip(before, after):
+            if "treatment" in old:
+                assert new["treatment"] == names[old["treatment"]]
+                old, new = {**old, "treatment": ""}, {**new, "treatment": ""}
+            assert old == new
+    manifest = json.loads((unblinded_dir / "manifest.json").read_text())
+    assert manifest["blinded"] is False and manifest["unblinded_utc"]
+    assert {r["sequence"] for r in read_csv(unblinded_dir, "assessments")} == {"AB", "BA"}
+
+
+def _normal(value):
+    """One representation for a cell from any writer: text as the CSV has it."""
+    from datetime import datetime
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
+    import pyarrow.parquet as pq
+    from openpyxl import load_workbook
+    for fmt in ("csv", "parquet", "xlsx"):
+        write_bundle(tmp_path / fmt, study=study, now=demo, fmt=fmt)
+    types = {(r["table"], r["column"]): r["type"] for r in read_csv(tmp_path / "csv", "data_dictionary")}
+    for table, columns in CONTRACT.items():
+        numeric = [types[(table, c)] in ("integer", "number") for c in columns]
+
+        def same(cells):
+            # Excel keeps one kind of number, so -1.0 comes back as -1: compare numbers as numbers.
+            return tuple(float(v) if n and v != "" else v for v, n in zip((_normal(c) for c in cells), numeric))
+
+        from_csv = [same(row[c] for c in columns) for row in read_csv(tmp_path / "csv", table)]
+        parquet = pq.read_table(tmp_path / "parquet" / f"{table}.parquet")
+        assert parquet.column_names == columns
+        from_parquet = [same(row.values()) for row in parquet.to_pylist()]
+        sheet = load_workbook(tmp_path / "xlsx" / f"{table}.xlsx", read_only=True).active
+        cells = list(sheet.iter_rows(values_only=True))
+        assert list(cells[0]) == columns
+        # A row's empty trailing cells do not exist in the sheet: pad them back as empty.
+        from_xlsx = [same(tuple(row) + (None,) * (len(columns) - len(row))) for row in cells[1:]]
+        assert from_csv and from_csv == from_parquet == from_xlsx, table
+
+
+def test_parquet_types_follow_the_dictionary(demo, study, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    write_bundle(tmp_path, study=study, now=demo, fmt="parquet")
+    schema = pq.read_schema(tmp_path / "fatigue_endpoints.parquet")
+    assert schema.field("baseline_vas").type == pa.int64()
+    assert schema.field("pct_change_d3").type == pa.float64()
+    assert schema.field("responder_d3").type == pa.bool_()
+    assert pa.types.is_timestamp(pq.read_schema(tmp_path / "assessments.parquet").field("dose_start_utc").type)
+
+
+# --- Download and unblinding through the web ---------------------------------------------------
+
+@pytest.mark.parametrize("role, status", [("analyst", 200), ("unblinded", 200), ("admin", 200),
+                                          ("coordinator", 403), (None, 302)])
+def test_download_only_for_analyst_unblinded_and_admin(client, study, role, status):
+    if role:
+        login_as(client, role)
+    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"})
+    assert response.status_code == status
+    if status == 200:
+        archive = zipfile.ZipFile(io.BytesIO(response.data))
+        assert {"manifest.json", "responses.csv", "fatigue_endpoints.csv"} <= set(archive.namelist())
+        assert db.session.scalar(select(AuditEvent.action).where(AuditEvent.action == "export")) == "export"
+
+
+def test_download_with_a_forged_format_is_refused(client, study):
+    login_as(client, "analyst")
+    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "../etc"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("role", ["analyst", "admin", "coordinator"])
+def test_only_the_unblinded_role_can_unblind(client, study, role):
+    login_as(client, role)
+    response = client.post("/staff/unblind", data={"csrf_token": any_csrf(client), "confirm": "UNBLIND"})
+    assert response.status_code == 403
+    db.session.refresh(study)
+    assert study.unblinded_at is None
+
+
+def test_unblinding_is_confirmed_audited_and_irreversible(client, study):
+    user = login_as(client, "unblinded")
+    unconfirmed = client.post("/staff/unblind", data={"csrf_token": any_csrf(client), "confirm": "yes"})
+    assert unconfirmed.status_code == 422
+    db.session.refresh(study)
+    assert study.unblinded_at is None
+    assert client.post("/staff/unblind", data={"csrf_token": any_csrf(client), "confirm": "UNBLIND"}).status_code == 302
+    db.session.refresh(study)
+    assert study.unblinded_at is not None and study.unblinded_by_id == user.id
+    event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "unblind")).one()
+    assert event_.actor == "staff:unblinded@site.test"
+    with pytest.raises(Exception, match="already unblinded"):
+        unblind(study, user=user, now=now_utc())
+    assert "cannot be undone" in client.get("/staff/unblind").get_data(as_text=True)
+
+
+def test_summary_hides_allocation_from_coordinators(client, demo, study):
+    login_as(client, "coordinator")
+    html = client.get("/staff/summary").get_data(as_text=True)
+    assert "all participants" in html and "sequence AB" not in html and "sequence BA" not in html
+    assert html.count("<tr>") > 5
+
+
+def test_summary_table_carries_the_chart_numbers(client, demo, study):
+    login_as(client, "analyst")
+    html = client.get("/staff/summary").get_data(as_text=True)
+    assert "sequence AB" in html and "sequence BA" in html
+    points = re.findall(r"<title>([^<]+): (\w+): mean (-?[\d.]+)%", html)
+    assert points
+    for series, timepoint, mean in points:
+        assert f"<td>{timepoint}</td>" in html and f"<td>{mean}</td>" in html
+
+
+def test_cli_export_writes_zip_and_parquet(runner, demo, tmp_path):
+    result = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "x"), "--zip"])
+    assert result.exit_code == 0, result.output
+    assert "fatigue_endpoints.csv" in result.output and "blinded" in result.output
+    names = set(zipfile.ZipFile(tmp_path / "x" / "diary-export.zip").namelist())
+    assert {"manifest.json", "assessments.csv", "data_dictionary.csv"} <= names
+    parquet = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "p"), "--format", "parquet"])
+    assert parquet.exit_code == 0 and (tmp_path / "p" / "responses.parquet").exists()
