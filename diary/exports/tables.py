@@ -19,6 +19,9 @@ from ..protocol.schedule import state_of
 from .endpoints import compute_endpoints
 
 BATCH = 5000
+# Participants per query: each query sorts only this many participants' rows, so neither the
+# database's sort nor Python ever holds the whole study.
+CHUNK = 200
 
 
 @dataclass
@@ -34,7 +37,17 @@ class ExportContext:
         return code if self.blinded else self.protocol.treatments.get(code) or code
 
     def stream(self, statement):
-        return self.connection.execute(statement.execution_options(yield_per=BATCH))
+        """Rows of ``statement`` (which must select from Participant), participant chunk by chunk.
+
+        Participants come in code order, so the concatenated chunks keep the statement's order.
+        """
+        ids = self.connection.execute(
+            select(Participant.id).where(Participant.study_id == self.study.id).order_by(Participant.code)
+        ).scalars().all()
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start:start + CHUNK]
+            yield from self.connection.execute(
+                statement.where(Participant.id.in_(chunk)).execution_options(yield_per=BATCH))
 
 
 def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
@@ -78,13 +91,18 @@ def _responses_query(ctx: ExportContext, instruments: list[str]):
 
 
 def responses(ctx: ExportContext):
+    """The biggest table by far, so its loop is kept lean: rows of one submission are adjacent,
+    and the per-submission values (treatment, minutes from dose) are computed once for them."""
     query = _responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
-    treatments: dict[str, str] = {}
-    for row in ctx.stream(query):
-        treatment = treatments.get(row.treatment) or treatments.setdefault(row.treatment, ctx.treatment(row.treatment))
-        yield (row.code, row.sequence, row.number, treatment, row.timepoint, row.instrument, row.item,
-               row.value, row.submitted_at, _minutes(row.submitted_at, row.dose_start), row.source)
+    treatments = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
+    last_submitted = minutes = None
+    for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
+         source) in ctx.stream(query):
+        if submitted_at != last_submitted:
+            last_submitted, minutes = submitted_at, _minutes(submitted_at, dose_start)
+        yield (code, sequence, number, treatments.get(treatment, treatment), timepoint, instrument, item,
+               value, submitted_at, minutes, source)
 
 
 def _vas_instrument(protocol: Protocol) -> tuple[str, str]:

@@ -33,7 +33,11 @@ def _text(value) -> str:
 
 
 def write_csv(path: Path, columns: list[Column], rows, progress=None) -> int:
+    """The csv module already writes None as an empty cell and numbers as text; only times and
+    booleans need converting, so only those columns are touched."""
     count = 0
+    convert = [i for i, c in enumerate(columns) if c.type in (DATETIME, BOOLEAN)]
+    last_moment, last_text = None, ""
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([c.name for c in columns])
@@ -41,7 +45,21 @@ def write_csv(path: Path, columns: list[Column], rows, progress=None) -> int:
             batch = list(islice(rows, BATCH))
             if not batch:
                 break
-            writer.writerows([[_text(v) for v in row] for row in batch])
+            if convert:
+                converted = []
+                for row in batch:
+                    row = list(row)
+                    for i in convert:
+                        value = row[i]
+                        if isinstance(value, datetime):
+                            if value != last_moment:  # adjacent rows often share a time
+                                last_moment, last_text = value, iso_utc(value)
+                            row[i] = last_text
+                        elif value is not None:
+                            row[i] = _text(value)
+                    converted.append(row)
+                batch = converted
+            writer.writerows(batch)
             count += len(batch)
             if progress:
                 progress(len(batch))

@@ -1,0 +1,236 @@
+"""Export benchmark: a generated study of N participants x 2 periods x 10 time points in SQLite.
+
+Measures the CSV export (the whole bundle) in a process of its own: wall time and peak memory
+(max RSS). The baseline, in the same run and its own process, writes the same `responses` rows
+with one SQL query and pyarrow.csv.write_csv. Prints both and their ratio.
+
+    .venv/bin/python benchmarks/export.py [--participants 1000]
+
+To come near the issue's "about 400,000 response rows", each time point also carries a
+19-item stand-in for a licensed multi-item scale (numbers only; no licensed wording).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EXTRA_ITEMS = 19
+
+
+def benchmark_protocol_text() -> str:
+    """The shipped protocol plus a multi-item scale at every time point."""
+    import yaml
+    from diary.protocol import shipped_protocol_path
+    data = yaml.safe_load(shipped_protocol_path("ketamine-fatigue-crossover").read_text())
+    data["version"] = "bench"
+    data["instruments"]["multi_item_scale"] = {
+        "title": "Multi-item scale (benchmark stand-in)",
+        "items": [{"id": f"q{n:02d}", "type": "nrs", "text": f"Item {n}", "min_label": "Not at all",
+                   "max_label": "Very much"} for n in range(1, EXTRA_ITEMS + 1)]}
+    for timepoint in data["timepoints"]:
+        timepoint["instruments"].append("multi_item_scale")
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def generate(db_path: Path, participants: int, seed: int = 7) -> dict:
+    """Fill a fresh SQLite file with a study, using bulk inserts (the app's own schema)."""
+    from sqlalchemy import insert
+
+    from diary import create_app
+    from diary.extensions import db
+    from diary.models import (Assessment, ItemValue, Participant, Period, ProtocolVersion, SideEffectReport,
+                              Study, Submission)
+    from diary.protocol import parse_protocol, protocol_sha256
+    from diary.protocol.schedule import schedule_period
+
+    text = benchmark_protocol_text()
+    protocol = parse_protocol(text)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SECRET_KEY": "bench", "TESTING": True})
+    rng = random.Random(seed)
+    counts = {"participants": participants, "assessments": 0, "submissions": 0, "item_values": 0}
+    with app.app_context():
+        db.create_all()
+        study = Study(slug="bench", name="benchmark study")
+        db.session.add(study)
+        db.session.flush()
+        version = ProtocolVersion(study_id=study.id, protocol_id=protocol.id, version="bench", source_text=text,
+                                  sha256=protocol_sha256(text))
+        db.session.add(version)
+        db.session.flush()
+        start = datetime(2026, 1, 5, 14, 0, tzinfo=timezone.utc)
+        people, periods, assessments, submissions, values, reports = [], [], [], [], [], []
+        period_id = assessment_id = submission_id = 0
+        for number in range(1, participants + 1):
+            sequence = "AB" if number % 2 else "BA"
+            people.append({"id": number, "study_id": study.id, "code": f"P-{number:06d}", "site": "NIH-CC",
+                           "timezone": "America/New_York", "sequence": sequence, "status": "active",
+                           "enrolled_at": start, "pin_generation": 0, "pin_failed_count": 0})
+            first = start + timedelta(days=number % 60)
+            for period_number, dose in ((1, first), (2, first + timedelta(days=14))):
+                period_id += 1
+                periods.append({"id": period_id, "participant_id": number, "number": period_number,
+                                "treatment": sequence[period_number - 1], "dose_start": dose, "dose_recorded_at": dose})
+                baseline = rng.randint(40, 85)
+                for window in schedule_period(protocol, dose, "America/New_York"):
+                    assessment_id += 1
+                    assessments.append({"id": assessment_id, "period_id": period_id, "protocol_version_id": version.id,
+                                        "timepoint": window.timepoint, "target": window.target,
+                                        "window_open": window.window_open, "window_close": window.window_close,
+                                        "late_close": window.late_close, "not_applicable": False})
+                    if rng.random() < 0.05:
+                        continue  # missed
+                    submission_id += 1
+                    at = window.target + timedelta(minutes=rng.randint(-5, 5))
+                    at = min(max(at, window.window_open), window.window_close - timedelta(minutes=1))
+                    submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at,
+                                        "source": "participant", "alert": False,
+                                        "idempotency_key": f"k{submission_id}"})
+                    for instrument in protocol.instruments_for(protocol.timepoint(window.timepoint)):
+                        for item in instrument.items:
+                            if item.type == "vas":
+                                value = str(max(0, min(100, baseline + rng.randint(-25, 10))))
+                            elif item.type == "nrs":
+                                value = str(rng.randint(0, 10))
+                            elif item.type == "single_choice":
+                                value = rng.choice(item.choices).code
+                            elif item.type == "severity_checklist":
+                                for term in item.terms:
+                                    severity = "mild" if rng.random() < 0.05 else "none"
+                                    values.append({"submission_id": submission_id, "instrument": instrument.id,
+                                                   "item": f"{item.id}.{term.code}", "value": severity})
+                                    if severity != "none":
+                                        reports.append({"period_id": period_id, "submission_id": submission_id,
+                                                        "timepoint": window.timepoint, "term": term.code,
+                                                        "severity": severity, "solicited": True, "reported_at": at,
+                                                        "alert": False})
+                                continue
+                            else:
+                                continue
+                            values.append({"submission_id": submission_id, "instrument": instrument.id,
+                                           "item": item.id, "value": value})
+        for model, rows in ((Participant, people), (Period, periods), (Assessment, assessments),
+                            (Submission, submissions), (ItemValue, values), (SideEffectReport, reports)):
+            for index in range(0, len(rows), 20000):
+                db.session.execute(insert(model), rows[index:index + 20000])
+        db.session.commit()
+        counts.update(assessments=len(assessments), submissions=len(submissions), item_values=len(values))
+        db.engine.dispose()
+    return counts
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this program. Not ru_maxrss: after fork and exec that still
+    carries the parent's high-water mark; VmHWM belongs to this address space alone."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def run_export(db_path: str, out: str) -> None:
+    """Child process: the app's CSV export of the whole bundle."""
+    from diary import create_app
+    from diary.exports import write_bundle
+    from diary.models import now_utc
+    from diary.study import require_study
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SECRET_KEY": "bench", "TESTING": True})
+    times = {}
+    with app.app_context():
+        started = time.perf_counter()
+        last = [started]
+
+        def progress(table, rows):
+            now = time.perf_counter()
+            times[table] = times.get(table, 0.0) + (now - last[0])
+            last[0] = now
+
+        manifest = write_bundle(Path(out), study=require_study(), now=now_utc(), fmt="csv", progress=progress)
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed, "max_rss_mb": peak_rss_mb(),
+                      "rows": {k: v["rows"] for k, v in manifest["files"].items()},
+                      "seconds_by_table": times}))
+
+
+BASELINE_SQL = """
+SELECT p.code AS participant_id, p.sequence, pe.number AS period, pe.treatment, a.timepoint,
+       iv.instrument, iv.item, iv.value,
+       strftime('%Y-%m-%dT%H:%M:%SZ', s.submitted_at) AS submitted_utc,
+       round((julianday(s.submitted_at) - julianday(pe.dose_start)) * 1440, 1) AS minutes_from_dose,
+       s.source
+FROM participant p JOIN period pe ON pe.participant_id = p.id JOIN assessment a ON a.period_id = pe.id
+JOIN submission s ON s.assessment_id = a.id JOIN item_value iv ON iv.submission_id = s.id
+WHERE iv.instrument != 'side_effects'
+ORDER BY p.code, pe.number, a.target, iv.id
+"""
+
+
+def run_baseline(db_path: str, out: str) -> None:
+    """Child process: one SQL query into pyarrow, then pyarrow.csv.write_csv."""
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    started = time.perf_counter()
+    connection = sqlite3.connect(db_path)
+    cursor = connection.execute(BASELINE_SQL)
+    names = [d[0] for d in cursor.description]
+    columns = list(zip(*cursor.fetchall()))
+    table = pa.table({name: list(values) for name, values in zip(names, columns)})
+    pacsv.write_csv(table, os.path.join(out, "responses.csv"))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed, "rows": table.num_rows,
+                      "max_rss_mb": peak_rss_mb()}))
+
+
+def child(kind: str, db_path: Path, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, __file__, f"--{kind}", str(db_path), str(out)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=1000)
+    parser.add_argument("--export", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.export:
+        return run_export(*args.export)
+    if args.baseline:
+        return run_baseline(*args.baseline)
+    with tempfile.TemporaryDirectory(prefix="diary-bench-") as folder:
+        folder = Path(folder)
+        db_path = folder / "bench.sqlite"
+        started = time.perf_counter()
+        counts = generate(db_path, args.participants)
+        print(f"generated {counts} in {time.perf_counter() - started:.1f} s "
+              f"({db_path.stat().st_size / 1e6:.0f} MB SQLite file)")
+        baseline = child("baseline", db_path, folder / "baseline")
+        export = child("export", db_path, folder / "export")
+        responses = export["rows"]["responses.csv"]
+        assert responses == baseline["rows"], (responses, baseline["rows"])
+        print(f"responses rows: {responses}; bundle rows: {export['rows']}")
+        print(f"baseline (1 SQL query + pyarrow.csv.write_csv, responses only): {baseline['seconds']:.2f} s, "
+              f"peak RSS {baseline['max_rss_mb']:.0f} MB")
+        print(f"diary export (whole CSV bundle): {export['seconds']:.2f} s, peak RSS {export['max_rss_mb']:.0f} MB")
+        print("  by table: " + ", ".join(f"{k} {v:.2f} s" for k, v in export["seconds_by_table"].items()))
+        responses_time = export["seconds_by_table"].get("responses", float("nan"))
+        print(f"ratio whole bundle / baseline: {export['seconds'] / baseline['seconds']:.2f}x (goal <= 2x)")
+        print(f"ratio responses table / baseline: {responses_time / baseline['seconds']:.2f}x")
+        print(f"peak memory of the export: {export['max_rss_mb']:.0f} MB (goal < 300 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""The benchmarks still run (at a tiny size): figures are measured there, not asserted here."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_export_benchmark_runs_and_agrees_with_its_baseline():
+    """The benchmark checks that the export and the baseline wrote the same number of responses."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export.py"), "--participants", "5"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ratio whole bundle / baseline" in result.stdout and "peak memory of the export" in result.stdout
