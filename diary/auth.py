@@ -24,12 +24,38 @@ PARTICIPANT_COOKIE = "diary_phone"
 _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
 
 
-def participant_by_token(token: str) -> Participant | None:
-    """The participant a personal link belongs to, or None for an unknown or revoked link."""
-    if not token or len(token) > 200:
+def _link_serializer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"diary-{purpose}-link")
+
+
+def signed_link_token(participant: Participant, purpose: str = "reminder") -> str:
+    """A link token derived from what is stored: reminders and the calendar feed need the
+    participant's link, but only a hash of the personal token is kept. It names the current
+    link, so reissuing or revoking the personal link ends it too."""
+    return _link_serializer(purpose).dumps({"p": participant.id, "l": (participant.link_token_hash or "")[:16]})
+
+
+def participant_by_signed_token(token: str, purpose: str = "reminder") -> Participant | None:
+    try:
+        data = _link_serializer(purpose).loads(token)
+        participant = db.session.get(Participant, int(data["p"]))
+    except (BadSignature, KeyError, TypeError, ValueError):
         return None
-    participant = db.session.scalar(
-        select(Participant).where(Participant.link_token_hash == hash_token(token)))
+    if participant is None or (participant.link_token_hash or "")[:16] != data.get("l"):
+        return None
+    return participant
+
+
+def participant_by_token(token: str) -> Participant | None:
+    """The participant a personal link (or a reminder's signed link) belongs to, or None for an
+    unknown or revoked link."""
+    if not token or len(token) > 300:
+        return None
+    if "." in token:  # personal tokens are URL-safe base64 without dots; signed ones have dots
+        participant = participant_by_signed_token(token)
+    else:
+        participant = db.session.scalar(
+            select(Participant).where(Participant.link_token_hash == hash_token(token)))
     if participant is None or participant.link_revoked_at is not None:
         return None
     return participant

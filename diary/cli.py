@@ -51,6 +51,9 @@ def init_command():
     from .study import ensure_study
 
     upgrade(directory=str(MIGRATIONS))
+    from .reminders.vapid import ensure_vapid_keys
+    if ensure_vapid_keys(current_app._get_current_object()):
+        click.echo("Generated web push (VAPID) keys into instance/config.py.")
     try:
         study, new_version = ensure_study()
     except ProtocolError as error:
@@ -196,6 +199,17 @@ def export_command(out_dir, fmt, as_zip):
         click.echo(f"  {archive.name}")
     state = "blinded (treatments as A/B)" if manifest["blinded"] else "unblinded (drug names)"
     click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")
+
+
+@diary_cli.command("send-reminders")
+def send_reminders_command():
+    """Make one dispatch pass over the reminder outbox and say what it did."""
+    from .reminders.dispatch import run_pass
+
+    result = run_pass(current_app._get_current_object())
+    click.echo(f"Reminders: {result.summary()}.")
+    for error in sorted(set(result.errors))[:10]:
+        click.echo(f"  failure: {error}")
 
 
 @diary_cli.command("backup")

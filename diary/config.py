@@ -38,3 +38,18 @@ WTF_CSRF_TIME_LIMIT = 4 * 3600
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# Reminders by email. With no SMTP host, reminder emails are written to the log instead.
+SMTP_HOST = ""
+SMTP_PORT = 25
+SMTP_USERNAME = ""
+SMTP_PASSWORD = ""
+SMTP_STARTTLS = False
+SMTP_TIMEOUT = 10
+MAIL_FROM = "diary@localhost"
+
+# Web push (VAPID). `init` generates a key pair into instance/config.py when none is set.
+VAPID_PRIVATE_KEY = ""
+VAPID_PUBLIC_KEY = ""
+VAPID_SUBJECT = "mailto:diary@localhost"
+PUSH_TIMEOUT = 10

@@ -32,8 +32,8 @@ from .forms import (
 )
 from .localtime import local_datetime
 from .models import (
-    Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Submission,
-    now_utc,
+    Assessment, AuditEvent, ItemValue, Participant, Period, Reminder, SideEffectReport, StaffUser,
+    Submission, now_utc,
 )
 from .protocol.schedule import state_of
 from .study import protocol_of, require_study
@@ -147,11 +147,16 @@ def participant(code):
     reports = db.session.scalars(
         select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
         .order_by(SideEffectReport.reported_at.desc())).all()
+    reminders = db.session.execute(
+        select(Reminder, Assessment.timepoint, Period.number)
+        .join(Assessment, Reminder.assessment_id == Assessment.id).join(Period, Assessment.period_id == Period.id)
+        .where(Period.participant_id == participant.id)
+        .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(200)).all()
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
                                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(200)).all()
     return render_template(
         "coordinator/participant.html", participant=participant, timeline=timeline, chart=chart,
-        reports=reports, events=events, when=lambda t: local_datetime(t, participant.timezone) if t else "",
+        reports=reports, events=events, reminders=reminders, when=lambda t: local_datetime(t, participant.timezone) if t else "",
         reason_form=ReasonForm(), periods=participant.periods, now=now)
 
 

@@ -14,6 +14,7 @@ from .extensions import db
 from .models import Assessment, ItemValue, SideEffectReport, Submission
 from .protocol.model import SEVERITY_LEVELS, Instrument, Item, Protocol
 from .protocol.schedule import accepting_entries
+from .reminders.planning import cancel_for
 from .study import protocol_of
 
 PROXY_SOURCES = ("phone_interview", "paper", "clinic_visit")
@@ -169,6 +170,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
             raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
         raise
+    cancel_for(assessment.id, "entry completed")
     audit.record(actor=actor, action="submit" if source == "participant" else "proxy_entry",
                  entity="submission", entity_id=submission.id, participant_id=period.participant_id,
                  field=f"period {period.number} {assessment.timepoint}", now=now,

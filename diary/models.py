@@ -113,6 +113,10 @@ class Participant(db.Model):
     # reminders wait, as in the protocol's quiet hours.
     reminder_from: Mapped[Optional[str]] = mapped_column(String(5))
     reminder_until: Mapped[Optional[str]] = mapped_column(String(5))
+    # Each reminder channel can be turned off by the participant.
+    email_reminders: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    push_reminders: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    calendar_feed: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
     # Personal link: only a hash of the token is kept, so a database leak does not open diaries.
     link_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
@@ -272,6 +276,60 @@ class StaffUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     # Bumped at logout so that a copied session cookie stops working.
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+REMINDER_KINDS = ("window_open", "closing_soon")
+REMINDER_CHANNELS = ("email", "push")
+REMINDER_STATES = ("pending", "sending", "sent", "failed", "expired", "cancelled")
+
+
+class Reminder(db.Model):
+    """One reminder owed: the outbox row a dispatch pass claims, sends and records.
+
+    The unique key (assessment, kind, channel) means a reminder can exist only once, however
+    many schedulers run; claiming is a conditional update, so only one of them sends it.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("assessment_id", "kind", "channel"),
+        CheckConstraint("kind IN ('window_open', 'closing_soon')", name="kind"),
+        CheckConstraint("channel IN ('email', 'push')", name="channel"),
+        CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')",
+                        name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    # When it should go out (after quiet hours), and the moment after which it is pointless.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    claim_token: Mapped[Optional[str]] = mapped_column(String(40), index=True)
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    assessment: Mapped[Assessment] = relationship()
+
+
+class PushSubscription(db.Model):
+    """A browser's web push subscription. Ended (not deleted) when the push service says 404/410."""
+
+    __tablename__ = "push_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1000), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(200))
+    auth: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    ended_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[Optional[str]] = mapped_column(String(200))
 
 
 class LoginThrottle(db.Model):

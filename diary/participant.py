@@ -5,26 +5,30 @@ valid answers) lives in ``entries``; these views read the form, call it and rend
 """
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 
 from flask import (
-    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, url_for,
+    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, send_from_directory,
+    url_for,
 )
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.validators import ValidationError
 
-from . import auth
+from . import audit, auth
 from .entries import InvalidAnswers, field_name, record_submission, validate_answers
 from .errors import Refused, render_error
 from .extensions import csrf, db
 from .localtime import local_datetime, local_when
-from .models import Assessment, Participant, Period, Submission, now_utc
+from .models import Assessment, Participant, Period, PushSubscription, Submission, now_utc
 from .protocol.schedule import COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING, state_of
+from .reminders.calendar import calendar_feed
+from .reminders.planning import cancel_channel
 from .study import protocol_of, site_contact
 
 bp = Blueprint("participant", __name__, url_prefix="/p")
@@ -316,3 +320,90 @@ def saved(assessment_id):
         saved_at=local_when(submission.submitted_at, participant.timezone, now),
         when=lambda t: local_when(t, participant.timezone, now),
         contact=site_contact(participant.site) if submission.alert else None)
+
+
+# --- Reminders: channels, web push, calendar ---------------------------------------------------
+
+@bp.route("/settings", methods=["GET", "POST"])
+@participant_required
+def settings():
+    participant = g.participant
+    if request.method == "POST":
+        now = now_utc()
+        wanted = {"email_reminders": request.form.get("email") == "on",
+                  "push_reminders": request.form.get("push") == "on",
+                  "calendar_feed": request.form.get("calendar") == "on"}
+        for field_name_, value in wanted.items():
+            old = getattr(participant, field_name_)
+            if old != value:
+                setattr(participant, field_name_, value)
+                audit.record(actor=audit.participant_actor(participant), action="change_reminder_channel",
+                             entity="participant", entity_id=participant.id, participant_id=participant.id,
+                             field=field_name_, old=old, new=value, now=now)
+                channel = {"email_reminders": "email", "push_reminders": "push"}.get(field_name_)
+                if channel and not value:
+                    cancel_channel(participant.id, channel)
+        db.session.commit()
+        return redirect(url_for(".settings", saved=1))
+    feed = url_for(".calendar", token=auth.signed_link_token(participant, "calendar"), _external=False)
+    return render_template("participant/settings.html", participant=participant,
+                           calendar_url=current_app.config["BASE_URL"].rstrip("/") + feed,
+                           vapid_key=current_app.config.get("VAPID_PUBLIC_KEY") or "",
+                           saved=request.args.get("saved"))
+
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]{8,200}={0,2}$")
+
+
+@bp.post("/push/subscribe")
+@participant_required
+def push_subscribe():
+    """Store a browser's push subscription (JSON from the 'Turn on reminders' button)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return {"error": "Send the subscription as JSON."}, 400
+    endpoint = data.get("endpoint")
+    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
+    p256dh, auth_secret = keys.get("p256dh"), keys.get("auth")
+    if not (isinstance(endpoint, str) and len(endpoint) <= 1000
+            and (endpoint.startswith("https://") or endpoint.startswith("http://127.0.0.1"))):
+        return {"error": "The subscription endpoint must be an https address."}, 422
+    if not all(isinstance(k, str) and _B64URL.match(k) for k in (p256dh, auth_secret)):
+        return {"error": "The subscription keys are missing or malformed."}, 422
+    existing = db.session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
+    now = now_utc()
+    if existing is None:
+        db.session.add(PushSubscription(participant_id=g.participant.id, endpoint=endpoint, p256dh=p256dh,
+                                        auth=auth_secret, created_at=now))
+    elif existing.participant_id != g.participant.id:
+        return {"error": "This browser is subscribed for someone else."}, 409
+    else:
+        existing.p256dh, existing.auth, existing.ended_at, existing.ended_reason = p256dh, auth_secret, None, None
+    g.participant.push_reminders = True
+    audit.record(actor=audit.participant_actor(g.participant), action="push_subscribe", entity="participant",
+                 entity_id=g.participant.id, participant_id=g.participant.id, now=now)
+    db.session.commit()
+    return {"status": "subscribed"}, 201
+
+
+@bp.get("/calendar/<token>.ics")
+def calendar(token):
+    """The calendar feed, opened by a calendar app without cookies: the signed token is the key."""
+    participant = auth.participant_by_signed_token(token, "calendar")
+    if (participant is None or participant.link_revoked_at is not None or not participant.calendar_feed
+            or participant.status != "active"):
+        abort(404)
+    link = f"{current_app.config['BASE_URL'].rstrip('/')}/p/{auth.signed_link_token(participant)}"
+    body = calendar_feed(participant, link=link, now=now_utc())
+    response = make_response(body)
+    response.headers["Content-Type"] = "text/calendar; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/sw.js")
+def service_worker():
+    """Served under /p/ so that its scope covers the diary pages."""
+    response = send_from_directory(current_app.static_folder, "sw.js", mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response

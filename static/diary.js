@@ -49,3 +49,31 @@
     });
   });
 })();
+
+/* "Turn on reminders": register the service worker and send the push subscription. */
+(function () {
+  "use strict";
+  var button = document.querySelector("[data-push-on]");
+  if (!button || !button.dataset.key || !("serviceWorker" in navigator) || !("PushManager" in window)) return;
+  var status = document.querySelector("[data-push-status]");
+  var csrf = document.querySelector("input[name=csrf_token]");
+  function key(base64) {
+    var padded = (base64 + "===".slice((base64.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), function (c) { return c.charCodeAt(0); });
+  }
+  button.hidden = false;
+  status.textContent = "";
+  button.addEventListener("click", function () {
+    navigator.serviceWorker.register("/p/sw.js").then(function (registration) {
+      return registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key(button.dataset.key) });
+    }).then(function (subscription) {
+      return fetch("/p/push/subscribe", { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.value : "" },
+        body: JSON.stringify(subscription) });
+    }).then(function (response) {
+      status.textContent = response.ok ? "Reminders are on for this phone." : "That did not work. Please try again later.";
+    }).catch(function () {
+      status.textContent = "Notifications are blocked or not supported in this browser.";
+    });
+  });
+})();

@@ -12,3 +12,11 @@ def test_export_benchmark_runs_and_agrees_with_its_baseline():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ratio whole bundle / baseline" in result.stdout and "peak memory of the export" in result.stdout
+
+
+def test_reminder_benchmark_runs_and_delivers_every_message():
+    """The benchmark itself checks that every due reminder reached the SMTP server exactly once."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reminders.py"), "--reminders", "50"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ratio dispatch / bare loop" in result.stdout

@@ -1,7 +1,199 @@
-"""Dispatch passes over the reminder outbox."""
+"""Dispatch passes over the reminder outbox: expire, claim, send, record.
+
+Safe with several schedulers at once: a row is claimed by a conditional UPDATE (only rows still
+pending or failed change, and each gets this pass's claim token), so two passes never send the
+same row. Rows left 'sending' by a pass that died are claimed again after a lease. Failures are
+retried with growing delays until the window closes; then the row is expired.
+"""
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-def run_pass(app) -> dict:
-    """No reminder rules are materialised yet; a pass has nothing to send."""
-    return {"sent": 0, "failed": 0, "expired": 0}
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from ..auth import signed_link_token
+from ..extensions import db
+from ..localtime import local_when
+from ..models import (
+    Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission, now_utc,
+)
+from ..study import protocol_of
+from .channels import DeliveryFailed, EmailChannel, Message, PushChannel, SubscriptionGone
+from .planning import plan
+
+CLAIM_BATCH = 500
+LEASE = timedelta(minutes=10)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class PassResult:
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
+                f"expired {self.expired}, cancelled {self.cancelled}")
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4, 8 ... minutes, at most an hour."""
+    return min(MAX_BACKOFF, timedelta(minutes=2 ** max(0, attempts - 1)))
+
+
+def expire_overdue(now: datetime) -> int:
+    """Reminders whose window closed before they could go out are expired, never sent late."""
+    result = db.session.execute(update(Reminder).where(
+        Reminder.state.in_(("pending", "failed")), Reminder.not_after <= now).values(
+        state="expired", last_error="the window closed before the reminder could go out"))
+    return result.rowcount or 0
+
+
+def _claimable(now: datetime):
+    """Rows a pass may take: pending or failed, or 'sending' by a pass that died (lease over)."""
+    return or_(Reminder.state.in_(("pending", "failed")),
+               (Reminder.state == "sending") & (Reminder.claimed_at < now - LEASE))
+
+
+def candidates(now: datetime, limit: int = CLAIM_BATCH) -> list[int]:
+    """Due rows that look free. Another pass may take them first: ``take`` decides."""
+    return list(db.session.scalars(select(Reminder.id).where(
+        _claimable(now), Reminder.due_at <= now, Reminder.not_after > now,
+        or_(Reminder.next_attempt_at.is_(None), Reminder.next_attempt_at <= now)
+    ).order_by(Reminder.due_at).limit(limit)))
+
+
+def take(ids: list[int], now: datetime, token: str) -> list[int]:
+    """Claim those of ``ids`` still free, in one conditional UPDATE; returns the ones now ours.
+
+    The condition is re-checked by the database against committed data (PostgreSQL re-reads a
+    row another transaction just changed; SQLite runs one writer at a time), so a row taken by
+    another pass in the meantime is not taken again.
+    """
+    if not ids:
+        return []
+    db.session.execute(update(Reminder).where(Reminder.id.in_(ids), _claimable(now)).values(
+        state="sending", claim_token=token, claimed_at=now))
+    db.session.commit()  # the claim is visible to every other pass before anything is sent
+    return list(db.session.scalars(select(Reminder.id).where(Reminder.claim_token == token,
+                                                           Reminder.state == "sending")))
+
+
+def claim(now: datetime, token: str, limit: int = CLAIM_BATCH) -> list[int]:
+    """Atomically take up to ``limit`` due rows for this pass; returns their ids."""
+    return take(candidates(now, limit), now, token)
+
+
+def run_pass(app=None, now: datetime | None = None) -> PassResult:
+    """One pass: plan owed reminders, expire stale ones, then claim and send due ones in batches."""
+    now = now or now_utc()
+    config = (app or current_app).config
+    result = PassResult()
+    result.planned = plan(now)
+    result.expired = expire_overdue(now)
+    db.session.commit()
+    email, push = EmailChannel(config), PushChannel(config)
+    token = uuid.uuid4().hex
+    try:
+        while True:
+            ids = claim(now, token)
+            if not ids:
+                break
+            _send_batch(ids, now, email, push, result, config)
+            db.session.commit()
+            # Clear the token so these rows cannot be mistaken for the next batch of this pass.
+            db.session.execute(update(Reminder).where(Reminder.claim_token == token).values(claim_token=None))
+            db.session.commit()
+    finally:
+        email.close()
+    return result
+
+
+def _send_batch(ids, now, email, push, result, config) -> None:
+    """Send the claimed rows. Outcomes are written in bulk: one UPDATE for all that went out."""
+    rows = db.session.execute(
+        select(Reminder.id, Reminder.kind, Reminder.channel, Reminder.attempts, Reminder.not_after,
+               Assessment.timepoint, Assessment.window_close, Assessment.not_applicable,
+               Assessment.protocol_version_id, Period.number, Participant, Submission.id.label("submission_id"))
+        .join(Assessment, Reminder.assessment_id == Assessment.id)
+        .join(Period, Assessment.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        .where(Reminder.id.in_(ids))).all()
+    subscriptions: dict[int, list[PushSubscription]] = {}
+    if any(row.channel == "push" for row in rows):
+        for subscription in db.session.scalars(select(PushSubscription).where(
+                PushSubscription.participant_id.in_({row.Participant.id for row in rows}),
+                PushSubscription.ended_at.is_(None))):
+            subscriptions.setdefault(subscription.participant_id, []).append(subscription)
+    versions = {v.id: v for v in db.session.scalars(select(ProtocolVersion).where(
+        ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
+    base = config["BASE_URL"].rstrip("/")
+    sent, cancelled = [], {}
+    for row in rows:
+        participant = row.Participant
+        if row.submission_id is not None or row.not_applicable or participant.status != "active":
+            cancelled[row.id] = "entry completed or no longer needed"
+            continue
+        protocol = protocol_of(versions[row.protocol_version_id])
+        message = Message(
+            kind=row.kind, to_email=participant.email,
+            label=f"Infusion {row.number} · {protocol.timepoint(row.timepoint).label}",
+            closes=local_when(row.window_close, participant.timezone, now),
+            link=f"{base}/p/{signed_link_token(participant)}")
+        try:
+            if row.channel == "email":
+                if not participant.email_reminders:
+                    raise SubscriptionGone("email reminders turned off")
+                email.send(message)
+            else:
+                _push(push, subscriptions.get(participant.id, []), message, now)
+        except SubscriptionGone as gone:
+            cancelled[row.id] = str(gone)
+            continue
+        except DeliveryFailed as failure:
+            attempts = row.attempts + 1
+            retry_at = now + backoff(attempts)
+            state = "failed" if retry_at < row.not_after else "expired"
+            db.session.execute(update(Reminder).where(Reminder.id == row.id).values(
+                state=state, attempts=attempts, next_attempt_at=retry_at, last_error=str(failure)[:1000]))
+            result.failed += state == "failed"
+            result.expired += state == "expired"
+            result.errors.append(str(failure)[:200])
+            continue
+        sent.append(row.id)
+    if sent:
+        db.session.execute(update(Reminder).where(Reminder.id.in_(sent)).values(
+            state="sent", sent_at=now, last_error=None, attempts=Reminder.attempts + 1))
+        result.sent += len(sent)
+    for reminder_id, reason in cancelled.items():
+        db.session.execute(update(Reminder).where(Reminder.id == reminder_id).values(
+            state="cancelled", last_error=reason))
+    result.cancelled += len(cancelled)
+
+
+def _push(channel: PushChannel, subscriptions, message, now) -> None:
+    """Send to each of the participant's browsers; the row succeeds if any browser got it."""
+    if not subscriptions:
+        raise SubscriptionGone("no active push subscription")
+    delivered, failures = 0, []
+    for subscription in subscriptions:
+        try:
+            channel.send(subscription, message)
+            delivered += 1
+        except SubscriptionGone as gone:
+            subscription.ended_at, subscription.ended_reason = now, str(gone)
+        except DeliveryFailed as failure:
+            failures.append(str(failure))
+    if delivered:
+        return
+    if failures:
+        raise DeliveryFailed("; ".join(failures))
+    raise SubscriptionGone("every push subscription has ended")

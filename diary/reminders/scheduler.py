@@ -12,11 +12,20 @@ log = logging.getLogger(__name__)
 
 
 def dispatch_pass(app) -> None:
-    """One pass over the reminder outbox (filled in by the reminders work)."""
-    with app.app_context():
-        from . import dispatch
+    """One pass over the reminder outbox; a failing pass is logged and the next one retries."""
+    from . import dispatch
 
-        dispatch.run_pass(app)
+    with app.app_context():
+        try:
+            result = dispatch.run_pass(app)
+        except Exception:
+            log.exception("reminder dispatch pass failed")
+            from ..extensions import db
+            db.session.rollback()
+            return
+        if result.sent or result.failed or result.expired:
+            log.info("reminders: %s", result.summary())
+            print(f"reminders: {result.summary()}", flush=True)
 
 
 def build_scheduler(app, interval: int = 60) -> BlockingScheduler:

@@ -1,0 +1,165 @@
+"""Reminder channels: email over SMTP (or the log, when no SMTP host is set) and web push.
+
+Messages say nothing about the drug or the condition in the subject line.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import smtplib
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from html import escape
+
+log = logging.getLogger("diary.reminders")
+
+SUBJECTS = {"window_open": "Your diary: an entry is open",
+            "closing_soon": "Your diary: an entry closes soon"}
+
+
+@dataclass
+class Message:
+    """What one reminder says, whatever the channel."""
+
+    kind: str
+    to_email: str | None
+    label: str
+    closes: str
+    link: str
+
+    @property
+    def subject(self) -> str:
+        return SUBJECTS[self.kind]
+
+    @property
+    def text(self) -> str:
+        first = ("Your diary entry {label} is open now." if self.kind == "window_open"
+                 else "Your diary entry {label} closes soon.").format(label=self.label)
+        return (f"Hello,\n\n{first} Please fill it in before {self.closes}.\n\n"
+                f"Open your diary: {self.link}\n\nThank you.\n")
+
+
+class DeliveryFailed(Exception):
+    """A send that may succeed later (the server was down, busy, or refused for now)."""
+
+
+class SubscriptionGone(Exception):
+    """The push service says the subscription no longer exists (404 or 410)."""
+
+
+class EmailChannel:
+    """One SMTP connection for a whole dispatch pass; reconnects once if the server drops it."""
+
+    def __init__(self, config):
+        self.host = config.get("SMTP_HOST") or ""
+        self.port = int(config.get("SMTP_PORT") or 25)
+        self.username = config.get("SMTP_USERNAME") or ""
+        self.password = config.get("SMTP_PASSWORD") or ""
+        self.starttls = bool(config.get("SMTP_STARTTLS"))
+        self.sender = config.get("MAIL_FROM") or "diary@localhost"
+        self.timeout = float(config.get("SMTP_TIMEOUT") or 10)
+        self.connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.starttls:
+            connection.starttls()
+        if self.username:
+            connection.login(self.username, self.password)
+        return connection
+
+    def html(self, message: Message) -> str:
+        return (f"<p>Hello,</p><p>{escape(message.text.splitlines()[2])}</p>"
+                f'<p><a href="{escape(message.link)}">Open your diary</a></p><p>Thank you.</p>')
+
+    def build(self, message: Message) -> bytes:
+        """The message as MIME bytes: plain text and HTML alternatives, base64 so any text is safe.
+
+        Written out directly: the email package's header objects cost several times more than
+        the SMTP exchange itself, and these headers are fixed ASCII. An address that is not
+        ASCII takes the email package's path instead.
+        """
+        if not (message.to_email.isascii() and self.sender.isascii()):
+            return self._build_with_email_package(message)
+        boundary = uuid.uuid4().hex
+        text = base64.encodebytes(message.text.encode("utf-8")).decode("ascii")
+        html = base64.encodebytes(self.html(message).encode("utf-8")).decode("ascii")
+        return (f"From: {self.sender}\r\nTo: {message.to_email}\r\nSubject: {message.subject}\r\n"
+                f"Date: {formatdate(usegmt=True)}\r\nMessage-ID: <{uuid.uuid4().hex}@diary>\r\n"
+                f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+                f"--{boundary}\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
+                f"Content-Transfer-Encoding: base64\r\n\r\n{text}\r\n"
+                f"--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+                f"Content-Transfer-Encoding: base64\r\n\r\n{html}\r\n--{boundary}--\r\n"
+                ).replace("\n", "\r\n").replace("\r\r\n", "\r\n").encode("ascii")
+
+    def _build_with_email_package(self, message: Message) -> bytes:
+        email = EmailMessage()
+        email["From"], email["To"], email["Subject"] = self.sender, message.to_email, message.subject
+        email["Date"], email["Message-ID"] = formatdate(usegmt=True), make_msgid(domain="diary")
+        email.set_content(message.text)
+        email.add_alternative(self.html(message), subtype="html")
+        return email.as_bytes()
+
+    def send(self, message: Message) -> None:
+        if not message.to_email:
+            raise DeliveryFailed("no email address")
+        if not self.host:
+            # No SMTP configured (the demo): the message goes to the log so nothing is lost.
+            log.info("reminder email (no SMTP host set) to %s: %s\n%s", message.to_email, message.subject,
+                     message.text)
+            return
+        data = self.build(message)
+        for attempt in (1, 2):
+            try:
+                if self.connection is None:
+                    self.connection = self._connect()
+                self.connection.sendmail(self.sender, [message.to_email], data)
+                return
+            except smtplib.SMTPServerDisconnected as error:
+                self.connection = None
+                if attempt == 2:
+                    raise DeliveryFailed(f"SMTP server disconnected: {error}") from error
+            except (smtplib.SMTPException, OSError) as error:
+                self.close()
+                raise DeliveryFailed(f"SMTP: {error}") from error
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.connection = None
+
+
+class PushChannel:
+    """Web push with VAPID (pywebpush). 404 and 410 mean the subscription is gone for good."""
+
+    def __init__(self, config):
+        self.private_key = config.get("VAPID_PRIVATE_KEY") or ""
+        self.subject = config.get("VAPID_SUBJECT") or "mailto:diary@localhost"
+        self.timeout = float(config.get("PUSH_TIMEOUT") or 10)
+
+    def send(self, subscription, message: Message) -> None:
+        from pywebpush import WebPushException, webpush
+
+        if not self.private_key:
+            raise DeliveryFailed("no VAPID key configured (run 'flask --app wsgi diary init')")
+        payload = json.dumps({"title": message.subject, "body": message.text.splitlines()[2],
+                              "url": message.link})
+        try:
+            webpush(subscription_info={"endpoint": subscription.endpoint,
+                                       "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
+                    data=payload, vapid_private_key=self.private_key,
+                    vapid_claims={"sub": self.subject}, timeout=self.timeout, ttl=3600)
+        except WebPushException as error:
+            status = getattr(error.response, "status_code", None)
+            if status in (404, 410):
+                raise SubscriptionGone(f"push service answered {status}") from error
+            raise DeliveryFailed(f"push service: {status or error}") from error
+        except Exception as error:  # connection refused, timeouts: worth a retry
+            raise DeliveryFailed(f"push: {error}") from error

@@ -1,0 +1,158 @@
+"""Which reminders are owed, and when: pure rules plus the step that writes outbox rows.
+
+A reminder goes out when a window opens and again a set time before it closes, for the time
+points whose setting the protocol names (home ones by default). A reminder that would fall in
+the participant's quiet hours (their own clock) waits for the quiet hours to end, and is not
+sent at all if the window has closed by then.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..extensions import db
+from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
+from ..protocol import Protocol
+from ..study import protocol_of
+
+
+def _clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def quiet_shift(moment: datetime, tz_name: str, quiet_start: str, quiet_end: str) -> datetime:
+    """``moment`` moved to the end of the quiet hours if it falls inside them (local clock).
+
+    Quiet hours may wrap midnight (22:00-07:00). The end is found on the local calendar, so a
+    daylight-saving change during the night still gives 07:00 on the participant's clock.
+    """
+    tz = ZoneInfo(tz_name)
+    local = moment.astimezone(tz)
+    start, end = _clock(quiet_start), _clock(quiet_end)
+    now_clock = local.time().replace(tzinfo=None)
+    wraps = start > end
+    inside = (now_clock >= start or now_clock < end) if wraps else (start <= now_clock < end)
+    if not inside:
+        return moment
+    end_date = local.date()
+    if wraps and now_clock >= start:
+        end_date += timedelta(days=1)
+    wall = datetime.combine(end_date, end)
+    return wall.replace(tzinfo=tz, fold=0).astimezone(moment.tzinfo)
+
+
+@dataclass(frozen=True)
+class Owed:
+    kind: str
+    due_at: datetime
+    not_after: datetime
+
+
+def owed_reminders(protocol: Protocol, timepoint_code: str, *, window_open: datetime, window_close: datetime,
+                   tz_name: str, quiet: tuple[str, str]) -> list[Owed]:
+    """The reminders one assessment is owed (before quiet hours would push them past the close)."""
+    rules = protocol.reminders
+    timepoint = protocol.timepoint(timepoint_code)
+    if timepoint.setting not in rules.settings:
+        return []
+    owed = []
+    if rules.on_open:
+        owed.append(Owed("window_open", quiet_shift(window_open, tz_name, *quiet), window_close))
+    if rules.closing_soon_before is not None:
+        closing = window_close - rules.closing_soon_before.nominal
+        if closing > window_open:  # short windows get only the opening reminder
+            owed.append(Owed("closing_soon", quiet_shift(closing, tz_name, *quiet), window_close))
+    return [o for o in owed if o.due_at < o.not_after]
+
+
+def quiet_hours(reminder_from: str | None, reminder_until: str | None, protocol: Protocol) -> tuple[str, str]:
+    """The participant's preferred reminder hours, if set, else the protocol's quiet hours."""
+    if reminder_from and reminder_until:
+        return reminder_until, reminder_from  # quiet = outside their hours
+    return protocol.reminders.quiet_start, protocol.reminders.quiet_end
+
+
+def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
+    """Make sure every reminder owed for windows closing after ``now`` (and opening within the
+    horizon) has its outbox row, and that pending rows follow re-anchored windows.
+
+    Idempotent: rows are keyed by (assessment, kind, channel), and inserting a row another
+    scheduler has just inserted does nothing. Returns how many rows this call added.
+    """
+    rows = db.session.execute(
+        select(Assessment.id, Assessment.timepoint, Assessment.window_open, Assessment.window_close,
+               Assessment.protocol_version_id, Participant.id.label("participant_id"), Participant.email,
+               Participant.email_reminders, Participant.push_reminders, Participant.timezone,
+               Participant.reminder_from, Participant.reminder_until)
+        .join(Period, Assessment.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        .where(Assessment.window_close > now, Assessment.window_open <= now + horizon,
+               Assessment.not_applicable.is_(False), Submission.id.is_(None),
+               Participant.status == "active")).all()
+    if not rows:
+        return 0
+    ids = [row.id for row in rows]
+    existing = {}
+    for start in range(0, len(ids), 5000):  # keep each IN list a reasonable size
+        for reminder in db.session.execute(select(
+                Reminder.id, Reminder.assessment_id, Reminder.kind, Reminder.channel, Reminder.state,
+                Reminder.due_at, Reminder.not_after).where(Reminder.assessment_id.in_(ids[start:start + 5000]))):
+            existing[(reminder.assessment_id, reminder.kind, reminder.channel)] = reminder
+    with_push = set(db.session.scalars(select(PushSubscription.participant_id).where(
+        PushSubscription.ended_at.is_(None))))
+    versions = {v.id: protocol_of(v) for v in db.session.scalars(select(ProtocolVersion).where(
+        ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
+    new_rows = []
+    for row in rows:
+        protocol = versions[row.protocol_version_id]
+        channels = []
+        if row.email and row.email_reminders:
+            channels.append("email")
+        if row.push_reminders and row.participant_id in with_push:
+            channels.append("push")
+        if not channels:
+            continue
+        owed = owed_reminders(protocol, row.timepoint, window_open=row.window_open,
+                              window_close=row.window_close, tz_name=row.timezone,
+                              quiet=quiet_hours(row.reminder_from, row.reminder_until, protocol))
+        for item in owed:
+            for channel in channels:
+                known = existing.get((row.id, item.kind, channel))
+                if known is None:
+                    new_rows.append({"assessment_id": row.id, "kind": item.kind, "channel": channel,
+                                     "state": "pending", "due_at": item.due_at, "not_after": item.not_after,
+                                     "attempts": 0, "created_at": now})
+                elif known.state == "pending" and (known.due_at, known.not_after) != (item.due_at, item.not_after):
+                    # The dose time was corrected: the reminder follows the re-anchored window.
+                    db.session.execute(update(Reminder).where(Reminder.id == known.id, Reminder.state == "pending")
+                                       .values(due_at=item.due_at, not_after=item.not_after))
+    # Another scheduler may be planning the same rows right now: the unique key decides, and
+    # whoever comes second simply adds nothing.
+    if new_rows:
+        insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+        db.session.execute(insert(Reminder).on_conflict_do_nothing(
+            index_elements=["assessment_id", "kind", "channel"]), new_rows)
+    db.session.flush()
+    return len(new_rows)
+
+
+def cancel_for(assessment_id: int, reason: str) -> None:
+    """Completing an entry cancels its reminders that have not gone out."""
+    db.session.execute(update(Reminder).where(
+        Reminder.assessment_id == assessment_id, Reminder.state.in_(("pending", "failed")))
+        .values(state="cancelled", last_error=reason))
+
+
+def cancel_channel(participant_id: int, channel: str) -> None:
+    """A channel turned off: its pending reminders are cancelled, not sent."""
+    assessment_ids = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
+    db.session.execute(update(Reminder).where(
+        Reminder.assessment_id.in_(assessment_ids), Reminder.channel == channel,
+        Reminder.state.in_(("pending", "failed"))).values(state="cancelled", last_error=f"{channel} turned off"))
