@@ -137,7 +137,7 @@ def participant(code):
                          late_close=assessment.late_close, not_applicable=assessment.not_applicable,
                          submitted_at=submission.submitted_at if submission else None, now=now)
         timeline.append((assessment, state, protocol.timepoint(assessment.timepoint).label))
-        vas = _vas_value(submission)
+        vas = _vas_value(submission, protocol.vas_item())
         if vas is not None:
             hours = (submission.submitted_at - assessment.period.dose_start).total_seconds() / 3600
             series.setdefault(f"Infusion {assessment.period.number}", []).append(
@@ -160,11 +160,11 @@ def participant(code):
         reason_form=ReasonForm(), periods=participant.periods, now=now)
 
 
-def _vas_value(submission: Submission | None) -> int | None:
+def _vas_value(submission: Submission | None, vas_item: tuple[str, str]) -> int | None:
     if submission is None:
         return None
     for value in submission.values:
-        if value.instrument == "fatigue_vas":
+        if (value.instrument, value.item) == vas_item:
             return int(value.value)
     return None
 

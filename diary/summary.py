@@ -35,7 +35,7 @@ def split_label(study: Study, role: str) -> str:
 
 
 def vas_change_summary(study: Study, protocol: Protocol, split: str) -> list[SummaryRow]:
-    instrument, item = next((i.id, it.id) for i in protocol.instruments.values() for it in i.items if it.type == "vas")
+    instrument, item = protocol.vas_item()
     rows = db.session.execute(
         select(Participant.id, Participant.sequence, Period.number, Period.treatment, Assessment.timepoint,
                ItemValue.value)

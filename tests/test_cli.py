@@ -163,6 +163,7 @@ def test_scheduler_job_is_configured(app):
     scheduler = build_scheduler(app, interval=60)
     job = scheduler.get_job("dispatch")
     assert job is not None and job.coalesce and job.misfire_grace_time >= 30 and job.max_instances == 1
+    assert job.next_run_time is not None  # the first pass runs at start-up, not a minute later
 
 
 def test_no_submissions_are_created_by_dose(runner, enrolled):

@@ -105,17 +105,9 @@ def responses(ctx: ExportContext):
                value, submitted_at, minutes, source)
 
 
-def _vas_instrument(protocol: Protocol) -> tuple[str, str]:
-    for instrument in protocol.instruments.values():
-        for item in instrument.items:
-            if item.type == "vas":
-                return instrument.id, item.id
-    raise ValueError("the protocol has no VAS item for the fatigue endpoints")
-
-
 def fatigue_endpoints(ctx: ExportContext):
     """Every dosed period gets a row, with or without entries; endpoints computed once, here."""
-    instrument, item = _vas_instrument(ctx.protocol)
+    instrument, item = ctx.protocol.vas_item()
     codes = [tp.code for tp in ctx.protocol.timepoints]
     auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
                       if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]

@@ -138,3 +138,11 @@ class Protocol:
 
     def instruments_for(self, timepoint: TimePoint) -> list[Instrument]:
         return [self.instruments[name] for name in timepoint.instruments]
+
+    def vas_item(self) -> tuple[str, str]:
+        """(instrument, item) of the fatigue VAS: the first vas item, the primary outcome."""
+        for instrument in self.instruments.values():
+            for item in instrument.items:
+                if item.type == "vas":
+                    return instrument.id, item.id
+        raise ValueError(f"protocol {self.id} has no vas item for the fatigue endpoints")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from datetime import datetime, timezone
+
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,11 @@ def build_scheduler(app, interval: int = 60) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone="UTC")
     # One job with a fixed id; coalesce so a backlog after a pause becomes one pass, and a grace
     # so a pass delayed by a busy machine still runs instead of being skipped.
+    # The first pass runs at start-up, so reminders owed while the scheduler was down go out at
+    # once (those still inside their window; the rest are expired by the pass).
     scheduler.add_job(dispatch_pass, "interval", seconds=interval, args=[app], id="dispatch",
                       coalesce=True, max_instances=1, misfire_grace_time=max(30, interval // 2),
-                      replace_existing=True)
+                      replace_existing=True, next_run_time=datetime.now(timezone.utc))
     return scheduler
 
 
