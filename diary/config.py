@@ -10,6 +10,8 @@ DATABASE_URL = ""
 
 # Which shipped protocol (file name in diary/protocols without .yaml) a new study uses.
 PROTOCOL = "ketamine-fatigue-crossover"
+# A study's own protocol file (a path); when set it is used instead of the shipped one.
+PROTOCOL_FILE = ""
 STUDY_NAME = "Ketamine and fatigue: a crossover trial"
 
 # Links handed to participants and printed by the CLI are absolute, so they need the address

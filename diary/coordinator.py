@@ -28,9 +28,10 @@ from .entries import InvalidAnswers, field_name, record_submission
 from .errors import Refused
 from .extensions import db
 from .forms import (
-    AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, ProxyEntryForm, ReasonForm,
+    AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm,
 )
 from .localtime import local_datetime
+from .passwords import hash_secret, verify_secret
 from .models import (
     Assessment, AuditEvent, ItemValue, Participant, Period, Reminder, SideEffectReport, StaffUser,
     Submission, now_utc,
@@ -92,6 +93,26 @@ def logout():
     db.session.commit()
     flash("You are signed out.")
     return redirect(url_for("staff.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@roles_required("admin", "coordinator", "analyst", "unblinded")
+def password():
+    """Change one's own password; every other session of the account ends."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        if not verify_secret(g.staff.password_hash, form.current.data):
+            form.current.errors.append("The current password is not right.")
+            return render_template("coordinator/password.html", form=form), 422
+        now = now_utc()
+        g.staff.password_hash = hash_secret(form.new.data)
+        g.staff.session_generation += 1
+        audit.record(actor=actor(), action="change_password", entity="staff_user", entity_id=g.staff.id, now=now)
+        start_staff_session(g.staff, now)
+        db.session.commit()
+        flash("Your password is changed. Other sessions of your account have ended.")
+        return redirect(_home_for(g.staff))
+    return render_template("coordinator/password.html", form=form), 422 if request.method == "POST" else 200
 
 
 # --- Adherence at a glance ---------------------------------------------------------------------

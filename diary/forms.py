@@ -37,6 +37,17 @@ class LoginForm(BaseForm):
     next = HiddenField()
 
 
+class PasswordForm(BaseForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    new = PasswordField("New password", validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+    confirm = PasswordField("New password again", validators=[DataRequired()])
+
+    def validate_confirm(self, field):
+        if field.data != self.new.data:
+            raise ValidationError("The two new passwords are not the same.")
+
+
 class EnrolForm(BaseForm):
     site = SelectField("Site", validators=[DataRequired()])
     timezone = StringField("Time zone (IANA name)", validators=[DataRequired(), Length(max=64)])

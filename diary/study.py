@@ -39,7 +39,8 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     Returns the study and whether a new protocol version was stored. Assessments keep pointing
     at the version they were scheduled under.
     """
-    path = protocol_path or shipped_protocol_path(current_app.config["PROTOCOL"])
+    path = (protocol_path or current_app.config.get("PROTOCOL_FILE")
+            or shipped_protocol_path(current_app.config["PROTOCOL"]))
     protocol = load_protocol(path)
     sha = protocol_sha256(protocol.source_text)
     study = current_study()

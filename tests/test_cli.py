@@ -169,3 +169,19 @@ def test_scheduler_job_is_configured(app):
 def test_no_submissions_are_created_by_dose(runner, enrolled):
     runner.invoke(args=["diary", "dose", "P-TEST01", "1", "2026-02-20 09:30"])
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
+
+
+def test_a_study_protocol_file_replaces_the_shipped_one(tmp_path):
+    """DIARY_PROTOCOL_FILE points init at a study's own file, validated like any other."""
+    from diary.protocol import shipped_protocol_path
+
+    from .conftest import make_app
+    own = tmp_path / "our-study.yaml"
+    own.write_text(shipped_protocol_path("ketamine-fatigue-crossover").read_text()
+                   .replace("id: ketamine-fatigue-crossover", "id: our-study"))
+    app = make_app(f"sqlite:///{tmp_path / 'own.sqlite'}", PROTOCOL_FILE=str(own))
+    result = app.test_cli_runner().invoke(args=["diary", "init"])
+    assert result.exit_code == 0 and "protocol our-study" in result.output
+    own.write_text("id: broken\n")
+    broken = app.test_cli_runner().invoke(args=["diary", "init"])
+    assert broken.exit_code != 0 and f"{own}: periods: is required" in broken.output

@@ -50,6 +50,7 @@ ROUTES = [
     ("POST", "/staff/assessments/{done}/correct", {"coordinator"}),
     ("GET", "/staff/side-effects", {"coordinator"}),
     ("POST", "/staff/side-effects/{report}/acknowledge", {"coordinator"}),
+    ("GET", "/staff/password", set(ROLES)),
     ("GET", "/staff/admin/users", {"admin"}),
     ("POST", "/staff/admin/users", {"admin"}),
     ("POST", "/staff/admin/users/1", {"admin"}),
@@ -458,3 +459,20 @@ def test_role_change_is_audited(client, study):
     assert response.status_code == 302
     event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "change_role")).one()
     assert (event_.old_value, event_.new_value, event_.actor) == ("analyst", "coordinator", "staff:admin@site.test")
+
+
+def test_changing_the_password_ends_other_sessions(app, study):
+    laptop, phone = app.test_client(), app.test_client()
+    login_as(laptop, "coordinator")
+    login_as(phone, "coordinator")
+    page = laptop.get("/staff/password").get_data(as_text=True)
+    wrong = laptop.post("/staff/password", data={"csrf_token": csrf_from(page), "current": "not it at all",
+                                                 "new": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    assert wrong.status_code == 422
+    changed = laptop.post("/staff/password", data={"csrf_token": csrf_from(page), "current": PASSWORD,
+                                                   "new": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    assert changed.status_code == 302
+    assert laptop.get("/staff/").status_code == 200  # this session goes on
+    assert phone.get("/staff/").status_code == 302  # the other one has ended
+    assert attempt(app.test_client(), "coordinator@site.test", "a brand new passphrase").status_code == 302
+    assert db.session.scalar(select(AuditEvent.action).where(AuditEvent.action == "change_password"))

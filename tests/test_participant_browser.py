@@ -247,3 +247,22 @@ def test_pages_fit_the_phone_and_have_big_targets(server, page):
     unlabeled = page.evaluate("""() => [...document.querySelectorAll('main input:not([type=hidden]), main textarea')]
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
     assert unlabeled == []
+
+
+def test_entry_page_reads_at_200_percent_zoom(server, browser):
+    """At 200% zoom a 390 px phone shows 195 CSS pixels: nothing may need sideways scrolling."""
+    link, day1_id = new_participant(server, "P-ZOOM")
+    context = browser.new_context(viewport={"width": 195, "height": 422}, device_scale_factor=4,
+                                  is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        set_pin(page, link)
+        page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+        shot(page, "10-entry-200-percent")
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > 196)
+            .map(e => e.tagName + '.' + e.className + ' ' + e.textContent.trim().slice(0, 30) + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert wide == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 195
+    finally:
+        context.close()
