@@ -77,3 +77,37 @@
     });
   });
 })();
+
+/* A draft of the entry form lives in this tab's sessionStorage, so a reload or a dropped
+   connection does not lose what a tired participant typed. Cleared once the entry is saved. */
+(function () {
+  "use strict";
+  var form = document.querySelector("form[data-draft]");
+  var saved = document.querySelector("[data-saved-entry]");
+  if (saved) { try { sessionStorage.removeItem("diary-draft-" + saved.dataset.savedEntry); } catch (e) {} }
+  if (!form || !window.sessionStorage) return;
+  var key = "diary-draft-" + form.dataset.draft;
+  var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1 };
+  function save() {
+    var draft = {};
+    new FormData(form).forEach(function (value, name) { if (!skip[name]) draft[name] = value; });
+    try { sessionStorage.setItem(key, JSON.stringify(draft)); } catch (e) {}
+  }
+  var hasAnswers = Array.prototype.some.call(form.elements, function (el) {
+    return (el.type === "radio" || el.type === "checkbox") ? el.checked : (el.type === "textarea" && el.value);
+  });
+  var stored = null;
+  try { stored = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
+  if (stored && !hasAnswers) {
+    Object.keys(stored).forEach(function (name) {
+      form.querySelectorAll('[name="' + name + '"]').forEach(function (el) {
+        if (el.type === "radio") { el.checked = el.value === stored[name]; }
+        else if (el.type === "checkbox") { el.checked = true; }
+        else { el.value = stored[name]; }
+        if (el.type === "range" && stored[name + ".touched"]) { el.classList.remove("untouched"); }
+      });
+    });
+  }
+  form.addEventListener("input", save);
+  form.addEventListener("change", save);
+})();

@@ -266,3 +266,28 @@ def test_entry_page_reads_at_200_percent_zoom(server, browser):
         assert page.evaluate("document.documentElement.scrollWidth") <= 195
     finally:
         context.close()
+
+
+def test_typed_answers_survive_a_reload_and_are_cleared_once_saved(server, page):
+    """A dropped connection or an accidental reload does not lose what was typed."""
+    link, day1_id = new_participant(server, "P-DRAFT")
+    set_pin(page, link)
+    entry = f"{server.config['BASE_URL']}/p/entry/{day1_id}"
+    page.goto(entry)
+    box = page.locator("input[type=range]").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    tap_option(page, "energy_nrs.energy", "2")
+    page.fill('textarea[name="side_effects.other"]', "a metallic taste")
+    page.reload()
+    assert page.locator('input[name="energy_nrs.energy"][value="2"]').is_checked()
+    assert page.input_value('textarea[name="side_effects.other"]') == "a metallic taste"
+    assert page.locator('input[name="fatigue_vas.fatigue.touched"]').is_checked()
+    assert "untouched" not in page.locator("input[type=range]").get_attribute("class")
+    page.get_by_role("button", name="I had none of these").click()
+    tap_option(page, "blinding_guess.guess", "first")
+    page.get_by_role("button", name="Review my answers").click()
+    page.get_by_role("button", name="Save my answers").click()
+    page.wait_for_url("**/saved")
+    (count, _), values, _ = stored(server, day1_id)
+    assert count == 1 and values[("energy_nrs", "energy")] == "2" and 70 <= int(values[("fatigue_vas", "fatigue")]) <= 90
+    assert page.evaluate(f"sessionStorage.getItem('diary-draft-{day1_id}')") is None
