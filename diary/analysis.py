@@ -59,13 +59,18 @@ def exports():
             return render_template("analysis/exports.html", form=form, study=study,
                                    error="Choose CSV, Parquet or XLSX."), 422
         now = now_utc()
-        folder = Path(tempfile.mkdtemp(prefix="diary-export-"))
-        manifest = write_bundle(folder, study=study, now=now, fmt=fmt)
-        archive = zip_bundle(folder, folder / f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip")
+        # The bundle is built in a folder removed right after; the ZIP is an anonymous temporary
+        # file, deleted when the response has been sent. Nothing is left on the server's disk.
+        archive = tempfile.TemporaryFile(prefix="diary-export-")
+        with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
+            manifest = write_bundle(Path(folder), study=study, now=now, fmt=fmt)
+            zip_bundle(Path(folder), archive)
+        archive.seek(0)
         audit.record(actor=audit.staff_actor(g.staff), action="export", entity="study", entity_id=study.id,
                      now=now, new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}")
         db.session.commit()
-        return send_file(archive, mimetype="application/zip", as_attachment=True, download_name=archive.name)
+        return send_file(archive, mimetype="application/zip", as_attachment=True,
+                         download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip")
     return render_template("analysis/exports.html", form=form, study=study)
 
 

@@ -167,6 +167,7 @@ def participant(code):
                        y_label="fatigue VAS (0-100)") if series else None
     reports = db.session.scalars(
         select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
+        .options(selectinload(SideEffectReport.period))
         .order_by(SideEffectReport.reported_at.desc())).all()
     reminders = db.session.execute(
         select(Reminder, Assessment.timepoint, Period.number)

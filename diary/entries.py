@@ -109,6 +109,25 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
         answers.alerts.append(f"{item.text} {text}")
 
 
+CLOSED = ("Sorry, the time for this entry has passed, so it cannot be saved. "
+          "That is all right: just do the next one when it opens.")
+
+
+def window_refusal(assessment: Assessment, now: datetime, opens: str | None = None) -> str | None:
+    """Why a participant cannot make this entry at ``now``, or None when they can (rule 2).
+
+    ``opens`` is the local opening time, when the caller can say it in the participant's words.
+    """
+    if assessment.not_applicable:
+        return "This entry is no longer needed."
+    if now < assessment.window_open:
+        return f"This entry is not open yet. It opens {opens}." if opens else \
+            "This entry is not open yet. Please come back when it opens."
+    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=now):
+        return CLOSED
+    return None
+
+
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
                       source: str = "participant", idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
@@ -130,12 +149,9 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     if assessment.not_applicable:
         raise Refused("This entry is no longer needed.", status=409)
     if source == "participant":
-        if now < assessment.window_open:
-            raise Refused("This entry is not open yet. Please come back when it opens.", status=409)
-        if not accepting_entries(window_open=assessment.window_open,
-                                 late_close=assessment.late_close, now=now):
-            raise Refused("Sorry, the time for this entry has passed, so it cannot be saved. "
-                          "That is all right: just do the next one when it opens.", status=409)
+        refusal = window_refusal(assessment, now)
+        if refusal:
+            raise Refused(refusal, status=409)
     else:
         if source not in PROXY_SOURCES:
             raise Refused(f"Unknown source '{source}'.")

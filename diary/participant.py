@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 from wtforms.validators import ValidationError
 
 from . import audit, auth
-from .entries import InvalidAnswers, field_name, record_submission, validate_answers
+from .entries import InvalidAnswers, field_name, record_submission, validate_answers, window_refusal
 from .errors import Refused, render_error
 from .extensions import csrf, db
 from .localtime import local_datetime, local_when
@@ -122,8 +122,8 @@ def _rows(participant: Participant, now: datetime) -> list[Row]:
     """Every scheduled assessment of the participant, in time order, in two queries."""
     assessments = db.session.scalars(
         select(Assessment).join(Period).where(Period.participant_id == participant.id)
-        .options(selectinload(Assessment.submission), selectinload(Assessment.period),
-                 selectinload(Assessment.protocol_version))
+        .options(selectinload(Assessment.submission).selectinload(Submission.values),
+                 selectinload(Assessment.period), selectinload(Assessment.protocol_version))
         .order_by(Assessment.window_open)).all()
     rows = []
     for assessment in assessments:
@@ -229,15 +229,7 @@ def entry(assessment_id):
 
 
 def _closed_message(assessment: Assessment, now: datetime) -> str | None:
-    if assessment.not_applicable:
-        return "This entry is no longer needed."
-    if now < assessment.window_open:
-        opens = local_when(assessment.window_open, g.participant.timezone, now)
-        return f"This entry is not open yet. It opens {opens}."
-    if now >= assessment.late_close:
-        return ("Sorry, the time for this entry has passed, so it cannot be saved. "
-                "That is all right: just do the next one when it opens.")
-    return None
+    return window_refusal(assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now))
 
 
 def _render_form(assessment, form, errors, *, key, status=200, notice=None):

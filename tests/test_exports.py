@@ -386,3 +386,14 @@ def test_cli_export_writes_zip_and_parquet(runner, demo, tmp_path):
     assert {"manifest.json", "assessments.csv", "data_dictionary.csv"} <= names
     parquet = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "p"), "--format", "parquet"])
     assert parquet.exit_code == 0 and (tmp_path / "p" / "responses.parquet").exists()
+
+
+def test_download_leaves_nothing_on_the_servers_disk(client, study):
+    import tempfile
+    from pathlib import Path
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("diary-export-*")}
+    login_as(client, "analyst")
+    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"})
+    assert response.status_code == 200 and zipfile.ZipFile(io.BytesIO(response.data)).testzip() is None
+    response.close()
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("diary-export-*")} == before

@@ -16,7 +16,7 @@ from diary.models import (
 )
 from diary.study import protocol_of
 
-from .conftest import assessment_of
+from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, day1_form, key_from, participant_with_day1_open, sign_in
 
 
@@ -400,3 +400,35 @@ def test_entry_page_weighs_under_60_kb(phone, app):
     total = len(html) + len(css) + len(js)
     assert 'src="http' not in html.decode() and 'href="http' not in html.decode()
     assert total < 60 * 1024, total
+
+
+def test_history_uses_the_same_queries_for_few_or_many_entries(phone, app, protocol):
+    """No query per entry: the page loads its entries and their answers in a fixed number."""
+    from sqlalchemy import event
+
+    client, participant = phone
+    with app.app_context():
+        engine = db.engine
+
+    def queries():
+        statements = []
+        listener = lambda *args: statements.append(1)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert client.get("/p/history").status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    def answer(code):
+        from diary.entries import record_submission
+        assessment = assessment_of(participant, 1, code)
+        record_submission(assessment, answers_for(protocol, code),
+                          now=assessment.window_open + timedelta(minutes=1), actor="t")
+        db.session.commit()
+
+    answer("BL")
+    one = queries()
+    for code in ("M40", "M80", "M120", "M230"):
+        answer(code)
+    assert queries() == one

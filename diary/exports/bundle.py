@@ -75,9 +75,10 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
     return manifest
 
 
-def zip_bundle(bundle_dir: Path, zip_path: Path) -> Path:
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+def zip_bundle(bundle_dir: Path, target):
+    """Pack the bundle's files into ``target`` (a path or a binary file object)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(Path(bundle_dir).iterdir()):
-            if path.is_file() and path != zip_path:
+            if path.is_file() and path.suffix != ".zip":
                 archive.write(path, arcname=path.name)
-    return zip_path
+    return target
