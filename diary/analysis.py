@@ -4,7 +4,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, flash, g, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
 from . import audit
 from .adherence import load_grid
@@ -58,16 +58,24 @@ def exports():
         if fmt not in ("csv", "parquet", "xlsx"):
             return render_template("analysis/exports.html", form=form, study=study,
                                    error="Choose CSV, Parquet or XLSX."), 422
+        identified = request.form.get("identified") == "yes"
+        reason = (request.form.get("reason") or "").strip()
+        if identified and g.staff.role != "admin":
+            abort(403)
+        if identified and not reason:
+            return render_template("analysis/exports.html", form=form, study=study,
+                                   error="An identified export needs a reason."), 422
         now = now_utc()
         # The bundle is built in a folder removed right after; the ZIP is an anonymous temporary
         # file, deleted when the response has been sent. Nothing is left on the server's disk.
         archive = tempfile.TemporaryFile(prefix="diary-export-")
         with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
-            manifest = write_bundle(Path(folder), study=study, now=now, fmt=fmt)
+            manifest = write_bundle(Path(folder), study=study, now=now, fmt=fmt, identified=identified)
             zip_bundle(Path(folder), archive)
         archive.seek(0)
-        audit.record(actor=audit.staff_actor(g.staff), action="export", entity="study", entity_id=study.id,
-                     now=now, new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}")
+        audit.record(actor=audit.staff_actor(g.staff), action="identified_export" if identified else "export",
+                     entity="study", entity_id=study.id, now=now, reason=reason or None,
+                     new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}")
         db.session.commit()
         return send_file(archive, mimetype="application/zip", as_attachment=True,
                          download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip")

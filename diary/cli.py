@@ -176,12 +176,17 @@ def scheduler_command(interval):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write to.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default="csv", show_default=True)
 @click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle into OUT/diary-export.zip.")
-def export_command(out_dir, fmt, as_zip):
+@click.option("--identified", is_flag=True,
+              help="Add participants_identified (emails, phones). Personal data: audited.")
+@click.option("--reason", help="Why an identified export is needed (required with --identified).")
+def export_command(out_dir, fmt, as_zip, identified, reason):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import write_bundle, zip_bundle
     from .study import require_study
 
     out = Path(out_dir)
+    if identified and not (reason and reason.strip()):
+        fail("An identified export needs --reason: it carries emails and phone numbers.")
     started = time.monotonic()
     if sys.stdout.isatty():
         with click.progressbar(length=0, label="Exporting", show_pos=True) as bar:
@@ -189,15 +194,22 @@ def export_command(out_dir, fmt, as_zip):
                 bar.label = f"Exporting {table}"
                 bar.length = (bar.length or 0) + rows
                 bar.update(rows)
-            manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt, progress=progress)
+            manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt, progress=progress,
+                                    identified=identified)
     else:
-        manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt)
+        manifest = write_bundle(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified)
+    if identified:
+        audit.record(actor="cli", action="identified_export", entity="study", entity_id=require_study().id,
+                     now=now_utc(), new=f"{fmt} to {out}", reason=reason.strip())
+        db.session.commit()
     for name, entry in manifest["files"].items():
         click.echo(f"  {name:28} {entry['rows']:>9} rows")
     if as_zip:
         archive = zip_bundle(out, out / "diary-export.zip")
         click.echo(f"  {archive.name}")
     state = "blinded (treatments as A/B)" if manifest["blinded"] else "unblinded (drug names)"
+    if identified:
+        state += "; IDENTIFIED: participants_identified holds personal data"
     click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")
 
 

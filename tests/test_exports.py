@@ -397,3 +397,34 @@ def test_download_leaves_nothing_on_the_servers_disk(client, study):
     assert response.status_code == 200 and zipfile.ZipFile(io.BytesIO(response.data)).testzip() is None
     response.close()
     assert {p.name for p in Path(tempfile.gettempdir()).glob("diary-export-*")} == before
+
+
+def test_identified_export_only_for_admin_with_a_reason(client, study):
+    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WHO001",
+           email="who@example.org")
+    db.session.commit()
+    login_as(client, "analyst")
+    refused = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
+                                                  "identified": "yes", "reason": "monitor visit"})
+    assert refused.status_code == 403
+    admin = client.application.test_client()
+    login_as(admin, "admin")
+    no_reason = admin.post("/staff/exports", data={"csrf_token": any_csrf(admin), "format": "csv", "identified": "yes"})
+    assert no_reason.status_code == 422
+    response = admin.post("/staff/exports", data={"csrf_token": any_csrf(admin), "format": "csv",
+                                                 "identified": "yes", "reason": "site needs to call back"})
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert "who@example.org" in archive.read("participants_identified.csv").decode()
+    assert json.loads(archive.read("manifest.json"))["identified"] is True
+    event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "identified_export")).one()
+    assert event_.reason == "site needs to call back" and event_.actor == "staff:admin@site.test"
+
+
+def test_cli_identified_export_needs_a_reason(runner, study, tmp_path):
+    refused = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "a"), "--identified"])
+    assert refused.exit_code != 0 and "needs --reason" in refused.output
+    done = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "b"), "--identified",
+                               "--reason", "ethics audit"])
+    assert done.exit_code == 0 and "IDENTIFIED" in done.output
+    assert (tmp_path / "b" / "participants_identified.csv").exists()
+    assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "participants_identified.csv").exists()

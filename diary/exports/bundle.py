@@ -30,8 +30,12 @@ def sha256_of(path: Path) -> str:
 
 
 def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
-                 progress=None) -> dict:
+                 progress=None, identified: bool = False) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
+
+    Without ``identified`` (the default) no file carries a direct identifier. With it, a
+    ``participants_identified`` table maps codes to contact details; callers must check that
+    the person asking is allowed to, and audit it.
 
     ``progress(table, rows_written)`` is called as batches are written (for a progress bar).
     The database is read in one read-only transaction, so the tables agree with each other.
@@ -52,8 +56,10 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
         connection = connection.execution_options(**options)
         with connection.begin():
             ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now)
-            for table in TABLE_ORDER:
-                rows = iter(dictionary_rows(protocol)) if table == "data_dictionary" else BUILDERS[table](ctx)
+            tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
+            for table in tables:
+                rows = (iter(dictionary_rows(protocol, identified)) if table == "data_dictionary"
+                        else BUILDERS[table](ctx))
                 path = out_dir / f"{table}.{fmt}"
                 count = WRITERS[fmt](path, TABLES[table], rows,
                                      (lambda n, table=table: progress(table, n)) if progress else None)
@@ -67,7 +73,9 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
         "blinded": blinded,
         "unblinded_utc": None if blinded else iso_utc(study.unblinded_at),
         "format": fmt,
-        "identifiers": "none: participants appear only by their pseudonymous code",
+        "identified": identified,
+        "identifiers": ("participants_identified holds emails and phone numbers: handle as personal data"
+                        if identified else "none: participants appear only by their pseudonymous code"),
         "app_version": current_app.config["DIARY_VERSION"],
         "files": files,
     }

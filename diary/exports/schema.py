@@ -114,6 +114,14 @@ TABLES: dict[str, list[Column]] = {
         Column("compliance_pct", NUMBER, "(completed + completed_late) / (completed + completed_late + missed) "
                "x 100. Empty when no window has passed yet.", unit="%"),
     ],
+    # Only in an identified export, asked for by an authorised user (rule 7).
+    "participants_identified": [
+        PARTICIPANT, SITE,
+        Column("email", STRING, "Email given for reminders. A direct identifier."),
+        Column("phone", STRING, "Phone number, if given. A direct identifier."),
+        Column("status", STRING, "Participant status at export time.", allowed="active; withdrawn"),
+        Column("enrolled_utc", DATETIME, "When the participant was enrolled (ISO 8601, UTC).", unit="UTC"),
+    ],
     "data_dictionary": [
         Column("table", STRING, "Table (file) name."),
         Column("column", STRING, "Column name."),
@@ -125,8 +133,11 @@ TABLES: dict[str, list[Column]] = {
 }
 
 
-def dictionary_rows(protocol=None):
-    """Every column of every table. Codes that come from the protocol are listed from it."""
+IDENTIFIED_ONLY = {"participants_identified"}
+
+
+def dictionary_rows(protocol=None, identified: bool = False):
+    """Every column of every table in the bundle. Codes that come from the protocol are listed from it."""
     allowed = {}
     if protocol is not None:
         response_instruments = [i for i in protocol.instruments.values() if not i.side_effects]
@@ -139,6 +150,8 @@ def dictionary_rows(protocol=None):
             "term": "; ".join(terms + ["other"]),
         }
     for table, columns in TABLES.items():
+        if table in IDENTIFIED_ONLY and not identified:
+            continue
         for column in columns:
             values = column.allowed
             if column.name in allowed and not (table == "side_effects" and column.name == "timepoint"):

@@ -166,5 +166,15 @@ def adherence(ctx: ExportContext):
                tally.compliance_pct)
 
 
+def participants_identified(ctx: ExportContext):
+    rows = ctx.connection.execute(
+        select(Participant.code, Participant.site, Participant.email, Participant.phone, Participant.status,
+               Participant.enrolled_at)
+        .where(Participant.study_id == ctx.study.id).order_by(Participant.code))
+    for row in rows:
+        yield tuple(row)
+
+
 BUILDERS = {"assessments": assessments, "responses": responses, "fatigue_endpoints": fatigue_endpoints,
-            "side_effects": side_effects, "adherence": adherence}
+            "side_effects": side_effects, "adherence": adherence,
+            "participants_identified": participants_identified}
