@@ -6,7 +6,6 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
@@ -18,6 +17,7 @@ from . import audit
 from .database import MIGRATIONS
 from .errors import Refused
 from .extensions import db
+from .localtime import from_local_clock
 from .models import STAFF_ROLES, Participant, now_utc
 from .protocol import ProtocolError
 
@@ -38,9 +38,8 @@ def parse_local_time(text: str, tz_name: str) -> datetime:
         wall = datetime.strptime(text.strip().replace("T", " "), "%Y-%m-%d %H:%M")
     except ValueError:
         fail(f"'{text}' is not a time like 2026-11-25 09:30")
-    tz = ZoneInfo(tz_name)
-    aware = wall.replace(tzinfo=tz)
-    if aware.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != wall:
+    aware = from_local_clock(wall, tz_name)
+    if aware is None:
         fail(f"{text} does not exist in {tz_name} (the clocks skipped it that day)")
     return aware.astimezone(timezone.utc)
 

@@ -30,7 +30,7 @@ from .extensions import db
 from .forms import (
     AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm,
 )
-from .localtime import local_datetime
+from .localtime import from_local_clock, local_datetime
 from .passwords import hash_secret, verify_secret
 from .models import (
     Assessment, AuditEvent, ItemValue, Participant, Period, Reminder, SideEffectReport, StaffUser,
@@ -273,11 +273,10 @@ def dose(code, number):
     if period is None:
         abort(404)
     form = DoseForm()
-    tz = ZoneInfo(participant.timezone)
     if request.method == "GET" and period.dose_start is not None:
-        form.start.data = period.dose_start.astimezone(tz).replace(tzinfo=None)
+        form.start.data = period.dose_start.astimezone(ZoneInfo(participant.timezone)).replace(tzinfo=None)
     if form.validate_on_submit():
-        start = _localise(form.start.data, tz)
+        start = from_local_clock(form.start.data, participant.timezone)
         if start is None:
             form.start.errors.append(f"That time does not exist in {participant.timezone} "
                                      "(the clocks skipped it that day).")
@@ -296,14 +295,6 @@ def dose(code, number):
     status = 422 if request.method == "POST" else 200
     return render_template("coordinator/dose.html", form=form, participant=participant,
                            period=period), status
-
-
-def _localise(wall: datetime, tz: ZoneInfo) -> datetime | None:
-    """A wall-clock time on ``tz``, or None if the clocks skipped it (spring forward)."""
-    aware = wall.replace(tzinfo=tz)
-    if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != wall:
-        return None
-    return aware
 
 
 # --- Entries on the participant's behalf, and corrections --------------------------------------

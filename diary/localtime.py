@@ -5,6 +5,17 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 
+def from_local_clock(wall: datetime, tz_name: str) -> datetime | None:
+    """A naive wall-clock time on ``tz_name``'s clock as an aware datetime, or None when that
+    time did not exist (the clocks skipped it when daylight saving began). An ambiguous time
+    (clocks going back) is taken as its first occurrence."""
+    tz = ZoneInfo(tz_name)
+    aware = wall.replace(tzinfo=tz, fold=0)
+    if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != wall:
+        return None
+    return aware
+
+
 def clock(moment: datetime) -> str:
     """'9:00' or '14:30': no leading zero on the hour, 24-hour clock."""
     return f"{moment.hour}:{moment.minute:02d}"
