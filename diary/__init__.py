@@ -19,8 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
                 template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     configure(app, test_config)
     register_extensions(app)
-    register_blueprints(app)
-    register_errorhandlers(app)
+    register_web(app)
     register_commands(app)
     return app
 
@@ -67,20 +66,11 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
 
 
-def register_blueprints(app: Flask) -> None:
-    from . import admin, analysis, coordinator, participant, views
+def register_web(app: Flask) -> None:
+    """Blueprints, error pages and template globals: everything in ``diary.web``."""
+    from . import web
 
-    app.register_blueprint(views.bp)
-    app.register_blueprint(participant.bp)
-    app.register_blueprint(coordinator.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(analysis.bp)
-
-
-def register_errorhandlers(app: Flask) -> None:
-    from . import errors
-
-    errors.init_app(app)
+    web.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -10,10 +10,15 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from . import assessments
 from .extensions import db
-from .models import Assessment, Participant, Period, SideEffectReport, Study, Submission
-from .protocol.schedule import COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN, state_of
+from .models import Participant, Period, SideEffectReport, Study
 from .study import protocol_of
+from .vocabulary import AssessmentState
+
+COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN = (
+    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
+    AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN)
 
 
 @dataclass
@@ -88,14 +93,7 @@ def load_grid(study: Study, now: datetime, site: str | None = None,
         select(Participant).where(*participant_filter).order_by(Participant.code)).all()
     sites = sorted(db.session.scalars(
         select(func.distinct(Participant.site)).where(Participant.study_id == study.id)))
-    cells = db.session.execute(
-        select(Assessment.id, Assessment.timepoint, Assessment.target, Assessment.window_open,
-               Assessment.window_close, Assessment.late_close, Assessment.not_applicable,
-               Period.participant_id, Period.number, Submission.submitted_at, Submission.source)
-        .join(Period, Assessment.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id)
-        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-        .where(*participant_filter)).all()
+    cells = assessments.load(now, where=participant_filter)
     unacknowledged = dict(db.session.execute(
         select(Period.participant_id, func.count(SideEffectReport.id))
         .join(Period, SideEffectReport.period_id == Period.id)
@@ -103,20 +101,16 @@ def load_grid(study: Study, now: datetime, site: str | None = None,
         .where(*participant_filter, SideEffectReport.acknowledged_at.is_(None))
         .group_by(Period.participant_id)).all())
 
-    optional = {tp.code: tp.optional for tp in protocol.timepoints}
     rows = {p.id: ParticipantRow(p, unacknowledged=unacknowledged.get(p.id, 0)) for p in participants}
     by_timepoint: dict[tuple[int, str], Tally] = defaultdict(Tally)
     for cell in cells:
-        state = state_of(window_open=cell.window_open, window_close=cell.window_close,
-                         late_close=cell.late_close, submitted_at=cell.submitted_at,
-                         not_applicable=cell.not_applicable, now=now)
+        state = cell.state
         row = rows[cell.participant_id]
-        row.cells[(cell.number, cell.timepoint)] = Cell(
+        row.cells[(cell.period, cell.timepoint)] = Cell(
             cell.id, state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
-        is_optional = optional.get(cell.timepoint, False)
-        row.tally.add(state, is_optional)
-        by_timepoint[(cell.number, cell.timepoint)].add(state, is_optional)
-        if state == MISSED and not is_optional:
+        row.tally.add(state, cell.optional)
+        by_timepoint[(cell.period, cell.timepoint)].add(state, cell.optional)
+        if state == MISSED and not cell.optional:
             row.missed += 1
         if state == OPEN and now >= cell.target:
             row.overdue += 1

@@ -1,19 +1,21 @@
 """Enrolment: participant codes, sequences from the randomization list, personal links."""
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import current_app
 from sqlalchemy import select
 
 from . import audit
 from .errors import Refused
 from .extensions import db
-from .models import Assessment, Participant, Period, RandomizationSlot, Study
+from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
+from .models import Assessment, Participant, Period, Study
+from .randomization import next_sequence
+from .reminders.preferences import check_reminder_hours
 from .study import protocol_of
+from .vocabulary import ParticipantStatus
 
 # No 0/O or 1/I/L: codes get read out over the phone.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -24,15 +26,6 @@ def generate_participant_code() -> str:
     return "P-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
 
 
-def hash_token(token: str) -> str:
-    # The token carries 256 random bits, so a fast hash is enough; only the hash is stored.
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def participant_link(token: str) -> str:
-    return f"{current_app.config['BASE_URL'].rstrip('/')}/p/{token}"
-
-
 def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -41,21 +34,10 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def next_sequence(study: Study, site: str) -> RandomizationSlot:
-    slot = db.session.scalars(
-        select(RandomizationSlot)
-        .where(RandomizationSlot.study_id == study.id, RandomizationSlot.site == site,
-               RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.position).limit(1)).first()
-    if slot is None:
-        raise Refused(f"The randomization list has no free slot left for site {site}. "
-                      "Ask the unblinded team member to upload more.")
-    return slot
-
-
 def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
            code: str | None = None, sequence: str | None = None, email: str | None = None,
-           phone: str | None = None) -> tuple[Participant, str]:
+           phone: str | None = None, reminder_from: str | None = None,
+           reminder_until: str | None = None) -> tuple[Participant, str]:
     """Enrol a participant and issue their personal link. Returns the participant and the token.
 
     The sequence is given (by the unblinded role or a script) or taken from the next free slot of
@@ -66,6 +48,7 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     if not site:
         raise Refused("A site is required.")
     check_timezone(timezone)
+    reminder_from, reminder_until = check_reminder_hours(reminder_from, reminder_until)
     slot = None
     if sequence is None:
         slot = next_sequence(study, site)
@@ -79,8 +62,9 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
         raise Refused(f"Participant code {code} is already used in this study.", status=409)
     token = secrets.token_urlsafe(32)
     participant = Participant(
-        study=study, code=code, site=site, timezone=timezone, sequence=sequence, status="active",
-        email=email or None, phone=phone or None, enrolled_at=now,
+        study=study, code=code, site=site, timezone=timezone, sequence=sequence,
+        status=ParticipantStatus.ACTIVE, email=email or None, phone=phone or None, enrolled_at=now,
+        reminder_from=reminder_from, reminder_until=reminder_until,
         link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)
     db.session.add(participant)
     for number, treatment in enumerate(protocol.sequences[sequence], start=1):
@@ -118,9 +102,9 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
     """
     if not reason or not reason.strip():
         raise Refused("A reason is required to withdraw a participant.")
-    if participant.status == "withdrawn":
+    if participant.status == ParticipantStatus.WITHDRAWN:
         raise Refused("This participant is already withdrawn.", status=409)
-    participant.status = "withdrawn"
+    participant.status = ParticipantStatus.WITHDRAWN
     participant.withdrawn_at = now
     remaining = db.session.scalars(
         select(Assessment).join(Period)
@@ -129,6 +113,6 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
     for assessment in remaining:
         assessment.not_applicable = True
     audit.record(actor=actor, action="withdraw", entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, field="status", old="active", new="withdrawn",
+                 participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE, new=ParticipantStatus.WITHDRAWN,
                  reason=reason.strip(), now=now)
     return len(remaining)

@@ -12,12 +12,11 @@ from . import audit
 from .errors import Refused
 from .extensions import db
 from .models import Assessment, ItemValue, SideEffectReport, Submission
-from .protocol.model import SEVERITY_LEVELS, Instrument, Item, Protocol
+from .protocol.model import Instrument, Item, Protocol
 from .protocol.schedule import accepting_entries
 from .reminders.planning import cancel_for
 from .study import protocol_of
-
-PROXY_SOURCES = ("phone_interview", "paper", "clinic_visit")
+from .vocabulary import Severity, Source, spoken
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
@@ -64,10 +63,11 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
             raw = (form.get(term_name) or "").strip()
             if raw == "":
                 if item.required:
-                    answers.errors[term_name] = f"Please choose none, mild, moderate or severe for {term.label.lower()}."
+                    answers.errors[term_name] = (f"Please choose {spoken(Severity)} "
+                                                  f"for {term.label.lower()}.")
                 continue
-            if raw not in SEVERITY_LEVELS:
-                answers.errors[term_name] = f"'{raw}' is not one of none, mild, moderate, severe."
+            if raw not in Severity.__members__.values():
+                answers.errors[term_name] = f"'{raw}' is not one of {', '.join(Severity)}."
                 continue
             answers.values[(instrument.id, f"{item.id}.{term.code}")] = raw
             if raw in item.alert_values:
@@ -129,7 +129,7 @@ def window_refusal(assessment: Assessment, now: datetime, opens: str | None = No
 
 
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
-                      source: str = "participant", idempotency_key: str | None = None,
+                      source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
                       reason: str | None = None) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
@@ -148,12 +148,12 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
     if assessment.not_applicable:
         raise Refused("This entry is no longer needed.", status=409)
-    if source == "participant":
+    if source == Source.PARTICIPANT:
         refusal = window_refusal(assessment, now)
         if refusal:
             raise Refused(refusal, status=409)
     else:
-        if source not in PROXY_SOURCES:
+        if source not in Source.proxies():
             raise Refused(f"Unknown source '{source}'.")
         if not (reason and reason.strip()):
             raise Refused("Entering data on a participant's behalf needs a reason.")
@@ -187,7 +187,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
             raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
         raise
     cancel_for(assessment.id, "entry completed")
-    audit.record(actor=actor, action="submit" if source == "participant" else "proxy_entry",
+    audit.record(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                  entity="submission", entity_id=submission.id, participant_id=period.participant_id,
                  field=f"period {period.number} {assessment.timepoint}", now=now,
                  new=_summary(answers.values), reason=submission.reason)
@@ -201,7 +201,7 @@ def _side_effect_reports(protocol, assessment, submission, answers, now) -> None
             if item.type == "severity_checklist":
                 for term in item.terms:
                     severity = answers.values.get((instrument.id, f"{item.id}.{term.code}"))
-                    if severity and severity != "none":
+                    if severity and severity != Severity.NONE:
                         db.session.add(SideEffectReport(
                             period=assessment.period, submission=submission,
                             timepoint=assessment.timepoint, term=term.code, severity=severity,

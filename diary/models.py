@@ -16,6 +16,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
+from .vocabulary import (
+    ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, Role, Severity, Source, sql_in,
+)
 
 
 def now_utc() -> datetime:
@@ -46,12 +49,6 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
-
-
-PARTICIPANT_STATUSES = ("active", "withdrawn")
-SUBMISSION_SOURCES = ("participant", "phone_interview", "paper", "clinic_visit")
-STAFF_ROLES = ("admin", "coordinator", "analyst", "unblinded")
-SEVERITIES = ("none", "mild", "moderate", "severe")
 
 
 class Study(db.Model):
@@ -90,7 +87,7 @@ class ProtocolVersion(db.Model):
 class Participant(db.Model):
     __table_args__ = (
         UniqueConstraint("study_id", "code"),
-        CheckConstraint("status IN ('active', 'withdrawn')", name="status"),
+        CheckConstraint(sql_in("status", ParticipantStatus), name="status"),
         CheckConstraint("sequence IS NULL OR length(sequence) > 0", name="sequence"),
     )
 
@@ -102,7 +99,7 @@ class Participant(db.Model):
     timezone: Mapped[str] = mapped_column(String(64))
     # Sequence of masked treatment codes, e.g. "AB". Only the unblinded role sees it.
     sequence: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.ACTIVE.value)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     withdrawn_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
@@ -185,8 +182,7 @@ class Submission(db.Model):
     """What was entered for an assessment. The database allows one per assessment."""
 
     __table_args__ = (
-        CheckConstraint(
-            "source IN ('participant', 'phone_interview', 'paper', 'clinic_visit')", name="source"),
+        CheckConstraint(sql_in("source", Source), name="source"),
         CheckConstraint("source = 'participant' OR reason IS NOT NULL", name="reason_for_proxy"),
     )
 
@@ -195,7 +191,7 @@ class Submission(db.Model):
     # The server's receipt time is the record's time; the phone's clock is kept beside it.
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     device_time: Mapped[Optional[str]] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(20), default="participant")
+    source: Mapped[str] = mapped_column(String(20), default=Source.PARTICIPANT.value)
     reason: Mapped[Optional[str]] = mapped_column(Text)
     entered_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
     idempotency_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
@@ -225,8 +221,7 @@ class SideEffectReport(db.Model):
     """A solicited checklist row (term and severity) or an unsolicited free-text report."""
 
     __table_args__ = (
-        CheckConstraint("severity IS NULL OR severity IN ('mild', 'moderate', 'severe')",
-                        name="severity"),
+        CheckConstraint(sql_in("severity", Severity.reported(), nullable=True), name="severity"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -265,7 +260,7 @@ class RandomizationSlot(db.Model):
 class StaffUser(db.Model):
     __tablename__ = "staff_user"
     __table_args__ = (
-        CheckConstraint("role IN ('admin', 'coordinator', 'analyst', 'unblinded')", name="role"),
+        CheckConstraint(sql_in("role", Role), name="role"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -278,11 +273,6 @@ class StaffUser(db.Model):
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
-REMINDER_KINDS = ("window_open", "closing_soon")
-REMINDER_CHANNELS = ("email", "push")
-REMINDER_STATES = ("pending", "sending", "sent", "failed", "expired", "cancelled")
-
-
 class Reminder(db.Model):
     """One reminder owed: the outbox row a dispatch pass claims, sends and records.
 
@@ -292,17 +282,16 @@ class Reminder(db.Model):
 
     __table_args__ = (
         UniqueConstraint("assessment_id", "kind", "channel"),
-        CheckConstraint("kind IN ('window_open', 'closing_soon')", name="kind"),
-        CheckConstraint("channel IN ('email', 'push')", name="channel"),
-        CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'expired', 'cancelled')",
-                        name="state"),
+        CheckConstraint(sql_in("kind", ReminderKind), name="kind"),
+        CheckConstraint(sql_in("channel", ReminderChannel), name="channel"),
+        CheckConstraint(sql_in("state", ReminderState), name="state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"))
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(8))
-    state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    state: Mapped[str] = mapped_column(String(12), default=ReminderState.PENDING.value, index=True)
     # When it should go out (after quiet hours), and the moment after which it is pointless.
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     not_after: Mapped[datetime] = mapped_column(UTCDateTime)

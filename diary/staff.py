@@ -1,29 +1,43 @@
-"""Staff accounts: creation and role changes (login itself lives in the coordinator pages)."""
+"""Staff accounts: creation, sign-in checks with a throttle counted in the database, password
+changes, and role or access changes by an admin. Each writes its own audit event."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from . import audit
 from .errors import Refused
 from .extensions import db
-from .models import STAFF_ROLES, StaffUser
-from .passwords import MIN_PASSWORD_LENGTH, hash_secret
+from .models import LoginThrottle, StaffUser
+from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
+from .vocabulary import Role
+
+ACCOUNT_LIMIT, ADDRESS_LIMIT = 5, 20  # failures within the window before a lock
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_LOCK = timedelta(minutes=15)
+
+
+class LoginRefused(Refused):
+    pass
 
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Refused(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+
+
 def create_user(email: str, password: str, role: str, *, actor: str, now: datetime) -> StaffUser:
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
         raise Refused(f"'{email}' is not an email address.")
-    if role not in STAFF_ROLES:
-        raise Refused(f"Unknown role '{role}'; use one of {', '.join(STAFF_ROLES)}.")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise Refused(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if role not in Role.__members__.values():
+        raise Refused(f"Unknown role '{role}'; use one of {', '.join(Role)}.")
+    check_password_rules(password)
     if db.session.scalar(select(func.count()).select_from(StaffUser).where(StaffUser.email == email)):
         raise Refused(f"A user with email {email} already exists.", status=409)
     user = StaffUser(email=email, password_hash=hash_secret(password), role=role, active=True,
@@ -33,3 +47,81 @@ def create_user(email: str, password: str, role: str, *, actor: str, now: dateti
     audit.record(actor=actor, action="create_user", entity="staff_user", entity_id=user.id,
                  field="role", new=role, now=now)
     return user
+
+
+def change_password(user: StaffUser, current: str, new: str, *, now: datetime) -> None:
+    """Change one's own password; the session generation moves on, ending other sessions."""
+    if not verify_secret(user.password_hash, current):
+        raise Refused("The current password is not right.")
+    check_password_rules(new)
+    user.password_hash = hash_secret(new)
+    user.session_generation = (user.session_generation or 0) + 1
+    audit.record(actor=audit.staff_actor(user), action="change_password", entity="staff_user",
+                 entity_id=user.id, now=now)
+
+
+def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now: datetime) -> bool:
+    """An admin changes a user's role or access. Returns whether anything changed.
+
+    Admins cannot remove their own admin access (the study would be left with no admin).
+    Either change ends the user's sessions, so it applies from their next sign-in.
+    """
+    if role not in Role.__members__.values():
+        raise Refused(f"Unknown role '{role}'.")
+    if user.id == by.id and (role != Role.ADMIN or not active):
+        raise Refused("You cannot remove your own admin access.", status=409)
+    who, changed = audit.staff_actor(by), False
+    if role != user.role:
+        audit.record(actor=who, action="change_role", entity="staff_user", entity_id=user.id,
+                     field="role", old=user.role, new=role, now=now)
+        user.role, changed = role, True
+    if active != user.active:
+        audit.record(actor=who, action="change_active", entity="staff_user", entity_id=user.id,
+                     field="active", old=user.active, new=active, now=now)
+        user.active, changed = active, True
+    if changed:
+        user.session_generation = (user.session_generation or 0) + 1
+    return changed
+
+
+# --- Sign-in ---------------------------------------------------------------------------------
+
+def _throttle_rows(keys: list[str]) -> list[LoginThrottle]:
+    rows = {row.key: row for row in db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))}
+    result = []
+    for key in keys:
+        if key not in rows:
+            rows[key] = LoginThrottle(key=key, failures=0)
+            db.session.add(rows[key])
+        result.append(rows[key])
+    return result
+
+
+def _throttle_keys(email: str, address: str) -> list[str]:
+    return [f"account:{normalise_email(email)[:250]}", f"address:{address or 'unknown'}"]
+
+
+def login_staff(email: str, password: str, *, address: str, now: datetime) -> StaffUser:
+    """Check a staff login against the throttle, then the password. Raises LoginRefused.
+
+    Failures count per account and per address; past the limits, logins are refused for a
+    while even with the right password, so guessing is slow from one address or at one account.
+    """
+    account, by_address = _throttle_rows(_throttle_keys(email, address))
+    for row in (account, by_address):
+        if row.locked_until is not None and row.locked_until > now:
+            minutes = int((row.locked_until - now).total_seconds() // 60) + 1
+            raise LoginRefused(f"Too many failed sign-ins. Please wait {minutes} minutes and try again.",
+                               status=429)
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+    if user is not None and user.active and verify_secret(user.password_hash, password):
+        account.failures, account.first_failure_at, account.locked_until = 0, None, None
+        return user
+    for row, limit in ((account, ACCOUNT_LIMIT), (by_address, ADDRESS_LIMIT)):
+        if row.first_failure_at is None or now - row.first_failure_at > THROTTLE_WINDOW:
+            row.failures, row.first_failure_at = 0, now
+        row.failures += 1
+        if row.failures >= limit:
+            row.locked_until = now + THROTTLE_LOCK
+            row.failures, row.first_failure_at = 0, None
+    raise LoginRefused("The email or password is not right.", status=401)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from .extensions import db
 from .models import ProtocolVersion, Study, now_utc
 from .protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
+from .vocabulary import Role
 
 
 @lru_cache(maxsize=32)
@@ -67,7 +68,7 @@ def unblind(study: Study, *, user, now) -> None:
     from . import audit
     from .errors import Refused
 
-    if user.role != "unblinded":
+    if user.role != Role.UNBLINDED:
         raise Refused("Only the unblinded role can unblind the study.", status=403)
     if study.unblinded_at is not None:
         raise Refused("The study is already unblinded.", status=409)

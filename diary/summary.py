@@ -9,12 +9,17 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from datetime import datetime
 
+from .assessments import rows_query, state_at
 from .exports.endpoints import pct_change
 from .extensions import db
-from .models import Assessment, ItemValue, Participant, Period, Study, Submission
+from .models import ItemValue, Participant, Study, Submission
 from .protocol import Protocol
+from .vocabulary import AssessmentState, Role
+
+# Entries that count in the summary: those judged inside their windows.
+COUNTED = (AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE)
 
 
 @dataclass
@@ -31,30 +36,29 @@ class SummaryRow:
 def split_label(study: Study, role: str) -> str:
     if study.unblinded_at is not None:
         return "treatment"
-    return "pooled" if role == "coordinator" else "sequence"
+    return "pooled" if role == Role.COORDINATOR else "sequence"
 
 
-def vas_change_summary(study: Study, protocol: Protocol, split: str) -> list[SummaryRow]:
+def vas_change_summary(study: Study, protocol: Protocol, split: str, now: datetime) -> list[SummaryRow]:
     instrument, item = protocol.vas_item()
+    # The assessment read model, with the fatigue VAS of each entry beside it.
     rows = db.session.execute(
-        select(Participant.id, Participant.sequence, Period.number, Period.treatment, Assessment.timepoint,
-               ItemValue.value)
-        .join(Period, Period.participant_id == Participant.id)
-        .join(Assessment, Assessment.period_id == Period.id)
-        .join(Submission, Submission.assessment_id == Assessment.id)
-        .join(ItemValue, ItemValue.submission_id == Submission.id)
-        .where(Participant.study_id == study.id, ItemValue.instrument == instrument, ItemValue.item == item)).all()
-    baselines = {(r.id, r.number): int(r.value) for r in rows if r.timepoint == "BL"}
+        rows_query().add_columns(ItemValue.value)
+        .join(ItemValue, (ItemValue.submission_id == Submission.id) & (ItemValue.instrument == instrument)
+              & (ItemValue.item == item))
+        .where(Participant.study_id == study.id)).all()
+    rows = [r for r in rows if state_at(r, now) in COUNTED]
+    baselines = {(r.participant_id, r.period): int(r.value) for r in rows if r.timepoint == "BL"}
     changes: dict[tuple[str, int, str], list[float]] = defaultdict(list)
     for r in rows:
         if r.timepoint == "BL":
             continue
-        change = pct_change(int(r.value), baselines.get((r.id, r.number)))
+        change = pct_change(int(r.value), baselines.get((r.participant_id, r.period)))
         if change is None:
             continue
         group = {"treatment": protocol.treatments.get(r.treatment, r.treatment),
                  "sequence": f"sequence {r.sequence}", "pooled": "all participants"}[split]
-        changes[(group, r.number, r.timepoint)].append(change)
+        changes[(group, r.period, r.timepoint)].append(change)
     hours = {tp.code: tp.target.nominal_minutes / 60 for tp in protocol.timepoints}
     order = {tp.code: index for index, tp in enumerate(protocol.timepoints)}
     result = []

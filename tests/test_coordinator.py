@@ -241,7 +241,7 @@ def test_enrolment_refuses_a_bad_time_zone(client, study):
 
 
 def test_reissued_link_replaces_the_old_one(client, study, someone):
-    from diary.auth import participant_by_token
+    from diary.links import participant_by_token
     login_as(client, "coordinator")
     page = client.post(f"/staff/participants/{someone.code}/reissue-link", data={"csrf_token": any_csrf(client)})
     token = re.search(r"/p/([\w-]{40,})", page.get_data(as_text=True)).group(1)

@@ -428,3 +428,76 @@ def test_cli_identified_export_needs_a_reason(runner, study, tmp_path):
     assert done.exit_code == 0 and "IDENTIFIED" in done.output
     assert (tmp_path / "b" / "participants_identified.csv").exists()
     assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "participants_identified.csv").exists()
+
+
+OTHER_PROTOCOL = """
+id: pain-parallel
+version: "2.0"
+title: A three-period study of pain
+periods: 3
+treatments:
+  X: {sealed_name: "drug x"}
+  Y: {sealed_name: "drug y"}
+  Z: {sealed_name: "placebo"}
+sequences:
+  XYZ: [X, Y, Z]
+  ZYX: [Z, Y, X]
+min_days_between_doses: 7
+timepoints:
+  - {code: PRE, label: Before the dose, target: -30m, window: {open: -12h, close: 0m},
+     setting: clinic, instruments: [pain_vas]}
+  - {code: H6, label: Six hours, target: 6h, window: {open: 5h, close: 7h},
+     setting: home, instruments: [pain_vas, nausea]}
+  - {code: W1, label: Week 1, target: 7d, window: {open: 6d, close: next_dose, fallback_close: 8d},
+     setting: home, instruments: [pain_vas, mood]}
+instruments:
+  pain_vas:
+    title: Pain now
+    items:
+      - {id: pain, type: vas, text: "How much pain do you have?", min_label: None, max_label: Worst}
+  nausea:
+    title: Sickness
+    side_effects: true
+    items:
+      - id: sickness
+        type: severity_checklist
+        text: Any of these?
+        terms:
+          - {code: nausea, label: Nausea}
+          - {code: rash, label: Rash}
+  mood:
+    title: Mood
+    items:
+      - id: mood
+        type: single_choice
+        text: How is your mood?
+        choices:
+          - {code: low, label: Low}
+          - {code: ok, label: OK}
+"""
+
+
+def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
+    """A different protocol file yields its own time points, instruments, items, values and terms."""
+    from diary.study import ensure_study, require_study
+
+    from .conftest import make_app
+    own = tmp_path / "pain.yaml"
+    own.write_text(OTHER_PROTOCOL)
+    app = make_app(f"sqlite:///{tmp_path / 'pain.sqlite'}", PROTOCOL_FILE=str(own))
+    with app.app_context():
+        db.create_all()
+        ensure_study()
+        db.session.commit()
+        write_bundle(tmp_path / "out", study=require_study(), now=now_utc())
+    allowed = {(r["table"], r["column"]): r["allowed_values"] for r in read_csv(tmp_path / "out", "data_dictionary")}
+    assert allowed[("assessments", "timepoint")] == "PRE; H6; W1"
+    assert allowed[("side_effects", "timepoint")] == "H6"
+    assert allowed[("assessments", "sequence")] == "XYZ; ZYX"
+    assert allowed[("assessments", "period")] == "1; 2; 3"
+    assert allowed[("responses", "instrument")] == "pain_vas; mood"
+    assert allowed[("responses", "item")] == "pain; mood"
+    assert allowed[("responses", "value")] == "pain: 0-100; mood: low, ok"
+    assert allowed[("side_effects", "term")] == "nausea; rash; other"
+    assert allowed[("assessments", "treatment")].startswith("X; Y; Z")
+    assert not any("fatigue" in value or "BL" in value.split("; ") for value in allowed.values())

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from diary.auth import reset_pin
+from diary.pins import reset_pin
 from diary.enrolment import revoke_link, withdraw
 from diary.extensions import db
 from diary.models import (

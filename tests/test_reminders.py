@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from diary.auth import participant_by_token
+from diary.links import participant_by_token
 from diary.dosing import record_dose
 from diary.enrolment import enroll, reissue_link
 from diary.entries import record_submission
@@ -341,7 +341,7 @@ def test_push_subscription_endpoint_validates_its_input(client, study):
 # --- Calendar feed -----------------------------------------------------------------------------
 
 def test_calendar_feed_has_one_event_per_assessment(client, study):
-    from diary.auth import signed_link_token
+    from diary.links import signed_link_token
     participant = enrol_dosed(study, "P-CAL001")
     db.session.commit()
     response = client.get(f"/p/calendar/{signed_link_token(participant, 'calendar')}.ics")
@@ -359,7 +359,7 @@ def test_calendar_feed_has_one_event_per_assessment(client, study):
 
 
 def test_calendar_feed_turned_off_is_gone(client, study):
-    from diary.auth import signed_link_token
+    from diary.links import signed_link_token
     participant = enrol_dosed(study, "P-CAL002")
     participant.calendar_feed = False
     db.session.commit()

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from flask import current_app
 
+from .. import audit
+from ..errors import Refused
 from ..extensions import db
 from ..study import protocol_of
+from ..vocabulary import Role
 from .schema import TABLES, dictionary_rows
 from .tables import BUILDERS, ExportContext
 from .writers import FORMATS, WRITERS, iso_utc
@@ -90,3 +93,27 @@ def zip_bundle(bundle_dir: Path, target):
             if path.is_file() and path.suffix != ".zip":
                 archive.write(path, arcname=path.name)
     return target
+
+
+# Who may ask for an identified export (rule 7): the admin on the web, or the server's operator
+# on the command line (who can read the database anyway).
+IDENTIFIED_EXPORTERS = (Role.ADMIN, "operator")
+
+
+def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, fmt: str = "csv",
+                 identified: bool = False, reason: str | None = None, progress=None) -> dict:
+    """The one gate for every export, web or CLI: check who may have what, write, audit.
+
+    ``role`` is the staff role asking, or ``"operator"`` for the server's command line.
+    """
+    reason = (reason or "").strip() or None
+    if identified and role not in IDENTIFIED_EXPORTERS:
+        raise Refused("Only an admin can ask for an identified export.", status=403)
+    if identified and not reason:
+        raise Refused("An identified export needs a reason: it carries emails and phone numbers.")
+    manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified)
+    audit.record(actor=actor, action="identified_export" if identified else "export", entity="study",
+                 entity_id=study.id, now=now, reason=reason,
+                 new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, "
+                     + ", ".join(f"{entry['table']} {entry['rows']}" for entry in manifest["files"].values()))
+    return manifest

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..protocol.schedule import STATES
+from ..vocabulary import AssessmentState, ParticipantStatus, Severity, Source, listed
 
 STRING, INTEGER, NUMBER, BOOLEAN, DATETIME = "string", "integer", "number", "boolean", "datetime"
 
@@ -24,21 +24,22 @@ class Column:
 
 PARTICIPANT = Column("participant_id", STRING, "Pseudonymous participant code (random; not derived from identity).")
 SITE = Column("site", STRING, "Site code.")
+# Columns whose allowed values come from the loaded protocol (see ``dictionary_rows``) say so
+# here; the protocol's own codes replace this text in the dictionary.
+FROM_PROTOCOL = "from the protocol"
 SEQUENCE = Column("sequence", STRING, "Randomized sequence of masked treatments, in period order.",
-                  allowed="AB; BA (the protocol's sequences)")
-PERIOD = Column("period", INTEGER, "Dosing period (1 = first infusion).", allowed="1; 2")
+                  allowed=FROM_PROTOCOL)
+PERIOD = Column("period", INTEGER, "Dosing period (1 = first infusion).", allowed=FROM_PROTOCOL)
 TREATMENT = Column("treatment", STRING, "Treatment of this period: the masked code until the study is "
-                   "unblinded, the drug name after (see manifest.json 'blinded').",
-                   allowed="A; B while blinded; drug names after unblinding")
-TIMEPOINT = Column("timepoint", STRING, "Protocol time point code.",
-                   allowed="BL; M40; M80; M120; M230; D1; D2; D3; D7; D14")
+                   "unblinded, the drug name after (see manifest.json 'blinded').", allowed=FROM_PROTOCOL)
+TIMEPOINT = Column("timepoint", STRING, "Protocol time point code.", allowed=FROM_PROTOCOL)
 SUBMITTED = Column("submitted_utc", DATETIME, "Server receipt time of the entry (ISO 8601, UTC). "
                    "Empty when nothing was entered.", unit="UTC")
 MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to the entry "
                  "(negative before it). Empty when nothing was entered.", unit="minutes")
 SOURCE = Column("source", STRING, "Who entered the data: the participant on their phone, or staff on "
                 "their behalf from the named source (with a reason in the audit trail).",
-                allowed="participant; phone_interview; paper; clinic_visit")
+                allowed=listed(Source))
 
 
 def _pct(day: str) -> Column:
@@ -58,18 +59,17 @@ TABLES: dict[str, list[Column]] = {
         Column("window_open_utc", DATETIME, "When the entry window opened (ISO 8601, UTC).", unit="UTC"),
         Column("window_close_utc", DATETIME, "When the entry window closed (ISO 8601, UTC); entries after it "
                "and inside the protocol's late grace are completed_late.", unit="UTC"),
-        Column("status", STRING, "State of the assessment at export time.", allowed="; ".join(STATES)),
+        Column("status", STRING, "State of the assessment at export time.", allowed=listed(AssessmentState)),
         SUBMITTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
     ],
     "responses": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT, TIMEPOINT,
         Column("instrument", STRING, "Instrument id from the protocol (the side-effect checklist is in "
-               "side_effects instead).", allowed="fatigue_vas; energy_nrs; blinding_guess"),
-        Column("item", STRING, "Item id within the instrument.", allowed="fatigue; energy; guess"),
-        Column("value", STRING, "The answer as entered: a whole number for vas (0-100) and nrs (0-10) "
-               "items, a code for choices, text for free text.",
-               allowed="fatigue: 0-100; energy: 0-10; guess: first, second, dont_know"),
+               "side_effects instead).", allowed=FROM_PROTOCOL),
+        Column("item", STRING, "Item id within the instrument.", allowed=FROM_PROTOCOL),
+        Column("value", STRING, "The answer as entered: a whole number for vas and nrs items, a code for "
+               "choices, text for free text.", allowed=FROM_PROTOCOL),
         SUBMITTED, MINUTES, SOURCE,
     ],
     "fatigue_endpoints": [
@@ -90,12 +90,11 @@ TABLES: dict[str, list[Column]] = {
     ],
     "side_effects": [
         PARTICIPANT, PERIOD, TREATMENT,
-        Column("timepoint", STRING, TIMEPOINT.description, allowed="M40; M80; M120; M230; D1; D2; D3; D7"),
+        Column("timepoint", STRING, TIMEPOINT.description, allowed=FROM_PROTOCOL),
         Column("term", STRING, "Side effect code from the solicited checklist, or 'other' for a free-text "
-               "report.", allowed="headache; dizziness; nausea; vomiting; drowsiness; restlessness; "
-               "vivid_dreams; visual_changes; time_distortion; detachment; other"),
+               "report.", allowed=FROM_PROTOCOL),
         Column("severity", STRING, "Severity as reported. Empty for free-text reports.",
-               allowed="mild; moderate; severe"),
+               allowed=listed(Severity.reported())),
         Column("solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.",
                allowed="true; false"),
         Column("verbatim", STRING, "The participant's own words for a free-text report."),
@@ -119,7 +118,7 @@ TABLES: dict[str, list[Column]] = {
         PARTICIPANT, SITE,
         Column("email", STRING, "Email given for reminders. A direct identifier."),
         Column("phone", STRING, "Phone number, if given. A direct identifier."),
-        Column("status", STRING, "Participant status at export time.", allowed="active; withdrawn"),
+        Column("status", STRING, "Participant status at export time.", allowed=listed(ParticipantStatus)),
         Column("enrolled_utc", DATETIME, "When the participant was enrolled (ISO 8601, UTC).", unit="UTC"),
     ],
     "data_dictionary": [
@@ -136,24 +135,45 @@ TABLES: dict[str, list[Column]] = {
 IDENTIFIED_ONLY = {"participants_identified"}
 
 
-def dictionary_rows(protocol=None, identified: bool = False):
-    """Every column of every table in the bundle. Codes that come from the protocol are listed from it."""
-    allowed = {}
-    if protocol is not None:
-        response_instruments = [i for i in protocol.instruments.values() if not i.side_effects]
-        terms = [t.code for i in protocol.instruments.values() for item in i.items for t in item.terms]
-        allowed = {
-            "timepoint": "; ".join(tp.code for tp in protocol.timepoints),
-            "sequence": "; ".join(protocol.sequences),
-            "instrument": "; ".join(i.id for i in response_instruments),
-            "item": "; ".join(item.id for i in response_instruments for item in i.items),
-            "term": "; ".join(terms + ["other"]),
-        }
+def protocol_allowed(protocol) -> dict[tuple[str | None, str], str]:
+    """Allowed values that come from the protocol, by (table or None for every table, column)."""
+    response_instruments = [i for i in protocol.instruments.values() if not i.side_effects]
+    checklist_instruments = {i.id for i in protocol.instruments.values() if i.side_effects}
+    terms = [t.code for i in protocol.instruments.values() for item in i.items for t in item.terms]
+    treatments = list(protocol.treatments)
+    values = []
+    for instrument in response_instruments:
+        for item in instrument.items:
+            if item.type in ("vas", "nrs"):
+                low, high = item.range
+                values.append(f"{item.id}: {low}-{high}")
+            elif item.type == "single_choice":
+                values.append(f"{item.id}: {', '.join(c.code for c in item.choices)}")
+            else:
+                values.append(f"{item.id}: free text")
+    return {
+        (None, "timepoint"): listed(tp.code for tp in protocol.timepoints),
+        ("side_effects", "timepoint"): listed(tp.code for tp in protocol.timepoints
+                                              if checklist_instruments & set(tp.instruments)),
+        (None, "sequence"): listed(protocol.sequences),
+        (None, "period"): listed(range(1, protocol.periods + 1)),
+        (None, "treatment"): f"{listed(treatments)} while blinded; drug names after unblinding",
+        (None, "instrument"): listed(i.id for i in response_instruments),
+        (None, "item"): listed(item.id for i in response_instruments for item in i.items),
+        (None, "value"): listed(values),
+        (None, "term"): listed(terms + ["other"]),
+    }
+
+
+def dictionary_rows(protocol, identified: bool = False):
+    """Every column of every table in the bundle; codes from the protocol are listed from it, so a
+    study's own protocol file yields its own dictionary."""
+    allowed = protocol_allowed(protocol)
     for table, columns in TABLES.items():
         if table in IDENTIFIED_ONLY and not identified:
             continue
         for column in columns:
             values = column.allowed
-            if column.name in allowed and not (table == "side_effects" and column.name == "timepoint"):
-                values = allowed[column.name]
+            if values == FROM_PROTOCOL:
+                values = allowed.get((table, column.name)) or allowed.get((None, column.name), "")
             yield (table, column.name, column.type, column.unit, values, column.description)

@@ -13,9 +13,9 @@ from itertools import groupby
 from sqlalchemy import select
 
 from ..adherence import Tally
+from ..assessments import rows_query, state_at
 from ..models import Assessment, ItemValue, Participant, Period, SideEffectReport, Study, Submission
 from ..protocol import Protocol
-from ..protocol.schedule import state_of
 from .endpoints import compute_endpoints
 
 BATCH = 5000
@@ -58,19 +58,11 @@ def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
 
 def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(
-        select(Participant.code, Participant.site, Participant.sequence, Period.number, Period.treatment,
-               Period.dose_start, Assessment.timepoint, Assessment.window_open, Assessment.window_close,
-               Assessment.late_close, Assessment.not_applicable, Submission.submitted_at, Submission.source)
-        .join(Period, Period.participant_id == Participant.id)
-        .join(Assessment, Assessment.period_id == Period.id)
-        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-        .where(Participant.study_id == ctx.study.id)
-        .order_by(Participant.code, Period.number, Assessment.target))
+    rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
+                      .order_by(Participant.code, Period.number, Assessment.target))
     for row in rows:
-        status = state_of(window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
-                          submitted_at=row.submitted_at, not_applicable=row.not_applicable, now=ctx.now)
-        yield (row.code, row.site, row.sequence, row.number, ctx.treatment(row.treatment), row.dose_start,
+        status = state_at(row, ctx.now)
+        yield (row.code, row.site, row.sequence, row.period, ctx.treatment(row.treatment), row.dose_start,
                row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close, status,
                row.submitted_at, _minutes(row.submitted_at, row.dose_start), row.source)
 
@@ -147,21 +139,12 @@ def side_effects(ctx: ExportContext):
 
 def adherence(ctx: ExportContext):
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(
-        select(Participant.code, Period.number, Assessment.timepoint, Assessment.window_open,
-               Assessment.window_close, Assessment.late_close, Assessment.not_applicable, Submission.submitted_at)
-        .join(Period, Period.participant_id == Participant.id)
-        .join(Assessment, Assessment.period_id == Period.id)
-        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-        .where(Participant.study_id == ctx.study.id)
-        .order_by(Participant.code, Period.number))
-    for (code, number), group in groupby(rows, key=lambda r: (r.code, r.number)):
+    rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
+                      .order_by(Participant.code, Period.number))
+    for (code, number), group in groupby(rows, key=lambda r: (r.code, r.period)):
         tally = Tally()
         for row in group:
-            tally.add(state_of(window_open=row.window_open, window_close=row.window_close,
-                               late_close=row.late_close, submitted_at=row.submitted_at,
-                               not_applicable=row.not_applicable, now=ctx.now),
-                      optional.get(row.timepoint, False))
+            tally.add(state_at(row, ctx.now), optional.get(row.timepoint, False))
         yield (code, number, tally.scheduled, tally.completed, tally.completed_late, tally.missed,
                tally.compliance_pct)
 

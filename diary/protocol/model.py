@@ -7,7 +7,6 @@ from datetime import timedelta
 
 ITEM_TYPES = ("vas", "nrs", "single_choice", "severity_checklist", "free_text")
 SETTINGS = ("clinic", "home", "clinic_or_home")
-SEVERITY_LEVELS = ("none", "mild", "moderate", "severe")
 
 _OFFSET = re.compile(r"^([+-]?)(\d+)\s*(m|min|h|d)$")
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from ..vocabulary import AssessmentState
 from .model import Offset, Protocol, TimePoint
 
+# Short names for the states this module decides; the vocabulary defines them.
 UPCOMING, OPEN, COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE = (
-    "upcoming", "open", "completed", "completed_late", "missed", "not_applicable")
-STATES = (UPCOMING, OPEN, COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE)
+    AssessmentState.UPCOMING, AssessmentState.OPEN, AssessmentState.COMPLETED,
+    AssessmentState.COMPLETED_LATE, AssessmentState.MISSED, AssessmentState.NOT_APPLICABLE)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,17 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from ..auth import signed_link_token
+from ..assessments import rows_query, state_at
 from ..extensions import db
+from ..links import reminder_link
 from ..localtime import local_when
 from ..models import (
     Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission, now_utc,
 )
 from ..study import protocol_of
+from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
 from .channels import DeliveryFailed, EmailChannel, Message, PushChannel, SubscriptionGone
-from .planning import plan
+from .planning import RETRYABLE, plan
 
 CLAIM_BATCH = 500
 LEASE = timedelta(minutes=10)
@@ -51,15 +53,15 @@ def backoff(attempts: int) -> timedelta:
 def expire_overdue(now: datetime) -> int:
     """Reminders whose window closed before they could go out are expired, never sent late."""
     result = db.session.execute(update(Reminder).where(
-        Reminder.state.in_(("pending", "failed")), Reminder.not_after <= now).values(
-        state="expired", last_error="the window closed before the reminder could go out"))
+        Reminder.state.in_(RETRYABLE), Reminder.not_after <= now).values(
+        state=ReminderState.EXPIRED, last_error="the window closed before the reminder could go out"))
     return result.rowcount or 0
 
 
 def _claimable(now: datetime):
     """Rows a pass may take: pending or failed, or 'sending' by a pass that died (lease over)."""
-    return or_(Reminder.state.in_(("pending", "failed")),
-               (Reminder.state == "sending") & (Reminder.claimed_at < now - LEASE))
+    return or_(Reminder.state.in_(RETRYABLE),
+               (Reminder.state == ReminderState.SENDING) & (Reminder.claimed_at < now - LEASE))
 
 
 def candidates(now: datetime, limit: int = CLAIM_BATCH) -> list[int]:
@@ -80,10 +82,10 @@ def take(ids: list[int], now: datetime, token: str) -> list[int]:
     if not ids:
         return []
     db.session.execute(update(Reminder).where(Reminder.id.in_(ids), _claimable(now)).values(
-        state="sending", claim_token=token, claimed_at=now))
+        state=ReminderState.SENDING, claim_token=token, claimed_at=now))
     db.session.commit()  # the claim is visible to every other pass before anything is sent
     return list(db.session.scalars(select(Reminder.id).where(Reminder.claim_token == token,
-                                                           Reminder.state == "sending")))
+                                                           Reminder.state == ReminderState.SENDING)))
 
 
 def claim(now: datetime, token: str, limit: int = CLAIM_BATCH) -> list[int]:
@@ -118,64 +120,61 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
 
 def _send_batch(ids, now, email, push, result, config) -> None:
     """Send the claimed rows. Outcomes are written in bulk: one UPDATE for all that went out."""
+    # The assessment read model, with the reminder's own columns and the participant beside it.
     rows = db.session.execute(
-        select(Reminder.id, Reminder.kind, Reminder.channel, Reminder.attempts, Reminder.not_after,
-               Assessment.timepoint, Assessment.window_close, Assessment.not_applicable,
-               Assessment.protocol_version_id, Period.number, Participant, Submission.id.label("submission_id"))
-        .join(Assessment, Reminder.assessment_id == Assessment.id)
-        .join(Period, Assessment.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id)
-        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        rows_query().add_columns(Reminder.id.label("reminder_id"), Reminder.kind, Reminder.channel,
+                                 Reminder.attempts, Reminder.not_after, Participant)
+        .join(Reminder, Reminder.assessment_id == Assessment.id)
         .where(Reminder.id.in_(ids))).all()
     subscriptions: dict[int, list[PushSubscription]] = {}
-    if any(row.channel == "push" for row in rows):
+    if any(row.channel == ReminderChannel.PUSH for row in rows):
         for subscription in db.session.scalars(select(PushSubscription).where(
                 PushSubscription.participant_id.in_({row.Participant.id for row in rows}),
                 PushSubscription.ended_at.is_(None))):
             subscriptions.setdefault(subscription.participant_id, []).append(subscription)
     versions = {v.id: v for v in db.session.scalars(select(ProtocolVersion).where(
         ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
-    base = config["BASE_URL"].rstrip("/")
     sent, cancelled = [], {}
     for row in rows:
         participant = row.Participant
-        if row.submission_id is not None or row.not_applicable or participant.status != "active":
-            cancelled[row.id] = "entry completed or no longer needed"
+        if (state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
+                or participant.status != ParticipantStatus.ACTIVE):
+            cancelled[row.reminder_id] = "entry completed or no longer needed"
             continue
         protocol = protocol_of(versions[row.protocol_version_id])
         message = Message(
             kind=row.kind, to_email=participant.email,
-            label=f"Infusion {row.number} · {protocol.timepoint(row.timepoint).label}",
+            label=f"Infusion {row.period} · {protocol.timepoint(row.timepoint).label}",
             closes=local_when(row.window_close, participant.timezone, now),
-            link=f"{base}/p/{signed_link_token(participant)}")
+            link=reminder_link(participant))
         try:
-            if row.channel == "email":
+            if row.channel == ReminderChannel.EMAIL:
                 if not participant.email_reminders:
                     raise SubscriptionGone("email reminders turned off")
                 email.send(message)
             else:
                 _push(push, subscriptions.get(participant.id, []), message, now)
         except SubscriptionGone as gone:
-            cancelled[row.id] = str(gone)
+            cancelled[row.reminder_id] = str(gone)
             continue
         except DeliveryFailed as failure:
             attempts = row.attempts + 1
             retry_at = now + backoff(attempts)
-            state = "failed" if retry_at < row.not_after else "expired"
-            db.session.execute(update(Reminder).where(Reminder.id == row.id).values(
+            state = ReminderState.FAILED if retry_at < row.not_after else ReminderState.EXPIRED
+            db.session.execute(update(Reminder).where(Reminder.id == row.reminder_id).values(
                 state=state, attempts=attempts, next_attempt_at=retry_at, last_error=str(failure)[:1000]))
-            result.failed += state == "failed"
-            result.expired += state == "expired"
+            result.failed += state == ReminderState.FAILED
+            result.expired += state == ReminderState.EXPIRED
             result.errors.append(str(failure)[:200])
             continue
-        sent.append(row.id)
+        sent.append(row.reminder_id)
     if sent:
         db.session.execute(update(Reminder).where(Reminder.id.in_(sent)).values(
-            state="sent", sent_at=now, last_error=None, attempts=Reminder.attempts + 1))
+            state=ReminderState.SENT, sent_at=now, last_error=None, attempts=Reminder.attempts + 1))
         result.sent += len(sent)
     for reminder_id, reason in cancelled.items():
         db.session.execute(update(Reminder).where(Reminder.id == reminder_id).values(
-            state="cancelled", last_error=reason))
+            state=ReminderState.CANCELLED, last_error=reason))
     result.cancelled += len(cancelled)
 
 

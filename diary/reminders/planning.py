@@ -19,6 +19,10 @@ from ..extensions import db
 from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
 from ..protocol import Protocol
 from ..study import protocol_of
+from ..vocabulary import ParticipantStatus, ReminderChannel, ReminderKind, ReminderState
+
+# Rows that have not gone out and may still: planning may move them, completion cancels them.
+RETRYABLE = (ReminderState.PENDING, ReminderState.FAILED)
 
 
 def _clock(text: str) -> time:
@@ -63,11 +67,11 @@ def owed_reminders(protocol: Protocol, timepoint_code: str, *, window_open: date
         return []
     owed = []
     if rules.on_open:
-        owed.append(Owed("window_open", quiet_shift(window_open, tz_name, *quiet), window_close))
+        owed.append(Owed(ReminderKind.WINDOW_OPEN, quiet_shift(window_open, tz_name, *quiet), window_close))
     if rules.closing_soon_before is not None:
         closing = window_close - rules.closing_soon_before.nominal
         if closing > window_open:  # short windows get only the opening reminder
-            owed.append(Owed("closing_soon", quiet_shift(closing, tz_name, *quiet), window_close))
+            owed.append(Owed(ReminderKind.CLOSING_SOON, quiet_shift(closing, tz_name, *quiet), window_close))
     return [o for o in owed if o.due_at < o.not_after]
 
 
@@ -95,7 +99,7 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
         .outerjoin(Submission, Submission.assessment_id == Assessment.id)
         .where(Assessment.window_close > now, Assessment.window_open <= now + horizon,
                Assessment.not_applicable.is_(False), Submission.id.is_(None),
-               Participant.status == "active")).all()
+               Participant.status == ParticipantStatus.ACTIVE)).all()
     if not rows:
         return 0
     ids = [row.id for row in rows]
@@ -114,9 +118,9 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
         protocol = versions[row.protocol_version_id]
         channels = []
         if row.email and row.email_reminders:
-            channels.append("email")
+            channels.append(ReminderChannel.EMAIL)
         if row.push_reminders and row.participant_id in with_push:
-            channels.append("push")
+            channels.append(ReminderChannel.PUSH)
         if not channels:
             continue
         owed = owed_reminders(protocol, row.timepoint, window_open=row.window_open,
@@ -127,11 +131,11 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
                 known = existing.get((row.id, item.kind, channel))
                 if known is None:
                     new_rows.append({"assessment_id": row.id, "kind": item.kind, "channel": channel,
-                                     "state": "pending", "due_at": item.due_at, "not_after": item.not_after,
+                                     "state": ReminderState.PENDING, "due_at": item.due_at, "not_after": item.not_after,
                                      "attempts": 0, "created_at": now})
-                elif known.state == "pending" and (known.due_at, known.not_after) != (item.due_at, item.not_after):
+                elif known.state == ReminderState.PENDING and (known.due_at, known.not_after) != (item.due_at, item.not_after):
                     # The dose time was corrected: the reminder follows the re-anchored window.
-                    db.session.execute(update(Reminder).where(Reminder.id == known.id, Reminder.state == "pending")
+                    db.session.execute(update(Reminder).where(Reminder.id == known.id, Reminder.state == ReminderState.PENDING)
                                        .values(due_at=item.due_at, not_after=item.not_after))
     # Another scheduler may be planning the same rows right now: the unique key decides, and
     # whoever comes second simply adds nothing.
@@ -146,8 +150,8 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
 def cancel_for(assessment_id: int, reason: str) -> None:
     """Completing an entry cancels its reminders that have not gone out."""
     db.session.execute(update(Reminder).where(
-        Reminder.assessment_id == assessment_id, Reminder.state.in_(("pending", "failed")))
-        .values(state="cancelled", last_error=reason))
+        Reminder.assessment_id == assessment_id, Reminder.state.in_(RETRYABLE))
+        .values(state=ReminderState.CANCELLED, last_error=reason))
 
 
 def cancel_channel(participant_id: int, channel: str) -> None:
@@ -155,4 +159,4 @@ def cancel_channel(participant_id: int, channel: str) -> None:
     assessment_ids = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
     db.session.execute(update(Reminder).where(
         Reminder.assessment_id.in_(assessment_ids), Reminder.channel == channel,
-        Reminder.state.in_(("pending", "failed"))).values(state="cancelled", last_error=f"{channel} turned off"))
+        Reminder.state.in_(RETRYABLE)).values(state=ReminderState.CANCELLED, last_error=f"{channel} turned off"))

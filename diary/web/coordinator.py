@@ -15,34 +15,33 @@ from flask import (
     Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for,
 )
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import selectinload
 
-from . import audit
-from .adherence import load_grid
-from .auth import LoginRefused, end_staff_session, login_staff, reset_pin, roles_required, start_staff_session
-from .charts import Point, line_chart
-from .corrections import correct_value, correctable_items
-from .dosing import record_dose
-from .enrolment import enroll, participant_link, reissue_link, withdraw
-from .entries import InvalidAnswers, field_name, record_submission
-from .errors import Refused
-from .extensions import db
+from .. import audit
+from ..adherence import load_grid
+from ..corrections import correct_value, correctable_items
+from ..dosing import record_dose
+from ..enrolment import enroll, participant_link, reissue_link, withdraw
+from ..entries import InvalidAnswers, field_name, record_submission
+from ..errors import Refused
+from ..extensions import db
+from ..localtime import from_local_clock, local_datetime
+from ..models import Assessment, AuditEvent, Participant, Period, SideEffectReport, StaffUser, now_utc
+from ..participant_record import participant_record
+from ..pins import reset_pin
+from ..side_effects import acknowledge as acknowledge_report
+from ..staff import LoginRefused, change_password, login_staff
+from ..study import protocol_of, require_study
+from ..vocabulary import Role, Severity
+from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
     AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm,
 )
-from .localtime import from_local_clock, local_datetime
-from .passwords import hash_secret, verify_secret
-from .models import (
-    Assessment, AuditEvent, ItemValue, Participant, Period, Reminder, SideEffectReport, StaffUser,
-    Submission, now_utc,
-)
-from .protocol.schedule import state_of
-from .study import protocol_of, require_study
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-READERS = ("coordinator", "analyst", "admin")
-COORDINATOR = ("coordinator",)
+READERS = (Role.COORDINATOR, Role.ANALYST, Role.ADMIN)
+COORDINATOR = (Role.COORDINATOR,)
+EVERY_ROLE = tuple(Role)
 
 
 def actor() -> str:
@@ -82,12 +81,12 @@ def login():
 
 
 def _home_for(user: StaffUser) -> str:
-    return {"admin": url_for("admin.users"), "unblinded": url_for("admin.randomization"),
-            "analyst": url_for("staff.dashboard")}.get(user.role, url_for("staff.dashboard"))
+    return {Role.ADMIN: url_for("admin.users"), Role.UNBLINDED: url_for("admin.randomization"),
+            Role.ANALYST: url_for("staff.dashboard")}.get(user.role, url_for("staff.dashboard"))
 
 
 @bp.post("/logout")
-@roles_required("admin", "coordinator", "analyst", "unblinded")
+@roles_required(*EVERY_ROLE)
 def logout():
     end_staff_session(g.staff)
     db.session.commit()
@@ -96,18 +95,18 @@ def logout():
 
 
 @bp.route("/password", methods=["GET", "POST"])
-@roles_required("admin", "coordinator", "analyst", "unblinded")
+@roles_required(*EVERY_ROLE)
 def password():
     """Change one's own password; every other session of the account ends."""
     form = PasswordForm()
     if form.validate_on_submit():
-        if not verify_secret(g.staff.password_hash, form.current.data):
-            form.current.errors.append("The current password is not right.")
-            return render_template("coordinator/password.html", form=form), 422
         now = now_utc()
-        g.staff.password_hash = hash_secret(form.new.data)
-        g.staff.session_generation += 1
-        audit.record(actor=actor(), action="change_password", entity="staff_user", entity_id=g.staff.id, now=now)
+        try:
+            change_password(g.staff, form.current.data, form.new.data, now=now)
+        except Refused as refusal:
+            db.session.rollback()
+            form.current.errors.append(refusal.message)
+            return render_template("coordinator/password.html", form=form), 422
         start_staff_session(g.staff, now)
         db.session.commit()
         flash("Your password is changed. Other sessions of your account have ended.")
@@ -145,50 +144,12 @@ def _participant(code: str) -> Participant:
 def participant(code):
     participant = _participant(code)
     now = now_utc()
-    assessments = db.session.scalars(
-        select(Assessment).join(Period).where(Period.participant_id == participant.id)
-        .options(selectinload(Assessment.submission).selectinload(Submission.values),
-                 selectinload(Assessment.period), selectinload(Assessment.protocol_version))
-        .order_by(Period.number, Assessment.target)).all()
-    protocol = protocol_of(participant.study.current_protocol_version)
-    timeline, series = [], {}
-    for assessment in assessments:
-        submission = assessment.submission
-        state = state_of(window_open=assessment.window_open, window_close=assessment.window_close,
-                         late_close=assessment.late_close, not_applicable=assessment.not_applicable,
-                         submitted_at=submission.submitted_at if submission else None, now=now)
-        timeline.append((assessment, state, protocol.timepoint(assessment.timepoint).label))
-        vas = _vas_value(submission, protocol.vas_item())
-        if vas is not None:
-            hours = (submission.submitted_at - assessment.period.dose_start).total_seconds() / 3600
-            series.setdefault(f"Infusion {assessment.period.number}", []).append(
-                Point(hours, vas, f"{assessment.timepoint} VAS {vas}"))
-    chart = line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion",
-                       y_label="fatigue VAS (0-100)") if series else None
-    reports = db.session.scalars(
-        select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
-        .options(selectinload(SideEffectReport.period))
-        .order_by(SideEffectReport.reported_at.desc())).all()
-    reminders = db.session.execute(
-        select(Reminder, Assessment.timepoint, Period.number)
-        .join(Assessment, Reminder.assessment_id == Assessment.id).join(Period, Assessment.period_id == Period.id)
-        .where(Period.participant_id == participant.id)
-        .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(200)).all()
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
-                                .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(200)).all()
+    record = participant_record(participant, now)
     return render_template(
-        "coordinator/participant.html", participant=participant, timeline=timeline, chart=chart,
-        reports=reports, events=events, reminders=reminders, when=lambda t: local_datetime(t, participant.timezone) if t else "",
+        "coordinator/participant.html", participant=participant, timeline=record.timeline, chart=record.chart,
+        reports=record.reports, events=record.events, reminders=record.reminders,
+        when=lambda t: local_datetime(t, participant.timezone) if t else "",
         reason_form=ReasonForm(), periods=participant.periods, now=now)
-
-
-def _vas_value(submission: Submission | None, vas_item: tuple[str, str]) -> int | None:
-    if submission is None:
-        return None
-    for value in submission.values:
-        if (value.instrument, value.item) == vas_item:
-            return int(value.value)
-    return None
 
 
 @bp.route("/enrol", methods=["GET", "POST"])
@@ -205,13 +166,12 @@ def enrol():
         try:
             participant, token = enroll(
                 study, site=form.site.data, timezone=form.timezone.data, email=form.email.data,
-                phone=form.phone.data, actor=actor(), now=now)
+                phone=form.phone.data, reminder_from=form.reminder_from.data,
+                reminder_until=form.reminder_until.data, actor=actor(), now=now)
         except Refused as refusal:
             db.session.rollback()
             form.site.errors.append(refusal.message)
             return render_template("coordinator/enrol.html", form=form), refusal.status
-        participant.reminder_from = form.reminder_from.data or None
-        participant.reminder_until = form.reminder_until.data or None
         db.session.commit()
         return _link_page(participant, token, "Participant enrolled")
     return render_template("coordinator/enrol.html", form=form), 422 if request.method == "POST" else 200
@@ -386,8 +346,8 @@ def side_effects():
              .where(Participant.study_id == require_study().id))
     if not show_all:
         query = query.where(SideEffectReport.acknowledged_at.is_(None))
-    severity_rank = case((SideEffectReport.alert.is_(True), 0), (SideEffectReport.severity == "severe", 0),
-                         (SideEffectReport.severity == "moderate", 1), else_=2)
+    severity_rank = case((SideEffectReport.alert.is_(True), 0), (SideEffectReport.severity == Severity.SEVERE, 0),
+                         (SideEffectReport.severity == Severity.MODERATE, 1), else_=2)
     rows = db.session.execute(query.order_by(
         SideEffectReport.acknowledged_at.is_not(None), severity_rank,
         SideEffectReport.reported_at.desc())).all()
@@ -406,15 +366,12 @@ def acknowledge(report_id):
     if not form.validate_on_submit():
         flash("An acknowledgement needs a note.", "error")
         return redirect(url_for(".side_effects")), 303
-    if report.acknowledged_at is not None:
-        flash("This report was already acknowledged.", "error")
+    try:
+        acknowledge_report(report, form.note.data, by=g.staff, now=now_utc())
+    except Refused as refusal:
+        db.session.rollback()
+        flash(refusal.message, "error")
         return redirect(url_for(".side_effects")), 303
-    now = now_utc()
-    report.acknowledged_at, report.acknowledged_by_id = now, g.staff.id
-    report.acknowledgement_note = form.note.data
-    audit.record(actor=actor(), action="acknowledge_side_effect", entity="side_effect_report",
-                 entity_id=report.id, participant_id=report.period.participant_id, now=now,
-                 field=f"{report.term} ({report.severity or 'free text'})", new=form.note.data)
     db.session.commit()
     flash("Acknowledged.")
     return redirect(url_for(".side_effects"))

@@ -12,12 +12,13 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from .models import STAFF_ROLES
-from .passwords import MIN_PASSWORD_LENGTH
+from ..passwords import MIN_PASSWORD_LENGTH
+from ..vocabulary import SOURCE_LABELS, Role, Source
 
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")
 REASON = [DataRequired(message="A reason is required."), Length(max=2000)]
-SOURCES = [("phone_interview", "Phone interview"), ("paper", "Paper form"), ("clinic_visit", "Clinic visit")]
+SOURCES = [(source.value, SOURCE_LABELS[source]) for source in Source.proxies()]
+ROLES = [(role.value, role.value) for role in Role]
 
 
 class BaseForm(FlaskForm):
@@ -93,14 +94,14 @@ class ProxyEntryForm(BaseForm):
 
 class UserForm(BaseForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
-    role = SelectField("Role", choices=[(role, role) for role in STAFF_ROLES])
+    role = SelectField("Role", choices=ROLES)
     password = PasswordField("Initial password", validators=[
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000,
                                message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
 
 
 class UserChangeForm(BaseForm):
-    role = SelectField("Role", choices=[(role, role) for role in STAFF_ROLES])
+    role = SelectField("Role", choices=ROLES)
     active = BooleanField("Active")
 
 

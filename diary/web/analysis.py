@@ -6,30 +6,33 @@ from pathlib import Path
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
-from . import audit
-from .adherence import load_grid
+from .. import audit
+from ..adherence import load_grid
+from ..charts import Point, line_chart
+from ..errors import Refused
+from ..exports import export_study, zip_bundle
+from ..exports.writers import FORMATS
+from ..extensions import db
+from ..models import now_utc
+from ..study import protocol_of, require_study, unblind
+from ..summary import split_label, vas_change_summary
+from ..vocabulary import Role
 from .auth import roles_required
-from .charts import Point, line_chart
-from .errors import Refused
-from .exports import write_bundle, zip_bundle
-from .extensions import db
 from .forms import BaseForm
-from .models import now_utc
-from .study import protocol_of, require_study, unblind
-from .summary import split_label, vas_change_summary
 
 bp = Blueprint("analysis", __name__, url_prefix="/staff")
 
-EXPORTERS = ("analyst", "unblinded", "admin")
+EXPORTERS = (Role.ANALYST, Role.UNBLINDED, Role.ADMIN)
 
 
 @bp.get("/summary")
-@roles_required("analyst", "coordinator", "unblinded", "admin")
+@roles_required(*Role)
 def summary():
     study = require_study()
     protocol = protocol_of(study.current_protocol_version)
     split = split_label(study, g.staff.role)
-    rows = vas_change_summary(study, protocol, split)
+    now = now_utc()
+    rows = vas_change_summary(study, protocol, split, now)
     series: dict[str, list[Point]] = {}
     for row in rows:
         series.setdefault(f"{row.group}, infusion {row.period}", []).append(
@@ -40,7 +43,7 @@ def summary():
     chart = line_chart(series, title="Mean % change of the fatigue VAS from baseline, with SD",
                        y_label="% change from baseline", y_range=(floor, 40),
                        y_ticks=tuple(range(floor, 41, 20))) if rows else None
-    grid = load_grid(study, now_utc())
+    grid = load_grid(study, now)
     adherence = [(number, code, label, grid.by_timepoint.get((number, code))) for number, code, label in grid.columns]
     return render_template("analysis/summary.html", rows=rows, chart=chart, split=split, adherence=adherence,
                            unblinded=study.unblinded_at is not None)
@@ -55,27 +58,28 @@ def exports():
         if not form.validate_on_submit():
             return render_template("analysis/exports.html", form=form, study=study), 400
         fmt = request.form.get("format", "csv")
-        if fmt not in ("csv", "parquet", "xlsx"):
+        if fmt not in FORMATS:
             return render_template("analysis/exports.html", form=form, study=study,
                                    error="Choose CSV, Parquet or XLSX."), 422
         identified = request.form.get("identified") == "yes"
-        reason = (request.form.get("reason") or "").strip()
-        if identified and g.staff.role != "admin":
+        if identified and g.staff.role != Role.ADMIN:
             abort(403)
-        if identified and not reason:
-            return render_template("analysis/exports.html", form=form, study=study,
-                                   error="An identified export needs a reason."), 422
         now = now_utc()
         # The bundle is built in a folder removed right after; the ZIP is an anonymous temporary
         # file, deleted when the response has been sent. Nothing is left on the server's disk.
         archive = tempfile.TemporaryFile(prefix="diary-export-")
-        with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
-            manifest = write_bundle(Path(folder), study=study, now=now, fmt=fmt, identified=identified)
-            zip_bundle(Path(folder), archive)
+        try:
+            with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
+                export_study(Path(folder), study=study, now=now, fmt=fmt, identified=identified,
+                             reason=request.form.get("reason"), actor=audit.staff_actor(g.staff),
+                             role=g.staff.role)
+                zip_bundle(Path(folder), archive)
+        except Refused as refusal:
+            archive.close()
+            db.session.rollback()
+            return render_template("analysis/exports.html", form=form, study=study,
+                                   error=refusal.message), refusal.status
         archive.seek(0)
-        audit.record(actor=audit.staff_actor(g.staff), action="identified_export" if identified else "export",
-                     entity="study", entity_id=study.id, now=now, reason=reason or None,
-                     new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}")
         db.session.commit()
         return send_file(archive, mimetype="application/zip", as_attachment=True,
                          download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip")
@@ -83,7 +87,7 @@ def exports():
 
 
 @bp.route("/unblind", methods=["GET", "POST"])
-@roles_required("unblinded")
+@roles_required(Role.UNBLINDED)
 def unblind_study():
     study = require_study()
     form = BaseForm()

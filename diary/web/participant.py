@@ -5,9 +5,7 @@ valid answers) lives in ``entries``; these views read the form, call it and rend
 """
 from __future__ import annotations
 
-import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 
@@ -17,19 +15,25 @@ from flask import (
 )
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from wtforms.validators import ValidationError
 
-from . import audit, auth
-from .entries import InvalidAnswers, field_name, record_submission, validate_answers, window_refusal
-from .errors import Refused, render_error
-from .extensions import csrf, db
-from .localtime import local_datetime, local_when
-from .models import Assessment, Participant, Period, PushSubscription, Submission, now_utc
-from .protocol.schedule import COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING, state_of
-from .reminders.calendar import calendar_feed
-from .reminders.planning import cancel_channel
-from .study import protocol_of, site_contact
+from .. import assessments, links, pins
+from ..assessments import AssessmentRow
+from ..entries import InvalidAnswers, field_name, record_submission, validate_answers, window_refusal
+from ..errors import Refused
+from ..extensions import csrf, db
+from ..localtime import local_datetime, local_when
+from ..models import Assessment, Participant, Period, now_utc
+from ..reminders.calendar import calendar_feed
+from ..reminders.preferences import set_channels, subscribe_push
+from ..study import protocol_of, site_contact
+from ..vocabulary import AssessmentState
+from . import auth
+from .errors import render_error
+
+COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING = (
+    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
+    AssessmentState.OPEN, AssessmentState.UPCOMING)
 
 bp = Blueprint("participant", __name__, url_prefix="/p")
 
@@ -55,7 +59,7 @@ def participant_required(view):
 @bp.route("/<token>", methods=["GET", "POST"])
 def link(token):
     """The personal link: choose a PIN the first time, enter it when the phone is not remembered."""
-    participant = auth.participant_by_token(token)
+    participant = links.participant_by_token(token)
     if participant is None:
         return render_template("participant/bad_link.html"), 404
     if participant.status != "active":
@@ -70,10 +74,10 @@ def link(token):
     pin = request.form.get("pin", "")
     try:
         if choosing:
-            auth.set_pin(participant, pin, request.form.get("confirm", ""), now=now)
-        elif not auth.check_pin(participant, pin, now=now):
+            pins.set_pin(participant, pin, request.form.get("confirm", ""), now=now)
+        elif not pins.check_pin(participant, pin, now=now):
             db.session.commit()  # the failure counter must persist even though we refuse
-            minutes = auth.locked_minutes(participant, now)
+            minutes = pins.locked_minutes(participant, now)
             if minutes:
                 return _pin_page(participant, token, False, now, status=429)
             left = current_app.config["PIN_MAX_ATTEMPTS"] - participant.pin_failed_count
@@ -89,7 +93,7 @@ def link(token):
 
 
 def _pin_page(participant, token, choosing, now, status=200, error=None):
-    minutes = auth.locked_minutes(participant, now)
+    minutes = pins.locked_minutes(participant, now)
     return render_template("participant/pin.html", token=token, choosing=choosing, error=error,
                            locked_minutes=minutes), 429 if minutes else status
 
@@ -104,38 +108,10 @@ def sign_out():
 
 # --- Today and history -------------------------------------------------------------------------
 
-@dataclass
-class Row:
-    """An assessment as the participant sees it."""
-
-    assessment: Assessment
-    state: str
-    label: str
-    period: int
-
-    @property
-    def late(self) -> bool:
-        return self.state == OPEN and now_utc() >= self.assessment.window_close
-
-
-def _rows(participant: Participant, now: datetime) -> list[Row]:
-    """Every scheduled assessment of the participant, in time order, in two queries."""
-    assessments = db.session.scalars(
-        select(Assessment).join(Period).where(Period.participant_id == participant.id)
-        .options(selectinload(Assessment.submission).selectinload(Submission.values),
-                 selectinload(Assessment.period), selectinload(Assessment.protocol_version))
-        .order_by(Assessment.window_open)).all()
-    rows = []
-    for assessment in assessments:
-        protocol = protocol_of(assessment.protocol_version)
-        submission = assessment.submission
-        state = state_of(window_open=assessment.window_open, window_close=assessment.window_close,
-                         late_close=assessment.late_close,
-                         submitted_at=submission.submitted_at if submission else None,
-                         not_applicable=assessment.not_applicable, now=now)
-        rows.append(Row(assessment, state, protocol.timepoint(assessment.timepoint).label,
-                        assessment.period.number))
-    return rows
+def _rows(participant: Participant, now: datetime, *, with_values: bool = False) -> list[AssessmentRow]:
+    """Every scheduled assessment of the participant, in time order."""
+    return assessments.load(now, participant_ids=[participant.id], with_values=with_values,
+                            order_by=(Assessment.window_open,))
 
 
 @bp.get("/today")
@@ -145,8 +121,7 @@ def today():
     rows = _rows(participant, now)
     open_rows = [row for row in rows if row.state == OPEN]
     upcoming = [row for row in rows if row.state == UPCOMING][:1]
-    recent_missed = [row for row in rows if row.state == MISSED
-                     and (now - row.assessment.late_close).days < 3]
+    recent_missed = [row for row in rows if row.state == MISSED and (now - row.late_close).days < 3]
     return render_template("participant/today.html", open_rows=open_rows, upcoming=upcoming,
                            missed=recent_missed, when=lambda t: local_when(t, participant.timezone, now),
                            now=now)
@@ -156,18 +131,12 @@ def today():
 @participant_required
 def history():
     participant, now = g.participant, now_utc()
-    rows = [row for row in _rows(participant, now) if row.state in (COMPLETED, COMPLETED_LATE)]
+    rows = [row for row in _rows(participant, now, with_values=True) if row.submission_id is not None]
     rows.reverse()
+    protocol = protocol_of(participant.study.current_protocol_version)
     return render_template("participant/history.html", rows=rows,
                            when=lambda t: local_datetime(t, participant.timezone),
-                           describe=_describe_values)
-
-
-def _describe_values(assessment: Assessment) -> list[tuple[str, str, int | None]]:
-    """(question, answer in words, VAS position or None) for a stored submission."""
-    protocol = protocol_of(assessment.protocol_version)
-    stored = {(v.instrument, v.item): v.value for v in assessment.submission.values}
-    return _describe(protocol, assessment.timepoint, stored)
+                           describe=lambda row: _describe(protocol, row.timepoint, row.values))
 
 
 def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | None]]:
@@ -305,10 +274,11 @@ def saved(assessment_id):
     participant, now = g.participant, now_utc()
     protocol = protocol_of(assessment.protocol_version)
     following = [row for row in _rows(participant, now) if row.state in (OPEN, UPCOMING)]
+    stored = {(v.instrument, v.item): v.value for v in submission.values}
     return render_template(
         "participant/saved.html", assessment=assessment, submission=submission,
         label=protocol.timepoint(assessment.timepoint).label, period=assessment.period.number,
-        lines=_describe_values(assessment), following=following[:1],
+        lines=_describe(protocol, assessment.timepoint, stored), following=following[:1],
         saved_at=local_when(submission.submitted_at, participant.timezone, now),
         when=lambda t: local_when(t, participant.timezone, now),
         contact=site_contact(participant.site) if submission.alert else None)
@@ -321,59 +291,27 @@ def saved(assessment_id):
 def settings():
     participant = g.participant
     if request.method == "POST":
-        now = now_utc()
-        wanted = {"email_reminders": request.form.get("email") == "on",
-                  "push_reminders": request.form.get("push") == "on",
-                  "calendar_feed": request.form.get("calendar") == "on"}
-        for field_name_, value in wanted.items():
-            old = getattr(participant, field_name_)
-            if old != value:
-                setattr(participant, field_name_, value)
-                audit.record(actor=audit.participant_actor(participant), action="change_reminder_channel",
-                             entity="participant", entity_id=participant.id, participant_id=participant.id,
-                             field=field_name_, old=old, new=value, now=now)
-                channel = {"email_reminders": "email", "push_reminders": "push"}.get(field_name_)
-                if channel and not value:
-                    cancel_channel(participant.id, channel)
+        set_channels(participant, {"email_reminders": request.form.get("email") == "on",
+                                   "push_reminders": request.form.get("push") == "on",
+                                   "calendar_feed": request.form.get("calendar") == "on"}, now=now_utc())
         db.session.commit()
         return redirect(url_for(".settings", saved=1))
-    feed = url_for(".calendar", token=auth.signed_link_token(participant, "calendar"), _external=False)
+    feed = url_for(".calendar", token=links.signed_link_token(participant, "calendar"), _external=False)
     return render_template("participant/settings.html", participant=participant,
                            calendar_url=current_app.config["BASE_URL"].rstrip("/") + feed,
                            vapid_key=current_app.config.get("VAPID_PUBLIC_KEY") or "",
                            saved=request.args.get("saved"))
 
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]{8,200}={0,2}$")
-
-
 @bp.post("/push/subscribe")
 @participant_required
 def push_subscribe():
     """Store a browser's push subscription (JSON from the 'Turn on reminders' button)."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        return {"error": "Send the subscription as JSON."}, 400
-    endpoint = data.get("endpoint")
-    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
-    p256dh, auth_secret = keys.get("p256dh"), keys.get("auth")
-    if not (isinstance(endpoint, str) and len(endpoint) <= 1000
-            and (endpoint.startswith("https://") or endpoint.startswith("http://127.0.0.1"))):
-        return {"error": "The subscription endpoint must be an https address."}, 422
-    if not all(isinstance(k, str) and _B64URL.match(k) for k in (p256dh, auth_secret)):
-        return {"error": "The subscription keys are missing or malformed."}, 422
-    existing = db.session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
-    now = now_utc()
-    if existing is None:
-        db.session.add(PushSubscription(participant_id=g.participant.id, endpoint=endpoint, p256dh=p256dh,
-                                        auth=auth_secret, created_at=now))
-    elif existing.participant_id != g.participant.id:
-        return {"error": "This browser is subscribed for someone else."}, 409
-    else:
-        existing.p256dh, existing.auth, existing.ended_at, existing.ended_reason = p256dh, auth_secret, None, None
-    g.participant.push_reminders = True
-    audit.record(actor=audit.participant_actor(g.participant), action="push_subscribe", entity="participant",
-                 entity_id=g.participant.id, participant_id=g.participant.id, now=now)
+    try:
+        subscribe_push(g.participant, request.get_json(silent=True), now=now_utc())
+    except Refused as refusal:
+        db.session.rollback()
+        return {"error": refusal.message}, refusal.status
     db.session.commit()
     return {"status": "subscribed"}, 201
 
@@ -381,12 +319,11 @@ def push_subscribe():
 @bp.get("/calendar/<token>.ics")
 def calendar(token):
     """The calendar feed, opened by a calendar app without cookies: the signed token is the key."""
-    participant = auth.participant_by_signed_token(token, "calendar")
+    participant = links.participant_by_signed_token(token, "calendar")
     if (participant is None or participant.link_revoked_at is not None or not participant.calendar_feed
             or participant.status != "active"):
         abort(404)
-    link = f"{current_app.config['BASE_URL'].rstrip('/')}/p/{auth.signed_link_token(participant)}"
-    body = calendar_feed(participant, link=link, now=now_utc())
+    body = calendar_feed(participant, link=links.reminder_link(participant), now=now_utc())
     response = make_response(body)
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"

@@ -2,7 +2,7 @@
 from flask import Blueprint, render_template
 from sqlalchemy import text
 
-from .extensions import db
+from ..extensions import db
 
 bp = Blueprint("main", __name__)
 

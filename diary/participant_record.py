@@ -1,0 +1,62 @@
+"""A participant's record as a coordinator reviews it: the timeline of assessments with their
+states, the fatigue chart, side-effect reports, reminders and audit events."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from . import assessments
+from .assessments import AssessmentRow
+from .charts import Point, line_chart
+from .extensions import db
+from .models import Assessment, AuditEvent, Participant, Period, Reminder, SideEffectReport
+from .study import protocol_of
+
+HISTORY_LIMIT = 200
+
+
+@dataclass
+class ParticipantRecord:
+    participant: Participant
+    timeline: list[AssessmentRow]
+    chart: str | None
+    reports: list[SideEffectReport]
+    reminders: list  # (Reminder, time point, period number)
+    events: list[AuditEvent]
+
+
+def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str, list[Point]]:
+    """Fatigue VAS by infusion, at hours from the infusion start of each entry."""
+    series: dict[str, list[Point]] = {}
+    for row in rows:
+        value = row.values.get(vas_item)
+        if value is None or row.dose_start is None or row.submitted_at is None:
+            continue
+        hours = (row.submitted_at - row.dose_start).total_seconds() / 3600
+        series.setdefault(f"Infusion {row.period}", []).append(
+            Point(hours, int(value), f"{row.timepoint} VAS {value}"))
+    return series
+
+
+def participant_record(participant: Participant, now: datetime) -> ParticipantRecord:
+    """Everything the participant page shows, in a fixed number of queries."""
+    timeline = assessments.load(now, participant_ids=[participant.id], with_values=True)
+    protocol = protocol_of(participant.study.current_protocol_version)
+    series = vas_series(timeline, protocol.vas_item())
+    chart = line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion",
+                       y_label="fatigue VAS (0-100)") if series else None
+    reports = db.session.scalars(
+        select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
+        .options(selectinload(SideEffectReport.period))
+        .order_by(SideEffectReport.reported_at.desc())).all()
+    reminders = db.session.execute(
+        select(Reminder, Assessment.timepoint, Period.number)
+        .join(Assessment, Reminder.assessment_id == Assessment.id).join(Period, Assessment.period_id == Period.id)
+        .where(Period.participant_id == participant.id)
+        .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(HISTORY_LIMIT)).all()
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
+                                .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(HISTORY_LIMIT)).all()
+    return ParticipantRecord(participant, timeline, chart, reports, reminders, events)

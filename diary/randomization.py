@@ -1,0 +1,74 @@
+"""The randomization list: loading it (unblinded role) and claiming its next free slot at
+enrolment."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from sqlalchemy import select
+
+from . import audit
+from .errors import Refused
+from .extensions import db
+from .models import RandomizationSlot, Study
+from .study import protocol_of
+
+
+def parse_randomization_csv(text: str, sequences) -> list[tuple[str, int, str]]:
+    """Rows of (site, position, sequence); every problem is reported with its line number."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or {"site", "position", "sequence"} - {f.strip().lower() for f in reader.fieldnames}:
+        raise Refused("The CSV needs a header row with the columns site, position, sequence.")
+    rows, problems, seen = [], [], set()
+    for line, raw in enumerate(reader, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        site, position, sequence = row.get("site", ""), row.get("position", ""), row.get("sequence", "")
+        if not site:
+            problems.append(f"line {line}: site is empty")
+        if not position.isdigit() or not position.isascii() or len(position) > 9:
+            problems.append(f"line {line}: position '{position}' is not a whole number")
+            continue
+        if sequence not in sequences:
+            problems.append(f"line {line}: sequence '{sequence}' is not one of {', '.join(sequences)}")
+        if (site, int(position)) in seen:
+            problems.append(f"line {line}: position {position} appears twice for site {site}")
+        seen.add((site, int(position)))
+        rows.append((site, int(position), sequence))
+    if problems:
+        raise Refused("The randomization list was not loaded: " + "; ".join(problems[:20]))
+    if not rows:
+        raise Refused("The randomization list has no rows.")
+    return rows
+
+
+def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datetime) -> int:
+    """Add the slots of an uploaded CSV. Existing slots are never changed. Returns the count."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Refused("The file is not UTF-8 text.")
+    protocol = protocol_of(study.current_protocol_version)
+    rows = parse_randomization_csv(text, protocol.sequences)
+    existing = set(db.session.execute(select(RandomizationSlot.site, RandomizationSlot.position)
+                                      .where(RandomizationSlot.study_id == study.id)).all())
+    clashes = [f"{site} {position}" for site, position, _ in rows if (site, position) in existing]
+    if clashes:
+        raise Refused("These slots already exist and were not changed: " + ", ".join(clashes[:20]))
+    for site, position, sequence in rows:
+        db.session.add(RandomizationSlot(study_id=study.id, site=site, position=position, sequence=sequence))
+    audit.record(actor=actor, action="upload_randomization", entity="randomization_slot", entity_id=None,
+                 now=now, new=f"{len(rows)} slots")
+    return len(rows)
+
+
+def next_sequence(study: Study, site: str) -> RandomizationSlot:
+    slot = db.session.scalars(
+        select(RandomizationSlot)
+        .where(RandomizationSlot.study_id == study.id, RandomizationSlot.site == site,
+               RandomizationSlot.participant_id.is_(None))
+        .order_by(RandomizationSlot.position).limit(1)).first()
+    if slot is None:
+        raise Refused(f"The randomization list has no free slot left for site {site}. "
+                      "Ask the unblinded team member to upload more.")
+    return slot

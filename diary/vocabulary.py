@@ -1,0 +1,116 @@
+"""The trial's words, each defined once.
+
+Database check constraints, form choices, export allowed values and template globals are all
+built from these enums, so a word added or renamed here changes everywhere at once.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ParticipantStatus(StrEnum):
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
+
+
+class Source(StrEnum):
+    """Who entered a submission: the participant, or staff on their behalf from a source."""
+
+    PARTICIPANT = "participant"
+    PHONE_INTERVIEW = "phone_interview"
+    PAPER = "paper"
+    CLINIC_VISIT = "clinic_visit"
+
+    @classmethod
+    def proxies(cls) -> tuple[Source, ...]:
+        """Sources a coordinator may name when entering on a participant's behalf."""
+        return tuple(source for source in cls if source is not cls.PARTICIPANT)
+
+
+SOURCE_LABELS = {Source.PARTICIPANT: "Participant", Source.PHONE_INTERVIEW: "Phone interview",
+                 Source.PAPER: "Paper form", Source.CLINIC_VISIT: "Clinic visit"}
+
+
+class Severity(StrEnum):
+    """Answers of the side-effect checklist; reports are stored only for the last three."""
+
+    NONE = "none"
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+    @classmethod
+    def reported(cls) -> tuple[Severity, ...]:
+        return (cls.MILD, cls.MODERATE, cls.SEVERE)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    ANALYST = "analyst"
+    UNBLINDED = "unblinded"
+
+
+class AssessmentState(StrEnum):
+    """The state of an assessment, worked out from ``now`` and its submission (never stored)."""
+
+    UPCOMING = "upcoming"
+    OPEN = "open"
+    COMPLETED = "completed"
+    COMPLETED_LATE = "completed_late"
+    MISSED = "missed"
+    NOT_APPLICABLE = "not_applicable"
+    # A baseline collected after the infusion had started: kept, shown, not a baseline.
+    AFTER_DOSE = "after_dose"
+    # A corrected infusion time left the submitted entry outside its window.
+    OUT_OF_WINDOW = "out_of_window"
+
+
+# The short words of the staff pages' badges.
+STATE_TEXT = {AssessmentState.UPCOMING: "upcoming", AssessmentState.OPEN: "open",
+              AssessmentState.COMPLETED: "done", AssessmentState.COMPLETED_LATE: "late",
+              AssessmentState.MISSED: "missed", AssessmentState.NOT_APPLICABLE: "n/a",
+              AssessmentState.AFTER_DOSE: "after dose", AssessmentState.OUT_OF_WINDOW: "out of window"}
+
+
+class ReminderKind(StrEnum):
+    WINDOW_OPEN = "window_open"
+    CLOSING_SOON = "closing_soon"
+
+
+class ReminderChannel(StrEnum):
+    EMAIL = "email"
+    PUSH = "push"
+
+
+class ReminderState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+def sql_in(column: str, words, *, nullable: bool = False) -> str:
+    """A check constraint's text: ``column IN ('a', 'b')`` from an enum (or a subset of it)."""
+    listed = ", ".join(f"'{word}'" for word in words)
+    text = f"{column} IN ({listed})"
+    return f"{column} IS NULL OR {text}" if nullable else text
+
+
+def listed(words) -> str:
+    """Allowed values as the data dictionary writes them: 'a; b; c'."""
+    return "; ".join(str(word) for word in words)
+
+
+def spoken(words) -> str:
+    """Words as a sentence lists them: 'none, mild, moderate or severe'."""
+    words = [str(word) for word in words]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+# Exposed to every template, so pages compare against the same words (see web/__init__).
+TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus, "Source": Source, "Severity": Severity,
+                    "Role": Role, "ReminderState": ReminderState, "STATE_TEXT": STATE_TEXT,
+                    "SOURCE_LABELS": SOURCE_LABELS}

@@ -1,0 +1,138 @@
+"""The house rules of the code, checked by reading it: the web layer stands apart, and each word
+of the trial's vocabulary is written once."""
+from __future__ import annotations
+
+import ast
+from enum import StrEnum
+from pathlib import Path
+
+import pytest
+
+from diary import vocabulary
+
+PACKAGE = Path(__file__).resolve().parent.parent / "diary"
+# Request-bound names a rule must not reach for: it takes what it needs as arguments.
+FORBIDDEN_FROM_FLASK = {"request", "session", "render_template", "render_template_string", "g"}
+
+
+def _modules(include_web: bool):
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "migrations":
+            continue  # historic schema steps, frozen as they were
+        if (relative.parts[0] == "web") != include_web:
+            continue
+        yield path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, tree: ast.AST):
+    """(module imported, names imported) for every import in a file, relative ones resolved."""
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, ()
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names = tuple(alias.name for alias in node.names)
+            yield module, names
+            for name in names:  # "from . import web" imports the module diary.web
+                yield f"{module}.{name}", ()
+
+
+def _violations() -> list[str]:
+    found = []
+    for path, tree in _modules(include_web=False):
+        where = path.relative_to(PACKAGE.parent)
+        for module, names in _imports(path, tree):
+            if module == "diary.web" or module.startswith("diary.web."):
+                if _module_name(path) != "diary":  # create_app registers the web layer, nothing else
+                    found.append(f"{where} imports {module}")
+            if module == "flask" and FORBIDDEN_FROM_FLASK & set(names):
+                found.append(f"{where} imports {sorted(FORBIDDEN_FROM_FLASK & set(names))} from flask")
+            if (module.startswith("flask_wtf") or module.startswith("wtforms")) and path.name != "extensions.py":
+                # extensions.py only holds the unbound CSRF instance the web layer binds.
+                found.append(f"{where} imports {module} (forms live in diary/web)")
+    return found
+
+
+def test_nothing_outside_the_web_layer_imports_it_or_the_request():
+    """Rules, CLI and scheduler never import diary.web, flask.request/session/g or render templates."""
+    assert _violations() == []
+
+
+def test_the_import_walk_finds_a_planted_violation(tmp_path, monkeypatch):
+    """The boundary check is not vacuous: a rule module importing the web layer is caught."""
+    planted = PACKAGE / "_planted_violation.py"
+    planted.write_text("from .web.auth import roles_required\nfrom flask import request\n", encoding="utf-8")
+    try:
+        found = _violations()
+    finally:
+        planted.unlink()
+    assert any("_planted_violation.py imports diary.web.auth" in line for line in found)
+    assert any("['request'] from flask" in line for line in found)
+
+
+def test_every_blueprint_lives_in_the_web_package():
+    """Blueprints and forms are defined only under diary/web."""
+    for path, tree in _modules(include_web=False):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Blueprint":
+                pytest.fail(f"{path} defines a Blueprint outside diary/web")
+
+
+ENUMS = [value for value in vars(vocabulary).values()
+         if isinstance(value, type) and issubclass(value, StrEnum) and value is not StrEnum]
+
+
+def _word_lists():
+    """Tuple, list and set literals of two or more strings, everywhere but the vocabulary."""
+    for path, tree in list(_modules(include_web=False)) + list(_modules(include_web=True)):
+        if path.name == "vocabulary.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 2 \
+                    and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                yield path, node.lineno, {e.value for e in node.elts}
+
+
+def test_each_vocabulary_word_list_is_defined_once():
+    """No module re-lists states, sources, severities, roles or reminder words by hand."""
+    repeated = []
+    for path, line, words in _word_lists():
+        for enum in ENUMS:
+            if words <= {member.value for member in enum}:
+                repeated.append(f"{path.relative_to(PACKAGE.parent)}:{line} re-lists {enum.__name__}: {sorted(words)}")
+    assert repeated == []
+
+
+def test_check_constraints_are_built_from_the_vocabulary(app):
+    """The database's check constraints name exactly the enum's words."""
+    from diary.models import Participant, Reminder, SideEffectReport, StaffUser, Submission
+    from diary.vocabulary import ParticipantStatus, ReminderState, Role, Severity, Source
+
+    def constraint(model, name):
+        for item in model.__table__.constraints:
+            if getattr(item, "name", None) and str(item.name).endswith(name):
+                return str(item.sqltext)
+        raise KeyError(name)
+
+    for model, name, enum in ((Participant, "status", ParticipantStatus), (Submission, "source", Source),
+                              (StaffUser, "role", Role), (Reminder, "state", ReminderState)):
+        text = constraint(model, name)
+        assert all(f"'{word}'" in text for word in enum), (model, text)
+    severity = constraint(SideEffectReport, "severity")
+    assert all(f"'{word}'" in severity for word in Severity.reported()) and "'none'" not in severity
