@@ -93,7 +93,7 @@ def generate(db_path: Path, participants: int, seed: int = 7) -> dict:
                     submission_id += 1
                     at = window.target + timedelta(minutes=rng.randint(-5, 5))
                     at = min(max(at, window.window_open), window.window_close - timedelta(minutes=1))
-                    submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at,
+                    submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at, "collected_at": at,
                                         "source": "participant", "alert": False,
                                         "idempotency_key": f"k{submission_id}"})
                     for instrument in protocol.instruments_for(protocol.timepoint(window.timepoint)):

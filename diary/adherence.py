@@ -19,6 +19,7 @@ from .vocabulary import AssessmentState
 COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN = (
     AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
     AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN)
+FLAGGED = (AssessmentState.AFTER_DOSE, AssessmentState.OUT_OF_WINDOW)
 
 
 @dataclass
@@ -31,6 +32,10 @@ class Tally:
     missed: int = 0
 
     def add(self, state: str, optional: bool) -> None:
+        # An entry a corrected infusion time left outside its window is no valid entry: the
+        # window passed without one, so it counts as missed.
+        if state in FLAGGED:
+            state = MISSED
         if state == NOT_APPLICABLE or (optional and state == MISSED):
             return
         if state in (COMPLETED, COMPLETED_LATE, MISSED) or not optional:
@@ -68,10 +73,12 @@ class ParticipantRow:
     unacknowledged: int = 0
     missed: int = 0
     overdue: int = 0
+    # Entries a corrected infusion time left outside their windows (after_dose, out_of_window).
+    flagged: int = 0
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.missed or self.overdue or self.unacknowledged)
+        return bool(self.missed or self.overdue or self.unacknowledged or self.flagged)
 
 
 @dataclass
@@ -114,6 +121,8 @@ def load_grid(study: Study, now: datetime, site: str | None = None,
             row.missed += 1
         if state == OPEN and now >= cell.target:
             row.overdue += 1
+        if state in FLAGGED:
+            row.flagged += 1
     ordered = list(rows.values())
     if attention_only:
         ordered = [row for row in ordered if row.needs_attention]

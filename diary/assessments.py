@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -30,10 +31,11 @@ def rows_query():
         select(Assessment.id, Assessment.timepoint, Assessment.target, Assessment.window_open,
                Assessment.window_close, Assessment.late_close, Assessment.not_applicable,
                Assessment.protocol_version_id, Period.id.label("period_id"),
-               Period.number.label("period"), Period.treatment, Period.dose_start,
+               Period.number.label("period"), Period.treatment, Period.dose_start, Period.planned_start,
                Participant.id.label("participant_id"), Participant.code, Participant.site,
                Participant.sequence, Participant.timezone,
-               Submission.id.label("submission_id"), Submission.submitted_at, Submission.source,
+               Submission.id.label("submission_id"), Submission.submitted_at, Submission.collected_at,
+               Submission.source,
                Submission.reason, Submission.alert)
         .select_from(Assessment)
         .join(Period, Assessment.period_id == Period.id)
@@ -52,6 +54,7 @@ class AssessmentRow:
     period: int
     treatment: str
     dose_start: datetime | None
+    planned_start: datetime | None
     timepoint: str
     label: str
     optional: bool
@@ -62,6 +65,7 @@ class AssessmentRow:
     not_applicable: bool
     submission_id: int | None
     submitted_at: datetime | None
+    collected_at: datetime | None
     source: str | None
     reason: str | None
     alert: bool
@@ -101,11 +105,12 @@ def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterabl
         state = state_at(row, now)
         rows.append(AssessmentRow(
             id=row.id, participant_id=row.participant_id, code=row.code, timezone=row.timezone,
-            period=row.period, treatment=row.treatment, dose_start=row.dose_start, timepoint=row.timepoint,
+            period=row.period, treatment=row.treatment, dose_start=row.dose_start,
+            planned_start=row.planned_start, timepoint=row.timepoint,
             label=timepoint.label, optional=timepoint.optional, target=row.target,
             window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
             not_applicable=row.not_applicable, submission_id=row.submission_id,
-            submitted_at=row.submitted_at, source=row.source, reason=row.reason, alert=bool(row.alert),
+            submitted_at=row.submitted_at, collected_at=row.collected_at, source=row.source, reason=row.reason, alert=bool(row.alert),
             state=state, late=is_late(row, state, now), values=values.get(row.submission_id, {})))
     return rows
 
@@ -118,11 +123,28 @@ def protocols_by_version(version_ids) -> dict[int, Protocol]:
         select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))}
 
 
+def is_pre_dose(row) -> bool:
+    """A time point before the infusion (BL): its target lies before the schedule's anchor."""
+    anchor = row.dose_start or row.planned_start
+    return anchor is not None and row.target < anchor
+
+
 def state_at(row, now: datetime) -> AssessmentState:
     """The state of an assessment row at ``now`` (see ``schedule.state_of`` for the rule)."""
     return AssessmentState(state_of(
         window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
-        submitted_at=row.submitted_at, not_applicable=row.not_applicable, now=now))
+        collected_at=row.collected_at, not_applicable=row.not_applicable, now=now,
+        pre_dose=is_pre_dose(row), dose_start=row.dose_start, dosed=row.dose_start is not None))
+
+
+def state_of_assessment(assessment: Assessment, now: datetime) -> AssessmentState:
+    """``state_at`` for an ORM assessment (rules that already hold one, such as dosing)."""
+    period, submission = assessment.period, assessment.submission
+    return state_at(SimpleNamespace(
+        window_open=assessment.window_open, window_close=assessment.window_close,
+        late_close=assessment.late_close, not_applicable=assessment.not_applicable, target=assessment.target,
+        collected_at=submission.collected_at if submission else None,
+        dose_start=period.dose_start, planned_start=period.planned_start), now)
 
 
 def is_late(row, state: AssessmentState, now: datetime) -> bool:

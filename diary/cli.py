@@ -141,6 +141,36 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
     click.echo(f"Personal link (shown once; hand it to the participant): {participant_link(token)}")
 
 
+def _participant_by_code(code: str) -> Participant:
+    from .study import require_study
+
+    participant = db.session.scalar(select(Participant).where(
+        Participant.study_id == require_study().id, Participant.code == code))
+    if participant is None:
+        fail(f"No participant with code {code}.")
+    return participant
+
+
+@diary_cli.command("plan")
+@click.argument("code")
+@click.argument("period", type=int)
+@click.argument("start")
+@click.option("--reason", help="Required when changing an existing plan.")
+def plan_command(code, period, start, reason):
+    """Plan infusion PERIOD for START ('YYYY-MM-DD HH:MM', participant's local time): BL opens 24 h ahead."""
+    from .dosing import plan_dose
+
+    participant = _participant_by_code(code)
+    planned = parse_local_time(start, participant.timezone)
+    try:
+        planned_period = plan_dose(participant, period, planned, actor="cli", now=now_utc(), reason=reason)
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Infusion {period} of {code} planned for {planned.isoformat()} "
+               f"({len(planned_period.assessments)} assessments scheduled; BL opens 24 h before).")
+
+
 @diary_cli.command("dose")
 @click.argument("code")
 @click.argument("period", type=int)
@@ -149,13 +179,8 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
 def dose_command(code, period, start, reason):
     """Record infusion PERIOD's START ('YYYY-MM-DD HH:MM', participant's local time)."""
     from .dosing import record_dose
-    from .study import require_study
 
-    study = require_study()
-    participant = db.session.scalar(select(Participant).where(
-        Participant.study_id == study.id, Participant.code == code))
-    if participant is None:
-        fail(f"No participant with code {code}.")
+    participant = _participant_by_code(code)
     dose_start = parse_local_time(start, participant.timezone)
     try:
         recorded = record_dose(participant, period, dose_start, actor="cli", now=now_utc(), reason=reason)

@@ -113,6 +113,13 @@ CLOSED = ("Sorry, the time for this entry has passed, so it cannot be saved. "
           "That is all right: just do the next one when it opens.")
 
 
+def _waits_for_the_infusion(assessment: Assessment) -> bool:
+    """A post-dose time point of a period whose infusion is planned but not yet recorded."""
+    period = assessment.period
+    return period.dose_start is None and period.planned_start is not None \
+        and assessment.target >= period.planned_start
+
+
 def window_refusal(assessment: Assessment, now: datetime, opens: str | None = None) -> str | None:
     """Why a participant cannot make this entry at ``now``, or None when they can (rule 2).
 
@@ -120,23 +127,44 @@ def window_refusal(assessment: Assessment, now: datetime, opens: str | None = No
     """
     if assessment.not_applicable:
         return "This entry is no longer needed."
+    if _waits_for_the_infusion(assessment):
+        return "This entry opens after your infusion has started."
     if now < assessment.window_open:
         return f"This entry is not open yet. It opens {opens}." if opens else \
             "This entry is not open yet. Please come back when it opens."
     if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=now):
         return CLOSED
+
+
+OUTSIDE_WINDOW = ("The answers were given outside this entry's window, so they cannot be entered: an answer "
+                  "given outside its window is missing data, not a late entry.")
+
+
+def collection_refusal(assessment: Assessment, collected_at: datetime | None, now: datetime) -> str | None:
+    """Why staff cannot enter answers given at ``collected_at`` on a participant's behalf."""
+    if collected_at is None:
+        return "Give the date and time the answers were given (the paper's date, or when the call took place)."
+    if collected_at > now:
+        return "The answers cannot have been given in the future."
+    if _waits_for_the_infusion(assessment):
+        return "Record the infusion start before entering answers given after it."
+    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close,
+                             now=collected_at):
+        return OUTSIDE_WINDOW
     return None
 
 
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
                       source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
-                      reason: str | None = None) -> tuple[Submission, bool]:
+                      reason: str | None = None, collected_at: datetime | None = None) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
 
     A retried request with the same idempotency key returns the stored submission and stores
-    nothing. Participants are held to the window (rule 2); staff entering a missed assessment on
-    the participant's behalf need a source and a reason. Nothing is stored unless all is valid.
+    nothing. Participants are held to the window at ``now``, and their answers are collected at
+    ``now``; staff entering on the participant's behalf need a source, a reason and the time the
+    answers were given (``collected_at``), which must lie inside the window plus its grace.
+    Nothing is stored unless all is valid.
     """
     if idempotency_key:
         earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
@@ -152,13 +180,15 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         refusal = window_refusal(assessment, now)
         if refusal:
             raise Refused(refusal, status=409)
+        collected_at = now
     else:
         if source not in Source.proxies():
             raise Refused(f"Unknown source '{source}'.")
         if not (reason and reason.strip()):
             raise Refused("Entering data on a participant's behalf needs a reason.")
-        if now < assessment.window_open:
-            raise Refused("This assessment's window has not opened yet.", status=409)
+        refusal = collection_refusal(assessment, collected_at, now)
+        if refusal:
+            raise Refused(refusal, status=409 if refusal == OUTSIDE_WINDOW else 422)
 
     protocol = protocol_of(assessment.protocol_version)
     answers = validate_answers(protocol, assessment.timepoint, form)
@@ -167,13 +197,14 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
 
     period = assessment.period
     submission = Submission(
-        assessment=assessment, submitted_at=now, device_time=(device_time or None) and device_time[:64],
+        assessment=assessment, submitted_at=now, collected_at=collected_at,
+        device_time=(device_time or None) and device_time[:64],
         source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
         idempotency_key=idempotency_key or None, alert=bool(answers.alerts))
     db.session.add(submission)
     for (instrument_id, item_id), value in answers.values.items():
         db.session.add(ItemValue(submission=submission, instrument=instrument_id, item=item_id, value=value))
-    _side_effect_reports(protocol, assessment, submission, answers, now)
+    _side_effect_reports(protocol, assessment, submission, answers, collected_at)
     try:
         db.session.flush()
     except IntegrityError:
@@ -190,11 +221,14 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     audit.record(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                  entity="submission", entity_id=submission.id, participant_id=period.participant_id,
                  field=f"period {period.number} {assessment.timepoint}", now=now,
-                 new=_summary(answers.values), reason=submission.reason)
+                 new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
+                                                  if source != Source.PARTICIPANT else ""),
+                 reason=submission.reason)
     return submission, True
 
 
-def _side_effect_reports(protocol, assessment, submission, answers, now) -> None:
+def _side_effect_reports(protocol, assessment, submission, answers, reported_at) -> None:
+    """Reports carry the time the participant gave the answers (the entry's collection time)."""
     timepoint = protocol.timepoint(assessment.timepoint)
     for instrument in protocol.instruments_for(timepoint):
         for item in instrument.items:
@@ -205,14 +239,14 @@ def _side_effect_reports(protocol, assessment, submission, answers, now) -> None
                         db.session.add(SideEffectReport(
                             period=assessment.period, submission=submission,
                             timepoint=assessment.timepoint, term=term.code, severity=severity,
-                            solicited=True, reported_at=now, alert=severity in item.alert_values))
+                            solicited=True, reported_at=reported_at, alert=severity in item.alert_values))
             elif item.unsolicited_report:
                 verbatim = answers.values.get((instrument.id, item.id))
                 if verbatim:
                     db.session.add(SideEffectReport(
                         period=assessment.period, submission=submission,
                         timepoint=assessment.timepoint, term="other", severity=None,
-                        solicited=False, verbatim=verbatim, reported_at=now,
+                        solicited=False, verbatim=verbatim, reported_at=reported_at,
                         alert=verbatim in item.alert_values))
 
 

@@ -131,7 +131,8 @@ class Participant(db.Model):
 
 
 class Period(db.Model):
-    """One dosing period; its dose start (the infusion start) anchors its schedule."""
+    """One dosing period. Its schedule is anchored to the actual infusion start once recorded,
+    and before that to the planned start, so that pre-dose entries (BL) can open ahead."""
 
     __table_args__ = (
         UniqueConstraint("participant_id", "number"),
@@ -142,12 +143,19 @@ class Period(db.Model):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
     number: Mapped[int] = mapped_column(Integer)
     treatment: Mapped[str] = mapped_column(String(8))  # masked code: A or B
+    # Set ahead by a coordinator; the assessments open against it until the dose is recorded.
+    planned_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     dose_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     dose_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     participant: Mapped[Participant] = relationship(back_populates="periods")
     assessments: Mapped[list[Assessment]] = relationship(
         back_populates="period", order_by="Assessment.target")
+
+    @property
+    def anchor(self) -> datetime | None:
+        """What the schedule is computed from: the actual start, else the planned one."""
+        return self.dose_start or self.planned_start
 
 
 class Assessment(db.Model):
@@ -188,8 +196,11 @@ class Submission(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"), unique=True)
-    # The server's receipt time is the record's time; the phone's clock is kept beside it.
+    # When the answers reached the server, and when they were given (the same moment for a
+    # participant's own entry; the paper's date or the interview's time for staff entries).
+    # States, minutes from dose and endpoints use collected_at. The phone's clock is kept too.
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     device_time: Mapped[Optional[str]] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20), default=Source.PARTICIPANT.value)
     reason: Mapped[Optional[str]] = mapped_column(Text)

@@ -33,9 +33,9 @@ def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str
     series: dict[str, list[Point]] = {}
     for row in rows:
         value = row.values.get(vas_item)
-        if value is None or row.dose_start is None or row.submitted_at is None:
+        if value is None or row.dose_start is None or row.collected_at is None:
             continue
-        hours = (row.submitted_at - row.dose_start).total_seconds() / 3600
+        hours = (row.collected_at - row.dose_start).total_seconds() / 3600
         series.setdefault(f"Infusion {row.period}", []).append(
             Point(hours, int(value), f"{row.timepoint} VAS {value}"))
     return series

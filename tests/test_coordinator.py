@@ -355,7 +355,10 @@ def test_missed_entry_by_phone_interview_with_source_and_reason(client, study, s
     protocol = protocol_of(study.current_protocol_version)
     login_as(client, "coordinator")
     page = client.get(f"/staff/assessments/{missed.id}/enter").get_data(as_text=True)
-    form = {**answers_for(protocol, "M80", vas=44), "csrf_token": csrf_from(page), "source": "phone_interview"}
+    # The call took place inside M80's window, on the participant's clock.
+    collected = (missed.window_open + timedelta(minutes=5)).astimezone(ZoneInfo(someone.timezone))
+    form = {**answers_for(protocol, "M80", vas=44), "csrf_token": csrf_from(page), "source": "phone_interview",
+            "collected": collected.strftime("%Y-%m-%dT%H:%M")}
     refused = client.post(f"/staff/assessments/{missed.id}/enter", data={**form, "reason": ""})
     assert refused.status_code == 422 and db.session.scalar(select(func.count()).select_from(Submission)) == 0
     response = client.post(f"/staff/assessments/{missed.id}/enter",

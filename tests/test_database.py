@@ -19,9 +19,9 @@ def test_second_submission_for_an_assessment_is_refused_by_the_database(dosed):
     """Even bypassing the rules, the database keeps one submission per assessment."""
     participant, _ = dosed
     assessment = assessment_of(participant, 1, "M120")
-    db.session.add(Submission(assessment_id=assessment.id, submitted_at=NOW, source="participant"))
+    db.session.add(Submission(assessment_id=assessment.id, submitted_at=NOW, collected_at=NOW, source="participant"))
     db.session.commit()
-    db.session.add(Submission(assessment_id=assessment.id, submitted_at=NOW, source="participant"))
+    db.session.add(Submission(assessment_id=assessment.id, submitted_at=NOW, collected_at=NOW, source="participant"))
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()

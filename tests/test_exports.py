@@ -26,14 +26,15 @@ from .staff_helpers import any_csrf, login_as, make_staff
 
 # The contract from DESIGN.md, written out here as the specification the export must meet.
 CONTRACT = {
-    "assessments": ["participant_id", "site", "sequence", "period", "treatment", "dose_start_utc", "timepoint",
-                    "nominal_offset_min", "window_open_utc", "window_close_utc", "status", "submitted_utc",
-                    "minutes_from_dose", "source"],
+    "assessments": ["participant_id", "site", "sequence", "period", "treatment", "planned_dose_utc",
+                    "dose_start_utc", "timepoint", "nominal_offset_min", "window_open_utc", "window_close_utc",
+                    "status", "submitted_utc", "collected_utc", "minutes_from_dose", "source"],
     "responses": ["participant_id", "sequence", "period", "treatment", "timepoint", "instrument", "item", "value",
-                  "submitted_utc", "minutes_from_dose", "source"],
+                  "submitted_utc", "collected_utc", "minutes_from_dose", "source"],
     "fatigue_endpoints": ["participant_id", "sequence", "period", "treatment", "baseline_vas", "vas_d1", "vas_d3",
                           "vas_d7", "pct_change_d1", "pct_change_d3", "pct_change_d7", "responder_d3",
-                          "auc_pct_change_0_7d"],
+                          "auc_pct_change_0_7d", "hours_from_dose_d1", "hours_from_dose_d3",
+                          "hours_from_dose_d7", "status_d3", "source_d3", "auc_n_points", "excluded_reason"],
     "side_effects": ["participant_id", "period", "treatment", "timepoint", "term", "severity", "solicited",
                      "verbatim", "reported_utc", "minutes_from_dose"],
     "adherence": ["participant_id", "period", "scheduled", "completed", "completed_late", "missed", "compliance_pct"],
@@ -107,9 +108,11 @@ def independent_endpoints(bundle) -> pd.DataFrame:
     responses = pd.read_csv(bundle / "responses.csv", dtype=str, keep_default_na=False)
     assessments = pd.read_csv(bundle / "assessments.csv", dtype=str, keep_default_na=False)
     vas = responses[(responses.instrument == "fatigue_vas") & (responses.item == "fatigue")].merge(
-        assessments[["participant_id", "period", "timepoint", "dose_start_utc"]],
+        assessments[["participant_id", "period", "timepoint", "dose_start_utc", "status"]],
         on=["participant_id", "period", "timepoint"])
-    vas["hours"] = (pd.to_datetime(vas.submitted_utc) - pd.to_datetime(vas.dose_start_utc)).dt.total_seconds() / 3600
+    # Entries judged outside their windows stand for nothing; the rest count when they were given.
+    vas = vas[~vas.status.isin(["after_dose", "out_of_window"])].copy()
+    vas["hours"] = (pd.to_datetime(vas.collected_utc) - pd.to_datetime(vas.dose_start_utc)).dt.total_seconds() / 3600
     vas["score"] = vas.value.astype(int)
     results = {}
     for (pid, period), group in vas.groupby(["participant_id", "period"]):
@@ -169,10 +172,11 @@ def _answer(participant, protocol, code, vas, *, late=False, proxy=False):
     assessment = assessment_of(participant, 1, code)
     at = assessment.window_close + timedelta(minutes=30) if late else assessment.target
     if proxy:
-        at = assessment.late_close + timedelta(hours=5)
-    record_submission(assessment, answers_for(protocol, code, vas=vas), now=at, actor="t",
-                      source="phone_interview" if proxy else "participant",
-                      reason="called the participant" if proxy else None)
+        # A paper diary filled in at the target time, keyed in days later.
+        record_submission(assessment, answers_for(protocol, code, vas=vas), now=assessment.late_close + timedelta(days=5),
+                          actor="t", source="paper", reason="paper diary returned at the visit", collected_at=at)
+        return
+    record_submission(assessment, answers_for(protocol, code, vas=vas), now=at, actor="t")
 
 
 def test_endpoints_on_hand_made_cases(study, tmp_path):
@@ -206,7 +210,7 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
     proxy = rows["P-PROXY1"]
     assert (proxy["pct_change_d3"], proxy["responder_d3"]) == ("-25.0", "true")
     sources = {(r["participant_id"], r["timepoint"]): r["source"] for r in read_csv(out, "responses")}
-    assert sources[("P-PROXY1", "D3")] == "phone_interview"
+    assert sources[("P-PROXY1", "D3")] == "paper"
 
 
 def test_auc_carries_and_interpolates_to_168_hours():

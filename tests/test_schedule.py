@@ -92,7 +92,7 @@ OPEN_AT, CLOSE_AT, LATE_AT = DOSE, DOSE + H, DOSE + 2 * H
 
 def state(now, submitted=None, not_applicable=False):
     return state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT,
-                    submitted_at=submitted, not_applicable=not_applicable, now=now)
+                    collected_at=submitted, not_applicable=not_applicable, now=now)
 
 
 @pytest.mark.parametrize("now, expected", [
@@ -118,3 +118,33 @@ def test_completed_or_late_by_submission_time(submitted, expected):
 
 def test_withdrawn_assessment_is_not_applicable():
     assert state(OPEN_AT, not_applicable=True) == NOT_APPLICABLE
+
+
+@pytest.mark.parametrize("collected, expected", [
+    (OPEN_AT - timedelta(seconds=1), "out_of_window"),
+    (OPEN_AT, COMPLETED),
+    (LATE_AT, "out_of_window"),                   # given after the grace: not a late entry
+])
+def test_an_entry_given_outside_its_window_is_out_of_window(collected, expected):
+    """An entry is judged by when its answers were given against the current window."""
+    assert state(LATE_AT + D, submitted=collected) == expected
+
+
+def test_a_baseline_given_after_the_infusion_started_is_after_dose():
+    """A pre-dose entry collected at or after the (corrected) infusion start is after_dose."""
+    start = DOSE + H
+    judged = state_of(window_open=DOSE - D, window_close=start, late_close=start, collected_at=start,
+                      not_applicable=False, now=start + D, pre_dose=True, dose_start=start)
+    assert judged == "after_dose"
+    before = state_of(window_open=DOSE - D, window_close=start, late_close=start,
+                      collected_at=start - timedelta(seconds=1), not_applicable=False, now=start + D,
+                      pre_dose=True, dose_start=start)
+    assert before == COMPLETED
+
+
+def test_post_dose_time_points_wait_until_the_infusion_is_recorded():
+    """With only a planned start, M40 stays upcoming even inside its planned window; BL opens."""
+    assert state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT, collected_at=None,
+                    not_applicable=False, now=OPEN_AT, dosed=False) == UPCOMING
+    assert state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT, collected_at=None,
+                    not_applicable=False, now=OPEN_AT, dosed=False, pre_dose=True) == OPEN

@@ -33,10 +33,15 @@ PERIOD = Column("period", INTEGER, "Dosing period (1 = first infusion).", allowe
 TREATMENT = Column("treatment", STRING, "Treatment of this period: the masked code until the study is "
                    "unblinded, the drug name after (see manifest.json 'blinded').", allowed=FROM_PROTOCOL)
 TIMEPOINT = Column("timepoint", STRING, "Protocol time point code.", allowed=FROM_PROTOCOL)
-SUBMITTED = Column("submitted_utc", DATETIME, "Server receipt time of the entry (ISO 8601, UTC). "
+SUBMITTED = Column("submitted_utc", DATETIME, "When the entry reached the server (ISO 8601, UTC). "
                    "Empty when nothing was entered.", unit="UTC")
-MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to the entry "
-                 "(negative before it). Empty when nothing was entered.", unit="minutes")
+COLLECTED = Column("collected_utc", DATETIME, "When the answers were given (ISO 8601, UTC): the same moment "
+                   "as submitted_utc for a participant's own entry; the paper's date or the interview's time "
+                   "for an entry made by staff. States, minutes_from_dose and the endpoints use it. Empty "
+                   "when nothing was entered.", unit="UTC")
+MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to when the answers were "
+                 "given (collected_utc; negative before the start). Empty when nothing was entered or the "
+                 "infusion is not yet recorded.", unit="minutes")
 SOURCE = Column("source", STRING, "Who entered the data: the participant on their phone, or staff on "
                 "their behalf from the named source (with a reason in the audit trail).",
                 allowed=listed(Source))
@@ -49,18 +54,31 @@ def _pct(day: str) -> Column:
                   f"or {day.upper()} was not entered.", unit="%")
 
 
+def _hours(day: str) -> Column:
+    return Column(f"hours_from_dose_{day}", NUMBER, f"Hours from the infusion start to when the {day.upper()} "
+                  f"answers were given (collected_utc), as used in the endpoints. Empty when vas_{day} is.",
+                  unit="hours")
+
+
 TABLES: dict[str, list[Column]] = {
     "assessments": [
         PARTICIPANT, SITE, SEQUENCE, PERIOD, TREATMENT,
-        Column("dose_start_utc", DATETIME, "Infusion start of the period (ISO 8601, UTC).", unit="UTC"),
+        Column("planned_dose_utc", DATETIME, "When the infusion was planned to start (ISO 8601, UTC). Empty "
+               "when it was recorded without a plan.", unit="UTC"),
+        Column("dose_start_utc", DATETIME, "Actual infusion start of the period (ISO 8601, UTC). Empty while "
+               "only planned; windows then follow the planned start.", unit="UTC"),
         TIMEPOINT,
         Column("nominal_offset_min", INTEGER, "Target time of the time point after the infusion start, "
                "as the protocol states it.", unit="minutes"),
         Column("window_open_utc", DATETIME, "When the entry window opened (ISO 8601, UTC).", unit="UTC"),
         Column("window_close_utc", DATETIME, "When the entry window closed (ISO 8601, UTC); entries after it "
-               "and inside the protocol's late grace are completed_late.", unit="UTC"),
-        Column("status", STRING, "State of the assessment at export time.", allowed=listed(AssessmentState)),
-        SUBMITTED, MINUTES,
+               "and inside the protocol's late grace are completed_late. Windows always follow the current "
+               "infusion time.", unit="UTC"),
+        Column("status", STRING, "State of the assessment at export time, judged by collected_utc: after_dose "
+               "is a pre-dose entry given after the infusion started; out_of_window an entry a corrected "
+               "infusion time left outside its window. Both are kept and left out of the endpoints.",
+               allowed=listed(AssessmentState)),
+        SUBMITTED, COLLECTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
     ],
     "responses": [
@@ -70,7 +88,7 @@ TABLES: dict[str, list[Column]] = {
         Column("item", STRING, "Item id within the instrument.", allowed=FROM_PROTOCOL),
         Column("value", STRING, "The answer as entered: a whole number for vas and nrs items, a code for "
                "choices, text for free text.", allowed=FROM_PROTOCOL),
-        SUBMITTED, MINUTES, SOURCE,
+        SUBMITTED, COLLECTED, MINUTES, SOURCE,
     ],
     "fatigue_endpoints": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT,
@@ -87,6 +105,17 @@ TABLES: dict[str, list[Column]] = {
                "after the infusion start, using actual entry times, with BL at 0% at hour 0; entries after "
                "168 h are interpolated to 168 h, and the last value before 168 h is carried to 168 h. Empty "
                "when the baseline is missing or 0, or D7 was not entered.", unit="% x hours"),
+        _hours("d1"), _hours("d3"), _hours("d7"),
+        Column("status_d3", STRING, "State of the D3 assessment (the primary time point) at export time.",
+               allowed=listed(AssessmentState)),
+        Column("source_d3", STRING, "Who entered D3. " + SOURCE.description + " Empty when D3 was not entered.",
+               allowed=listed(Source)),
+        Column("auc_n_points", INTEGER, "Measured post-dose points the AUC stands on (up to 168 h, plus the "
+               "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
+               unit="count"),
+        Column("excluded_reason", STRING, "Entries of this period left out of the endpoints and why (a BL "
+               "given after the infusion started; an entry a corrected infusion time left outside its "
+               "window). Empty when nothing was excluded."),
     ],
     "side_effects": [
         PARTICIPANT, PERIOD, TREATMENT,
@@ -98,7 +127,8 @@ TABLES: dict[str, list[Column]] = {
         Column("solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.",
                allowed="true; false"),
         Column("verbatim", STRING, "The participant's own words for a free-text report."),
-        Column("reported_utc", DATETIME, "Server receipt time of the report (ISO 8601, UTC).", unit="UTC"),
+        Column("reported_utc", DATETIME, "When the participant reported it: the collection time of the entry "
+               "that carried it (ISO 8601, UTC).", unit="UTC"),
         MINUTES,
     ],
     "adherence": [
@@ -108,7 +138,9 @@ TABLES: dict[str, list[Column]] = {
         Column("completed", INTEGER, "Entered inside the window.", unit="count"),
         Column("completed_late", INTEGER, "Entered after the window closed, inside the protocol's grace.",
                unit="count"),
-        Column("missed", INTEGER, "Window and grace passed with no entry (optional time points excluded).",
+        Column("missed", INTEGER, "Window and grace passed with no valid entry: none was made, or a corrected "
+               "infusion time left it outside its window (after_dose, out_of_window). Optional time points "
+               "excluded.",
                unit="count"),
         Column("compliance_pct", NUMBER, "(completed + completed_late) / (completed + completed_late + missed) "
                "x 100. Empty when no window has passed yet.", unit="%"),

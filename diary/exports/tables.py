@@ -16,6 +16,7 @@ from ..adherence import Tally
 from ..assessments import rows_query, state_at
 from ..models import Assessment, ItemValue, Participant, Period, SideEffectReport, Study, Submission
 from ..protocol import Protocol
+from ..vocabulary import AssessmentState
 from .endpoints import compute_endpoints
 
 BATCH = 5000
@@ -62,9 +63,10 @@ def assessments(ctx: ExportContext):
                       .order_by(Participant.code, Period.number, Assessment.target))
     for row in rows:
         status = state_at(row, ctx.now)
-        yield (row.code, row.site, row.sequence, row.period, ctx.treatment(row.treatment), row.dose_start,
-               row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close, status,
-               row.submitted_at, _minutes(row.submitted_at, row.dose_start), row.source)
+        yield (row.code, row.site, row.sequence, row.period, ctx.treatment(row.treatment), row.planned_start,
+               row.dose_start, row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close,
+               status, row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
+               row.source)
 
 
 def _response_instruments(protocol: Protocol) -> list[str]:
@@ -74,7 +76,7 @@ def _response_instruments(protocol: Protocol) -> list[str]:
 def _responses_query(ctx: ExportContext, instruments: list[str]):
     return (select(Participant.code, Participant.sequence, Period.number, Period.treatment,
                    Period.dose_start, Assessment.timepoint, ItemValue.instrument, ItemValue.item,
-                   ItemValue.value, Submission.submitted_at, Submission.source)
+                   ItemValue.value, Submission.submitted_at, Submission.collected_at, Submission.source)
             .join(Period, Period.participant_id == Participant.id)
             .join(Assessment, Assessment.period_id == Period.id)
             .join(Submission, Submission.assessment_id == Assessment.id)
@@ -88,39 +90,57 @@ def responses(ctx: ExportContext):
     query = _responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
     treatments = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
-    last_submitted = minutes = None
+    last_collected = minutes = None
     for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
-         source) in ctx.stream(query):
-        if submitted_at != last_submitted:
-            last_submitted, minutes = submitted_at, _minutes(submitted_at, dose_start)
+         collected_at, source) in ctx.stream(query):
+        if collected_at != last_collected:
+            last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
         yield (code, sequence, number, treatments.get(treatment, treatment), timepoint, instrument, item,
-               value, submitted_at, minutes, source)
+               value, submitted_at, collected_at, minutes, source)
+
+
+# States whose entries stand for nothing in the endpoints: kept, shown, and named as excluded.
+EXCLUDED = {AssessmentState.AFTER_DOSE: "given after the infusion started, so not a baseline",
+            AssessmentState.OUT_OF_WINDOW: "given outside its window after the infusion time was corrected"}
 
 
 def fatigue_endpoints(ctx: ExportContext):
-    """Every dosed period gets a row, with or without entries; endpoints computed once, here."""
+    """Every dosed period gets a row, with or without entries; endpoints computed once, here.
+
+    Each VAS counts at the hours between the infusion start and when it was given
+    (``collected_at``); entries that are ``after_dose`` or ``out_of_window`` are left out and
+    named in ``excluded_reason``.
+    """
     instrument, item = ctx.protocol.vas_item()
     codes = [tp.code for tp in ctx.protocol.timepoints]
     auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
                       if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]
-    vas = (select(Participant.code, Participant.sequence, Period.number, Period.treatment, Period.dose_start,
-                  Assessment.timepoint, ItemValue.value, Submission.submitted_at)
-           .join(Period, Period.participant_id == Participant.id)
-           .join(Assessment, Assessment.period_id == Period.id)
-           .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+    vas = (rows_query().add_columns(ItemValue.value)
            .outerjoin(ItemValue, (ItemValue.submission_id == Submission.id)
                       & (ItemValue.instrument == instrument) & (ItemValue.item == item))
            .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
-           .order_by(Participant.code, Period.number))
-    for (code, number), group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.number)):
+           .order_by(Participant.code, Period.number, Assessment.target))
+    for (code, number), group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
         group = list(group)  # one participant's period: at most a dozen rows
         first = group[0]
-        values = {row.timepoint: ((row.submitted_at - row.dose_start).total_seconds() / 3600, int(row.value))
-                  for row in group if row.value is not None and row.timepoint in codes}
+        values, excluded, d3 = {}, [], None
+        for row in group:
+            state = state_at(row, ctx.now)
+            if row.timepoint == "D3":
+                d3 = (state, row.source)
+            if row.value is None or row.timepoint not in codes:
+                continue
+            if state in EXCLUDED:
+                hours = (row.collected_at - row.dose_start).total_seconds() / 3600
+                excluded.append(f"{row.timepoint} {state}: {EXCLUDED[state]} ({hours:+.1f} h from the start)")
+                continue
+            values[row.timepoint] = ((row.collected_at - row.dose_start).total_seconds() / 3600, int(row.value))
         result = compute_endpoints(values, auc_timepoints)
         yield (code, first.sequence, number, ctx.treatment(first.treatment), result.baseline_vas,
                result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
-               result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d)
+               result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d,
+               result.hours_from_dose_d1, result.hours_from_dose_d3, result.hours_from_dose_d7,
+               d3[0] if d3 else None, d3[1] if d3 else None, result.auc_n_points, "; ".join(excluded) or None)
 
 
 def side_effects(ctx: ExportContext):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -99,7 +99,9 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
         .outerjoin(Submission, Submission.assessment_id == Assessment.id)
         .where(Assessment.window_close > now, Assessment.window_open <= now + horizon,
                Assessment.not_applicable.is_(False), Submission.id.is_(None),
-               Participant.status == ParticipantStatus.ACTIVE)).all()
+               Participant.status == ParticipantStatus.ACTIVE,
+               # With only a planned start, only the pre-dose entries (BL) can be made yet.
+               or_(Period.dose_start.is_not(None), Assessment.target < Period.planned_start))).all()
     if not rows:
         return 0
     ids = [row.id for row in rows]

@@ -19,7 +19,7 @@ from sqlalchemy import case, func, select
 from .. import audit
 from ..adherence import load_grid
 from ..corrections import correct_value, correctable_items
-from ..dosing import record_dose
+from ..dosing import plan_dose, record_dose
 from ..enrolment import enroll, participant_link, reissue_link, withdraw
 from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
@@ -225,36 +225,54 @@ def withdraw_participant(code):
 
 # --- Dosing ------------------------------------------------------------------------------------
 
-@bp.route("/participants/<code>/dose/<int:number>", methods=["GET", "POST"])
-@roles_required(*COORDINATOR)
-def dose(code, number):
-    participant = _participant(code)
+def _period_of(participant: Participant, number: int) -> Period:
     period = next((p for p in participant.periods if p.number == number), None)
     if period is None:
         abort(404)
+    return period
+
+
+def _dosing_page(code: str, number: int, planning: bool):
+    """Plan an infusion ahead, or record (correct) its actual start: one form, two rules."""
+    participant = _participant(code)
+    period = _period_of(participant, number)
     form = DoseForm()
-    if request.method == "GET" and period.dose_start is not None:
-        form.start.data = period.dose_start.astimezone(ZoneInfo(participant.timezone)).replace(tzinfo=None)
+    shown = period.planned_start if planning else period.dose_start
+    if request.method == "GET" and shown is not None:
+        form.start.data = shown.astimezone(ZoneInfo(participant.timezone)).replace(tzinfo=None)
     if form.validate_on_submit():
         start = from_local_clock(form.start.data, participant.timezone)
         if start is None:
             form.start.errors.append(f"That time does not exist in {participant.timezone} "
                                      "(the clocks skipped it that day).")
         else:
+            rule = plan_dose if planning else record_dose
             try:
-                record_dose(participant, number, start, actor=actor(), now=now_utc(),
-                            reason=form.reason.data)
+                rule(participant, number, start, actor=actor(), now=now_utc(), reason=form.reason.data)
             except Refused as refusal:
                 db.session.rollback()
                 form.start.errors.append(refusal.message)
             else:
                 db.session.commit()
-                flash(f"Infusion {number} of {participant.code} recorded at "
+                verb = "planned for" if planning else "recorded at"
+                flash(f"Infusion {number} of {participant.code} {verb} "
                       f"{local_datetime(start, participant.timezone)} ({participant.timezone}).")
                 return redirect(url_for(".participant", code=code))
     status = 422 if request.method == "POST" else 200
     return render_template("coordinator/dose.html", form=form, participant=participant,
-                           period=period), status
+                           period=period, planning=planning), status
+
+
+@bp.route("/participants/<code>/dose/<int:number>", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def dose(code, number):
+    return _dosing_page(code, number, planning=False)
+
+
+@bp.route("/participants/<code>/plan/<int:number>", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def plan(code, number):
+    return _dosing_page(code, number, planning=True)
 
 
 # --- Entries on the participant's behalf, and corrections --------------------------------------
@@ -281,17 +299,21 @@ def enter(assessment_id):
     errors: dict[str, str] = {}
     if request.method == "POST":
         if meta.validate_on_submit():
+            collected = from_local_clock(meta.collected.data, participant.timezone)
             try:
+                if collected is None:
+                    raise Refused(f"That time does not exist in {participant.timezone} "
+                                  "(the clocks skipped it that day).")
                 record_submission(assessment, request.form, now=now_utc(), actor=actor(),
                                   source=meta.source.data, reason=meta.reason.data,
-                                  entered_by_id=g.staff.id,
+                                  entered_by_id=g.staff.id, collected_at=collected,
                                   idempotency_key=request.form.get("idempotency_key") or None)
             except InvalidAnswers as invalid:
                 db.session.rollback()
                 errors = invalid.errors
             except Refused as refusal:
                 db.session.rollback()
-                meta.reason.errors.append(refusal.message)
+                meta.collected.errors.append(refusal.message)
             else:
                 db.session.commit()
                 flash(f"{timepoint.label} of infusion {assessment.period.number} entered "
@@ -301,6 +323,7 @@ def enter(assessment_id):
     return render_template("coordinator/enter.html", assessment=assessment, participant=participant,
                            timepoint=timepoint, instruments=protocol.instruments_for(timepoint),
                            meta=meta, errors=errors, form=request.form, field_name=field_name,
+                           when=lambda t: local_datetime(t, participant.timezone),
                            key=request.form.get("idempotency_key") or secrets.token_hex(16)), status
 
 

@@ -89,6 +89,9 @@ class CorrectionForm(BaseForm):
 
 class ProxyEntryForm(BaseForm):
     source = SelectField("Source", choices=SOURCES, validators=[DataRequired()])
+    collected = DateTimeLocalField(
+        "When the answers were given (participant's local time)", format="%Y-%m-%dT%H:%M",
+        validators=[DataRequired(message="Give the date and time the answers were given.")])
     reason = TextAreaField("Reason", validators=REASON)
 
 
