@@ -29,3 +29,5 @@ def participant_actor(participant) -> str:
 
 
 SYSTEM = "system"
+# Events that name the allocation: shown only to the unblinded role.
+UNBLINDED_ONLY = ("assign_randomization_slot",)

@@ -8,6 +8,15 @@ Nothing here reads the environment at import time.
 # The database. Empty means the embedded SQLite file in the instance folder.
 DATABASE_URL = ""
 
+# How many proxies in front of the app to trust for the client's address, scheme and host
+# (X-Forwarded-For/-Proto/-Host): 1 behind one HTTPS proxy, 0 when clients connect directly.
+TRUSTED_PROXIES = 0
+
+# PostgreSQL: connections per process, and the longest a statement may run.
+DATABASE_POOL_SIZE = 5
+DATABASE_MAX_OVERFLOW = 10
+DATABASE_STATEMENT_TIMEOUT_MS = 30000
+
 # Which shipped protocol (file name in diary/protocols without .yaml) a new study uses.
 PROTOCOL = "ketamine-fatigue-crossover"
 # A study's own protocol file (a path); when set it is used instead of the shipped one.

@@ -1,6 +1,8 @@
 """Binding the database: SQLite tuning, migrations, and the study's protocol."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from flask import Flask
@@ -10,13 +12,36 @@ from .extensions import db, migrate
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
+# True while serving something that only reads (a GET): on SQLite its transaction is a plain
+# deferred BEGIN, so a long page render never holds the write lock a participant's submit needs.
+READ_ONLY: ContextVar[bool] = ContextVar("diary_read_only", default=False)
+
+
+@contextmanager
+def reading_only():
+    """Run the block's database work in read transactions (SQLite: no write lock)."""
+    token = READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        READ_ONLY.reset(token)
+
 
 def init_app(app: Flask) -> None:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     if url.startswith("sqlite"):
         # Writers wait for each other (busy timeout) instead of failing at once.
-        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
         options.setdefault("connect_args", {}).setdefault("timeout", 30)
+    else:
+        # A connection the server dropped (restart, failover, idle timeout) is replaced before
+        # use instead of failing a request; no statement runs for ever.
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_size", app.config.get("DATABASE_POOL_SIZE", 5))
+        options.setdefault("max_overflow", app.config.get("DATABASE_MAX_OVERFLOW", 10))
+        options.setdefault("pool_recycle", 1800)
+        timeout_ms = int(app.config.get("DATABASE_STATEMENT_TIMEOUT_MS", 30000))
+        options.setdefault("connect_args", {}).setdefault("options", f"-c statement_timeout={timeout_ms}")
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     with app.app_context():
@@ -46,7 +71,7 @@ def tune_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        if connection.get_execution_options().get("diary_readonly"):
+        if connection.get_execution_options().get("diary_readonly") or READ_ONLY.get():
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")

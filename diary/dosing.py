@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from . import audit
 from .assessments import state_of_assessment
 from .errors import Refused
+from sqlalchemy import select
+
 from .extensions import db
 from .models import Assessment, Participant, Period
 from .protocol.schedule import schedule_period
@@ -21,9 +23,18 @@ from .vocabulary import ParticipantStatus
 
 
 def _checked_period(participant: Participant, period_number: int, protocol) -> tuple[Period, dict]:
+    """The participant's periods, locked and read afresh for this transaction.
+
+    Two coordinators recording the same infusion at once: on PostgreSQL the second waits on the
+    row lock and then sees the first's start (so it is a correction and needs a reason); SQLite
+    runs one writer at a time.
+    """
     if participant.status != ParticipantStatus.ACTIVE:
         raise Refused("This participant has withdrawn; no infusion can be planned or recorded.", status=409)
-    periods = {period.number: period for period in participant.periods}
+    locked = db.session.scalars(
+        select(Period).where(Period.participant_id == participant.id).order_by(Period.number)
+        .with_for_update().execution_options(populate_existing=True)).all()
+    periods = {period.number: period for period in locked}
     period = periods.get(period_number)
     if period is None:
         raise Refused(f"Infusion {period_number} does not exist; the protocol has "

@@ -1,6 +1,7 @@
 """Enrolment: participant codes, sequences from the randomization list, personal links."""
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +35,24 @@ def check_timezone(name: str) -> str:
     return name
 
 
+# An address the reminder email can carry as it is: ASCII (no SMTPUTF8 needed), no spaces or
+# line breaks (no header injection), one @ with a dotted domain.
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$", re.ASCII)
+_PHONE = re.compile(r"^[0-9 +().-]{5,40}$", re.ASCII)
+
+
+def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    """Contact details the reminders can use as they are, the same rules for web and CLI."""
+    email, phone = (email or "").strip() or None, (phone or "").strip() or None
+    if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
+        raise Refused(f"'{email}' cannot be used for reminders: give a plain address such as "
+                      "name@example.org (letters without accents, no spaces).")
+    if phone is not None and not _PHONE.match(phone):
+        raise Refused("A phone number may hold digits, spaces and + ( ) - only.")
+    return email, phone
+
+
 def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
            code: str | None = None, sequence: str | None = None, email: str | None = None,
            phone: str | None = None, reminder_from: str | None = None,
@@ -48,6 +67,7 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     if not site:
         raise Refused("A site is required.")
     check_timezone(timezone)
+    email, phone = check_contact(email, phone)
     reminder_from, reminder_until = check_reminder_hours(reminder_from, reminder_until)
     slot = None
     if sequence is None:
@@ -70,11 +90,16 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     for number, treatment in enumerate(protocol.sequences[sequence], start=1):
         db.session.add(Period(participant=participant, number=number, treatment=treatment))
     db.session.flush()
-    if slot is not None:
-        slot.participant_id = participant.id
     audit.record(actor=actor, action="enroll", entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now,
                  new=f"code={code} site={site} timezone={timezone}")
+    if slot is not None:
+        slot.participant_id = participant.id
+        # Names the allocation, so only the unblinded role's pages show this event (see
+        # audit.UNBLINDED_ONLY); it lets a monitor check no slot was given twice.
+        audit.record(actor=actor, action="assign_randomization_slot", entity="randomization_slot",
+                     entity_id=slot.id, participant_id=participant.id, now=now,
+                     new=f"site={slot.site} position={slot.position} sequence={slot.sequence}")
     return participant, token
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import assessments
+from . import assessments, audit
 from .assessments import AssessmentRow
 from .charts import Point, line_chart
 from .extensions import db
@@ -57,6 +57,7 @@ def participant_record(participant: Participant, now: datetime) -> ParticipantRe
         .join(Assessment, Reminder.assessment_id == Assessment.id).join(Period, Assessment.period_id == Period.id)
         .where(Period.participant_id == participant.id)
         .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(HISTORY_LIMIT)).all()
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id,
+                                                         AuditEvent.action.not_in(audit.UNBLINDED_ONLY))
                                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(HISTORY_LIMIT)).all()
     return ParticipantRecord(participant, timeline, chart, reports, reminders, events)

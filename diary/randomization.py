@@ -63,11 +63,18 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
 
 
 def next_sequence(study: Study, site: str) -> RandomizationSlot:
+    """The site's lowest free slot, locked for this transaction.
+
+    On PostgreSQL the row is taken ``FOR UPDATE SKIP LOCKED``: a concurrent enrolment skips it
+    and takes the next free one instead of sharing it. SQLite runs one writer at a time
+    (``BEGIN IMMEDIATE``). The unique key on the slot's participant is the last word either way.
+    """
     slot = db.session.scalars(
         select(RandomizationSlot)
         .where(RandomizationSlot.study_id == study.id, RandomizationSlot.site == site,
                RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.position).limit(1)).first()
+        .order_by(RandomizationSlot.position).limit(1)
+        .with_for_update(skip_locked=True)).first()
     if slot is None:
         raise Refused(f"The randomization list has no free slot left for site {site}. "
                       "Ask the unblinded team member to upload more.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from . import audit
 from .errors import Refused
@@ -87,14 +89,30 @@ def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now:
 # --- Sign-in ---------------------------------------------------------------------------------
 
 def _throttle_rows(keys: list[str]) -> list[LoginThrottle]:
-    rows = {row.key: row for row in db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))}
-    result = []
-    for key in keys:
-        if key not in rows:
-            rows[key] = LoginThrottle(key=key, failures=0)
-            db.session.add(rows[key])
-        result.append(rows[key])
-    return result
+    """The throttle rows of ``keys``, created if new by an upsert, so that two first failures at
+    once never collide on the unique key."""
+    insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+    db.session.execute(insert(LoginThrottle).on_conflict_do_nothing(index_elements=["key"]),
+                       [{"key": key, "failures": 0} for key in keys])
+    rows = {row.key: row for row in db.session.scalars(
+        select(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(populate_existing=True))}
+    return [rows[key] for key in keys]
+
+
+def _count_failure(key: str, limit: int, now: datetime) -> None:
+    """One more failure for ``key``, as one atomic statement: concurrent failures all count.
+
+    A failure after the window has passed starts a new count; reaching the limit locks the key.
+    """
+    fresh = or_(LoginThrottle.first_failure_at.is_(None), LoginThrottle.first_failure_at < now - THROTTLE_WINDOW)
+    failures = db.session.execute(
+        update(LoginThrottle).where(LoginThrottle.key == key)
+        .values(failures=case((fresh, 1), else_=LoginThrottle.failures + 1),
+                first_failure_at=case((fresh, now), else_=LoginThrottle.first_failure_at))
+        .returning(LoginThrottle.failures)).scalar_one()
+    if failures >= limit:
+        db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures >= limit)
+                           .values(locked_until=now + THROTTLE_LOCK, failures=0, first_failure_at=None))
 
 
 def _throttle_keys(email: str, address: str) -> list[str]:
@@ -115,13 +133,9 @@ def login_staff(email: str, password: str, *, address: str, now: datetime) -> St
                                status=429)
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
     if user is not None and user.active and verify_secret(user.password_hash, password):
-        account.failures, account.first_failure_at, account.locked_until = 0, None, None
+        db.session.execute(update(LoginThrottle).where(LoginThrottle.key == account.key)
+                           .values(failures=0, first_failure_at=None, locked_until=None))
         return user
     for row, limit in ((account, ACCOUNT_LIMIT), (by_address, ADDRESS_LIMIT)):
-        if row.first_failure_at is None or now - row.first_failure_at > THROTTLE_WINDOW:
-            row.failures, row.first_failure_at = 0, now
-        row.failures += 1
-        if row.failures >= limit:
-            row.locked_until = now + THROTTLE_LOCK
-            row.failures, row.first_failure_at = 0, None
+        _count_failure(row.key, limit, now)
     raise LoginRefused("The email or password is not right.", status=401)

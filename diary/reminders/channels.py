@@ -46,6 +46,10 @@ class DeliveryFailed(Exception):
     """A send that may succeed later (the server was down, busy, or refused for now)."""
 
 
+class Undeliverable(Exception):
+    """This message can never be sent as it is (an address the mail server cannot take)."""
+
+
 class SubscriptionGone(Exception):
     """The push service says the subscription no longer exists (404 or 410)."""
 
@@ -106,7 +110,11 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         if not message.to_email:
-            raise DeliveryFailed("no email address")
+            raise Undeliverable("no email address")
+        if not message.to_email.isascii() or any(c in message.to_email for c in "\r\n ,;<>"):
+            # Enrolment refuses such addresses; one stored before that rule is never sent.
+            raise Undeliverable(f"address cannot be sent without SMTPUTF8 or has forbidden characters: "
+                                f"{message.to_email!r}")
         if not self.host:
             # No SMTP configured (the demo): the message goes to the log so nothing is lost.
             log.info("reminder email (no SMTP host set) to %s: %s\n%s", message.to_email, message.subject,

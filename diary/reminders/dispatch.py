@@ -8,6 +8,7 @@ retried with growing delays until the window closes; then the row is expired.
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,10 +24,14 @@ from ..models import (
 )
 from ..study import protocol_of
 from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
-from .channels import DeliveryFailed, EmailChannel, Message, PushChannel, SubscriptionGone
+from .channels import DeliveryFailed, EmailChannel, Message, PushChannel, SubscriptionGone, Undeliverable
 from .planning import RETRYABLE, plan
 
-CLAIM_BATCH = 500
+# A pass claims this many rows at a time, and records each one's outcome as soon as it is known;
+# the lease outlives a whole batch even at the SMTP timeout (50 x 10 s < 10 min), so a live
+# pass never loses its rows, and a pass killed mid-batch re-sends at most the one message
+# whose outcome it had not yet written.
+CLAIM_BATCH = 50
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -110,72 +115,85 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
                 break
             _send_batch(ids, now, email, push, result, config)
             db.session.commit()
-            # Clear the token so these rows cannot be mistaken for the next batch of this pass.
-            db.session.execute(update(Reminder).where(Reminder.claim_token == token).values(claim_token=None))
-            db.session.commit()
     finally:
         email.close()
     return result
 
 
 def _send_batch(ids, now, email, push, result, config) -> None:
-    """Send the claimed rows. Outcomes are written in bulk: one UPDATE for all that went out."""
+    """Send the claimed rows, committing each row's outcome as soon as it is known.
+
+    Any error of one message (a refused address, a push service error, a bug) is recorded on
+    that row and the pass goes on with the next.
+    """
     # The assessment read model, with the reminder's own columns and the participant beside it.
     rows = db.session.execute(
         rows_query().add_columns(Reminder.id.label("reminder_id"), Reminder.kind, Reminder.channel,
-                                 Reminder.attempts, Reminder.not_after, Participant)
+                                 Reminder.attempts, Reminder.not_after, Participant.email,
+                                 Participant.email_reminders, Participant.status.label("participant_status"),
+                                 Participant.link_token_hash)
         .join(Reminder, Reminder.assessment_id == Assessment.id)
         .where(Reminder.id.in_(ids))).all()
     subscriptions: dict[int, list[PushSubscription]] = {}
     if any(row.channel == ReminderChannel.PUSH for row in rows):
         for subscription in db.session.scalars(select(PushSubscription).where(
-                PushSubscription.participant_id.in_({row.Participant.id for row in rows}),
+                PushSubscription.participant_id.in_({row.participant_id for row in rows}),
                 PushSubscription.ended_at.is_(None))):
             subscriptions.setdefault(subscription.participant_id, []).append(subscription)
     versions = {v.id: v for v in db.session.scalars(select(ProtocolVersion).where(
         ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
-    sent, cancelled = [], {}
     for row in rows:
-        participant = row.Participant
+        # Plain values, not ORM objects: each outcome's commit would expire them.
+        participant = SimpleNamespace(id=row.participant_id, link_token_hash=row.link_token_hash)
         if (state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
-                or participant.status != ParticipantStatus.ACTIVE):
-            cancelled[row.reminder_id] = "entry completed or no longer needed"
+                or row.participant_status != ParticipantStatus.ACTIVE):
+            _record(row.reminder_id, result, state=ReminderState.CANCELLED,
+                    last_error="entry completed or no longer needed")
             continue
         protocol = protocol_of(versions[row.protocol_version_id])
         message = Message(
-            kind=row.kind, to_email=participant.email,
+            kind=row.kind, to_email=row.email,
             label=f"Infusion {row.period} · {protocol.timepoint(row.timepoint).label}",
-            closes=local_when(row.window_close, participant.timezone, now),
+            closes=local_when(row.window_close, row.timezone, now),
             link=reminder_link(participant))
         try:
             if row.channel == ReminderChannel.EMAIL:
-                if not participant.email_reminders:
+                if not row.email_reminders:
                     raise SubscriptionGone("email reminders turned off")
                 email.send(message)
             else:
                 _push(push, subscriptions.get(participant.id, []), message, now)
-        except SubscriptionGone as gone:
-            cancelled[row.reminder_id] = str(gone)
+        except (SubscriptionGone, Undeliverable) as gone:
+            _record(row.reminder_id, result, state=ReminderState.CANCELLED, last_error=str(gone)[:1000])
+            if isinstance(gone, Undeliverable):
+                result.errors.append(str(gone)[:200])
             continue
-        except DeliveryFailed as failure:
+        except Exception as failure:  # noqa: BLE001  one message's failure never stops the pass
             attempts = row.attempts + 1
             retry_at = now + backoff(attempts)
             state = ReminderState.FAILED if retry_at < row.not_after else ReminderState.EXPIRED
-            db.session.execute(update(Reminder).where(Reminder.id == row.reminder_id).values(
-                state=state, attempts=attempts, next_attempt_at=retry_at, last_error=str(failure)[:1000]))
-            result.failed += state == ReminderState.FAILED
-            result.expired += state == ReminderState.EXPIRED
-            result.errors.append(str(failure)[:200])
+            text = str(failure) if isinstance(failure, DeliveryFailed) else f"{type(failure).__name__}: {failure}"
+            _record(row.reminder_id, result, state=state, attempts=attempts, next_attempt_at=retry_at,
+                    last_error=text[:1000])
+            result.errors.append(text[:200])
             continue
-        sent.append(row.reminder_id)
-    if sent:
-        db.session.execute(update(Reminder).where(Reminder.id.in_(sent)).values(
-            state=ReminderState.SENT, sent_at=now, last_error=None, attempts=Reminder.attempts + 1))
-        result.sent += len(sent)
-    for reminder_id, reason in cancelled.items():
-        db.session.execute(update(Reminder).where(Reminder.id == reminder_id).values(
-            state=ReminderState.CANCELLED, last_error=reason))
-    result.cancelled += len(cancelled)
+        _record(row.reminder_id, result, state=ReminderState.SENT, sent_at=now, last_error=None,
+                attempts=Reminder.attempts + 1)
+
+
+def _record(reminder_id: int, result: PassResult, **values) -> None:
+    """Write one row's outcome and commit it at once (a crash after this never re-sends it)."""
+    db.session.execute(update(Reminder).where(Reminder.id == reminder_id).values(claim_token=None, **values))
+    db.session.commit()
+    state = values["state"]
+    if state == ReminderState.SENT:
+        result.sent += 1
+    elif state == ReminderState.CANCELLED:
+        result.cancelled += 1
+    elif state == ReminderState.FAILED:
+        result.failed += 1
+    elif state == ReminderState.EXPIRED:
+        result.expired += 1
 
 
 def _push(channel: PushChannel, subscriptions, message, now) -> None:

@@ -2,7 +2,10 @@
 imports it; views read the request, call a rule, then redirect or render."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, abort, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..database import READ_ONLY
 
 from ..vocabulary import TEMPLATE_GLOBALS
 
@@ -17,3 +20,24 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(analysis.bp)
     errors.init_app(app)
     app.jinja_env.globals.update(TEMPLATE_GLOBALS)
+    app.before_request(_refuse_nul_bytes)
+    app.before_request(_read_only_for_safe_methods)
+    app.teardown_request(lambda error: READ_ONLY.set(False))
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies:
+        # Behind N trusted proxies, the client's address, scheme and host are theirs to say.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+
+def _read_only_for_safe_methods():
+    """GET and HEAD only read: their SQLite transactions do not take the write lock."""
+    READ_ONLY.set(request.method in ("GET", "HEAD", "OPTIONS"))
+
+
+def _refuse_nul_bytes():
+    """A NUL byte is no text a person typed, and PostgreSQL refuses to store it: say so (400)."""
+    values = list(request.args.values()) + list(request.view_args.values() if request.view_args else [])
+    if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += list(request.form.values())
+    if any(isinstance(value, str) and "\x00" in value for value in values) or "\x00" in request.path:
+        abort(400)

@@ -408,7 +408,8 @@ AUDIT_PAGE = 100
 @bp.get("/audit")
 @roles_required(*READERS)
 def audit_trail():
-    filters = []
+    # Events naming the allocation are for the unblinded role only; no role reading this page is.
+    filters = [AuditEvent.action.not_in(audit.UNBLINDED_ONLY)]
     code = request.args.get("participant", "").strip()
     action = request.args.get("action", "").strip()
     who = request.args.get("actor", "").strip()
@@ -426,6 +427,7 @@ def audit_trail():
         select(AuditEvent, Participant.code).outerjoin(Participant, AuditEvent.participant_id == Participant.id)
         .where(*filters).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
         .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE)).all()
-    actions = db.session.scalars(select(func.distinct(AuditEvent.action)).order_by(AuditEvent.action)).all()
+    actions = db.session.scalars(select(func.distinct(AuditEvent.action))
+                                 .where(AuditEvent.action.not_in(audit.UNBLINDED_ONLY)).order_by(AuditEvent.action)).all()
     return render_template("coordinator/audit.html", events=events[:AUDIT_PAGE], more=len(events) > AUDIT_PAGE,
                            page=page, actions=actions, code=code, action=action, who=who)
