@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from . import audit
 from .entries import Answers, _validate_item, field_name
 from .errors import Refused
@@ -47,7 +49,11 @@ def correct_value(submission: Submission, key: str, raw_value: str, *, reason: s
     new_value = answers.values.get((instrument.id, item.id))
     if new_value is None:
         raise Refused("Give the new value.")
-    stored = next((v for v in submission.values if (v.instrument, v.item) == (instrument.id, item.id)), None)
+    # Read afresh under a row lock: two corrections at once must each see the other's value,
+    # so the audit trail's old values chain without a gap.
+    stored = db.session.scalars(select(ItemValue).where(
+        ItemValue.submission_id == submission.id, ItemValue.instrument == instrument.id, ItemValue.item == item.id)
+        .with_for_update().execution_options(populate_existing=True)).first()
     old_value = stored.value if stored else None
     if old_value == new_value:
         raise Refused("The new value is the same as the stored one.")

@@ -103,14 +103,17 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     return participant, token
 
 
-def reissue_link(participant: Participant, *, actor: str, now: datetime) -> str:
+def reissue_link(participant: Participant, *, actor: str, now: datetime, reason: str | None = None) -> str:
     """A new link; the old one stops working at once."""
+    if participant.status != ParticipantStatus.ACTIVE:
+        raise Refused("This participant has withdrawn; their link cannot be reissued.", status=409)
     token = secrets.token_urlsafe(32)
     participant.link_token_hash = hash_token(token)
     participant.link_issued_at = now
     participant.link_revoked_at = None
     audit.record(actor=actor, action="reissue_link", entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now)
+                 entity_id=participant.id, participant_id=participant.id, now=now,
+                 reason=(reason or "").strip() or None)
     return token
 
 
@@ -127,6 +130,9 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
     """
     if not reason or not reason.strip():
         raise Refused("A reason is required to withdraw a participant.")
+    # Locked and read afresh: two withdrawals at once must not both pass the check below.
+    db.session.execute(select(Participant).where(Participant.id == participant.id).with_for_update()
+                       .execution_options(populate_existing=True)).scalar_one()
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Refused("This participant is already withdrawn.", status=409)
     participant.status = ParticipantStatus.WITHDRAWN

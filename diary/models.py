@@ -344,6 +344,20 @@ class LoginThrottle(db.Model):
     locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
+class ActionKey(db.Model):
+    """The key of a staff form, stored with the action it did: a reloaded or double-posted form
+    finds its key taken and does nothing a second time (its unique key decides, even in a race)."""
+
+    __tablename__ = "action_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(300))
+    participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
 class AuditEvent(db.Model):
     """Who, when, what, old value, new value, why. Append-only: see ``forbid_audit_changes``."""
 

@@ -64,11 +64,11 @@ def check_pin(participant: Participant, pin: str, *, now: datetime) -> bool:
     return False
 
 
-def reset_pin(participant: Participant, *, actor: str, now: datetime) -> None:
+def reset_pin(participant: Participant, *, actor: str, now: datetime, reason: str | None = None) -> None:
     """The coordinator clears the PIN; remembered phones must set a new one via the link."""
     participant.pin_hash = None
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0
     participant.pin_locked_until = None
     audit.record(actor=actor, action="reset_pin", entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, now=now)
+                 participant_id=participant.id, now=now, reason=(reason or "").strip() or None)

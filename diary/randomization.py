@@ -7,6 +7,7 @@ import io
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import Refused
@@ -55,8 +56,14 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
     clashes = [f"{site} {position}" for site, position, _ in rows if (site, position) in existing]
     if clashes:
         raise Refused("These slots already exist and were not changed: " + ", ".join(clashes[:20]))
-    for site, position, sequence in rows:
-        db.session.add(RandomizationSlot(study_id=study.id, site=site, position=position, sequence=sequence))
+    try:
+        with db.session.begin_nested():  # the unique (site, position) decides a race with another upload
+            for site, position, sequence in rows:
+                db.session.add(RandomizationSlot(study_id=study.id, site=site, position=position,
+                                                 sequence=sequence))
+    except IntegrityError:
+        raise Refused("Another upload added some of these slots at the same time; nothing was changed. "
+                      "Reload the page to see the list.", status=409) from None
     audit.record(actor=actor, action="upload_randomization", entity="randomization_slot", entity_id=None,
                  now=now, new=f"{len(rows)} slots")
     return len(rows)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import Refused
@@ -44,8 +45,11 @@ def create_user(email: str, password: str, role: str, *, actor: str, now: dateti
         raise Refused(f"A user with email {email} already exists.", status=409)
     user = StaffUser(email=email, password_hash=hash_secret(password), role=role, active=True,
                      created_at=now, session_generation=0)
-    db.session.add(user)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # the unique email decides a race the check above lost
+            db.session.add(user)
+    except IntegrityError:
+        raise Refused(f"A user with email {email} already exists.", status=409) from None
     audit.record(actor=actor, action="create_user", entity="staff_user", entity_id=user.id,
                  field="role", new=role, now=now)
     return user

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .extensions import db
 from .models import ProtocolVersion, Study, now_utc
@@ -70,9 +70,13 @@ def unblind(study: Study, *, user, now) -> None:
 
     if user.role != Role.UNBLINDED:
         raise Refused("Only the unblinded role can unblind the study.", status=403)
-    if study.unblinded_at is not None:
+    # One conditional statement: of two unblinding at once, one does it and one is told.
+    done = db.session.execute(update(Study).where(Study.id == study.id, Study.unblinded_at.is_(None))
+                              .values(unblinded_at=now, unblinded_by_id=user.id)
+                              .execution_options(synchronize_session=False))
+    db.session.refresh(study)
+    if done.rowcount != 1:
         raise Refused("The study is already unblinded.", status=409)
-    study.unblinded_at, study.unblinded_by_id = now, user.id
     audit.record(actor=audit.staff_actor(user), action="unblind", entity="study", entity_id=study.id,
                  field="unblinded_at", old=None, new=now.isoformat(), now=now,
                  reason="treatment key revealed in exports")

@@ -15,6 +15,11 @@ def csrf_from(html: str) -> str:
     return re.search(r'value="([^"]+)"', tag).group(1)
 
 
+def action_key_from(html: str) -> str:
+    """The hidden key of a staff form that must act once."""
+    return re.search(r'name="action_key"[^>]*value="([^"]+)"', html).group(1)
+
+
 def key_from(html: str) -> str:
     return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
 

@@ -17,7 +17,7 @@ from diary.models import (
 from diary.study import protocol_of
 
 from .conftest import answers_for, assessment_of
-from .participant_helpers import csrf_from, participant_with_day1_open
+from .participant_helpers import action_key_from, csrf_from, participant_with_day1_open
 from .staff_helpers import PASSWORD, any_csrf, login_as, make_staff
 
 ROLES = ["admin", "coordinator", "analyst", "unblinded"]
@@ -40,8 +40,13 @@ ROUTES = [
     ("POST", "/staff/enrol", {"coordinator"}),
     ("GET", "/staff/participants/{code}/dose/2", {"coordinator"}),
     ("POST", "/staff/participants/{code}/dose/2", {"coordinator"}),
+    ("GET", "/staff/participants/{code}/plan/2", {"coordinator"}),
+    ("POST", "/staff/participants/{code}/plan/2", {"coordinator"}),
+    ("GET", "/staff/participants/{code}/reissue-link", {"coordinator"}),
     ("POST", "/staff/participants/{code}/reissue-link", {"coordinator"}),
+    ("GET", "/staff/participants/{code}/reset-pin", {"coordinator"}),
     ("POST", "/staff/participants/{code}/reset-pin", {"coordinator"}),
+    ("GET", "/staff/participants/{code}/link", {"coordinator"}),
     ("GET", "/staff/participants/{code}/withdraw", {"coordinator"}),
     ("POST", "/staff/participants/{code}/withdraw", {"coordinator"}),
     ("GET", "/staff/assessments/{assessment}/enter", {"coordinator"}),
@@ -203,8 +208,9 @@ def test_enrolment_takes_the_next_slot_and_never_shows_the_sequence(app, study):
     login_as(coordinator, "coordinator")
     form = coordinator.get("/staff/enrol").get_data(as_text=True)
     response = coordinator.post("/staff/enrol", data={
-        "csrf_token": csrf_from(form), "site": "NIH-CC", "timezone": "Europe/Paris",
-        "email": "someone@example.org", "reminder_from": "09:00", "reminder_until": "20:00"})
+        "csrf_token": csrf_from(form), "action_key": action_key_from(form), "site": "NIH-CC",
+        "timezone": "Europe/Paris", "email": "someone@example.org", "reminder_from": "09:00",
+        "reminder_until": "20:00"}, follow_redirects=True)
     assert response.status_code == 200
     link_page = response.get_data(as_text=True)
     assert "<svg" in link_page and "/p/" in link_page  # the QR code and the link
@@ -227,7 +233,7 @@ def test_enrolment_with_no_free_slot_is_refused(client, study):
     login_as(client, "coordinator")
     form = client.get("/staff/enrol").get_data(as_text=True)
     response = client.post("/staff/enrol", data={"csrf_token": csrf_from(form), "site": "NIH-CC",
-                                                 "timezone": "Europe/Paris"})
+                                                 "action_key": action_key_from(form), "timezone": "Europe/Paris"})
     assert response.status_code == 422 and b"no free slot" in response.data
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 0
 
@@ -236,14 +242,16 @@ def test_enrolment_refuses_a_bad_time_zone(client, study):
     login_as(client, "coordinator")
     form = client.get("/staff/enrol").get_data(as_text=True)
     response = client.post("/staff/enrol", data={"csrf_token": csrf_from(form), "site": "NIH-CC",
-                                                 "timezone": "Mars/Olympus"})
+                                                 "action_key": action_key_from(form), "timezone": "Mars/Olympus"})
     assert response.status_code == 422 and b"time zone name" in response.data
 
 
 def test_reissued_link_replaces_the_old_one(client, study, someone):
     from diary.links import participant_by_token
     login_as(client, "coordinator")
-    page = client.post(f"/staff/participants/{someone.code}/reissue-link", data={"csrf_token": any_csrf(client)})
+    form = client.get(f"/staff/participants/{someone.code}/reissue-link").get_data(as_text=True)
+    page = client.post(f"/staff/participants/{someone.code}/reissue-link", follow_redirects=True, data={
+        "csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": "phone lost"})
     token = re.search(r"/p/([\w-]{40,})", page.get_data(as_text=True)).group(1)
     assert participant_by_token(token).id == someone.id
     assert client.get("/p/not-the-old-token").status_code == 404
@@ -254,7 +262,7 @@ def test_reissued_link_replaces_the_old_one(client, study, someone):
 def dose_via_web(client, code, number, local, reason=""):
     page = client.get(f"/staff/participants/{code}/dose/{number}").get_data(as_text=True)
     return client.post(f"/staff/participants/{code}/dose/{number}", data={
-        "csrf_token": csrf_from(page), "start": local, "reason": reason})
+        "csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": local, "reason": reason})
 
 
 def local(moment, zone="America/New_York"):
@@ -313,9 +321,11 @@ def test_withdrawal_marks_remaining_not_applicable_and_deletes_nothing(client, s
     total = db.session.scalar(select(func.count()).select_from(Assessment))
     page = client.get(f"/staff/participants/{someone.code}/withdraw").get_data(as_text=True)
     assert client.post(f"/staff/participants/{someone.code}/withdraw",
-                       data={"csrf_token": csrf_from(page), "reason": ""}).status_code == 422
+                       data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
+                             "reason": ""}).status_code == 422
     response = client.post(f"/staff/participants/{someone.code}/withdraw",
-                           data={"csrf_token": csrf_from(page), "reason": "moved abroad"})
+                           data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
+                                 "reason": "moved abroad"})
     assert response.status_code == 302
     db.session.refresh(someone)
     assert someone.status == "withdrawn"

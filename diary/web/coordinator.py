@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 
 import segno
 from flask import (
-    Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for,
+    Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, session,
+    url_for,
 )
 from sqlalchemy import case, func, select
 
 from .. import audit
+from ..actions import AlreadyDone, take_key
 from ..adherence import load_grid
 from ..corrections import correct_value, correctable_items
 from ..dosing import plan_dose, record_dose
@@ -164,63 +166,111 @@ def enrol():
     if form.validate_on_submit():
         now = now_utc()
         try:
+            take_key(form.posted_key, "enroll", actor=actor(), now=now)
             participant, token = enroll(
                 study, site=form.site.data, timezone=form.timezone.data, email=form.email.data,
                 phone=form.phone.data, reminder_from=form.reminder_from.data,
                 reminder_until=form.reminder_until.data, actor=actor(), now=now)
+        except AlreadyDone as done:
+            db.session.rollback()
+            flash(done.message, "error")
+            return redirect(url_for(".dashboard"))
         except Refused as refusal:
             db.session.rollback()
             form.site.errors.append(refusal.message)
             return render_template("coordinator/enrol.html", form=form), refusal.status
         db.session.commit()
-        return _link_page(participant, token, "Participant enrolled")
+        return _show_link_once(participant, token, "Participant enrolled")
     return render_template("coordinator/enrol.html", form=form), 422 if request.method == "POST" else 200
 
 
-def _link_page(participant: Participant, token: str, heading: str):
-    """The link is shown once, with a QR code and a printable sheet: only its hash is kept."""
-    link = participant_link(token)
+# The personal link exists only in the response that created it (only its hash is stored). It
+# travels to the page that shows it in the signed session, once: a reload of that page shows no
+# link and repeats nothing.
+ONE_TIME_LINK = "one_time_link"
+
+
+def _show_link_once(participant: Participant, token: str, heading: str):
+    session[ONE_TIME_LINK] = {"code": participant.code, "token": token, "heading": heading}
+    return redirect(url_for(".link_sheet", code=participant.code), code=303)
+
+
+@bp.get("/participants/<code>/link")
+@roles_required(*COORDINATOR)
+def link_sheet(code):
+    """The link, its QR code and the printable sheet, shown once after enrolment or reissue."""
+    participant = _participant(code)
+    shown = session.get(ONE_TIME_LINK)
+    if not shown or shown.get("code") != participant.code:
+        flash("The link is shown only once, right after it is made. To give the participant a new "
+              "one, reissue the link.", "error")
+        return redirect(url_for(".participant", code=code))
+    session.pop(ONE_TIME_LINK)
+    link = participant_link(shown["token"])
     qr = segno.make(link, error="m").svg_inline(scale=5, dark="#1b1f24")
-    return render_template("coordinator/link.html", participant=participant, link=link, qr=qr,
-                           heading=heading)
+    response = make_response(render_template("coordinator/link.html", participant=participant, link=link,
+                                             qr=qr, heading=shown["heading"]))
+    response.headers["Cache-Control"] = "no-store"  # the back button must not bring it back
+    return response
 
 
-@bp.post("/participants/<code>/reissue-link")
+def _confirmed_action(code: str, *, action: str, template: str, perform, done):
+    """A confirmation page with a reason for an irreversible action, done once (its form key)."""
+    participant = _participant(code)
+    form = ReasonForm()
+    if form.validate_on_submit():
+        now = now_utc()
+        try:
+            take_key(form.posted_key, action, actor=actor(), now=now, participant_id=participant.id)
+            result = perform(participant, form.reason.data, now)
+        except AlreadyDone as already:
+            db.session.rollback()
+            flash(already.message, "error")
+            return redirect(url_for(".participant", code=code))
+        except Refused as refusal:
+            db.session.rollback()
+            form.reason.errors.append(refusal.message)
+            return render_template(template, form=form, participant=participant), refusal.status
+        db.session.commit()
+        return done(participant, result)
+    return render_template(template, form=form, participant=participant), \
+        422 if request.method == "POST" else 200
+
+
+@bp.route("/participants/<code>/reissue-link", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def reissue(code):
-    participant = _participant(code)
-    token = reissue_link(participant, actor=actor(), now=now_utc())
-    db.session.commit()
-    return _link_page(participant, token, "New link issued; the old one no longer works")
+    return _confirmed_action(
+        code, action="reissue_link", template="coordinator/reissue.html",
+        perform=lambda participant, reason, now: reissue_link(participant, actor=actor(), now=now, reason=reason),
+        done=lambda participant, token: _show_link_once(
+            participant, token, "New link issued; the old one no longer works"))
 
 
-@bp.post("/participants/<code>/reset-pin")
+@bp.route("/participants/<code>/reset-pin", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def reset(code):
-    participant = _participant(code)
-    reset_pin(participant, actor=actor(), now=now_utc())
-    db.session.commit()
-    flash(f"The PIN of {participant.code} is reset. They choose a new one when they next open their link.")
-    return redirect(url_for(".participant", code=code))
+    def done(participant, _):
+        flash(f"The PIN of {participant.code} is reset. They choose a new one when they next open their link.")
+        return redirect(url_for(".participant", code=participant.code))
+
+    return _confirmed_action(
+        code, action="reset_pin", template="coordinator/reset_pin.html",
+        perform=lambda participant, reason, now: reset_pin(participant, actor=actor(), now=now, reason=reason),
+        done=done)
 
 
 @bp.route("/participants/<code>/withdraw", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def withdraw_participant(code):
-    participant = _participant(code)
-    form = ReasonForm()
-    if form.validate_on_submit():
-        try:
-            marked = withdraw(participant, actor=actor(), now=now_utc(), reason=form.reason.data)
-        except Refused as refusal:
-            db.session.rollback()
-            form.reason.errors.append(refusal.message)
-            return render_template("coordinator/withdraw.html", form=form, participant=participant), refusal.status
-        db.session.commit()
+    def done(participant, marked):
         flash(f"{participant.code} is withdrawn; {marked} remaining entries are marked not applicable.")
-        return redirect(url_for(".participant", code=code))
-    return render_template("coordinator/withdraw.html", form=form, participant=participant), \
-        422 if request.method == "POST" else 200
+        return redirect(url_for(".participant", code=participant.code))
+
+    return _confirmed_action(
+        code, action="withdraw", template="coordinator/withdraw.html",
+        perform=lambda participant, reason, now: withdraw(participant, actor=actor(), now=now, reason=reason),
+        done=done)
 
 
 # --- Dosing ------------------------------------------------------------------------------------
@@ -247,8 +297,15 @@ def _dosing_page(code: str, number: int, planning: bool):
                                      "(the clocks skipped it that day).")
         else:
             rule = plan_dose if planning else record_dose
+            now = now_utc()
             try:
-                rule(participant, number, start, actor=actor(), now=now_utc(), reason=form.reason.data)
+                take_key(form.posted_key, "plan_dose" if planning else "record_dose", actor=actor(),
+                         now=now, participant_id=participant.id)
+                rule(participant, number, start, actor=actor(), now=now, reason=form.reason.data)
+            except AlreadyDone as already:
+                db.session.rollback()
+                flash(already.message, "error")
+                return redirect(url_for(".participant", code=code))
             except Refused as refusal:
                 db.session.rollback()
                 form.start.errors.append(refusal.message)

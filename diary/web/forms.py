@@ -2,6 +2,7 @@
 protocol instead, since their items come from a file, not from code."""
 from __future__ import annotations
 
+import secrets
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
@@ -19,6 +20,10 @@ CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:0
 REASON = [DataRequired(message="A reason is required."), Length(max=2000)]
 SOURCES = [(source.value, SOURCE_LABELS[source]) for source in Source.proxies()]
 ROLES = [(role.value, role.value) for role in Role]
+
+
+def new_action_key() -> str:
+    return secrets.token_hex(16)
 
 
 class BaseForm(FlaskForm):
@@ -49,7 +54,18 @@ class PasswordForm(BaseForm):
             raise ValidationError("The two new passwords are not the same.")
 
 
-class EnrolForm(BaseForm):
+class OnceForm(BaseForm):
+    """A staff form whose action must happen once: it carries a key (see ``diary.actions``)."""
+
+    action_key = HiddenField(default=new_action_key)
+
+    @property
+    def posted_key(self) -> str | None:
+        """The key the browser sent back (None if missing: the default only seeds new pages)."""
+        return self.action_key.raw_data[0] if self.action_key.raw_data else None
+
+
+class EnrolForm(OnceForm):
     site = SelectField("Site", validators=[DataRequired()])
     timezone = StringField("Time zone (IANA name)", validators=[DataRequired(), Length(max=64)])
     email = EmailField("Email for reminders", validators=[Optional(), Email(), Length(max=254)])
@@ -67,13 +83,13 @@ class EnrolForm(BaseForm):
             raise ValidationError("The reminder hours must not start and end at the same time.")
 
 
-class DoseForm(BaseForm):
+class DoseForm(OnceForm):
     start = DateTimeLocalField("Infusion start (participant's local time)", format="%Y-%m-%dT%H:%M",
                                validators=[DataRequired(message="Give the date and time the infusion started.")])
     reason = TextAreaField("Reason for the correction", validators=[Optional(), Length(max=2000)])
 
 
-class ReasonForm(BaseForm):
+class ReasonForm(OnceForm):
     reason = TextAreaField("Reason", validators=REASON)
 
 

@@ -1,0 +1,286 @@
+"""Every check-then-act holds under real parallel processes, on SQLite and on PostgreSQL.
+
+Each test starts worker processes (spawned, each with its own app and connections) that wait at
+a barrier and then do the same thing at the same moment, as two coordinators or two schedulers
+would. Run with DIARY_TEST_DATABASE_URL set, each test runs on PostgreSQL too.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from diary.dosing import record_dose
+from diary.enrolment import enroll
+from diary.entries import record_submission
+from diary.extensions import db
+from diary.models import (
+    AuditEvent, LoginThrottle, Participant, RandomizationSlot, SideEffectReport, now_utc,
+)
+from diary.study import protocol_of
+
+from .conftest import answers_for, assessment_of, make_app
+
+WORKERS = 4
+
+
+def _run_worker(job, url, barrier, queue, args):
+    try:
+        app = make_app(url)
+        with app.app_context():
+            barrier.wait(timeout=60)
+            result = job(*args)
+            db.session.remove()
+            db.engine.dispose()
+        queue.put(("ok", result))
+    except Exception:  # the test reads it: any error here is what the test exists to catch
+        queue.put(("error", traceback.format_exc()))
+
+
+def race(app, job, *per_worker_args):
+    """Run ``job(*args)`` in one process per args tuple, all released at once; return the results."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    db.session.commit()
+    db.session.remove()
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(len(per_worker_args)), context.Queue()
+    workers = [context.Process(target=_run_worker, args=(job, url, barrier, queue, args))
+               for args in per_worker_args]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    errors = [detail for status, detail in results if status == "error"]
+    assert errors == [], errors[0] if errors else ""
+    return [detail for _, detail in results]
+
+
+# --- The jobs (module-level, so spawned processes can import them) -----------------------------
+
+def enrol_many(worker: int, count: int):
+    from diary.errors import Refused
+    from diary.study import require_study
+    enrolled = 0
+    for number in range(count):
+        try:
+            enroll(require_study(), site="NIH-CC", timezone="UTC", actor=f"coordinator{worker}", now=now_utc(),
+                   code=f"P-W{worker}N{number:02d}")
+            db.session.commit()
+            enrolled += 1
+        except Refused:
+            db.session.rollback()
+    return enrolled
+
+
+def record_first_dose(code: str, hours_ago: int):
+    from diary.errors import Refused
+    participant = db.session.scalar(select(Participant).where(Participant.code == code))
+    try:
+        record_dose(participant, 1, now_utc() - timedelta(hours=hours_ago), actor=f"nurse-{hours_ago}",
+                    now=now_utc())
+        db.session.commit()
+        return "recorded"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.message
+
+
+def acknowledge_report(report_id: int, email: str, note: str):
+    from diary.errors import Refused
+    from diary.models import StaffUser
+    from diary.side_effects import acknowledge
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
+    try:
+        acknowledge(db.session.get(SideEffectReport, report_id), note, by=user, now=now_utc())
+        db.session.commit()
+        return "acknowledged"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.message
+
+
+def fail_logins(emails: list[str]):
+    from diary.staff import LoginRefused, login_staff
+    outcomes = []
+    for email in emails:
+        try:
+            login_staff(email, "wrong password here", address="203.0.113.9", now=now_utc())
+        except LoginRefused as refusal:
+            outcomes.append(refusal.status)
+        db.session.commit()
+    return outcomes
+
+
+def withdraw_once(code: str, reason: str):
+    from diary.enrolment import withdraw
+    from diary.errors import Refused
+    participant = db.session.scalar(select(Participant).where(Participant.code == code))
+    try:
+        withdraw(participant, actor=reason, now=now_utc(), reason=reason)
+        db.session.commit()
+        return "withdrawn"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.message
+
+
+# --- The races ---------------------------------------------------------------------------------
+
+def test_concurrent_enrolments_never_share_a_randomization_slot(app, study):
+    """Four coordinators enrolling at once take distinct slots, each recorded in the audit."""
+    for position in range(1, 21):
+        db.session.add(RandomizationSlot(study_id=study.id, site="NIH-CC", position=position,
+                                         sequence="AB" if position % 2 else "BA"))
+    db.session.commit()
+    enrolled = race(app, enrol_many, *[(worker, 5) for worker in range(WORKERS)])
+    assert sum(enrolled) == 20
+    taken = db.session.scalars(select(RandomizationSlot.participant_id)
+                               .where(RandomizationSlot.participant_id.is_not(None))).all()
+    assert len(taken) == len(set(taken)) == 20
+    participants = db.session.scalars(select(Participant)).all()
+    slots = {slot.participant_id: slot for slot in db.session.scalars(select(RandomizationSlot))}
+    assert all(p.sequence == slots[p.id].sequence for p in participants)
+    events = db.session.scalars(select(AuditEvent.new_value).where(
+        AuditEvent.action == "assign_randomization_slot")).all()
+    assert len(events) == 20 and len({e.split(" sequence")[0] for e in events}) == 20
+
+
+def test_two_coordinators_recording_the_same_infusion_record_it_once(app, study):
+    """At the same moment, 09:00 and 15:00: one is recorded, the other is told it needs a reason."""
+    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=3),
+           code="P-DOSE01")
+    db.session.commit()
+    outcomes = race(app, record_first_dose, ("P-DOSE01", 6), ("P-DOSE01", 12))
+    assert sorted(outcomes)[-1] == "recorded" and sum(o == "recorded" for o in outcomes) == 1
+    assert any("needs a reason" in o for o in outcomes)
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action.in_(("record_dose", "correct_dose")))).all()
+    assert [e.action for e in events] == ["record_dose"] and events[0].old_value is None
+
+
+def test_simultaneous_acknowledgements_keep_the_first_note(app, study):
+    """Two coordinators acknowledging one report at once: one succeeds, the other is told who was first."""
+    from .staff_helpers import make_staff
+    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                            now=now_utc() - timedelta(days=3), code="P-ACK001")
+    record_dose(participant, 1, now_utc() - timedelta(hours=22), actor="t", now=now_utc())
+    protocol = protocol_of(study.current_protocol_version)
+    record_submission(assessment_of(participant, 1, "D1"),
+                      answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
+                      now=now_utc(), actor="t")
+    make_staff("coordinator", "first@site.test")
+    make_staff("coordinator", "second@site.test")
+    report_id = db.session.scalars(select(SideEffectReport.id)).one()
+    outcomes = race(app, acknowledge_report, (report_id, "first@site.test", "called: note one"),
+                    (report_id, "second@site.test", "called: note two"))
+    assert sum(o == "acknowledged" for o in outcomes) == 1
+    refused = next(o for o in outcomes if o != "acknowledged")
+    report = db.session.get(SideEffectReport, report_id)
+    first = "first@site.test" if report.acknowledgement_note == "called: note one" else "second@site.test"
+    assert f"already acknowledged by {first}" in refused  # the second is told who was first
+    assert report.acknowledged_by_id is not None
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "acknowledge_side_effect")) == 1
+
+
+def test_simultaneous_failed_logins_all_count_and_never_collide(app, study):
+    """First failures for new emails at the same moment: no error, and every failure counts."""
+    emails = [f"nobody{n}@site.test" for n in range(4)]
+    outcomes = race(app, fail_logins, *[(emails,) for _ in range(WORKERS)])
+    assert all(status == 401 for statuses in outcomes for status in statuses)
+    failures = dict(db.session.execute(select(LoginThrottle.key, LoginThrottle.failures)).all())
+    assert all(failures[f"account:{email}"] == WORKERS for email in emails)
+    assert failures["address:203.0.113.9"] == WORKERS * len(emails)
+
+
+def test_two_withdrawals_at_once_withdraw_once(app, study):
+    """Two coordinators withdrawing one participant at once: one event, the other told it is done."""
+    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WDRW01")
+    db.session.commit()
+    outcomes = race(app, withdraw_once, ("P-WDRW01", "moved"), ("P-WDRW01", "declined"))
+    assert sorted(outcomes) == ["This participant is already withdrawn.", "withdrawn"]
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "withdraw")) == 1
+
+
+# --- A long read does not block a write (SQLite) -----------------------------------------------
+
+def hold_a_read(url, holding, written, queue):
+    """A GET's work: read inside a transaction and keep it open until the write is seen (or 20 s)."""
+    try:
+        from diary.database import reading_only
+        app = make_app(url)
+        with app.app_context(), reading_only():
+            db.session.scalar(select(func.count()).select_from(Participant))  # the read transaction begins
+            holding.set()
+            queue.put(written.wait(timeout=20))
+            db.session.rollback()
+            db.engine.dispose()
+    except Exception:
+        queue.put(traceback.format_exc())
+
+
+def write_while_held(url, holding, written, queue):
+    try:
+        app = make_app(url)
+        holding.wait(timeout=60)
+        with app.app_context():
+            enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
+                   code="P-WRITER")
+            db.session.commit()
+            written.set()
+            db.engine.dispose()
+        queue.put(True)
+    except Exception:
+        queue.put(traceback.format_exc())
+
+
+def _study():
+    from diary.study import require_study
+    return require_study()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_long_read_does_not_block_a_write_on_sqlite(app, study):
+    """While a read transaction (a page render) stays open, another process commits a write."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    db.session.commit()
+    context = multiprocessing.get_context("spawn")
+    holding, written, queue = context.Event(), context.Event(), context.Queue()
+    reader = context.Process(target=hold_a_read, args=(url, holding, written, queue))
+    writer = context.Process(target=write_while_held, args=(url, holding, written, queue))
+    reader.start()
+    writer.start()
+    results = [queue.get(timeout=90) for _ in range(2)]
+    reader.join(timeout=30)
+    writer.join(timeout=30)
+    assert results == [True, True], results  # the write landed while the read was still open
+    assert db.session.scalar(select(Participant.id).where(Participant.code == "P-WRITER"))
+
+
+def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
+    """The control: outside ``reading_only`` a transaction on SQLite begins IMMEDIATE (holds the lock)."""
+    import sqlite3
+
+    from diary.database import reading_only
+    from diary.study import ensure_study
+    app = make_app(f"sqlite:///{tmp_path / 'lock.sqlite'}")
+    with app.app_context():
+        db.create_all()
+        ensure_study()
+        db.session.commit()
+        db.session.scalar(select(func.count()).select_from(Participant))
+        other = sqlite3.connect(tmp_path / "lock.sqlite", timeout=0.1)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        db.session.rollback()
+        with reading_only():
+            db.session.scalar(select(func.count()).select_from(Participant))
+            other.execute("BEGIN IMMEDIATE")  # free: the read took no write lock
+            other.rollback()
+        db.session.rollback()
+        other.close()
+        db.engine.dispose()
+
