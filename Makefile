@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Links, QR codes and reminders name the address the app is served at: this one, unless
+# DIARY_BASE_URL is set (behind a proxy, set it to the public https address).
+export DIARY_BASE_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: run test install benchmarks
 
@@ -23,7 +26,8 @@ run: install
 	$(FLASK) diary demo --if-empty
 	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C stops the web server and the scheduler)"
 	@$(FLASK) diary scheduler & SCHEDULER=$$!; \
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app & WEB=$$!; \
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --worker-class gthread --threads 4 \
+	  --access-logfile - wsgi:app & WEB=$$!; \
 	trap 'kill $$SCHEDULER $$WEB 2>/dev/null; wait' INT TERM EXIT; \
 	wait $$WEB
 
@@ -33,3 +37,4 @@ test: install
 benchmarks: install
 	$(BIN)/python benchmarks/reminders.py
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/deployment.py

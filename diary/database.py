@@ -71,6 +71,8 @@ def tune_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement is its own transaction (the dispatch pass's outcomes)
         if connection.get_execution_options().get("diary_readonly") or READ_ONLY.get():
             connection.exec_driver_sql("BEGIN")
         else:

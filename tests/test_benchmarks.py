@@ -20,3 +20,18 @@ def test_reminder_benchmark_runs_and_delivers_every_message():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ratio dispatch / bare loop" in result.stdout
+
+
+def test_deployment_benchmark_runs_on_postgresql():
+    """Two gunicorn servers and two schedulers on one PostgreSQL database: nothing lost or doubled."""
+    import os
+
+    import pytest
+    url = os.environ.get("DIARY_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs PostgreSQL: set DIARY_TEST_DATABASE_URL (.ci/run does when a server answers)")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "deployment.py"), "--participants", "6",
+                             "--silent", "4", "--database", url], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RESULT deployment-postgresql stored=6 duplicates=0 losses=0 server_errors=0 reminders_per_owed=1.000" \
+        in result.stdout, result.stdout

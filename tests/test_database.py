@@ -169,3 +169,21 @@ def test_migrations_match_the_models_on_postgresql():
     finally:
         admin.execute("DROP DATABASE IF EXISTS diary_migration_check")
         admin.close()
+
+
+def test_a_connection_postgresql_dropped_is_replaced_not_a_500(app, client, backend):
+    """pool_pre_ping: after the server ends every connection, the next request still answers."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no server to drop connections")
+    from sqlalchemy import create_engine, text
+    assert client.get("/healthz").status_code == 200
+    killer = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    with killer.begin() as connection:
+        ended = connection.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user "
+            "AND application_name NOT LIKE 'pg_%'")).scalar()
+    killer.dispose()
+    assert ended >= 1
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/staff/login").status_code == 200

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from ..assessments import rows_query, state_at
 from ..extensions import db
@@ -108,19 +108,23 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     db.session.commit()
     email, push = EmailChannel(config), PushChannel(config)
     token = uuid.uuid4().hex
+    # Outcomes are written on a connection of their own in autocommit mode: each one is durable
+    # the moment it is written, without a transaction's round trips around every message.
+    recorder = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         while True:
             ids = claim(now, token)
             if not ids:
                 break
-            _send_batch(ids, now, email, push, result, config)
+            _send_batch(ids, now, email, push, result, recorder)
             db.session.commit()
     finally:
         email.close()
+        recorder.close()
     return result
 
 
-def _send_batch(ids, now, email, push, result, config) -> None:
+def _send_batch(ids, now, email, push, result, recorder) -> None:
     """Send the claimed rows, committing each row's outcome as soon as it is known.
 
     Any error of one message (a refused address, a push service error, a bug) is recorded on
@@ -140,17 +144,18 @@ def _send_batch(ids, now, email, push, result, config) -> None:
                 PushSubscription.participant_id.in_({row.participant_id for row in rows}),
                 PushSubscription.ended_at.is_(None))):
             subscriptions.setdefault(subscription.participant_id, []).append(subscription)
-    versions = {v.id: v for v in db.session.scalars(select(ProtocolVersion).where(
+    protocols = {v.id: protocol_of(v) for v in db.session.scalars(select(ProtocolVersion).where(
         ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
+    db.session.commit()  # end the read: on SQLite the outcomes' writes must not wait for it
     for row in rows:
         # Plain values, not ORM objects: each outcome's commit would expire them.
         participant = SimpleNamespace(id=row.participant_id, link_token_hash=row.link_token_hash)
         if (state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
                 or row.participant_status != ParticipantStatus.ACTIVE):
-            _record(row.reminder_id, result, state=ReminderState.CANCELLED,
+            _record(recorder, row.reminder_id, result, ReminderState.CANCELLED,
                     last_error="entry completed or no longer needed")
             continue
-        protocol = protocol_of(versions[row.protocol_version_id])
+        protocol = protocols[row.protocol_version_id]
         message = Message(
             kind=row.kind, to_email=row.email,
             label=f"Infusion {row.period} · {protocol.timepoint(row.timepoint).label}",
@@ -162,9 +167,14 @@ def _send_batch(ids, now, email, push, result, config) -> None:
                     raise SubscriptionGone("email reminders turned off")
                 email.send(message)
             else:
-                _push(push, subscriptions.get(participant.id, []), message, now)
+                try:
+                    _push(push, subscriptions.get(participant.id, []), message, now)
+                finally:
+                    # Subscriptions the push service said are gone; and on SQLite, the read of the
+                    # subscriptions must end before the outcome's write.
+                    db.session.commit()
         except (SubscriptionGone, Undeliverable) as gone:
-            _record(row.reminder_id, result, state=ReminderState.CANCELLED, last_error=str(gone)[:1000])
+            _record(recorder, row.reminder_id, result, ReminderState.CANCELLED, last_error=str(gone)[:1000])
             if isinstance(gone, Undeliverable):
                 result.errors.append(str(gone)[:200])
             continue
@@ -173,19 +183,27 @@ def _send_batch(ids, now, email, push, result, config) -> None:
             retry_at = now + backoff(attempts)
             state = ReminderState.FAILED if retry_at < row.not_after else ReminderState.EXPIRED
             text = str(failure) if isinstance(failure, DeliveryFailed) else f"{type(failure).__name__}: {failure}"
-            _record(row.reminder_id, result, state=state, attempts=attempts, next_attempt_at=retry_at,
+            _record(recorder, row.reminder_id, result, state, attempted=True, next_attempt_at=retry_at,
                     last_error=text[:1000])
             result.errors.append(text[:200])
             continue
-        _record(row.reminder_id, result, state=ReminderState.SENT, sent_at=now, last_error=None,
-                attempts=Reminder.attempts + 1)
+        _record(recorder, row.reminder_id, result, ReminderState.SENT, attempted=True, sent_at=now)
 
 
-def _record(reminder_id: int, result: PassResult, **values) -> None:
-    """Write one row's outcome and commit it at once (a crash after this never re-sends it)."""
-    db.session.execute(update(Reminder).where(Reminder.id == reminder_id).values(claim_token=None, **values))
-    db.session.commit()
-    state = values["state"]
+# One statement for every outcome, built once: recording is on the path of every message.
+RECORD_OUTCOME = (update(Reminder).where(Reminder.id == bindparam("reminder_id"))
+                  .values(state=bindparam("state"), sent_at=bindparam("sent_at"),
+                          next_attempt_at=bindparam("next_attempt_at"), last_error=bindparam("last_error"),
+                          attempts=Reminder.attempts + bindparam("attempted"), claim_token=None))
+
+
+def _record(recorder, reminder_id: int, result: PassResult, state: ReminderState, *, attempted: bool = False,
+            sent_at: datetime | None = None, next_attempt_at: datetime | None = None,
+            last_error: str | None = None) -> None:
+    """Write one row's outcome, durable at once (a crash after this never re-sends it)."""
+    recorder.execute(RECORD_OUTCOME, {"reminder_id": reminder_id, "state": state, "sent_at": sent_at,
+                                      "next_attempt_at": next_attempt_at, "last_error": last_error,
+                                      "attempted": int(attempted)})
     if state == ReminderState.SENT:
         result.sent += 1
     elif state == ReminderState.CANCELLED:
