@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import Refused
@@ -47,9 +48,9 @@ def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str
     email, phone = (email or "").strip() or None, (phone or "").strip() or None
     if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
         raise Refused(f"'{email}' cannot be used for reminders: give a plain address such as "
-                      "name@example.org (letters without accents, no spaces).")
+                      "name@example.org (letters without accents, no spaces).", field="email")
     if phone is not None and not _PHONE.match(phone):
-        raise Refused("A phone number may hold digits, spaces and + ( ) - only.")
+        raise Refused("A phone number may hold digits, spaces and + ( ) - only.", field="phone")
     return email, phone
 
 
@@ -86,10 +87,13 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
         status=ParticipantStatus.ACTIVE, email=email or None, phone=phone or None, enrolled_at=now,
         reminder_from=reminder_from, reminder_until=reminder_until,
         link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)
-    db.session.add(participant)
-    for number, treatment in enumerate(protocol.sequences[sequence], start=1):
-        db.session.add(Period(participant=participant, number=number, treatment=treatment))
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # the unique code decides a race the check above lost
+            db.session.add(participant)
+            for number, treatment in enumerate(protocol.sequences[sequence], start=1):
+                db.session.add(Period(participant=participant, number=number, treatment=treatment))
+    except IntegrityError:
+        raise Refused(f"Participant code {code} is already used in this study.", status=409) from None
     audit.record(actor=actor, action="enroll", entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now,
                  new=f"code={code} site={site} timezone={timezone}")

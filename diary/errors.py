@@ -8,8 +8,10 @@ class Refused(ValueError):
 
     status = 422
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, field: str | None = None):
         super().__init__(message)
         self.message = message
+        # The input the refusal is about, when it is one (forms show the message beside it).
+        self.field = field
         if status is not None:
             self.status = status

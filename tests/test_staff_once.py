@@ -124,3 +124,16 @@ def test_a_nul_byte_in_a_form_is_a_clear_400(client, study, someone):
                                       "reason": "moved\x00away"})
     assert response.status_code == 400 and events("withdraw") == 0
     assert client.get("/staff/audit?participant=P\x00X").status_code == 400
+
+
+def test_the_enrol_form_refuses_an_address_reminders_cannot_carry(client, study):
+    """A non-ASCII email is refused beside the email field; nobody is enrolled."""
+    db.session.add(RandomizationSlot(study_id=study.id, site="NIH-CC", position=1, sequence="AB"))
+    db.session.commit()
+    login_as(client, "coordinator")
+    html = client.get("/staff/enrol").get_data(as_text=True)
+    response = client.post("/staff/enrol", data={
+        "csrf_token": csrf_from(html), "action_key": action_key_from(html), "site": "NIH-CC",
+        "timezone": "UTC", "email": "jos\u00e9@example.org"})
+    assert response.status_code == 422 and "cannot be used for reminders" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Participant)) == 0

@@ -177,7 +177,8 @@ def enrol():
             return redirect(url_for(".dashboard"))
         except Refused as refusal:
             db.session.rollback()
-            form.site.errors.append(refusal.message)
+            # Shown beside the field it is about: contact details, or the site and its slots.
+            getattr(form, refusal.field or "site", form.site).errors.append(refusal.message)
             return render_template("coordinator/enrol.html", form=form), refusal.status
         db.session.commit()
         return _show_link_once(participant, token, "Participant enrolled")
