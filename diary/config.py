@@ -37,6 +37,9 @@ PARTICIPANT_REMEMBER_DAYS = 30
 PIN_MAX_ATTEMPTS = 5
 PIN_LOCK_MINUTES = 15
 
+# A second factor (TOTP) for every staff role; admin and unblinded always need one.
+REQUIRE_2FA = False
+
 # Staff sessions end after this much idle time.
 STAFF_IDLE_MINUTES = 30
 

@@ -124,6 +124,8 @@ class Participant(db.Model):
     pin_generation: Mapped[int] = mapped_column(Integer, default=0)
     pin_failed_count: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Bumped when the participant signs out: every remembered phone must enter the PIN again.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship()
     periods: Mapped[list[Period]] = relationship(
@@ -282,6 +284,23 @@ class StaffUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     # Bumped at logout so that a copied session cookie stops working.
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # An account an admin created signs in with the admin's password once, then must set its own.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Second factor (TOTP): the shared secret, set when the person confirms a first code.
+    totp_secret: Mapped[Optional[str]] = mapped_column(String(64))
+    totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):
+    """A one-time code for signing in without the authenticator; only its keyed hash is kept."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class Reminder(db.Model):

@@ -2,7 +2,7 @@
 imports it; views read the request, call a rule, then redirect or render."""
 from __future__ import annotations
 
-from flask import Flask, abort, request
+from flask import Flask, abort, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..database import READ_ONLY
@@ -21,12 +21,33 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     app.jinja_env.globals.update(TEMPLATE_GLOBALS)
     app.before_request(_refuse_nul_bytes)
+    app.after_request(_security_headers)
     app.before_request(_read_only_for_safe_methods)
     app.teardown_request(lambda error: READ_ONLY.set(False))
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
         # Behind N trusted proxies, the client's address, scheme and host are theirs to say.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+
+# Everything the pages use is served by the diary itself: no inline script or style, no other
+# origin, no framing. Participant links carry a token in the path, so referrers stay on site.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+                           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+
+
+def _security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+    if current_app.config["BASE_URL"].startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
 
 
 def _read_only_for_safe_methods():

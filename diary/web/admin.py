@@ -28,8 +28,9 @@ def users():
     status = 200
     if form.validate_on_submit():
         try:
+            # The admin chose this password: the person sets their own at first sign-in.
             user = create_user(form.email.data, form.password.data, form.role.data,
-                               actor=audit.staff_actor(g.staff), now=now_utc())
+                               actor=audit.staff_actor(g.staff), now=now_utc(), temporary=True)
         except Refused as refusal:
             db.session.rollback()
             form.email.errors.append(refusal.message)
@@ -56,7 +57,8 @@ def change_user(user_id):
         flash("That change could not be made.", "error")
         return redirect(url_for(".users")), 303
     try:
-        change_staff_user(user, role=form.role.data, active=form.active.data, by=g.staff, now=now_utc())
+        change_staff_user(user, role=form.role.data, active=form.active.data, by=g.staff, now=now_utc(),
+                          reason=form.reason.data)
     except Refused as refusal:
         db.session.rollback()
         flash(refusal.message, "error")

@@ -11,6 +11,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..extensions import db
 from ..models import Participant, StaffUser, now_utc
+from ..staff import record_sign_out, second_factor_required
 
 PARTICIPANT_COOKIE = "diary_phone"
 
@@ -81,10 +82,24 @@ def current_staff(now: datetime) -> StaffUser | None:
     seen = session.get("staff_seen", 0)
     if (user is None or not user.active or user.session_generation != session.get("staff_generation")
             or now.timestamp() - seen > idle.total_seconds()):
+        if user is not None and user.session_generation == session.get("staff_generation"):
+            # The session ran out (idle, or the account was deactivated): on the record.
+            record_sign_out(user, now=now, why="idle timeout" if user.active else "account deactivated")
+            db.session.commit()
         session.clear()
         return None
     session["staff_seen"] = now.timestamp()
     return user
+
+
+def _required_first(user: StaffUser) -> str | None:
+    """A page the person must go through before any other: their own password (an account an
+    admin created), then the second factor where their role or the installation needs one."""
+    if user.must_change_password:
+        return "staff.password"
+    if user.totp_enabled_at is None and second_factor_required(user, bool(current_app.config.get("REQUIRE_2FA"))):
+        return "staff.second_factor_setup"
+    return None
 
 
 def roles_required(*roles: str):
@@ -99,6 +114,9 @@ def roles_required(*roles: str):
             if user.role not in roles:
                 abort(403)
             g.staff = user
+            detour = _required_first(user)
+            if detour and request.endpoint not in (detour, "staff.logout"):
+                return redirect(url_for(detour))
             return view(*args, **kwargs)
 
         wrapped.allowed_roles = roles

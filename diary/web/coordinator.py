@@ -6,6 +6,7 @@ Coordinators are blinded: no page here shows a sequence or a treatment.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -31,12 +32,14 @@ from ..models import Assessment, AuditEvent, Participant, Period, SideEffectRepo
 from ..participant_record import participant_record
 from ..pins import reset_pin
 from ..side_effects import acknowledge as acknowledge_report
-from ..staff import LoginRefused, change_password, login_staff
+from .. import second_factor
+from ..staff import LoginRefused, address_delay, change_password, login_staff, record_sign_in, record_sign_out
 from ..study import protocol_of, require_study
 from ..vocabulary import Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
-    AcknowledgeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm,
+    AcknowledgeForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm,
+    ReasonForm,
 )
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -68,18 +71,87 @@ def login():
     status = 200
     if form.validate_on_submit():
         now = now_utc()
+        address = request.remote_addr
         try:
-            user = login_staff(form.email.data, form.password.data, address=request.remote_addr, now=now)
+            user = login_staff(form.email.data, form.password.data, address=address, now=now)
         except LoginRefused as refusal:
-            db.session.commit()  # the failure counters persist
+            db.session.commit()  # the failure counters and the audit event persist
+            time.sleep(address_delay(address, now))  # many failures from here: answer slowly, never lock
             form.password.errors.append(refusal.message)
             return render_template("coordinator/login.html", form=form), refusal.status
+        if user.totp_enabled_at is not None:
+            # The password was right; the session starts only after the second factor.
+            session.clear()
+            session[PENDING] = {"id": user.id, "g": user.session_generation, "at": now.timestamp(),
+                                "next": _safe_next(form.next.data)}
+            db.session.commit()
+            return redirect(url_for(".second_step"))
         start_staff_session(user, now)
+        record_sign_in(user, address=address, now=now)
         db.session.commit()
         return redirect(_safe_next(form.next.data) or _home_for(user))
     elif request.method == "POST":
         status = 422
     return render_template("coordinator/login.html", form=form), status
+
+
+PENDING = "pending_second_factor"
+SECOND_STEP_SECONDS = 300
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def second_step():
+    """Sign-in, second step: a code from the authenticator app, or a recovery code."""
+    pending = session.get(PENDING)
+    now = now_utc()
+    user = db.session.get(StaffUser, pending["id"]) if pending else None
+    if (user is None or not user.active or user.session_generation != pending.get("g")
+            or now.timestamp() - pending.get("at", 0) > SECOND_STEP_SECONDS):
+        session.pop(PENDING, None)
+        flash("Please sign in again.", "error")
+        return redirect(url_for(".login"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            kind = second_factor.check(user, form.code.data, now=now)
+        except Refused as refusal:
+            db.session.commit()  # the failure counts and is audited
+            form.code.errors.append(refusal.message)
+            return render_template("coordinator/second_step.html", form=form), refusal.status
+        start_staff_session(user, now)
+        record_sign_in(user, address=request.remote_addr, now=now, second_factor=kind)
+        db.session.commit()
+        if kind == "recovery code":
+            flash(f"You signed in with a recovery code; {second_factor.remaining_recovery_codes(user)} are left.")
+        return redirect(pending.get("next") or _home_for(user))
+    return render_template("coordinator/second_step.html", form=form), 422 if request.method == "POST" else 200
+
+
+@bp.route("/second-factor", methods=["GET", "POST"])
+@roles_required(*EVERY_ROLE)
+def second_factor_setup():
+    """Turn on the second factor: scan the QR code, type a first code, keep the recovery codes."""
+    form = CodeForm()
+    secret = session.get("totp_pending")
+    if request.method == "GET" or not secret:
+        secret = session["totp_pending"] = second_factor.new_secret()
+    if form.validate_on_submit():
+        try:
+            codes = second_factor.enable(g.staff, secret, form.code.data, now=now_utc())
+        except Refused as refusal:
+            db.session.commit()  # the failed attempt is audited
+            form.code.errors.append(refusal.message)
+        else:
+            session.pop("totp_pending", None)
+            db.session.commit()
+            response = make_response(render_template("coordinator/recovery_codes.html", codes=codes,
+                                                     home=_home_for(g.staff)))
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    uri = second_factor.provisioning_uri(g.staff, secret)
+    qr = segno.make(uri, error="m").svg_inline(scale=4, dark="#1b1f24")
+    return render_template("coordinator/second_factor.html", form=form, qr=qr, secret=secret,
+                           enabled=g.staff.totp_enabled_at is not None), 422 if request.method == "POST" else 200
 
 
 def _home_for(user: StaffUser) -> str:
@@ -90,6 +162,7 @@ def _home_for(user: StaffUser) -> str:
 @bp.post("/logout")
 @roles_required(*EVERY_ROLE)
 def logout():
+    record_sign_out(g.staff, now=now_utc())
     end_staff_session(g.staff)
     db.session.commit()
     flash("You are signed out.")

@@ -43,6 +43,12 @@ class LoginForm(BaseForm):
     next = HiddenField()
 
 
+class CodeForm(BaseForm):
+    code = StringField("Code from your authenticator app (or a recovery code)",
+                       validators=[DataRequired(message="Type the code."), Length(max=32)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "text"})
+
+
 class PasswordForm(BaseForm):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
     new = PasswordField("New password", validators=[
@@ -122,6 +128,7 @@ class UserForm(BaseForm):
 class UserChangeForm(BaseForm):
     role = SelectField("Role", choices=ROLES)
     active = BooleanField("Active")
+    reason = StringField("Reason", validators=[Optional(), Length(max=2000)])
 
 
 class RandomizationForm(BaseForm):
