@@ -1,7 +1,6 @@
 """Command line, under ``flask --app wsgi diary``. The command names are a contract (DESIGN.md)."""
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
@@ -14,10 +13,11 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 
 from . import audit
+from .backups import backup_sqlite
 from .database import MIGRATIONS
 from .errors import Refused
 from .extensions import db
-from .localtime import from_local_clock
+from .localtime import from_local_clock, plausible
 from .models import Participant, now_utc
 from .protocol import ProtocolError
 from .vocabulary import Role
@@ -39,6 +39,8 @@ def parse_local_time(text: str, tz_name: str) -> datetime:
         wall = datetime.strptime(text.strip().replace("T", " "), "%Y-%m-%d %H:%M")
     except ValueError:
         fail(f"'{text}' is not a time like 2026-11-25 09:30")
+    if not plausible(wall):
+        fail(f"{text} is not a plausible date for this study; please check the year.")
     aware = from_local_clock(wall, tz_name)
     if aware is None:
         fail(f"{text} does not exist in {tz_name} (the clocks skipped it that day)")
@@ -270,6 +272,25 @@ def backup_command(path):
     if target.exists():
         fail(f"{target} already exists; choose a new file name.")
     started = time.monotonic()
-    with sqlite3.connect(source_path) as source, sqlite3.connect(target) as copy:
-        source.backup(copy)  # SQLite's online backup API: consistent even with writers
+    backup_sqlite(source_path, target)
     click.echo(f"Backed up {source_path} to {target} in {time.monotonic() - started:.2f} s.")
+
+
+@diary_cli.command("restore-check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def restore_check_command(path):
+    """Check that the backup at PATH can be restored: integrity, row counts, last audit event."""
+    from .backups import restore_check
+
+    result = restore_check(Path(path))
+    click.echo(f"integrity: {result.integrity}")
+    for table, (in_backup, live) in result.tables.items():
+        note = "" if in_backup == live else f"  (live has {live - in_backup:+d})"
+        click.echo(f"  {table:22} backup {in_backup:>8}  live {live:>8}{note}")
+    if result.last_event_backup:
+        event_id, at, actor, action = result.last_event_backup
+        click.echo(f"last audit event in the backup: #{event_id} {at} {actor} {action}: "
+                   + ("found unchanged in the live database" if result.last_event_live_match else "NOT in the live database"))
+    if not result.ok:
+        fail("the backup does not check out (see above).")
+    click.echo("The backup checks out: it can be restored.")

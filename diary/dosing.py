@@ -9,6 +9,7 @@ baseline ``after_dose``, and the correction's audit event lists each change.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from . import audit
 from .assessments import state_of_assessment
@@ -40,6 +41,14 @@ def _checked_period(participant: Participant, period_number: int, protocol) -> t
         raise Refused(f"Infusion {period_number} does not exist; the protocol has "
                       f"{protocol.periods} infusions.")
     return period, periods
+
+
+def _check_not_before_enrolment(participant: Participant, start: datetime) -> None:
+    """An infusion before the participant's enrolment day (their clock) is a typing slip."""
+    tz = ZoneInfo(participant.timezone)
+    if start.astimezone(tz).date() < participant.enrolled_at.astimezone(tz).date():
+        raise Refused(f"That is before {participant.code} was enrolled "
+                      f"({participant.enrolled_at.astimezone(tz):%Y-%m-%d}); please check the date.")
 
 
 def _check_spacing(periods: dict, period_number: int, start: datetime, protocol, *, planning: bool) -> None:
@@ -111,6 +120,7 @@ def record_dose(participant: Participant, period_number: int, dose_start: dateti
     if correcting and not (reason and reason.strip()):
         raise Refused(f"Infusion {period_number} is already recorded. Correcting its time needs a reason.")
     _check_spacing(periods, period_number, dose_start, protocol, planning=False)
+    _check_not_before_enrolment(participant, dose_start)
 
     old = period.dose_start
     before = _submitted_states(period, now)

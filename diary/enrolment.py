@@ -147,7 +147,10 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
         .where(~Assessment.submission.has())).all()
     for assessment in remaining:
         assessment.not_applicable = True
+    closed = ", ".join(f"infusion {a.period.number} {a.timepoint}" for a in
+                       sorted(remaining, key=lambda a: (a.period.number, a.target)))
     audit.record(actor=actor, action="withdraw", entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE, new=ParticipantStatus.WITHDRAWN,
+                 participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE,
+                 new=f"{ParticipantStatus.WITHDRAWN}; entries closed as not applicable: {closed or 'none'}",
                  reason=reason.strip(), now=now)
     return len(remaining)

@@ -5,13 +5,25 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
+
+def plausible(wall: datetime) -> bool:
+    """A date a trial of ours can hold: years far outside would overflow time zone arithmetic
+    (year 1) or pass for a typing slip (1900)."""
+    return FIRST_YEAR <= wall.year <= LAST_YEAR
+
+
 def from_local_clock(wall: datetime, tz_name: str) -> datetime | None:
     """A naive wall-clock time on ``tz_name``'s clock as an aware datetime, or None when that
     time did not exist (the clocks skipped it when daylight saving began). An ambiguous time
     (clocks going back) is taken as its first occurrence."""
     tz = ZoneInfo(tz_name)
     aware = wall.replace(tzinfo=tz, fold=0)
-    if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != wall:
+    try:
+        if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != wall:
+            return None
+    except OverflowError:  # year 1 or 9999: no such instant in UTC
         return None
     return aware
 

@@ -17,7 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
 from .vocabulary import (
-    ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, Role, Severity, Source, sql_in,
+    FollowUpOutcome, ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, ReviewState, Role, Severity,
+    Source, StaffMessageKind, sql_in,
 )
 
 
@@ -124,6 +125,9 @@ class Participant(db.Model):
     pin_generation: Mapped[int] = mapped_column(Integer, default=0)
     pin_failed_count: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Set when one participant's code was broken in an emergency (the rest stays blinded).
+    code_broken_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    code_broken_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
     # Bumped when the participant signs out: every remembered phone must enter the PIN again.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
@@ -235,6 +239,7 @@ class SideEffectReport(db.Model):
 
     __table_args__ = (
         CheckConstraint(sql_in("severity", Severity.reported(), nullable=True), name="severity"),
+        CheckConstraint(sql_in("review_state", ReviewState), name="review_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -248,9 +253,14 @@ class SideEffectReport(db.Model):
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Raised for a severe report or an answer the protocol marks as alerting.
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The study team's review: acknowledged_* say who reviewed it, when, and their note.
     acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     acknowledged_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
     acknowledgement_note: Mapped[Optional[str]] = mapped_column(Text)
+    review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.NEW.value,
+                                              server_default=ReviewState.NEW.value)
+    # Severe reports must be reviewed by then (the protocol's safety.severe_review_within).
+    review_due_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     period: Mapped[Period] = relationship()
     submission: Mapped[Optional[Submission]] = relationship()
@@ -332,8 +342,62 @@ class Reminder(db.Model):
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # The participant followed the link this reminder carried (reached, and not ignored).
+    opened_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     assessment: Mapped[Assessment] = relationship()
+
+
+class StaffMessage(db.Model):
+    """An email owed to the study team (a severe-answer alert, a code-break notice, a digest):
+    an outbox row like a reminder, claimed, sent and recorded by the same dispatch pass. Its
+    unique key makes it exist once whoever enqueues it."""
+
+    __tablename__ = "staff_message"
+    __table_args__ = (
+        CheckConstraint(sql_in("kind", StaffMessageKind), name="kind"),
+        CheckConstraint(sql_in("state", ReminderState), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"), index=True)
+    state: Mapped[str] = mapped_column(String(12), default=ReminderState.PENDING.value, index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    claim_token: Mapped[Optional[str]] = mapped_column(String(40), index=True)
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class FollowUpTask(db.Model):
+    """A participant a coordinator should call, created once by a protocol follow-up rule."""
+
+    __tablename__ = "follow_up_task"
+    __table_args__ = (CheckConstraint(sql_in("outcome", FollowUpOutcome, nullable=True), name="outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    # Names what raised it (rule, participant, time point...), so a task exists once.
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    outcome: Mapped[Optional[str]] = mapped_column(String(20))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    closed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+
+    participant: Mapped[Participant] = relationship()
 
 
 class PushSubscription(db.Model):

@@ -20,7 +20,23 @@ _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
 def check_pin_format(pin: str) -> str:
     if not _PIN.match(pin or ""):
         raise Refused("Your PIN must be 4 to 6 digits (numbers only).")
+    if is_trivial(pin):
+        raise Refused("That PIN is too easy to guess (all one digit, or digits in a row). Please choose another.")
     return pin
+
+
+def is_trivial(pin: str) -> bool:
+    """All one digit (1111), or a straight run up or down (1234, 9876, 012345)."""
+    digits = [int(c) for c in pin]
+    steps = {b - a for a, b in zip(digits, digits[1:])}
+    return len(steps) == 1 and steps <= {-1, 0, 1}
+
+
+def sign_out(participant: Participant, *, now: datetime) -> None:
+    """End every remembered phone of the participant on the server (not just this cookie)."""
+    participant.session_generation = (participant.session_generation or 0) + 1
+    audit.record(actor=audit.participant_actor(participant), action="participant_sign_out", entity="participant",
+                 entity_id=participant.id, participant_id=participant.id, now=now)
 
 
 def set_pin(participant: Participant, pin: str, confirm: str, *, now: datetime) -> None:

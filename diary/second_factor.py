@@ -18,7 +18,7 @@ from . import audit
 from .errors import Refused
 from .extensions import db
 from .models import LoginThrottle, RecoveryCode, StaffUser
-from .staff import ACCOUNT_LIMIT, THROTTLE_LOCK, _count_failure, _throttle_rows
+from .staff import ACCOUNT_LIMIT, _count_failure, _throttle_rows
 
 RECOVERY_CODES = 10
 ISSUER = "diary"
@@ -95,5 +95,3 @@ def remaining_recovery_codes(user: StaffUser) -> int:
     return len(db.session.scalars(select(RecoveryCode.id).where(
         RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))).all())
 
-
-__all__ = ["THROTTLE_LOCK", "check", "enable", "new_secret", "provisioning_uri", "remaining_recovery_codes"]

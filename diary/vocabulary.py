@@ -49,6 +49,33 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     ANALYST = "analyst"
     UNBLINDED = "unblinded"
+    # May break the code of one participant in an emergency (and nothing else of the blind).
+    EMERGENCY = "emergency"
+
+
+class ReviewState(StrEnum):
+    """Where a side-effect report stands with the study team."""
+
+    NEW = "new"
+    REVIEWED = "reviewed"
+    AE_RECORDED = "ae_recorded"  # reviewed and recorded as an adverse event in the site's AE log
+
+
+class FollowUpOutcome(StrEnum):
+    """How a follow-up call ended; recording one closes the task."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    LEFT_MESSAGE = "left_message"
+    WITHDRAWN = "withdrawn"
+
+
+class StaffMessageKind(StrEnum):
+    """Emails to the study team, sent through the outbox like reminders."""
+
+    SEVERE_ALERT = "severe_alert"
+    CODE_BREAK = "code_break"
+    FOLLOW_UP_DIGEST = "follow_up_digest"
 
 
 class AssessmentState(StrEnum):
@@ -111,6 +138,7 @@ def spoken(words) -> str:
 
 
 # Exposed to every template, so pages compare against the same words (see web/__init__).
-TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus, "Source": Source, "Severity": Severity,
+TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus,
+                    "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
                     "Role": Role, "ReminderState": ReminderState, "STATE_TEXT": STATE_TEXT,
                     "SOURCE_LABELS": SOURCE_LABELS}

@@ -31,12 +31,13 @@
     });
   });
 
-  // An alerting answer (a severe side effect) shows the site's phone number at once.
-  var contact = document.querySelector("[data-contact]");
+  // An alerting answer (a severe side effect) shows the site's phone number at once, right
+  // under the answer that raised it; another answer to the same question hides it again.
   document.addEventListener("change", function (event) {
-    if (contact && event.target.matches("input[data-alert]") && event.target.checked) {
-      contact.hidden = false;
-    }
+    var input = event.target;
+    if (input.type !== "radio") return;
+    var box = document.querySelector('[data-contact-for="' + input.name + '"]');
+    if (box) box.hidden = !(input.checked && input.hasAttribute("data-alert"));
   });
 
   // The phone's own clock goes beside the server's receipt time; one tap sends once.
@@ -106,6 +107,11 @@
         else { el.value = stored[name]; }
         if (el.type === "range" && stored[name + ".touched"]) { el.classList.remove("untouched"); }
       });
+    });
+    // A restored severe answer shows its warning again.
+    form.querySelectorAll("input[data-alert]:checked").forEach(function (el) {
+      var box = document.querySelector('[data-contact-for="' + el.name + '"]');
+      if (box) box.hidden = false;
     });
   }
   form.addEventListener("input", save);

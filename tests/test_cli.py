@@ -142,8 +142,8 @@ def test_dose_correction_needs_a_reason(runner, enrolled):
 def test_period_two_needs_period_one_and_the_gap(runner, enrolled):
     early = runner.invoke(args=["diary", "dose", "P-TEST01", "2", "2026-02-20 09:30"])
     assert early.exit_code != 0 and "Record infusion 1 before infusion 2" in early.output
-    runner.invoke(args=["diary", "dose", "P-TEST01", "1", "2026-02-10 09:30"])
-    close = runner.invoke(args=["diary", "dose", "P-TEST01", "2", "2026-02-20 09:30"])
+    runner.invoke(args=["diary", "dose", "P-TEST01", "1", "2026-02-20 09:30"])
+    close = runner.invoke(args=["diary", "dose", "P-TEST01", "2", "2026-02-28 09:30"])
     assert close.exit_code != 0 and "at least 13 days after infusion 1" in close.output
 
 

@@ -162,7 +162,8 @@ def test_endpoints_match_an_independent_computation_on_the_demo(bundle):
 
 
 def _participant(study, code, *, days_ago=20):
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code=code)
+    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                            now=now_utc() - timedelta(days=days_ago + 1), code=code)
     dose = (now_utc() - timedelta(days=days_ago)).replace(second=0, microsecond=0)
     record_dose(participant, 1, dose, actor="t", now=now_utc())
     return participant
@@ -233,8 +234,8 @@ def test_manifest_counts_and_checksums_match_the_files(bundle):
 
 def test_no_identifiers_in_the_export(study, tmp_path, client):
     """No email, no link token, no IP address, whatever the participant gave us."""
-    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t", now=now_utc(),
-                                code="P-IDENT1", email="jane.doe@example.org", phone="+1 555 0199")
+    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t",
+                                now=now_utc() - timedelta(days=2), code="P-IDENT1", email="jane.doe@example.org", phone="+1 555 0199")
     record_dose(participant, 1, now_utc() - timedelta(hours=30), actor="t", now=now_utc())
     protocol = protocol_of(study.current_protocol_version)
     record_submission(assessment_of(participant, 1, "D1"),

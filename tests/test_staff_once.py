@@ -84,7 +84,8 @@ def test_reposting_a_confirmed_action_does_it_once(client, study, someone, actio
 def test_reposting_a_dose_records_it_once(client, study):
     """The dose form sent twice records one infusion and no reason-less correction."""
     from diary.enrolment import enroll
-    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-TWICE1")
+    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=1),
+           code="P-TWICE1")
     db.session.commit()
     login_as(client, "coordinator")
     start = (now_utc() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")

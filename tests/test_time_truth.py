@@ -29,7 +29,7 @@ def protocol(study):
 
 def _enrol(study, code="P-PLAN01", tz="America/New_York"):
     participant, token = enroll(study, site="NIH-CC", timezone=tz, sequence="AB", actor="t",
-                                now=now_utc() - timedelta(days=2), code=code, email=f"{code.lower()}@example.org")
+                                now=now_utc() - timedelta(days=30), code=code, email=f"{code.lower()}@example.org")
     return participant, token
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .model import (
-    ITEM_TYPES, SETTINGS, Choice, Instrument, Item, Offset, Protocol, ReminderRules, TimePoint,
+    FOLLOW_UP_RULES, ITEM_TYPES, SETTINGS, Choice, FollowUpRule, Instrument, Item, Offset, Protocol, ReminderRules, TimePoint,
     Window,
 )
 
@@ -107,10 +107,17 @@ class _Builder:
         instruments = self.instruments(data.get("instruments"))
         timepoints = self.timepoints(data.get("timepoints"), instruments, periods, min_days)
         reminders = self.reminders(data.get("reminders", {}))
+        follow_up = self.follow_up(data.get("follow_up", []), {tp.code for tp in timepoints})
+        safety = data.get("safety", {}) or {}
+        if not isinstance(safety, dict):
+            self.fail("safety", "must be a mapping")
+            safety = {}
+        review_within = self.offset(safety.get("severe_review_within", "24h"), "safety.severe_review_within")
         return Protocol(
             id=str(protocol_id), version=str(version), title=str(title), periods=periods,
             treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
-            timepoints=tuple(timepoints), instruments=instruments, reminders=reminders)
+            timepoints=tuple(timepoints), instruments=instruments, reminders=reminders,
+            follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"))
 
     def treatments(self, data) -> dict[str, str]:
         if not isinstance(data, dict) or not data:
@@ -303,6 +310,33 @@ class _Builder:
                     self.fail(f"reminders.quiet_hours.{key}", f"'{value}' is not a time like 22:00")
         return ReminderRules(on_open=bool(data.get("on_open", True)), closing_soon_before=closing,
                              settings=tuple(settings), quiet_start=start, quiet_end=end)
+
+
+    def follow_up(self, data, codes: set[str]) -> list[FollowUpRule]:
+        if not isinstance(data, list):
+            self.fail("follow_up", "must be a list of rules")
+            return []
+        rules = []
+        for index, raw in enumerate(data):
+            path = f"follow_up[{index}]"
+            if not isinstance(raw, dict) or raw.get("rule") not in FOLLOW_UP_RULES:
+                self.fail(f"{path}.rule", f"must be one of {', '.join(FOLLOW_UP_RULES)}")
+                continue
+            timepoints = tuple(str(code) for code in raw.get("timepoints", []) or [])
+            for code in timepoints:
+                if code not in codes:
+                    self.fail(f"{path}.timepoints", f"'{code}' is not a time point of this protocol")
+            if raw["rule"] == "missed_timepoint" and not timepoints:
+                self.fail(f"{path}.timepoints", "names the time points whose miss needs a call")
+            count = raw.get("count", 2)
+            if not isinstance(count, int) or count < 1:
+                self.fail(f"{path}.count", "must be a whole number of at least 1")
+                count = 2
+            after = self.offset(raw.get("after", "48h"), f"{path}.after") or Offset(48, "h")
+            due = self.offset(raw.get("due_within", "24h"), f"{path}.due_within") or Offset(24, "h")
+            rules.append(FollowUpRule(rule=raw["rule"], timepoints=timepoints, count=count, after=after,
+                                      due_within=due))
+        return rules
 
 
 def _is_clock(value: str) -> bool:

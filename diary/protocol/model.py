@@ -115,6 +115,25 @@ class ReminderRules:
     quiet_end: str = "07:00"
 
 
+FOLLOW_UP_RULES = ("missed_timepoint", "missed_in_a_row", "silent", "severe_unreviewed")
+
+
+@dataclass(frozen=True)
+class FollowUpRule:
+    """When a coordinator should follow a participant up (a task on their home page).
+
+    ``missed_timepoint``: one of ``timepoints`` was missed. ``missed_in_a_row``: ``count`` home
+    entries missed one after another. ``silent``: no entry for ``after`` while entries were due.
+    ``severe_unreviewed``: a severe side effect not reviewed ``after`` it was reported.
+    """
+
+    rule: str
+    timepoints: tuple[str, ...] = ()
+    count: int = 2
+    after: Offset = Offset(48, "h")
+    due_within: Offset = Offset(24, "h")  # the task's own deadline, from when it is created
+
+
 @dataclass(frozen=True)
 class Protocol:
     id: str
@@ -127,6 +146,9 @@ class Protocol:
     timepoints: tuple[TimePoint, ...]
     instruments: dict[str, Instrument]
     reminders: ReminderRules = field(default_factory=ReminderRules)
+    follow_up: tuple[FollowUpRule, ...] = ()
+    # A severe side-effect report must be reviewed by staff within this time.
+    severe_review_within: Offset = Offset(24, "h")
     source_text: str = ""
 
     def timepoint(self, code: str) -> TimePoint:

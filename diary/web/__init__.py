@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from flask import Flask, abort, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
 
 from ..vocabulary import TEMPLATE_GLOBALS
 
 
+class BoundedInt(IntegerConverter):
+    """``<int:…>`` in every URL, bounded to what the database can hold: a larger id is simply
+    not found (404), never an overflow (500)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
     from . import admin, analysis, coordinator, errors, main, participant
+
+    app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
     app.register_blueprint(main.bp)
     app.register_blueprint(participant.bp)

@@ -27,6 +27,7 @@ def remember_phone(response, participant: Participant) -> None:
     """
     days = current_app.config["PARTICIPANT_REMEMBER_DAYS"]
     value = _serializer().dumps({"p": participant.id, "g": participant.pin_generation,
+                                 "s": participant.session_generation or 0,
                                  "l": (participant.link_token_hash or "")[:16]})
     response.set_cookie(PARTICIPANT_COOKIE, value, max_age=max(1, int(days * 86400)), httponly=True,
                         samesite="Lax", path="/p",
@@ -49,6 +50,7 @@ def remembered_participant() -> Participant | None:
         return None
     if (participant is None or participant.pin_hash is None
             or participant.pin_generation != data.get("g")
+            or (participant.session_generation or 0) != data.get("s", 0)
             or participant.link_revoked_at is not None
             or (participant.link_token_hash or "")[:16] != data.get("l")):
         return None

@@ -27,7 +27,7 @@ from ..enrolment import enroll, participant_link, reissue_link, withdraw
 from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
-from ..localtime import from_local_clock, local_datetime
+from ..localtime import from_local_clock, local_datetime, plausible
 from ..models import Assessment, AuditEvent, Participant, Period, SideEffectReport, StaffUser, now_utc
 from ..participant_record import participant_record
 from ..pins import reset_pin
@@ -366,7 +366,9 @@ def _dosing_page(code: str, number: int, planning: bool):
         form.start.data = shown.astimezone(ZoneInfo(participant.timezone)).replace(tzinfo=None)
     if form.validate_on_submit():
         start = from_local_clock(form.start.data, participant.timezone)
-        if start is None:
+        if not plausible(form.start.data):
+            form.start.errors.append("That date is not plausible for this study; please check the year.")
+        elif start is None:
             form.start.errors.append(f"That time does not exist in {participant.timezone} "
                                      "(the clocks skipped it that day).")
         else:
@@ -432,6 +434,8 @@ def enter(assessment_id):
         if meta.validate_on_submit():
             collected = from_local_clock(meta.collected.data, participant.timezone)
             try:
+                if not plausible(meta.collected.data):
+                    raise Refused("That date is not plausible for this study; please check the year.")
                 if collected is None:
                     raise Refused(f"That time does not exist in {participant.timezone} "
                                   "(the clocks skipped it that day).")
@@ -534,6 +538,7 @@ def acknowledge(report_id):
 # --- Audit trail -------------------------------------------------------------------------------
 
 AUDIT_PAGE = 100
+MAX_PAGE = 1_000_000  # page numbers beyond any trial's audit trail are clamped, never overflow
 
 
 @bp.get("/audit")
@@ -551,7 +556,7 @@ def audit_trail():
     if who:
         filters.append(AuditEvent.actor.contains(who))
     try:
-        page = max(1, int(request.args.get("page", 1)))
+        page = min(MAX_PAGE, max(1, int(request.args.get("page", 1))))
     except ValueError:
         page = 1
     events = db.session.execute(

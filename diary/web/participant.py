@@ -101,6 +101,8 @@ def _pin_page(participant, token, choosing, now, status=200, error=None):
 @bp.post("/sign-out")
 @participant_required
 def sign_out():
+    pins.sign_out(g.participant, now=now_utc())
+    db.session.commit()
     response = redirect(url_for("main.index"))
     auth.forget_phone(response)
     return response
