@@ -33,7 +33,7 @@ def rows_query():
                Assessment.protocol_version_id, Period.id.label("period_id"),
                Period.number.label("period"), Period.treatment, Period.dose_start, Period.planned_start,
                Participant.id.label("participant_id"), Participant.code, Participant.site,
-               Participant.sequence, Participant.timezone,
+               Participant.sequence, Participant.timezone, Participant.code_broken_at,
                Submission.id.label("submission_id"), Submission.submitted_at, Submission.collected_at,
                Submission.source,
                Submission.reason, Submission.alert)
@@ -71,6 +71,7 @@ class AssessmentRow:
     alert: bool
     state: AssessmentState
     late: bool
+    protocol_version_id: int = 0
     # (instrument, item) -> value, filled when asked for (``with_values``).
     values: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -111,7 +112,8 @@ def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterabl
             window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
             not_applicable=row.not_applicable, submission_id=row.submission_id,
             submitted_at=row.submitted_at, collected_at=row.collected_at, source=row.source, reason=row.reason, alert=bool(row.alert),
-            state=state, late=is_late(row, state, now), values=values.get(row.submission_id, {})))
+            state=state, late=is_late(row, state, now), protocol_version_id=row.protocol_version_id,
+            values=values.get(row.submission_id, {})))
     return rows
 
 

@@ -88,7 +88,8 @@ def demo_command(seed, if_empty):
         fail(error.message)
     db.session.commit()
     click.echo(f"Demo study ready: {result.participants} participants, "
-               f"{result.submissions} simulated entries, {result.missed} missed.")
+               f"{result.submissions} simulated entries, {result.missed} missed, "
+               f"{result.follow_up_tasks} follow-up calls to make.")
     click.echo("Staff logins (demo only; change them for real use):")
     for role, (email, password) in result.logins.items():
         click.echo(f"  {role:12} {email}  password: {password}")

@@ -30,6 +30,9 @@ BASE_URL = "http://127.0.0.1:5000"
 # Phone numbers shown to participants when an answer calls for help, per site, with a fallback.
 SITE_CONTACTS = {"NIH-CC": "+1 301 555 0100"}
 DEFAULT_SITE_CONTACT = "+1 301 555 0100"
+# Who is told at once when a participant gives a severe answer, or a code is broken, per site
+# ("*" for every site): {"NIH-CC": ["oncall@site.org"]}. Emails go through the outbox.
+SITE_ALERTS = {"NIH-CC": ["oncall@demo.diary"]}
 DEFAULT_TIMEZONE = "America/New_York"
 
 # Participant access: how long a phone stays remembered, and the PIN lockout.

@@ -15,6 +15,7 @@ from .dosing import record_dose
 from .enrolment import enroll, participant_link
 from .entries import field_name, record_submission
 from .errors import Refused
+from .follow_up import create_tasks
 from .extensions import db
 from .models import Participant, RandomizationSlot, StaffUser
 from .staff import create_user
@@ -43,6 +44,9 @@ STAGES = [
     (timedelta(hours=3, minutes=50), None),                   # infusion day, 4-hour entry open
 ]
 LINK_STAGE = 8  # the participant whose link is printed: Day 1 asks every instrument
+# Entries that are always missed, so the coordinators' follow-up list has something to show:
+# (participant index, infusion, time point). Participant 7 goes silent after infusion day.
+ALWAYS_MISSED = {(2, 1, "D3"), (6, 1, "D1"), (6, 1, "D3")}
 # Mean % change of fatigue by time point under each masked treatment (simulated).
 EFFECT = {"A": {"M40": -8, "M80": -14, "M120": -18, "M230": -22, "D1": -34, "D2": -28,
                 "D3": -24, "D7": -14, "D14": -6},
@@ -58,6 +62,7 @@ class DemoResult:
     logins: dict = field(default_factory=dict)
     link: str = ""
     link_code: str = ""
+    follow_up_tasks: int = 0
 
 
 def has_participants() -> bool:
@@ -109,8 +114,11 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
                 continue
             period_baseline = baseline - (5 if period.number == 2 else 0)  # some carry-over
             for assessment in period.assessments:
-                _simulate(assessment, period, period_baseline, protocol, rng, now, result)
+                _simulate(assessment, period, period_baseline, protocol, rng, now, result,
+                          always_missed=(index, period.number, assessment.timepoint) in ALWAYS_MISSED)
     db.session.flush()
+    # The coordinators' home page opens on the follow-up calls the simulated misses call for.
+    result.follow_up_tasks = create_tasks(study, now)
     return result
 
 
@@ -119,11 +127,11 @@ def _demo_code(rng: random.Random) -> str:
     return "P-" + "".join(rng.choice(alphabet) for _ in range(6))
 
 
-def _simulate(assessment, period, baseline, protocol, rng, now, result) -> None:
+def _simulate(assessment, period, baseline, protocol, rng, now, result, always_missed=False) -> None:
     """Answer an assessment whose window has fully passed, or leave it missed."""
     if assessment.late_close > now:
         return  # open now or still to come: left for the person trying the demo
-    if rng.random() < 0.07:
+    if rng.random() < 0.07 or always_missed:
         result.missed += 1
         return
     span = (assessment.window_close - assessment.window_open).total_seconds()

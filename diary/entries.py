@@ -15,6 +15,7 @@ from .models import Assessment, ItemValue, SideEffectReport, Submission
 from .protocol.model import Instrument, Item, Protocol
 from .protocol.schedule import accepting_entries
 from .reminders.planning import cancel_for
+from .safety import alert_severe_answers, review_due
 from .study import protocol_of
 from .vocabulary import Severity, Source, spoken
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
@@ -204,7 +205,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     db.session.add(submission)
     for (instrument_id, item_id), value in answers.values.items():
         db.session.add(ItemValue(submission=submission, instrument=instrument_id, item=item_id, value=value))
-    _side_effect_reports(protocol, assessment, submission, answers, collected_at)
+    reports = _side_effect_reports(protocol, assessment, submission, answers, collected_at)
     try:
         db.session.flush()
     except IntegrityError:
@@ -218,6 +219,8 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
             raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
         raise
     cancel_for(assessment.id, "entry completed")
+    alert_severe_answers(submission, reports, period.participant, now=now, period=period.number,
+                         timepoint_label=protocol.timepoint(assessment.timepoint).label)
     audit.record(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                  entity="submission", entity_id=submission.id, participant_id=period.participant_id,
                  field=f"period {period.number} {assessment.timepoint}", now=now,
@@ -227,8 +230,10 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     return submission, True
 
 
-def _side_effect_reports(protocol, assessment, submission, answers, reported_at) -> None:
-    """Reports carry the time the participant gave the answers (the entry's collection time)."""
+def _side_effect_reports(protocol, assessment, submission, answers, reported_at) -> list[SideEffectReport]:
+    """Reports carry the time the participant gave the answers (the entry's collection time);
+    severe ones a review deadline."""
+    reports = []
     timepoint = protocol.timepoint(assessment.timepoint)
     for instrument in protocol.instruments_for(timepoint):
         for item in instrument.items:
@@ -236,18 +241,22 @@ def _side_effect_reports(protocol, assessment, submission, answers, reported_at)
                 for term in item.terms:
                     severity = answers.values.get((instrument.id, f"{item.id}.{term.code}"))
                     if severity and severity != Severity.NONE:
-                        db.session.add(SideEffectReport(
+                        reports.append(SideEffectReport(
                             period=assessment.period, submission=submission,
                             timepoint=assessment.timepoint, term=term.code, severity=severity,
                             solicited=True, reported_at=reported_at, alert=severity in item.alert_values))
             elif item.unsolicited_report:
                 verbatim = answers.values.get((instrument.id, item.id))
                 if verbatim:
-                    db.session.add(SideEffectReport(
+                    reports.append(SideEffectReport(
                         period=assessment.period, submission=submission,
                         timepoint=assessment.timepoint, term="other", severity=None,
                         solicited=False, verbatim=verbatim, reported_at=reported_at,
                         alert=verbatim in item.alert_values))
+    for report in reports:
+        report.review_due_at = review_due(report, protocol, reported_at)
+        db.session.add(report)
+    return reports
 
 
 def _summary(values: dict[tuple[str, str], str]) -> str:

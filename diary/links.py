@@ -29,16 +29,31 @@ def _link_serializer(purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"diary-{purpose}-link")
 
 
-def signed_link_token(participant: Participant, purpose: str = "reminder") -> str:
+def signed_link_token(participant: Participant, purpose: str = "reminder", reminder_id: int | None = None) -> str:
     """A link token derived from what is stored: reminders and the calendar feed need the
     participant's link, but only a hash of the personal token is kept. It names the current
-    link, so reissuing or revoking the personal link ends it too."""
-    return _link_serializer(purpose).dumps({"p": participant.id, "l": (participant.link_token_hash or "")[:16]})
+    link, so reissuing or revoking the personal link ends it too; a reminder's link also names
+    the reminder, so following it is logged as opened."""
+    data = {"p": participant.id, "l": (participant.link_token_hash or "")[:16]}
+    if reminder_id is not None:
+        data["r"] = reminder_id
+    return _link_serializer(purpose).dumps(data)
 
 
-def reminder_link(participant: Participant) -> str:
+def reminder_link(participant: Participant, reminder_id: int | None = None) -> str:
     """The link a reminder carries: it opens the participant's diary (PIN still asked)."""
-    return participant_link(signed_link_token(participant))
+    return participant_link(signed_link_token(participant, reminder_id=reminder_id))
+
+
+def reminder_of(token: str) -> int | None:
+    """The reminder a signed link was sent in, if any (its signature already checked)."""
+    if "." not in (token or ""):
+        return None
+    try:
+        value = _link_serializer("reminder").loads(token).get("r")
+    except (BadSignature, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def participant_by_signed_token(token: str, purpose: str = "reminder") -> Participant | None:

@@ -70,6 +70,10 @@ class FollowUpOutcome(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+FOLLOW_UP_LABELS = {FollowUpOutcome.REACHED: "Reached the participant", FollowUpOutcome.NO_ANSWER: "No answer",
+                    FollowUpOutcome.LEFT_MESSAGE: "Left a message", FollowUpOutcome.WITHDRAWN: "Participant withdraws"}
+
+
 class StaffMessageKind(StrEnum):
     """Emails to the study team, sent through the outbox like reminders."""
 
@@ -141,4 +145,4 @@ def spoken(words) -> str:
 TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus,
                     "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
                     "Role": Role, "ReminderState": ReminderState, "STATE_TEXT": STATE_TEXT,
-                    "SOURCE_LABELS": SOURCE_LABELS}
+                    "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS}

@@ -319,3 +319,27 @@ def test_the_pages_carry_the_content_security_policy_and_break_none_of_it(server
     assert page.evaluate("() => window.__ran") is None
     assert any("inline script" in text for text in page.csp_violations)
     page.csp_violations.clear()  # the planted one was the only one allowed
+
+
+def test_the_severe_warning_appears_where_the_thumb_is(server, page):
+    """Tapping Severe shows the call-your-team box right under that answer, inside the 390x844 screen;
+    it comes back after a reload (the draft restored) and on the review page."""
+    link, day1_id = new_participant(server, "P-THUMB1")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    name = "side_effects.symptoms.vomiting"  # far down the form, where the old box was 1,456 px away
+    page.locator(f'label.pick:has(input[name="{name}"][value="severe"])').scroll_into_view_if_needed()
+    tap_option(page, name, "severe")
+    box = page.locator(f'[data-contact-for="{name}"]')
+    assert box.is_visible()
+    tapped = page.locator(f'label.pick:has(input[name="{name}"][value="severe"])').bounding_box()
+    warning = box.bounding_box()
+    assert 0 <= warning["y"] and warning["y"] + warning["height"] <= PHONE["height"], warning
+    assert 0 <= warning["y"] - (tapped["y"] + tapped["height"]) < 200  # right under the answer
+    assert box.locator('a[href^="tel:"]').count() == 1
+    shot(page, "10-severe-in-place")
+    tap_option(page, name, "mild")
+    assert not box.is_visible()  # another answer hides it again
+    tap_option(page, name, "severe")
+    page.reload()
+    assert page.locator(f'[data-contact-for="{name}"]').is_visible()  # the restored draft shows it again

@@ -54,6 +54,11 @@ def _pct(day: str) -> Column:
                   f"or {day.upper()} was not entered.", unit="%")
 
 
+CODE_BROKEN = Column("code_broken_utc", DATETIME, "When this participant's treatment code was broken for an "
+                     "emergency (ISO 8601, UTC); the rest of the study stays blinded. Empty when it was not.",
+                     unit="UTC")
+
+
 def _hours(day: str) -> Column:
     return Column(f"hours_from_dose_{day}", NUMBER, f"Hours from the infusion start to when the {day.upper()} "
                   f"answers were given (collected_utc), as used in the endpoints. Empty when vas_{day} is.",
@@ -80,6 +85,7 @@ TABLES: dict[str, list[Column]] = {
                allowed=listed(AssessmentState)),
         SUBMITTED, COLLECTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
+        CODE_BROKEN,
     ],
     "responses": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT, TIMEPOINT,
@@ -116,6 +122,7 @@ TABLES: dict[str, list[Column]] = {
         Column("excluded_reason", STRING, "Entries of this period left out of the endpoints and why (a BL "
                "given after the infusion started; an entry a corrected infusion time left outside its "
                "window). Empty when nothing was excluded."),
+        CODE_BROKEN,
     ],
     "side_effects": [
         PARTICIPANT, PERIOD, TREATMENT,

@@ -66,7 +66,7 @@ def assessments(ctx: ExportContext):
         yield (row.code, row.site, row.sequence, row.period, ctx.treatment(row.treatment), row.planned_start,
                row.dose_start, row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close,
                status, row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source)
+               row.source, row.code_broken_at)
 
 
 def _response_instruments(protocol: Protocol) -> list[str]:
@@ -140,7 +140,8 @@ def fatigue_endpoints(ctx: ExportContext):
                result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
                result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d,
                result.hours_from_dose_d1, result.hours_from_dose_d3, result.hours_from_dose_d7,
-               d3[0] if d3 else None, d3[1] if d3 else None, result.auc_n_points, "; ".join(excluded) or None)
+               d3[0] if d3 else None, d3[1] if d3 else None, result.auc_n_points, "; ".join(excluded) or None,
+               first.code_broken_at)
 
 
 def side_effects(ctx: ExportContext):

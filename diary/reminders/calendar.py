@@ -1,17 +1,25 @@
-"""A calendar feed per participant: every entry window as an event with alarms.
+"""A calendar feed per participant: each home entry still to make, with alarms the phone's own
+calendar rings, as a backup when email and push do not reach them.
 
-A backup reminder that works even when email and push do not: the phone's own calendar rings.
+The alarms follow the same rules as the emails (``planning.owed_reminders``): an "entry open"
+alarm when the window opens, a "closes soon" one before it closes only if that falls after the
+opening, both moved out of the participant's quiet hours on their own clock. Entries already
+made, missed, or no longer needed drop out; the phone re-reads the feed.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from icalendar import Alarm, Calendar, Event
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Assessment, Participant, Period
-from ..study import protocol_of
+from .. import assessments
+from ..localtime import local_datetime
+from ..models import Participant
+from ..vocabulary import AssessmentState, ReminderKind
+from .planning import owed_reminders, quiet_hours
+
+ALARM_TEXT = {ReminderKind.WINDOW_OPEN: "Your diary entry is open",
+              ReminderKind.CLOSING_SOON: "Your diary entry closes soon"}
 
 
 def calendar_feed(participant: Participant, *, link: str, now: datetime) -> bytes:
@@ -19,33 +27,34 @@ def calendar_feed(participant: Participant, *, link: str, now: datetime) -> byte
     calendar.add("prodid", "-//diary//symptom diary//EN")
     calendar.add("version", "2.0")
     calendar.add("x-wr-calname", "My diary")
-    assessments = db.session.scalars(
-        select(Assessment).join(Period).where(Period.participant_id == participant.id,
-                                              Assessment.not_applicable.is_(False))
-        .order_by(Assessment.window_open)).all()
-    for assessment in assessments:
-        protocol = protocol_of(assessment.protocol_version)
+    rows = assessments.load(now, participant_ids=[participant.id])
+    protocols = assessments.protocols_by_version({row.protocol_version_id for row in rows}) if rows else {}
+    for row in rows:
+        protocol = protocols[row.protocol_version_id]
+        timepoint = protocol.timepoint(row.timepoint)
+        if timepoint.setting not in protocol.reminders.settings:
+            continue  # clinic time points are done with the study team, not from a calendar alarm
+        if row.state not in (AssessmentState.UPCOMING, AssessmentState.OPEN):
+            continue
+        if row.dose_start is None and not assessments.is_pre_dose(row):
+            continue  # waits for the infusion to be recorded: its times are not known yet
         event = Event()
-        event.add("uid", f"assessment-{assessment.id}@diary")
+        event.add("uid", f"assessment-{row.id}@diary")
         event.add("dtstamp", now)
-        event.add("dtstart", assessment.window_open)
-        event.add("dtend", assessment.window_close)
-        event.add("summary", f"Diary: Infusion {assessment.period.number} · "
-                             f"{protocol.timepoint(assessment.timepoint).label}")
-        event.add("description", f"Please fill in your diary entry before the window closes.\n{link}")
+        event.add("dtstart", row.window_open)
+        event.add("dtend", row.window_close)
+        event.add("summary", f"Diary: Infusion {row.period} · {row.label}")
+        event.add("description", f"Please fill in your diary entry between "
+                                 f"{local_datetime(row.window_open, participant.timezone)} and "
+                                 f"{local_datetime(row.window_close, participant.timezone)}.\n{link}")
         event.add("url", link)
-        for trigger, text in ((timedelta(0), "Your diary entry is open"),
-                              (-protocol.reminders.closing_soon_before.nominal
-                               if protocol.reminders.closing_soon_before else None, "Your diary entry closes soon")):
-            if trigger is None:
-                continue
+        for owed in owed_reminders(protocol, row.timepoint, window_open=row.window_open,
+                                   window_close=row.window_close, tz_name=participant.timezone,
+                                   quiet=quiet_hours(participant.reminder_from, participant.reminder_until, protocol)):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("description", text)
-            if trigger == timedelta(0):
-                alarm.add("trigger", trigger, parameters={"RELATED": "START"})
-            else:
-                alarm.add("trigger", trigger, parameters={"RELATED": "END"})
+            alarm.add("description", ALARM_TEXT[owed.kind])
+            alarm.add("trigger", owed.due_at)  # an absolute time: quiet hours already applied
             event.add_component(alarm)
         calendar.add_component(event)
     return calendar.to_ical()

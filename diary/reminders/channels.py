@@ -42,6 +42,17 @@ class Message:
                 f"Open your diary: {self.link}\n\nThank you.\n")
 
 
+@dataclass
+class Notice:
+    """An email to the study team (an alert, a notice, a digest): subject and text as written."""
+
+    kind: str
+    to_email: str
+    subject: str
+    text: str
+    link: str = ""
+
+
 class DeliveryFailed(Exception):
     """A send that may succeed later (the server was down, busy, or refused for now)."""
 
@@ -76,6 +87,9 @@ class EmailChannel:
         return connection
 
     def html(self, message: Message) -> str:
+        if isinstance(message, Notice):
+            link = f'<p><a href="{escape(message.link)}">Open in the diary</a></p>' if message.link else ""
+            return f"<pre>{escape(message.text)}</pre>{link}"
         return (f"<p>Hello,</p><p>{escape(message.text.splitlines()[2])}</p>"
                 f'<p><a href="{escape(message.link)}">Open your diary</a></p><p>Thank you.</p>')
 

@@ -20,11 +20,12 @@ from ..extensions import db
 from ..links import reminder_link
 from ..localtime import local_when
 from ..models import (
-    Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission, now_utc,
+    Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, StaffMessage, Submission, now_utc,
 )
-from ..study import protocol_of
+from ..follow_up import create_tasks
+from ..study import current_study, protocol_of
 from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
-from .channels import DeliveryFailed, EmailChannel, Message, PushChannel, SubscriptionGone, Undeliverable
+from .channels import DeliveryFailed, EmailChannel, Message, Notice, PushChannel, SubscriptionGone, Undeliverable
 from .planning import RETRYABLE, plan
 
 # A pass claims this many rows at a time, and records each one's outcome as soon as it is known;
@@ -43,11 +44,14 @@ class PassResult:
     failed: int = 0
     expired: int = 0
     cancelled: int = 0
+    staff_sent: int = 0
+    follow_up_tasks: int = 0
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
-                f"expired {self.expired}, cancelled {self.cancelled}")
+                f"expired {self.expired}, cancelled {self.cancelled}; study team emails sent "
+                f"{self.staff_sent}; follow-up tasks created {self.follow_up_tasks}")
 
 
 def backoff(attempts: int) -> timedelta:
@@ -105,6 +109,9 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     result = PassResult()
     result.planned = plan(now)
     result.expired = expire_overdue(now)
+    study = current_study()
+    if study is not None:
+        result.follow_up_tasks = create_tasks(study, now)
     db.session.commit()
     email, push = EmailChannel(config), PushChannel(config)
     token = uuid.uuid4().hex
@@ -118,10 +125,56 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
                 break
             _send_batch(ids, now, email, push, result, recorder)
             db.session.commit()
+        _send_staff_messages(now, token, email, result, recorder)
     finally:
         email.close()
         recorder.close()
     return result
+
+
+def _staff_claimable(now: datetime):
+    return or_(StaffMessage.state.in_(RETRYABLE),
+               (StaffMessage.state == ReminderState.SENDING) & (StaffMessage.claimed_at < now - LEASE))
+
+
+def _send_staff_messages(now, token, email, result, recorder) -> None:
+    """Alerts and notices to the study team: claimed, sent and recorded like reminders."""
+    db.session.execute(update(StaffMessage).where(StaffMessage.state.in_(RETRYABLE), StaffMessage.not_after <= now)
+                       .values(state=ReminderState.EXPIRED, last_error="too old to send"))
+    db.session.commit()
+    while True:
+        ids = list(db.session.scalars(select(StaffMessage.id).where(
+            _staff_claimable(now), StaffMessage.due_at <= now, StaffMessage.not_after > now,
+            or_(StaffMessage.next_attempt_at.is_(None), StaffMessage.next_attempt_at <= now))
+            .order_by(StaffMessage.id).limit(CLAIM_BATCH)))
+        if not ids:
+            return
+        db.session.execute(update(StaffMessage).where(StaffMessage.id.in_(ids), _staff_claimable(now))
+                           .values(state=ReminderState.SENDING, claim_token=token, claimed_at=now))
+        db.session.commit()
+        messages = db.session.execute(select(
+            StaffMessage.id, StaffMessage.kind, StaffMessage.recipient, StaffMessage.subject, StaffMessage.body,
+            StaffMessage.attempts, StaffMessage.not_after).where(
+            StaffMessage.claim_token == token, StaffMessage.state == ReminderState.SENDING)).all()
+        db.session.commit()
+        for message in messages:
+            values = {"claim_token": None}
+            try:
+                email.send(Notice(kind=message.kind, to_email=message.recipient, subject=message.subject,
+                                  text=message.body))
+            except Exception as failure:  # noqa: BLE001  one message's failure never stops the pass
+                retry_at = now + backoff(message.attempts + 1)
+                state = ReminderState.FAILED if retry_at < message.not_after else ReminderState.EXPIRED
+                values.update(state=state, attempts=message.attempts + 1, next_attempt_at=retry_at,
+                              last_error=str(failure)[:1000])
+                result.errors.append(str(failure)[:200])
+            else:
+                values.update(state=ReminderState.SENT, sent_at=now, attempts=message.attempts + 1,
+                              last_error=None)
+                result.staff_sent += 1
+            recorder.execute(update(StaffMessage).where(StaffMessage.id == message.id).values(**values))
+        if len(messages) < CLAIM_BATCH:
+            return
 
 
 def _send_batch(ids, now, email, push, result, recorder) -> None:
@@ -160,7 +213,7 @@ def _send_batch(ids, now, email, push, result, recorder) -> None:
             kind=row.kind, to_email=row.email,
             label=f"Infusion {row.period} · {protocol.timepoint(row.timepoint).label}",
             closes=local_when(row.window_close, row.timezone, now),
-            link=reminder_link(participant))
+            link=reminder_link(participant, row.reminder_id))
         try:
             if row.channel == ReminderChannel.EMAIL:
                 if not row.email_reminders:

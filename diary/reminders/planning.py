@@ -149,6 +149,16 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
     return len(new_rows)
 
 
+def record_opened(reminder_id: int, participant_id: int, now: datetime) -> bool:
+    """The participant followed a reminder's link: the log can tell "ignored" from "opened".
+    Only the first opening counts; a link of someone else's reminder records nothing."""
+    own = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
+    done = db.session.execute(update(Reminder).where(
+        Reminder.id == reminder_id, Reminder.opened_at.is_(None), Reminder.assessment_id.in_(own))
+        .values(opened_at=now))
+    return done.rowcount == 1
+
+
 def cancel_for(assessment_id: int, reason: str) -> None:
     """Completing an entry cancels its reminders that have not gone out."""
     db.session.execute(update(Reminder).where(

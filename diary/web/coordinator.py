@@ -21,25 +21,27 @@ from sqlalchemy import case, func, select
 from .. import audit
 from ..actions import AlreadyDone, take_key
 from ..adherence import load_grid
-from ..corrections import correct_value, correctable_items
+from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
 from ..enrolment import enroll, participant_link, reissue_link, withdraw
 from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
 from ..localtime import from_local_clock, local_datetime, plausible
-from ..models import Assessment, AuditEvent, Participant, Period, SideEffectReport, StaffUser, now_utc
+from ..follow_up import close_task, count_open, open_tasks
+from ..models import Assessment, AuditEvent, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, now_utc
+from ..safety import break_code, participant_by_code
 from ..participant_record import participant_record
 from ..pins import reset_pin
 from ..side_effects import acknowledge as acknowledge_report
 from .. import second_factor
 from ..staff import LoginRefused, address_delay, change_password, login_staff, record_sign_in, record_sign_out
 from ..study import protocol_of, require_study
-from ..vocabulary import Role, Severity
+from ..vocabulary import FOLLOW_UP_LABELS, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
-    AcknowledgeForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, LoginForm, PasswordForm, ProxyEntryForm,
-    ReasonForm,
+    AcknowledgeForm, CodeBreakForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, FollowUpForm, LoginForm,
+    PasswordForm, ProxyEntryForm, ReasonForm,
 )
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -156,6 +158,7 @@ def second_factor_setup():
 
 def _home_for(user: StaffUser) -> str:
     return {Role.ADMIN: url_for("admin.users"), Role.UNBLINDED: url_for("admin.randomization"),
+            Role.EMERGENCY: url_for("staff.code_break"),
             Role.ANALYST: url_for("staff.dashboard")}.get(user.role, url_for("staff.dashboard"))
 
 
@@ -200,7 +203,57 @@ def dashboard():
     now = now_utc()
     grid = load_grid(study, now, site=site, attention_only=attention)
     return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
-                           now_is_past=lambda moment: now >= moment)
+                           now_is_past=lambda moment: now >= moment, tasks=open_tasks(study.id, limit=20),
+                           open_count=count_open(study.id), follow_up_form=FollowUpForm(),
+                           when=lambda t: t.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+@bp.post("/follow-up/<int:task_id>/close")
+@roles_required(*COORDINATOR)
+def close_follow_up(task_id):
+    """Record how a follow-up call went; the task closes."""
+    task = db.session.get(FollowUpTask, task_id)
+    if task is None or task.participant.study_id != require_study().id:
+        abort(404)
+    form = FollowUpForm()
+    if not form.validate_on_submit():
+        flash("Say how the call went, with a note.", "error")
+        return redirect(url_for(".dashboard")), 303
+    try:
+        close_task(task, form.outcome.data, form.note.data, by=g.staff, now=now_utc())
+    except Refused as refusal:
+        db.session.rollback()
+        flash(refusal.message, "error")
+        return redirect(url_for(".dashboard")), 303
+    db.session.commit()
+    flash(f"Follow-up of {task.participant.code} closed: {FOLLOW_UP_LABELS[FollowUpOutcome(task.outcome)].lower()}.")
+    return redirect(url_for(".dashboard"))
+
+
+@bp.route("/code-break", methods=["GET", "POST"])
+@roles_required(Role.UNBLINDED, Role.EMERGENCY)
+def code_break():
+    """Break one participant's code in an emergency: audited, the site told, the rest blinded."""
+    form = CodeBreakForm()
+    revealed = participant = None
+    if form.validate_on_submit():
+        participant = participant_by_code(require_study().id, form.code.data)
+        if participant is None:
+            form.code.errors.append("No participant has that code.")
+        else:
+            try:
+                revealed = break_code(participant, form.reason.data, by=g.staff, now=now_utc())
+            except Refused as refusal:
+                db.session.rollback()
+                getattr(form, refusal.field or "reason").errors.append(refusal.message)
+            else:
+                db.session.commit()
+                response = make_response(render_template("coordinator/code_break.html", form=None,
+                                                         participant=participant, revealed=revealed))
+                response.headers["Cache-Control"] = "no-store"
+                return response
+    return render_template("coordinator/code_break.html", form=form, participant=None, revealed=None), \
+        422 if request.method == "POST" else 200
 
 
 # --- Participants ------------------------------------------------------------------------------
@@ -485,7 +538,7 @@ def correct(assessment_id):
             flash("The value is corrected; the old value is kept in the audit trail.")
             return redirect(url_for(".participant", code=participant.code))
     current = {(v.instrument, v.item): v.value for v in submission.values}
-    values = [(label, current.get((instrument.id, item.id), "—")) for key, label, instrument, item in items]
+    values = [(label, current.get((instrument.id, stored_item_id(item)), "—")) for key, label, instrument, item in items]
     status = 422 if request.method == "POST" else 200
     return render_template("coordinator/correct.html", form=form, assessment=assessment,
                            participant=participant, values=values), status
@@ -510,7 +563,7 @@ def side_effects():
         SideEffectReport.acknowledged_at.is_not(None), severity_rank,
         SideEffectReport.reported_at.desc())).all()
     acknowledgers = dict(db.session.execute(select(StaffUser.id, StaffUser.email)).all())
-    return render_template("coordinator/side_effects.html", rows=rows, form=AcknowledgeForm(),
+    return render_template("coordinator/side_effects.html", rows=rows, form=AcknowledgeForm(), now=now_utc(),
                            show_all=show_all, acknowledgers=acknowledgers)
 
 
@@ -525,7 +578,7 @@ def acknowledge(report_id):
         flash("An acknowledgement needs a note.", "error")
         return redirect(url_for(".side_effects")), 303
     try:
-        acknowledge_report(report, form.note.data, by=g.staff, now=now_utc())
+        acknowledge_report(report, form.note.data, by=g.staff, now=now_utc(), state=form.state.data)
     except Refused as refusal:
         db.session.rollback()
         flash(refusal.message, "error")

@@ -14,7 +14,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from ..passwords import MIN_PASSWORD_LENGTH
-from ..vocabulary import SOURCE_LABELS, Role, Source
+from ..vocabulary import FOLLOW_UP_LABELS, SOURCE_LABELS, FollowUpOutcome, ReviewState, Role, Source
 
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")
 REASON = [DataRequired(message="A reason is required."), Length(max=2000)]
@@ -101,6 +101,23 @@ class ReasonForm(OnceForm):
 
 class AcknowledgeForm(BaseForm):
     note = TextAreaField("Note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
+    state = SelectField("Review", choices=[(state.value, state.value) for state in ReviewState
+                                           if state is not ReviewState.NEW], default=ReviewState.REVIEWED.value)
+
+
+class FollowUpForm(BaseForm):
+    outcome = SelectField("How did it go?", choices=[(o.value, FOLLOW_UP_LABELS[o]) for o in FollowUpOutcome])
+    note = TextAreaField("Note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
+
+
+class CodeBreakForm(BaseForm):
+    code = StringField("Participant code", validators=[DataRequired(), Length(max=40)])
+    reason = TextAreaField("Why the code must be broken now", validators=REASON)
+    confirm = StringField("Type BREAK to confirm", validators=[DataRequired()])
+
+    def validate_confirm(self, field):
+        if field.data.strip() != "BREAK":
+            raise ValidationError("Type BREAK in capitals to confirm.")
 
 
 class CorrectionForm(BaseForm):

@@ -25,6 +25,7 @@ from ..extensions import csrf, db
 from ..localtime import local_datetime, local_when
 from ..models import Assessment, Participant, Period, now_utc
 from ..reminders.calendar import calendar_feed
+from ..reminders.planning import record_opened
 from ..reminders.preferences import set_channels, subscribe_push
 from ..study import protocol_of, site_contact
 from ..vocabulary import AssessmentState
@@ -62,6 +63,9 @@ def link(token):
     participant = links.participant_by_token(token)
     if participant is None:
         return render_template("participant/bad_link.html"), 404
+    reminder_id = links.reminder_of(token)
+    if reminder_id is not None and record_opened(reminder_id, participant.id, now_utc()):
+        db.session.commit()
     if participant.status != "active":
         return render_template("participant/ended.html"), 403
     remembered = auth.remembered_participant()
