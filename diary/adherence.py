@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from . import assessments
+from .assessments import state_sql
 from .extensions import db
-from .models import Participant, Period, SideEffectReport, Study
+from .models import Assessment, Participant, Period, SideEffectReport, Study, Submission
 from .study import protocol_of
 from .vocabulary import AssessmentState
 
@@ -31,7 +32,7 @@ class Tally:
     completed_late: int = 0
     missed: int = 0
 
-    def add(self, state: str, optional: bool) -> None:
+    def add(self, state: str, optional: bool, count: int = 1) -> None:
         # An entry a corrected infusion time left outside its window is no valid entry: the
         # window passed without one, so it counts as missed.
         if state in FLAGGED:
@@ -39,13 +40,13 @@ class Tally:
         if state == NOT_APPLICABLE or (optional and state == MISSED):
             return
         if state in (COMPLETED, COMPLETED_LATE, MISSED) or not optional:
-            self.scheduled += 1
+            self.scheduled += count
         if state == COMPLETED:
-            self.completed += 1
+            self.completed += count
         elif state == COMPLETED_LATE:
-            self.completed_late += 1
+            self.completed_late += count
         elif state == MISSED:
-            self.missed += 1
+            self.missed += count
 
     @property
     def compliance_pct(self) -> float | None:
@@ -84,48 +85,115 @@ class ParticipantRow:
 @dataclass
 class Grid:
     columns: list[tuple[int, str, str]]  # (period, time point code, label)
-    rows: list[ParticipantRow]
+    rows: list[ParticipantRow]  # this page's
     by_timepoint: dict[tuple[int, str], Tally]
     sites: list[str]
+    total: int = 0  # participants matching the filters, on every page
+    page: int = 1
+    pages: int = 1
+    counts: dict[str, int] = field(default_factory=dict)  # assessments by state, whole study
+
+    @property
+    def overall(self) -> Tally:
+        tally = Tally()
+        for one in self.by_timepoint.values():
+            tally.scheduled += one.scheduled
+            tally.completed += one.completed
+            tally.completed_late += one.completed_late
+            tally.missed += one.missed
+        return tally
 
 
-def load_grid(study: Study, now: datetime, site: str | None = None,
-              attention_only: bool = False) -> Grid:
-    """The dashboard's data in a fixed number of queries, whatever the number of participants."""
+PAGE_SIZE = 50
+SORTS = {"code": "participant code", "compliance": "compliance, lowest first",
+         "-compliance": "compliance, highest first"}
+
+
+def load_grid(study: Study, now: datetime, site: str | None = None, attention_only: bool = False, *,
+              search: str = "", state: str | None = None, sort: str = "code", page: int = 1,
+              page_size: int = PAGE_SIZE) -> Grid:
+    """The dashboard: figures for the whole study counted in SQL, cells for one page only.
+
+    A fixed number of queries at any size: the states of every assessment are worked out by
+    the database (``assessments.state_sql``) and counted per participant and per time point;
+    only the page's participants' cells are loaded and judged in Python.
+    """
     protocol = protocol_of(study.current_protocol_version)
+    optional_codes = [tp.code for tp in protocol.timepoints if tp.optional]
     participant_filter = [Participant.study_id == study.id]
     if site:
         participant_filter.append(Participant.site == site)
-    participants = db.session.scalars(
-        select(Participant).where(*participant_filter).order_by(Participant.code)).all()
+    if search:
+        escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        participant_filter.append(Participant.code.ilike(f"%{escaped}%", escape="\\"))
     sites = sorted(db.session.scalars(
         select(func.distinct(Participant.site)).where(Participant.study_id == study.id)))
-    cells = assessments.load(now, where=participant_filter)
-    unacknowledged = dict(db.session.execute(
-        select(Period.participant_id, func.count(SideEffectReport.id))
-        .join(Period, SideEffectReport.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id)
-        .where(*participant_filter, SideEffectReport.acknowledged_at.is_(None))
-        .group_by(Period.participant_id)).all())
+    people = db.session.execute(select(Participant.id, Participant.code).where(*participant_filter)
+                                .order_by(Participant.code)).all()
 
-    rows = {p.id: ParticipantRow(p, unacknowledged=unacknowledged.get(p.id, 0)) for p in participants}
+    judged = (select(Period.participant_id.label("participant_id"), Period.number.label("period"),
+                     Assessment.timepoint.label("timepoint"), state_sql(now).label("state"),
+                     Assessment.timepoint.in_(optional_codes).label("optional"),
+                     (Assessment.target <= now).label("past_target"))
+              .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
+              .join(Participant, Period.participant_id == Participant.id)
+              .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+              .where(*participant_filter).subquery())
+    tallies: dict[int, ParticipantRow] = {pid: ParticipantRow(participant=None) for pid, _ in people}
+    has_state: dict[int, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for pid, state_value, optional, past_target, count in db.session.execute(
+            select(judged.c.participant_id, judged.c.state, judged.c.optional, judged.c.past_target, func.count())
+            .group_by(judged.c.participant_id, judged.c.state, judged.c.optional, judged.c.past_target)):
+        row = tallies[pid]
+        row.tally.add(state_value, bool(optional), count)
+        has_state[pid].add(state_value)
+        counts[state_value] += count
+        if state_value == MISSED and not optional:
+            row.missed += count
+        if state_value == OPEN and past_target:
+            row.overdue += count
+        if state_value in FLAGGED:
+            row.flagged += count
     by_timepoint: dict[tuple[int, str], Tally] = defaultdict(Tally)
-    for cell in cells:
-        state = cell.state
-        row = rows[cell.participant_id]
-        row.cells[(cell.period, cell.timepoint)] = Cell(
-            cell.id, state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
-        row.tally.add(state, cell.optional)
-        by_timepoint[(cell.period, cell.timepoint)].add(state, cell.optional)
-        if state == MISSED and not cell.optional:
-            row.missed += 1
-        if state == OPEN and now >= cell.target:
-            row.overdue += 1
-        if state in FLAGGED:
-            row.flagged += 1
-    ordered = list(rows.values())
+    for number, code, state_value, optional, count in db.session.execute(
+            select(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional, func.count())
+            .group_by(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional)):
+        by_timepoint[(number, code)].add(state_value, bool(optional), count)
+    for pid, count in db.session.execute(
+            select(Period.participant_id, func.count(SideEffectReport.id))
+            .join(Period, SideEffectReport.period_id == Period.id)
+            .join(Participant, Period.participant_id == Participant.id)
+            .where(*participant_filter, SideEffectReport.acknowledged_at.is_(None))
+            .group_by(Period.participant_id)):
+        tallies[pid].unacknowledged = count
+
+    ordered = [pid for pid, _ in people]
     if attention_only:
-        ordered = [row for row in ordered if row.needs_attention]
+        ordered = [pid for pid in ordered if tallies[pid].needs_attention]
+    if state:
+        ordered = [pid for pid in ordered if state in has_state[pid]]
+    if sort in ("compliance", "-compliance"):
+        def key(pid):
+            value = tallies[pid].tally.compliance_pct
+            return (value is None, value if sort == "compliance" else -(value or 0))
+        ordered.sort(key=key)
+    total = len(ordered)
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, page), pages)
+    shown = ordered[(page - 1) * page_size: page * page_size]
+
+    participants = {p.id: p for p in db.session.scalars(select(Participant).where(Participant.id.in_(shown)))}
+    rows = []
+    for pid in shown:
+        row = tallies[pid]
+        row.participant = participants[pid]
+        rows.append(row)
+    by_id = {row.participant.id: row for row in rows}
+    for cell in assessments.load(now, participant_ids=shown) if shown else []:
+        by_id[cell.participant_id].cells[(cell.period, cell.timepoint)] = Cell(
+            cell.id, cell.state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
     columns = [(number, tp.code, tp.label) for number in range(1, protocol.periods + 1)
                for tp in protocol.timepoints]
-    return Grid(columns=columns, rows=ordered, by_timepoint=dict(by_timepoint), sites=sites)
+    return Grid(columns=columns, rows=rows, by_timepoint=dict(by_timepoint), sites=sites, total=total,
+                page=page, pages=pages, counts=dict(counts))

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, literal, or_, select
 
 from .extensions import db
-from .models import Assessment, ItemValue, Participant, Period, ProtocolVersion, Submission
+from .models import Assessment, ItemValue, Participant, Period, ProtocolVersion, Submission, UTCDateTime
 from .protocol import Protocol
 from .protocol.schedule import state_of
 from .study import protocol_of
@@ -137,6 +137,26 @@ def state_at(row, now: datetime) -> AssessmentState:
         window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
         collected_at=row.collected_at, not_applicable=row.not_applicable, now=now,
         pre_dose=is_pre_dose(row), dose_start=row.dose_start, dosed=row.dose_start is not None))
+
+
+def state_sql(now: datetime):
+    """``state_at`` as a SQL expression over the read model's joins, for counting and sorting
+    thousands of assessments in the database (the dashboard). A test holds the two equal."""
+    at = literal(now, UTCDateTime())
+    anchor_is_after = or_(and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
+                          and_(Period.dose_start.is_(None), Assessment.target < Period.planned_start))
+    collected = Submission.collected_at
+    S = AssessmentState
+    return case(
+        (collected.is_not(None), case(
+            (and_(anchor_is_after, Period.dose_start.is_not(None), collected >= Period.dose_start), S.AFTER_DOSE.value),
+            (or_(collected < Assessment.window_open, collected >= Assessment.late_close), S.OUT_OF_WINDOW.value),
+            (collected < Assessment.window_close, S.COMPLETED.value),
+            else_=S.COMPLETED_LATE.value)),
+        (Assessment.not_applicable.is_(True), S.NOT_APPLICABLE.value),
+        (or_(at < Assessment.window_open, and_(Period.dose_start.is_(None), ~anchor_is_after)), S.UPCOMING.value),
+        (at < Assessment.late_close, S.OPEN.value),
+        else_=S.MISSED.value)
 
 
 def state_of_assessment(assessment: Assessment, now: datetime) -> AssessmentState:

@@ -20,7 +20,7 @@ from sqlalchemy import case, func, select
 
 from .. import audit
 from ..actions import AlreadyDone, take_key
-from ..adherence import load_grid
+from ..adherence import SORTS, load_grid
 from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
 from ..enrolment import enroll, participant_link, reissue_link, withdraw
@@ -37,7 +37,7 @@ from ..side_effects import acknowledge as acknowledge_report
 from .. import second_factor
 from ..staff import LoginRefused, address_delay, change_password, login_staff, record_sign_in, record_sign_out
 from ..study import protocol_of, require_study
-from ..vocabulary import FOLLOW_UP_LABELS, FollowUpOutcome, Role, Severity
+from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
     AcknowledgeForm, CodeBreakForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, FollowUpForm, LoginForm,
@@ -200,9 +200,17 @@ def dashboard():
     study = require_study()
     site = request.args.get("site") or None
     attention = request.args.get("attention") == "1"
+    search = (request.args.get("q") or "").strip()[:40]
+    state = request.args.get("state") if request.args.get("state") in AssessmentState.__members__.values() else None
+    sort = request.args.get("sort") if request.args.get("sort") in SORTS else "code"
     now = now_utc()
-    grid = load_grid(study, now, site=site, attention_only=attention)
+    grid = load_grid(study, now, site=site, attention_only=attention, search=search, state=state, sort=sort,
+                     page=_page_number())
+    query = {key: value for key, value in (("site", site), ("attention", "1" if attention else None),
+                                           ("q", search or None), ("state", state),
+                                           ("sort", sort if sort != "code" else None)) if value}
     return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
+                           search=search, state=state, sort=sort, sorts=SORTS, query=query,
                            now_is_past=lambda moment: now >= moment, tasks=open_tasks(study.id, limit=20),
                            open_count=count_open(study.id), follow_up_form=FollowUpForm(),
                            when=lambda t: t.strftime("%Y-%m-%d %H:%M UTC"))
@@ -590,6 +598,14 @@ def acknowledge(report_id):
 
 # --- Audit trail -------------------------------------------------------------------------------
 
+def _page_number() -> int:
+    """?page=N, clamped to what a page number can be (never an overflow)."""
+    try:
+        return min(MAX_PAGE, max(1, int(request.args.get("page", 1))))
+    except ValueError:
+        return 1
+
+
 AUDIT_PAGE = 100
 MAX_PAGE = 1_000_000  # page numbers beyond any trial's audit trail are clamped, never overflow
 
@@ -608,10 +624,7 @@ def audit_trail():
         filters.append(AuditEvent.action == action)
     if who:
         filters.append(AuditEvent.actor.contains(who))
-    try:
-        page = min(MAX_PAGE, max(1, int(request.args.get("page", 1))))
-    except ValueError:
-        page = 1
+    page = _page_number()
     events = db.session.execute(
         select(AuditEvent, Participant.code).outerjoin(Participant, AuditEvent.participant_id == Participant.id)
         .where(*filters).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
