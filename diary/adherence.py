@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Boolean, Integer, String, and_, case, cast, func, literal, null, or_, select, union_all
 
 from . import assessments
 from .assessments import state_sql
@@ -109,6 +109,40 @@ SORTS = {"code": "participant code", "compliance": "compliance, lowest first",
          "-compliance": "compliance, highest first"}
 
 
+def _judged(now: datetime, optional_codes: list[str], participant_filter: list):
+    return _judged_select(now, optional_codes, participant_filter).subquery()
+
+
+def _judged_select(now: datetime, optional_codes: list[str], participant_filter: list):
+    """Every assessment of the filtered participants with its state, worked out by the database."""
+    return (select(Period.participant_id.label("participant_id"), Period.number.label("period"),
+                   Assessment.timepoint.label("timepoint"), state_sql(now).label("state"),
+                   Assessment.timepoint.in_(optional_codes).label("optional"),
+                   (Assessment.target <= now).label("past_target"))
+            .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
+            .join(Participant, Period.participant_id == Participant.id)
+            .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+            .where(*participant_filter))
+
+
+def _count_by_timepoint(judged) -> tuple[dict[tuple[int, str], Tally], dict[str, int]]:
+    by_timepoint: dict[tuple[int, str], Tally] = defaultdict(Tally)
+    counts: dict[str, int] = defaultdict(int)
+    for number, code, state_value, is_optional, count in db.session.execute(
+            select(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional, func.count())
+            .group_by(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional)):
+        by_timepoint[(number, code)].add(state_value, bool(is_optional), count)
+        counts[state_value] += count
+    return dict(by_timepoint), dict(counts)
+
+
+def timepoint_tallies(study: Study, now: datetime) -> dict[tuple[int, str], Tally]:
+    """Compliance per (period, time point) over the whole study, counted in one SQL aggregate."""
+    protocol = protocol_of(study.current_protocol_version)
+    optional_codes = [tp.code for tp in protocol.timepoints if tp.optional]
+    return _count_by_timepoint(_judged(now, optional_codes, [Participant.study_id == study.id]))[0]
+
+
 def load_grid(study: Study, now: datetime, site: str | None = None, attention_only: bool = False, *,
               search: str = "", state: str | None = None, sort: str = "code", page: int = 1,
               page_size: int = PAGE_SIZE) -> Grid:
@@ -131,35 +165,47 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     people = db.session.execute(select(Participant.id, Participant.code).where(*participant_filter)
                                 .order_by(Participant.code)).all()
 
-    judged = (select(Period.participant_id.label("participant_id"), Period.number.label("period"),
-                     Assessment.timepoint.label("timepoint"), state_sql(now).label("state"),
-                     Assessment.timepoint.in_(optional_codes).label("optional"),
-                     (Assessment.target <= now).label("past_target"))
-              .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
-              .join(Participant, Period.participant_id == Participant.id)
-              .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-              .where(*participant_filter).subquery())
+    # The states are worked out once (a materialized CTE), then counted two ways in the same
+    # statement: per participant (as Tally.add would count: a flagged entry counts as missed,
+    # an optional time point only when answered) and per time point.
+    judged = _judged_select(now, optional_codes, participant_filter).cte("judged").prefix_with("MATERIALIZED")
     tallies: dict[int, ParticipantRow] = {pid: ParticipantRow(participant=None) for pid, _ in people}
-    has_state: dict[int, set[str]] = defaultdict(set)
-    counts: dict[str, int] = defaultdict(int)
-    for pid, state_value, optional, past_target, count in db.session.execute(
-            select(judged.c.participant_id, judged.c.state, judged.c.optional, judged.c.past_target, func.count())
-            .group_by(judged.c.participant_id, judged.c.state, judged.c.optional, judged.c.past_target)):
-        row = tallies[pid]
-        row.tally.add(state_value, bool(optional), count)
-        has_state[pid].add(state_value)
-        counts[state_value] += count
-        if state_value == MISSED and not optional:
-            row.missed += count
-        if state_value == OPEN and past_target:
-            row.overdue += count
-        if state_value in FLAGGED:
-            row.flagged += count
+    st, optional = judged.c.state, judged.c.optional
+    counted = case((st.in_([s.value for s in FLAGGED]), MISSED.value), else_=st)
+
+    def total(condition):
+        return func.sum(case((condition, 1), else_=0))
+
+    per_participant = select(
+        literal("p").label("kind"), judged.c.participant_id, cast(null(), Integer), cast(null(), String),
+        cast(null(), String), cast(null(), Boolean),
+        total(st == COMPLETED.value), total(st == COMPLETED_LATE.value),
+        total(and_(counted == MISSED.value, ~optional)),
+        total(and_(counted != NOT_APPLICABLE.value, ~and_(optional, counted == MISSED.value),
+                   or_(counted.in_([COMPLETED.value, COMPLETED_LATE.value, MISSED.value]), ~optional))),
+        total(and_(st == MISSED.value, ~optional)), total(and_(st == OPEN.value, judged.c.past_target)),
+        total(st.in_([s.value for s in FLAGGED])), total(st == state) if state else literal(0),
+    ).group_by(judged.c.participant_id)
+    zero = literal(0)
+    per_timepoint = select(
+        literal("t"), cast(null(), Integer), judged.c.period, judged.c.timepoint, st, optional, func.count(),
+        zero, zero, zero, zero, zero, zero, zero,
+    ).group_by(judged.c.period, judged.c.timepoint, st, optional)
     by_timepoint: dict[tuple[int, str], Tally] = defaultdict(Tally)
-    for number, code, state_value, optional, count in db.session.execute(
-            select(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional, func.count())
-            .group_by(judged.c.period, judged.c.timepoint, judged.c.state, judged.c.optional)):
-        by_timepoint[(number, code)].add(state_value, bool(optional), count)
+    counts: dict[str, int] = defaultdict(int)
+    has_state: set[int] = set()
+    for (kind, pid, number, code, state_value, is_optional, first, completed_late, missed, scheduled,
+         missed_required, overdue, flagged, in_state) in db.session.execute(union_all(per_participant, per_timepoint)):
+        if kind == "t":
+            by_timepoint[(number, code)].add(state_value, bool(is_optional), first)
+            counts[state_value] += first
+            continue
+        row = tallies[pid]
+        row.tally = Tally(scheduled=scheduled, completed=first, completed_late=completed_late, missed=missed)
+        row.missed, row.overdue, row.flagged = missed_required, overdue, flagged
+        if in_state:
+            has_state.add(pid)
+    by_timepoint, counts = dict(by_timepoint), dict(counts)
     for pid, count in db.session.execute(
             select(Period.participant_id, func.count(SideEffectReport.id))
             .join(Period, SideEffectReport.period_id == Period.id)
@@ -172,7 +218,7 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     if attention_only:
         ordered = [pid for pid in ordered if tallies[pid].needs_attention]
     if state:
-        ordered = [pid for pid in ordered if state in has_state[pid]]
+        ordered = [pid for pid in ordered if pid in has_state]
     if sort in ("compliance", "-compliance"):
         def key(pid):
             value = tallies[pid].tally.compliance_pct
@@ -195,5 +241,5 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
             cell.id, cell.state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
     columns = [(number, tp.code, tp.label) for number in range(1, protocol.periods + 1)
                for tp in protocol.timepoints]
-    return Grid(columns=columns, rows=rows, by_timepoint=dict(by_timepoint), sites=sites, total=total,
-                page=page, pages=pages, counts=dict(counts))
+    return Grid(columns=columns, rows=rows, by_timepoint=by_timepoint, sites=sites, total=total,
+                page=page, pages=pages, counts=counts)

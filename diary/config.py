@@ -46,6 +46,12 @@ REQUIRE_2FA = False
 # Staff sessions end after this much idle time.
 STAFF_IDLE_MINUTES = 30
 
+# Responses compressed on the wire (Flask-Compress): pages, styles, scripts and data over 1 KB.
+COMPRESS_MIMETYPES = ["text/html", "text/css", "text/javascript", "application/javascript", "application/json",
+                      "text/calendar", "image/svg+xml", "application/manifest+json"]
+COMPRESS_MIN_SIZE = 1024
+COMPRESS_ALGORITHM = ["br", "gzip"]
+
 # Bodies larger than this are refused with 413 before any view runs.
 MAX_CONTENT_LENGTH = 2 * 1024 * 1024
 

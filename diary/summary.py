@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from datetime import datetime
 
-from .assessments import rows_query, state_at
+from sqlalchemy import select
+
+from .assessments import state_sql
 from .exports.endpoints import pct_change
 from .extensions import db
-from .models import ItemValue, Participant, Study, Submission
+from .models import Assessment, ItemValue, Participant, Period, Study, Submission
 from .protocol import Protocol
 from .vocabulary import AssessmentState, Role
 
@@ -41,13 +43,17 @@ def split_label(study: Study, role: str) -> str:
 
 def vas_change_summary(study: Study, protocol: Protocol, split: str, now: datetime) -> list[SummaryRow]:
     instrument, item = protocol.vas_item()
-    # The assessment read model, with the fatigue VAS of each entry beside it.
+    # The fatigue VAS of every entry judged inside its window: the state rule applied by the
+    # database (``state_sql``), so only the values that count cross over, and no more columns.
     rows = db.session.execute(
-        rows_query().add_columns(ItemValue.value)
+        select(Participant.id.label("participant_id"), Participant.sequence, Period.number.label("period"),
+               Period.treatment, Assessment.timepoint, ItemValue.value)
+        .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .join(Submission, Submission.assessment_id == Assessment.id)
         .join(ItemValue, (ItemValue.submission_id == Submission.id) & (ItemValue.instrument == instrument)
               & (ItemValue.item == item))
-        .where(Participant.study_id == study.id)).all()
-    rows = [r for r in rows if state_at(r, now) in COUNTED]
+        .where(Participant.study_id == study.id, state_sql(now).in_([state.value for state in COUNTED]))).all()
     baselines = {(r.participant_id, r.period): int(r.value) for r in rows if r.timepoint == "BL"}
     changes: dict[tuple[str, int, str], list[float]] = defaultdict(list)
     for r in rows:

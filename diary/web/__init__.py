@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
+from ..extensions import compress
 
 from ..vocabulary import TEMPLATE_GLOBALS
 
@@ -21,7 +22,7 @@ class BoundedInt(IntegerConverter):
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, coordinator, errors, main, participant
+    from . import admin, analysis, assets, coordinator, errors, main, participant
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
@@ -30,6 +31,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(analysis.bp)
+    assets.init_app(app)
+    compress.init_app(app)
     errors.init_app(app)
     app.jinja_env.globals.update(TEMPLATE_GLOBALS)
     app.before_request(_refuse_nul_bytes)

@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
 from .. import audit
-from ..adherence import load_grid
+from ..adherence import timepoint_tallies
 from ..charts import Point, line_chart
 from ..errors import Refused
 from ..exports import export_study, zip_bundle
@@ -43,8 +43,9 @@ def summary():
     chart = line_chart(series, title="Mean % change of the fatigue VAS from baseline, with SD",
                        y_label="% change from baseline", y_range=(floor, 40),
                        y_ticks=tuple(range(floor, 41, 20))) if rows else None
-    grid = load_grid(study, now)
-    adherence = [(number, code, label, grid.by_timepoint.get((number, code))) for number, code, label in grid.columns]
+    tallies = timepoint_tallies(study, now)
+    adherence = [(number, tp.code, tp.label, tallies.get((number, tp.code)))
+                 for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
     return render_template("analysis/summary.html", rows=rows, chart=chart, split=split, adherence=adherence,
                            unblinded=study.unblinded_at is not None)
 

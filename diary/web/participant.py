@@ -15,6 +15,7 @@ from flask import (
 )
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager, joinedload
 from wtforms.validators import ValidationError
 
 from .. import assessments, links, pins
@@ -177,9 +178,13 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
 
 def _own_assessment(assessment_id: int) -> Assessment:
     """The participant's own assessment; anyone else's is simply 'not found' (nothing revealed)."""
+    # What the entry rules read, in this one query: the period, its participant, the protocol
+    # version and any submission (no lazy loads one by one).
     assessment = db.session.scalar(
         select(Assessment).join(Period)
-        .where(Assessment.id == assessment_id, Period.participant_id == g.participant.id))
+        .where(Assessment.id == assessment_id, Period.participant_id == g.participant.id)
+        .options(contains_eager(Assessment.period).joinedload(Period.participant),
+                 joinedload(Assessment.protocol_version), joinedload(Assessment.submission)))
     if assessment is None:
         abort(404)
     return assessment
@@ -266,8 +271,9 @@ def submit(assessment_id):
     except Refused as refusal:
         db.session.rollback()
         return render_error(refusal.status, refusal.message)
+    saved_url = url_for(".saved", assessment_id=assessment_id)  # before the commit expires the object
     db.session.commit()
-    return redirect(url_for(".saved", assessment_id=assessment.id))
+    return redirect(saved_url)
 
 
 @bp.get("/entry/<int:assessment_id>/saved")
