@@ -38,3 +38,5 @@ benchmarks: install
 	$(BIN)/python benchmarks/reminders.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/deployment.py
+	$(BIN)/python benchmarks/dashboard.py
+	$(BIN)/python benchmarks/web.py

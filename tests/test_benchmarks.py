@@ -35,3 +35,21 @@ def test_deployment_benchmark_runs_on_postgresql():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "RESULT deployment-postgresql stored=6 duplicates=0 losses=0 server_errors=0 reminders_per_owed=1.000" \
         in result.stdout, result.stdout
+
+
+def test_dashboard_benchmark_runs_and_prints_its_results():
+    """The dashboard benchmark builds a study, measures each page and ends with RESULT lines."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dashboard.py"), "--sizes", "5"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for page in ("adherence", "audit", "summary"):
+        assert f"RESULT {page}-5 ms=" in result.stdout
+
+
+def test_web_benchmark_runs_both_sides_without_errors():
+    """Tiny run of the web benchmark: the diary and the bare app both answer, no 5xx."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "web.py"), "--requests", "5", "--clients", "1",
+                             "--engines", "sqlite"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RESULT submit-sqlite-c1 ratio=" in result.stdout and "RESULT today-sqlite-c1 ratio=" in result.stdout
+    assert "errors 0" in result.stdout and "errors 1" not in result.stdout
