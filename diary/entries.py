@@ -209,8 +209,8 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         db.session.execute(insert(ItemValue), [
             {"submission_id": submission.id, "instrument": instrument_id, "item": item_id, "value": value}
             for (instrument_id, item_id), value in answers.values.items()])
+        # Added to the session; they reach the database with the commit (nothing here needs their ids).
         reports = _side_effect_reports(protocol, assessment, submission, answers, collected_at)
-        db.session.flush()
     except IntegrityError:
         # Another request stored this assessment first (a double tap that raced us).
         db.session.rollback()

@@ -5,16 +5,14 @@ pooled for blinded coordinators, who must not see allocation even in aggregate.
 """
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
+import math
 from dataclasses import dataclass
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Float, cast, func, literal, select
 
 from .assessments import state_sql
-from .exports.endpoints import pct_change
 from .extensions import db
 from .models import Assessment, ItemValue, Participant, Period, Study, Submission
 from .protocol import Protocol
@@ -42,33 +40,42 @@ def split_label(study: Study, role: str) -> str:
 
 
 def vas_change_summary(study: Study, protocol: Protocol, split: str, now: datetime) -> list[SummaryRow]:
+    """Mean and SD of the VAS % change from the period's baseline, by group, period and time point.
+
+    Counted by the database: each counted entry (judged inside its window, ``state_sql``) is
+    joined to its period's counted BL, and n, the sum and the sum of squares of the % changes
+    are aggregated per group; means and SDs follow from them here.
+    """
     instrument, item = protocol.vas_item()
-    # The fatigue VAS of every entry judged inside its window: the state rule applied by the
-    # database (``state_sql``), so only the values that count cross over, and no more columns.
+    counted = [state.value for state in COUNTED]
+    vas = (select(Participant.id.label("participant_id"), Participant.sequence, Period.number.label("period"),
+                  Period.treatment, Assessment.timepoint, cast(ItemValue.value, Float).label("value"))
+           .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
+           .join(Participant, Period.participant_id == Participant.id)
+           .join(Submission, Submission.assessment_id == Assessment.id)
+           .join(ItemValue, (ItemValue.submission_id == Submission.id) & (ItemValue.instrument == instrument)
+                 & (ItemValue.item == item))
+           .where(Participant.study_id == study.id, state_sql(now).in_(counted))).cte("vas")
+    base = vas.alias("base")
+    pct = (vas.c.value - base.c.value) * 100.0 / base.c.value
+    group = {"treatment": vas.c.treatment, "sequence": vas.c.sequence, "pooled": literal("all")}[split]
     rows = db.session.execute(
-        select(Participant.id.label("participant_id"), Participant.sequence, Period.number.label("period"),
-               Period.treatment, Assessment.timepoint, ItemValue.value)
-        .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id)
-        .join(Submission, Submission.assessment_id == Assessment.id)
-        .join(ItemValue, (ItemValue.submission_id == Submission.id) & (ItemValue.instrument == instrument)
-              & (ItemValue.item == item))
-        .where(Participant.study_id == study.id, state_sql(now).in_([state.value for state in COUNTED]))).all()
-    baselines = {(r.participant_id, r.period): int(r.value) for r in rows if r.timepoint == "BL"}
-    changes: dict[tuple[str, int, str], list[float]] = defaultdict(list)
-    for r in rows:
-        if r.timepoint == "BL":
-            continue
-        change = pct_change(int(r.value), baselines.get((r.participant_id, r.period)))
-        if change is None:
-            continue
-        group = {"treatment": protocol.treatments.get(r.treatment, r.treatment),
-                 "sequence": f"sequence {r.sequence}", "pooled": "all participants"}[split]
-        changes[(group, r.period, r.timepoint)].append(change)
+        select(group.label("grp"), vas.c.period, vas.c.timepoint, func.count(), func.sum(pct), func.sum(pct * pct))
+        .select_from(vas.join(base, (base.c.participant_id == vas.c.participant_id)
+                              & (base.c.period == vas.c.period) & (base.c.timepoint == "BL")))
+        .where(vas.c.timepoint != "BL", base.c.value != 0)
+        .group_by(group, vas.c.period, vas.c.timepoint)).all()
     hours = {tp.code: tp.target.nominal_minutes / 60 for tp in protocol.timepoints}
     order = {tp.code: index for index, tp in enumerate(protocol.timepoints)}
+
+    def label(value):
+        return {"treatment": lambda v: protocol.treatments.get(v, v), "sequence": lambda v: f"sequence {v}",
+                "pooled": lambda v: "all participants"}[split](value)
+
     result = []
-    for (group, number, code), values in sorted(changes.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])):
-        result.append(SummaryRow(group, number, code, hours[code], len(values), round(statistics.fmean(values), 1),
-                                 round(statistics.stdev(values), 1) if len(values) > 1 else None))
+    for grp, number, code, n, total, squares in sorted(rows, key=lambda r: (label(r[0]), r[1], order[r[2]])):
+        mean = total / n
+        sd = math.sqrt(max(0.0, (squares - total * total / n) / (n - 1))) if n > 1 else None
+        result.append(SummaryRow(label(grp), number, code, hours[code], n, round(mean, 1),
+                                 None if sd is None else round(sd, 1)))
     return result

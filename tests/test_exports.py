@@ -507,3 +507,26 @@ def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
     assert allowed[("side_effects", "term")] == "nausea; rash; other"
     assert allowed[("assessments", "treatment")].startswith("X; Y; Z")
     assert not any("fatigue" in value or "BL" in value.split("; ") for value in allowed.values())
+
+
+def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study, tmp_path):
+    """The summary's figures, counted by the database, equal a pandas computation from the export."""
+    from diary.summary import vas_change_summary
+    write_bundle(tmp_path, study=study, now=now_utc())
+    responses = pd.read_csv(tmp_path / "responses.csv", dtype=str, keep_default_na=False)
+    assessments = pd.read_csv(tmp_path / "assessments.csv", dtype=str, keep_default_na=False)
+    vas = responses[responses["item"] == "fatigue"].merge(
+        assessments[["participant_id", "period", "timepoint", "status"]], on=["participant_id", "period", "timepoint"])
+    vas = vas[vas.status.isin(["completed", "completed_late"])].copy()
+    vas["score"] = vas.value.astype(float)
+    base = vas[vas.timepoint == "BL"][["participant_id", "period", "score"]].rename(columns={"score": "base"})
+    post = vas[vas.timepoint != "BL"].merge(base, on=["participant_id", "period"])
+    post = post[post.base != 0]
+    post["pct"] = (post.score - post.base) / post.base * 100
+    expected = post.groupby(["sequence", "period", "timepoint"]).pct.agg(["count", "mean", "std"])
+    rows = vas_change_summary(study, protocol_of(study.current_protocol_version), "sequence", now_utc())
+    assert len(rows) == len(expected)
+    for row in rows:
+        count, mean, std = expected.loc[(row.group.split()[-1], str(row.period), row.timepoint)]
+        assert row.n == count and row.mean == pytest.approx(round(mean, 1), abs=0.051)
+        assert (row.sd is None) == (count < 2) and (row.sd is None or row.sd == pytest.approx(round(std, 1), abs=0.051))
