@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from diary import assessments
 from diary.adherence import PAGE_SIZE, load_grid
@@ -18,6 +18,7 @@ from diary.study import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .staff_helpers import login_as
+from .test_coordinator import _count_queries
 
 
 def varied_study(study):
@@ -103,32 +104,16 @@ def test_the_grid_is_paged_searched_filtered_and_sorted(client, study):
     assert all(any(cell.state == "missed" for cell in row.cells.values()) for row in missed.rows)
 
 
-def count_queries(app, client, url):
-    statements = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        assert client.get(url).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len(statements)
-
-
 def test_the_grid_runs_the_same_number_of_queries_at_any_size(app, client, study):
     """The adherence page's queries do not grow with the number of participants."""
     many_participants(study, 5)
     login_as(client, "coordinator")
-    small = count_queries(app, client, "/staff/")
+    small = _count_queries(app, client, "/staff/")
     many_participants(study, 0)
     for number in range(5, 130):
         participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
                                 now=now_utc() - timedelta(days=10), code=f"P-{number:05d}")
         record_dose(participant, 1, now_utc() - timedelta(days=3), actor="t", now=now_utc())
     db.session.commit()
-    large = count_queries(app, client, "/staff/")
+    large = _count_queries(app, client, "/staff/")
     assert small == large, (small, large)

@@ -59,29 +59,32 @@ def backoff(attempts: int) -> timedelta:
     return min(MAX_BACKOFF, timedelta(minutes=2 ** max(0, attempts - 1)))
 
 
-def expire_overdue(now: datetime) -> int:
-    """Reminders whose window closed before they could go out are expired, never sent late."""
-    result = db.session.execute(update(Reminder).where(
-        Reminder.state.in_(RETRYABLE), Reminder.not_after <= now).values(
-        state=ReminderState.EXPIRED, last_error="the window closed before the reminder could go out"))
+# The two outboxes (reminders to participants, messages to the study team) share these
+# mechanics: the same states, due and not-after times, claims, leases and retries.
+
+def expire_overdue(now: datetime, outbox=Reminder,
+                   why: str = "the window closed before the reminder could go out") -> int:
+    """Rows whose time has passed before they could go out are expired, never sent late."""
+    result = db.session.execute(update(outbox).where(
+        outbox.state.in_(RETRYABLE), outbox.not_after <= now).values(state=ReminderState.EXPIRED, last_error=why))
     return result.rowcount or 0
 
 
-def _claimable(now: datetime):
+def _claimable(now: datetime, outbox=Reminder):
     """Rows a pass may take: pending or failed, or 'sending' by a pass that died (lease over)."""
-    return or_(Reminder.state.in_(RETRYABLE),
-               (Reminder.state == ReminderState.SENDING) & (Reminder.claimed_at < now - LEASE))
+    return or_(outbox.state.in_(RETRYABLE),
+               (outbox.state == ReminderState.SENDING) & (outbox.claimed_at < now - LEASE))
 
 
-def candidates(now: datetime, limit: int = CLAIM_BATCH) -> list[int]:
+def candidates(now: datetime, limit: int = CLAIM_BATCH, outbox=Reminder) -> list[int]:
     """Due rows that look free. Another pass may take them first: ``take`` decides."""
-    return list(db.session.scalars(select(Reminder.id).where(
-        _claimable(now), Reminder.due_at <= now, Reminder.not_after > now,
-        or_(Reminder.next_attempt_at.is_(None), Reminder.next_attempt_at <= now)
-    ).order_by(Reminder.due_at).limit(limit)))
+    return list(db.session.scalars(select(outbox.id).where(
+        _claimable(now, outbox), outbox.due_at <= now, outbox.not_after > now,
+        or_(outbox.next_attempt_at.is_(None), outbox.next_attempt_at <= now)
+    ).order_by(outbox.due_at, outbox.id).limit(limit)))
 
 
-def take(ids: list[int], now: datetime, token: str) -> list[int]:
+def take(ids: list[int], now: datetime, token: str, outbox=Reminder) -> list[int]:
     """Claim those of ``ids`` still free, in one conditional UPDATE; returns the ones now ours.
 
     The condition is re-checked by the database against committed data (PostgreSQL re-reads a
@@ -90,11 +93,11 @@ def take(ids: list[int], now: datetime, token: str) -> list[int]:
     """
     if not ids:
         return []
-    db.session.execute(update(Reminder).where(Reminder.id.in_(ids), _claimable(now)).values(
+    db.session.execute(update(outbox).where(outbox.id.in_(ids), _claimable(now, outbox)).values(
         state=ReminderState.SENDING, claim_token=token, claimed_at=now))
     db.session.commit()  # the claim is visible to every other pass before anything is sent
-    return list(db.session.scalars(select(Reminder.id).where(Reminder.claim_token == token,
-                                                           Reminder.state == ReminderState.SENDING)))
+    return list(db.session.scalars(select(outbox.id).where(outbox.claim_token == token,
+                                                         outbox.state == ReminderState.SENDING)))
 
 
 def claim(now: datetime, token: str, limit: int = CLAIM_BATCH) -> list[int]:
@@ -132,26 +135,13 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     return result
 
 
-def _staff_claimable(now: datetime):
-    return or_(StaffMessage.state.in_(RETRYABLE),
-               (StaffMessage.state == ReminderState.SENDING) & (StaffMessage.claimed_at < now - LEASE))
-
-
 def _send_staff_messages(now, token, email, result, recorder) -> None:
     """Alerts and notices to the study team: claimed, sent and recorded like reminders."""
-    db.session.execute(update(StaffMessage).where(StaffMessage.state.in_(RETRYABLE), StaffMessage.not_after <= now)
-                       .values(state=ReminderState.EXPIRED, last_error="too old to send"))
+    expire_overdue(now, StaffMessage, why="too old to send")
     db.session.commit()
     while True:
-        ids = list(db.session.scalars(select(StaffMessage.id).where(
-            _staff_claimable(now), StaffMessage.due_at <= now, StaffMessage.not_after > now,
-            or_(StaffMessage.next_attempt_at.is_(None), StaffMessage.next_attempt_at <= now))
-            .order_by(StaffMessage.id).limit(CLAIM_BATCH)))
-        if not ids:
+        if not take(candidates(now, outbox=StaffMessage), now, token, outbox=StaffMessage):
             return
-        db.session.execute(update(StaffMessage).where(StaffMessage.id.in_(ids), _staff_claimable(now))
-                           .values(state=ReminderState.SENDING, claim_token=token, claimed_at=now))
-        db.session.commit()
         messages = db.session.execute(select(
             StaffMessage.id, StaffMessage.kind, StaffMessage.recipient, StaffMessage.subject, StaffMessage.body,
             StaffMessage.attempts, StaffMessage.not_after).where(
