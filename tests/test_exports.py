@@ -530,3 +530,26 @@ def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study,
         count, mean, std = expected.loc[(row.group.split()[-1], str(row.period), row.timepoint)]
         assert row.n == count and row.mean == pytest.approx(round(mean, 1), abs=0.051)
         assert (row.sd is None) == (count < 2) and (row.sd is None or row.sd == pytest.approx(round(std, 1), abs=0.051))
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1,1)"]
+
+
+def test_xlsx_writes_typed_text_never_formulas_and_survives_control_characters(study, tmp_path):
+    """Five formula payloads and a vertical tab in free text: all text in the XLSX, the export works."""
+    from openpyxl import load_workbook
+    protocol = protocol_of(study.current_protocol_version)
+    for number, payload in enumerate(FORMULAS + ["line one\x0bline two"]):
+        participant = _participant(study, f"P-XLS{number:03d}")
+        d1 = assessment_of(participant, 1, "D1")
+        record_submission(d1, answers_for(protocol, "D1", **{"side_effects.other": payload}),
+                          now=d1.target, actor="t")
+    db.session.commit()
+    manifest = write_bundle(tmp_path, study=study, now=now_utc(), fmt="xlsx")
+    sheet = load_workbook(tmp_path / "side_effects.xlsx").active
+    header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+    cells = [row[header.index("verbatim")] for row in sheet.iter_rows(min_row=2)]
+    texts = [c.value for c in cells if c.value]
+    assert sorted(texts) == sorted(FORMULAS + ["line one\ufffdline two"])
+    assert all(c.data_type == "s" for c in cells if c.value)  # strings, not formulas
+    assert manifest["xlsx_characters_replaced"] == 1

@@ -49,7 +49,7 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol_of(study.current_protocol_version)
     blinded = study.unblinded_at is None
-    files = {}
+    files, stats = {}, {}
     with db.engine.connect() as connection:
         # One snapshot for every table: SQLite's read transaction gives it without the write lock;
         # PostgreSQL needs REPEATABLE READ for it.
@@ -65,7 +65,8 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
                         else BUILDERS[table](ctx))
                 path = out_dir / f"{table}.{fmt}"
                 count = WRITERS[fmt](path, TABLES[table], rows,
-                                     (lambda n, table=table: progress(table, n)) if progress else None)
+                                     (lambda n, table=table: progress(table, n)) if progress else None,
+                                     **({"stats": stats} if fmt == "xlsx" else {}))
                 files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
     version = study.current_protocol_version
     manifest = {
@@ -82,6 +83,9 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
         "app_version": current_app.config["DIARY_VERSION"],
         "files": files,
     }
+    if fmt == "xlsx":
+        # Characters a spreadsheet cannot hold, replaced by U+FFFD (CSV and Parquet keep them).
+        manifest["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 

@@ -94,25 +94,49 @@ def write_parquet(path: Path, columns: list[Column], rows, progress=None) -> int
     return count
 
 
-def write_xlsx(path: Path, columns: list[Column], rows, progress=None) -> int:
-    """One sheet per file. Times are ISO 8601 text so that Excel cannot shift them to local time."""
+def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: dict | None = None) -> int:
+    """One sheet per file. Times are ISO 8601 text so that Excel cannot shift them to local time.
+
+    Text is always written as text, never as a formula: a participant's free text starting with
+    "=", "+", "-" or "@" stays what they typed. Characters XML cannot hold (a vertical tab, NUL)
+    are replaced by U+FFFD and counted in ``stats["xlsx_characters_replaced"]``, so one odd
+    character never makes the whole export fail.
+    """
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(path.stem[:31])
     sheet.append([c.name for c in columns])
-    count = 0
+    count = replaced = 0
+
+    def cell(value):
+        nonlocal replaced
+        if isinstance(value, datetime):
+            value = iso_utc(value)
+        elif value is True or value is False:
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            return value
+        value, found = ILLEGAL_CHARACTERS_RE.subn("\ufffd", value)
+        replaced += found
+        text = WriteOnlyCell(sheet, value=value)
+        text.data_type = "s"  # a string, whatever it starts with: never a formula
+        return text
+
     while True:
         batch = list(islice(rows, BATCH))
         if not batch:
             break
         for row in batch:
-            sheet.append([iso_utc(v) if isinstance(v, datetime) else
-                          ("true" if v is True else "false" if v is False else v) for v in row])
+            sheet.append([cell(v) for v in row])
         count += len(batch)
         if progress:
             progress(len(batch))
     workbook.save(path)
+    if stats is not None:
+        stats["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0) + replaced
     return count
 
 
