@@ -240,7 +240,7 @@ def export_command(out_dir, fmt, as_zip, identified, reason):
         fail(error.message)
     db.session.commit()
     for name, entry in manifest["files"].items():
-        click.echo(f"  {name:28} {entry['rows']:>9} rows")
+        click.echo(f"  {name:36} " + (f"{entry['rows']:>9} rows" if entry["rows"] is not None else "program"))
     if as_zip:
         archive = zip_bundle(out, out / "diary-export.zip")
         click.echo(f"  {archive.name}")

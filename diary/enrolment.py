@@ -17,7 +17,7 @@ from .models import Assessment, Participant, Period, Study
 from .randomization import next_sequence
 from .reminders.preferences import check_reminder_hours
 from .study import protocol_of
-from .vocabulary import ParticipantStatus
+from .vocabulary import ParticipantStatus, WithdrawalReason
 
 # No 0/O or 1/I/L: codes get read out over the phone.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -127,13 +127,17 @@ def revoke_link(participant: Participant, *, actor: str, now: datetime) -> None:
                  entity_id=participant.id, participant_id=participant.id, now=now)
 
 
-def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str) -> int:
+def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str,
+             category: str = WithdrawalReason.OTHER) -> int:
     """Withdraw: remaining assessments become not_applicable; nothing is deleted.
 
-    Returns how many assessments were marked not applicable.
+    ``category`` is the reason an analyst counts (exported); ``reason`` the words, kept in the
+    audit trail. Returns how many assessments were marked not applicable.
     """
     if not reason or not reason.strip():
         raise Refused("A reason is required to withdraw a participant.")
+    if category not in set(WithdrawalReason):
+        raise Refused(f"Choose why the participant leaves: {', '.join(WithdrawalReason)}.", field="category")
     # Locked and read afresh: two withdrawals at once must not both pass the check below.
     db.session.execute(select(Participant).where(Participant.id == participant.id).with_for_update()
                        .execution_options(populate_existing=True)).scalar_one()
@@ -141,6 +145,7 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
         raise Refused("This participant is already withdrawn.", status=409)
     participant.status = ParticipantStatus.WITHDRAWN
     participant.withdrawn_at = now
+    participant.withdrawal_reason = category
     remaining = db.session.scalars(
         select(Assessment).join(Period)
         .where(Period.participant_id == participant.id, Assessment.late_close > now)
@@ -151,6 +156,6 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
                        sorted(remaining, key=lambda a: (a.period.number, a.target)))
     audit.record(actor=actor, action="withdraw", entity="participant", entity_id=participant.id,
                  participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE,
-                 new=f"{ParticipantStatus.WITHDRAWN}; entries closed as not applicable: {closed or 'none'}",
+                 new=f"{ParticipantStatus.WITHDRAWN} ({category}); entries closed as not applicable: {closed or 'none'}",
                  reason=reason.strip(), now=now)
     return len(remaining)

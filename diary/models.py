@@ -18,7 +18,7 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 from .vocabulary import (
     FollowUpOutcome, ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, ReviewState, Role, Severity,
-    Source, StaffMessageKind, sql_in,
+    Source, StaffMessageKind, WithdrawalReason, sql_in,
 )
 
 
@@ -90,6 +90,7 @@ class Participant(db.Model):
         UniqueConstraint("study_id", "code"),
         CheckConstraint(sql_in("status", ParticipantStatus), name="status"),
         CheckConstraint("sequence IS NULL OR length(sequence) > 0", name="sequence"),
+        CheckConstraint(sql_in("withdrawal_reason", WithdrawalReason, nullable=True), name="withdrawal_reason"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -103,6 +104,10 @@ class Participant(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.ACTIVE.value)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     withdrawn_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    withdrawal_reason: Mapped[Optional[str]] = mapped_column(String(32))
+    # The dummy allocation blinded analysts' exports carry before unblinding (randomization.py):
+    # drawn once, kept, so their programs see the same data export after export.
+    dummy_sequence: Mapped[Optional[str]] = mapped_column(String(16))
 
     # Contact for reminders. Direct identifiers: never exported unless an identified export.
     email: Mapped[Optional[str]] = mapped_column(String(254))
@@ -277,6 +282,9 @@ class RandomizationSlot(db.Model):
     site: Mapped[str] = mapped_column(String(80))
     position: Mapped[int] = mapped_column(Integer)
     sequence: Mapped[str] = mapped_column(String(16))
+    # This slot's sequence in the dummy allocation: the uploaded list's sequences shuffled once,
+    # so the dummy keeps the list's AB/BA counts (randomization.py).
+    dummy_sequence: Mapped[Optional[str]] = mapped_column(String(16))
     participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"), unique=True)
 
 

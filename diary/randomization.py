@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import Refused
 from .extensions import db
-from .models import RandomizationSlot, Study
+from .models import Participant, RandomizationSlot, Study
 from .study import protocol_of
 
 
@@ -56,11 +57,12 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
     clashes = [f"{site} {position}" for site, position, _ in rows if (site, position) in existing]
     if clashes:
         raise Refused("These slots already exist and were not changed: " + ", ".join(clashes[:20]))
+    dummies = _shuffled([sequence for _, _, sequence in rows])
     try:
         with db.session.begin_nested():  # the unique (site, position) decides a race with another upload
-            for site, position, sequence in rows:
+            for (site, position, sequence), dummy in zip(rows, dummies):
                 db.session.add(RandomizationSlot(study_id=study.id, site=site, position=position,
-                                                 sequence=sequence))
+                                                 sequence=sequence, dummy_sequence=dummy))
     except IntegrityError:
         raise Refused("Another upload added some of these slots at the same time; nothing was changed. "
                       "Reload the page to see the list.", status=409) from None
@@ -86,3 +88,45 @@ def next_sequence(study: Study, site: str) -> RandomizationSlot:
         raise Refused(f"The randomization list has no free slot left for site {site}. "
                       "Ask the unblinded team member to upload more.")
     return slot
+
+
+# --- The dummy allocation ----------------------------------------------------------------------
+# Before unblinding, blinded analysts' exports carry a dummy allocation instead of the true one,
+# so statisticians can write and test their programs on the real data without learning who had
+# what (A/B side-effect profiles alone would reveal the drug). The list's sequences are
+# shuffled once over its slots, so the dummy keeps the list's AB/BA counts; it is stored, so
+# every export shows the same dummy. A participant enrolled without a slot (a sequence given by
+# a script) draws a dummy sequence at random.
+
+_draw = random.SystemRandom()
+
+
+def _shuffled(sequences: list[str]) -> list[str]:
+    dummy = list(sequences)
+    _draw.shuffle(dummy)
+    return dummy
+
+
+def ensure_dummy_allocation(study: Study) -> int:
+    """Give every slot and participant still without one a dummy sequence; return how many
+    participants got one. Each row is set only where it is still empty, so two exports at once
+    cannot give one participant two dummies: the later one's update finds nothing to do."""
+    protocol = protocol_of(study.current_protocol_version)
+    slots = db.session.execute(select(RandomizationSlot.id, RandomizationSlot.sequence)
+                               .where(RandomizationSlot.study_id == study.id,
+                                      RandomizationSlot.dummy_sequence.is_(None))).all()
+    for (slot_id, _), dummy in zip(slots, _shuffled([sequence for _, sequence in slots])):
+        db.session.execute(update(RandomizationSlot)
+                           .where(RandomizationSlot.id == slot_id, RandomizationSlot.dummy_sequence.is_(None))
+                           .values(dummy_sequence=dummy))
+    missing = db.session.execute(
+        select(Participant.id, RandomizationSlot.dummy_sequence)
+        .outerjoin(RandomizationSlot, RandomizationSlot.participant_id == Participant.id)
+        .where(Participant.study_id == study.id, Participant.dummy_sequence.is_(None))).all()
+    sequences = list(protocol.sequences)
+    for participant_id, from_slot in missing:
+        db.session.execute(update(Participant)
+                           .where(Participant.id == participant_id, Participant.dummy_sequence.is_(None))
+                           .values(dummy_sequence=from_slot or _draw.choice(sequences))
+                           .execution_options(synchronize_session=False))
+    return len(missing)

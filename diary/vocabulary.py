@@ -13,6 +13,25 @@ class ParticipantStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class WithdrawalReason(StrEnum):
+    """Why a participant left, as a category an analyst can count (the words stay in the audit trail)."""
+
+    PARTICIPANT_DECISION = "participant_decision"
+    ADVERSE_EVENT = "adverse_event"
+    LOST_TO_FOLLOW_UP = "lost_to_follow_up"
+    INVESTIGATOR_DECISION = "investigator_decision"
+    PROTOCOL_DEVIATION = "protocol_deviation"
+    OTHER = "other"
+
+
+WITHDRAWAL_LABELS = {WithdrawalReason.PARTICIPANT_DECISION: "The participant's decision",
+                     WithdrawalReason.ADVERSE_EVENT: "An adverse event",
+                     WithdrawalReason.LOST_TO_FOLLOW_UP: "Lost to follow-up",
+                     WithdrawalReason.INVESTIGATOR_DECISION: "The investigator's decision",
+                     WithdrawalReason.PROTOCOL_DEVIATION: "A protocol deviation",
+                     WithdrawalReason.OTHER: "Other"}
+
+
 class Source(StrEnum):
     """Who entered a submission: the participant, or staff on their behalf from a source."""
 

@@ -326,12 +326,16 @@ def test_withdrawal_marks_remaining_not_applicable_and_deletes_nothing(client, s
     assert client.post(f"/staff/participants/{someone.code}/withdraw",
                        data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
                              "reason": ""}).status_code == 422
+    no_category = client.post(f"/staff/participants/{someone.code}/withdraw",
+                              data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
+                                    "reason": "moved abroad"})
+    assert no_category.status_code == 422 and "Choose why the participant leaves" in no_category.get_data(as_text=True)
     response = client.post(f"/staff/participants/{someone.code}/withdraw",
                            data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                                 "reason": "moved abroad"})
+                                 "reason": "moved abroad", "category": "lost_to_follow_up"})
     assert response.status_code == 302
     db.session.refresh(someone)
-    assert someone.status == "withdrawn"
+    assert someone.status == "withdrawn" and someone.withdrawal_reason == "lost_to_follow_up"
     assert db.session.scalar(select(func.count()).select_from(Assessment)) == total
     remaining = [a for a in someone.periods[0].assessments if a.late_close > now_utc()]
     assert remaining and all(a.not_applicable for a in remaining)

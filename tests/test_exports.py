@@ -26,26 +26,37 @@ from .staff_helpers import any_csrf, login_as, make_staff
 
 # The contract from DESIGN.md, written out here as the specification the export must meet.
 CONTRACT = {
-    "assessments": ["participant_id", "site", "sequence", "period", "treatment", "planned_dose_utc",
-                    "dose_start_utc", "timepoint", "nominal_offset_min", "window_open_utc", "window_close_utc",
-                    "status", "submitted_utc", "collected_utc", "minutes_from_dose", "source", "code_broken_utc"],
-    "responses": ["participant_id", "sequence", "period", "treatment", "timepoint", "instrument", "item", "value",
-                  "submitted_utc", "collected_utc", "minutes_from_dose", "source"],
-    "fatigue_endpoints": ["participant_id", "sequence", "period", "treatment", "baseline_vas", "vas_d1", "vas_d3",
-                          "vas_d7", "pct_change_d1", "pct_change_d3", "pct_change_d7", "responder_d3",
-                          "auc_pct_change_0_7d", "hours_from_dose_d1", "hours_from_dose_d3",
+    "assessments": ["participant_id", "site", "sequence", "period", "treatment_code", "treatment", "planned_dose_utc",
+                    "dose_start_utc", "timepoint", "timepoint_order", "nominal_offset_min", "window_open_utc",
+                    "window_close_utc", "status", "submitted_utc", "collected_utc", "minutes_from_dose", "source",
+                    "code_broken_utc", "allocation_is_dummy"],
+    "responses": ["participant_id", "sequence", "period", "treatment_code", "treatment", "timepoint", "timepoint_order",
+                  "instrument", "item", "value", "submitted_utc", "collected_utc", "minutes_from_dose", "source",
+                  "allocation_is_dummy"],
+    "fatigue_endpoints": ["participant_id", "sequence", "period", "treatment_code", "treatment", "baseline_vas",
+                          "vas_d1", "vas_d3", "vas_d7", "pct_change_d1", "pct_change_d3", "pct_change_d7",
+                          "responder_d3", "auc_pct_change_0_7d", "hours_from_dose_d1", "hours_from_dose_d3",
                           "hours_from_dose_d7", "status_d3", "source_d3", "auc_n_points", "excluded_reason",
-                          "code_broken_utc"],
-    "side_effects": ["participant_id", "period", "treatment", "timepoint", "term", "severity", "solicited",
-                     "verbatim", "reported_utc", "minutes_from_dose"],
+                          "code_broken_utc", "allocation_is_dummy"],
+    "fatigue_timecourse": ["participant_id", "sequence", "period", "treatment_code", "treatment", "timepoint",
+                           "timepoint_order", "baseline_vas", "vas", "pct_change", "hours_from_dose", "status",
+                           "source", "allocation_is_dummy"],
+    "side_effects": ["participant_id", "period", "treatment_code", "treatment", "timepoint", "timepoint_order", "term",
+                     "severity", "solicited", "verbatim", "reported_utc", "minutes_from_dose", "allocation_is_dummy"],
     "adherence": ["participant_id", "period", "scheduled", "completed", "completed_late", "missed", "compliance_pct"],
-    "data_dictionary": ["table", "column", "type", "unit", "allowed_values", "description"],
+    "participants": ["participant_id", "site", "timezone", "sequence", "enrolled_utc", "status", "withdrawn_utc",
+                     "withdrawal_reason", "periods_dosed", "has_baseline_all_periods", "has_primary_both_periods",
+                     "code_broken_utc", "allocation_is_dummy"],
+    "audit_trail": ["event_id", "time_utc", "actor_role", "action", "entity", "participant_id", "field", "old_value",
+                    "new_value", "reason"],
+    "data_dictionary": ["table", "column", "type", "unit", "allowed_values", "precision", "may_contain_identifiers",
+                        "description"],
 }
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 CHECKS = {
     "integer": lambda v: re.fullmatch(r"-?\d+", v) is not None,
     "number": lambda v: float(v) == float(v),
-    "boolean": lambda v: v in ("true", "false"),
+    "boolean": lambda v: v in ("TRUE", "FALSE"),
     "datetime": lambda v: ISO.match(v) is not None,
     "string": lambda v: True,
 }
@@ -149,7 +160,7 @@ def assert_endpoints_agree(bundle):
             assert (got is None) == (want[day] is None), (row, day)
             if got is not None:
                 assert got == pytest.approx(want[day], abs=0.006)
-        assert row["responder_d3"] == ("" if want["d3"] is None else ("true" if want["d3"] <= -20 else "false"))
+        assert row["responder_d3"] == ("" if want["d3"] is None else ("TRUE" if want["d3"] <= -20 else "FALSE"))
         got_auc = _num(row["auc_pct_change_0_7d"])
         assert (got_auc is None) == (want["auc"] is None), row
         if got_auc is not None:
@@ -206,11 +217,11 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
     assert no_d3["vas_d3"] == no_d3["pct_change_d3"] == no_d3["responder_d3"] == ""
     assert no_d3["pct_change_d1"] == "-20.0" and no_d3["auc_pct_change_0_7d"] != ""
     late = rows["P-LATE01"]
-    assert (late["pct_change_d3"], late["responder_d3"]) == ("-30.0", "true")
+    assert (late["pct_change_d3"], late["responder_d3"]) == ("-30.0", "TRUE")
     statuses = {(r["participant_id"], r["timepoint"]): r["status"] for r in read_csv(out, "assessments")}
     assert statuses[("P-LATE01", "D3")] == "completed_late"
     proxy = rows["P-PROXY1"]
-    assert (proxy["pct_change_d3"], proxy["responder_d3"]) == ("-25.0", "true")
+    assert (proxy["pct_change_d3"], proxy["responder_d3"]) == ("-25.0", "TRUE")
     sources = {(r["participant_id"], r["timepoint"]): r["source"] for r in read_csv(out, "responses")}
     assert sources[("P-PROXY1", "D3")] == "paper"
 
@@ -226,11 +237,19 @@ def test_auc_carries_and_interpolates_to_168_hours():
 def test_manifest_counts_and_checksums_match_the_files(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["blinded"] is True and manifest["protocol_id"] == "ketamine-fatigue-crossover"
-    assert set(manifest["files"]) == {f"{t}.csv" for t in CONTRACT}
+    extras = {f"sdtm/{d}.{s}" for d in ("dm", "se", "ex", "qs", "ae") for s in ("csv", "json")} | {
+        "fhir/Questionnaire.ndjson", "fhir/QuestionnaireResponse.ndjson", "analysis/primary.py", "analysis/primary.R"}
+    assert set(manifest["files"]) == {f"{t}.csv" for t in CONTRACT} | extras
+    files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
+    assert files == set(manifest["files"]) | {"manifest.json"}
     for name, entry in manifest["files"].items():
         data = (bundle / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        assert len(read_csv(bundle, entry["table"])) == entry["rows"]
+        if name.endswith(".csv"):
+            with open(bundle / name, encoding="utf-8", newline="") as handle:
+                assert len(list(csv.DictReader(handle))) == entry["rows"], name
+        elif name.endswith(".ndjson"):
+            assert len(data.decode().splitlines()) == entry["rows"]
 
 
 def test_no_identifiers_in_the_export(study, tmp_path, client):
@@ -245,7 +264,7 @@ def test_no_identifiers_in_the_export(study, tmp_path, client):
     db.session.commit()
     client.get(f"/p/{token}")  # the participant's visit leaves an address in the web logs, never in data
     write_bundle(tmp_path / "out", study=study, now=now_utc())
-    text = "\n".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir())
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert "P-IDENT1" in text
     for forbidden in ("jane.doe", "@example.org", token, token[:20], "555 0199", "127.0.0.1"):
         assert forbidden not in text
@@ -254,23 +273,27 @@ def test_no_identifiers_in_the_export(study, tmp_path, client):
 
 
 def test_blinded_and_unblinded_exports_differ_only_in_treatment(demo, study, tmp_path):
+    """With the true allocation, unblinding fills in the drug names and changes nothing else."""
     blinded_dir, unblinded_dir = tmp_path / "blinded", tmp_path / "unblinded"
-    write_bundle(blinded_dir, study=study, now=demo)
+    write_bundle(blinded_dir, study=study, now=demo, true_allocation=True)
     unblind(study, user=make_staff("unblinded"), now=demo)
     db.session.commit()
     write_bundle(unblinded_dir, study=study, now=demo)
     names = {"A": "ketamine 0.5 mg/kg", "B": "midazolam 0.045 mg/kg"}
     for table in CONTRACT:
+        if table == "audit_trail":
+            continue  # unblinding is itself an event
         before, after = read_csv(blinded_dir, table), read_csv(unblinded_dir, table)
         assert len(before) == len(after)
         for old, new in zip(before, after):
             if "treatment" in old:
-                assert new["treatment"] == names[old["treatment"]]
+                assert old["treatment"] == "" and new["treatment"] == names[old["treatment_code"]]
                 old, new = {**old, "treatment": ""}, {**new, "treatment": ""}
             assert old == new
     manifest = json.loads((unblinded_dir / "manifest.json").read_text())
-    assert manifest["blinded"] is False and manifest["unblinded_utc"]
+    assert manifest["blinded"] is False and manifest["unblinded_utc"] and manifest["allocation_is_dummy"] is False
     assert {r["sequence"] for r in read_csv(unblinded_dir, "assessments")} == {"AB", "BA"}
+    assert "unblind" in {r["action"] for r in read_csv(unblinded_dir, "audit_trail")}
 
 
 def _normal(value):
@@ -279,7 +302,7 @@ def _normal(value):
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if value is True or value is False:
-        return "true" if value else "false"
+        return "TRUE" if value else "FALSE"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(value)
@@ -505,14 +528,16 @@ def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
     assert allowed[("responses", "item")] == "pain; mood"
     assert allowed[("responses", "value")] == "pain: 0-100; mood: low, ok"
     assert allowed[("side_effects", "term")] == "nausea; rash; other"
-    assert allowed[("assessments", "treatment")].startswith("X; Y; Z")
+    assert allowed[("assessments", "treatment_code")] == "X; Y; Z"
+    # Drug names sorted by name, never in code order: a blinded dictionary must not map the codes.
+    assert allowed[("assessments", "treatment")] == "empty while blinded; after unblinding drug x; drug y; placebo"
     assert not any("fatigue" in value or "BL" in value.split("; ") for value in allowed.values())
 
 
 def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study, tmp_path):
     """The summary's figures, counted by the database, equal a pandas computation from the export."""
     from diary.summary import vas_change_summary
-    write_bundle(tmp_path, study=study, now=now_utc())
+    write_bundle(tmp_path, study=study, now=now_utc(), true_allocation=True)
     responses = pd.read_csv(tmp_path / "responses.csv", dtype=str, keep_default_na=False)
     assessments = pd.read_csv(tmp_path / "assessments.csv", dtype=str, keep_default_na=False)
     vas = responses[responses["item"] == "fatigue"].merge(
@@ -552,4 +577,8 @@ def test_xlsx_writes_typed_text_never_formulas_and_survives_control_characters(s
     texts = [c.value for c in cells if c.value]
     assert sorted(texts) == sorted(FORMULAS + ["line one\ufffdline two"])
     assert all(c.data_type == "s" for c in cells if c.value)  # strings, not formulas
-    assert manifest["xlsx_characters_replaced"] == 1
+    # Counted wherever the text appears: the report, and the audit trail's record of the entry.
+    replaced = sum(str(value).count("\ufffd") for path in tmp_path.glob("*.xlsx")
+                   for row in load_workbook(path, read_only=True).active.iter_rows(values_only=True) for value in row
+                   if isinstance(value, str))
+    assert manifest["xlsx_characters_replaced"] == replaced == 2

@@ -208,7 +208,7 @@ def test_staff_changes_need_a_reason_and_withdrawal_lists_its_entries(client, st
     url = f"/staff/participants/{participant.code}/withdraw"
     html = coordinator.get(url).get_data(as_text=True)
     coordinator.post(url, data={"csrf_token": csrf_from(html), "action_key": action_key_from(html),
-                                "reason": "moved away"})
+                                "reason": "moved away", "category": "lost_to_follow_up"})
     withdrawal = events("withdraw")[0]
     assert "entries closed as not applicable: infusion 1 D1" in withdrawal.new_value
     assert "infusion 2" not in withdrawal.new_value  # infusion 2 not scheduled yet: nothing to close

@@ -75,7 +75,8 @@ def test_reposting_a_confirmed_action_does_it_once(client, study, someone, actio
     url = f"/staff/participants/{someone.code}/{path}"
     confirm = client.get(url)
     assert confirm.status_code == 200 and 'name="reason"' in confirm.get_data(as_text=True)
-    first, second = post_twice(client, url, url, {"reason": "asked by the participant"})
+    first, second = post_twice(client, url, url, {"reason": "asked by the participant",
+                                                  "category": "participant_decision"})
     assert first.status_code in (302, 303) and second.status_code == 302
     assert events(event) == 1
     assert db.session.scalar(select(AuditEvent.reason).where(AuditEvent.action == event)) == "asked by the participant"

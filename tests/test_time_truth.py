@@ -209,7 +209,7 @@ def test_every_endpoint_column_agrees_with_an_independent_computation(study, pro
     for day in ("d1", "d3", "d7"):
         assert float(row[f"pct_change_{day}"]) == pytest.approx(pct[day.upper()], abs=0.006)
         assert float(row[f"hours_from_dose_{day}"]) == pytest.approx(hours[day.upper()], abs=0.006)
-    assert row["responder_d3"] == ("true" if pct["D3"] <= -20 else "false")
+    assert row["responder_d3"] == ("TRUE" if pct["D3"] <= -20 else "FALSE")
     assert float(row["auc_pct_change_0_7d"]) == pytest.approx(area, abs=0.06)
     assert int(row["auc_n_points"]) == len(post)
     assert (row["status_d3"], row["source_d3"]) == ("completed", "participant")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +16,19 @@ from flask import current_app
 from .. import audit
 from ..errors import Refused
 from ..extensions import db
+from ..randomization import ensure_dummy_allocation
 from ..study import protocol_of
 from ..vocabulary import Role
+from .fhir import write_fhir
 from .schema import TABLES, dictionary_rows
+from .sdtm import write_domains
 from .tables import BUILDERS, ExportContext
 from .writers import FORMATS, WRITERS, iso_utc
 
-TABLE_ORDER = ["assessments", "responses", "fatigue_endpoints", "side_effects", "adherence", "data_dictionary"]
+TABLE_ORDER = ["assessments", "responses", "fatigue_endpoints", "fatigue_timecourse", "side_effects", "adherence",
+               "participants", "audit_trail", "data_dictionary"]
+# Starter programs copied into every bundle (analysis/primary.py and analysis/primary.R).
+ANALYSIS_PROGRAMS = Path(__file__).parent / "analysis"
 
 
 def sha256_of(path: Path) -> str:
@@ -32,13 +39,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
-                 progress=None, identified: bool = False) -> dict:
+def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progress=None,
+                 identified: bool = False, true_allocation: bool = False, free_text: bool = True) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
 
     Without ``identified`` (the default) no file carries a direct identifier. With it, a
     ``participants_identified`` table maps codes to contact details; callers must check that
     the person asking is allowed to, and audit it.
+
+    While the study is blinded, the export carries the dummy allocation unless
+    ``true_allocation`` (the unblinded role's export); the dummy is stored first, which commits
+    the session. Without ``free_text`` the columns that may carry identifiers are blanked.
 
     ``progress(table, rows_written)`` is called as batches are written (for a progress bar).
     The database is read in one read-only transaction, so the tables agree with each other.
@@ -49,6 +60,11 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol_of(study.current_protocol_version)
     blinded = study.unblinded_at is None
+    dummy = blinded and not true_allocation
+    if dummy:
+        # Stored before the snapshot is read, so this export and every later one agree.
+        ensure_dummy_allocation(study)
+        db.session.commit()
     files, stats = {}, {}
     with db.engine.connect() as connection:
         # One snapshot for every table: SQLite's read transaction gives it without the write lock;
@@ -58,7 +74,8 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
             options["isolation_level"] = "REPEATABLE READ"
         connection = connection.execution_options(**options)
         with connection.begin():
-            ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now)
+            ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now,
+                                dummy=dummy, no_free_text=not free_text)
             tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
             for table in tables:
                 rows = (iter(dictionary_rows(protocol, identified)) if table == "data_dictionary"
@@ -68,6 +85,21 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
                                      (lambda n, table=table: progress(table, n)) if progress else None,
                                      **({"stats": stats} if fmt == "xlsx" else {}))
                 files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
+            # Exchange formats: SDTM-shaped domains (CSV and Dataset-JSON) and FHIR NDJSON.
+            sdtm = write_domains(out_dir, ctx, now=now, app_version=current_app.config["DIARY_VERSION"])
+            for domain, count in sdtm.items():
+                for suffix in ("csv", "json"):
+                    name = f"sdtm/{domain.lower()}.{suffix}"
+                    files[name] = {"table": f"sdtm_{domain.lower()}", "rows": count,
+                                   "sha256": sha256_of(out_dir / name)}
+            for resource, count in write_fhir(out_dir, ctx).items():
+                name = f"fhir/{resource}.ndjson"
+                files[name] = {"table": f"fhir_{resource}", "rows": count, "sha256": sha256_of(out_dir / name)}
+    (out_dir / "analysis").mkdir(exist_ok=True)
+    for program in sorted(ANALYSIS_PROGRAMS.glob("primary.*")):
+        target = out_dir / "analysis" / program.name
+        shutil.copyfile(program, target)
+        files[f"analysis/{program.name}"] = {"table": "program", "rows": None, "sha256": sha256_of(target)}
     version = study.current_protocol_version
     manifest = {
         "study": study.name,
@@ -76,6 +108,12 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
         "exported_utc": iso_utc(now),
         "blinded": blinded,
         "unblinded_utc": None if blinded else iso_utc(study.unblinded_at),
+        "allocation_is_dummy": dummy,
+        "allocation": ("DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
+                       "list, for writing and testing programs; results mean nothing about the treatments"
+                       if dummy else "true allocation" + (" (blinded: treatment names withheld)" if blinded else "")),
+        "free_text": "included: columns marked may_contain_identifiers can hold names or contact details"
+                     if free_text else "removed: columns marked may_contain_identifiers are blank",
         "format": fmt,
         "identified": identified,
         "identifiers": ("participants_identified holds emails and phone numbers: handle as personal data"
@@ -91,11 +129,12 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv",
 
 
 def zip_bundle(bundle_dir: Path, target):
-    """Pack the bundle's files into ``target`` (a path or a binary file object)."""
+    """Pack the bundle's files, folders included, into ``target`` (a path or a binary file object)."""
+    bundle_dir = Path(bundle_dir)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(Path(bundle_dir).iterdir()):
+        for path in sorted(bundle_dir.rglob("*")):
             if path.is_file() and path.suffix != ".zip":
-                archive.write(path, arcname=path.name)
+                archive.write(path, arcname=path.relative_to(bundle_dir).as_posix())
     return target
 
 
@@ -104,20 +143,35 @@ def zip_bundle(bundle_dir: Path, target):
 IDENTIFIED_EXPORTERS = (Role.ADMIN, "operator")
 
 
+# Who receives the true allocation before unblinding: the unblinded role, and the server's
+# operator when they ask for it (they can read the database anyway; it is audited). Every other
+# role gets the dummy allocation.
+TRUE_ALLOCATION = (Role.UNBLINDED, "operator")
+
+
 def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, fmt: str = "csv",
-                 identified: bool = False, reason: str | None = None, progress=None) -> dict:
+                 identified: bool = False, reason: str | None = None, progress=None,
+                 free_text: bool = True, true_allocation: bool | None = None) -> dict:
     """The one gate for every export, web or CLI: check who may have what, write, audit.
 
-    ``role`` is the staff role asking, or ``"operator"`` for the server's command line.
+    ``role`` is the staff role asking, or ``"operator"`` for the server's command line. The
+    unblinded role always gets the true allocation; the operator only when ``true_allocation``.
     """
     reason = (reason or "").strip() or None
     if identified and role not in IDENTIFIED_EXPORTERS:
         raise Refused("Only an admin can ask for an identified export.", status=403)
     if identified and not reason:
         raise Refused("An identified export needs a reason: it carries emails and phone numbers.")
-    manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified)
+    if true_allocation and role not in TRUE_ALLOCATION:
+        raise Refused("Only the unblinded role sees the true allocation before unblinding.", status=403)
+    true_allocation = role == Role.UNBLINDED if true_allocation is None else true_allocation
+    manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified,
+                            true_allocation=true_allocation, free_text=free_text)
+    allocation = "dummy allocation" if manifest["allocation_is_dummy"] else "true allocation"
     audit.record(actor=actor, action="identified_export" if identified else "export", entity="study",
                  entity_id=study.id, now=now, reason=reason,
-                 new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, "
-                     + ", ".join(f"{entry['table']} {entry['rows']}" for entry in manifest["files"].values()))
+                 new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, {allocation}, "
+                     + ("free text removed, " if not free_text else "")
+                     + ", ".join(f"{entry['table']} {entry['rows']}" for name, entry in manifest["files"].items()
+                                 if "/" not in name))
     return manifest

@@ -6,7 +6,7 @@ stream with ``yield_per`` so the study is never held in memory at once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 
@@ -14,10 +14,14 @@ from sqlalchemy import select
 
 from ..adherence import Tally
 from ..assessments import rows_query, state_at
-from ..models import Assessment, ItemValue, Participant, Period, SideEffectReport, Study, Submission
+from ..audit import UNBLINDED_ONLY
+from ..models import (
+    Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Study, Submission,
+)
 from ..protocol import Protocol
 from ..vocabulary import AssessmentState
-from .endpoints import compute_endpoints
+from .endpoints import compute_endpoints, pct_change
+from .schema import TABLES
 
 BATCH = 5000
 # Participants per query: each query sorts only this many participants' rows, so neither the
@@ -32,10 +36,33 @@ class ExportContext:
     protocol: Protocol
     blinded: bool
     now: datetime
+    # The dummy allocation replaces the true one (a blinded role's export before unblinding).
+    dummy: bool = False
+    # Free text (verbatim reports, free-text answers, audit reasons) left out for sharing.
+    no_free_text: bool = False
+    dummies: dict = field(default_factory=dict)
 
-    def treatment(self, code: str) -> str:
-        """Masked code while blinded; the sealed drug name after unblinding."""
-        return code if self.blinded else self.protocol.treatments.get(code) or code
+    def __post_init__(self):
+        self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
+        self.free_text_items = {(instrument.id, item.id) for instrument in self.protocol.instruments.values()
+                                for item in instrument.items if item.type == "free_text"}
+        if self.dummy:
+            self.dummies = dict(self.connection.execute(
+                select(Participant.code, Participant.dummy_sequence).where(Participant.study_id == self.study.id)).all())
+
+    def sequence(self, code: str, sequence: str) -> str:
+        return self.dummies.get(code) or sequence if self.dummy else sequence
+
+    def treatment_code(self, code: str, sequence: str, period: int, treatment: str) -> str:
+        """The period's masked code under the allocation this export carries."""
+        if not self.dummy:
+            return treatment
+        dummy = self.dummies.get(code)
+        return self.protocol.sequences[dummy][period - 1] if dummy in self.protocol.sequences else treatment
+
+    def treatment(self, code: str) -> str | None:
+        """The drug name, only after unblinding (a blinded export carries treatment_code alone)."""
+        return None if self.blinded else self.protocol.treatments.get(code) or code
 
     def stream(self, statement):
         """Rows of ``statement`` (which must select from Participant), participant chunk by chunk.
@@ -63,10 +90,12 @@ def assessments(ctx: ExportContext):
                       .order_by(Participant.code, Period.number, Assessment.target))
     for row in rows:
         status = state_at(row, ctx.now)
-        yield (row.code, row.site, row.sequence, row.period, ctx.treatment(row.treatment), row.planned_start,
-               row.dose_start, row.timepoint, nominal.get(row.timepoint), row.window_open, row.window_close,
+        code = ctx.treatment_code(row.code, row.sequence, row.period, row.treatment)
+        yield (row.code, row.site, ctx.sequence(row.code, row.sequence), row.period, code,
+               ctx.treatment(row.treatment), row.planned_start, row.dose_start, row.timepoint,
+               ctx.order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
                status, row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.code_broken_at)
+               row.source, row.code_broken_at, ctx.dummy)
 
 
 def _response_instruments(protocol: Protocol) -> list[str]:
@@ -89,19 +118,41 @@ def responses(ctx: ExportContext):
     and the per-submission values (treatment, minutes from dose) are computed once for them."""
     query = _responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
-    treatments = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
+    names = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
+    blank = ctx.free_text_items if ctx.no_free_text else set()
     last_collected = minutes = None
     for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
          collected_at, source) in ctx.stream(query):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
-        yield (code, sequence, number, treatments.get(treatment, treatment), timepoint, instrument, item,
-               value, submitted_at, collected_at, minutes, source)
+        if blank and (instrument, item) in blank:
+            value = None
+        treatment_code = ctx.treatment_code(code, sequence, number, treatment)
+        yield (code, ctx.sequence(code, sequence), number, treatment_code, names.get(treatment), timepoint,
+               ctx.order.get(timepoint), instrument, item, value, submitted_at, collected_at, minutes, source,
+               ctx.dummy)
 
 
 # States whose entries stand for nothing in the endpoints: kept, shown, and named as excluded.
 EXCLUDED = {AssessmentState.AFTER_DOSE: "given after the infusion started, so not a baseline",
             AssessmentState.OUT_OF_WINDOW: "given outside its window after the infusion time was corrected"}
+
+
+def _vas_periods(ctx: ExportContext):
+    """Each dosed period's assessments with their fatigue VAS, one group per participant and
+    period: the one read both fatigue tables are built from."""
+    instrument, item = ctx.protocol.vas_item()
+    vas = (rows_query().add_columns(ItemValue.value)
+           .outerjoin(ItemValue, (ItemValue.submission_id == Submission.id)
+                      & (ItemValue.instrument == instrument) & (ItemValue.item == item))
+           .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
+           .order_by(Participant.code, Period.number, Assessment.target))
+    for _, group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
+        yield list(group)  # one participant's period: at most a dozen rows
+
+
+def _hours_from_dose(row) -> float:
+    return (row.collected_at - row.dose_start).total_seconds() / 3600
 
 
 def fatigue_endpoints(ctx: ExportContext):
@@ -111,17 +162,10 @@ def fatigue_endpoints(ctx: ExportContext):
     (``collected_at``); entries that are ``after_dose`` or ``out_of_window`` are left out and
     named in ``excluded_reason``.
     """
-    instrument, item = ctx.protocol.vas_item()
-    codes = [tp.code for tp in ctx.protocol.timepoints]
+    codes = set(ctx.order)
     auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
                       if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]
-    vas = (rows_query().add_columns(ItemValue.value)
-           .outerjoin(ItemValue, (ItemValue.submission_id == Submission.id)
-                      & (ItemValue.instrument == instrument) & (ItemValue.item == item))
-           .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
-           .order_by(Participant.code, Period.number, Assessment.target))
-    for (code, number), group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
-        group = list(group)  # one participant's period: at most a dozen rows
+    for group in _vas_periods(ctx):
         first = group[0]
         values, excluded, d3 = {}, [], None
         for row in group:
@@ -131,31 +175,57 @@ def fatigue_endpoints(ctx: ExportContext):
             if row.value is None or row.timepoint not in codes:
                 continue
             if state in EXCLUDED:
-                hours = (row.collected_at - row.dose_start).total_seconds() / 3600
-                excluded.append(f"{row.timepoint} {state}: {EXCLUDED[state]} ({hours:+.1f} h from the start)")
+                excluded.append(f"{row.timepoint} {state}: {EXCLUDED[state]} "
+                                f"({_hours_from_dose(row):+.1f} h from the start)")
                 continue
-            values[row.timepoint] = ((row.collected_at - row.dose_start).total_seconds() / 3600, int(row.value))
+            values[row.timepoint] = (_hours_from_dose(row), int(row.value))
         result = compute_endpoints(values, auc_timepoints)
-        yield (code, first.sequence, number, ctx.treatment(first.treatment), result.baseline_vas,
+        yield (first.code, ctx.sequence(first.code, first.sequence), first.period,
+               ctx.treatment_code(first.code, first.sequence, first.period, first.treatment),
+               ctx.treatment(first.treatment), result.baseline_vas,
                result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
                result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d,
                result.hours_from_dose_d1, result.hours_from_dose_d3, result.hours_from_dose_d7,
                d3[0] if d3 else None, d3[1] if d3 else None, result.auc_n_points, "; ".join(excluded) or None,
-               first.code_broken_at)
+               first.code_broken_at, ctx.dummy)
+
+
+def fatigue_timecourse(ctx: ExportContext):
+    """Participant x period x time point in long form, ready to plot or model the whole curve:
+    the same VAS, baseline and exclusions as ``fatigue_endpoints``."""
+    with_vas = {tp.code for tp in ctx.protocol.timepoints
+                if ctx.protocol.vas_item()[0] in tp.instruments}
+    for group in _vas_periods(ctx):
+        states = [(row, state_at(row, ctx.now)) for row in group]
+        baseline = next((int(row.value) for row, state in states
+                         if row.timepoint == "BL" and row.value is not None and state not in EXCLUDED), None)
+        for row, state in states:
+            if row.timepoint not in with_vas:
+                continue
+            vas = None if row.value is None else int(row.value)
+            counts = vas is not None and state not in EXCLUDED
+            hours = None if row.collected_at is None else round(_hours_from_dose(row), 2)
+            pct = pct_change(vas, baseline) if counts else None
+            yield (row.code, ctx.sequence(row.code, row.sequence), row.period,
+                   ctx.treatment_code(row.code, row.sequence, row.period, row.treatment),
+                   ctx.treatment(row.treatment), row.timepoint, ctx.order.get(row.timepoint), baseline, vas,
+                   None if pct is None else round(pct, 2), hours, state, row.source, ctx.dummy)
 
 
 def side_effects(ctx: ExportContext):
     rows = ctx.stream(
-        select(Participant.code, Period.number, Period.treatment, Period.dose_start, SideEffectReport.timepoint,
-               SideEffectReport.term, SideEffectReport.severity, SideEffectReport.solicited,
-               SideEffectReport.verbatim, SideEffectReport.reported_at)
+        select(Participant.code, Participant.sequence, Period.number, Period.treatment, Period.dose_start,
+               SideEffectReport.timepoint, SideEffectReport.term, SideEffectReport.severity,
+               SideEffectReport.solicited, SideEffectReport.verbatim, SideEffectReport.reported_at)
         .join(Period, SideEffectReport.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
         .where(Participant.study_id == ctx.study.id)
         .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id))
     for row in rows:
-        yield (row.code, row.number, ctx.treatment(row.treatment), row.timepoint, row.term, row.severity,
-               bool(row.solicited), row.verbatim, row.reported_at, _minutes(row.reported_at, row.dose_start))
+        yield (row.code, row.number, ctx.treatment_code(row.code, row.sequence, row.number, row.treatment),
+               ctx.treatment(row.treatment), row.timepoint, ctx.order.get(row.timepoint), row.term, row.severity,
+               bool(row.solicited), None if ctx.no_free_text else row.verbatim, row.reported_at,
+               _minutes(row.reported_at, row.dose_start), ctx.dummy)
 
 
 def adherence(ctx: ExportContext):
@@ -170,6 +240,71 @@ def adherence(ctx: ExportContext):
                tally.compliance_pct)
 
 
+def participants(ctx: ExportContext):
+    """One row per participant: the analysis populations come from here (a participant with
+    the primary endpoint in every period is in the complete-case crossover analysis)."""
+    periods = ctx.protocol.periods
+    at = {column.name: i for i, column in enumerate(TABLES["fatigue_endpoints"])}
+    dosed, baselines, primaries = {}, {}, {}
+    for row in fatigue_endpoints(ctx):
+        code, baseline, pct_d3 = row[at["participant_id"]], row[at["baseline_vas"]], row[at["pct_change_d3"]]
+        dosed[code] = dosed.get(code, 0) + 1
+        baselines[code] = baselines.get(code, 0) + (baseline is not None)
+        primaries[code] = primaries.get(code, 0) + (pct_d3 is not None)
+    rows = ctx.connection.execute(
+        select(Participant.code, Participant.site, Participant.timezone, Participant.sequence,
+               Participant.enrolled_at, Participant.status, Participant.withdrawn_at, Participant.withdrawal_reason,
+               Participant.code_broken_at)
+        .where(Participant.study_id == ctx.study.id).order_by(Participant.code))
+    for row in rows:
+        yield (row.code, row.site, row.timezone, ctx.sequence(row.code, row.sequence), row.enrolled_at, row.status,
+               row.withdrawn_at, row.withdrawal_reason, dosed.get(row.code, 0),
+               baselines.get(row.code, 0) == periods, primaries.get(row.code, 0) == periods,
+               row.code_broken_at, ctx.dummy)
+
+
+def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
+    """A role instead of a name: the audit trail's actor strings carry emails and codes."""
+    kind, _, who = actor.partition(":")
+    if kind == "staff":
+        return staff_roles.get(who, "staff")
+    if kind == "participant":
+        return "participant"
+    if actor == "cli":
+        return "operator"
+    return "system"
+
+
+# Events about the study's data that an analyst may read. Staff accounts, sign-ins and PINs are
+# left out (they name people and say nothing about the data).
+DATA_ENTITIES = ("participant", "period", "assessment", "submission", "item_value", "side_effect_report",
+                 "follow_up_task", "study", "protocol_version")
+STAFF_ACTIONS = ("reset_pin", "set_pin", "pin_locked", "participant_sign_out", "push_subscribe",
+                 "change_reminder_channel", "reissue_link", "revoke_link")
+
+
+def audit_trail(ctx: ExportContext):
+    """Who (by role) changed what, when, from what, to what, and why. Events that name the
+    allocation (``audit.UNBLINDED_ONLY``) are left out entirely, whoever exports."""
+    staff_roles = dict(ctx.connection.execute(select(StaffUser.email, StaffUser.role)).all())
+    codes = dict(ctx.connection.execute(
+        select(Participant.id, Participant.code).where(Participant.study_id == ctx.study.id)).all())
+    rows = ctx.connection.execute(
+        select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity,
+               AuditEvent.participant_id, AuditEvent.field, AuditEvent.old_value, AuditEvent.new_value,
+               AuditEvent.reason)
+        .where(AuditEvent.entity.in_(DATA_ENTITIES), AuditEvent.action.not_in(UNBLINDED_ONLY + STAFF_ACTIONS),
+               (AuditEvent.participant_id.is_(None)) | (AuditEvent.participant_id.in_(select(Participant.id).where(
+                   Participant.study_id == ctx.study.id))))
+        .order_by(AuditEvent.id).execution_options(yield_per=BATCH))
+    for row in rows:
+        old, new, reason = row.old_value, row.new_value, row.reason
+        if ctx.no_free_text:
+            old = new = reason = None
+        yield (row.id, row.at, _actor_role(row.actor, staff_roles), row.action, row.entity,
+               codes.get(row.participant_id), row.field, old, new, reason)
+
+
 def participants_identified(ctx: ExportContext):
     rows = ctx.connection.execute(
         select(Participant.code, Participant.site, Participant.email, Participant.phone, Participant.status,
@@ -180,5 +315,6 @@ def participants_identified(ctx: ExportContext):
 
 
 BUILDERS = {"assessments": assessments, "responses": responses, "fatigue_endpoints": fatigue_endpoints,
-            "side_effects": side_effects, "adherence": adherence,
+            "fatigue_timecourse": fatigue_timecourse, "side_effects": side_effects, "adherence": adherence,
+            "participants": participants, "audit_trail": audit_trail,
             "participants_identified": participants_identified}

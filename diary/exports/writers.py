@@ -1,7 +1,8 @@
 """Writers: one table to one file, CSV (default), Parquet or XLSX, consuming rows as a stream.
 
 Conventions for analysts: UTF-8, a header row of snake_case names, ISO 8601 UTC times ending
-in Z, booleans as true/false, and missing values as empty cells (never 0 or "NA").
+in Z, booleans as TRUE/FALSE, and missing values as empty cells (never 0 or "NA"). TRUE/FALSE
+is what both R's read.csv and pandas read as logical; R reads "true" as text.
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def _text(value) -> str:
     if value is None:
         return ""
     if value is True:
-        return "true"
+        return "TRUE"
     if value is False:
-        return "false"
+        return "FALSE"
     if isinstance(value, datetime):
         return iso_utc(value)
     return str(value)
@@ -95,7 +96,8 @@ def write_parquet(path: Path, columns: list[Column], rows, progress=None) -> int
 
 
 def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: dict | None = None) -> int:
-    """One sheet per file. Times are ISO 8601 text so that Excel cannot shift them to local time.
+    """One sheet per file, every cell typed: numbers as numbers, booleans as booleans, times as
+    Excel date-times in UTC (the header says _utc; shown as yyyy-mm-dd hh:mm:ss), text as text.
 
     Text is always written as text, never as a formula: a participant's free text starting with
     "=", "+", "-" or "@" stays what they typed. Characters XML cannot hold (a vertical tab, NUL)
@@ -114,11 +116,11 @@ def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: di
     def cell(value):
         nonlocal replaced
         if isinstance(value, datetime):
-            value = iso_utc(value)
-        elif value is True or value is False:
-            value = "true" if value else "false"
+            moment = WriteOnlyCell(sheet, value=value.astimezone(timezone.utc).replace(tzinfo=None))
+            moment.number_format = "yyyy-mm-dd hh:mm:ss"
+            return moment
         if not isinstance(value, str):
-            return value
+            return value  # None, bool, int and float keep their types
         value, found = ILLEGAL_CHARACTERS_RE.subn("\ufffd", value)
         replaced += found
         text = WriteOnlyCell(sheet, value=value)

@@ -41,7 +41,7 @@ from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Rol
 from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
     AcknowledgeForm, CodeBreakForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, FollowUpForm, LoginForm,
-    PasswordForm, ProxyEntryForm, ReasonForm,
+    PasswordForm, ProxyEntryForm, ReasonForm, WithdrawForm,
 )
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -349,15 +349,17 @@ def link_sheet(code):
     return response
 
 
-def _confirmed_action(code: str, *, action: str, template: str, perform, done):
-    """A confirmation page with a reason for an irreversible action, done once (its form key)."""
+def _confirmed_action(code: str, *, action: str, template: str, perform, done, form_class=None):
+    """A confirmation page with a reason for an irreversible action, done once (its form key).
+
+    ``perform(participant, form, now)`` does it."""
     participant = _participant(code)
-    form = ReasonForm()
+    form = (form_class or ReasonForm)()
     if form.validate_on_submit():
         now = now_utc()
         try:
             take_key(form.posted_key, action, actor=actor(), now=now, participant_id=participant.id)
-            result = perform(participant, form.reason.data, now)
+            result = perform(participant, form, now)
         except AlreadyDone as already:
             db.session.rollback()
             flash(already.message, "error")
@@ -377,7 +379,8 @@ def _confirmed_action(code: str, *, action: str, template: str, perform, done):
 def reissue(code):
     return _confirmed_action(
         code, action="reissue_link", template="coordinator/reissue.html",
-        perform=lambda participant, reason, now: reissue_link(participant, actor=actor(), now=now, reason=reason),
+        perform=lambda participant, form, now: reissue_link(participant, actor=actor(), now=now,
+                                                           reason=form.reason.data),
         done=lambda participant, token: _show_link_once(
             participant, token, "New link issued; the old one no longer works"))
 
@@ -391,7 +394,7 @@ def reset(code):
 
     return _confirmed_action(
         code, action="reset_pin", template="coordinator/reset_pin.html",
-        perform=lambda participant, reason, now: reset_pin(participant, actor=actor(), now=now, reason=reason),
+        perform=lambda participant, form, now: reset_pin(participant, actor=actor(), now=now, reason=form.reason.data),
         done=done)
 
 
@@ -403,8 +406,9 @@ def withdraw_participant(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action="withdraw", template="coordinator/withdraw.html",
-        perform=lambda participant, reason, now: withdraw(participant, actor=actor(), now=now, reason=reason),
+        code, action="withdraw", template="coordinator/withdraw.html", form_class=WithdrawForm,
+        perform=lambda participant, form, now: withdraw(participant, actor=actor(), now=now, reason=form.reason.data,
+                                                        category=form.category.data),
         done=done)
 
 

@@ -14,7 +14,9 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from ..passwords import MIN_PASSWORD_LENGTH
-from ..vocabulary import FOLLOW_UP_LABELS, SOURCE_LABELS, FollowUpOutcome, ReviewState, Role, Source
+from ..vocabulary import (
+    FOLLOW_UP_LABELS, SOURCE_LABELS, WITHDRAWAL_LABELS, FollowUpOutcome, ReviewState, Role, Source, WithdrawalReason,
+)
 
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")
 REASON = [DataRequired(message="A reason is required."), Length(max=2000)]
@@ -97,6 +99,12 @@ class DoseForm(OnceForm):
 
 class ReasonForm(OnceForm):
     reason = TextAreaField("Reason", validators=REASON)
+
+
+class WithdrawForm(ReasonForm):
+    category = SelectField("Why does the participant leave?",
+                           choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
+                           validators=[DataRequired(message="Choose why the participant leaves.")])
 
 
 class AcknowledgeForm(BaseForm):

@@ -1,0 +1,142 @@
+"""FHIR R4: the protocol's instruments as ``Questionnaire`` resources and every entry as one
+``QuestionnaireResponse`` per instrument, written as NDJSON (one resource a line, as FHIR Bulk
+Data does).
+
+Subjects are referenced by the pseudonymous participant code only; answers keep the protocol's
+item ids as ``linkId`` and its codes as ``Coding`` values, so a receiving system can map them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from itertools import groupby
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..models import Assessment, ItemValue, Participant, Period, Submission
+from ..protocol import Protocol
+from .tables import ExportContext
+from .writers import iso_utc
+
+SEVERITIES = ("none", "mild", "moderate", "severe")
+
+
+def fhir_id(*parts: str) -> str:
+    """A valid FHIR id ([A-Za-z0-9-.]{1,64}) from the parts."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", "-".join(parts))[:64]
+
+
+def questionnaire_url(protocol: Protocol, instrument_id: str) -> str:
+    return f"urn:diary:{fhir_id(protocol.id)}:questionnaire:{fhir_id(instrument_id)}"
+
+
+def _system(protocol: Protocol, what: str) -> str:
+    return f"urn:diary:{fhir_id(protocol.id)}:{what}"
+
+
+def questionnaires(protocol: Protocol):
+    for instrument in protocol.instruments.values():
+        items = []
+        for item in instrument.items:
+            entry = {"linkId": item.id, "text": item.text, "required": bool(item.required)}
+            if item.type in ("vas", "nrs"):
+                low, high = item.range
+                entry.update(type="integer", extension=[
+                    {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": low},
+                    {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": high}])
+            elif item.type == "single_choice":
+                entry.update(type="choice", answerOption=[
+                    {"valueCoding": {"system": _system(protocol, item.id), "code": choice.code,
+                                     "display": choice.label}} for choice in item.choices])
+            elif item.type == "severity_checklist":
+                entry.update(type="group", item=[
+                    {"linkId": f"{item.id}.{term.code}", "text": term.label, "type": "choice", "required": False,
+                     "answerOption": [{"valueCoding": {"system": _system(protocol, "severity"), "code": severity}}
+                                      for severity in SEVERITIES]} for term in item.terms])
+            else:
+                entry.update(type="text", maxLength=item.max_length or None)
+                if entry["maxLength"] is None:
+                    del entry["maxLength"]
+            items.append(entry)
+        yield {"resourceType": "Questionnaire", "id": fhir_id(protocol.id, instrument.id),
+               "url": questionnaire_url(protocol, instrument.id), "version": str(protocol.version),
+               "name": re.sub(r"[^A-Za-z0-9]", "", instrument.id.title()) or "Instrument",
+               "title": instrument.title, "status": "active", "subjectType": ["Patient"], "item": items}
+
+
+def _answer(protocol: Protocol, item, value: str):
+    if item.type in ("vas", "nrs"):
+        return {"valueInteger": int(value)}
+    if item.type == "single_choice":
+        label = next((c.label for c in item.choices if c.code == value), None)
+        coding = {"system": _system(protocol, item.id), "code": value}
+        if label:
+            coding["display"] = label
+        return {"valueCoding": coding}
+    return {"valueString": value}
+
+
+def questionnaire_responses(ctx: ExportContext):
+    """One resource per entry and instrument, in participant, period and time order."""
+    protocol = ctx.protocol
+    instruments = protocol.instruments
+    query = (select(Participant.code, Period.number, Assessment.timepoint, Submission.collected_at,
+                    Submission.source, ItemValue.instrument, ItemValue.item, ItemValue.value)
+             .join(Period, Period.participant_id == Participant.id)
+             .join(Assessment, Assessment.period_id == Period.id)
+             .join(Submission, Submission.assessment_id == Assessment.id)
+             .join(ItemValue, ItemValue.submission_id == Submission.id)
+             .where(Participant.study_id == ctx.study.id)
+             .order_by(Participant.code, Period.number, Assessment.target, ItemValue.instrument, ItemValue.id))
+    for (code, number, timepoint, instrument_id), rows in groupby(
+            ctx.stream(query), key=lambda r: (r.code, r.number, r.timepoint, r.instrument)):
+        rows = list(rows)
+        instrument = instruments.get(instrument_id)
+        if instrument is None:
+            continue
+        values = {row.item: row.value for row in rows}
+        items = []
+        for item in instrument.items:
+            if item.type == "severity_checklist":
+                answered = [{"linkId": f"{item.id}.{term.code}", "text": term.label,
+                             "answer": [{"valueCoding": {"system": _system(protocol, "severity"),
+                                                         "code": values[f"{item.id}.{term.code}"]}}]}
+                            for term in item.terms if values.get(f"{item.id}.{term.code}")]
+                if answered:
+                    items.append({"linkId": item.id, "text": item.text, "item": answered})
+                continue
+            value = values.get(item.id)
+            if value in (None, "") or (ctx.no_free_text and (instrument.id, item.id) in ctx.free_text_items):
+                continue
+            items.append({"linkId": item.id, "text": item.text, "answer": [_answer(protocol, item, value)]})
+        first = rows[0]
+        resource = {
+            "resourceType": "QuestionnaireResponse",
+            "id": fhir_id(code, f"p{number}", timepoint, instrument_id),
+            "questionnaire": questionnaire_url(protocol, instrument_id) + f"|{protocol.version}",
+            "status": "completed",
+            "subject": {"identifier": {"system": _system(protocol, "participant"), "value": code}},
+            "authored": iso_utc(first.collected_at),
+            "identifier": {"system": _system(protocol, "entry"), "value": f"{code}/{number}/{timepoint}"},
+            # Who entered it: the participant, or staff from a named source (paper, phone...).
+            "extension": [{"url": _system(protocol, "source"), "valueCode": first.source}],
+        }
+        if items:
+            resource["item"] = items
+        yield resource
+
+
+def write_fhir(out_dir: Path, ctx: ExportContext) -> dict[str, int]:
+    folder = Path(out_dir) / "fhir"
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, resources in (("Questionnaire", questionnaires(ctx.protocol)),
+                            ("QuestionnaireResponse", questionnaire_responses(ctx))):
+        count = 0
+        with open(folder / f"{name}.ndjson", "w", encoding="utf-8") as handle:
+            for resource in resources:
+                handle.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
+                count += 1
+        counts[name] = count
+    return counts

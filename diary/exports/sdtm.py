@@ -1,0 +1,295 @@
+"""SDTM-shaped domains (DM, SE, EX, QS, AE) for a sponsor's data manager, as CSV and as CDISC
+Dataset-JSON v1.1.
+
+They are built from the same export context as the analysis tables, so they carry the same
+allocation (true or dummy), the same blinding and the same free-text choice. Dates follow SDTM's
+habit: ISO 8601 on the participant's own clock as collected (no offset), and study days counted
+from the first infusion (RFSTDTC), day 1 being that day and no day 0.
+
+This is SDTM-*shaped*: the variables, names and codes of the SDTM Implementation Guide for these
+domains, without a define.xml or controlled-terminology review, which a sponsor adds.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from ..models import Assessment, Participant, Period
+from .tables import ExportContext, responses, side_effects
+
+DATASET_JSON_VERSION = "1.1.0"
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    type: str = "string"  # Dataset-JSON dataType: string, integer, double, datetime
+    key: int | None = None  # keySequence
+
+
+def _vars(*specs) -> list[Variable]:
+    return [Variable(*spec) for spec in specs]
+
+
+COMMON = (("STUDYID", "Study Identifier", "string", 1), ("DOMAIN", "Domain Abbreviation"),
+          ("USUBJID", "Unique Subject Identifier", "string", 2))
+DOMAINS: dict[str, tuple[str, list[Variable]]] = {
+    "DM": ("Demographics", _vars(
+        *COMMON, ("SUBJID", "Subject Identifier for the Study"),
+        ("RFSTDTC", "Subject Reference Start Date/Time", "datetime"),
+        ("RFENDTC", "Subject Reference End Date/Time", "datetime"),
+        ("RFXSTDTC", "Date/Time of First Study Treatment", "datetime"),
+        ("RFXENDTC", "Date/Time of Last Study Treatment", "datetime"),
+        ("RFICDTC", "Date/Time of Informed Consent", "datetime"),
+        ("SITEID", "Study Site Identifier"), ("ARMCD", "Planned Arm Code"), ("ARM", "Description of Planned Arm"),
+        ("ACTARMCD", "Actual Arm Code"), ("ACTARM", "Description of Actual Arm"))),
+    "SE": ("Subject Elements", _vars(
+        *COMMON, ("SESEQ", "Sequence Number", "integer", 3), ("ETCD", "Element Code"),
+        ("ELEMENT", "Description of Element"), ("TAETORD", "Planned Order of Element within Arm", "integer"),
+        ("EPOCH", "Epoch"), ("SESTDTC", "Start Date/Time of Element", "datetime"),
+        ("SEENDTC", "End Date/Time of Element", "datetime"), ("SESTDY", "Study Day of Start of Element", "integer"),
+        ("SEENDY", "Study Day of End of Element", "integer"))),
+    "EX": ("Exposure", _vars(
+        *COMMON, ("EXSEQ", "Sequence Number", "integer", 3), ("EXTRT", "Name of Treatment"),
+        ("EXROUTE", "Route of Administration"), ("EXSTDTC", "Start Date/Time of Treatment", "datetime"),
+        ("EXSTDY", "Study Day of Start of Treatment", "integer"), ("EPOCH", "Epoch"),
+        ("VISITNUM", "Visit Number", "integer"), ("VISIT", "Visit Name"))),
+    "QS": ("Questionnaires", _vars(
+        *COMMON, ("QSSEQ", "Sequence Number", "integer", 3), ("QSTESTCD", "Question Short Name"),
+        ("QSTEST", "Question Name"), ("QSCAT", "Category of Question"),
+        ("QSORRES", "Finding in Original Units"), ("QSSTRESC", "Character Result/Finding in Std Format"),
+        ("QSSTRESN", "Numeric Finding in Standard Units", "double"), ("VISITNUM", "Visit Number", "integer"),
+        ("VISIT", "Visit Name"), ("EPOCH", "Epoch"), ("QSDTC", "Date/Time of Finding", "datetime"),
+        ("QSDY", "Study Day of Finding", "integer"))),
+    "AE": ("Adverse Events", _vars(
+        *COMMON, ("AESEQ", "Sequence Number", "integer", 3), ("AETERM", "Reported Term for the Adverse Event"),
+        ("AEDECOD", "Dictionary-Derived Term"), ("AECAT", "Category for Adverse Event"),
+        ("AEPRESP", "Pre-Specified Adverse Event"), ("AESEV", "Severity/Intensity"),
+        ("AESTDTC", "Start Date/Time of Adverse Event", "datetime"),
+        ("AESTDY", "Study Day of Start of Adverse Event", "integer"), ("EPOCH", "Epoch"))),
+}
+
+
+@dataclass
+class Subject:
+    usubjid: str
+    tz: ZoneInfo
+    enrolled: datetime
+    doses: dict[int, datetime]  # period -> infusion start (UTC)
+    codes: dict[int, str]  # period -> treatment code under this export's allocation
+    ends: dict[int, datetime]  # period -> when its last window closes
+    sequence: str
+    withdrawn: datetime | None
+    site: str
+
+
+def local_dtc(moment: datetime | None, tz: ZoneInfo) -> str:
+    """ISO 8601 on the participant's clock, as collected (SDTM keeps no offset)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def study_day(moment: datetime | None, subject: Subject) -> int | None:
+    """SDTM study day: day 1 is the first infusion's date, the day before it -1 (no day 0)."""
+    first = subject.doses.get(1) or (min(subject.doses.values()) if subject.doses else None)
+    if moment is None or first is None:
+        return None
+    days = (moment.astimezone(subject.tz).date() - first.astimezone(subject.tz).date()).days
+    return days + 1 if days >= 0 else days
+
+
+def epoch(moment: datetime | None, subject: Subject) -> str:
+    """SCREENING before the first infusion, then TREATMENT n from infusion n on."""
+    if moment is None:
+        return ""
+    current = "SCREENING"
+    for number in sorted(subject.doses):
+        if moment >= subject.doses[number]:
+            current = f"TREATMENT {number}"
+    return current
+
+
+class Builder:
+    def __init__(self, ctx: ExportContext):
+        self.ctx = ctx
+        self.studyid = ctx.protocol.id
+        self.subjects = self._subjects()
+
+    def _subjects(self) -> dict[str, Subject]:
+        connection = self.ctx.connection
+        people = connection.execute(
+            select(Participant.id, Participant.code, Participant.timezone, Participant.enrolled_at,
+                   Participant.sequence, Participant.withdrawn_at, Participant.site)
+            .where(Participant.study_id == self.ctx.study.id).order_by(Participant.code)).all()
+        periods = connection.execute(
+            select(Period.participant_id, Period.number, Period.treatment, Period.dose_start,
+                   func.max(Assessment.late_close))
+            .join(Assessment, Assessment.period_id == Period.id, isouter=True)
+            .join(Participant, Participant.id == Period.participant_id)
+            .where(Participant.study_id == self.ctx.study.id)
+            .group_by(Period.participant_id, Period.number, Period.treatment, Period.dose_start)).all()
+        by_participant: dict[int, list] = {}
+        for row in periods:
+            by_participant.setdefault(row[0], []).append(row)
+        subjects = {}
+        for person in people:
+            doses, codes, ends = {}, {}, {}
+            for _, number, treatment, dose_start, last_close in by_participant.get(person.id, []):
+                codes[number] = self.ctx.treatment_code(person.code, person.sequence, number, treatment)
+                if dose_start is not None:
+                    doses[number] = dose_start
+                    ends[number] = last_close
+            subjects[person.code] = Subject(
+                usubjid=f"{self.studyid}-{person.code}", tz=ZoneInfo(person.timezone), enrolled=person.enrolled_at,
+                doses=doses, codes=codes, ends=ends, sequence=self.ctx.sequence(person.code, person.sequence),
+                withdrawn=person.withdrawn_at, site=person.site)
+        return subjects
+
+    def _treatment_name(self, code: str) -> str:
+        name = self.ctx.treatment(code)
+        return name if name else f"TREATMENT {code}"
+
+    def _period_end(self, subject: Subject, number: int) -> datetime | None:
+        """An element ends where the next begins; the last at its last window, or at withdrawal."""
+        end = subject.doses.get(number + 1) or subject.ends.get(number)
+        if subject.withdrawn and end and subject.withdrawn < end:
+            end = subject.withdrawn
+        return end
+
+    def dm(self):
+        for code, subject in self.subjects.items():
+            doses = [subject.doses[n] for n in sorted(subject.doses)]
+            planned = subject.sequence
+            received = "".join(subject.codes[n] for n in sorted(subject.doses))
+            arm = " then ".join(self._treatment_name(c) for c in self.ctx.protocol.sequences.get(planned, ()))
+            if not received:
+                actual_code, actual = "NOTTRT", "Not Treated"
+            else:
+                actual_code = received
+                actual = " then ".join(self._treatment_name(subject.codes[n]) for n in sorted(subject.doses))
+            last = self._period_end(subject, max(subject.doses)) if subject.doses else None
+            yield [self.studyid, "DM", subject.usubjid, code, local_dtc(doses[0] if doses else None, subject.tz),
+                   local_dtc(last, subject.tz), local_dtc(doses[0] if doses else None, subject.tz),
+                   local_dtc(doses[-1] if doses else None, subject.tz), local_dtc(subject.enrolled, subject.tz),
+                   subject.site, planned, arm, actual_code, actual]
+
+    def se(self):
+        for subject in self.subjects.values():
+            elements = [("SCRN", "Screening", "SCREENING", subject.enrolled, subject.doses.get(1) or subject.withdrawn)]
+            for number in sorted(subject.doses):
+                code = subject.codes[number]
+                elements.append((code, self._treatment_name(code), f"TREATMENT {number}", subject.doses[number],
+                                 self._period_end(subject, number)))
+            for seq, (etcd, element, epoch_name, start, end) in enumerate(elements, start=1):
+                yield [self.studyid, "SE", subject.usubjid, seq, etcd, element, seq, epoch_name,
+                       local_dtc(start, subject.tz), local_dtc(end, subject.tz), study_day(start, subject),
+                       study_day(end, subject)]
+
+    def ex(self):
+        for subject in self.subjects.values():
+            for seq, number in enumerate(sorted(subject.doses), start=1):
+                start = subject.doses[number]
+                yield [self.studyid, "EX", subject.usubjid, seq, self._treatment_name(subject.codes[number]),
+                       "INTRAVENOUS", local_dtc(start, subject.tz), study_day(start, subject), f"TREATMENT {number}",
+                       number * 100, f"PERIOD {number} INFUSION"]
+
+    def qs(self):
+        """One record per VAS or NRS answer: exactly the scored items of ``responses``."""
+        items = {(instrument.id, item.id): (instrument, item) for instrument in self.ctx.protocol.instruments.values()
+                 for item in instrument.items if item.type in ("vas", "nrs")}
+        sequence: dict[str, int] = {}
+        for row in responses(self.ctx):
+            code, period, timepoint, order, instrument_id, item_id, value, collected = (
+                row[0], row[2], row[5], row[6], row[7], row[8], row[9], row[11])
+            if (instrument_id, item_id) not in items or value is None:
+                continue
+            instrument, item = items[(instrument_id, item_id)]
+            subject = self.subjects[code]
+            sequence[code] = sequence.get(code, 0) + 1
+            yield [self.studyid, "QS", subject.usubjid, sequence[code], item_id.upper()[:8], item.text[:40],
+                   instrument.title, value, value, float(value), period * 100 + order, f"PERIOD {period} {timepoint}",
+                   epoch(collected, subject), local_dtc(collected, subject.tz), study_day(collected, subject)]
+
+    def ae(self):
+        labels = {term.code: term.label for instrument in self.ctx.protocol.instruments.values()
+                  for item in instrument.items for term in item.terms}
+        sequence: dict[str, int] = {}
+        for row in side_effects(self.ctx):
+            code, term, severity, solicited, verbatim, reported = row[0], row[6], row[7], row[8], row[9], row[10]
+            subject = self.subjects[code]
+            sequence[code] = sequence.get(code, 0) + 1
+            yield [self.studyid, "AE", subject.usubjid, sequence[code],
+                   labels.get(term, "") if solicited else (verbatim or ""), labels.get(term, "") if solicited else "",
+                   "SOLICITED" if solicited else "UNSOLICITED", "Y" if solicited else "",
+                   (severity or "").upper(), local_dtc(reported, subject.tz), study_day(reported, subject),
+                   epoch(reported, subject)]
+
+
+def _csv_cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_version: str) -> dict[str, int]:
+    """Write sdtm/<domain>.csv and sdtm/<domain>.json for each domain; return the row counts."""
+    folder = Path(out_dir) / "sdtm"
+    folder.mkdir(parents=True, exist_ok=True)
+    builder = Builder(ctx)
+    counts = {}
+    for name, (label, variables) in DOMAINS.items():
+        rows = list(getattr(builder, name.lower())())
+        with open(folder / f"{name.lower()}.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow([v.name for v in variables])
+            writer.writerows([[_csv_cell(value) for value in row] for row in rows])
+        document = dataset_json(name, label, variables, rows, ctx=ctx, now=now, app_version=app_version)
+        (folder / f"{name.lower()}.json").write_text(json.dumps(document, ensure_ascii=False) + "\n",
+                                                     encoding="utf-8")
+        counts[name] = len(rows)
+    return counts
+
+
+def dataset_json(name: str, label: str, variables: list[Variable], rows: list[list], *, ctx: ExportContext,
+                 now: datetime, app_version: str) -> dict:
+    """One domain as a CDISC Dataset-JSON v1.1 document: metadata, columns, then rows.
+
+    Missing values are null (an empty string is a value in Dataset-JSON); datetimes stay ISO 8601
+    strings, as the standard asks.
+    """
+    stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    version = ctx.study.current_protocol_version
+    cleaned = [[None if value in ("", None) else value for value in row] for row in rows]
+    columns = []
+    for index, variable in enumerate(variables):
+        column = {"itemOID": f"IT.{name}.{variable.name}", "name": variable.name, "label": variable.label,
+                  "dataType": variable.type}
+        if variable.type == "string":
+            longest = max((len(str(row[index])) for row in cleaned if row[index] is not None), default=1)
+            column["length"] = max(1, longest)
+        if variable.key:
+            column["keySequence"] = variable.key
+        columns.append(column)
+    return {
+        "datasetJSONCreationDateTime": stamp,
+        "datasetJSONVersion": DATASET_JSON_VERSION,
+        "fileOID": f"diary.{ctx.protocol.id}.{name}",
+        "dbLastModifiedDateTime": stamp,
+        "originator": "diary",
+        "sourceSystem": {"name": "diary", "version": app_version},
+        "studyOID": ctx.protocol.id,
+        "metaDataVersionOID": f"MDV.{ctx.protocol.id}.{version.version}",
+        "itemGroupOID": f"IG.{name}",
+        "isReferenceData": False,
+        "records": len(cleaned),
+        "name": name,
+        "label": label,
+        "columns": columns,
+        "rows": cleaned,
+    }
