@@ -210,7 +210,11 @@ def scheduler_command(interval):
 @click.option("--identified", is_flag=True,
               help="Add participants_identified (emails, phones). Personal data: audited.")
 @click.option("--reason", help="Why an identified export is needed (required with --identified).")
-def export_command(out_dir, fmt, as_zip, identified, reason):
+@click.option("--no-free-text", "no_free_text", is_flag=True,
+              help="Blank free-text columns (they may carry names or contact details), for sharing outside the site.")
+@click.option("--true-allocation", is_flag=True,
+              help="Before unblinding, export the true allocation instead of the dummy one (audited).")
+def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import export_study, zip_bundle
     from .study import require_study
@@ -224,7 +228,8 @@ def export_command(out_dir, fmt, as_zip, identified, reason):
     def export(progress=None):
         # The server's operator: allowed an identified export with a reason (rule 7).
         return export_study(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified,
-                            reason=reason, actor="cli", role="operator", progress=progress)
+                            reason=reason, actor="cli", role="operator", progress=progress,
+                            free_text=not no_free_text, true_allocation=true_allocation)
 
     try:
         if sys.stdout.isatty():
@@ -245,6 +250,10 @@ def export_command(out_dir, fmt, as_zip, identified, reason):
         archive = zip_bundle(out, out / "diary-export.zip")
         click.echo(f"  {archive.name}")
     state = "blinded (treatments as A/B)" if manifest["blinded"] else "unblinded (drug names)"
+    if manifest["allocation_is_dummy"]:
+        state += "; DUMMY allocation (for writing programs; --true-allocation for the real one)"
+    if no_free_text:
+        state += "; free text removed"
     if identified:
         state += "; IDENTIFIED: participants_identified holds personal data"
     click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")

@@ -7,7 +7,7 @@ import io
 import random
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
@@ -109,24 +109,34 @@ def _shuffled(sequences: list[str]) -> list[str]:
 
 def ensure_dummy_allocation(study: Study) -> int:
     """Give every slot and participant still without one a dummy sequence; return how many
-    participants got one. Each row is set only where it is still empty, so two exports at once
-    cannot give one participant two dummies: the later one's update finds nothing to do."""
+    participants got one.
+
+    The study's row is locked first, so two exports at once draw one dummy between them (the
+    second finds nothing left to draw); each row is also set only where it is still empty.
+    """
+    db.session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
     protocol = protocol_of(study.current_protocol_version)
     slots = db.session.execute(select(RandomizationSlot.id, RandomizationSlot.sequence)
                                .where(RandomizationSlot.study_id == study.id,
                                       RandomizationSlot.dummy_sequence.is_(None))).all()
-    for (slot_id, _), dummy in zip(slots, _shuffled([sequence for _, sequence in slots])):
-        db.session.execute(update(RandomizationSlot)
-                           .where(RandomizationSlot.id == slot_id, RandomizationSlot.dummy_sequence.is_(None))
-                           .values(dummy_sequence=dummy))
+    connection = db.session.connection()
+    if slots:
+        table = RandomizationSlot.__table__
+        connection.execute(
+            update(table).where(table.c.id == bindparam("slot_id"), table.c.dummy_sequence.is_(None))
+            .values(dummy_sequence=bindparam("dummy")),
+            [{"slot_id": slot_id, "dummy": dummy}
+             for (slot_id, _), dummy in zip(slots, _shuffled([sequence for _, sequence in slots]))])
     missing = db.session.execute(
         select(Participant.id, RandomizationSlot.dummy_sequence)
         .outerjoin(RandomizationSlot, RandomizationSlot.participant_id == Participant.id)
         .where(Participant.study_id == study.id, Participant.dummy_sequence.is_(None))).all()
-    sequences = list(protocol.sequences)
-    for participant_id, from_slot in missing:
-        db.session.execute(update(Participant)
-                           .where(Participant.id == participant_id, Participant.dummy_sequence.is_(None))
-                           .values(dummy_sequence=from_slot or _draw.choice(sequences))
-                           .execution_options(synchronize_session=False))
+    if missing:
+        sequences = list(protocol.sequences)
+        table = Participant.__table__
+        connection.execute(
+            update(table).where(table.c.id == bindparam("participant_id"), table.c.dummy_sequence.is_(None))
+            .values(dummy_sequence=bindparam("dummy")),
+            [{"participant_id": participant_id, "dummy": from_slot or _draw.choice(sequences)}
+             for participant_id, from_slot in missing])
     return len(missing)

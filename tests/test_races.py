@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -126,6 +127,18 @@ def withdraw_once(code: str, reason: str):
     except Refused as refusal:
         db.session.rollback()
         return refusal.message
+
+
+def export_dummy(out_dir: str):
+    """A blinded analyst's export: draws the dummy allocation if none is stored yet."""
+    import csv as csv_module
+    from pathlib import Path
+
+    from diary.exports import write_bundle
+    from diary.study import require_study
+    write_bundle(Path(out_dir), study=require_study(), now=now_utc())
+    with open(Path(out_dir) / "participants.csv", encoding="utf-8", newline="") as handle:
+        return {row["participant_id"]: row["sequence"] for row in csv_module.DictReader(handle)}
 
 
 # --- The races ---------------------------------------------------------------------------------
@@ -284,3 +297,19 @@ def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
         other.close()
         db.engine.dispose()
 
+
+
+def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
+    """Two blinded exports racing to draw the dummy allocation: both carry the one that is stored."""
+    rows = ["site,position,sequence"] + [f"NIH-CC,{n},{'AB' if n % 2 else 'BA'}" for n in range(1, 41)]
+    from diary.randomization import load_randomization_list
+    load_randomization_list(study, "\n".join(rows).encode(), actor="t", now=now_utc())
+    db.session.execute(RandomizationSlot.__table__.update().values(dummy_sequence=None))  # as before the upgrade
+    for n in range(30):
+        enroll(study, site="NIH-CC", timezone="UTC", actor="t", now=now_utc(), code=f"P-EXP{n:03d}")
+    db.session.commit()
+    first, second = race(app, export_dummy, (str(tmp_path / "a"),), (str(tmp_path / "b"),))
+    stored = dict(db.session.execute(select(Participant.code, Participant.dummy_sequence)).all())
+    assert first == second == stored and len(stored) == 30
+    slots = db.session.execute(select(RandomizationSlot.sequence, RandomizationSlot.dummy_sequence)).all()
+    assert Counter(s for s, _ in slots) == Counter(d for _, d in slots)
