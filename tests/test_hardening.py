@@ -189,7 +189,7 @@ def test_every_kind_of_staff_event_is_audited(app, study, runner, tmp_path):
     assert [(e.actor, e.reason) for e in events("session_expired")] == [("staff:idle@site.test", "idle timeout")]
     exports = events("export")
     assert [e.actor for e in exports] == ["staff:audited@site.test", "cli"]
-    assert all("csv, blinded, assessments" in e.new_value for e in exports)
+    assert all(e.new_value.startswith("csv, blinded, dummy allocation, assessments") for e in exports)
 
 
 def test_staff_changes_need_a_reason_and_withdrawal_lists_its_entries(client, study):
@@ -329,10 +329,11 @@ def test_a_backup_restores_into_a_fresh_instance_with_the_same_export(app, runne
     assert runner.invoke(args=["diary", "backup", str(copy)]).exit_code == 0
     checked = runner.invoke(args=["diary", "restore-check", str(copy)])
     assert checked.exit_code == 0 and "integrity: ok" in checked.output and "found unchanged" in checked.output
-    live = write_bundle(tmp_path / "live", study=require_study(), now=now)
+    # The true allocation: a dummy one would be drawn afresh in each copy.
+    live = write_bundle(tmp_path / "live", study=require_study(), now=now, true_allocation=True)
     restored_app = make_app(f"sqlite:///{copy}")
     with restored_app.app_context():
-        restored = write_bundle(tmp_path / "restored", study=require_study(), now=now)
+        restored = write_bundle(tmp_path / "restored", study=require_study(), now=now, true_allocation=True)
         db.engine.dispose()
     assert {name: entry["sha256"] for name, entry in restored["files"].items()} == \
         {name: entry["sha256"] for name, entry in live["files"].items()}

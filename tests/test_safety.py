@@ -267,9 +267,10 @@ def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(
     notices = db.session.scalars(select(StaffMessage).where(StaffMessage.kind == "code_break")).all()
     assert sorted(n.recipient for n in notices) == ["oncall@site.test", "pi@site.test"]
     assert all("ketamine" not in n.body.lower() and "midazolam" not in n.body.lower() for n in notices)
-    write_bundle(tmp_path, study=require_study(), now=now_utc())
+    write_bundle(tmp_path, study=require_study(), now=now_utc(), true_allocation=True)
     rows = read_csv(tmp_path, "assessments")
-    assert {r["treatment"] for r in rows} == {"A"}  # sequence AB, infusion 1: still masked for everyone
+    # Sequence AB, infusion 1: still masked for everyone, drug names withheld.
+    assert {(r["treatment_code"], r["treatment"]) for r in rows} == {("A", "")}
     flags = {r["participant_id"]: r["code_broken_utc"] for r in read_csv(tmp_path, "fatigue_endpoints")}
     assert flags["P-BRK001"] and flags["P-BRK002"] == ""
 

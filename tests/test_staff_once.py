@@ -113,7 +113,7 @@ def test_a_form_without_its_key_is_refused_and_stores_nothing(client, study, som
     login_as(client, "coordinator")
     url = f"/staff/participants/{someone.code}/withdraw"
     html = client.get(url).get_data(as_text=True)
-    response = client.post(url, data={"csrf_token": csrf_from(html), "reason": "x"})
+    response = client.post(url, data={"csrf_token": csrf_from(html), "reason": "x", "category": "other"})
     assert response.status_code == 400 and events("withdraw") == 0
 
 

@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from ..models import Assessment, ItemValue, Participant, Period, Submission
 from ..protocol import Protocol
+from ..vocabulary import Severity
 from .tables import ExportContext
 from .writers import iso_utc
 
-SEVERITIES = ("none", "mild", "moderate", "severe")
+SEVERITIES = tuple(Severity)
 
 
 def fhir_id(*parts: str) -> str:
