@@ -9,12 +9,13 @@ PORT ?= 5000
 # DIARY_BASE_URL is set (behind a proxy, set it to the public https address).
 export DIARY_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test install benchmarks
+.PHONY: run test install benchmarks translations
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pybabel compile -d diary/translations >/dev/null
 	touch $@
 
 install: $(BIN)/.installed
@@ -40,3 +41,9 @@ benchmarks: install
 	$(BIN)/python benchmarks/deployment.py
 	$(BIN)/python benchmarks/dashboard.py
 	$(BIN)/python benchmarks/web.py
+
+# Re-extract the participant-facing texts and rebuild the Spanish catalog from
+# diary/translations/spanish.py (fails, listing them, if a text has no Spanish yet).
+translations: install
+	$(BIN)/python -m diary.translations.build
+	$(BIN)/pybabel compile -d diary/translations

@@ -34,10 +34,12 @@ def benchmark_protocol_text() -> str:
     from diary.protocol import shipped_protocol_path
     data = yaml.safe_load(shipped_protocol_path("ketamine-fatigue-crossover").read_text())
     data["version"] = "bench"
+    # The shipped protocol declares English and Spanish, so the stand-in carries both.
     data["instruments"]["multi_item_scale"] = {
-        "title": "Multi-item scale (benchmark stand-in)",
-        "items": [{"id": f"q{n:02d}", "type": "nrs", "text": f"Item {n}", "min_label": "Not at all",
-                   "max_label": "Very much"} for n in range(1, EXTRA_ITEMS + 1)]}
+        "title": {"en": "Multi-item scale (benchmark stand-in)", "es": "Escala de varios ítems (sustituto)"},
+        "items": [{"id": f"q{n:02d}", "type": "nrs", "text": {"en": f"Item {n}", "es": f"Ítem {n}"},
+                   "min_label": {"en": "Not at all", "es": "Nada"}, "max_label": {"en": "Very much", "es": "Mucho"}}
+                  for n in range(1, EXTRA_ITEMS + 1)]}
     for timepoint in data["timepoints"]:
         timepoint["instruments"].append("multi_item_scale")
     return yaml.safe_dump(data, sort_keys=False)
@@ -138,8 +140,9 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_export(db_path: str, out: str) -> None:
-    """Child process: the app's CSV export of the whole bundle."""
+def run_export(db_path: str, out: str, standards: bool = False) -> None:
+    """Child process: the app's CSV export of the whole bundle (with the exchange formats when
+    ``standards``)."""
     from diary import create_app
     from diary.exports import write_bundle
     from diary.models import now_utc
@@ -155,7 +158,8 @@ def run_export(db_path: str, out: str) -> None:
             times[table] = times.get(table, 0.0) + (now - last[0])
             last[0] = now
 
-        manifest = write_bundle(Path(out), study=require_study(), now=now_utc(), fmt="csv", progress=progress)
+        manifest = write_bundle(Path(out), study=require_study(), now=now_utc(), fmt="csv", progress=progress,
+                                standards=standards)
         elapsed = time.perf_counter() - started
     print(json.dumps({"seconds": elapsed, "max_rss_mb": peak_rss_mb(),
                       "rows": {k: v["rows"] for k, v in manifest["files"].items()},
@@ -205,9 +209,12 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--export", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--standards", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export:
         return run_export(*args.export)
+    if args.standards:
+        return run_export(*args.standards, standards=True)
     if args.baseline:
         return run_baseline(*args.baseline)
     with tempfile.TemporaryDirectory(prefix="diary-bench-") as folder:
@@ -230,6 +237,14 @@ def main() -> None:
         print(f"ratio whole bundle / baseline: {export['seconds'] / baseline['seconds']:.2f}x (goal <= 2x)")
         print(f"ratio responses table / baseline: {responses_time / baseline['seconds']:.2f}x")
         print(f"peak memory of the export: {export['max_rss_mb']:.0f} MB (goal < 300 MB)")
+        standards = child("standards", db_path, folder / "standards")
+        extra = {k: v for k, v in standards["seconds_by_table"].items() if "/" in k}
+        print(f"with --standards (SDTM + Dataset-JSON + FHIR): {standards['seconds']:.2f} s, "
+              f"peak RSS {standards['max_rss_mb']:.0f} MB; " + ", ".join(f"{k} {v:.2f} s" for k, v in extra.items()))
+        print(f"RESULT export-bundle ratio={export['seconds'] / baseline['seconds']:.2f} "
+              f"peak_mb={export['max_rss_mb']:.0f}")
+        print(f"RESULT export-standards ratio={standards['seconds'] / baseline['seconds']:.2f} "
+              f"peak_mb={standards['max_rss_mb']:.0f}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ class AssessmentRow:
     state: AssessmentState
     late: bool
     protocol_version_id: int = 0
+    # What the participant reads (a protocol Text: "Day 3", "Día 3"), not the staff's label.
+    participant_label: str = ""
     # (instrument, item) -> value, filled when asked for (``with_values``).
     values: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -113,6 +115,7 @@ def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterabl
             not_applicable=row.not_applicable, submission_id=row.submission_id,
             submitted_at=row.submitted_at, collected_at=row.collected_at, source=row.source, reason=row.reason, alert=bool(row.alert),
             state=state, late=is_late(row, state, now), protocol_version_id=row.protocol_version_id,
+            participant_label=timepoint.participant_label or timepoint.label,
             values=values.get(row.submission_id, {})))
     return rows
 

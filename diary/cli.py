@@ -126,7 +126,9 @@ def create_user_command(email, role, password_stdin):
 @click.option("--phone", help="Phone for reminders (optional).")
 @click.option("--reminder-from", help="Reminders from this time on the participant's clock (e.g. 08:00).")
 @click.option("--reminder-until", help="Reminders until this time on the participant's clock (e.g. 21:00).")
-def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, reminder_until):
+@click.option("--language", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the diary, reminders and printed sheet.")
+def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, reminder_until, language):
     """Enrol a participant and print their personal link."""
     from .enrolment import enroll, participant_link
     from .study import require_study
@@ -136,7 +138,7 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
             require_study(), code=code, site=site,
             timezone=tz_name or current_app.config["DEFAULT_TIMEZONE"], sequence=sequence,
             email=email, phone=phone, reminder_from=reminder_from, reminder_until=reminder_until,
-            actor="cli", now=now_utc())
+            language=language, actor="cli", now=now_utc())
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -214,7 +216,9 @@ def scheduler_command(interval):
               help="Blank free-text columns (they may carry names or contact details), for sharing outside the site.")
 @click.option("--true-allocation", is_flag=True,
               help="Before unblinding, export the true allocation instead of the dummy one (audited).")
-def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation):
+@click.option("--standards", is_flag=True,
+              help="Add SDTM-shaped domains (CSV and CDISC Dataset-JSON) and FHIR NDJSON.")
+def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation, standards):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import export_study, zip_bundle
     from .study import require_study
@@ -229,7 +233,7 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
         # The server's operator: allowed an identified export with a reason (rule 7).
         return export_study(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified,
                             reason=reason, actor="cli", role="operator", progress=progress,
-                            free_text=not no_free_text, true_allocation=true_allocation)
+                            free_text=not no_free_text, true_allocation=true_allocation, standards=standards)
 
     try:
         if sys.stdout.isatty():

@@ -17,6 +17,7 @@ from .models import Assessment, Participant, Period, Study
 from .randomization import next_sequence
 from .reminders.preferences import check_reminder_hours
 from .study import protocol_of
+from .i18n import DEFAULT_LANGUAGE, LANGUAGES
 from .vocabulary import ParticipantStatus, WithdrawalReason
 
 # No 0/O or 1/I/L: codes get read out over the phone.
@@ -57,7 +58,7 @@ def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str
 def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
            code: str | None = None, sequence: str | None = None, email: str | None = None,
            phone: str | None = None, reminder_from: str | None = None,
-           reminder_until: str | None = None) -> tuple[Participant, str]:
+           reminder_until: str | None = None, language: str = DEFAULT_LANGUAGE) -> tuple[Participant, str]:
     """Enrol a participant and issue their personal link. Returns the participant and the token.
 
     The sequence is given (by the unblinded role or a script) or taken from the next free slot of
@@ -68,6 +69,8 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     if not site:
         raise Refused("A site is required.")
     check_timezone(timezone)
+    if language not in LANGUAGES:
+        raise Refused(f"Unknown language '{language}'; the diary speaks {', '.join(LANGUAGES)}.", field="language")
     email, phone = check_contact(email, phone)
     reminder_from, reminder_until = check_reminder_hours(reminder_from, reminder_until)
     slot = None
@@ -85,7 +88,7 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     participant = Participant(
         study=study, code=code, site=site, timezone=timezone, sequence=sequence,
         status=ParticipantStatus.ACTIVE, email=email or None, phone=phone or None, enrolled_at=now,
-        reminder_from=reminder_from, reminder_until=reminder_until,
+        reminder_from=reminder_from, reminder_until=reminder_until, language=language,
         link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)
     try:
         with db.session.begin_nested():  # the unique code decides a race the check above lost
@@ -96,7 +99,7 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
         raise Refused(f"Participant code {code} is already used in this study.", status=409) from None
     audit.record(actor=actor, action="enroll", entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now,
-                 new=f"code={code} site={site} timezone={timezone}")
+                 new=f"code={code} site={site} timezone={timezone} language={language}")
     if slot is not None:
         slot.participant_id = participant.id
         # Names the allocation, so only the unblinded role's pages show this event (see

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -12,12 +14,12 @@ from . import audit
 from .errors import Refused
 from .extensions import db
 from .models import Assessment, ItemValue, SideEffectReport, Submission
-from .protocol.model import Instrument, Item, Protocol
+from .protocol.model import Instrument, Item, Protocol, in_language
 from .protocol.schedule import accepting_entries
 from .reminders.planning import cancel_for
 from .safety import alert_severe_answers, review_due
 from .study import protocol_of
-from .vocabulary import Severity, Source, spoken
+from .vocabulary import Severity, Source
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
@@ -64,11 +66,12 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
             raw = (form.get(term_name) or "").strip()
             if raw == "":
                 if item.required:
-                    answers.errors[term_name] = (f"Please choose {spoken(Severity)} "
-                                                  f"for {term.label.lower()}.")
+                    answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
+                                                  term=in_language(term.label, get_locale().language).lower())
                 continue
             if raw not in Severity.__members__.values():
-                answers.errors[term_name] = f"'{raw}' is not one of {', '.join(Severity)}."
+                answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
+                                              term=in_language(term.label, get_locale().language).lower())
                 continue
             answers.values[(instrument.id, f"{item.id}.{term.code}")] = raw
             if raw in item.alert_values:
@@ -82,27 +85,27 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
     text = raw.strip()
     if text == "":
         if item.required:
-            answers.errors[name] = ("Please move the slider to answer." if item.type == "vas"
-                                    else "Please answer this question.")
+            answers.errors[name] = (_("Please move the slider to answer.") if item.type == "vas"
+                                    else _("Please answer this question."))
         return
     if item.type in ("vas", "nrs"):
         low, high = item.range
         if not _WHOLE_NUMBER.match(text):
-            answers.errors[name] = f"Please give a whole number from {low} to {high}."
+            answers.errors[name] = _("Please give a whole number from %(low)s to %(high)s.", low=low, high=high)
             return
         number = int(text)
         if not low <= number <= high:
-            answers.errors[name] = f"Please give a whole number from {low} to {high}."
+            answers.errors[name] = _("Please give a whole number from %(low)s to %(high)s.", low=low, high=high)
             return
         text = str(number)
     elif item.type == "single_choice":
         if text not in {choice.code for choice in item.choices}:
-            answers.errors[name] = "Please pick one of the choices."
+            answers.errors[name] = _("Please pick one of the choices.")
             return
     elif item.type == "free_text":
         if len(raw) > item.max_length:
-            answers.errors[name] = (f"Please keep this to {item.max_length} characters "
-                                    f"(you wrote {len(raw)}).")
+            answers.errors[name] = _("Please keep this to %(most)s characters (you wrote %(count)s).",
+                                     most=item.max_length, count=len(raw))
             return
         text = raw.strip()
     answers.values[(instrument.id, item.id)] = text
@@ -110,8 +113,6 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
         answers.alerts.append(f"{item.text} {text}")
 
 
-CLOSED = ("Sorry, the time for this entry has passed, so it cannot be saved. "
-          "That is all right: just do the next one when it opens.")
 
 
 def _waits_for_the_infusion(assessment: Assessment) -> bool:
@@ -127,14 +128,15 @@ def window_refusal(assessment: Assessment, now: datetime, opens: str | None = No
     ``opens`` is the local opening time, when the caller can say it in the participant's words.
     """
     if assessment.not_applicable:
-        return "This entry is no longer needed."
+        return _("This entry is no longer needed.")
     if _waits_for_the_infusion(assessment):
-        return "This entry opens after your infusion has started."
+        return _("This entry opens after your infusion has started.")
     if now < assessment.window_open:
-        return f"This entry is not open yet. It opens {opens}." if opens else \
-            "This entry is not open yet. Please come back when it opens."
+        return _("This entry is not open yet. It opens %(when)s.", when=opens) if opens else \
+            _("This entry is not open yet. Please come back when it opens.")
     if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=now):
-        return CLOSED
+        return _("Sorry, the time for this entry has passed, so it cannot be saved. "
+                 "That is all right: just do the next one when it opens.")
 
 
 OUTSIDE_WINDOW = ("The answers were given outside this entry's window, so they cannot be entered: an answer "
@@ -171,12 +173,12 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
         if earlier is not None:
             if earlier.assessment_id != assessment.id:
-                raise Refused("This form was already used for another entry.", status=409)
+                raise Refused(_("This form was already used for another entry."), status=409)
             return earlier, False
     if assessment.submission is not None:
-        raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
+        raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
     if assessment.not_applicable:
-        raise Refused("This entry is no longer needed.", status=409)
+        raise Refused(_("This entry is no longer needed."), status=409)
     if source == Source.PARTICIPANT:
         refusal = window_refusal(assessment, now)
         if refusal:
@@ -219,7 +221,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
             if earlier is not None:
                 return earlier, False
         if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
-            raise Refused("This entry has already been saved. It cannot be changed here.", status=409)
+            raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
         raise
     cancel_for(assessment.id, "entry completed")
     alert_severe_answers(submission, reports, period.participant, now=now, period=period.number,

@@ -1,4 +1,5 @@
-"""Times as a participant reads them, on their own clock."""
+"""Wall-clock times: a participant's clock read into UTC, and times as staff pages show them.
+Participants read times in their own locale's form (``i18n.when``)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -28,28 +29,8 @@ def from_local_clock(wall: datetime, tz_name: str) -> datetime | None:
     return aware
 
 
-def clock(moment: datetime) -> str:
-    """'9:00' or '14:30': no leading zero on the hour, 24-hour clock."""
-    return f"{moment.hour}:{moment.minute:02d}"
-
-
-def local_when(moment: datetime, tz_name: str, now: datetime) -> str:
-    """'14:30' today, 'tomorrow 9:00', 'Thursday 9:00' this week, else 'Thursday 3 December, 9:00'."""
-    tz = ZoneInfo(tz_name)
-    local, today = moment.astimezone(tz), now.astimezone(tz).date()
-    days = (local.date() - today).days
-    if days == 0:
-        return clock(local)
-    if days == 1:
-        return f"tomorrow {clock(local)}"
-    if days == -1:
-        return f"yesterday {clock(local)}"
-    if 1 < days < 7:
-        return f"{local:%A} {clock(local)}"
-    return f"{local:%A} {local.day} {local:%B}, {clock(local)}"
-
-
 def local_datetime(moment: datetime, tz_name: str) -> str:
-    """'Wednesday 25 November 2026, 14:30' for history pages."""
+    """'Wed 2026-11-25 14:30' for staff pages: the form the staff date-time inputs take, so what
+    is read and what is typed agree (participants read their own locale's form, i18n.py)."""
     local = moment.astimezone(ZoneInfo(tz_name))
-    return f"{local:%A} {local.day} {local:%B %Y}, {clock(local)}"
+    return f"{local:%a %Y-%m-%d %H:%M}"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
+from .i18n import LANGUAGES
 from .vocabulary import (
     FollowUpOutcome, ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, ReviewState, Role, Severity,
     Source, StaffMessageKind, WithdrawalReason, sql_in,
@@ -91,6 +92,7 @@ class Participant(db.Model):
         CheckConstraint(sql_in("status", ParticipantStatus), name="status"),
         CheckConstraint("sequence IS NULL OR length(sequence) > 0", name="sequence"),
         CheckConstraint(sql_in("withdrawal_reason", WithdrawalReason, nullable=True), name="withdrawal_reason"),
+        CheckConstraint(sql_in("language", LANGUAGES), name="language"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,6 +101,8 @@ class Participant(db.Model):
     code: Mapped[str] = mapped_column(String(40))
     site: Mapped[str] = mapped_column(String(80))
     timezone: Mapped[str] = mapped_column(String(64))
+    # The language of their diary, reminders and printed sheet (i18n.LANGUAGES).
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     # Sequence of masked treatment codes, e.g. "AB". Only the unblinded role sees it.
     sequence: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=ParticipantStatus.ACTIVE.value)

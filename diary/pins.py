@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import update
 
 from . import audit
@@ -19,9 +20,9 @@ _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
 
 def check_pin_format(pin: str) -> str:
     if not _PIN.match(pin or ""):
-        raise Refused("Your PIN must be 4 to 6 digits (numbers only).")
+        raise Refused(_("Your PIN must be 4 to 6 digits (numbers only)."))
     if is_trivial(pin):
-        raise Refused("That PIN is too easy to guess (all one digit, or digits in a row). Please choose another.")
+        raise Refused(_("That PIN is too easy to guess (all one digit, or digits in a row). Please choose another."))
     return pin
 
 
@@ -42,7 +43,7 @@ def sign_out(participant: Participant, *, now: datetime) -> None:
 def set_pin(participant: Participant, pin: str, confirm: str, *, now: datetime) -> None:
     check_pin_format(pin)
     if pin != confirm:
-        raise Refused("The two PINs are not the same. Please type the same PIN twice.")
+        raise Refused(_("The two PINs are not the same. Please type the same PIN twice."))
     participant.pin_hash = hash_secret(pin)
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0

@@ -63,6 +63,14 @@ class Severity(StrEnum):
         return (cls.MILD, cls.MODERATE, cls.SEVERE)
 
 
+def severity_label(level: str) -> str:
+    """A severity as the participant reads it, in their language."""
+    from flask_babel import gettext as _
+    labels = {Severity.NONE: _("None"), Severity.MILD: _("Mild"), Severity.MODERATE: _("Moderate"),
+              Severity.SEVERE: _("Severe")}
+    return labels.get(level, level)
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     COORDINATOR = "coordinator"
@@ -164,4 +172,5 @@ def spoken(words) -> str:
 TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus,
                     "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
                     "Role": Role, "ReminderState": ReminderState, "STATE_TEXT": STATE_TEXT,
-                    "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS}
+                    "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS,
+                    "severity_label": severity_label}

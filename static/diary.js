@@ -72,9 +72,10 @@
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.value : "" },
         body: JSON.stringify(subscription) });
     }).then(function (response) {
-      status.textContent = response.ok ? "Reminders are on for this phone." : "That did not work. Please try again later.";
+      // The words come from the page, in the participant's language.
+      status.textContent = response.ok ? status.dataset.onText : status.dataset.failedText;
     }).catch(function () {
-      status.textContent = "Notifications are blocked or not supported in this browser.";
+      status.textContent = status.dataset.blockedText;
     });
   });
 })();

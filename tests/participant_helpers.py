@@ -24,12 +24,12 @@ def key_from(html: str) -> str:
     return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
 
 
-def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB"):
+def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB", language="en"):
     """A participant whose infusion 1 started ``hours_ago`` hours ago (Day 1 opens at 20 h)."""
     now = now_utc()
     participant, token = enroll(study, site="NIH-CC", timezone="America/New_York",
                                 sequence=sequence, actor="test", now=now - timedelta(days=5),
-                                code=code, email=f"{code.lower()}@example.org")
+                                code=code, email=f"{code.lower()}@example.org", language=language)
     dose_start = (now - timedelta(hours=hours_ago)).replace(second=0, microsecond=0)
     record_dose(participant, 1, dose_start, actor="test", now=now)
     db.session.commit()

@@ -237,8 +237,7 @@ def test_auc_carries_and_interpolates_to_168_hours():
 def test_manifest_counts_and_checksums_match_the_files(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["blinded"] is True and manifest["protocol_id"] == "ketamine-fatigue-crossover"
-    extras = {f"sdtm/{d}.{s}" for d in ("dm", "se", "ex", "qs", "ae") for s in ("csv", "json")} | {
-        "fhir/Questionnaire.ndjson", "fhir/QuestionnaireResponse.ndjson", "analysis/primary.py", "analysis/primary.R"}
+    extras = {"analysis/primary.py", "analysis/primary.R"}  # sdtm/ and fhir/ only when asked for
     assert set(manifest["files"]) == {f"{t}.csv" for t in CONTRACT} | extras
     files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
     assert files == set(manifest["files"]) | {"manifest.json"}

@@ -52,7 +52,7 @@ def demo(study):
 @pytest.fixture
 def bundle(demo, study, tmp_path):
     """The true allocation, so the tables can be held against the database as it is."""
-    write_bundle(tmp_path, study=study, now=demo, true_allocation=True)
+    write_bundle(tmp_path, study=study, now=demo, true_allocation=True, standards=True)
     return tmp_path
 
 
@@ -210,7 +210,8 @@ def test_a_dummy_export_keeps_the_side_effect_profile_under_dummy_codes(demo, st
 @pytest.mark.parametrize("role, dummy", [("analyst", True), ("admin", True), ("unblinded", False)])
 def test_web_exports_give_the_dummy_to_blinded_roles_and_the_truth_to_the_unblinded(client, demo, study, role, dummy):
     login_as(client, role)
-    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"})
+    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
+                                                   "standards": "yes"})
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert json.loads(archive.read("manifest.json"))["allocation_is_dummy"] is dummy
     rows = list(csv.DictReader(io.StringIO(archive.read("participants.csv").decode())))
@@ -374,8 +375,8 @@ def _free_text_participant(study):
 
 def test_free_text_is_flagged_and_left_out_on_request(study, tmp_path, runner):
     _free_text_participant(study)
-    write_bundle(tmp_path / "with", study=study, now=now_utc())
-    manifest = write_bundle(tmp_path / "without", study=study, now=now_utc(), free_text=False)
+    write_bundle(tmp_path / "with", study=study, now=now_utc(), standards=True)
+    manifest = write_bundle(tmp_path / "without", study=study, now=now_utc(), free_text=False, standards=True)
 
     def everything(folder):
         return "\n".join(p.read_text(encoding="utf-8") for p in folder.rglob("*") if p.is_file()
@@ -389,7 +390,7 @@ def test_free_text_is_flagged_and_left_out_on_request(study, tmp_path, runner):
                if r["may_contain_identifiers"] == "TRUE"}
     assert {("side_effects", "verbatim"), ("responses", "value"), ("audit_trail", "reason")} <= flagged
     assert ("fatigue_endpoints", "pct_change_d3") not in flagged
-    cli = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "cli"), "--no-free-text"])
+    cli = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "cli"), "--no-free-text", "--standards"])
     assert cli.exit_code == 0 and "free text removed" in cli.output
     assert "Jane" not in everything(tmp_path / "cli")
 
@@ -398,7 +399,7 @@ def test_the_web_export_can_leave_free_text_out(client, study):
     _free_text_participant(study)
     login_as(client, "analyst")
     response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
-                                                   "free_text": "no"})
+                                                   "free_text": "no", "standards": "yes"})
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert not any("Jane" in archive.read(name).decode() for name in archive.namelist())
     assert json.loads(archive.read("manifest.json"))["free_text"].startswith("removed")

@@ -137,7 +137,7 @@ def test_link_pin_today_entry_submit_confirmation(server, page):
     shot(page, "04-entry-filled")
     page.get_by_role("button", name="Review my answers").click()
     assert page.locator("h1").inner_text() == "Check your answers"
-    assert "Headache: mild" in page.inner_text("main")
+    assert "Headache: Mild" in page.inner_text("main")
     shot(page, "05-review")
     page.get_by_role("button", name="Save my answers").click()
     page.wait_for_url("**/saved")
@@ -150,6 +150,40 @@ def test_link_pin_today_entry_submit_confirmation(server, page):
     assert values[("energy_nrs", "energy")] == "6"
     assert values[("side_effects", "symptoms.dizziness")] == "none"
     assert reports == [("headache", "mild")]
+
+
+def test_a_spanish_participant_walks_the_entry_form_in_spanish_without_overflow(server, page):
+    """PIN, Today, the entry form, review and saved in Spanish, at 390 x 844 with nothing wider."""
+    link, day1_id = new_participant(server, "P-ESBROW", language="es")
+    page.goto(link)
+    assert page.locator("html").get_attribute("lang") == "es"
+    assert page.locator("h1").inner_text() == "Elija un PIN"
+    page.fill("#pin", "4821")
+    page.fill("#confirm", "4821")
+    page.get_by_role("button", name="Guardar mi PIN").click()
+    page.wait_for_url("**/p/today")
+    assert "Infusión 1 · Día 1" in page.inner_text("main")
+    page.get_by_role("link", name="Completar ahora").click()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    wide = page.evaluate("""() => [...document.querySelectorAll('main *')]
+        .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .map(e => e.tagName + ' ' + e.textContent.trim().slice(0, 40))""")
+    assert wide == []
+    shot(page, "20-entry-spanish")
+    slider = page.locator('input[type=range]')
+    box = slider.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    tap_option(page, "energy_nrs.energy", "4")
+    page.get_by_role("button", name="No tuve ninguno de estos").click()
+    tap_option(page, "blinding_guess.guess", "midazolam")
+    page.get_by_role("button", name="Revisar mis respuestas").click()
+    assert page.locator("h1").inner_text() == "Revise sus respuestas"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.get_by_role("button", name="Guardar mis respuestas").click()
+    page.wait_for_url("**/saved")
+    assert "Guardada. ¡Gracias!" in page.inner_text("main")
+    (count, _), values, _ = stored(server, day1_id)
+    assert count == 1 and values[("blinding_guess", "guess")] == "midazolam"
 
 
 def tab_to(page, selector, limit=150):
@@ -196,7 +230,7 @@ def test_the_same_flow_with_the_keyboard_only(server, page):
     assert count == 1
     assert values[("fatigue_vas", "fatigue")] == "60"
     assert values[("energy_nrs", "energy")] == "4"
-    assert values[("blinding_guess", "guess")] == "first"
+    assert values[("blinding_guess", "guess")] == "ketamine"
     assert reports == []
 
 
@@ -209,7 +243,7 @@ def test_second_submit_of_the_same_form_stores_nothing_new(server, page):
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
     tap_option(page, "energy_nrs.energy", "3")
     page.get_by_role("button", name="I had none of these").click()
-    tap_option(page, "blinding_guess.guess", "second")
+    tap_option(page, "blinding_guess.guess", "midazolam")
     page.get_by_role("button", name="Review my answers").click()
     # The same form, posted twice in parallel, as a flaky connection's retry would.
     statuses = page.evaluate("""async () => {
@@ -290,7 +324,7 @@ def test_typed_answers_survive_a_reload_and_are_cleared_once_saved(server, page)
     assert page.locator('input[name="fatigue_vas.fatigue.touched"]').is_checked()
     assert "untouched" not in page.locator("input[type=range]").get_attribute("class")
     page.get_by_role("button", name="I had none of these").click()
-    tap_option(page, "blinding_guess.guess", "first")
+    tap_option(page, "blinding_guess.guess", "ketamine")
     page.get_by_role("button", name="Review my answers").click()
     page.get_by_role("button", name="Save my answers").click()
     page.wait_for_url("**/saved")

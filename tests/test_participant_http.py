@@ -167,8 +167,9 @@ def test_withdrawn_participant_sees_a_closing_page(phone):
 def test_today_shows_open_entry_with_local_close_time(phone):
     client, participant = phone
     day1 = assessment_of(participant, 1, "D1")
-    from diary.localtime import local_when
-    expected = local_when(day1.window_close, "America/New_York", now_utc())
+    from diary.i18n import when
+    expected = when(day1.window_close, "America/New_York", now_utc(), "en")
+    assert expected.endswith(("am", "pm"))  # a US participant's 12-hour clock
     html = client.get("/p/today").get_data(as_text=True)
     assert "Infusion 1 · Day 1" in html and f"Open until {expected}" in html
     assert "opens" in html  # what comes next
@@ -228,9 +229,9 @@ BAD_INPUT = [
     ({"fatigue_vas.fatigue.touched": ""}, "fatigue_vas.fatigue", b"move the slider"),
     ({"energy_nrs.energy": ""}, "energy_nrs.energy", b"answer this question"),
     ({"energy_nrs.energy": "11"}, "energy_nrs.energy", b"from 0 to 10"),
-    ({"side_effects.symptoms.headache": "terrible"}, "x", b"is not one of none, mild"),
+    ({"side_effects.symptoms.headache": "terrible"}, "x", b"choose none, mild, moderate or severe for headache"),
     ({"side_effects.symptoms.headache": ""}, "x", b"for headache"),
-    ({"blinding_guess.guess": "ketamine"}, "x", b"pick one of the choices"),
+    ({"blinding_guess.guess": "placebo"}, "x", b"pick one of the choices"),
     ({"side_effects.other": "x" * 501}, "x", b"keep this to 500 characters"),
 ]
 

@@ -99,7 +99,8 @@ def test_due_reminders_each_go_out_once_with_the_right_link(app, smtp, study):
         assert message["Subject"] == "Your diary: an entry is open"
         assert "ketamine" not in message["Subject"].lower() and "fatigue" not in message["Subject"].lower()
         body = message.get_payload(0).get_payload(decode=True).decode()
-        assert "Infusion 1 · Day 1" in body and "18:00" in body  # local close time (UTC here)
+        # The local close time (UTC here), on the 12-hour clock of the participant's US English.
+        assert "Infusion 1 · Day 1" in body and "6:00 pm" in body
         token = re.search(r"http://diary.test/p/(\S+)", body).group(1)
         assert participant_by_token(token).email == message["To"]
     second = run_pass(app, now=DAY1_OPEN + timedelta(minutes=1))
@@ -350,7 +351,7 @@ def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study)
     calendar = Calendar.from_ical(response.data)
     events = [c for c in calendar.walk() if c.name == "VEVENT"]
     assert sorted(str(e["summary"]).split("· ")[1] for e in events) == sorted(
-        ["Day 1", "Day 2", "Day 3 (primary)", "Day 7", "Day 14"])
+        ["Day 1", "Day 2", "Day 3", "Day 7", "Day 14"])  # the participant's labels, no staff words
     day1 = next(e for e in events if "Day 1" in str(e["summary"]))
     assert day1.decoded("dtstart") == assessment_of(participant, 1, "D1").window_open
     assert [c for c in day1.walk() if c.name == "VALARM"]

@@ -55,7 +55,7 @@ def test_a_planned_infusion_opens_bl_a_day_ahead_and_the_participant_submits_it(
     assert bl.window_open == planned - timedelta(hours=24) and bl.window_close == planned
 
     today = sign_in(client, token).get_data(as_text=True)
-    assert "Before infusion" in today and f"/p/entry/{bl.id}" in today
+    assert "Before your infusion" in today and f"/p/entry/{bl.id}" in today
     m40 = assessment_of(participant, 1, "M40")
     assert f"/p/entry/{m40.id}" not in today  # post-dose entries wait for the infusion
     assert client.get(f"/p/entry/{m40.id}").status_code == 409

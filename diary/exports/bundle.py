@@ -40,7 +40,8 @@ def sha256_of(path: Path) -> str:
 
 
 def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progress=None,
-                 identified: bool = False, true_allocation: bool = False, free_text: bool = True) -> dict:
+                 identified: bool = False, true_allocation: bool = False, free_text: bool = True,
+                 standards: bool = False) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
 
     Without ``identified`` (the default) no file carries a direct identifier. With it, a
@@ -50,6 +51,9 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
     While the study is blinded, the export carries the dummy allocation unless
     ``true_allocation`` (the unblinded role's export); the dummy is stored first, which commits
     the session. Without ``free_text`` the columns that may carry identifiers are blanked.
+    With ``standards`` the exchange formats are added: SDTM-shaped domains (CSV and CDISC
+    Dataset-JSON) under sdtm/ and FHIR NDJSON under fhir/ (they about triple the export's time,
+    so they are asked for).
 
     ``progress(table, rows_written)`` is called as batches are written (for a progress bar).
     The database is read in one read-only transaction, so the tables agree with each other.
@@ -85,16 +89,8 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
                                      (lambda n, table=table: progress(table, n)) if progress else None,
                                      **({"stats": stats} if fmt == "xlsx" else {}))
                 files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
-            # Exchange formats: SDTM-shaped domains (CSV and Dataset-JSON) and FHIR NDJSON.
-            sdtm = write_domains(out_dir, ctx, now=now, app_version=current_app.config["DIARY_VERSION"])
-            for domain, count in sdtm.items():
-                for suffix in ("csv", "json"):
-                    name = f"sdtm/{domain.lower()}.{suffix}"
-                    files[name] = {"table": f"sdtm_{domain.lower()}", "rows": count,
-                                   "sha256": sha256_of(out_dir / name)}
-            for resource, count in write_fhir(out_dir, ctx).items():
-                name = f"fhir/{resource}.ndjson"
-                files[name] = {"table": f"fhir_{resource}", "rows": count, "sha256": sha256_of(out_dir / name)}
+            if standards:
+                _write_standards(out_dir, ctx, now, files, progress)
     (out_dir / "analysis").mkdir(exist_ok=True)
     for program in sorted(ANALYSIS_PROGRAMS.glob("primary.*")):
         target = out_dir / "analysis" / program.name
@@ -112,6 +108,8 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
         "allocation": ("DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
                        "list, for writing and testing programs; results mean nothing about the treatments"
                        if dummy else "true allocation" + (" (blinded: treatment names withheld)" if blinded else "")),
+        "standards": "sdtm/ (SDTM-shaped CSV and Dataset-JSON v1.1) and fhir/ (FHIR R4 NDJSON)"
+                     if standards else "not asked for",
         "free_text": "included: columns marked may_contain_identifiers can hold names or contact details"
                      if free_text else "removed: columns marked may_contain_identifiers are blank",
         "format": fmt,
@@ -126,6 +124,18 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
         manifest["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _write_standards(out_dir: Path, ctx: ExportContext, now: datetime, files: dict, progress) -> None:
+    """Exchange formats: SDTM-shaped domains (CSV and Dataset-JSON) and FHIR NDJSON."""
+    sdtm = write_domains(out_dir, ctx, now=now, app_version=current_app.config["DIARY_VERSION"], progress=progress)
+    for domain, count in sdtm.items():
+        for suffix in ("csv", "json"):
+            name = f"sdtm/{domain.lower()}.{suffix}"
+            files[name] = {"table": f"sdtm_{domain.lower()}", "rows": count, "sha256": sha256_of(out_dir / name)}
+    for resource, count in write_fhir(out_dir, ctx, progress=progress).items():
+        name = f"fhir/{resource}.ndjson"
+        files[name] = {"table": f"fhir_{resource}", "rows": count, "sha256": sha256_of(out_dir / name)}
 
 
 def zip_bundle(bundle_dir: Path, target):
@@ -151,7 +161,7 @@ TRUE_ALLOCATION = (Role.UNBLINDED, "operator")
 
 def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, fmt: str = "csv",
                  identified: bool = False, reason: str | None = None, progress=None,
-                 free_text: bool = True, true_allocation: bool | None = None) -> dict:
+                 free_text: bool = True, true_allocation: bool | None = None, standards: bool = False) -> dict:
     """The one gate for every export, web or CLI: check who may have what, write, audit.
 
     ``role`` is the staff role asking, or ``"operator"`` for the server's command line. The
@@ -166,7 +176,7 @@ def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, 
         raise Refused("Only the unblinded role sees the true allocation before unblinding.", status=403)
     true_allocation = role == Role.UNBLINDED if true_allocation is None else true_allocation
     manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified,
-                            true_allocation=true_allocation, free_text=free_text)
+                            true_allocation=true_allocation, free_text=free_text, standards=standards)
     allocation = "dummy allocation" if manifest["allocation_is_dummy"] else "true allocation"
     audit.record(actor=actor, action="identified_export" if identified else "export", entity="study",
                  entity_id=study.id, now=now, reason=reason,

@@ -128,7 +128,7 @@ def questionnaire_responses(ctx: ExportContext):
         yield resource
 
 
-def write_fhir(out_dir: Path, ctx: ExportContext) -> dict[str, int]:
+def write_fhir(out_dir: Path, ctx: ExportContext, progress=None) -> dict[str, int]:
     folder = Path(out_dir) / "fhir"
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -140,4 +140,6 @@ def write_fhir(out_dir: Path, ctx: ExportContext) -> dict[str, int]:
                 handle.write(json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n")
                 count += 1
         counts[name] = count
+        if progress:
+            progress(f"fhir/{name}", count)
     return counts

@@ -14,14 +14,15 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from ..models import Assessment, Participant, Period
-from .tables import ExportContext, responses, side_effects
+from ..models import Assessment, ItemValue, Participant, Period
+from .tables import ExportContext, responses_query, side_effects
 
 DATASET_JSON_VERSION = "1.1.0"
 
@@ -90,8 +91,10 @@ class Subject:
     site: str
 
 
+@lru_cache(maxsize=8192)
 def local_dtc(moment: datetime | None, tz: ZoneInfo) -> str:
-    """ISO 8601 on the participant's clock, as collected (SDTM keeps no offset)."""
+    """ISO 8601 on the participant's clock, as collected (SDTM keeps no offset). Cached: the
+    answers of one entry share their time."""
     if moment is None:
         return ""
     return moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
@@ -102,7 +105,12 @@ def study_day(moment: datetime | None, subject: Subject) -> int | None:
     first = subject.doses.get(1) or (min(subject.doses.values()) if subject.doses else None)
     if moment is None or first is None:
         return None
-    days = (moment.astimezone(subject.tz).date() - first.astimezone(subject.tz).date()).days
+    return _study_day(moment, first, subject.tz)
+
+
+@lru_cache(maxsize=8192)
+def _study_day(moment: datetime, first: datetime, tz: ZoneInfo) -> int:
+    days = (moment.astimezone(tz).date() - first.astimezone(tz).date()).days
     return days + 1 if days >= 0 else days
 
 
@@ -205,18 +213,23 @@ class Builder:
         """One record per VAS or NRS answer: exactly the scored items of ``responses``."""
         items = {(instrument.id, item.id): (instrument, item) for instrument in self.ctx.protocol.instruments.values()
                  for item in instrument.items if item.type in ("vas", "nrs")}
-        sequence: dict[str, int] = {}
-        for row in responses(self.ctx):
-            code, period, timepoint, order, instrument_id, item_id, value, collected = (
-                row[0], row[2], row[5], row[6], row[7], row[8], row[9], row[11])
-            if (instrument_id, item_id) not in items or value is None:
+        query = (responses_query(self.ctx, sorted({instrument for instrument, _ in items}))
+                 .where(ItemValue.item.in_(sorted({item for _, item in items})))
+                 .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id))
+        order = self.ctx.order
+        sequence, code_seen = 0, None
+        for (code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _) in self.ctx.stream(query):
+            found = items.get((instrument_id, item_id))
+            if found is None or value is None:
                 continue
-            instrument, item = items[(instrument_id, item_id)]
-            subject = self.subjects[code]
-            sequence[code] = sequence.get(code, 0) + 1
-            yield [self.studyid, "QS", subject.usubjid, sequence[code], item_id.upper()[:8], item.text[:40],
-                   instrument.title, value, value, float(value), period * 100 + order, f"PERIOD {period} {timepoint}",
-                   epoch(collected, subject), local_dtc(collected, subject.tz), study_day(collected, subject)]
+            instrument, item = found
+            if code != code_seen:
+                subject, code_seen, sequence = self.subjects[code], code, 0
+            sequence += 1
+            yield [self.studyid, "QS", subject.usubjid, sequence, item_id.upper()[:8], item.text[:40],
+                   instrument.title, value, value, float(value), period * 100 + order.get(timepoint, 0),
+                   f"PERIOD {period} {timepoint}", epoch(collected, subject), local_dtc(collected, subject.tz),
+                   study_day(collected, subject)]
 
     def ae(self):
         labels = {term.code: term.label for instrument in self.ctx.protocol.instruments.values()
@@ -237,42 +250,66 @@ def _csv_cell(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_version: str) -> dict[str, int]:
-    """Write sdtm/<domain>.csv and sdtm/<domain>.json for each domain; return the row counts."""
+JSON_TYPES = {"integer": int, "double": float}
+
+
+def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_version: str,
+                  progress=None) -> dict[str, int]:
+    """Write sdtm/<domain>.csv and sdtm/<domain>.json for each domain; return the row counts.
+
+    Rows stream into the CSV while the counts and string lengths the Dataset-JSON header needs
+    are taken; the JSON is then written from the CSV, row by row, so memory stays flat.
+    """
     folder = Path(out_dir) / "sdtm"
     folder.mkdir(parents=True, exist_ok=True)
     builder = Builder(ctx)
     counts = {}
     for name, (label, variables) in DOMAINS.items():
-        rows = list(getattr(builder, name.lower())())
-        with open(folder / f"{name.lower()}.csv", "w", encoding="utf-8", newline="") as handle:
+        lengths, count = [1] * len(variables), 0
+        csv_path = folder / f"{name.lower()}.csv"
+        with open(csv_path, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow([v.name for v in variables])
-            writer.writerows([[_csv_cell(value) for value in row] for row in rows])
-        document = dataset_json(name, label, variables, rows, ctx=ctx, now=now, app_version=app_version)
-        (folder / f"{name.lower()}.json").write_text(json.dumps(document, ensure_ascii=False) + "\n",
-                                                     encoding="utf-8")
-        counts[name] = len(rows)
+            for row in getattr(builder, name.lower())():
+                cells = [_csv_cell(value) for value in row]
+                for index, cell in enumerate(cells):
+                    if len(cell) > lengths[index]:
+                        lengths[index] = len(cell)
+                writer.writerow(cells)
+                count += 1
+        header = dataset_json_header(name, label, variables, lengths, count, ctx=ctx, now=now,
+                                     app_version=app_version)
+        converters = [JSON_TYPES.get(v.type, str) for v in variables]
+        with open(csv_path, encoding="utf-8", newline="") as source, \
+                open(folder / f"{name.lower()}.json", "w", encoding="utf-8") as target:
+            reader = csv.reader(source)
+            next(reader)
+            target.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "rows": [')
+            for number, cells in enumerate(reader):
+                row = [None if cell == "" else convert(cell) for cell, convert in zip(cells, converters)]
+                target.write(("," if number else "") + "\n" + json.dumps(row, ensure_ascii=False))
+            target.write("\n]}\n")
+        counts[name] = count
+        if progress:
+            progress(f"sdtm/{name.lower()}", count)
     return counts
 
 
-def dataset_json(name: str, label: str, variables: list[Variable], rows: list[list], *, ctx: ExportContext,
-                 now: datetime, app_version: str) -> dict:
-    """One domain as a CDISC Dataset-JSON v1.1 document: metadata, columns, then rows.
+def dataset_json_header(name: str, label: str, variables: list[Variable], lengths: list[int], records: int, *,
+                        ctx: ExportContext, now: datetime, app_version: str) -> dict:
+    """A domain's CDISC Dataset-JSON v1.1 metadata (the rows follow it in the file).
 
     Missing values are null (an empty string is a value in Dataset-JSON); datetimes stay ISO 8601
     strings, as the standard asks.
     """
     stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     version = ctx.study.current_protocol_version
-    cleaned = [[None if value in ("", None) else value for value in row] for row in rows]
     columns = []
-    for index, variable in enumerate(variables):
+    for variable, length in zip(variables, lengths):
         column = {"itemOID": f"IT.{name}.{variable.name}", "name": variable.name, "label": variable.label,
                   "dataType": variable.type}
         if variable.type == "string":
-            longest = max((len(str(row[index])) for row in cleaned if row[index] is not None), default=1)
-            column["length"] = max(1, longest)
+            column["length"] = max(1, length)
         if variable.key:
             column["keySequence"] = variable.key
         columns.append(column)
@@ -287,9 +324,8 @@ def dataset_json(name: str, label: str, variables: list[Variable], rows: list[li
         "metaDataVersionOID": f"MDV.{ctx.protocol.id}.{version.version}",
         "itemGroupOID": f"IG.{name}",
         "isReferenceData": False,
-        "records": len(cleaned),
+        "records": records,
         "name": name,
         "label": label,
         "columns": columns,
-        "rows": cleaned,
     }

@@ -41,6 +41,8 @@ class ExportContext:
     # Free text (verbatim reports, free-text answers, audit reasons) left out for sharing.
     no_free_text: bool = False
     dummies: dict = field(default_factory=dict)
+    # Filled while fatigue_endpoints is written, so the participants table need not recompute it.
+    endpoint_flags: list | None = None
 
     def __post_init__(self):
         self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
@@ -88,21 +90,24 @@ def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
     rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
                       .order_by(Participant.code, Period.number, Assessment.target))
+    order, now, dummy, last_period = ctx.order, ctx.now, ctx.dummy, None
     for row in rows:
-        status = state_at(row, ctx.now)
-        code = ctx.treatment_code(row.code, row.sequence, row.period, row.treatment)
-        yield (row.code, row.site, ctx.sequence(row.code, row.sequence), row.period, code,
-               ctx.treatment(row.treatment), row.planned_start, row.dose_start, row.timepoint,
-               ctx.order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
-               status, row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.code_broken_at, ctx.dummy)
+        if (row.code, row.period) != last_period:  # the allocation, once per participant's period
+            last_period = (row.code, row.period)
+            allocation = (ctx.sequence(row.code, row.sequence), row.period,
+                          ctx.treatment_code(row.code, row.sequence, row.period, row.treatment),
+                          ctx.treatment(row.treatment))
+        yield (row.code, row.site, *allocation, row.planned_start, row.dose_start, row.timepoint,
+               order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
+               state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
+               row.source, row.code_broken_at, dummy)
 
 
 def _response_instruments(protocol: Protocol) -> list[str]:
     return [name for name, instrument in protocol.instruments.items() if not instrument.side_effects]
 
 
-def _responses_query(ctx: ExportContext, instruments: list[str]):
+def responses_query(ctx: ExportContext, instruments: list[str]):
     return (select(Participant.code, Participant.sequence, Period.number, Period.treatment,
                    Period.dose_start, Assessment.timepoint, ItemValue.instrument, ItemValue.item,
                    ItemValue.value, Submission.submitted_at, Submission.collected_at, Submission.source)
@@ -116,21 +121,25 @@ def _responses_query(ctx: ExportContext, instruments: list[str]):
 def responses(ctx: ExportContext):
     """The biggest table by far, so its loop is kept lean: rows of one submission are adjacent,
     and the per-submission values (treatment, minutes from dose) are computed once for them."""
-    query = _responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
+    query = responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
     names = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
     blank = ctx.free_text_items if ctx.no_free_text else set()
-    last_collected = minutes = None
+    order, dummy = ctx.order, ctx.dummy
+    last_collected = minutes = last_period = None
     for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
          collected_at, source) in ctx.stream(query):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
+        if (code, number) != last_period:  # the allocation, once per participant's period
+            last_period = (code, number)
+            shown_sequence = ctx.sequence(code, sequence)
+            treatment_code = ctx.treatment_code(code, sequence, number, treatment)
+            name = names.get(treatment)
         if blank and (instrument, item) in blank:
             value = None
-        treatment_code = ctx.treatment_code(code, sequence, number, treatment)
-        yield (code, ctx.sequence(code, sequence), number, treatment_code, names.get(treatment), timepoint,
-               ctx.order.get(timepoint), instrument, item, value, submitted_at, collected_at, minutes, source,
-               ctx.dummy)
+        yield (code, shown_sequence, number, treatment_code, name, timepoint, order.get(timepoint), instrument,
+               item, value, submitted_at, collected_at, minutes, source, dummy)
 
 
 # States whose entries stand for nothing in the endpoints: kept, shown, and named as excluded.
@@ -165,6 +174,7 @@ def fatigue_endpoints(ctx: ExportContext):
     codes = set(ctx.order)
     auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
                       if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]
+    flags = ctx.endpoint_flags = []  # (code, baseline, pct_change_d3) for the participants table
     for group in _vas_periods(ctx):
         first = group[0]
         values, excluded, d3 = {}, [], None
@@ -180,6 +190,7 @@ def fatigue_endpoints(ctx: ExportContext):
                 continue
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
         result = compute_endpoints(values, auc_timepoints)
+        flags.append((first.code, result.baseline_vas, result.pct_change_d3))
         yield (first.code, ctx.sequence(first.code, first.sequence), first.period,
                ctx.treatment_code(first.code, first.sequence, first.period, first.treatment),
                ctx.treatment(first.treatment), result.baseline_vas,
@@ -246,8 +257,10 @@ def participants(ctx: ExportContext):
     periods = ctx.protocol.periods
     at = {column.name: i for i, column in enumerate(TABLES["fatigue_endpoints"])}
     dosed, baselines, primaries = {}, {}, {}
-    for row in fatigue_endpoints(ctx):
-        code, baseline, pct_d3 = row[at["participant_id"]], row[at["baseline_vas"]], row[at["pct_change_d3"]]
+    # The endpoint rows this export already computed (fatigue_endpoints is written first).
+    for code, baseline, pct_d3 in ctx.endpoint_flags if ctx.endpoint_flags is not None else (
+            (row[at["participant_id"]], row[at["baseline_vas"]], row[at["pct_change_d3"]])
+            for row in fatigue_endpoints(ctx)):
         dosed[code] = dosed.get(code, 0) + 1
         baselines[code] = baselines.get(code, 0) + (baseline is not None)
         primaries[code] = primaries.get(code, 0) + (pct_d3 is not None)

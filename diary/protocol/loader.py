@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 from .model import (
-    FOLLOW_UP_RULES, ITEM_TYPES, SETTINGS, Choice, FollowUpRule, Instrument, Item, Offset, Protocol, ReminderRules, TimePoint,
+    FOLLOW_UP_RULES, ITEM_TYPES, SETTINGS, Choice, FollowUpRule, Instrument, Item, Offset, Protocol, ReminderRules, Text,
+    TimePoint,
     Window,
 )
 
@@ -95,6 +96,12 @@ class _Builder:
         if version is None or isinstance(version, (dict, list)):
             self.fail("version", "is required (a number or text such as 1.0)")
         title = data.get("title", protocol_id)
+        languages = data.get("languages", ["en"])
+        if not isinstance(languages, list) or not languages or not all(
+                isinstance(code, str) and code.isalpha() and len(code) == 2 for code in languages):
+            self.fail("languages", "must list two-letter language codes, the default first (e.g. [en, es])")
+            languages = ["en"]
+        self.languages = tuple(languages)
         periods = self.require(data, "periods", "", int) or 0
         if periods < 1:
             self.fail("periods", "must be at least 1")
@@ -117,7 +124,24 @@ class _Builder:
             id=str(protocol_id), version=str(version), title=str(title), periods=periods,
             treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
             timepoints=tuple(timepoints), instruments=instruments, reminders=reminders,
-            follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"))
+            follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"),
+            languages=self.languages)
+
+    def text(self, value, path) -> str:
+        """A participant-facing text: a plain string when the study has one language, else a
+        mapping with every language the study declares ({en: ..., es: ...})."""
+        languages = getattr(self, "languages", ("en",))
+        if isinstance(value, dict):
+            missing = [code for code in languages if not str(value.get(code) or "").strip()]
+            if missing:
+                self.fail(path, f"has no {', '.join(missing)} text (the study declares languages "
+                                f"{', '.join(languages)})")
+            translations = {code: str(value.get(code) or "") for code in languages}
+            return Text(translations, languages[0])
+        if len(languages) > 1 and str(value or "").strip():
+            self.fail(path, f"is only in one language; give {{{', '.join(f'{c}: ...' for c in languages)}}} "
+                            f"(the study declares languages {', '.join(languages)})")
+        return str(value if value is not None else "")
 
     def treatments(self, data) -> dict[str, str]:
         if not isinstance(data, dict) or not data:
@@ -175,7 +199,7 @@ class _Builder:
                 seen.add(item.id)
                 items.append(item)
             result[str(name)] = Instrument(
-                id=str(name), title=str(spec.get("title", name)), items=tuple(items),
+                id=str(name), title=self.text(spec.get("title", name), f"instruments.{name}.title"), items=tuple(items),
                 side_effects=any(item.type == "severity_checklist" for item in items))
         return result
 
@@ -204,9 +228,10 @@ class _Builder:
             self.fail(f"{path}.alert_values", "must be a list of answers")
             alert_values = []
         return Item(
-            id=str(item_id), type=item_type, text=str(raw.get("text", "")),
-            required=bool(raw.get("required", True)), min_label=str(raw.get("min_label", "")),
-            max_label=str(raw.get("max_label", "")), choices=choices, terms=terms,
+            id=str(item_id), type=item_type, text=self.text(raw.get("text", ""), f"{path}.text"),
+            required=bool(raw.get("required", True)),
+            min_label=self.text(raw.get("min_label", ""), f"{path}.min_label"),
+            max_label=self.text(raw.get("max_label", ""), f"{path}.max_label"), choices=choices, terms=terms,
             max_length=max_length if isinstance(max_length, int) else 0,
             alert_values=tuple(str(value) for value in alert_values),
             unsolicited_report=bool(raw.get("unsolicited_report", False)))
@@ -223,7 +248,7 @@ class _Builder:
             if entry["code"] in seen:
                 self.fail(f"{path}[{index}].code", f"duplicate code '{entry['code']}'")
             seen.add(entry["code"])
-            result.append(Choice(str(entry["code"]), str(entry["label"])))
+            result.append(Choice(str(entry["code"]), self.text(entry["label"], f"{path}[{index}].label")))
         return tuple(result)
 
     def timepoints(self, data, instruments, periods, min_days) -> list[TimePoint]:
@@ -281,8 +306,10 @@ class _Builder:
                 self.fail(f"{path}.window.close",
                           f"{window_close} (plus grace {grace}) overlaps the next dose, which may "
                           f"come {min_days} days after this one; close it earlier or use next_dose")
+            label = str(raw.get("label", code))
             result.append(TimePoint(
-                code=str(code), label=str(raw.get("label", code)), target=target,
+                code=str(code), label=label, target=target,
+                participant_label=self.text(raw.get("participant_label", label), f"{path}.participant_label"),
                 window=Window(open=window_open, close=window_close, fallback_close=fallback),
                 setting=setting, instruments=tuple(str(name) for name in names),
                 optional=bool(raw.get("optional", False)), late_grace=grace))

@@ -47,6 +47,29 @@ class Offset:
         return f"{self.amount}{self.unit}"
 
 
+class Text(str):
+    """A participant-facing text. As a string it is the study's first language (what staff pages,
+    exports and the data dictionary show); ``in_language`` gives a participant's own."""
+
+    translations: dict[str, str]
+
+    def __new__(cls, translations: dict[str, str], default: str):
+        text = super().__new__(cls, translations[default])
+        text.translations, text.default = dict(translations), default
+        return text
+
+    def in_language(self, language: str | None) -> str:
+        return self.translations.get(language or "", str(self))
+
+    def __reduce__(self):
+        return (Text, (self.translations, self.default))
+
+
+def in_language(text, language: str | None) -> str:
+    """Any protocol text (a ``Text`` or a plain string) in ``language`` where it has one."""
+    return text.in_language(language) if isinstance(text, Text) else text
+
+
 @dataclass(frozen=True)
 class Choice:
     code: str
@@ -93,13 +116,15 @@ class Window:
 @dataclass(frozen=True)
 class TimePoint:
     code: str
-    label: str
+    label: str  # the staff's label ("Day 3 (primary)")
     target: Offset
     window: Window
     setting: str
     instruments: tuple[str, ...]
     optional: bool = False
     late_grace: Offset = Offset(0, "m")
+    # What the participant reads ("Day 3"): no staff words such as "primary".
+    participant_label: str = ""
 
     @property
     def at_home(self) -> bool:
@@ -150,6 +175,8 @@ class Protocol:
     # A severe side-effect report must be reviewed by staff within this time.
     severe_review_within: Offset = Offset(24, "h")
     source_text: str = ""
+    # Languages the participant-facing texts are given in; the first is the default.
+    languages: tuple[str, ...] = ("en",)
 
     def timepoint(self, code: str) -> TimePoint:
         for timepoint in self.timepoints:

@@ -13,20 +13,29 @@ from datetime import datetime
 from icalendar import Alarm, Calendar, Event
 
 from .. import assessments
-from ..localtime import local_datetime
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from ..i18n import full_datetime
+from ..protocol.model import in_language
 from ..models import Participant
 from ..vocabulary import AssessmentState, ReminderKind
 from .planning import owed_reminders, quiet_hours
 
-ALARM_TEXT = {ReminderKind.WINDOW_OPEN: "Your diary entry is open",
-              ReminderKind.CLOSING_SOON: "Your diary entry closes soon"}
-
-
 def calendar_feed(participant: Participant, *, link: str, now: datetime) -> bytes:
+    """The feed in the participant's language (titles, descriptions and alarms)."""
+    with force_locale(participant.language):
+        return _calendar_feed(participant, link=link, now=now)
+
+
+def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> bytes:
+    alarm_text = {ReminderKind.WINDOW_OPEN: _("Your diary entry is open"),
+                  ReminderKind.CLOSING_SOON: _("Your diary entry closes soon")}
+    language = participant.language
     calendar = Calendar()
     calendar.add("prodid", "-//diary//symptom diary//EN")
     calendar.add("version", "2.0")
-    calendar.add("x-wr-calname", "My diary")
+    calendar.add("x-wr-calname", _("My diary"))
     rows = assessments.load(now, participant_ids=[participant.id])
     protocols = assessments.protocols_by_version({row.protocol_version_id for row in rows}) if rows else {}
     for row in rows:
@@ -43,17 +52,19 @@ def calendar_feed(participant: Participant, *, link: str, now: datetime) -> byte
         event.add("dtstamp", now)
         event.add("dtstart", row.window_open)
         event.add("dtend", row.window_close)
-        event.add("summary", f"Diary: Infusion {row.period} · {row.label}")
-        event.add("description", f"Please fill in your diary entry between "
-                                 f"{local_datetime(row.window_open, participant.timezone)} and "
-                                 f"{local_datetime(row.window_close, participant.timezone)}.\n{link}")
+        label = in_language(row.participant_label, language)
+        event.add("summary", _("Diary: Infusion %(number)s · %(label)s", number=row.period, label=label))
+        event.add("description", _("Please fill in your diary entry between %(start)s and %(end)s.",
+                                   start=full_datetime(row.window_open, participant.timezone, language),
+                                   end=full_datetime(row.window_close, participant.timezone, language))
+                  + f"\n{link}")
         event.add("url", link)
         for owed in owed_reminders(protocol, row.timepoint, window_open=row.window_open,
                                    window_close=row.window_close, tz_name=participant.timezone,
                                    quiet=quiet_hours(participant.reminder_from, participant.reminder_until, protocol)):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("description", ALARM_TEXT[owed.kind])
+            alarm.add("description", alarm_text[owed.kind])
             alarm.add("trigger", owed.due_at)  # an absolute time: quiet hours already applied
             event.add_component(alarm)
         calendar.add_component(event)

@@ -10,36 +10,59 @@ import logging
 import smtplib
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from html import escape
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
 log = logging.getLogger("diary.reminders")
-
-SUBJECTS = {"window_open": "Your diary: an entry is open",
-            "closing_soon": "Your diary: an entry closes soon"}
-
 
 @dataclass
 class Message:
-    """What one reminder says, whatever the channel."""
+    """What one reminder says, whatever the channel, in the participant's language."""
 
     kind: str
     to_email: str | None
     label: str
     closes: str
     link: str
+    language: str = "en"
+
+    @cached_property
+    def _said(self) -> dict[str, str]:
+        with force_locale(self.language):
+            opened = self.kind == "window_open"
+            return {
+                "subject": _("Your diary: an entry is open") if opened else _("Your diary: an entry closes soon"),
+                "hello": _("Hello,"),
+                "news": (_("Your diary entry %(label)s is open now.", label=self.label) if opened
+                         else _("Your diary entry %(label)s closes soon.", label=self.label))
+                + " " + _("Please fill it in before %(when)s.", when=self.closes),
+                "open": _("Open your diary"),
+                "thanks": _("Thank you."),
+            }
 
     @property
     def subject(self) -> str:
-        return SUBJECTS[self.kind]
+        return self._said["subject"]
 
     @property
     def text(self) -> str:
-        first = ("Your diary entry {label} is open now." if self.kind == "window_open"
-                 else "Your diary entry {label} closes soon.").format(label=self.label)
-        return (f"Hello,\n\n{first} Please fill it in before {self.closes}.\n\n"
-                f"Open your diary: {self.link}\n\nThank you.\n")
+        say = self._said
+        return f"{say['hello']}\n\n{say['news']}\n\n{say['open']}: {self.link}\n\n{say['thanks']}\n"
+
+    @property
+    def html(self) -> str:
+        say = self._said
+        return (f"<p>{escape(say['hello'])}</p><p>{escape(say['news'])}</p>"
+                f'<p><a href="{escape(self.link)}">{escape(say["open"])}</a></p><p>{escape(say["thanks"])}</p>')
+
+    @property
+    def push_body(self) -> str:
+        return self._said["news"]
 
 
 @dataclass
@@ -90,8 +113,7 @@ class EmailChannel:
         if isinstance(message, Notice):
             link = f'<p><a href="{escape(message.link)}">Open in the diary</a></p>' if message.link else ""
             return f"<pre>{escape(message.text)}</pre>{link}"
-        return (f"<p>Hello,</p><p>{escape(message.text.splitlines()[2])}</p>"
-                f'<p><a href="{escape(message.link)}">Open your diary</a></p><p>Thank you.</p>')
+        return message.html
 
     def build(self, message: Message) -> bytes:
         """The message as MIME bytes: plain text and HTML alternatives, base64 so any text is safe.
@@ -100,7 +122,7 @@ class EmailChannel:
         the SMTP exchange itself, and these headers are fixed ASCII. An address that is not
         ASCII takes the email package's path instead.
         """
-        if not (message.to_email.isascii() and self.sender.isascii()):
+        if not (message.to_email.isascii() and self.sender.isascii() and message.subject.isascii()):
             return self._build_with_email_package(message)
         boundary = uuid.uuid4().hex
         text = base64.encodebytes(message.text.encode("utf-8")).decode("ascii")
@@ -171,7 +193,7 @@ class PushChannel:
 
         if not self.private_key:
             raise DeliveryFailed("no VAPID key configured (run 'flask --app wsgi diary init')")
-        payload = json.dumps({"title": message.subject, "body": message.text.splitlines()[2],
+        payload = json.dumps({"title": message.subject, "body": message.push_body,
                               "url": message.link})
         try:
             webpush(subscription_info={"endpoint": subscription.endpoint,

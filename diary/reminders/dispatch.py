@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import bindparam, or_, select, update
 
 from ..assessments import rows_query, state_at
 from ..extensions import db
 from ..links import reminder_link
-from ..localtime import local_when
+from ..i18n import when as local_when
+from ..protocol.model import in_language
 from ..models import (
     Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, StaffMessage, Submission, now_utc,
 )
@@ -178,6 +181,7 @@ def _send_batch(ids, now, email, push, result, recorder) -> None:
         rows_query().add_columns(Reminder.id.label("reminder_id"), Reminder.kind, Reminder.channel,
                                  Reminder.attempts, Reminder.not_after, Participant.email,
                                  Participant.email_reminders, Participant.status.label("participant_status"),
+                                 Participant.language,
                                  Participant.link_token_hash)
         .join(Reminder, Reminder.assessment_id == Assessment.id)
         .where(Reminder.id.in_(ids))).all()
@@ -199,11 +203,12 @@ def _send_batch(ids, now, email, push, result, recorder) -> None:
                     last_error="entry completed or no longer needed")
             continue
         protocol = protocols[row.protocol_version_id]
-        message = Message(
-            kind=row.kind, to_email=row.email,
-            label=f"Infusion {row.period} · {protocol.timepoint(row.timepoint).label}",
-            closes=local_when(row.window_close, row.timezone, now),
-            link=reminder_link(participant, row.reminder_id))
+        with force_locale(row.language):
+            label = _("Infusion %(number)s · %(label)s", number=row.period,
+                      label=in_language(protocol.timepoint(row.timepoint).participant_label, row.language))
+            closes = local_when(row.window_close, row.timezone, now, row.language)
+        message = Message(kind=row.kind, to_email=row.email, label=label, closes=closes,
+                          link=reminder_link(participant, row.reminder_id), language=row.language)
         try:
             if row.channel == ReminderChannel.EMAIL:
                 if not row.email_reminders:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from .. import audit
 from ..errors import Refused
 from ..extensions import db
+from ..i18n import LANGUAGES
 from ..models import Participant, PushSubscription
 from ..vocabulary import ReminderChannel
 from .planning import cancel_channel
@@ -38,6 +39,19 @@ def set_channels(participant: Participant, wanted: dict[str, bool], *, now: date
         if channel is not None and not value:
             cancel_channel(participant.id, channel)
     return changed
+
+
+def set_language(participant: Participant, language: str, *, now: datetime) -> bool:
+    """The language of the participant's diary and reminders; returns whether it changed."""
+    if language not in LANGUAGES:
+        raise Refused(f"Unknown language '{language}'; the diary speaks {', '.join(LANGUAGES)}.")
+    if participant.language == language:
+        return False
+    audit.record(actor=audit.participant_actor(participant), action="change_language", entity="participant",
+                 entity_id=participant.id, participant_id=participant.id, field="language",
+                 old=participant.language, new=language, now=now)
+    participant.language = language
+    return True
 
 
 def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubscription:

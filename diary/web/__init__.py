@@ -2,13 +2,14 @@
 imports it; views read the request, call a rule, then redirect or render."""
 from __future__ import annotations
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, current_app, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
-from ..extensions import compress
-
+from ..extensions import babel, compress
+from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
+from ..protocol.model import in_language
 from ..vocabulary import TEMPLATE_GLOBALS
 
 
@@ -35,6 +36,10 @@ def init_app(app: Flask) -> None:
     compress.init_app(app)
     errors.init_app(app)
     app.jinja_env.globals.update(TEMPLATE_GLOBALS)
+    app.jinja_env.filters["tr"] = lambda text: in_language(text, current_language())
+    app.context_processor(lambda: {"current_language": current_language()})
+    compile_catalogs()
+    babel.init_app(app, locale_selector=current_language, default_translation_directories=str(TRANSLATIONS))
     app.before_request(_refuse_nul_bytes)
     app.after_request(_security_headers)
     app.before_request(_read_only_for_safe_methods)
@@ -51,6 +56,22 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
                            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+
+
+def current_language() -> str:
+    """The language of this request: a known participant's own; on the diary's pages before the
+    participant is known (the link and PIN pages), the browser's Accept-Language; staff pages
+    in English."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    participant = g.get("participant")
+    if participant is not None:
+        return participant.language or DEFAULT_LANGUAGE
+    if g.get("language"):
+        return g.language
+    if request.blueprint == "participant" or request.path in ("/", "/offline"):
+        return best_language(request.accept_languages)
+    return DEFAULT_LANGUAGE
 
 
 def _security_headers(response):

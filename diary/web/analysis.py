@@ -73,7 +73,8 @@ def exports():
             with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
                 export_study(Path(folder), study=study, now=now, fmt=fmt, identified=identified,
                              reason=request.form.get("reason"), actor=audit.staff_actor(g.staff),
-                             role=g.staff.role, free_text=request.form.get("free_text") != "no")
+                             role=g.staff.role, free_text=request.form.get("free_text") != "no",
+                             standards=request.form.get("standards") == "yes")
                 zip_bundle(Path(folder), archive)
         except Refused as refusal:
             archive.close()

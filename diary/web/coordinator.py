@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import segno
+from flask_babel import force_locale
 from flask import (
     Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, session,
     url_for,
@@ -304,7 +305,7 @@ def enrol():
             participant, token = enroll(
                 study, site=form.site.data, timezone=form.timezone.data, email=form.email.data,
                 phone=form.phone.data, reminder_from=form.reminder_from.data,
-                reminder_until=form.reminder_until.data, actor=actor(), now=now)
+                reminder_until=form.reminder_until.data, language=form.language.data, actor=actor(), now=now)
         except AlreadyDone as done:
             db.session.rollback()
             flash(done.message, "error")
@@ -343,8 +344,11 @@ def link_sheet(code):
     session.pop(ONE_TIME_LINK)
     link = participant_link(shown["token"])
     qr = segno.make(link, error="m").svg_inline(scale=5, dark="#1b1f24")
-    response = make_response(render_template("coordinator/link.html", participant=participant, link=link,
-                                             qr=qr, heading=shown["heading"]))
+    # The sheet is the participant's: printed in their language (the staff notes stay English).
+    with force_locale(participant.language):
+        sheet = render_template("coordinator/link_sheet.html", participant=participant, link=link, qr=qr)
+    response = make_response(render_template("coordinator/link.html", participant=participant, sheet=sheet,
+                                             heading=shown["heading"]))
     response.headers["Cache-Control"] = "no-store"  # the back button must not bring it back
     return response
 

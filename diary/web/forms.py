@@ -8,11 +8,12 @@ from zoneinfo import available_timezones
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
-    BooleanField, DateTimeLocalField, EmailField, HiddenField, PasswordField, SelectField, StringField,
+    BooleanField, DateTimeField, EmailField, HiddenField, PasswordField, SelectField, StringField,
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
+from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..passwords import MIN_PASSWORD_LENGTH
 from ..vocabulary import (
     FOLLOW_UP_LABELS, SOURCE_LABELS, WITHDRAWAL_LABELS, FollowUpOutcome, ReviewState, Role, Source, WithdrawalReason,
@@ -81,6 +82,8 @@ class EnrolForm(OnceForm):
                         Regexp(r"^[0-9 +().-]{5,40}$", message="Digits, spaces and + ( ) - only.")])
     reminder_from = StringField("Reminders from", default="08:00", validators=[Optional(), CLOCK])
     reminder_until = StringField("Reminders until", default="21:00", validators=[Optional(), CLOCK])
+    language = SelectField("Language of the diary and reminders", default=DEFAULT_LANGUAGE,
+                           choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
 
     def validate_timezone(self, field):
         if field.data not in available_timezones():
@@ -91,8 +94,30 @@ class EnrolForm(OnceForm):
             raise ValidationError("The reminder hours must not start and end at the same time.")
 
 
+class LocalDateTimeField(DateTimeField):
+    """A date and time on the participant's clock, typed as the staff pages show times:
+    2026-11-25 14:30 (24-hour). The browser's own date-time picker would show mm/dd/yyyy with
+    AM/PM in a US browser while the pages say 14:30; one convention avoids misreading.
+    The ISO form with a T (2026-11-25T14:30) is accepted too."""
+
+    FORMATS = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("render_kw", {"placeholder": "2026-11-25 14:30", "autocomplete": "off",
+                                        "pattern": r"\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}"})
+        super().__init__(label, validators, format=self.FORMATS, **kwargs)
+
+    def process_formdata(self, valuelist):
+        if valuelist:
+            valuelist = [" ".join(valuelist).strip()]
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError("Give the date and time as 2026-11-25 14:30 (24-hour clock).") from None
+
+
 class DoseForm(OnceForm):
-    start = DateTimeLocalField("Infusion start (participant's local time)", format="%Y-%m-%dT%H:%M",
+    start = LocalDateTimeField("Infusion start (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
                                validators=[DataRequired(message="Give the date and time the infusion started.")])
     reason = TextAreaField("Reason for the correction", validators=[Optional(), Length(max=2000)])
 
@@ -136,8 +161,8 @@ class CorrectionForm(BaseForm):
 
 class ProxyEntryForm(BaseForm):
     source = SelectField("Source", choices=SOURCES, validators=[DataRequired()])
-    collected = DateTimeLocalField(
-        "When the answers were given (participant's local time)", format="%Y-%m-%dT%H:%M",
+    collected = LocalDateTimeField(
+        "When the answers were given (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
         validators=[DataRequired(message="Give the date and time the answers were given.")])
     reason = TextAreaField("Reason", validators=REASON)
 

@@ -13,6 +13,8 @@ from flask import (
     Blueprint, abort, current_app, g, make_response, redirect, render_template, request, send_from_directory,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager, joinedload
@@ -23,13 +25,15 @@ from ..assessments import AssessmentRow
 from ..entries import InvalidAnswers, field_name, record_submission, validate_answers, window_refusal
 from ..errors import Refused
 from ..extensions import csrf, db
-from ..localtime import local_datetime, local_when
+from ..i18n import LANGUAGE_NAMES, LANGUAGES, full_datetime
+from ..i18n import when as local_when
 from ..models import Assessment, Participant, Period, now_utc
 from ..reminders.calendar import calendar_feed
 from ..reminders.planning import record_opened
-from ..reminders.preferences import set_channels, subscribe_push
+from ..protocol.model import in_language
+from ..reminders.preferences import set_channels, set_language, subscribe_push
 from ..study import protocol_of, site_contact
-from ..vocabulary import AssessmentState
+from ..vocabulary import AssessmentState, severity_label
 from . import auth
 from .errors import render_error
 
@@ -67,6 +71,7 @@ def link(token):
     reminder_id = links.reminder_of(token)
     if reminder_id is not None and record_opened(reminder_id, participant.id, now_utc()):
         db.session.commit()
+    g.language = participant.language  # the PIN pages in the participant's own language
     if participant.status != "active":
         return render_template("participant/ended.html"), 403
     remembered = auth.remembered_participant()
@@ -87,7 +92,9 @@ def link(token):
                 return _pin_page(participant, token, False, now, status=429)
             left = current_app.config["PIN_MAX_ATTEMPTS"] - participant.pin_failed_count
             return _pin_page(participant, token, False, now, status=401,
-                             error=f"That PIN is not right. {left} tries left before the diary locks for a while.")
+                             error=ngettext("That PIN is not right. %(num)d try left before the diary locks for a while.",
+                                            "That PIN is not right. %(num)d tries left before the diary locks for a while.",
+                                            left))
     except Refused as refusal:
         db.session.rollback()
         return _pin_page(participant, token, choosing, now, status=422, error=refusal.message)
@@ -130,7 +137,8 @@ def today():
     upcoming = [row for row in rows if row.state == UPCOMING][:1]
     recent_missed = [row for row in rows if row.state == MISSED and (now - row.late_close).days < 3]
     return render_template("participant/today.html", open_rows=open_rows, upcoming=upcoming,
-                           missed=recent_missed, when=lambda t: local_when(t, participant.timezone, now),
+                           missed=recent_missed, when=lambda t: local_when(t, participant.timezone, now,
+                                                                           participant.language),
                            now=now)
 
 
@@ -142,35 +150,41 @@ def history():
     rows.reverse()
     protocol = protocol_of(participant.study.current_protocol_version)
     return render_template("participant/history.html", rows=rows,
-                           when=lambda t: local_datetime(t, participant.timezone),
+                           when=lambda t: full_datetime(t, participant.timezone, participant.language),
                            describe=lambda row: _describe(protocol, row.timepoint, row.values))
 
 
 def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | None]]:
+    """The answers as sentences in the participant's language (review, saved and history pages)."""
+    language = g.participant.language
+
+    def tr(text):
+        return in_language(text, language)
+
     lines = []
     for instrument in protocol.instruments_for(protocol.timepoint(timepoint_code)):
         for item in instrument.items:
             if item.type == "severity_checklist":
-                reported = [f"{term.label}: {values[(instrument.id, f'{item.id}.{term.code}')]}"
+                reported = [f"{tr(term.label)}: {severity_label(values[(instrument.id, f'{item.id}.{term.code}')])}"
                             for term in item.terms
                             if values.get((instrument.id, f"{item.id}.{term.code}"), "none") != "none"]
-                lines.append((item.text, "; ".join(reported) or "None of these", None))
+                lines.append((tr(item.text), "; ".join(reported) or _("None of these"), None))
                 continue
             value = values.get((instrument.id, item.id))
             if value is None:
                 if item.required:
-                    lines.append((item.text, "Not answered", None))
+                    lines.append((tr(item.text), _("Not answered"), None))
                 continue
             if item.type == "vas":
-                lines.append((item.text, f"Marked on the line between “{item.min_label}” and "
-                                         f"“{item.max_label}”", int(value)))
+                lines.append((tr(item.text), _("Marked on the line between “%(low)s” and “%(high)s”",
+                                                low=tr(item.min_label), high=tr(item.max_label)), int(value)))
             elif item.type == "nrs":
-                lines.append((item.text, f"{value} out of 10", None))
+                lines.append((tr(item.text), _("%(value)s out of 10", value=value), None))
             elif item.type == "single_choice":
-                label = next((c.label for c in item.choices if c.code == value), value)
-                lines.append((item.text, label, None))
+                label = next((tr(c.label) for c in item.choices if c.code == value), value)
+                lines.append((tr(item.text), label, None))
             else:
-                lines.append((item.text, value, None))
+                lines.append((tr(item.text), value, None))
     return lines
 
 
@@ -209,7 +223,8 @@ def entry(assessment_id):
 
 
 def _closed_message(assessment: Assessment, now: datetime) -> str | None:
-    return window_refusal(assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now))
+    return window_refusal(assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now,
+                                                            g.participant.language))
 
 
 def _render_form(assessment, form, errors, *, key, status=200, notice=None):
@@ -220,7 +235,7 @@ def _render_form(assessment, form, errors, *, key, status=200, notice=None):
         instruments=instruments, form=form, errors=errors, key=key, notice=notice,
         field_name=field_name, period=assessment.period.number,
         contact=site_contact(g.participant.site),
-        closes=local_when(assessment.window_close, g.participant.timezone, now),
+        closes=local_when(assessment.window_close, g.participant.timezone, now, g.participant.language),
         late=now >= assessment.window_close), status
 
 
@@ -237,19 +252,19 @@ def submit(assessment_id):
         validate_csrf(form.get("csrf_token"))
     except ValidationError:
         # Nothing is stored; the typed answers come back with a fresh token.
-        return _render_form(assessment, form, {}, key=key, status=400, notice=(
+        return _render_form(assessment, form, {}, key=key, status=400, notice=_(
             "This page was open for a long time, so for your safety it needs one more tap. "
             "Your answers are still here: please check them and press the button again."))
     if assessment.submission is not None:
         # A retried or double-tapped submit of the same form lands on the confirmation.
         if assessment.submission.idempotency_key == key:
             return redirect(url_for(".saved", assessment_id=assessment.id))
-        return render_error(409, "This entry has already been saved. It cannot be changed here.")
+        return render_error(409, _("This entry has already been saved. It cannot be changed here."))
     now = now_utc()
     refusal = _closed_message(assessment, now)
     if refusal:
         return render_error(409, refusal)
-    protocol, timepoint, _ = _entry_context(assessment)
+    protocol, timepoint, _instruments = _entry_context(assessment)
     if form.get("step") == "edit":
         return _render_form(assessment, form, {}, key=key)
     if form.get("step") != "submit":
@@ -262,7 +277,7 @@ def submit(assessment_id):
             alerts=answers.alerts, contact=site_contact(g.participant.site),
             period=assessment.period.number)
     try:
-        submission, _ = record_submission(
+        submission, _created = record_submission(
             assessment, form, now=now, actor=f"participant:{g.participant.code}",
             idempotency_key=key, device_time=form.get("device_time"))
     except InvalidAnswers as invalid:
@@ -289,10 +304,10 @@ def saved(assessment_id):
     stored = {(v.instrument, v.item): v.value for v in submission.values}
     return render_template(
         "participant/saved.html", assessment=assessment, submission=submission,
-        label=protocol.timepoint(assessment.timepoint).label, period=assessment.period.number,
+        label=protocol.timepoint(assessment.timepoint).participant_label, period=assessment.period.number,
         lines=_describe(protocol, assessment.timepoint, stored), following=following[:1],
-        saved_at=local_when(submission.submitted_at, participant.timezone, now),
-        when=lambda t: local_when(t, participant.timezone, now),
+        saved_at=local_when(submission.submitted_at, participant.timezone, now, participant.language),
+        when=lambda t: local_when(t, participant.timezone, now, participant.language),
         contact=site_contact(participant.site) if submission.alert else None)
 
 
@@ -306,13 +321,16 @@ def settings():
         set_channels(participant, {"email_reminders": request.form.get("email") == "on",
                                    "push_reminders": request.form.get("push") == "on",
                                    "calendar_feed": request.form.get("calendar") == "on"}, now=now_utc())
+        if request.form.get("language") in LANGUAGES:
+            set_language(participant, request.form["language"], now=now_utc())
         db.session.commit()
         return redirect(url_for(".settings", saved=1))
     feed = url_for(".calendar", token=links.signed_link_token(participant, "calendar"), _external=False)
     return render_template("participant/settings.html", participant=participant,
                            calendar_url=current_app.config["BASE_URL"].rstrip("/") + feed,
                            vapid_key=current_app.config.get("VAPID_PUBLIC_KEY") or "",
-                           saved=request.args.get("saved"))
+                           saved=request.args.get("saved"),
+                           languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
 
 
 @bp.post("/push/subscribe")
