@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.pofile import read_po
@@ -294,3 +295,25 @@ def test_the_shipped_protocol_is_complete_in_both_languages(study):
             texts += [c.label for c in item.choices + item.terms]
     assert all(text.in_language("es") and text.in_language("es") != text or text == "Midazolam" for text in texts)
     assert "primary" not in " ".join(str(tp.participant_label) for tp in protocol.timepoints)
+
+
+# --- Staff date-times: typed as they are shown -------------------------------------------------
+
+def test_staff_type_infusion_times_as_the_pages_show_them(client, study):
+    from .participant_helpers import action_key_from
+    enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB", actor="t",
+           now=now_utc() - timedelta(days=3), code="P-CLOCK1")
+    db.session.commit()
+    login_as(client, "coordinator")
+    url = "/staff/participants/P-CLOCK1/dose/1"
+    page = client.get(url).get_data(as_text=True)
+    assert 'placeholder="2026-11-25 14:30"' in page and 'type="datetime-local"' not in page
+    start = (now_utc() - timedelta(hours=3)).astimezone(ZoneInfo("America/New_York"))
+    us_style = client.post(url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
+                                      "start": start.strftime("%m/%d/%Y %I:%M %p")})
+    assert us_style.status_code == 422 and "2026-11-25 14:30 (24-hour clock)" in us_style.get_data(as_text=True)
+    typed = start.strftime("%Y-%m-%d %H:%M")
+    saved = client.post(url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": typed})
+    assert saved.status_code == 302
+    shown = client.get("/staff/participants/P-CLOCK1").get_data(as_text=True)
+    assert typed in shown  # what was typed is what the page says

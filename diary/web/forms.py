@@ -11,7 +11,7 @@ from wtforms import (
     BooleanField, DateTimeField, EmailField, HiddenField, PasswordField, SelectField, StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
 
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..passwords import MIN_PASSWORD_LENGTH
@@ -118,7 +118,7 @@ class LocalDateTimeField(DateTimeField):
 
 class DoseForm(OnceForm):
     start = LocalDateTimeField("Infusion start (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
-                               validators=[DataRequired(message="Give the date and time the infusion started.")])
+                               validators=[InputRequired(message="Give the date and time the infusion started.")])
     reason = TextAreaField("Reason for the correction", validators=[Optional(), Length(max=2000)])
 
 
@@ -163,7 +163,7 @@ class ProxyEntryForm(BaseForm):
     source = SelectField("Source", choices=SOURCES, validators=[DataRequired()])
     collected = LocalDateTimeField(
         "When the answers were given (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
-        validators=[DataRequired(message="Give the date and time the answers were given.")])
+        validators=[InputRequired(message="Give the date and time the answers were given.")])
     reason = TextAreaField("Reason", validators=REASON)
 
 
