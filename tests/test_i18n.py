@@ -317,3 +317,17 @@ def test_staff_type_infusion_times_as_the_pages_show_them(client, study):
     assert saved.status_code == 302
     shown = client.get("/staff/participants/P-CLOCK1").get_data(as_text=True)
     assert typed in shown  # what was typed is what the page says
+
+
+def test_push_texts_follow_the_participants_language(app):
+    from diary.reminders.channels import Message
+    with app.app_context():
+        spanish = Message(kind="closing_soon", to_email=None, label="Infusión 1 · Día 3", closes="hoy 20:00",
+                          link="http://x/p/t", language="es")
+        english = Message(kind="closing_soon", to_email=None, label="Infusion 1 · Day 3", closes="today 8:00 pm",
+                          link="http://x/p/t", language="en")
+        assert spanish.subject == "Su diario: una entrada se cierra pronto"
+        assert spanish.push_body == ("Su entrada del diario Infusión 1 · Día 3 se cierra pronto. "
+                                     "Por favor complétela antes de hoy 20:00.")
+        assert english.push_body == ("Your diary entry Infusion 1 · Day 3 closes soon. "
+                                     "Please fill it in before today 8:00 pm.")
