@@ -35,7 +35,7 @@ def rows_query():
                Participant.id.label("participant_id"), Participant.code, Participant.site,
                Participant.sequence, Participant.timezone, Participant.code_broken_at,
                Submission.id.label("submission_id"), Submission.submitted_at, Submission.collected_at,
-               Submission.source,
+               Submission.source, Submission.submission_mode,
                Submission.reason, Submission.alert)
         .select_from(Assessment)
         .join(Period, Assessment.period_id == Period.id)

@@ -39,6 +39,9 @@ DEFAULT_TIMEZONE = "America/New_York"
 PARTICIPANT_REMEMBER_DAYS = 30
 PIN_MAX_ATTEMPTS = 5
 PIN_LOCK_MINUTES = 15
+# An entry made on the phone without a connection is refused if, when it is sent, the phone's
+# clock differs from the server's by more than this (its time could not be trusted).
+OFFLINE_CLOCK_TOLERANCE_MINUTES = 10
 
 # A second factor (TOTP) for every staff role; admin and unblinded always need one.
 REQUIRE_2FA = False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -19,7 +19,7 @@ from .protocol.schedule import accepting_entries
 from .reminders.planning import cancel_for
 from .safety import alert_severe_answers, review_due
 from .study import protocol_of
-from .vocabulary import Severity, Source
+from .vocabulary import Severity, Source, SubmissionMode
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
@@ -157,10 +157,35 @@ def collection_refusal(assessment: Assessment, collected_at: datetime | None, no
     return None
 
 
+def offline_refusal(assessment: Assessment, *, made_at: datetime, device_now: datetime, now: datetime,
+                    grace: timedelta, clock_tolerance: timedelta) -> str | None:
+    """Why an entry made on the phone without a connection cannot count, or None when it can.
+
+    It counts when the phone's clock, measured against the server's as it is sent, is within
+    ``clock_tolerance``; it reached the server within the protocol's offline ``grace`` of being
+    made; and it was made inside its window (plus the late grace). The phone's times are
+    corrected by the measured offset first, so a slightly wrong clock does not move an entry.
+    """
+    offset = now - device_now
+    if abs(offset) > clock_tolerance:
+        return _("This phone's clock is %(minutes)d minutes away from the real time, so the time of this entry "
+                 "cannot be trusted and it was not saved. Please set the phone's clock to automatic.",
+                 minutes=round(abs(offset).total_seconds() / 60))
+    made_at = made_at + offset
+    if made_at > now:
+        return _("The answers cannot have been given in the future.")
+    if now - made_at > grace:
+        return _("This entry was kept on the phone for more than %(hours)d hours before it could be sent, so it "
+                 "cannot be counted. Your study team can see that it was made.",
+                 hours=round(grace.total_seconds() / 3600))
+    return window_refusal(assessment, made_at)
+
+
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
                       source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
-                      reason: str | None = None, collected_at: datetime | None = None) -> tuple[Submission, bool]:
+                      reason: str | None = None, collected_at: datetime | None = None,
+                      made_offline_at: datetime | None = None) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
 
     A retried request with the same idempotency key returns the stored submission and stores
@@ -180,10 +205,13 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     if assessment.not_applicable:
         raise Refused(_("This entry is no longer needed."), status=409)
     if source == Source.PARTICIPANT:
-        refusal = window_refusal(assessment, now)
+        # An entry made without a connection is judged when it was made (``offline_refusal``
+        # has checked the phone's clock and the offline grace); any other at its arrival.
+        collected_at = made_offline_at or now
+        refusal = window_refusal(assessment, collected_at)
         if refusal:
             raise Refused(refusal, status=409)
-        collected_at = now
+        mode = SubmissionMode.OFFLINE_SYNC if made_offline_at else SubmissionMode.ONLINE
     else:
         if source not in Source.proxies():
             raise Refused(f"Unknown source '{source}'.")
@@ -192,6 +220,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         refusal = collection_refusal(assessment, collected_at, now)
         if refusal:
             raise Refused(refusal, status=409 if refusal == OUTSIDE_WINDOW else 422)
+        mode = SubmissionMode.STAFF
 
     protocol = protocol_of(assessment.protocol_version)
     answers = validate_answers(protocol, assessment.timepoint, form)
@@ -203,7 +232,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         assessment=assessment, submitted_at=now, collected_at=collected_at,
         device_time=(device_time or None) and device_time[:64],
         source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
-        idempotency_key=idempotency_key or None, alert=bool(answers.alerts))
+        idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode)
     db.session.add(submission)
     try:
         db.session.flush()
@@ -230,7 +259,8 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                  entity="submission", entity_id=submission.id, participant_id=period.participant_id,
                  field=f"period {period.number} {assessment.timepoint}", now=now,
                  new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
-                                                  if source != Source.PARTICIPANT else ""),
+                                                  if collected_at != now else "")
+                 + ("; made offline, sent when the connection came back" if made_offline_at else ""),
                  reason=submission.reason)
     return submission, True
 

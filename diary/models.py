@@ -19,7 +19,7 @@ from .extensions import db
 from .i18n import LANGUAGES
 from .vocabulary import (
     FollowUpOutcome, ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, ReviewState, Role, Severity,
-    Source, StaffMessageKind, WithdrawalReason, sql_in,
+    Source, StaffMessageKind, SubmissionMode, WithdrawalReason, sql_in,
 )
 
 
@@ -207,6 +207,7 @@ class Submission(db.Model):
     __table_args__ = (
         CheckConstraint(sql_in("source", Source), name="source"),
         CheckConstraint("source = 'participant' OR reason IS NOT NULL", name="reason_for_proxy"),
+        CheckConstraint(sql_in("submission_mode", SubmissionMode), name="submission_mode"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -223,6 +224,9 @@ class Submission(db.Model):
     idempotency_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
     # An answer the protocol marks as alerting (a severe side effect, say) was given.
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    # online, offline_sync (made without a connection, sent later) or staff.
+    submission_mode: Mapped[str] = mapped_column(String(16), default=SubmissionMode.ONLINE.value,
+                                                 server_default=SubmissionMode.ONLINE.value)
 
     assessment: Mapped[Assessment] = relationship(back_populates="submission")
     values: Mapped[list[ItemValue]] = relationship(

@@ -46,6 +46,15 @@ class Source(StrEnum):
         return tuple(source for source in cls if source is not cls.PARTICIPANT)
 
 
+class SubmissionMode(StrEnum):
+    """How an entry reached the server: on line from the phone, kept on the phone and sent when
+    the connection came back, or entered by staff."""
+
+    ONLINE = "online"
+    OFFLINE_SYNC = "offline_sync"
+    STAFF = "staff"
+
+
 SOURCE_LABELS = {Source.PARTICIPANT: "Participant", Source.PHONE_INTERVIEW: "Phone interview",
                  Source.PAPER: "Paper form", Source.CLINIC_VISIT: "Clinic visit"}
 

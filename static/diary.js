@@ -80,26 +80,27 @@
   });
 })();
 
-/* A draft of the entry form lives in this tab's sessionStorage, so a reload or a dropped
-   connection does not lose what a tired participant typed. Cleared once the entry is saved. */
+/* A draft of each entry form lives in the phone's storage (localStorage, not only this tab), so a
+   reload, a new tab or a dropped connection does not lose what a tired participant typed.
+   Cleared once the entry is saved. */
 (function () {
   "use strict";
   var form = document.querySelector("form[data-draft]");
   var saved = document.querySelector("[data-saved-entry]");
-  if (saved) { try { sessionStorage.removeItem("diary-draft-" + saved.dataset.savedEntry); } catch (e) {} }
-  if (!form || !window.sessionStorage) return;
+  if (saved) { try { localStorage.removeItem("diary-draft-" + saved.dataset.savedEntry); } catch (e) {} }
+  if (!form || !window.localStorage) return;
   var key = "diary-draft-" + form.dataset.draft;
   var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1 };
   function save() {
     var draft = {};
     new FormData(form).forEach(function (value, name) { if (!skip[name]) draft[name] = value; });
-    try { sessionStorage.setItem(key, JSON.stringify(draft)); } catch (e) {}
+    try { localStorage.setItem(key, JSON.stringify(draft)); } catch (e) {}
   }
   var hasAnswers = Array.prototype.some.call(form.elements, function (el) {
     return (el.type === "radio" || el.type === "checkbox") ? el.checked : (el.type === "textarea" && el.value);
   });
   var stored = null;
-  try { stored = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
+  try { stored = JSON.parse(localStorage.getItem(key) || "null"); } catch (e) {}
   if (stored && !hasAnswers) {
     Object.keys(stored).forEach(function (name) {
       form.querySelectorAll('[name="' + name + '"]').forEach(function (el) {
@@ -117,4 +118,118 @@
   }
   form.addEventListener("input", save);
   form.addEventListener("change", save);
+})();
+
+/* Installable and usable without a connection. The service worker keeps the app shell and the
+   open entry forms on the phone; an entry made with no connection is kept in IndexedDB with the
+   phone's time and its form key, and sent when the connection is back (at the next page load or
+   the browser's "online" event). The server judges it by when it was made (see /p/entry/N/sync). */
+(function () {
+  "use strict";
+  var csrf = document.querySelector("input[name=csrf_token]");
+  var notice = document.querySelector("[data-sync]");
+
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/p/sw.js", { scope: "/p/" }).catch(function () {});
+  }
+
+  // While connected, keep a copy of every entry that is open now, for filling in offline later.
+  if (navigator.onLine && window.caches) {
+    var links = Array.prototype.map.call(document.querySelectorAll("a[data-open-entry]"), function (a) { return a.href; });
+    if (links.length) {
+      caches.open("diary-pages").then(function (cache) { return cache.addAll(links); }).catch(function () {});
+    }
+  }
+
+  // The outbox: one IndexedDB store of entries waiting to be sent, keyed by assessment.
+  function outbox(mode, work) {
+    return new Promise(function (resolve, reject) {
+      if (!window.indexedDB) { reject(new Error("no IndexedDB")); return; }
+      var open = indexedDB.open("diary", 1);
+      open.onupgradeneeded = function () { open.result.createObjectStore("outbox", { keyPath: "assessment" }); };
+      open.onerror = function () { reject(open.error); };
+      open.onsuccess = function () {
+        var tx = open.result.transaction("outbox", mode);
+        var result = work(tx.objectStore("outbox"));
+        tx.oncomplete = function () { resolve(result && result.result !== undefined ? result.result : result); };
+        tx.onerror = function () { reject(tx.error); };
+      };
+    });
+  }
+
+  function say(text, kind) {
+    if (!notice) return;
+    var line = document.createElement("p");
+    line.className = "flash" + (kind ? " flash-" + kind : "");
+    line.setAttribute("role", "status");
+    line.textContent = text;
+    notice.appendChild(line);
+    notice.hidden = false;
+  }
+
+  // Make the entry without a connection: everything answered, then kept on the phone.
+  var form = document.querySelector("form[data-draft]");
+  if (form) {
+    form.addEventListener("submit", function (event) {
+      if (navigator.onLine) return;
+      event.preventDefault();
+      var missing = Array.prototype.some.call(form.querySelectorAll("fieldset.term, .item.nrs, .item.choice"), function (group) {
+        return group.querySelector("input[type=radio]") && !group.querySelector("input[type=radio]:checked");
+      }) || Array.prototype.some.call(form.querySelectorAll("input[type=range].untouched"), function () { return true; });
+      if (missing) { say(form.dataset.offlineMissing, "error"); window.scrollTo(0, 0); return; }
+      var fields = {};
+      new FormData(form).forEach(function (value, name) {
+        if (name === "csrf_token" || name === "step") return;
+        if (fields[name] === undefined) fields[name] = value;
+        else fields[name] = [].concat(fields[name], value);
+      });
+      var entry = { assessment: form.dataset.draft, url: form.action.replace(/\/?$/, "/sync"),
+                    key: fields.idempotency_key, fields: fields, made_at: new Date().toISOString() };
+      outbox("readwrite", function (store) { return store.put(entry); }).then(function () {
+        try { localStorage.removeItem("diary-draft-" + form.dataset.draft); } catch (e) {}
+        form.hidden = true;
+        say(form.dataset.offlineSaved);
+        window.scrollTo(0, 0);
+      }).catch(function () { say(form.dataset.offlineFailed, "error"); });
+    });
+  }
+
+  // Send what waits on the phone; each entry is sent once, and a second send stores nothing.
+  var sending = false;
+  function sync() {
+    if (sending || !navigator.onLine || !csrf || !window.indexedDB) return;
+    sending = true;
+    outbox("readonly", function (store) { return store.getAll(); }).then(function (entries) {
+      return entries.reduce(function (chain, entry) {
+        return chain.then(function () {
+          return fetch(entry.url, { method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json", "X-CSRFToken": csrf.value },
+            body: JSON.stringify({ fields: entry.fields, key: entry.key, made_at: entry.made_at,
+                                   device_now: new Date().toISOString() }) })
+            .then(function (response) {
+              if (response.status >= 500 || response.status === 400 && !response.headers.get("Content-Type")) return;
+              return response.json().then(function (body) {
+                if (body.status === "stored" || body.status === "already") say(notice.dataset.sentText);
+                else say(notice.dataset.refusedText + " " + body.message, "error");
+                return outbox("readwrite", function (store) { return store.delete(entry.assessment); });
+              });
+            });
+        });
+      }, Promise.resolve());
+    }).catch(function () {}).then(function () { sending = false; });
+  }
+  window.addEventListener("online", sync);
+  sync();
+
+  // Installing: the browser's own prompt where it has one, a hint on iPhones (Safari has none).
+  var install = document.querySelector("[data-install]");
+  window.addEventListener("beforeinstallprompt", function (event) {
+    event.preventDefault();
+    if (!install) return;
+    install.hidden = false;
+    install.querySelector("button").addEventListener("click", function () { event.prompt(); install.hidden = true; });
+  });
+  var hint = document.querySelector("[data-ios-hint]");
+  var standalone = window.navigator.standalone || window.matchMedia("(display-mode: standalone)").matches;
+  if (hint && /iPhone|iPad|iPod/.test(navigator.userAgent) && !standalone) hint.hidden = false;
 })();

@@ -377,3 +377,92 @@ def test_the_severe_warning_appears_where_the_thumb_is(server, page):
     tap_option(page, name, "severe")
     page.reload()
     assert page.locator(f'[data-contact-for="{name}"]').is_visible()  # the restored draft shows it again
+
+
+# --- Offline -----------------------------------------------------------------------------------
+
+def _fill_day1(page):
+    slider = page.locator('input[type=range]')
+    box = slider.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+    tap_option(page, "energy_nrs.energy", "5")
+    page.get_by_role("button", name="I had none of these").click()
+    tap_option(page, "blinding_guess.guess", "dont_know")
+
+
+def _offline_entry_saved_on_the_phone(server, page, code, **kwargs):
+    link, day1_id = new_participant(server, code, **kwargs)
+    set_pin(page, link)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.get_by_role("link", name="Fill in now").click()
+    page.context.set_offline(True)
+    _fill_day1(page)
+    page.get_by_role("button", name="Review my answers").click()
+    page.get_by_text("your answers are saved on this phone").wait_for()
+    assert stored(server, day1_id)[0] is None  # nothing reached the server yet
+    return day1_id
+
+
+def test_an_entry_made_offline_is_kept_on_the_phone_and_sent_once_when_back_online(server, page):
+    from datetime import datetime
+    day1_id = _offline_entry_saved_on_the_phone(server, page, "P-OFFBR1")
+    made = page.evaluate("""() => new Promise(resolve => { const open = indexedDB.open('diary', 1);
+        open.onsuccess = () => { const get = open.result.transaction('outbox').objectStore('outbox').getAll();
+        get.onsuccess = () => resolve(get.result.map(e => e.made_at)); }; })""")
+    assert len(made) == 1
+    page.context.set_offline(False)
+    page.get_by_text("was sent and saved").wait_for()
+    page.reload()  # a second sync (page load) sends nothing more: the outbox is empty
+    page.wait_for_load_state("networkidle")
+    (count, device_time), values, _ = stored(server, day1_id)
+    assert count == 1 and device_time == made[0]
+    with server.app_context():
+        submission = db.session.scalar(select(Submission).where(Submission.assessment_id == day1_id))
+        phone_time = datetime.fromisoformat(made[0].replace("Z", "+00:00"))
+        assert submission.submission_mode == "offline_sync"
+        assert abs((submission.collected_at - phone_time).total_seconds()) < 60  # when it was made
+        db.session.remove()
+    assert values[("energy_nrs", "energy")] == "5"
+
+
+def test_an_entry_kept_offline_past_the_grace_is_refused_and_shown(server, page):
+    day1_id = _offline_entry_saved_on_the_phone(server, page, "P-OFFBR2")
+    # The phone was off line for 30 hours: the stored entry says when it was made.
+    page.evaluate("""() => new Promise(resolve => { const open = indexedDB.open('diary', 1);
+        open.onsuccess = () => { const store = open.result.transaction('outbox', 'readwrite').objectStore('outbox');
+        const get = store.getAll(); get.onsuccess = () => { const entry = get.result[0];
+        entry.made_at = new Date(Date.now() - 30 * 3600 * 1000).toISOString(); store.put(entry).onsuccess = resolve; }; }; })""")
+    page.context.set_offline(False)
+    page.get_by_text("could not be counted").wait_for()
+    assert "more than 24 hours" in page.inner_text("main")
+    assert stored(server, day1_id)[0] is None
+
+
+def test_a_window_that_closed_before_the_entry_was_made_is_refused_on_sync(server, page):
+    from datetime import timedelta
+
+    from diary.models import Assessment, now_utc
+    day1_id = _offline_entry_saved_on_the_phone(server, page, "P-OFFBR3")
+    with server.app_context():  # the window (and its grace) ended before the phone saved the entry
+        assessment = db.session.get(Assessment, day1_id)
+        assessment.window_close = assessment.late_close = now_utc() - timedelta(minutes=30)
+        db.session.commit()
+        db.session.remove()
+    page.context.set_offline(False)
+    page.get_by_text("could not be counted").wait_for()
+    assert "the time for this entry has passed" in page.inner_text("main")
+    assert stored(server, day1_id)[0] is None
+
+
+def test_the_service_worker_serves_the_shell_and_open_entries_offline(server, page):
+    link, day1_id = new_participant(server, "P-OFFBR4")
+    set_pin(page, link)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.reload()  # now controlled by the worker, which keeps Today and the open entry
+    page.wait_for_function("() => caches.open('diary-pages').then(c => c.keys()).then(k => k.length >= 1)")
+    page.context.set_offline(True)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    assert page.locator("form[data-draft]").count() == 1  # the entry form, from the phone
+    page.goto(f"{server.config['BASE_URL']}/p/history")
+    assert "No connection right now" in page.inner_text("main")  # the offline page, not Chrome's
+    page.context.set_offline(False)

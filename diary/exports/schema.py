@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..vocabulary import AssessmentState, ParticipantStatus, Severity, Source, WithdrawalReason, listed
+from ..vocabulary import (
+    AssessmentState, ParticipantStatus, Severity, Source, SubmissionMode, WithdrawalReason, listed,
+)
 
 STRING, INTEGER, NUMBER, BOOLEAN, DATETIME = "string", "integer", "number", "boolean", "datetime"
 
@@ -58,6 +60,11 @@ COLLECTED = Column("collected_utc", DATETIME, "When the answers were given (ISO 
 MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to when the answers were "
                  "given (collected_utc; negative before the start). Empty when nothing was entered or the "
                  "infusion is not yet recorded.", unit="minutes", precision="rounded to 0.1 minute")
+MODE = Column("submission_mode", STRING, "How the entry reached the server: online (sent from the phone as it "
+              "was made), offline_sync (made on the phone without a connection and sent when it came back; "
+              "collected_utc is the phone's time of making it, corrected by the clock offset measured at "
+              "sending) or staff (entered on the participant's behalf). Empty when nothing was entered.",
+              allowed=listed(SubmissionMode))
 SOURCE = Column("source", STRING, "Who entered the data: the participant on their phone, or staff on "
                 "their behalf from the named source (with a reason in the audit trail).",
                 allowed=listed(Source))
@@ -102,7 +109,7 @@ TABLES: dict[str, list[Column]] = {
                allowed=listed(AssessmentState)),
         SUBMITTED, COLLECTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
-        CODE_BROKEN, DUMMY,
+        MODE, CODE_BROKEN, DUMMY,
     ],
     "responses": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT, TIMEPOINT, TIMEPOINT_ORDER,
@@ -112,7 +119,7 @@ TABLES: dict[str, list[Column]] = {
         Column("value", STRING, "The answer as entered: a whole number for vas and nrs items, a code for "
                "choices, text for free text (free-text answers are blanked by --no-free-text).",
                allowed=FROM_PROTOCOL, free_text=True),
-        SUBMITTED, COLLECTED, MINUTES, SOURCE, DUMMY,
+        SUBMITTED, COLLECTED, MINUTES, SOURCE, MODE, DUMMY,
     ],
     "fatigue_endpoints": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT,

@@ -218,7 +218,8 @@ class Builder:
                  .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id))
         order = self.ctx.order
         sequence, code_seen = 0, None
-        for (code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _) in self.ctx.stream(query):
+        for (code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _, _) in \
+                self.ctx.stream(query):
             found = items.get((instrument_id, item_id))
             if found is None or value is None:
                 continue

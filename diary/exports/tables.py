@@ -100,7 +100,7 @@ def assessments(ctx: ExportContext):
         yield (row.code, row.site, *allocation, row.planned_start, row.dose_start, row.timepoint,
                order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
                state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.code_broken_at, dummy)
+               row.source, row.submission_mode, row.code_broken_at, dummy)
 
 
 def _response_instruments(protocol: Protocol) -> list[str]:
@@ -110,7 +110,8 @@ def _response_instruments(protocol: Protocol) -> list[str]:
 def responses_query(ctx: ExportContext, instruments: list[str]):
     return (select(Participant.code, Participant.sequence, Period.number, Period.treatment,
                    Period.dose_start, Assessment.timepoint, ItemValue.instrument, ItemValue.item,
-                   ItemValue.value, Submission.submitted_at, Submission.collected_at, Submission.source)
+                   ItemValue.value, Submission.submitted_at, Submission.collected_at, Submission.source,
+                   Submission.submission_mode)
             .join(Period, Period.participant_id == Participant.id)
             .join(Assessment, Assessment.period_id == Period.id)
             .join(Submission, Submission.assessment_id == Assessment.id)
@@ -128,7 +129,7 @@ def responses(ctx: ExportContext):
     order, dummy = ctx.order, ctx.dummy
     last_collected = minutes = last_period = None
     for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
-         collected_at, source) in ctx.stream(query):
+         collected_at, source, mode) in ctx.stream(query):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
         if (code, number) != last_period:  # the allocation, once per participant's period
@@ -139,7 +140,7 @@ def responses(ctx: ExportContext):
         if blank and (instrument, item) in blank:
             value = None
         yield (code, shown_sequence, number, treatment_code, name, timepoint, order.get(timepoint), instrument,
-               item, value, submitted_at, collected_at, minutes, source, dummy)
+               item, value, submitted_at, collected_at, minutes, source, mode, dummy)
 
 
 # States whose entries stand for nothing in the endpoints: kept, shown, and named as excluded.

@@ -120,11 +120,13 @@ class _Builder:
             self.fail("safety", "must be a mapping")
             safety = {}
         review_within = self.offset(safety.get("severe_review_within", "24h"), "safety.severe_review_within")
+        offline_grace = self.offset(data.get("offline_grace", "24h"), "offline_grace")
         return Protocol(
             id=str(protocol_id), version=str(version), title=str(title), periods=periods,
             treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
             timepoints=tuple(timepoints), instruments=instruments, reminders=reminders,
             follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"),
+            offline_grace=offline_grace or Offset(24, "h"),
             languages=self.languages)
 
     def text(self, value, path) -> str:

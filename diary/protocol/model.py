@@ -174,6 +174,9 @@ class Protocol:
     follow_up: tuple[FollowUpRule, ...] = ()
     # A severe side-effect report must be reviewed by staff within this time.
     severe_review_within: Offset = Offset(24, "h")
+    # An entry made on the phone without a connection is accepted only if it reaches the server
+    # within this time of being made.
+    offline_grace: Offset = Offset(24, "h")
     source_text: str = ""
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)

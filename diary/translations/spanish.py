@@ -197,6 +197,37 @@ SPANISH = {
          "%(num)d entradas recientes no se completaron (%(labels)s). Eso pasa; no tiene que hacer nada."),
     "on this phone, by email or in your calendar.": "en este teléfono, por correo electrónico o en su calendario.",
     "Sign out of this phone": "Cerrar sesión en este teléfono",
+    "An entry kept on this phone was sent and saved. Thank you!":
+        "Una entrada guardada en este teléfono se envió y se guardó. ¡Gracias!",
+    "An entry kept on this phone could not be counted:": "Una entrada guardada en este teléfono no se pudo contar:",
+    "No connection: your answers are saved on this phone. They will be sent when the connection is back, and you will see them confirmed here.":
+        "Sin conexión: sus respuestas están guardadas en este teléfono. Se enviarán cuando vuelva la conexión y "
+        "verá aquí la confirmación.",
+    "No connection, so the answers cannot be checked by the diary: please answer every question before saving.":
+        "Sin conexión, el diario no puede revisar las respuestas: por favor responda todas las preguntas antes de "
+        "guardar.",
+    "No connection, and this phone could not keep the answers. Please try again when you are connected.":
+        "Sin conexión, y este teléfono no pudo guardar las respuestas. Por favor inténtelo de nuevo cuando tenga "
+        "conexión.",
+    "Put the diary on your home screen: it opens like an app, works without a connection and can remind you.":
+        "Ponga el diario en su pantalla de inicio: se abre como una aplicación, funciona sin conexión y puede "
+        "recordarle.",
+    "Add to home screen": "Agregar a la pantalla de inicio",
+    "On an iPhone: tap the Share button, then “Add to Home Screen”. Reminders on an iPhone need this.":
+        "En un iPhone: toque el botón Compartir y luego «Agregar a inicio». Los recordatorios en un iPhone lo "
+        "necesitan.",
+    "No connection": "Sin conexión",
+    "No connection right now": "Sin conexión en este momento",
+    "This page needs the internet. Entries you open while connected can be filled in without a connection: they are kept on this phone and sent when the connection is back.":
+        "Esta página necesita internet. Las entradas que abra con conexión se pueden completar sin conexión: se "
+        "guardan en este teléfono y se envían cuando vuelve la conexión.",
+    "This phone's clock is %(minutes)d minutes away from the real time, so the time of this entry cannot be trusted and it was not saved. Please set the phone's clock to automatic.":
+        "El reloj de este teléfono está %(minutes)d minutos desfasado de la hora real, así que la hora de esta "
+        "entrada no es confiable y no se guardó. Por favor ponga el reloj del teléfono en automático.",
+    "This entry was kept on the phone for more than %(hours)d hours before it could be sent, so it cannot be counted. Your study team can see that it was made.":
+        "Esta entrada estuvo guardada en el teléfono más de %(hours)d horas antes de poder enviarse, así que no "
+        "se puede contar. Su equipo del estudio puede ver que se hizo.",
+    "The answers cannot have been given in the future.": "Las respuestas no pueden haberse dado en el futuro.",
     "Reminders are on for this phone.": "Los recordatorios están activados en este teléfono.",
     "That did not work. Please try again later.": "Eso no funcionó. Por favor inténtelo más tarde.",
     "Notifications are blocked or not supported in this browser.":

@@ -5,27 +5,33 @@ valid answers) lives in ``entries``; these views read the form, call it and rend
 """
 from __future__ import annotations
 
+import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
+from pathlib import Path
 
 from flask import (
     Blueprint, abort, current_app, g, make_response, redirect, render_template, request, send_from_directory,
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import ngettext
+from flask_babel import get_locale, ngettext
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager, joinedload
+from werkzeug.datastructures import MultiDict
 from wtforms.validators import ValidationError
 
-from .. import assessments, links, pins
+from .. import assessments, audit, links, pins
 from ..assessments import AssessmentRow
-from ..entries import InvalidAnswers, field_name, record_submission, validate_answers, window_refusal
+from ..entries import (
+    InvalidAnswers, field_name, offline_refusal, record_submission, validate_answers, window_refusal,
+)
 from ..errors import Refused
 from ..extensions import csrf, db
 from ..i18n import LANGUAGE_NAMES, LANGUAGES, full_datetime
+from ..localtime import plausible
 from ..i18n import when as local_when
 from ..models import Assessment, Participant, Period, now_utc
 from ..reminders.calendar import calendar_feed
@@ -35,6 +41,7 @@ from ..reminders.preferences import set_channels, set_language, subscribe_push
 from ..study import protocol_of, site_contact
 from ..vocabulary import AssessmentState, severity_label
 from . import auth
+from .assets import asset
 from .errors import render_error
 
 COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING = (
@@ -291,6 +298,70 @@ def submit(assessment_id):
     return redirect(saved_url)
 
 
+def _device_moment(text) -> datetime | None:
+    """An ISO 8601 time from the phone (JavaScript's toISOString), or None."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None and plausible(moment) else None
+
+
+@bp.post("/entry/<int:assessment_id>/sync")
+@participant_required
+def sync(assessment_id):
+    """An entry made on the phone without a connection, sent when the connection came back
+    (JSON from diary.js; the CSRF token in the X-CSRFToken header). Answers with JSON: stored,
+    already stored (a second send of the same entry) or refused with the participant's message;
+    a refusal is also recorded in the audit trail for the coordinator, never dropped silently."""
+    assessment = _own_assessment(assessment_id)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+        return {"status": "refused", "message": _("Something was wrong with that request")}, 400
+    key = data.get("key") or ""
+    if not (isinstance(key, str) and 8 <= len(key) <= 64 and key.isalnum() and key.isascii()):
+        return {"status": "refused", "message": _("Something was wrong with that request")}, 400
+    made_at, device_now = _device_moment(data.get("made_at")), _device_moment(data.get("device_now"))
+    if made_at is None or device_now is None:
+        return {"status": "refused", "message": _("Something was wrong with that request")}, 400
+    fields = MultiDict([(str(name), str(value)) for name, values in data["fields"].items()
+                        for value in (values if isinstance(values, list) else [values])])
+    if assessment.submission is not None and assessment.submission.idempotency_key == key:
+        return {"status": "already", "saved_url": url_for(".saved", assessment_id=assessment.id)}, 200
+    now = now_utc()
+    protocol = protocol_of(assessment.protocol_version)
+    refusal = None
+    if assessment.submission is None:
+        refusal = offline_refusal(
+            assessment, made_at=made_at, device_now=device_now, now=now, grace=protocol.offline_grace.nominal,
+            clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"]))
+    try:
+        if refusal:
+            raise Refused(refusal, status=409)
+        record_submission(assessment, fields, now=now, actor=f"participant:{g.participant.code}",
+                          idempotency_key=key, device_time=data.get("made_at"),
+                          made_offline_at=made_at + (now - device_now))
+    except InvalidAnswers:
+        db.session.rollback()
+        refusal = _("Some answers need another look. They are marked below.")
+        status = 422
+    except Refused as refused:
+        db.session.rollback()
+        refusal, status = refused.message, refused.status
+    if refusal:
+        audit.record(actor=f"participant:{g.participant.code}", action="offline_entry_refused", entity="assessment",
+                     entity_id=assessment.id, participant_id=g.participant.id, now=now,
+                     field=f"period {assessment.period.number} {assessment.timepoint}",
+                     new=f"made {made_at.isoformat()} on the phone's clock, sent {now.isoformat()}", reason=refusal)
+        db.session.commit()
+        return {"status": "refused", "message": refusal}, status
+    saved_url = url_for(".saved", assessment_id=assessment.id)
+    db.session.commit()
+    return {"status": "stored", "saved_url": saved_url}, 201
+
+
 @bp.get("/entry/<int:assessment_id>/saved")
 @participant_required
 def saved(assessment_id):
@@ -362,7 +433,41 @@ def calendar(token):
 
 @bp.get("/sw.js")
 def service_worker():
-    """Served under /p/ so that its scope covers the diary pages."""
-    response = send_from_directory(current_app.static_folder, "sw.js", mimetype="text/javascript")
+    """Served under /p/ so that its scope covers the diary pages. The app shell it caches is
+    written into it (fingerprinted names), so a new release installs a new worker."""
+    source = (Path(current_app.static_folder) / "sw.js").read_text(encoding="utf-8")
+    shell = [url_for("participant.offline"), asset("diary.css"), asset("diary.js"), asset("icon-192.png"),
+             asset("icon-512.png"), asset("icon-maskable-512.png"), url_for("participant.web_manifest")]
+    body = source.replace("/*SHELL*/[]", json.dumps(shell))
+    response = make_response(body)
+    response.headers["Content-Type"] = "text/javascript; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+@bp.get("/manifest.webmanifest")
+def web_manifest():
+    """What makes the diary installable (and, on iPhones, able to get web push): its name,
+    start page, scope and icons, all served by the diary itself."""
+    manifest = {
+        "name": _("Symptom diary"), "short_name": _("Diary"), "id": url_for("participant.today"),
+        "start_url": url_for("participant.today"), "scope": url_for("participant.today").rsplit("/", 1)[0] + "/",
+        "display": "standalone", "background_color": "#ffffff", "theme_color": "#1f5f8b",
+        "lang": get_locale().language,
+        "icons": [
+            {"src": asset("icon-192.png"), "sizes": "192x192", "type": "image/png", "purpose": "any"},
+            {"src": asset("icon-512.png"), "sizes": "512x512", "type": "image/png", "purpose": "any"},
+            {"src": asset("icon-maskable-512.png"), "sizes": "512x512", "type": "image/png", "purpose": "maskable"},
+        ],
+    }
+    response = make_response(json.dumps(manifest, ensure_ascii=False))
+    response.headers["Content-Type"] = "application/manifest+json; charset=utf-8"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/offline")
+def offline():
+    """The page the service worker shows when a page is asked for with no connection and no
+    copy of it on the phone."""
+    return render_template("participant/offline.html")
