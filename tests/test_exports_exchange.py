@@ -30,6 +30,8 @@ from .conftest import answers_for, assessment_of
 from .staff_helpers import any_csrf, login_as, make_staff
 
 SCHEMAS = Path(__file__).parent / "schemas"
+# File formats are the same whatever database the rows came from: these run on SQLite only.
+FORMAT_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 def read_csv(path):
@@ -244,6 +246,7 @@ def test_the_cli_asks_for_the_true_allocation_explicitly(runner, demo, tmp_path)
 
 # --- SDTM and Dataset-JSON ---------------------------------------------------------------------
 
+@FORMAT_ONLY
 def test_sdtm_qs_rows_are_the_vas_and_nrs_responses(bundle, study):
     responses = [r for r in read_csv(bundle / "responses.csv") if r["item"] in ("fatigue", "energy")]
     qs = read_csv(bundle / "sdtm" / "qs.csv")
@@ -260,6 +263,7 @@ def test_sdtm_qs_rows_are_the_vas_and_nrs_responses(bundle, study):
     assert all(r["EPOCH"] == "SCREENING" for r in qs if r["VISIT"] == "PERIOD 1 BL")
 
 
+@FORMAT_ONLY
 def test_sdtm_dm_se_ex_ae_follow_the_participants_and_periods(bundle, study):
     participants = {r["participant_id"]: r for r in read_csv(bundle / "participants.csv")}
     dm = read_csv(bundle / "sdtm" / "dm.csv")
@@ -277,6 +281,7 @@ def test_sdtm_dm_se_ex_ae_follow_the_participants_and_periods(bundle, study):
     assert {r["AEPRESP"] for r in ae if r["AECAT"] == "SOLICITED"} == {"Y"}
 
 
+@FORMAT_ONLY
 def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bundle):
     from jsonschema import Draft202012Validator
     validator = Draft202012Validator(json.loads((SCHEMAS / "dataset-json-1-1.schema.json").read_text()))
@@ -305,6 +310,7 @@ def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bund
 
 # --- FHIR --------------------------------------------------------------------------------------
 
+@FORMAT_ONLY
 def test_fhir_resources_validate_and_carry_every_entry(bundle, study):
     from fhir.resources.R4B.questionnaire import Questionnaire
     from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
@@ -338,6 +344,7 @@ def test_fhir_resources_validate_and_carry_every_entry(bundle, study):
 
 # --- Typed XLSX and free text ------------------------------------------------------------------
 
+@FORMAT_ONLY
 def test_xlsx_cells_are_typed(bundle, study, tmp_path):
     from datetime import datetime
 
@@ -405,6 +412,7 @@ def test_the_web_export_can_leave_free_text_out(client, study):
     assert json.loads(archive.read("manifest.json"))["free_text"].startswith("removed")
 
 
+@FORMAT_ONLY
 def test_the_dictionary_documents_precision_per_column(bundle):
     precision = {(r["table"], r["column"]): r["precision"] for r in read_csv(bundle / "data_dictionary.csv")
                  if r["type"] == "number"}
@@ -465,6 +473,7 @@ def _check_program_output(output, bundle):
     assert re.search(r"^COMPLETE participants=8$", output, re.M), output
 
 
+@FORMAT_ONLY
 def test_the_python_starter_program_reproduces_the_d3_means_and_fits_the_model(crossover):
     bundle = crossover
     result = subprocess.run([sys.executable, str(bundle / "analysis" / "primary.py"), str(bundle)],
@@ -476,6 +485,7 @@ def test_the_python_starter_program_reproduces_the_d3_means_and_fits_the_model(c
     assert re.search(r"^PERIOD1 term=C\(arm\)\[T\.B\] estimate=-?[\d.]+", result.stdout, re.M), result.stdout
 
 
+@FORMAT_ONLY
 @pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not installed (.ci/run installs r-base-core)")
 def test_the_r_starter_program_reads_the_csv_as_it_is_and_agrees(crossover):
     bundle = crossover
