@@ -18,6 +18,15 @@ from diary.extensions import db
 from diary.models import Participant
 from diary.study import ensure_study
 
+# Hashing with production Argon2 parameters takes ~0.2 s; the suite hashes hundreds of PINs and
+# demo passwords, so it hashes with argon2-cffi's test profile (still Argon2id, still verified;
+# hashes carry their parameters, so production code verifies them unchanged). The timing test
+# that needs production strength makes its own hasher.
+import argon2  # noqa: E402
+import diary.passwords  # noqa: E402
+
+diary.passwords._hasher = argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
+
 PG_URL = os.environ.get("DIARY_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
