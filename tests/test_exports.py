@@ -52,6 +52,8 @@ CONTRACT = {
     "data_dictionary": ["table", "column", "type", "unit", "allowed_values", "precision", "may_contain_identifiers",
                         "description"],
 }
+# File formats are the same whatever database the rows came from: these run on SQLite only.
+FORMAT_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 CHECKS = {
     "integer": lambda v: re.fullmatch(r"-?\d+", v) is not None,
@@ -307,6 +309,7 @@ def _normal(value):
     return str(value)
 
 
+@FORMAT_ONLY
 def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
     import pyarrow.parquet as pq
     from openpyxl import load_workbook
@@ -332,6 +335,7 @@ def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
         assert from_csv and from_csv == from_parquet == from_xlsx, table
 
 
+@FORMAT_ONLY
 def test_parquet_types_follow_the_dictionary(demo, study, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -559,6 +563,7 @@ def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study,
 FORMULAS = ['=HYPERLINK("http://evil.example","click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1,1)"]
 
 
+@FORMAT_ONLY
 def test_xlsx_writes_typed_text_never_formulas_and_survives_control_characters(study, tmp_path):
     """Five formula payloads and a vertical tab in free text: all text in the XLSX, the export works."""
     from openpyxl import load_workbook

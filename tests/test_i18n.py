@@ -78,6 +78,7 @@ def test_the_check_catches_a_missing_translation(tmp_path):
 
 # --- Times -------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # formatting only: no database involved
 def test_us_english_reads_a_12_hour_clock_and_spanish_a_24_hour_one(app):
     now = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
     tomorrow_early = datetime(2026, 11, 26, 7, 30, tzinfo=timezone.utc)  # 2:30 in New York
@@ -319,6 +320,7 @@ def test_staff_type_infusion_times_as_the_pages_show_them(client, study):
     assert typed in shown  # what was typed is what the page says
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # formatting only: no database involved
 def test_push_texts_follow_the_participants_language(app):
     from diary.reminders.channels import Message
     with app.app_context():
