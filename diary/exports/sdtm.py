@@ -151,7 +151,7 @@ class Builder:
         for person in people:
             doses, codes, ends = {}, {}, {}
             for _, number, treatment, dose_start, last_close in by_participant.get(person.id, []):
-                codes[number] = self.ctx.treatment_code(person.code, person.sequence, number, treatment)
+                codes[number] = self.ctx.allocation(person.code, person.sequence, number, treatment)[1]
                 if dose_start is not None:
                     doses[number] = dose_start
                     ends[number] = last_close

@@ -45,6 +45,7 @@ class ExportContext:
     endpoint_flags: list | None = None
 
     def __post_init__(self):
+        self._last_key, self._last = None, None
         self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
         self.free_text_items = {(instrument.id, item.id) for instrument in self.protocol.instruments.values()
                                 for item in instrument.items if item.type == "free_text"}
@@ -53,14 +54,21 @@ class ExportContext:
                 select(Participant.code, Participant.dummy_sequence).where(Participant.study_id == self.study.id)).all())
 
     def sequence(self, code: str, sequence: str) -> str:
+        """The participant's sequence under the allocation this export carries."""
         return self.dummies.get(code) or sequence if self.dummy else sequence
 
-    def treatment_code(self, code: str, sequence: str, period: int, treatment: str) -> str:
-        """The period's masked code under the allocation this export carries."""
-        if not self.dummy:
-            return treatment
-        dummy = self.dummies.get(code)
-        return self.protocol.sequences[dummy][period - 1] if dummy in self.protocol.sequences else treatment
+    def allocation(self, code: str, sequence: str, period: int, treatment: str) -> tuple[str, str, str | None]:
+        """(sequence, treatment_code, drug name) of a participant's period under the allocation
+        this export carries; the drug name only after unblinding. Rows of one period come
+        together, so the last answer is kept."""
+        key = (code, period)
+        if key != self._last_key:
+            shown, masked = sequence, treatment
+            if self.dummy and self.dummies.get(code) in self.protocol.sequences:
+                shown = self.dummies[code]
+                masked = self.protocol.sequences[shown][period - 1]
+            self._last_key, self._last = key, (shown, masked, self.treatment(treatment))
+        return self._last
 
     def treatment(self, code: str) -> str | None:
         """The drug name, only after unblinding (a blinded export carries treatment_code alone)."""
@@ -90,14 +98,11 @@ def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
     rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
                       .order_by(Participant.code, Period.number, Assessment.target))
-    order, now, dummy, last_period = ctx.order, ctx.now, ctx.dummy, None
+    order, now, dummy = ctx.order, ctx.now, ctx.dummy
     for row in rows:
-        if (row.code, row.period) != last_period:  # the allocation, once per participant's period
-            last_period = (row.code, row.period)
-            allocation = (ctx.sequence(row.code, row.sequence), row.period,
-                          ctx.treatment_code(row.code, row.sequence, row.period, row.treatment),
-                          ctx.treatment(row.treatment))
-        yield (row.code, row.site, *allocation, row.planned_start, row.dose_start, row.timepoint,
+        sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
+        yield (row.code, row.site, sequence, row.period, treatment_code, name, row.planned_start, row.dose_start,
+               row.timepoint,
                order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
                state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
                row.source, row.submission_mode, row.code_broken_at, dummy)
@@ -124,19 +129,14 @@ def responses(ctx: ExportContext):
     and the per-submission values (treatment, minutes from dose) are computed once for them."""
     query = responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
-    names = {code: ctx.treatment(code) for code in ctx.protocol.treatments}
     blank = ctx.free_text_items if ctx.no_free_text else set()
     order, dummy = ctx.order, ctx.dummy
-    last_collected = minutes = last_period = None
+    last_collected = minutes = None
     for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
          collected_at, source, mode) in ctx.stream(query):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
-        if (code, number) != last_period:  # the allocation, once per participant's period
-            last_period = (code, number)
-            shown_sequence = ctx.sequence(code, sequence)
-            treatment_code = ctx.treatment_code(code, sequence, number, treatment)
-            name = names.get(treatment)
+        shown_sequence, treatment_code, name = ctx.allocation(code, sequence, number, treatment)
         if blank and (instrument, item) in blank:
             value = None
         yield (code, shown_sequence, number, treatment_code, name, timepoint, order.get(timepoint), instrument,
@@ -192,9 +192,8 @@ def fatigue_endpoints(ctx: ExportContext):
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
         result = compute_endpoints(values, auc_timepoints)
         flags.append((first.code, result.baseline_vas, result.pct_change_d3))
-        yield (first.code, ctx.sequence(first.code, first.sequence), first.period,
-               ctx.treatment_code(first.code, first.sequence, first.period, first.treatment),
-               ctx.treatment(first.treatment), result.baseline_vas,
+        sequence, treatment_code, name = ctx.allocation(first.code, first.sequence, first.period, first.treatment)
+        yield (first.code, sequence, first.period, treatment_code, name, result.baseline_vas,
                result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
                result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d,
                result.hours_from_dose_d1, result.hours_from_dose_d3, result.hours_from_dose_d7,
@@ -218,9 +217,8 @@ def fatigue_timecourse(ctx: ExportContext):
             counts = vas is not None and state not in EXCLUDED
             hours = None if row.collected_at is None else round(_hours_from_dose(row), 2)
             pct = pct_change(vas, baseline) if counts else None
-            yield (row.code, ctx.sequence(row.code, row.sequence), row.period,
-                   ctx.treatment_code(row.code, row.sequence, row.period, row.treatment),
-                   ctx.treatment(row.treatment), row.timepoint, ctx.order.get(row.timepoint), baseline, vas,
+            sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
+            yield (row.code, sequence, row.period, treatment_code, name, row.timepoint, ctx.order.get(row.timepoint), baseline, vas,
                    None if pct is None else round(pct, 2), hours, state, row.source, ctx.dummy)
 
 
@@ -234,8 +232,8 @@ def side_effects(ctx: ExportContext):
         .where(Participant.study_id == ctx.study.id)
         .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id))
     for row in rows:
-        yield (row.code, row.number, ctx.treatment_code(row.code, row.sequence, row.number, row.treatment),
-               ctx.treatment(row.treatment), row.timepoint, ctx.order.get(row.timepoint), row.term, row.severity,
+        _, treatment_code, name = ctx.allocation(row.code, row.sequence, row.number, row.treatment)
+        yield (row.code, row.number, treatment_code, name, row.timepoint, ctx.order.get(row.timepoint), row.term, row.severity,
                bool(row.solicited), None if ctx.no_free_text else row.verbatim, row.reported_at,
                _minutes(row.reported_at, row.dose_start), ctx.dummy)
 
