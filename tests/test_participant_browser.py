@@ -170,12 +170,7 @@ def test_a_spanish_participant_walks_the_entry_form_in_spanish_without_overflow(
         .map(e => e.tagName + ' ' + e.textContent.trim().slice(0, 40))""")
     assert wide == []
     shot(page, "20-entry-spanish")
-    slider = page.locator('input[type=range]')
-    box = slider.bounding_box()
-    page.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
-    tap_option(page, "energy_nrs.energy", "4")
-    page.get_by_role("button", name="No tuve ninguno de estos").click()
-    tap_option(page, "blinding_guess.guess", "midazolam")
+    _fill_day1(page, energy="4", guess="midazolam", none_of_these="No tuve ninguno de estos")
     page.get_by_role("button", name="Revisar mis respuestas").click()
     assert page.locator("h1").inner_text() == "Revise sus respuestas"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
@@ -381,13 +376,14 @@ def test_the_severe_warning_appears_where_the_thumb_is(server, page):
 
 # --- Offline -----------------------------------------------------------------------------------
 
-def _fill_day1(page):
+def _fill_day1(page, *, energy="5", guess="dont_know", none_of_these="I had none of these"):
+    """Day 1 by touch: the slider at 40%, energy, no side effects, the blinding guess."""
     slider = page.locator('input[type=range]')
     box = slider.bounding_box()
     page.touchscreen.tap(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
-    tap_option(page, "energy_nrs.energy", "5")
-    page.get_by_role("button", name="I had none of these").click()
-    tap_option(page, "blinding_guess.guess", "dont_know")
+    tap_option(page, "energy_nrs.energy", energy)
+    page.get_by_role("button", name=none_of_these).click()
+    tap_option(page, "blinding_guess.guess", guess)
 
 
 def _offline_entry_saved_on_the_phone(server, page, code, **kwargs):

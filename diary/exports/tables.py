@@ -21,7 +21,6 @@ from ..models import (
 from ..protocol import Protocol
 from ..vocabulary import AssessmentState
 from .endpoints import compute_endpoints, pct_change
-from .schema import TABLES
 
 BATCH = 5000
 # Participants per query: each query sorts only this many participants' rows, so neither the
@@ -254,12 +253,11 @@ def participants(ctx: ExportContext):
     """One row per participant: the analysis populations come from here (a participant with
     the primary endpoint in every period is in the complete-case crossover analysis)."""
     periods = ctx.protocol.periods
-    at = {column.name: i for i, column in enumerate(TABLES["fatigue_endpoints"])}
     dosed, baselines, primaries = {}, {}, {}
-    # The endpoint rows this export already computed (fatigue_endpoints is written first).
-    for code, baseline, pct_d3 in ctx.endpoint_flags if ctx.endpoint_flags is not None else (
-            (row[at["participant_id"]], row[at["baseline_vas"]], row[at["pct_change_d3"]])
-            for row in fatigue_endpoints(ctx)):
+    if ctx.endpoint_flags is None:  # fatigue_endpoints, written first in a bundle, fills them
+        for _ in fatigue_endpoints(ctx):
+            pass
+    for code, baseline, pct_d3 in ctx.endpoint_flags:
         dosed[code] = dosed.get(code, 0) + 1
         baselines[code] = baselines.get(code, 0) + (baseline is not None)
         primaries[code] = primaries.get(code, 0) + (pct_d3 is not None)

@@ -69,7 +69,7 @@ def current_language() -> str:
         return participant.language or DEFAULT_LANGUAGE
     if g.get("language"):
         return g.language
-    if request.blueprint == "participant" or request.path in ("/", "/offline"):
+    if request.blueprint == "participant" or request.path == "/":
         return best_language(request.accept_languages)
     return DEFAULT_LANGUAGE
 

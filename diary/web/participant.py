@@ -345,7 +345,7 @@ def sync(assessment_id):
                           made_offline_at=made_at + (now - device_now))
     except InvalidAnswers:
         db.session.rollback()
-        refusal = _("Some answers need another look. They are marked below.")
+        refusal = _("Please check your answers and try again.")  # the sync has no form to mark
         status = 422
     except Refused as refused:
         db.session.rollback()
