@@ -455,7 +455,8 @@ def test_the_service_worker_serves_the_shell_and_open_entries_offline(server, pa
     set_pin(page, link)
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()  # now controlled by the worker, which keeps Today and the open entry
-    page.wait_for_function("() => caches.open('diary-pages').then(c => c.keys()).then(k => k.length >= 1)")
+    # Wait for the open entry itself (Today's own copy alone could satisfy a looser wait).
+    page.wait_for_function(f"() => caches.open('diary-pages').then(c => c.match('/p/entry/{day1_id}')).then(Boolean)")
     page.context.set_offline(True)
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
     assert page.locator("form[data-draft]").count() == 1  # the entry form, from the phone
