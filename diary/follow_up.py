@@ -150,15 +150,20 @@ def close_task(task: FollowUpTask, outcome: str, note: str, *, by: StaffUser, no
                  participant_id=task.participant_id, now=now, field=task.rule, new=f"{outcome}: {note}")
 
 
-def open_tasks(study_id: int, *, limit: int = 50, offset: int = 0):
-    """Open tasks, the most overdue first, with their participant codes, in one query."""
-    return db.session.execute(
-        select(FollowUpTask, Participant.code).join(Participant, FollowUpTask.participant_id == Participant.id)
-        .where(Participant.study_id == study_id, FollowUpTask.closed_at.is_(None))
-        .order_by(FollowUpTask.due_at, FollowUpTask.id).limit(limit).offset(offset)).all()
+def tasks(study_id: int, *, limit: int = 50, offset: int = 0, closed: bool = False):
+    """Open tasks, the most overdue first (or closed ones, the latest closed first), with their
+    participant codes, in one query."""
+    query = (select(FollowUpTask, Participant.code).join(Participant, FollowUpTask.participant_id == Participant.id)
+             .where(Participant.study_id == study_id))
+    if closed:
+        query = query.where(FollowUpTask.closed_at.is_not(None)).order_by(FollowUpTask.closed_at.desc(),
+                                                                         FollowUpTask.id.desc())
+    else:
+        query = query.where(FollowUpTask.closed_at.is_(None)).order_by(FollowUpTask.due_at, FollowUpTask.id)
+    return db.session.execute(query.limit(limit).offset(offset)).all()
 
 
-def count_open(study_id: int) -> int:
+def count_tasks(study_id: int, *, closed: bool = False) -> int:
+    state = FollowUpTask.closed_at.is_not(None) if closed else FollowUpTask.closed_at.is_(None)
     return db.session.scalar(select(func.count()).select_from(FollowUpTask).join(Participant).where(
-        Participant.study_id == study_id, FollowUpTask.closed_at.is_(None)))
-
+        Participant.study_id == study_id, state))

@@ -17,6 +17,7 @@ from diary.models import Assessment, Participant, Period, Submission, now_utc
 from diary.study import protocol_of
 
 from .conftest import answers_for, assessment_of
+from .participant_helpers import csrf_from
 from .staff_helpers import login_as
 from .test_coordinator import _count_queries
 
@@ -116,4 +117,76 @@ def test_the_grid_runs_the_same_number_of_queries_at_any_size(app, client, study
         record_dose(participant, 1, now_utc() - timedelta(days=3), actor="t", now=now_utc())
     db.session.commit()
     large = _count_queries(app, client, "/staff/")
+    assert small == large, (small, large)
+
+
+def _reports_and_tasks(study, count):
+    """``count`` unreviewed side-effect reports (every 10th severe) and open follow-up tasks."""
+    from diary.models import FollowUpTask, SideEffectReport
+    now = many_participants(study, count)
+    periods = db.session.scalars(select(Period).join(Participant).where(Period.number == 1)
+                                 .order_by(Participant.code)).all()
+    for n, period in enumerate(periods):
+        db.session.add(SideEffectReport(period_id=period.id, timepoint="D1", term="headache",
+                                        severity="severe" if n % 10 == 0 else "mild", solicited=True,
+                                        reported_at=now - timedelta(minutes=n), alert=False, review_state="new"))
+        db.session.add(FollowUpTask(participant_id=period.participant_id, rule="missed_timepoint", key=f"t-{n}",
+                                    reason="Missed D1", due_at=now - timedelta(hours=1) + timedelta(minutes=n)))
+    db.session.commit()
+    return now
+
+
+def test_side_effect_and_follow_up_lists_are_paged_with_the_urgent_first(client, study):
+    """120 reports and 120 tasks: 50 a page, severe reports and the most overdue tasks first."""
+    _reports_and_tasks(study, 120)
+    login_as(client, "coordinator")
+    first = client.get("/staff/side-effects").get_data(as_text=True)
+    assert first.count('action="/staff/side-effects/') == 50 and "Page 1 of 3" in first
+    assert "to review: 120" in first
+    # The 12 severe reports lead the first page; the last page holds only mild ones.
+    assert first.count("severe · alert") == 12
+    last = client.get("/staff/side-effects?page=3").get_data(as_text=True)
+    assert last.count('action="/staff/side-effects/') == 20 and "severe · alert" not in last
+    # A page past the end shows the last page, never an empty list.
+    assert client.get("/staff/side-effects?page=99").get_data(as_text=True).count('action="/staff/side-effects/') == 20
+
+    home = client.get("/staff/").get_data(as_text=True)
+    assert "Follow up (120 open)" in home and "All 120 open follow-ups" in home
+    tasks_page = client.get("/staff/follow-up").get_data(as_text=True)
+    assert "120 open" in tasks_page and "Page 1 of 3" in tasks_page
+    assert tasks_page.count('action="/staff/follow-up/') == 50
+    codes = [line for line in tasks_page.splitlines() if "/staff/participants/P-" in line]
+    assert "P-00000" in codes[0]  # due first
+    page3 = client.get("/staff/follow-up?page=3").get_data(as_text=True)
+    assert page3.count('action="/staff/follow-up/') == 20 and "P-00119" in page3
+
+
+def test_closed_follow_ups_are_listed_with_how_the_call_went(client, study):
+    _reports_and_tasks(study, 3)
+    login_as(client, "coordinator")
+    page = client.get("/staff/follow-up").get_data(as_text=True)
+    task_id = int(page.split('action="/staff/follow-up/')[1].split("/")[0])
+    assert client.post(f"/staff/follow-up/{task_id}/close", data={
+        "outcome": "reached", "note": "will enter tomorrow", "csrf_token": csrf_from(page)}).status_code == 302
+    closed = client.get("/staff/follow-up?closed=1").get_data(as_text=True)
+    assert "1 closed" in closed and "Reached the participant" in closed and "will enter tomorrow" in closed
+    assert "2 open" in client.get("/staff/follow-up").get_data(as_text=True)
+
+
+def test_the_lists_run_the_same_number_of_queries_at_any_size(app, client, study):
+    _reports_and_tasks(study, 3)
+    login_as(client, "coordinator")
+    small = [_count_queries(app, client, url) for url in ("/staff/side-effects", "/staff/follow-up",
+                                                          "/staff/side-effects?all=1", "/staff/follow-up?closed=1")]
+    from diary.models import FollowUpTask, SideEffectReport
+    period = db.session.scalars(select(Period)).first()
+    now = now_utc()
+    for n in range(150):
+        db.session.add(SideEffectReport(period_id=period.id, timepoint="D3", term="nausea", severity="moderate",
+                                        solicited=True, reported_at=now, alert=False, review_state="new"))
+        db.session.add(FollowUpTask(participant_id=period.participant_id, rule="silent", key=f"more-{n}",
+                                    reason="Silent", due_at=now))
+    db.session.commit()
+    large = [_count_queries(app, client, url) for url in ("/staff/side-effects", "/staff/follow-up",
+                                                          "/staff/side-effects?all=1", "/staff/follow-up?closed=1")]
     assert small == large, (small, large)

@@ -318,9 +318,13 @@ def test_calendar_alarms_avoid_quiet_hours_and_never_ring_before_a_window_opens(
 
 def test_following_a_reminder_link_is_logged_as_opened(app, smtp, study, client):
     """The log tells 'never reached' from 'ignored': a followed reminder link marks it opened."""
-    participant = dosed(study, "P-OPEN01", now_utc() - timedelta(hours=21))
+    # The pass runs at the last 15:00 UTC, so the reminder is never held back by the quiet hours
+    # (the suite may run at night).
+    at = now_utc().replace(hour=15, minute=0, second=0, microsecond=0)
+    at -= timedelta(days=1) if at > now_utc() else timedelta(0)
+    participant = dosed(study, "P-OPEN01", at - timedelta(hours=21))
     db.session.commit()
-    run_pass(app, now=now_utc())
+    run_pass(app, now=at)
     reminder = db.session.scalars(select(Reminder).where(Reminder.state == "sent")).one()
     message = text_of(smtp.inbox.messages[0])
     link = next(word for word in message.split() if "/p/" in word)

@@ -29,7 +29,7 @@ from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
 from ..localtime import from_local_clock, local_datetime, plausible
-from ..follow_up import close_task, count_open, open_tasks
+from ..follow_up import close_task, count_tasks, tasks
 from ..models import Assessment, AuditEvent, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, now_utc
 from ..safety import break_code, participant_by_code
 from ..participant_record import participant_record
@@ -212,9 +212,38 @@ def dashboard():
                                            ("sort", sort if sort != "code" else None)) if value}
     return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
                            search=search, state=state, sort=sort, sorts=SORTS, query=query,
-                           now_is_past=lambda moment: now >= moment, tasks=open_tasks(study.id, limit=20),
-                           open_count=count_open(study.id), follow_up_form=FollowUpForm(),
-                           when=lambda t: t.strftime("%Y-%m-%d %H:%M UTC"))
+                           now_is_past=lambda moment: now >= moment, tasks=tasks(study.id, limit=20),
+                           open_count=count_tasks(study.id), follow_up_form=FollowUpForm(), when=_when)
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+LIST_PAGE = 50  # rows a page of the side-effect and follow-up lists
+
+
+def _pages(total: int, size: int) -> tuple[int, int]:
+    """(page, pages): the asked page clamped to the last one, so an old link never shows nothing."""
+    pages = max(1, -(-total // size))
+    return min(_page_number(), pages), pages
+
+
+@bp.get("/follow-up")
+@roles_required(*READERS)
+def follow_up():
+    """Every follow-up task, open ones (the most overdue first) or closed ones, a page at a time."""
+    study = require_study()
+    closed = request.args.get("closed") == "1"
+    page, pages = _pages(total := count_tasks(study.id, closed=closed), LIST_PAGE)
+    rows = tasks(study.id, closed=closed, limit=LIST_PAGE, offset=(page - 1) * LIST_PAGE)
+    closers = dict(db.session.execute(select(StaffUser.id, StaffUser.email).where(
+        StaffUser.id.in_({task.closed_by_id for task, _ in rows if task.closed_by_id}))).all())
+    now = now_utc()
+    return render_template("coordinator/follow_up.html", tasks=rows, total=total, page=page, pages=pages,
+                           closed=closed, query={"closed": "1"} if closed else {}, closers=closers,
+                           outcome_labels={o.value: label for o, label in FOLLOW_UP_LABELS.items()},
+                           follow_up_form=FollowUpForm(), now_is_past=lambda moment: now >= moment, when=_when)
 
 
 @bp.post("/follow-up/<int:task_id>/close")
@@ -565,22 +594,29 @@ def correct(assessment_id):
 @bp.get("/side-effects")
 @roles_required(*COORDINATOR)
 def side_effects():
-    """New reports first, severe and alerting ones at the top of those."""
+    """New reports first, severe and alerting ones at the top of those; a page at a time."""
     show_all = request.args.get("all") == "1"
-    query = (select(SideEffectReport, Participant.code, Period.number)
-             .join(Period, SideEffectReport.period_id == Period.id)
-             .join(Participant, Period.participant_id == Participant.id)
-             .where(Participant.study_id == require_study().id))
+    filters = [Participant.study_id == require_study().id]
     if not show_all:
-        query = query.where(SideEffectReport.acknowledged_at.is_(None))
+        filters.append(SideEffectReport.acknowledged_at.is_(None))
+    total = db.session.scalar(select(func.count()).select_from(SideEffectReport)
+                              .join(Period, SideEffectReport.period_id == Period.id)
+                              .join(Participant, Period.participant_id == Participant.id).where(*filters))
+    page, pages = _pages(total, LIST_PAGE)
     severity_rank = case((SideEffectReport.alert.is_(True), 0), (SideEffectReport.severity == Severity.SEVERE, 0),
                          (SideEffectReport.severity == Severity.MODERATE, 1), else_=2)
-    rows = db.session.execute(query.order_by(
-        SideEffectReport.acknowledged_at.is_not(None), severity_rank,
-        SideEffectReport.reported_at.desc())).all()
-    acknowledgers = dict(db.session.execute(select(StaffUser.id, StaffUser.email)).all())
+    rows = db.session.execute(
+        select(SideEffectReport, Participant.code, Period.number)
+        .join(Period, SideEffectReport.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id).where(*filters)
+        .order_by(SideEffectReport.acknowledged_at.is_not(None), severity_rank, SideEffectReport.reported_at.desc(),
+                  SideEffectReport.id.desc())
+        .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)).all()
+    acknowledgers = dict(db.session.execute(select(StaffUser.id, StaffUser.email).where(
+        StaffUser.id.in_({report.acknowledged_by_id for report, _, _ in rows if report.acknowledged_by_id}))).all())
     return render_template("coordinator/side_effects.html", rows=rows, form=AcknowledgeForm(), now=now_utc(),
-                           show_all=show_all, acknowledgers=acknowledgers)
+                           show_all=show_all, acknowledgers=acknowledgers, total=total, page=page, pages=pages,
+                           query={"all": "1"} if show_all else {})
 
 
 @bp.post("/side-effects/<int:report_id>/acknowledge")
