@@ -2,9 +2,12 @@
 
 Each participant has 2 dosed periods x 10 time points (100,000 assessments at 5,000), entries
 for most passed windows, a few side-effect reports and audit events. For the adherence grid,
-the audit page and the summary it prints the server time (median of 5 requests in process,
-after a warm-up), the HTML bytes (uncompressed) and the number of SQL statements, and ends
-with one line per page and size:
+the audit page, the summary, the side-effect and follow-up lists it prints the server time
+(median of 5 requests in process, after a warm-up), the HTML bytes (uncompressed) and the
+number of SQL statements. The study figures are counted first, as the scheduler does each
+minute (``figures.refresh``, its time printed as ``figures-refresh``); the adherence grid and
+the summary counted at the request (no snapshot, the baseline) are measured too, as
+``adherence-live`` and ``summary-live``. It ends with one line per page and size:
 
     RESULT adherence-5000 ms=212 bytes=98000 queries=6
 
@@ -25,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = {"adherence": "/staff/", "audit": "/staff/audit", "summary": "/staff/summary"}
+PAGES = {"adherence": "/staff/", "adherence-sorted": "/staff/?sort=compliance&attention=1&page=2",
+         "adherence-search": "/staff/?q=P-0001", "audit": "/staff/audit", "summary": "/staff/summary",
+         "side-effects": "/staff/side-effects", "follow-up": "/staff/follow-up"}
 
 
 def generate(app, count: int, now: datetime) -> None:
@@ -34,7 +39,8 @@ def generate(app, count: int, now: datetime) -> None:
 
     from diary.extensions import db
     from diary.models import (
-        Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Submission,
+        Assessment, AuditEvent, FollowUpTask, ItemValue, Participant, Period, SideEffectReport, StaffUser,
+        Submission,
     )
     from diary.protocol.schedule import schedule_period
     from diary.study import ensure_study, protocol_of
@@ -46,7 +52,7 @@ def generate(app, count: int, now: datetime) -> None:
         protocol = protocol_of(version)
         db.session.add(StaffUser(email="bench@site.test", password_hash=BENCH_HASH, role="coordinator", active=True,
                                  created_at=now, session_generation=0))
-        people, periods, assessments, submissions, values, reports, events = [], [], [], [], [], [], []
+        people, periods, assessments, submissions, values, reports, events, tasks = [], [], [], [], [], [], [], []
         assessment_id = submission_id = period_id = 0
         for n in range(1, count + 1):
             first = now - timedelta(days=rng.uniform(1, 40))
@@ -66,7 +72,11 @@ def generate(app, count: int, now: datetime) -> None:
                                         "target": window.target, "window_open": window.window_open,
                                         "window_close": window.window_close, "late_close": window.late_close,
                                         "not_applicable": False})
-                    if window.late_close < now and rng.random() < 0.9:
+                    if window.late_close < now and rng.random() >= 0.9 and len(tasks) < count:
+                        tasks.append({"participant_id": n, "rule": "missed_timepoint", "key": f"m-{assessment_id}",
+                                      "reason": f"Missed {window.timepoint}", "due_at": window.late_close,
+                                      "created_at": window.late_close})
+                    elif window.late_close < now:
                         submission_id += 1
                         at = window.target
                         submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at,
@@ -83,7 +93,7 @@ def generate(app, count: int, now: datetime) -> None:
                                "entity": "submission", "participant_id": n, "new_value": "fatigue_vas.fatigue=50"})
         for model, rows in ((Participant, people), (Period, periods), (Assessment, assessments),
                             (Submission, submissions), (ItemValue, values), (SideEffectReport, reports),
-                            (AuditEvent, events)):
+                            (AuditEvent, events), (FollowUpTask, tasks)):
             for index in range(0, len(rows), 20000):
                 if rows[index:index + 20000]:
                     db.session.execute(insert(model), rows[index:index + 20000])
@@ -94,6 +104,29 @@ BENCH_HASH = ""
 
 
 def measure(app, size: int) -> dict:
+    """The pages from the scheduler's snapshot, then the two counted at the request."""
+    from diary.extensions import db
+    from diary.figures import refresh
+    from diary.models import FiguresSnapshot, now_utc
+    from diary.study import require_study
+    with app.app_context():
+        durations = []
+        for _ in range(3):
+            started = time.perf_counter()
+            refresh(require_study(), now_utc())
+            durations.append((time.perf_counter() - started) * 1000)
+    results = {"figures-refresh": {"ms": statistics.median(durations), "bytes": 0, "queries": 0}}
+    results.update(measure_pages(app, PAGES))
+    with app.app_context():
+        # The baseline: no snapshot, so the pages count every assessment at the request.
+        db.session.execute(FiguresSnapshot.__table__.delete())
+        db.session.commit()
+    live = measure_pages(app, {"adherence-live": PAGES["adherence"], "summary-live": PAGES["summary"]})
+    results.update(live)
+    return results
+
+
+def measure_pages(app, pages: dict) -> dict:
     from sqlalchemy import event
 
     from diary.extensions import db
@@ -106,7 +139,7 @@ def measure(app, size: int) -> dict:
     with app.app_context():
         engine = db.engine
     results = {}
-    for name, url in PAGES.items():
+    for name, url in pages.items():
         statements = []
         listener = lambda *args: statements.append(1)  # noqa: E731
         client.get(url)  # warm-up (templates compiled, protocol parsed)
@@ -150,9 +183,13 @@ def main() -> None:
             results = measure(app, size)
             print(f"{size} participants (built in {built:.1f} s):")
             for name, figures in results.items():
-                print(f"  {name:10} {figures['ms']:7.1f} ms  {figures['bytes']:>8} bytes  {figures['queries']} queries")
+                print(f"  {name:18} {figures['ms']:7.1f} ms  {figures['bytes']:>8} bytes  {figures['queries']} queries")
                 lines.append(f"RESULT {name}-{size} ms={figures['ms']:.0f} bytes={figures['bytes']} "
                              f"queries={figures['queries']}")
+            for page in ("adherence", "summary"):
+                ratio = results[page]["ms"] / max(results[f"{page}-live"]["ms"], 0.001)
+                print(f"  {page} from the snapshot: {ratio:.2f}x the time counted at the request")
+                lines.append(f"RESULT {page}-snapshot-{size} ratio={ratio:.2f}")
             with app.app_context():
                 db.session.remove()
                 if args.database:

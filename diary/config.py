@@ -46,6 +46,11 @@ OFFLINE_CLOCK_TOLERANCE_MINUTES = 10
 # A second factor (TOTP) for every staff role; admin and unblinded always need one.
 REQUIRE_2FA = False
 
+# The study figures on the adherence and summary pages (compliance per time point, counts by
+# state, the sorting and filters of the grid) are counted by the scheduler each minute; pages use
+# that count while it is at most this old, and count at the request otherwise (0: always).
+FIGURES_MAX_AGE_SECONDS = 180
+
 # Staff sessions end after this much idle time.
 STAFF_IDLE_MINUTES = 30
 

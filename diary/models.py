@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint,
+    Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
     event,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -471,6 +471,73 @@ class AuditEvent(db.Model):
     old_value: Mapped[Optional[str]] = mapped_column(Text)
     new_value: Mapped[Optional[str]] = mapped_column(Text)
     reason: Mapped[Optional[str]] = mapped_column(Text)
+
+
+# --- Study figures: derived data, counted by the scheduler each minute (see figures.py) ---------
+# Not records: each refresh replaces a study's rows whole, by Core statements (the no-delete
+# rule above guards the trial's records, which these are computed from).
+
+class FiguresSnapshot(db.Model):
+    """When a study's figures were last counted, and how long the counting took."""
+
+    __tablename__ = "figures_snapshot"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    took_ms: Mapped[int] = mapped_column(Integer)
+
+
+class ParticipantFigures(db.Model):
+    """One participant's adherence figures as of the snapshot: what the grid sorts and filters on."""
+
+    __tablename__ = "figures_participant"
+
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    scheduled: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer)
+    completed_late: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    compliance_pct: Mapped[Optional[float]] = mapped_column(Float)
+    missed_required: Mapped[int] = mapped_column(Integer)
+    overdue: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[int] = mapped_column(Integer)
+    unacknowledged: Mapped[int] = mapped_column(Integer)
+    # adherence.STATE_BITS of the states the participant's assessments are in.
+    states: Mapped[int] = mapped_column(Integer)
+    needs_attention: Mapped[bool] = mapped_column(Boolean)
+
+
+class TimepointFigures(db.Model):
+    """Assessments in one state at one (site, period, time point), as of the snapshot."""
+
+    __tablename__ = "figures_timepoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    site: Mapped[str] = mapped_column(String(80))
+    period: Mapped[int] = mapped_column(Integer)
+    timepoint: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(20))
+    optional: Mapped[bool] = mapped_column(Boolean)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class VasFigures(db.Model):
+    """The VAS % change from baseline summed per (sequence, treatment, period, time point), as of
+    the snapshot: n, sum and sum of squares, so any split's mean and SD follow by adding."""
+
+    __tablename__ = "figures_vas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    sequence: Mapped[str] = mapped_column(String(16))
+    treatment: Mapped[str] = mapped_column(String(8))
+    period: Mapped[int] = mapped_column(Integer)
+    timepoint: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Float)
+    squares: Mapped[float] = mapped_column(Float)
 
 
 class HardDeleteRefused(Exception):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from datetime import datetime
 
-from sqlalchemy import Float, case, cast, func, literal, select
+from sqlalchemy import Float, case, cast, func, select
 
 from .assessments import state_sql
 from .extensions import db
@@ -39,12 +39,12 @@ def split_label(study: Study, role: str) -> str:
     return "pooled" if role == Role.COORDINATOR else "sequence"
 
 
-def vas_change_summary(study: Study, protocol: Protocol, split: str, now: datetime) -> list[SummaryRow]:
-    """Mean and SD of the VAS % change from the period's baseline, by group, period and time point.
+def vas_sums(study: Study, protocol: Protocol, now: datetime) -> list[tuple[str, str, int, str, int, float, float]]:
+    """n, sum and sum of squares of the VAS % change from the period's baseline, per
+    (sequence, treatment, period, time point): every split's means and SDs add up from these.
 
     Counted by the database: each counted entry (judged inside its window, ``state_sql``) is
-    set beside its period's counted BL, and n, the sum and the sum of squares of the % changes
-    are aggregated per group; means and SDs follow from them here.
+    set beside its period's counted BL.
     """
     instrument, item = protocol.vas_item()
     counted = [state.value for state in COUNTED]
@@ -62,11 +62,27 @@ def vas_change_summary(study: Study, protocol: Protocol, split: str, now: dateti
                  & (ItemValue.item == item))
            .where(Participant.study_id == study.id, state_sql(now).in_(counted))).subquery("vas")
     pct = (vas.c.value - vas.c.base) * 100.0 / vas.c.base
-    group = {"treatment": vas.c.treatment, "sequence": vas.c.sequence, "pooled": literal("all")}[split]
-    rows = db.session.execute(
-        select(group.label("grp"), vas.c.period, vas.c.timepoint, func.count(), func.sum(pct), func.sum(pct * pct))
+    return [tuple(row) for row in db.session.execute(
+        select(vas.c.sequence, vas.c.treatment, vas.c.period, vas.c.timepoint, func.count(), func.sum(pct),
+               func.sum(pct * pct))
         .where(vas.c.timepoint != "BL", vas.c.base.is_not(None), vas.c.base != 0)
-        .group_by(group, vas.c.period, vas.c.timepoint)).all()
+        .group_by(vas.c.sequence, vas.c.treatment, vas.c.period, vas.c.timepoint)).all()]
+
+
+def vas_change_summary(study: Study, protocol: Protocol, split: str, now: datetime,
+                       sums: list | None = None) -> list[SummaryRow]:
+    """Mean and SD of the VAS % change from the period's baseline, by group, period and time point,
+    from ``sums`` (the figures snapshot's) or counted now."""
+    if sums is None:
+        sums = vas_sums(study, protocol, now)
+    added: dict[tuple, list[float]] = {}
+    for sequence, treatment, number, code, n, total, squares in sums:
+        grp = {"treatment": treatment, "sequence": sequence, "pooled": "all"}[split]
+        one = added.setdefault((grp, number, code), [0, 0.0, 0.0])
+        one[0] += n
+        one[1] += total
+        one[2] += squares
+    rows = [(grp, number, code, n, total, squares) for (grp, number, code), (n, total, squares) in added.items()]
     hours = {tp.code: tp.target.nominal_minutes / 60 for tp in protocol.timepoints}
     order = {tp.code: index for index, tp in enumerate(protocol.timepoints)}
 

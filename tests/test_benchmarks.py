@@ -42,8 +42,10 @@ def test_dashboard_benchmark_runs_and_prints_its_results():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dashboard.py"), "--sizes", "5"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    for page in ("adherence", "audit", "summary"):
+    for page in ("adherence", "adherence-sorted", "adherence-search", "audit", "summary", "side-effects",
+                 "follow-up", "adherence-live", "summary-live", "figures-refresh"):
         assert f"RESULT {page}-5 ms=" in result.stdout
+    assert "RESULT adherence-snapshot-5 ratio=" in result.stdout
 
 
 def test_web_benchmark_runs_both_sides_without_errors():

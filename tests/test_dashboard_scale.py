@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from diary import assessments
-from diary.adherence import PAGE_SIZE, load_grid
+from diary.adherence import PAGE_SIZE, STATE_BITS, Tally, count_states, load_grid
 from diary.demo import build_demo
 from diary.dosing import plan_dose, record_dose
 from diary.enrolment import enroll, withdraw
 from diary.entries import record_submission
 from diary.extensions import db
 from diary.models import Assessment, Participant, Period, Submission, now_utc
+from diary.figures import fresh, refresh
 from diary.study import protocol_of
 
 from .conftest import answers_for, assessment_of
@@ -60,19 +62,29 @@ def test_the_database_judges_every_assessment_as_python_does(study):
 
 
 def test_dashboard_figures_counted_in_sql_equal_those_counted_row_by_row(study):
-    """Compliance per participant and per time point agree with a Python count of the read model."""
+    """Compliance per participant and per time point, counted by the database, agree with a
+    Python count of the read model; so do the grid's rows (judged from their own cells)."""
     now = varied_study(study)
     grid = load_grid(study, now, page_size=1000)
-    from diary.adherence import Tally
+    assert grid.live
     protocol = protocol_of(study.current_protocol_version)
     optional = {tp.code: tp.optional for tp in protocol.timepoints}
     expected_by_timepoint, expected_by_participant = {}, {}
     for row in assessments.load(now, study_id=study.id):
         expected_by_timepoint.setdefault((row.period, row.timepoint), Tally()).add(row.state, optional[row.timepoint])
-        expected_by_participant.setdefault(row.code, Tally()).add(row.state, optional[row.timepoint])
+        expected_by_participant.setdefault(row.participant_id, Tally()).add(row.state, optional[row.timepoint])
     assert grid.by_timepoint == expected_by_timepoint
-    assert {row.participant.code: row.tally for row in grid.rows if row.participant.code in expected_by_participant} \
+    counted = count_states(now, [code for code, flag in optional.items() if flag], [Participant.study_id == study.id])
+    assert {pid: row.tally for pid, row in counted.participants.items()} == expected_by_participant
+    assert {row.participant.id: row.tally for row in grid.rows if row.participant.id in expected_by_participant} \
         == expected_by_participant
+    # The figures the filters use, per participant, equal those of the rows judged in Python.
+    for row in grid.rows:
+        if row.participant.id in counted.participants:
+            sql = counted.participants[row.participant.id]
+            assert (sql.missed, sql.overdue, sql.flagged) == (row.missed, row.overdue, row.flagged)
+            assert counted.states[row.participant.id] == sum(
+                STATE_BITS[state] for state in {cell.state for cell in row.cells.values()})
 
 
 def many_participants(study, count):
@@ -190,3 +202,100 @@ def test_the_lists_run_the_same_number_of_queries_at_any_size(app, client, study
     large = [_count_queries(app, client, url) for url in ("/staff/side-effects", "/staff/follow-up",
                                                           "/staff/side-effects?all=1", "/staff/follow-up?closed=1")]
     assert small == large, (small, large)
+
+
+# --- The figures snapshot: counted by the scheduler, read by the pages --------------------------
+
+def _grid_view(grid):
+    return ([row.participant.code for row in grid.rows], grid.total, grid.pages, grid.by_timepoint, grid.counts)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"sort": "compliance"}, {"sort": "-compliance"}, {"attention_only": True}, {"state": "missed"},
+    {"state": "out_of_window"}, {"site": "Bethesda-2"}, {"site": "NIH-CC", "sort": "compliance", "page": 2},
+])
+def test_the_grid_from_the_snapshot_equals_the_grid_counted_now(study, options):
+    """Every sort and filter gives the same participants, pages and figures from the scheduler's
+    snapshot as counted at the request, with a fixed clock."""
+    varied_study(study)
+    now = many_participants(study, 70)
+    assert refresh(study, now) is not None
+    from_snapshot = load_grid(study, now, page_size=20, **options)
+    counted_now = load_grid(study, now, page_size=20, live=True, **options)
+    assert not from_snapshot.live and from_snapshot.as_of == now and counted_now.live
+    assert _grid_view(from_snapshot) == _grid_view(counted_now)
+    assert from_snapshot.rows, options
+
+
+def test_a_stale_snapshot_is_not_shown_and_new_participants_appear_at_once(app, client, study):
+    """Figures older than FIGURES_MAX_AGE_SECONDS are counted at the request; a participant
+    enrolled since the count is listed; a row is judged at the request even from a snapshot."""
+    now = many_participants(study, 3)
+    refresh(study, now - timedelta(seconds=app.config["FIGURES_MAX_AGE_SECONDS"] + 5))
+    assert load_grid(study, now).live
+    refresh(study, now)
+    grid = load_grid(study, now)
+    assert not grid.live and grid.total == 3
+    login_as(client, "coordinator")
+    page = client.get("/staff/").get_data(as_text=True)
+    assert "Study figures as of" in page and "counted each minute" in page
+    counted_before = load_grid(study, now, live=True).counts
+    newcomer, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                         now=now - timedelta(days=3), code="P-NEW01")
+    record_dose(newcomer, 1, now - timedelta(hours=30), actor="t", now=now)
+    db.session.commit()
+    grid = load_grid(study, now)
+    assert grid.total == 4 and not grid.live
+    row = next(row for row in grid.rows if row.participant.code == "P-NEW01")
+    # Judged now from its cells: BL and the first hours passed without an entry.
+    assert row.missed > 0 and row.needs_attention
+    # The study's counts are the snapshot's, which did not know P-NEW01 yet; counted now, they do.
+    assert grid.counts == counted_before != load_grid(study, now, live=True).counts
+    with_search = load_grid(study, now, search="P-NEW")
+    assert with_search.live and with_search.total == 1  # a search is always counted at the request
+
+
+def test_the_summary_from_the_snapshot_equals_the_summary_counted_now(app, client, study):
+    from diary.summary import vas_change_summary, vas_sums
+    now = varied_study(study)
+    protocol = protocol_of(study.current_protocol_version)
+    refresh(study, now)
+    from diary.figures import vas_rows
+    assert sorted(vas_rows(study.id)) == sorted(vas_sums(study, protocol, now))
+    for split in ("sequence", "pooled", "treatment"):
+        assert vas_change_summary(study, protocol, split, now, sums=vas_rows(study.id)) == \
+            vas_change_summary(study, protocol, split, now)
+    assert vas_change_summary(study, protocol, "pooled", now), "the demo has VAS changes to summarise"
+    login_as(client, "analyst")
+    refresh(study, now_utc())
+    page = client.get("/staff/summary").get_data(as_text=True)
+    assert "Study figures as of" in page
+
+
+def test_the_grid_from_the_snapshot_runs_the_same_number_of_queries_at_any_size(app, client, study):
+    now = many_participants(study, 5)
+    refresh(study, now_utc())
+    login_as(client, "coordinator")
+    small = [_count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1",
+                                                          "/staff/summary")]
+    for number in range(5, 130):
+        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                                now=now - timedelta(days=10), code=f"P-{number:05d}")
+        record_dose(participant, 1, now - timedelta(days=3), actor="t", now=now)
+    db.session.commit()
+    refresh(study, now_utc())
+    large = [_count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1",
+                                                          "/staff/summary")]
+    assert small == large, (small, large)
+    assert "Study figures as of" in client.get("/staff/").get_data(as_text=True)
+
+
+def test_the_scheduler_counts_the_figures_each_minute(app, study):
+    from diary.reminders.scheduler import build_scheduler, figures_pass
+    many_participants(study, 2)
+    study_id = study.id
+    jobs = {job.id: job for job in build_scheduler(app).get_jobs()}
+    assert jobs["figures"].trigger.interval == timedelta(seconds=60)
+    db.session.remove()
+    figures_pass(app)
+    assert fresh(study_id, now_utc()) is not None

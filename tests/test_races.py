@@ -141,6 +141,15 @@ def export_dummy(out_dir: str):
         return {row["participant_id"]: row["sequence"] for row in csv_module.DictReader(handle)}
 
 
+def refresh_figures(offset_seconds: int):
+    """A scheduler's figures pass, its clock ``offset_seconds`` from the others'."""
+    from diary.figures import refresh
+    from diary.study import require_study
+    now = now_utc() + timedelta(seconds=offset_seconds)
+    snapshot = refresh(require_study(), now)
+    return (now.isoformat(), snapshot is not None)
+
+
 # --- The races ---------------------------------------------------------------------------------
 
 def test_concurrent_enrolments_never_share_a_randomization_slot(app, study):
@@ -313,3 +322,37 @@ def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
     assert first == second == stored and len(stored) == 30
     slots = db.session.execute(select(RandomizationSlot.sequence, RandomizationSlot.dummy_sequence)).all()
     assert Counter(s for s, _ in slots) == Counter(d for _, d in slots)
+
+
+def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, study):
+    """Four figures passes at once (four schedulers, clocks a second apart): no error, and the
+    tables hold exactly one count, the latest one, never two counts mixed or doubled."""
+    from diary.figures import fresh, refresh
+    from diary.models import FiguresSnapshot, ParticipantFigures, TimepointFigures
+    for n in range(12):
+        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                                now=now_utc() - timedelta(days=3), code=f"P-FIG{n:03d}")
+        record_dose(participant, 1, now_utc() - timedelta(days=2, hours=n), actor="t", now=now_utc())
+    db.session.commit()
+    results = race(app, refresh_figures, *[(offset,) for offset in range(WORKERS)])
+    latest = max(now for now, _ in results)
+    assert any(stored for _, stored in results)
+    snapshots = db.session.execute(select(FiguresSnapshot.as_of)).scalars().all()
+    assert [moment.isoformat() for moment in snapshots] == [latest]
+    assert db.session.scalar(select(func.count()).select_from(ParticipantFigures)) == 12
+    stored_rows = sorted(db.session.execute(select(
+        TimepointFigures.site, TimepointFigures.period, TimepointFigures.timepoint, TimepointFigures.state,
+        TimepointFigures.count)).all())
+    # One count, the same as a single pass at the same moment would store.
+    from datetime import datetime
+
+    from diary.study import require_study
+    study = require_study()
+    refresh(study, datetime.fromisoformat(latest) + timedelta(microseconds=1))
+    again = sorted(db.session.execute(select(
+        TimepointFigures.site, TimepointFigures.period, TimepointFigures.timepoint, TimepointFigures.state,
+        TimepointFigures.count)).all())
+    from diary.models import Assessment
+    assert stored_rows == again
+    assert sum(row.count for row in again) == db.session.scalar(select(func.count()).select_from(Assessment))
+    assert fresh(study.id, datetime.fromisoformat(latest) + timedelta(seconds=1)) is not None

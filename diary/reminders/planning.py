@@ -161,11 +161,12 @@ def record_opened(reminder_id: int, participant_id: int, now: datetime) -> bool:
 
 def cancel_for(assessment_id: int, reason: str) -> None:
     """Completing an entry cancels its reminders that have not gone out."""
-    # No ORM session sync: nothing in the session holds these rows (and it costs a submit time).
-    db.session.execute(update(Reminder).where(
-        Reminder.assessment_id == assessment_id, Reminder.state.in_(RETRYABLE))
-        .values(state=ReminderState.CANCELLED, last_error=reason)
-        .execution_options(synchronize_session=False))
+    # Core on the session's connection: nothing in the session holds these rows (and the ORM's
+    # statement path costs a submit time).
+    reminders = Reminder.__table__
+    db.session.connection().execute(update(reminders).where(
+        reminders.c.assessment_id == assessment_id, reminders.c.state.in_(RETRYABLE))
+        .values(state=ReminderState.CANCELLED, last_error=reason))
 
 
 def cancel_channel(participant_id: int, channel: str) -> None:

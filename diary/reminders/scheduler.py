@@ -1,4 +1,5 @@
-"""The scheduler process: an APScheduler BlockingScheduler making one dispatch pass a minute.
+"""The scheduler process: an APScheduler BlockingScheduler making one dispatch pass a minute,
+and counting the study figures each minute.
 
 Web server processes never run it; it is started as ``flask --app wsgi diary scheduler``.
 """
@@ -30,6 +31,20 @@ def dispatch_pass(app) -> None:
             print(f"reminders: {result.summary()}", flush=True)
 
 
+def figures_pass(app) -> None:
+    """Count the study figures the coordinator's pages show (``figures.refresh``)."""
+    from ..extensions import db
+    from ..figures import refresh_all
+    from ..models import now_utc
+
+    with app.app_context():
+        try:
+            refresh_all(now_utc())
+        except Exception:
+            log.exception("counting the study figures failed")
+            db.session.rollback()
+
+
 def build_scheduler(app, interval: int = 60) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone="UTC")
     # One job with a fixed id; coalesce so a backlog after a pause becomes one pass, and a grace
@@ -39,6 +54,11 @@ def build_scheduler(app, interval: int = 60) -> BlockingScheduler:
     scheduler.add_job(dispatch_pass, "interval", seconds=interval, args=[app], id="dispatch",
                       coalesce=True, max_instances=1, misfire_grace_time=max(30, interval // 2),
                       replace_existing=True, next_run_time=datetime.now(timezone.utc))
+    # The study figures, each minute whatever the dispatch interval: pages show them while they
+    # are at most FIGURES_MAX_AGE_SECONDS old.
+    scheduler.add_job(figures_pass, "interval", seconds=60, args=[app], id="figures", coalesce=True,
+                      max_instances=1, misfire_grace_time=30, replace_existing=True,
+                      next_run_time=datetime.now(timezone.utc))
     return scheduler
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
 from .. import audit
+from .. import figures
 from ..adherence import timepoint_tallies
 from ..charts import Point, line_chart
 from ..errors import Refused
@@ -32,7 +33,9 @@ def summary():
     protocol = protocol_of(study.current_protocol_version)
     split = split_label(study, g.staff.role)
     now = now_utc()
-    rows = vas_change_summary(study, protocol, split, now)
+    snapshot = figures.fresh(study.id, now)
+    rows = vas_change_summary(study, protocol, split, now,
+                              sums=figures.vas_rows(study.id) if snapshot is not None else None)
     series: dict[str, list[Point]] = {}
     for row in rows:
         series.setdefault(f"{row.group}, infusion {row.period}", []).append(
@@ -47,7 +50,8 @@ def summary():
     adherence = [(number, tp.code, tp.label, tallies.get((number, tp.code)))
                  for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
     return render_template("analysis/summary.html", rows=rows, chart=chart, split=split, adherence=adherence,
-                           unblinded=study.unblinded_at is not None)
+                           unblinded=study.unblinded_at is not None, as_of=snapshot.as_of if snapshot else now,
+                           live=snapshot is None)
 
 
 @bp.route("/exports", methods=["GET", "POST"])

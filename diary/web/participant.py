@@ -199,12 +199,12 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
 
 def _own_assessment(assessment_id: int) -> Assessment:
     """The participant's own assessment; anyone else's is simply 'not found' (nothing revealed)."""
-    # What the entry rules read, in this one query: the period, its participant, the protocol
-    # version and any submission (no lazy loads one by one).
+    # What the entry rules read, in this one query: the period, the protocol version and any
+    # submission (no lazy loads one by one). The participant is already in the session.
     assessment = db.session.scalar(
         select(Assessment).join(Period)
         .where(Assessment.id == assessment_id, Period.participant_id == g.participant.id)
-        .options(contains_eager(Assessment.period).joinedload(Period.participant),
+        .options(contains_eager(Assessment.period),
                  joinedload(Assessment.protocol_version), joinedload(Assessment.submission)))
     if assessment is None:
         abort(404)
@@ -230,6 +230,8 @@ def entry(assessment_id):
 
 
 def _closed_message(assessment: Assessment, now: datetime) -> str | None:
+    if window_refusal(assessment, now) is None:
+        return None  # the usual case: no need to say the opening time in the participant's words
     return window_refusal(assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now,
                                                             g.participant.language))
 
