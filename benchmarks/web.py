@@ -76,10 +76,16 @@ def wait_up(url: str) -> None:
     raise SystemExit(f"{url} did not start")
 
 
-def gunicorn(app_spec: str, port: int, env: dict, cwd: Path) -> subprocess.Popen:
+def gunicorn(app_spec: str, port: int, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
+    """A server with the project's settings; its log (tracebacks of any 5xx) goes to ``log``."""
+    # Idle connections are kept 75 s (as a proxy in front of the app keeps a phone's): each
+    # submit's connection is opened when its form is fetched, before the clock starts, and with
+    # gunicorn's 2 s default a few were closed just as their POST went out (a client-side race
+    # both sides would meet, reported as errors).
     return subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                             "--worker-class", "gthread", "--threads", "4", app_spec], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--worker-class", "gthread", "--threads", "4", "--keep-alive", "75", app_spec],
+                            cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
 
 def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
@@ -161,7 +167,8 @@ def call(session, method, url, data=None):
     def job():
         try:
             return session.request(method, url, data=data, allow_redirects=False, timeout=60).status_code
-        except requests.RequestException:
+        except requests.RequestException as error:
+            print(f"  {method} {url}: {type(error).__name__}: {error}"[:300], file=sys.stderr)
             return 0
     return job
 
@@ -199,7 +206,8 @@ def run_engine(engine: str, args) -> list[str]:
         rounds = 3
         phones = build(diary_url, secret, args.requests * len(args.clients) * rounds + args.requests)
         diary_port, bare_port = free_port(), free_port()
-        servers = [gunicorn("wsgi:app", diary_port, env, ROOT), gunicorn("bare_app:app", bare_port, env, folder)]
+        servers = [gunicorn("wsgi:app", diary_port, env, ROOT, folder / "diary.log"),
+                   gunicorn("bare_app:app", bare_port, env, folder, folder / "bare.log")]
         diary, bare = f"http://127.0.0.1:{diary_port}", f"http://127.0.0.1:{bare_port}"
         try:
             wait_up(f"{diary}/healthz")
@@ -233,6 +241,11 @@ def run_engine(engine: str, args) -> list[str]:
             for server in servers:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=15)
+            for name in ("diary.log", "bare.log"):
+                errors = [line for line in (folder / name).read_text(errors="replace").splitlines()
+                          if "Error" in line or "Traceback" in line or "WORKER TIMEOUT" in line]
+                if errors:
+                    print(f"{engine} {name}: " + " | ".join(errors[-5:]))
     return results
 
 

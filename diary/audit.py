@@ -17,11 +17,15 @@ def record(*, actor: str, action: str, entity: str, entity_id: int | None, now: 
     One Core INSERT, not an ORM object: every write of the diary makes one, and the unit of
     work's bookkeeping for it cost more than the INSERT itself.
     """
-    db.session.connection().execute(insert(AuditEvent.__table__).values(
+    db.session.connection().execute(_INSERT, dict(
         at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
         participant_id=participant_id, field=field,
         old_value=None if old is None else str(old), new_value=None if new is None else str(new),
         reason=reason))
+
+
+# Built once: parameters are passed at each call, so the compiled statement is reused.
+_INSERT = insert(AuditEvent.__table__)
 
 
 def staff_actor(user) -> str:

@@ -196,19 +196,13 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     answers were given (``collected_at``), which must lie inside the window plus its grace.
     Nothing is stored unless all is valid.
     """
-    if idempotency_key:
-        # Core on the session's connection: the hot path of every submit, where the ORM's
-        # per-statement cost was larger than the statement's.
-        submissions = Submission.__table__
-        earlier = db.session.connection().execute(
-            select(submissions.c.id, submissions.c.assessment_id)
-            .where(submissions.c.idempotency_key == idempotency_key)).first()
-        if earlier is not None:
-            if earlier.assessment_id != assessment.id:
-                raise Refused(_("This form was already used for another entry."), status=409)
-            return db.session.get(Submission, earlier.id), False
-    if assessment.submission is not None:
+    stored = assessment.submission
+    if stored is not None:
+        if idempotency_key and stored.idempotency_key == idempotency_key:
+            return stored, False  # a retry of the request that stored it
         raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
+    # A key already used for another entry is found by its unique constraint below (no query
+    # ahead of every submit for a case that a hand-made request alone can make).
     if assessment.not_applicable:
         raise Refused(_("This entry is no longer needed."), status=409)
     if source == Source.PARTICIPANT:
@@ -245,14 +239,13 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         # The submission by one INSERT ... RETURNING, then handed to the session as if loaded:
         # the ORM's unit of work was most of a submit's time (the rest of it reads the object).
         connection = db.session.connection()
-        submission = Submission(id=connection.execute(
-            insert(Submission.__table__).values(row).returning(Submission.__table__.c.id)).scalar_one(), **row)
+        submission = Submission(id=connection.execute(_INSERT_SUBMISSION, row).scalar_one(), **row)
         make_transient_to_detached(submission)
         db.session.add(submission)
         set_committed_value(assessment, "submission", submission)
         set_committed_value(submission, "assessment", assessment)
         # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
-        connection.execute(insert(ItemValue.__table__), [
+        connection.execute(_INSERT_ITEM_VALUES, [
             {"submission_id": submission.id, "instrument": instrument_id, "item": item_id, "value": value}
             for (instrument_id, item_id), value in answers.values.items()])
         # Added to the session; they reach the database with the commit (nothing here needs their ids).
@@ -263,6 +256,8 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         if idempotency_key:
             earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
             if earlier is not None:
+                if earlier.assessment_id != assessment.id:
+                    raise Refused(_("This form was already used for another entry."), status=409)
                 return earlier, False
         if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
             raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
@@ -278,6 +273,11 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                  + ("; made offline, sent when the connection came back" if made_offline_at else ""),
                  reason=submission.reason)
     return submission, True
+
+
+# The hot path's statements, built once (parameters are passed at each call).
+_INSERT_SUBMISSION = insert(Submission.__table__).returning(Submission.__table__.c.id)
+_INSERT_ITEM_VALUES = insert(ItemValue.__table__)
 
 
 def _side_effect_reports(protocol, assessment, submission, answers, reported_at) -> list[SideEffectReport]:

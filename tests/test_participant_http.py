@@ -433,3 +433,21 @@ def test_history_uses_the_same_queries_for_few_or_many_entries(phone, app, proto
     for code in ("M40", "M80", "M120", "M230"):
         answer(code)
     assert queries() == one
+
+
+def test_a_form_key_already_used_for_another_entry_stores_nothing(app, client, study, protocol):
+    """A hand-made request reusing another entry's idempotency key is refused by the key's unique
+    constraint (no lookup ahead of every submit): 409, and the second entry stays empty."""
+    first, token = participant_with_day1_open(study, code="P-KEY001")
+    second, second_token = participant_with_day1_open(study, code="P-KEY002")
+    sign_in(client, token)
+    html = client.get("/p/today").get_data(as_text=True)
+    form = {**day1_form(protocol), "csrf_token": csrf_from(html), "idempotency_key": "reused0key0" * 2}
+    assert submit(client, assessment_of(first, 1, "D1"), form).status_code == 302
+    other = app.test_client()
+    sign_in(other, second_token)
+    html = other.get("/p/today").get_data(as_text=True)
+    response = submit(other, assessment_of(second, 1, "D1"), {**form, "csrf_token": csrf_from(html)})
+    assert response.status_code == 409 and b"already used for another entry" in response.data
+    assert count(Submission) == 1
+    assert db.session.scalar(select(Submission.assessment_id)) == assessment_of(first, 1, "D1").id

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -163,10 +163,13 @@ def cancel_for(assessment_id: int, reason: str) -> None:
     """Completing an entry cancels its reminders that have not gone out."""
     # Core on the session's connection: nothing in the session holds these rows (and the ORM's
     # statement path costs a submit time).
-    reminders = Reminder.__table__
-    db.session.connection().execute(update(reminders).where(
-        reminders.c.assessment_id == assessment_id, reminders.c.state.in_(RETRYABLE))
-        .values(state=ReminderState.CANCELLED, last_error=reason))
+    db.session.connection().execute(_CANCEL, {"assessment": assessment_id, "reason": reason})
+
+
+_CANCEL = (update(Reminder.__table__)
+           .where(Reminder.__table__.c.assessment_id == bindparam("assessment"),
+                  Reminder.__table__.c.state.in_(RETRYABLE))
+           .values(state=ReminderState.CANCELLED, last_error=bindparam("reason")))
 
 
 def cancel_channel(participant_id: int, channel: str) -> None:

@@ -8,6 +8,7 @@ from functools import wraps
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from ..models import Participant, StaffUser, now_utc
@@ -38,6 +39,10 @@ def forget_phone(response) -> None:
     response.delete_cookie(PARTICIPANT_COOKIE, path="/p")
 
 
+# Built once: every participant request runs it.
+_PARTICIPANT = select(Participant).where(Participant.id == bindparam("id"))
+
+
 def remembered_participant() -> Participant | None:
     raw = request.cookies.get(PARTICIPANT_COOKIE)
     if not raw:
@@ -45,7 +50,7 @@ def remembered_participant() -> Participant | None:
     max_age = current_app.config["PARTICIPANT_REMEMBER_DAYS"] * 86400
     try:
         data = _serializer().loads(raw, max_age=max_age)
-        participant = db.session.get(Participant, int(data["p"]))
+        participant = db.session.scalar(_PARTICIPANT, {"id": int(data["p"])})
     except (BadSignature, KeyError, TypeError, ValueError, OverflowError):
         return None
     if (participant is None or participant.pin_hash is None

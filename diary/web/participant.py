@@ -18,7 +18,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import get_locale, ngettext
 from flask_wtf.csrf import generate_csrf, validate_csrf
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms.validators import ValidationError
@@ -201,14 +201,17 @@ def _own_assessment(assessment_id: int) -> Assessment:
     """The participant's own assessment; anyone else's is simply 'not found' (nothing revealed)."""
     # What the entry rules read, in this one query: the period, the protocol version and any
     # submission (no lazy loads one by one). The participant is already in the session.
-    assessment = db.session.scalar(
-        select(Assessment).join(Period)
-        .where(Assessment.id == assessment_id, Period.participant_id == g.participant.id)
-        .options(contains_eager(Assessment.period),
-                 joinedload(Assessment.protocol_version), joinedload(Assessment.submission)))
+    assessment = db.session.scalar(_OWN_ASSESSMENT, {"assessment": assessment_id, "participant": g.participant.id})
     if assessment is None:
         abort(404)
     return assessment
+
+
+# Built once (each request passes its ids): every entry page and submit runs it.
+_OWN_ASSESSMENT = (select(Assessment).join(Period)
+                   .where(Assessment.id == bindparam("assessment"), Period.participant_id == bindparam("participant"))
+                   .options(contains_eager(Assessment.period),
+                            joinedload(Assessment.protocol_version), joinedload(Assessment.submission)))
 
 
 def _entry_context(assessment: Assessment):
