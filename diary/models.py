@@ -79,7 +79,9 @@ class ProtocolVersion(db.Model):
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
     protocol_id: Mapped[str] = mapped_column(String(80))
     version: Mapped[str] = mapped_column(String(40))
-    source_text: Mapped[str] = mapped_column(Text)
+    # Loaded only when a process first parses this version (``study.protocol_of``): every entry
+    # page and submit loads the version, and the text is kilobytes.
+    source_text: Mapped[str] = mapped_column(Text, deferred=True)
     sha256: Mapped[str] = mapped_column(String(64))
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 

@@ -17,9 +17,18 @@ def _parse_cached(sha256: str, text: str) -> Protocol:
     return parse_protocol(text, source=f"protocol {sha256[:12]}")
 
 
+_BY_SHA256: dict[str, Protocol] = {}
+
+
 def protocol_of(version: ProtocolVersion) -> Protocol:
-    """The parsed protocol an assessment or study was scheduled under (parsed once per process)."""
-    return _parse_cached(version.sha256, version.source_text)
+    """The parsed protocol an assessment or study was scheduled under (parsed once per process;
+    the stored text is read only then)."""
+    protocol = _BY_SHA256.get(version.sha256)
+    if protocol is None:
+        if len(_BY_SHA256) >= 64:
+            _BY_SHA256.clear()  # a bound for the test suite's many protocols; a trial has a few
+        protocol = _BY_SHA256[version.sha256] = _parse_cached(version.sha256, version.source_text)
+    return protocol
 
 
 def current_study() -> Study | None:
