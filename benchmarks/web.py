@@ -115,6 +115,10 @@ def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
             day1 = next(a.id for a in participant.periods[0].assessments if a.timepoint == "D1")
             phones.append((cookie, day1))
         db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # Planner statistics, as autovacuum keeps them on a trial's database.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("ANALYZE")
         db.engine.dispose()
     return phones
 
