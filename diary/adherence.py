@@ -265,12 +265,10 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
                 return (value is None, value if sort == "compliance" else -(value or 0))
             ordered.sort(key=key)
         total = len(ordered)
-        pages = max(1, -(-total // page_size))
-        page = min(max(1, page), pages)
+        page = min(max(1, page), max(1, -(-total // page_size)))
         shown = ordered[(page - 1) * page_size: page * page_size]
 
     pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
     participants = {p.id: p for p in db.session.scalars(select(Participant).where(Participant.id.in_(shown)))}
     rows = [ParticipantRow(participant=participants[pid]) for pid in shown]
     by_id = {row.participant.id: row for row in rows}
