@@ -17,11 +17,20 @@ def record(*, actor: str, action: str, entity: str, entity_id: int | None, now: 
     One Core INSERT, not an ORM object: every write of the diary makes one, and the unit of
     work's bookkeeping for it cost more than the INSERT itself.
     """
-    db.session.connection().execute(_INSERT, dict(
-        at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
-        participant_id=participant_id, field=field,
-        old_value=None if old is None else str(old), new_value=None if new is None else str(new),
-        reason=reason))
+    db.session.connection().execute(_INSERT, row(
+        actor=actor, action=action, entity=entity, entity_id=entity_id, now=now, participant_id=participant_id,
+        field=field, old=old, new=new, reason=reason))
+
+
+def row(*, actor: str, action: str, entity: str, entity_id: int | None, now: datetime,
+        participant_id: int | None = None, field: str | None = None, old=None, new=None,
+        reason: str | None = None) -> dict:
+    """An audit event's column values (``record`` writes one; the submit on PostgreSQL writes its
+    own in the same statement as the submission)."""
+    return dict(at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
+                participant_id=participant_id, field=field,
+                old_value=None if old is None else str(old), new_value=None if new is None else str(new),
+                reason=reason)
 
 
 # Built once: parameters are passed at each call, so the compiled statement is reused.

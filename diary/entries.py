@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy import insert, select
+from sqlalchemy import String, Text, bindparam, func, insert, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -15,10 +16,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import audit
 from .errors import Refused
 from .extensions import db
-from .models import Assessment, ItemValue, SideEffectReport, Submission
+from .models import Assessment, AuditEvent, ItemValue, SideEffectReport, Submission
 from .protocol.model import Instrument, Item, Protocol, in_language
 from .protocol.schedule import accepting_entries
-from .reminders.planning import cancel_for
+from .reminders.planning import CANCEL_FOR, cancel_for
 from .safety import alert_severe_answers, review_due
 from .study import protocol_of
 from .vocabulary import Severity, Source, SubmissionMode
@@ -235,19 +236,22 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                device_time=(device_time or None) and device_time[:64],
                source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
                idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode)
+    event = audit.row(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
+                      entity="submission", entity_id=None, participant_id=period.participant_id,
+                      field=f"period {period.number} {assessment.timepoint}", now=now,
+                      new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
+                                                       if collected_at != now else "")
+                      + ("; made offline, sent when the connection came back" if made_offline_at else ""),
+                      reason=row["reason"])
     try:
-        # The submission by one INSERT ... RETURNING, then handed to the session as if loaded:
-        # the ORM's unit of work was most of a submit's time (the rest of it reads the object).
-        connection = db.session.connection()
-        submission = Submission(id=connection.execute(_INSERT_SUBMISSION, row).scalar_one(), **row)
+        submission_id = _store(row, answers.values, event)
+        # Handed to the session as if loaded: the ORM's unit of work was most of a submit's time
+        # (the rest of the submit reads the object).
+        submission = Submission(id=submission_id, **row)
         make_transient_to_detached(submission)
         db.session.add(submission)
         set_committed_value(assessment, "submission", submission)
         set_committed_value(submission, "assessment", assessment)
-        # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
-        connection.execute(_INSERT_ITEM_VALUES, [
-            {"submission_id": submission.id, "instrument": instrument_id, "item": item_id, "value": value}
-            for (instrument_id, item_id), value in answers.values.items()])
         # Added to the session; they reach the database with the commit (nothing here needs their ids).
         reports = _side_effect_reports(protocol, assessment, submission, answers, collected_at)
     except IntegrityError:
@@ -262,22 +266,79 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
             raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
         raise
-    cancel_for(assessment.id, "entry completed")
     alert_severe_answers(submission, reports, period.participant, now=now, period=period.number,
                          timepoint_label=protocol.timepoint(assessment.timepoint).label)
-    audit.record(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
-                 entity="submission", entity_id=submission.id, participant_id=period.participant_id,
-                 field=f"period {period.number} {assessment.timepoint}", now=now,
-                 new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
-                                                  if collected_at != now else "")
-                 + ("; made offline, sent when the connection came back" if made_offline_at else ""),
-                 reason=submission.reason)
     return submission, True
+
+
+def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
+    """Write a submission: the row, its answers, the cancelling of its reminders that have not gone
+    out, and its audit event (naming the new id). Returns the submission's id.
+
+    Core on the session's connection (the ORM's per-statement cost was larger than the
+    statements'). On PostgreSQL the four are one statement (``_STORE_AT_ONCE``): each statement
+    there is a round trip through psycopg, and a submit made nine of them.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        instruments, items, answers = (list(column) for column in zip(*((i, item, v) for (i, item), v in values.items()))) \
+            if values else ([], [], [])
+        return connection.execute(_STORE_AT_ONCE, {
+            **{f"submission_{name}": value for name, value in row.items()},
+            "instruments": instruments, "items": items, "answers": answers,
+            "cancel_assessment": row["assessment_id"], "cancel_reason": ENTRY_COMPLETED,
+            **{f"audit_{name}": value for name, value in event.items()}}).scalar_one()
+    submission_id = connection.execute(_INSERT_SUBMISSION, row).scalar_one()
+    # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
+    connection.execute(_INSERT_ITEM_VALUES, [
+        {"submission_id": submission_id, "instrument": instrument_id, "item": item_id, "value": value}
+        for (instrument_id, item_id), value in values.items()])
+    cancel_for(row["assessment_id"], ENTRY_COMPLETED)
+    audit.record(**{"entity_id": submission_id, **_as_record(event)})
+    return submission_id
+
+
+def _as_record(event: dict) -> dict:
+    """``audit.row``'s columns back as ``audit.record``'s arguments."""
+    return {"actor": event["actor"], "action": event["action"], "entity": event["entity"], "now": event["at"],
+            "participant_id": event["participant_id"], "field": event["field"], "old": event["old_value"],
+            "new": event["new_value"], "reason": event["reason"]}
+
+
+ENTRY_COMPLETED = "entry completed"
+
+
+def _store_at_once():
+    """One PostgreSQL statement: INSERT the submission (a data-modifying CTE) and, naming its new
+    id, INSERT its answers (unnested from three arrays, so the statement's text is the same
+    whatever the number of answers), UPDATE its reminders (``planning.CANCEL_FOR``) and INSERT its
+    audit event (``audit.row``'s columns)."""
+    submissions, answers_table, events = Submission.__table__, ItemValue.__table__, AuditEvent.__table__
+    columns = ["assessment_id", "submitted_at", "collected_at", "device_time", "source", "reason", "entered_by_id",
+               "idempotency_key", "alert", "submission_mode"]
+    # Parameter names are prefixed: a name matching one of the reminder table's columns would be
+    # taken by SQLAlchemy as one more value for the UPDATE to set.
+    new = (insert(submissions).values({name: bindparam(f"submission_{name}") for name in columns})
+           .returning(submissions.c.id).cte("new_submission"))
+    answers = func.unnest(bindparam("instruments", type_=ARRAY(String)), bindparam("items", type_=ARRAY(String)),
+                          bindparam("answers", type_=ARRAY(Text))).table_valued("instrument", "item", "value") \
+        .render_derived(name="answer")
+    stored_answers = insert(answers_table).from_select(
+        ["submission_id", "instrument", "item", "value"],
+        select(new.c.id, answers.c.instrument, answers.c.item, answers.c.value).select_from(new)
+        .join(answers, true())).cte("new_answers")
+    event_columns = [column for column in events.c if column.name != "id"]
+    audited = insert(events).from_select(
+        [column.name for column in event_columns],
+        select(*[new.c.id if column.name == "entity_id" else bindparam(f"audit_{column.name}", type_=column.type)
+                 for column in event_columns]).select_from(new)).cte("audited")
+    return select(new.c.id).add_cte(stored_answers, CANCEL_FOR.cte("cancelled"), audited)
 
 
 # The hot path's statements, built once (parameters are passed at each call).
 _INSERT_SUBMISSION = insert(Submission.__table__).returning(Submission.__table__.c.id)
 _INSERT_ITEM_VALUES = insert(ItemValue.__table__)
+_STORE_AT_ONCE = _store_at_once()
 
 
 def _side_effect_reports(protocol, assessment, submission, answers, reported_at) -> list[SideEffectReport]:
