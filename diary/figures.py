@@ -27,6 +27,7 @@ from .models import FiguresSnapshot, Participant, ParticipantFigures, Study, Tim
 from .study import protocol_of
 
 TABLES = (ParticipantFigures, TimepointFigures, VasFigures)
+CLOCK_SKEW = timedelta(seconds=60)  # between the scheduler's host and a web server's
 
 
 @dataclass
@@ -40,7 +41,8 @@ def fresh(study_id: int, now: datetime) -> Snapshot | None:
     max_age = current_app.config.get("FIGURES_MAX_AGE_SECONDS", 180)
     row = db.session.execute(select(FiguresSnapshot.as_of, FiguresSnapshot.took_ms)
                              .where(FiguresSnapshot.study_id == study_id)).first()
-    if row is None or max_age <= 0 or not (now - timedelta(seconds=max_age) <= row.as_of <= now):
+    # A count stamped a little after ``now`` came from a scheduler on a host whose clock is ahead.
+    if row is None or max_age <= 0 or not (now - timedelta(seconds=max_age) <= row.as_of <= now + CLOCK_SKEW):
         return None
     return Snapshot(row.as_of, row.took_ms)
 
