@@ -57,8 +57,12 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
     transaction: call it with nothing of your own pending (the scheduler's job, a command).
     """
     from . import adherence, summary
+    if db.session.new or db.session.dirty or db.session.deleted:
+        raise RuntimeError("figures.refresh ends the session's transaction: commit your own changes first")
+    db.session.rollback()  # any transaction open now might hold the write lock through the counting
     started = time.perf_counter()
     with reading_only():
+        study_id = study.id  # read here: after the rollback below, touching ``study`` would begin the write early
         protocol = protocol_of(study.current_protocol_version)
         optional_codes = [tp.code for tp in protocol.timepoints if tp.optional]
         in_study = [Participant.study_id == study.id]
@@ -71,36 +75,36 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
         row = counted.participants.get(pid) or adherence.ParticipantRow(participant=None)
         row.unacknowledged = unacknowledged.get(pid, 0)
         participants.append({
-            "participant_id": pid, "study_id": study.id, "scheduled": row.tally.scheduled,
+            "participant_id": pid, "study_id": study_id, "scheduled": row.tally.scheduled,
             "completed": row.tally.completed, "completed_late": row.tally.completed_late,
             "missed": row.tally.missed, "compliance_pct": row.tally.compliance_pct,
             "missed_required": row.missed, "overdue": row.overdue, "flagged": row.flagged,
             "unacknowledged": row.unacknowledged, "states": counted.states.get(pid, 0),
             "needs_attention": row.needs_attention})
-    timepoints = [{"study_id": study.id, "site": site, "period": number, "timepoint": code, "state": state,
+    timepoints = [{"study_id": study_id, "site": site, "period": number, "timepoint": code, "state": state,
                    "optional": optional, "count": count}
                   for site, number, code, state, optional, count in counted.by_site]
-    sums = [{"study_id": study.id, "sequence": sequence, "treatment": treatment, "period": number,
+    sums = [{"study_id": study_id, "sequence": sequence, "treatment": treatment, "period": number,
              "timepoint": code, "n": n, "total": total, "squares": squares}
             for sequence, treatment, number, code, n, total, squares in vas]
     took_ms = round((time.perf_counter() - started) * 1000)
 
     connection = db.session.connection()
     # The study's row is the lock (PostgreSQL); on SQLite the write transaction is the lock.
-    connection.execute(select(Study.id).where(Study.id == study.id).with_for_update())
-    stored = connection.execute(select(FiguresSnapshot.as_of).where(FiguresSnapshot.study_id == study.id)).scalar()
+    connection.execute(select(Study.id).where(Study.id == study_id).with_for_update())
+    stored = connection.execute(select(FiguresSnapshot.as_of).where(FiguresSnapshot.study_id == study_id)).scalar()
     if stored is not None and stored >= now:
         db.session.rollback()
         return None
     for model in TABLES:
-        connection.execute(delete(model.__table__).where(model.__table__.c.study_id == study.id))
+        connection.execute(delete(model.__table__).where(model.__table__.c.study_id == study_id))
     for model, rows in ((ParticipantFigures, participants), (TimepointFigures, timepoints), (VasFigures, sums)):
         for index in range(0, len(rows), 5000):
             connection.execute(insert(model.__table__), rows[index:index + 5000])
     if stored is None:
-        connection.execute(insert(FiguresSnapshot.__table__).values(study_id=study.id, as_of=now, took_ms=took_ms))
+        connection.execute(insert(FiguresSnapshot.__table__).values(study_id=study_id, as_of=now, took_ms=took_ms))
     else:
-        connection.execute(update(FiguresSnapshot.__table__).where(FiguresSnapshot.study_id == study.id)
+        connection.execute(update(FiguresSnapshot.__table__).where(FiguresSnapshot.study_id == study_id)
                            .values(as_of=now, took_ms=took_ms))
     db.session.commit()
     return Snapshot(now, took_ms)
@@ -148,6 +152,8 @@ def page_of_participants(participant_filter: list, *, attention_only: bool, stat
     return total, list(ids), page
 
 
-def refresh_all(now: datetime) -> list[tuple[str, Snapshot | None]]:
+def refresh_all(now: datetime) -> list[tuple[int, Snapshot | None]]:
     """Refresh every study's figures (the scheduler's job)."""
-    return [(study.slug, refresh(study, now)) for study in db.session.scalars(select(Study)).all()]
+    with reading_only():
+        study_ids = db.session.scalars(select(Study.id)).all()
+    return [(study_id, refresh(db.session.get(Study, study_id), now)) for study_id in study_ids]

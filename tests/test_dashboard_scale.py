@@ -305,3 +305,37 @@ def test_the_scheduler_counts_the_figures_each_minute(app, study):
     db.session.remove()
     figures_pass(app)
     assert fresh(study_id, now_utc()) is not None
+
+
+def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypatch):
+    """The scheduler's count runs in a read transaction: while it counts, another connection
+    writes at once (no busy wait). It used to run inside the write transaction its first query
+    had begun, holding submits off for the whole count."""
+    import sqlite3
+
+    from diary import adherence
+    from diary.figures import refresh_all
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock; PostgreSQL writers do not shut each other out")
+    many_participants(study, 3)
+    path = db.engine.url.database
+    written = []
+    counting = adherence.count_states
+
+    def count_and_meanwhile_write(*args, **kwargs):
+        other = sqlite3.connect(path, timeout=0)  # no waiting: a held write lock fails at once
+        try:
+            other.execute("UPDATE study SET name = name || ''")
+            other.commit()
+            written.append(True)
+        except sqlite3.OperationalError as error:
+            written.append(str(error))
+        finally:
+            other.close()
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(adherence, "count_states", count_and_meanwhile_write)
+    db.session.scalars(select(Participant)).all()  # the scheduler's session has read already
+    results = refresh_all(now_utc())
+    assert written == [True]
+    assert [snapshot is not None for _, snapshot in results] == [True]
