@@ -193,6 +193,9 @@ def tab_to(page, selector, limit=150):
 def test_the_same_flow_with_the_keyboard_only(server, page):
     link, day1_id = new_participant(server, "P-KEYS")
     page.goto(link)
+    # The PIN field takes the focus itself (autofocus); on a busy machine that can come after
+    # "load", and keys typed before it go nowhere.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'pin'")
     page.keyboard.type("4821")
     page.keyboard.press("Tab")
     page.keyboard.type("4821")
