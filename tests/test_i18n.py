@@ -204,8 +204,14 @@ def test_a_participant_changes_their_language_in_settings(client, study):
 # --- Reminders, calendar and the printed sheet -------------------------------------------------
 
 def test_a_spanish_participants_reminder_email_and_calendar_are_spanish(app, smtp, study, client):  # noqa: F811
-    participant, token = participant_with_day1_open(study, code="P-ESMAIL", language="es")
-    result = run_pass(app, now=now_utc())
+    # The pass runs at the last 18:00 UTC (afternoon in New York, the participant's zone), so the
+    # reminder is never held back by the quiet hours when the suite runs at night.
+    now = now_utc()
+    at = now.replace(hour=18, minute=0, second=0, microsecond=0)
+    at -= timedelta(days=1) if at > now else timedelta(0)
+    participant, token = participant_with_day1_open(study, code="P-ESMAIL", language="es",
+                                                    hours_ago=22 + (now - at).total_seconds() / 3600)
+    result = run_pass(app, now=at)
     assert result.sent >= 1, result
     message = email.message_from_bytes(smtp.inbox.messages[0].as_bytes(), policy=email.policy.default)
     assert str(message["Subject"]) == "Su diario: hay una entrada abierta"
