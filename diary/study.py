@@ -1,8 +1,6 @@
 """The study and its protocol versions."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -11,12 +9,8 @@ from .models import ProtocolVersion, Study, now_utc
 from .protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
 from .vocabulary import Role
 
-
-@lru_cache(maxsize=32)
-def _parse_cached(sha256: str, text: str) -> Protocol:
-    return parse_protocol(text, source=f"protocol {sha256[:12]}")
-
-
+# Parsed protocols by the hash of their text. Versions never change once stored, so a process
+# parses each once and reads its stored text only then.
 _BY_SHA256: dict[str, Protocol] = {}
 
 
@@ -27,7 +21,8 @@ def protocol_of(version: ProtocolVersion) -> Protocol:
     if protocol is None:
         if len(_BY_SHA256) >= 64:
             _BY_SHA256.clear()  # a bound for the test suite's many protocols; a trial has a few
-        protocol = _BY_SHA256[version.sha256] = _parse_cached(version.sha256, version.source_text)
+        protocol = _BY_SHA256[version.sha256] = parse_protocol(
+            version.source_text, source=f"protocol {version.sha256[:12]}")
     return protocol
 
 
