@@ -17,9 +17,13 @@ def record(*, actor: str, action: str, entity: str, entity_id: int | None, now: 
     One Core INSERT, not an ORM object: every write of the diary makes one, and the unit of
     work's bookkeeping for it cost more than the INSERT itself.
     """
-    db.session.connection().execute(_INSERT, row(
-        actor=actor, action=action, entity=entity, entity_id=entity_id, now=now, participant_id=participant_id,
-        field=field, old=old, new=new, reason=reason))
+    write(row(actor=actor, action=action, entity=entity, entity_id=entity_id, now=now, participant_id=participant_id,
+              field=field, old=old, new=new, reason=reason))
+
+
+def write(event: dict) -> None:
+    """Write an audit event given as ``row``'s column values."""
+    db.session.connection().execute(_INSERT, event)
 
 
 def row(*, actor: str, action: str, entity: str, entity_id: int | None, now: datetime,

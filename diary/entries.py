@@ -294,15 +294,8 @@ def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
         {"submission_id": submission_id, "instrument": instrument_id, "item": item_id, "value": value}
         for (instrument_id, item_id), value in values.items()])
     cancel_for(row["assessment_id"], ENTRY_COMPLETED)
-    audit.record(**{"entity_id": submission_id, **_as_record(event)})
+    audit.write({**event, "entity_id": submission_id})
     return submission_id
-
-
-def _as_record(event: dict) -> dict:
-    """``audit.row``'s columns back as ``audit.record``'s arguments."""
-    return {"actor": event["actor"], "action": event["action"], "entity": event["entity"], "now": event["at"],
-            "participant_id": event["participant_id"], "field": event["field"], "old": event["old_value"],
-            "new": event["new_value"], "reason": event["reason"]}
 
 
 ENTRY_COMPLETED = "entry completed"
