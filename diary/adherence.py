@@ -139,6 +139,18 @@ class Counted:
     def by_timepoint(self) -> tuple[dict[tuple[int, str], Tally], dict[str, int]]:
         return fold_timepoints(self.by_site)
 
+    def add_unacknowledged(self, counts: dict[int, int]) -> None:
+        """Side-effect reports to review, per participant (``unacknowledged_counts``)."""
+        for pid, count in counts.items():
+            self.participants.setdefault(pid, ParticipantRow(participant=None)).unacknowledged = count
+
+
+def clamp_page(page: int, total: int, page_size: int) -> tuple[int, int]:
+    """(page, pages): the asked page kept within 1 and the last page, so an old link never
+    shows an empty list."""
+    pages = max(1, -(-total // page_size))
+    return min(max(1, page), pages), pages
+
 
 def fold_timepoints(rows) -> tuple[dict[tuple[int, str], Tally], dict[str, int]]:
     """(site, period, time point, state, optional, count) rows as Tallies per (period, time point)
@@ -240,6 +252,7 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     sites = sorted(db.session.scalars(
         select(func.distinct(Participant.site)).where(Participant.study_id == study.id)))
     snapshot = None if (search or live) else figures.fresh(study.id, now)
+    unacknowledged = None  # counted for every participant when the figures are counted now
     if snapshot is not None:
         total, shown, page = figures.page_of_participants(
             participant_filter, attention_only=attention_only, state_bit=STATE_BITS.get(state), sort=sort,
@@ -251,9 +264,8 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
         counted = count_states(now, optional_codes, participant_filter)
         by_timepoint, counts = counted.by_timepoint()
         unacknowledged = unacknowledged_counts(participant_filter)
+        counted.add_unacknowledged(unacknowledged)
         figures_of = {pid: counted.participants.get(pid) or ParticipantRow(participant=None) for pid, _ in people}
-        for pid, count in unacknowledged.items():
-            figures_of[pid].unacknowledged = count
         ordered = [pid for pid, _ in people]
         if attention_only:
             ordered = [pid for pid in ordered if figures_of[pid].needs_attention]
@@ -265,10 +277,10 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
                 return (value is None, value if sort == "compliance" else -(value or 0))
             ordered.sort(key=key)
         total = len(ordered)
-        page = min(max(1, page), max(1, -(-total // page_size)))
+        page, pages = clamp_page(page, total, page_size)
         shown = ordered[(page - 1) * page_size: page * page_size]
 
-    pages = max(1, -(-total // page_size))
+    pages = clamp_page(page, total, page_size)[1]
     participants = {p.id: p for p in db.session.scalars(select(Participant).where(Participant.id.in_(shown)))}
     rows = [ParticipantRow(participant=participants[pid]) for pid in shown]
     by_id = {row.participant.id: row for row in rows}
@@ -281,8 +293,10 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
         row.missed += cell.state == MISSED and not cell.optional
         row.overdue += cell.state == OPEN and cell.target <= now
         row.flagged += cell.state in FLAGGED
-    for pid, count in (unacknowledged_counts([Participant.id.in_(shown)]).items() if shown else ()):
-        by_id[pid].unacknowledged = count
+    if unacknowledged is None:
+        unacknowledged = unacknowledged_counts([Participant.id.in_(shown)]) if shown else {}
+    for row in rows:
+        row.unacknowledged = unacknowledged.get(row.participant.id, 0)
     columns = [(number, tp.code, tp.label) for number in range(1, protocol.periods + 1)
                for tp in protocol.timepoints]
     return Grid(columns=columns, rows=rows, by_timepoint=by_timepoint, sites=sites, total=total,

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
+from .adherence import clamp_page
 from .database import reading_only
 from .extensions import db
 from .models import FiguresSnapshot, Participant, ParticipantFigures, Study, TimepointFigures, VasFigures
@@ -70,17 +71,14 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
         unacknowledged = adherence.unacknowledged_counts(in_study)
         vas = summary.vas_sums(study, protocol, now)
         db.session.rollback()  # the read transaction ends here; the writes below take the lock
-    participants = []
-    for pid in set(counted.participants) | set(unacknowledged):
-        row = counted.participants.get(pid) or adherence.ParticipantRow(participant=None)
-        row.unacknowledged = unacknowledged.get(pid, 0)
-        participants.append({
-            "participant_id": pid, "study_id": study_id, "scheduled": row.tally.scheduled,
-            "completed": row.tally.completed, "completed_late": row.tally.completed_late,
-            "missed": row.tally.missed, "compliance_pct": row.tally.compliance_pct,
-            "missed_required": row.missed, "overdue": row.overdue, "flagged": row.flagged,
-            "unacknowledged": row.unacknowledged, "states": counted.states.get(pid, 0),
-            "needs_attention": row.needs_attention})
+    counted.add_unacknowledged(unacknowledged)
+    participants = [{
+        "participant_id": pid, "study_id": study_id, "scheduled": row.tally.scheduled,
+        "completed": row.tally.completed, "completed_late": row.tally.completed_late,
+        "missed": row.tally.missed, "compliance_pct": row.tally.compliance_pct,
+        "missed_required": row.missed, "overdue": row.overdue, "flagged": row.flagged,
+        "unacknowledged": row.unacknowledged, "states": counted.states.get(pid, 0),
+        "needs_attention": row.needs_attention} for pid, row in counted.participants.items()]
     timepoints = [{"study_id": study_id, "site": site, "period": number, "timepoint": code, "state": state,
                    "optional": optional, "count": count}
                   for site, number, code, state, optional, count in counted.by_site]
@@ -141,8 +139,7 @@ def page_of_participants(participant_filter: list, *, attention_only: bool, stat
     if state_bit:
         query = query.where(f.states.op("&")(state_bit) != 0)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
+    page = clamp_page(page, total, page_size)[0]
     if sort in ("compliance", "-compliance"):
         value = f.compliance_pct if sort == "compliance" else -f.compliance_pct
         order = (f.compliance_pct.is_(None), value, Participant.code)

@@ -21,7 +21,7 @@ from sqlalchemy import case, func, select
 
 from .. import audit
 from ..actions import AlreadyDone, take_key
-from ..adherence import SORTS, load_grid
+from ..adherence import SORTS, clamp_page, load_grid
 from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
 from ..enrolment import enroll, participant_link, reissue_link, withdraw
@@ -224,9 +224,8 @@ LIST_PAGE = 50  # rows a page of the side-effect and follow-up lists
 
 
 def _pages(total: int, size: int) -> tuple[int, int]:
-    """(page, pages): the asked page clamped to the last one, so an old link never shows nothing."""
-    pages = max(1, -(-total // size))
-    return min(_page_number(), pages), pages
+    """(page, pages) for the page asked for in the address."""
+    return clamp_page(_page_number(), total, size)
 
 
 @bp.get("/follow-up")
