@@ -217,11 +217,10 @@ def unacknowledged_counts(participant_filter: list) -> dict[int, int]:
         .group_by(Period.participant_id)).all())
 
 
-def timepoint_tallies(study: Study, now: datetime) -> dict[tuple[int, str], Tally]:
-    """Compliance per (period, time point) over the whole study: from the figures snapshot when
-    it is fresh, otherwise counted now."""
+def timepoint_tallies(study: Study, now: datetime, snapshot=None) -> dict[tuple[int, str], Tally]:
+    """Compliance per (period, time point) over the whole study: from the figures ``snapshot``
+    (``figures.fresh``) when the caller has one, otherwise counted now."""
     from . import figures
-    snapshot = figures.fresh(study.id, now)
     if snapshot is not None:
         return fold_timepoints(figures.timepoint_rows(study.id))[0]
     protocol = protocol_of(study.current_protocol_version)

@@ -46,7 +46,7 @@ def summary():
     chart = line_chart(series, title="Mean % change of the fatigue VAS from baseline, with SD",
                        y_label="% change from baseline", y_range=(floor, 40),
                        y_ticks=tuple(range(floor, 41, 20))) if rows else None
-    tallies = timepoint_tallies(study, now)
+    tallies = timepoint_tallies(study, now, snapshot)
     adherence = [(number, tp.code, tp.label, tallies.get((number, tp.code)))
                  for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
     return render_template("analysis/summary.html", rows=rows, chart=chart, split=split, adherence=adherence,
