@@ -50,5 +50,4 @@ def participant_actor(participant) -> str:
 
 
 SYSTEM = "system"
-# Events that name the allocation: shown only to the unblinded role.
-UNBLINDED_ONLY = ("assign_randomization_slot",)
+# Events that name the allocation: which readers see them is the blinding guard's.

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from . import audit
 from .backups import backup_sqlite
+from .blinding import OPERATOR
 from .database import MIGRATIONS
 from .errors import Refused
 from .extensions import db
@@ -65,6 +66,10 @@ def init_command():
         audit.record(actor=audit.SYSTEM, action="load_protocol", entity="protocol_version",
                      entity_id=version.id, new=f"{version.protocol_id} {version.version}",
                      now=now_utc())
+    from .randomization import ensure_dummy_allocation
+    # Participants enrolled before the dummy was drawn at enrolment get theirs now, so blinded
+    # pages can split by it from the start.
+    ensure_dummy_allocation(study)
     db.session.commit()
     version = study.current_protocol_version
     click.echo(f"Database ready. Study '{study.name}', protocol {version.protocol_id} "
@@ -218,7 +223,11 @@ def scheduler_command(interval):
               help="Before unblinding, export the true allocation instead of the dummy one (audited).")
 @click.option("--standards", is_flag=True,
               help="Add SDTM-shaped domains (CSV and CDISC Dataset-JSON) and FHIR NDJSON.")
-def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation, standards):
+@click.option("--without-side-effects", "without_side_effects", is_flag=True,
+              help="Leave out what can point to the drug by its content (side effects, the blinding guess), "
+                   "for a blinded statistician who asks.")
+def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation, standards,
+                   without_side_effects):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import export_study, zip_bundle
     from .study import require_study
@@ -232,8 +241,9 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
     def export(progress=None):
         # The server's operator: allowed an identified export with a reason (rule 7).
         return export_study(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified,
-                            reason=reason, actor="cli", role="operator", progress=progress,
-                            free_text=not no_free_text, true_allocation=true_allocation, standards=standards)
+                            reason=reason, actor="cli", role=OPERATOR, progress=progress,
+                            free_text=not no_free_text, true_allocation=true_allocation, standards=standards,
+                            without_side_effects=without_side_effects)
 
     try:
         if sys.stdout.isatty():
@@ -258,6 +268,8 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
         state += "; DUMMY allocation (for writing programs; --true-allocation for the real one)"
     if no_free_text:
         state += "; free text removed"
+    if without_side_effects:
+        state += "; side effects and blinding guesses withheld"
     if identified:
         state += "; IDENTIFIED: participants_identified holds personal data"
     click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")

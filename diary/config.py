@@ -43,7 +43,7 @@ PIN_LOCK_MINUTES = 15
 # clock differs from the server's by more than this (its time could not be trusted).
 OFFLINE_CLOCK_TOLERANCE_MINUTES = 10
 
-# A second factor (TOTP) for every staff role; admin and unblinded always need one.
+# A second factor (TOTP) for every staff role; admin, unblinded and emergency always need one.
 REQUIRE_2FA = False
 
 # The study figures on the adherence and summary pages (compliance per time point, counts by

@@ -18,6 +18,7 @@ from .errors import Refused
 from .follow_up import create_tasks
 from .extensions import db
 from .models import Participant, RandomizationSlot, StaffUser
+from .randomization import ensure_dummy_allocation
 from .staff import create_user
 from .study import ensure_study, protocol_of
 
@@ -28,6 +29,7 @@ DEMO_LOGINS = {
     "analyst": ("analyst@demo.diary", "demo-analyst-pass"),
     "unblinded": ("unblinded@demo.diary", "demo-unblinded-pass"),
     "admin": ("admin@demo.diary", "demo-admin-pass"),
+    "emergency": ("emergency@demo.diary", "demo-emergency-pass"),
 }
 # How long ago each participant's infusions started: (infusion 1, infusion 2 or None).
 # Chosen so that different windows are open right now across the ten participants.
@@ -91,6 +93,7 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
         db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position,
                                          sequence=sequence))
     db.session.flush()
+    ensure_dummy_allocation(study)  # the list's sequences shuffled over its slots, as an upload does
 
     protocol = protocol_of(study.current_protocol_version)
     for index, (first_ago, second_ago) in enumerate(STAGES):

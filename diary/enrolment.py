@@ -14,7 +14,7 @@ from .errors import Refused
 from .extensions import db
 from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
 from .models import Assessment, Participant, Period, Study
-from .randomization import next_sequence
+from .randomization import dummy_for, next_sequence
 from .reminders.preferences import check_reminder_hours
 from .study import protocol_of
 from .i18n import DEFAULT_LANGUAGE, LANGUAGES
@@ -87,6 +87,7 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     token = secrets.token_urlsafe(32)
     participant = Participant(
         study=study, code=code, site=site, timezone=timezone, sequence=sequence,
+        dummy_sequence=dummy_for(slot, protocol.sequences),
         status=ParticipantStatus.ACTIVE, email=email or None, phone=phone or None, enrolled_at=now,
         reminder_from=reminder_from, reminder_until=reminder_until, language=language,
         link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)

@@ -82,9 +82,9 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
     timepoints = [{"study_id": study_id, "site": site, "period": number, "timepoint": code, "state": state,
                    "optional": optional, "count": count}
                   for site, number, code, state, optional, count in counted.by_site]
-    sums = [{"study_id": study_id, "sequence": sequence, "treatment": treatment, "period": number,
-             "timepoint": code, "n": n, "total": total, "squares": squares}
-            for sequence, treatment, number, code, n, total, squares in vas]
+    sums = [{"study_id": study_id, "sequence": sequence, "dummy_sequence": dummy, "treatment": treatment,
+             "period": number, "timepoint": code, "n": n, "total": total, "squares": squares}
+            for sequence, dummy, treatment, number, code, n, total, squares in vas]
     took_ms = round((time.perf_counter() - started) * 1000)
 
     connection = db.session.connection()
@@ -121,7 +121,7 @@ def timepoint_rows(study_id: int, site: str | None = None):
 def vas_rows(study_id: int):
     v = VasFigures
     return [tuple(row) for row in db.session.execute(
-        select(v.sequence, v.treatment, v.period, v.timepoint, v.n, v.total, v.squares)
+        select(v.sequence, v.dummy_sequence, v.treatment, v.period, v.timepoint, v.n, v.total, v.squares)
         .where(v.study_id == study_id))]
 
 

@@ -526,14 +526,16 @@ class TimepointFigures(db.Model):
 
 
 class VasFigures(db.Model):
-    """The VAS % change from baseline summed per (sequence, treatment, period, time point), as of
-    the snapshot: n, sum and sum of squares, so any split's mean and SD follow by adding."""
+    """The VAS % change from baseline summed per (sequence, dummy sequence, treatment, period,
+    time point), as of the snapshot: n, sum and sum of squares, so any split's mean and SD
+    follow by adding (the blinding guard chooses the split)."""
 
     __tablename__ = "figures_vas"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     sequence: Mapped[str] = mapped_column(String(16))
+    dummy_sequence: Mapped[Optional[str]] = mapped_column(String(16))
     treatment: Mapped[str] = mapped_column(String(8))
     period: Mapped[int] = mapped_column(Integer)
     timepoint: Mapped[str] = mapped_column(String(16))

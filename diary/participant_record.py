@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import assessments, audit
+from . import assessments
+from .blinding import Blinding
 from .assessments import AssessmentRow
 from .charts import Point, line_chart
 from .extensions import db
@@ -41,8 +42,9 @@ def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str
     return series
 
 
-def participant_record(participant: Participant, now: datetime) -> ParticipantRecord:
-    """Everything the participant page shows, in a fixed number of queries."""
+def participant_record(participant: Participant, now: datetime, blinding: Blinding) -> ParticipantRecord:
+    """Everything the participant page shows to a reader, in a fixed number of queries (the audit
+    events the blinding guard lets ``blinding``'s reader see)."""
     timeline = assessments.load(now, participant_ids=[participant.id], with_values=True)
     protocol = protocol_of(participant.study.current_protocol_version)
     series = vas_series(timeline, protocol.vas_item())
@@ -58,6 +60,6 @@ def participant_record(participant: Participant, now: datetime) -> ParticipantRe
         .where(Period.participant_id == participant.id)
         .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(HISTORY_LIMIT)).all()
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id,
-                                                         AuditEvent.action.not_in(audit.UNBLINDED_ONLY))
+                                                         AuditEvent.action.not_in(blinding.hidden_audit_actions))
                                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(HISTORY_LIMIT)).all()
     return ParticipantRecord(participant, timeline, chart, reports, reminders, events)

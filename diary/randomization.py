@@ -107,6 +107,13 @@ def _shuffled(sequences: list[str]) -> list[str]:
     return dummy
 
 
+def dummy_for(slot: RandomizationSlot | None, sequences) -> str:
+    """A new participant's dummy sequence: their slot's, or one drawn at random without a slot."""
+    if slot is not None and slot.dummy_sequence:
+        return slot.dummy_sequence
+    return _draw.choice(list(sequences))
+
+
 def ensure_dummy_allocation(study: Study) -> int:
     """Give every slot and participant still without one a dummy sequence; return how many
     participants got one.

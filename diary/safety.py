@@ -18,12 +18,12 @@ from .errors import Refused
 from .extensions import db
 from .links import base_url
 from .models import Participant, SideEffectReport, StaffMessage, StaffUser
+from .blinding import may_break_code
 from .study import protocol_of
 from .vocabulary import ReminderState, ReviewState, Role, Severity, StaffMessageKind
 
 # An alert that could not go out for a day is pointless by email: the follow-up task stands.
 ALERT_LIFETIME = timedelta(days=1)
-CODE_BREAKERS = (Role.UNBLINDED, Role.EMERGENCY)
 
 
 def site_recipients(site: str) -> list[str]:
@@ -110,14 +110,11 @@ def break_code(participant: Participant, reason: str, *, by: StaffUser, now: dat
     alert recipients are told a code was broken (never what it was); the participant is flagged
     in the export with the time.
     """
-    if by.role not in CODE_BREAKERS:
+    if not may_break_code(by.role):
         raise Refused("Only the unblinded or emergency role can break a participant's code.", status=403)
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise Refused("Say why the code must be broken (at least a sentence).", field="reason")
-    protocol = protocol_of(participant.study.current_protocol_version)
-    revealed = [(period.number, period.treatment, protocol.treatments.get(period.treatment, period.treatment))
-                for period in participant.periods]
     first = db.session.execute(update(Participant).where(Participant.id == participant.id,
                                                          Participant.code_broken_at.is_(None))
                                .values(code_broken_at=now, code_broken_by_id=by.id)
@@ -134,7 +131,18 @@ def break_code(participant: Participant, reason: str, *, by: StaffUser, now: dat
                       f"broken for an emergency by {by.email} at {now:%Y-%m-%d %H:%M} UTC.\nReason: {reason}\n\n"
                       "This message does not say which treatment it was. The rest of the study stays blinded.\n"),
                 participant_id=participant.id, now=now)
-    return revealed
+    return broken_code(participant, by)
+
+
+def broken_code(participant: Participant, reader: StaffUser) -> list[tuple[int, str, str]]:
+    """(period, masked code, drug) of a participant whose code is broken, for the person who broke
+    it or the unblinded role; reading it again writes nothing (the break was audited once)."""
+    if participant.code_broken_at is None or not may_break_code(reader.role) or (
+            reader.role != Role.UNBLINDED and participant.code_broken_by_id != reader.id):
+        raise Refused("This participant's code has not been broken by you.", status=403)
+    protocol = protocol_of(participant.study.current_protocol_version)
+    return [(period.number, period.treatment, protocol.treatments.get(period.treatment, period.treatment))
+            for period in participant.periods]
 
 
 def participant_by_code(study_id: int, code: str) -> Participant | None:

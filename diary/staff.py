@@ -18,6 +18,8 @@ from .models import LoginThrottle, StaffUser
 from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
 from .vocabulary import Role
 
+# Roles that must sign in with a second factor whatever the installation says.
+SECOND_FACTOR_ROLES = (Role.ADMIN, Role.UNBLINDED, Role.EMERGENCY)
 ACCOUNT_LIMIT, ADDRESS_LIMIT = 5, 20  # failures within the window before a lock
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LOCK = timedelta(minutes=15)
@@ -169,9 +171,9 @@ def record_sign_out(user: StaffUser, *, now: datetime, why: str = "signed out") 
 
 
 def second_factor_required(user: StaffUser, require_for_all: bool) -> bool:
-    """Admin and unblinded roles (who can unblind or export identities) always need a second
-    factor; every role does when the installation says so (DIARY_REQUIRE_2FA)."""
-    return require_for_all or user.role in (Role.ADMIN, Role.UNBLINDED)
+    """Admin, unblinded and emergency roles (who can unblind, break a code or export identities)
+    always need a second factor; every role does when the installation says so (DIARY_REQUIRE_2FA)."""
+    return require_for_all or user.role in SECOND_FACTOR_ROLES
 
 
 def _throttle_keys(email: str, address: str) -> list[str]:

@@ -89,6 +89,23 @@ class Role(StrEnum):
     EMERGENCY = "emergency"
 
 
+class Allocation(StrEnum):
+    """What a reader may see of the allocation (decided by ``blinding.blinding_for``)."""
+
+    TRUE = "true"    # the true sequences (as masked A/B codes while the study is blinded)
+    DUMMY = "dummy"  # the stored dummy allocation, flagged as such, for writing programs on
+    NONE = "none"    # no allocation at all, not even aggregated by it
+
+
+class Split(StrEnum):
+    """How an aggregate (the study summary's means) is grouped for a reader."""
+
+    TREATMENT = "treatment"            # by drug: the study is unblinded
+    SEQUENCE = "sequence"              # by true sequence: the unblinded role, before unblinding
+    DUMMY_SEQUENCE = "dummy_sequence"  # by the dummy allocation, said on the page
+    POOLED = "pooled"                  # everyone together
+
+
 class ReviewState(StrEnum):
     """Where a side-effect report stands with the study team."""
 
@@ -180,6 +197,6 @@ def spoken(words) -> str:
 # Exposed to every template, so pages compare against the same words (see web/__init__).
 TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus,
                     "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
-                    "Role": Role, "ReminderState": ReminderState, "STATE_TEXT": STATE_TEXT,
+                    "Role": Role, "ReminderState": ReminderState, "Split": Split, "STATE_TEXT": STATE_TEXT,
                     "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS,
                     "severity_label": severity_label}

@@ -257,8 +257,9 @@ def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(
     shown = client.post("/staff/code-break", data={
         "csrf_token": csrf_from(page), "code": "P-BRK001", "confirm": "BREAK",
         "reason": "anaphylaxis in the emergency department; treating team needs the drug"})
-    html = shown.get_data(as_text=True)
-    assert shown.status_code == 200 and "ketamine 0.5 mg/kg" in html and "midazolam" in html
+    assert shown.status_code == 303 and shown.headers["Location"].endswith("/staff/code-break/P-BRK001")
+    html = client.get(shown.headers["Location"]).get_data(as_text=True)
+    assert "ketamine 0.5 mg/kg" in html and "midazolam" in html
     assert "P-BRK002" not in html
     db.session.expire_all()
     assert broken.code_broken_at is not None and other.code_broken_at is None
@@ -279,6 +280,50 @@ def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(
 def test_only_the_unblinded_and_emergency_roles_may_break_a_code(client, study, role):
     login_as(client, role)
     assert client.get("/staff/code-break").status_code == 403
+
+
+@pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL}], indirect=True)
+def test_reloading_the_code_break_result_writes_no_second_event_or_email(app, client, study):
+    """One break, one audit event, one notice per address, however often the result is reloaded;
+    another emergency account cannot read the result without breaking (and being audited) itself."""
+    dosed(study, "P-BRK010", now_utc() - timedelta(days=3))
+    db.session.commit()
+    login_as(client, "emergency", "er1@site.test")
+    page = client.get("/staff/code-break").get_data(as_text=True)
+    broke = client.post("/staff/code-break", data={
+        "csrf_token": csrf_from(page), "code": "P-BRK010", "confirm": "BREAK",
+        "reason": "seizure at home; the emergency physician asks which drug was given"})
+    assert broke.status_code == 303
+    for _ in range(3):
+        reloaded = client.get(broke.headers["Location"])
+        assert reloaded.status_code == 200 and "ketamine 0.5 mg/kg" in reloaded.get_data(as_text=True)
+        assert reloaded.headers["Cache-Control"] == "no-store"
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "break_code")) == 1
+    notices = db.session.scalars(select(StaffMessage).where(StaffMessage.kind == "code_break")).all()
+    assert sorted(n.recipient for n in notices) == ["oncall@site.test", "pi@site.test"]
+    other = app.test_client()
+    login_as(other, "emergency", "er2@site.test")
+    peek = other.get("/staff/code-break/P-BRK010")
+    assert peek.status_code == 302 and peek.headers["Location"].endswith("/staff/code-break")
+
+
+def test_the_result_of_a_code_break_is_refused_to_anyone_who_did_not_break_it(study):
+    """``broken_code`` itself: refused before any break, and to a second emergency account."""
+    from diary.errors import Refused
+    from diary.safety import break_code, broken_code
+    participant = dosed(study, "P-BRK011", now_utc() - timedelta(days=3))
+    breaker, bystander = make_staff("emergency", "er3@site.test"), make_staff("emergency", "er4@site.test")
+    with pytest.raises(Refused) as before:
+        broken_code(participant, breaker)
+    assert before.value.status == 403
+    break_code(participant, "anaphylaxis; the treating team needs the drug", by=breaker, now=now_utc())
+    assert [code for _, code, _ in broken_code(participant, breaker)] == ["A", "B"]
+    assert len(broken_code(participant, make_staff("unblinded"))) == 2
+    with pytest.raises(Refused):
+        broken_code(participant, bystander)
+    with pytest.raises(Refused):
+        broken_code(participant, make_staff("coordinator"))
 
 
 # --- A calendar feed people can trust ----------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import current_app
 
 from .. import audit
+from ..blinding import OPERATOR, Allocation, blinding_for
 from ..errors import Refused
 from ..extensions import db
 from ..randomization import ensure_dummy_allocation
@@ -41,16 +42,18 @@ def sha256_of(path: Path) -> str:
 
 def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progress=None,
                  identified: bool = False, true_allocation: bool = False, free_text: bool = True,
-                 standards: bool = False) -> dict:
+                 standards: bool = False, without_side_effects: bool = False, blinding=None) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
 
     Without ``identified`` (the default) no file carries a direct identifier. With it, a
     ``participants_identified`` table maps codes to contact details; callers must check that
     the person asking is allowed to, and audit it.
 
-    While the study is blinded, the export carries the dummy allocation unless
-    ``true_allocation`` (the unblinded role's export); the dummy is stored first, which commits
-    the session. Without ``free_text`` the columns that may carry identifiers are blanked.
+    What of the allocation it carries is the blinding guard's (``blinding``, by default the
+    operator's): while the study is blinded, the dummy allocation unless ``true_allocation``;
+    the dummy is stored first, which commits the session. Without ``free_text`` the columns that
+    may carry identifiers are blanked. ``without_side_effects`` leaves out the answers that can
+    reveal the treatment by their content (side effects, the blinding guess).
     With ``standards`` the exchange formats are added: SDTM-shaped domains (CSV and CDISC
     Dataset-JSON) under sdtm/ and FHIR NDJSON under fhir/ (they about triple the export's time,
     so they are asked for).
@@ -63,8 +66,11 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol_of(study.current_protocol_version)
-    blinded = study.unblinded_at is None
-    dummy = blinded and not true_allocation
+    blinding = blinding or blinding_for(study, OPERATOR, true_allocation=true_allocation)
+    if blinding.allocation is Allocation.NONE:
+        raise Refused("This role receives no export of the study's data.", status=403)
+    blinded = not blinding.drug_names
+    dummy = blinding.is_dummy
     if dummy:
         # Stored before the snapshot is read, so this export and every later one agree.
         ensure_dummy_allocation(study)
@@ -79,7 +85,8 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
         connection = connection.execution_options(**options)
         with connection.begin():
             ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now,
-                                dummy=dummy, no_free_text=not free_text)
+                                dummy=dummy, no_free_text=not free_text,
+                                without_side_effects=without_side_effects)
             tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
             for table in tables:
                 rows = (iter(dictionary_rows(protocol, identified)) if table == "data_dictionary"
@@ -112,6 +119,12 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
                      if standards else "not asked for",
         "free_text": "included: columns marked may_contain_identifiers can hold names or contact details"
                      if free_text else "removed: columns marked may_contain_identifiers are blank",
+        "side_effects": ("withheld (--without-side-effects): side_effects and sdtm/ae are empty; the answers to "
+                         + ", ".join(protocol.revealing_instruments()) + " are left out of responses, fhir/ and the "
+                         "audit trail's values" if without_side_effects else
+                         "included: side_effects, sdtm/ae and the answers to "
+                         + ", ".join(protocol.revealing_instruments())
+                         + " can point to the treatment by their content (see data_dictionary)"),
         "format": fmt,
         "identified": identified,
         "identifiers": ("participants_identified holds emails and phone numbers: handle as personal data"
@@ -150,38 +163,34 @@ def zip_bundle(bundle_dir: Path, target):
 
 # Who may ask for an identified export (rule 7): the admin on the web, or the server's operator
 # on the command line (who can read the database anyway).
-IDENTIFIED_EXPORTERS = (Role.ADMIN, "operator")
-
-
-# Who receives the true allocation before unblinding: the unblinded role, and the server's
-# operator when they ask for it (they can read the database anyway; it is audited). Every other
-# role gets the dummy allocation.
-TRUE_ALLOCATION = (Role.UNBLINDED, "operator")
+IDENTIFIED_EXPORTERS = (Role.ADMIN, OPERATOR)
 
 
 def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, fmt: str = "csv",
                  identified: bool = False, reason: str | None = None, progress=None,
-                 free_text: bool = True, true_allocation: bool | None = None, standards: bool = False) -> dict:
+                 free_text: bool = True, true_allocation: bool | None = None, standards: bool = False,
+                 without_side_effects: bool = False) -> dict:
     """The one gate for every export, web or CLI: check who may have what, write, audit.
 
-    ``role`` is the staff role asking, or ``"operator"`` for the server's command line. The
-    unblinded role always gets the true allocation; the operator only when ``true_allocation``.
+    ``role`` is the staff role asking, or ``"operator"`` for the server's command line. What of
+    the allocation it carries is the blinding guard's: the unblinded role always gets the true
+    allocation; the operator only when ``true_allocation``; other blinded roles the dummy.
     """
     reason = (reason or "").strip() or None
     if identified and role not in IDENTIFIED_EXPORTERS:
         raise Refused("Only an admin can ask for an identified export.", status=403)
     if identified and not reason:
         raise Refused("An identified export needs a reason: it carries emails and phone numbers.")
-    if true_allocation and role not in TRUE_ALLOCATION:
-        raise Refused("Only the unblinded role sees the true allocation before unblinding.", status=403)
-    true_allocation = role == Role.UNBLINDED if true_allocation is None else true_allocation
+    blinding = blinding_for(study, role, true_allocation=bool(true_allocation))
     manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified,
-                            true_allocation=true_allocation, free_text=free_text, standards=standards)
+                            free_text=free_text, standards=standards, without_side_effects=without_side_effects,
+                            blinding=blinding)
     allocation = "dummy allocation" if manifest["allocation_is_dummy"] else "true allocation"
     audit.record(actor=actor, action="identified_export" if identified else "export", entity="study",
                  entity_id=study.id, now=now, reason=reason,
                  new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, {allocation}, "
                      + ("free text removed, " if not free_text else "")
+                     + ("side effects withheld, " if without_side_effects else "")
                      + ", ".join(f"{entry['table']} {entry['rows']}" for name, entry in manifest["files"].items()
                                  if "/" not in name))
     return manifest

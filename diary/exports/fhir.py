@@ -94,7 +94,7 @@ def questionnaire_responses(ctx: ExportContext):
             ctx.stream(query), key=lambda r: (r.code, r.number, r.timepoint, r.instrument)):
         rows = list(rows)
         instrument = instruments.get(instrument_id)
-        if instrument is None:
+        if instrument is None or instrument_id in ctx.withheld:
             continue
         values = {row.item: row.value for row in rows}
         items = []

@@ -117,7 +117,10 @@ TABLES: dict[str, list[Column]] = {
                "side_effects instead).", allowed=FROM_PROTOCOL),
         Column("item", STRING, "Item id within the instrument.", allowed=FROM_PROTOCOL),
         Column("value", STRING, "The answer as entered: a whole number for vas and nrs items, a code for "
-               "choices, text for free text (free-text answers are blanked by --no-free-text).",
+               "choices, text for free text (free-text answers are blanked by --no-free-text). CAN REVEAL "
+               "TREATMENT: the answers to instruments marked may_reveal_treatment in the protocol (the "
+               "participants' blinding guess) point to the drug in aggregate, whatever the allocation "
+               "shown; --without-side-effects leaves them out.",
                allowed=FROM_PROTOCOL, free_text=True),
         SUBMITTED, COLLECTED, MINUTES, SOURCE, MODE, DUMMY,
     ],
@@ -171,7 +174,9 @@ TABLES: dict[str, list[Column]] = {
         PARTICIPANT, PERIOD, TREATMENT_CODE, TREATMENT,
         Column("timepoint", STRING, TIMEPOINT.description, allowed=FROM_PROTOCOL), TIMEPOINT_ORDER,
         Column("term", STRING, "Side effect code from the solicited checklist, or 'other' for a free-text "
-               "report.", allowed=FROM_PROTOCOL),
+               "report. CAN REVEAL TREATMENT: side effects typical of one drug (such as dissociation or "
+               "sedation) point to it whatever the allocation shown; --without-side-effects "
+               "leaves this table empty.", allowed=FROM_PROTOCOL),
         Column("severity", STRING, "Severity as reported. Empty for free-text reports.",
                allowed=listed(Severity.reported())),
         Column("solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.",

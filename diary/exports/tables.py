@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ..adherence import Tally
 from ..assessments import rows_query, state_at
-from ..audit import UNBLINDED_ONLY
+from ..blinding import ALLOCATION_EVENTS
 from ..models import (
     Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Study, Submission,
 )
@@ -39,6 +39,9 @@ class ExportContext:
     dummy: bool = False
     # Free text (verbatim reports, free-text answers, audit reasons) left out for sharing.
     no_free_text: bool = False
+    # Answers that can point to the drug by their content (side effects, the blinding guess:
+    # ``Protocol.revealing_instruments``) left out, for a blinded statistician who asks.
+    without_side_effects: bool = False
     dummies: dict = field(default_factory=dict)
     # Filled while fatigue_endpoints is written, so the participants table need not recompute it.
     endpoint_flags: list | None = None
@@ -48,6 +51,7 @@ class ExportContext:
         self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
         self.free_text_items = {(instrument.id, item.id) for instrument in self.protocol.instruments.values()
                                 for item in instrument.items if item.type == "free_text"}
+        self.withheld = set(self.protocol.revealing_instruments()) if self.without_side_effects else set()
         if self.dummy:
             self.dummies = dict(self.connection.execute(
                 select(Participant.code, Participant.dummy_sequence).where(Participant.study_id == self.study.id)).all())
@@ -107,8 +111,9 @@ def assessments(ctx: ExportContext):
                row.source, row.submission_mode, row.code_broken_at, dummy)
 
 
-def _response_instruments(protocol: Protocol) -> list[str]:
-    return [name for name, instrument in protocol.instruments.items() if not instrument.side_effects]
+def _response_instruments(ctx: ExportContext) -> list[str]:
+    return [name for name, instrument in ctx.protocol.instruments.items()
+            if not instrument.side_effects and name not in ctx.withheld]
 
 
 def responses_query(ctx: ExportContext, instruments: list[str]):
@@ -126,7 +131,7 @@ def responses_query(ctx: ExportContext, instruments: list[str]):
 def responses(ctx: ExportContext):
     """The biggest table by far, so its loop is kept lean: rows of one submission are adjacent,
     and the per-submission values (treatment, minutes from dose) are computed once for them."""
-    query = responses_query(ctx, _response_instruments(ctx.protocol)).order_by(
+    query = responses_query(ctx, _response_instruments(ctx)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id)
     blank = ctx.free_text_items if ctx.no_free_text else set()
     order, dummy = ctx.order, ctx.dummy
@@ -222,6 +227,8 @@ def fatigue_timecourse(ctx: ExportContext):
 
 
 def side_effects(ctx: ExportContext):
+    if ctx.without_side_effects:
+        return
     rows = ctx.stream(
         select(Participant.code, Participant.sequence, Period.number, Period.treatment, Period.dose_start,
                SideEffectReport.timepoint, SideEffectReport.term, SideEffectReport.severity,
@@ -295,7 +302,7 @@ STAFF_ACTIONS = ("reset_pin", "set_pin", "pin_locked", "participant_sign_out", "
 
 def audit_trail(ctx: ExportContext):
     """Who (by role) changed what, when, from what, to what, and why. Events that name the
-    allocation (``audit.UNBLINDED_ONLY``) are left out entirely, whoever exports."""
+    allocation (``blinding.ALLOCATION_EVENTS``) are left out entirely, whoever exports."""
     staff_roles = dict(ctx.connection.execute(select(StaffUser.email, StaffUser.role)).all())
     codes = dict(ctx.connection.execute(
         select(Participant.id, Participant.code).where(Participant.study_id == ctx.study.id)).all())
@@ -303,12 +310,20 @@ def audit_trail(ctx: ExportContext):
         select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity,
                AuditEvent.participant_id, AuditEvent.field, AuditEvent.old_value, AuditEvent.new_value,
                AuditEvent.reason)
-        .where(AuditEvent.entity.in_(DATA_ENTITIES), AuditEvent.action.not_in(UNBLINDED_ONLY + STAFF_ACTIONS),
+        .where(AuditEvent.entity.in_(DATA_ENTITIES), AuditEvent.action.not_in(ALLOCATION_EVENTS + STAFF_ACTIONS),
                (AuditEvent.participant_id.is_(None)) | (AuditEvent.participant_id.in_(select(Participant.id).where(
                    Participant.study_id == ctx.study.id))))
         .order_by(AuditEvent.id).execution_options(yield_per=BATCH))
+    withheld = tuple(f"{name}." for name in ctx.withheld)
     for row in rows:
         old, new, reason = row.old_value, row.new_value, row.reason
+        if ctx.without_side_effects:
+            # Side-effect reviews, and an entry's answers as the audit trail records them, go
+            # with the tables they describe.
+            if row.entity == "side_effect_report":
+                continue
+            if any(name in (value or "") for value in (row.field, old, new) for name in withheld):
+                old = new = None
         if ctx.no_free_text:
             old = new = reason = None
         yield (row.id, row.at, _actor_role(row.actor, staff_roles), row.action, row.entity,

@@ -202,8 +202,17 @@ class _Builder:
                 items.append(item)
             result[str(name)] = Instrument(
                 id=str(name), title=self.text(spec.get("title", name), f"instruments.{name}.title"), items=tuple(items),
-                side_effects=any(item.type == "severity_checklist" for item in items))
+                side_effects=any(item.type == "severity_checklist" for item in items),
+                may_reveal_treatment=(any(item.type == "severity_checklist" for item in items)
+                                      or self.flag(spec, "may_reveal_treatment", path)))
         return result
+
+    def flag(self, spec: dict, key: str, path: str) -> bool:
+        value = spec.get(key, False)
+        if not isinstance(value, bool):
+            self.fail(f"{path}.{key}", "must be true or false")
+            return False
+        return value
 
     def item(self, raw, path) -> Item | None:
         if not isinstance(raw, dict):

@@ -104,6 +104,10 @@ class Instrument:
     items: tuple[Item, ...]
     # The side-effect checklist is exported as reports, not as responses.
     side_effects: bool = False
+    # Answers that can point to the drug through their content (side effects such as
+    # dissociation, the participants' guesses), whatever the software hides: the data
+    # dictionary says so, and an export --without-side-effects leaves them out.
+    may_reveal_treatment: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,10 @@ class Protocol:
 
     def instruments_for(self, timepoint: TimePoint) -> list[Instrument]:
         return [self.instruments[name] for name in timepoint.instruments]
+
+    def revealing_instruments(self) -> list[str]:
+        """Instruments whose answers can reveal the treatment by their content."""
+        return [name for name, instrument in self.instruments.items() if instrument.may_reveal_treatment]
 
     def vas_item(self) -> tuple[str, str]:
         """(instrument, item) of the fatigue VAS: the first vas item, the primary outcome."""

@@ -16,7 +16,9 @@ from ..exports.writers import FORMATS
 from ..extensions import db
 from ..models import now_utc
 from ..study import protocol_of, require_study, unblind
-from ..summary import split_label, vas_change_summary
+from ..blinding import SMALL_CELL, blinding_for
+from ..vocabulary import Allocation
+from ..summary import blinding_guess_summary, vas_change_summary
 from ..vocabulary import Role
 from .auth import roles_required
 from .forms import BaseForm
@@ -31,25 +33,33 @@ EXPORTERS = (Role.ANALYST, Role.UNBLINDED, Role.ADMIN)
 def summary():
     study = require_study()
     protocol = protocol_of(study.current_protocol_version)
-    split = split_label(study, g.staff.role)
+    blinding = blinding_for(study, g.staff.role)
     now = now_utc()
     snapshot = figures.fresh(study.id, now)
-    rows = vas_change_summary(study, protocol, split, now,
+    rows = vas_change_summary(study, protocol, blinding.split, now, min_cell=blinding.min_cell,
                               sums=figures.vas_rows(study.id) if snapshot is not None else None)
     series: dict[str, list[Point]] = {}
     for row in rows:
+        if not row.shown:
+            continue
         series.setdefault(f"{row.group}, infusion {row.period}", []).append(
             Point(row.nominal_hours, row.mean, f"{row.timepoint}: mean {row.mean}%, SD {row.sd}, n {row.n}",
                   spread=row.sd))
-    lowest = min([row.mean - (row.sd or 0) for row in rows] + [-60])
+    lowest = min([row.mean - (row.sd or 0) for row in rows if row.shown] + [-60])
     floor = max(-100, 20 * int(lowest // 20))
     chart = line_chart(series, title="Mean % change of the fatigue VAS from baseline, with SD",
                        y_label="% change from baseline", y_range=(floor, 40),
-                       y_ticks=tuple(range(floor, 41, 20))) if rows else None
+                       y_ticks=tuple(range(floor, 41, 20))) if series else None
     tallies = timepoint_tallies(study, now, snapshot)
     adherence = [(number, tp.code, tp.label, tallies.get((number, tp.code)))
                  for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
-    return render_template("analysis/summary.html", rows=rows, chart=chart, split=split, adherence=adherence,
+    # The guesses against the treatment given show the true allocation: unblinded readers only.
+    guesses = blinding_guess_summary(study, protocol) if blinding.allocation is Allocation.TRUE else None
+    treatment_label = ((lambda code: protocol.treatments.get(code, code)) if blinding.drug_names
+                       else (lambda code: f"treatment {code}"))
+    return render_template("analysis/summary.html", rows=rows, chart=chart, split=blinding.split,
+                           small_cell=SMALL_CELL, adherence=adherence, guesses=guesses,
+                           treatment_label=treatment_label,
                            unblinded=study.unblinded_at is not None, as_of=snapshot.as_of if snapshot else now,
                            live=snapshot is None)
 
@@ -78,7 +88,8 @@ def exports():
                 export_study(Path(folder), study=study, now=now, fmt=fmt, identified=identified,
                              reason=request.form.get("reason"), actor=audit.staff_actor(g.staff),
                              role=g.staff.role, free_text=request.form.get("free_text") != "no",
-                             standards=request.form.get("standards") == "yes")
+                             standards=request.form.get("standards") == "yes",
+                             without_side_effects=request.form.get("side_effects") == "no")
                 zip_bundle(Path(folder), archive)
         except Refused as refusal:
             archive.close()

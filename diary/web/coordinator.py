@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime, timedelta
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
@@ -22,6 +21,7 @@ from sqlalchemy import case, func, select
 from .. import audit
 from ..actions import AlreadyDone, take_key
 from ..adherence import SORTS, clamp_page, load_grid
+from ..blinding import CODE_BREAKERS, blinding_for
 from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
 from ..enrolment import enroll, participant_link, reissue_link, withdraw
@@ -31,7 +31,7 @@ from ..extensions import db
 from ..localtime import from_local_clock, local_datetime, plausible
 from ..follow_up import close_task, count_tasks, tasks
 from ..models import Assessment, AuditEvent, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, now_utc
-from ..safety import break_code, participant_by_code
+from ..safety import break_code, broken_code, participant_by_code
 from ..participant_record import participant_record
 from ..pins import reset_pin
 from ..side_effects import acknowledge as acknowledge_report
@@ -268,29 +268,41 @@ def close_follow_up(task_id):
 
 
 @bp.route("/code-break", methods=["GET", "POST"])
-@roles_required(Role.UNBLINDED, Role.EMERGENCY)
+@roles_required(*CODE_BREAKERS)
 def code_break():
-    """Break one participant's code in an emergency: audited, the site told, the rest blinded."""
+    """Break one participant's code in an emergency: audited, the site told, the rest blinded.
+    The break is a POST answered by a redirect, so reloading the result breaks nothing again."""
     form = CodeBreakForm()
-    revealed = participant = None
     if form.validate_on_submit():
         participant = participant_by_code(require_study().id, form.code.data)
         if participant is None:
             form.code.errors.append("No participant has that code.")
         else:
             try:
-                revealed = break_code(participant, form.reason.data, by=g.staff, now=now_utc())
+                break_code(participant, form.reason.data, by=g.staff, now=now_utc())
             except Refused as refusal:
                 db.session.rollback()
                 getattr(form, refusal.field or "reason").errors.append(refusal.message)
             else:
                 db.session.commit()
-                response = make_response(render_template("coordinator/code_break.html", form=None,
-                                                         participant=participant, revealed=revealed))
-                response.headers["Cache-Control"] = "no-store"
-                return response
+                return redirect(url_for(".code_broken", code=participant.code), 303)
     return render_template("coordinator/code_break.html", form=form, participant=None, revealed=None), \
         422 if request.method == "POST" else 200
+
+
+@bp.get("/code-break/<code>")
+@roles_required(*CODE_BREAKERS)
+def code_broken(code):
+    """The treatments of a participant whose code this person broke (no new audit event)."""
+    participant = _participant(code)
+    try:
+        revealed = broken_code(participant, g.staff)
+    except Refused:
+        return redirect(url_for(".code_break"))
+    response = make_response(render_template("coordinator/code_break.html", form=None,
+                                             participant=participant, revealed=revealed))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # --- Participants ------------------------------------------------------------------------------
@@ -309,7 +321,7 @@ def _participant(code: str) -> Participant:
 def participant(code):
     participant = _participant(code)
     now = now_utc()
-    record = participant_record(participant, now)
+    record = participant_record(participant, now, blinding_for(participant.study, g.staff.role))
     return render_template(
         "coordinator/participant.html", participant=participant, timeline=record.timeline, chart=record.chart,
         reports=record.reports, events=record.events, reminders=record.reminders,
@@ -656,8 +668,8 @@ MAX_PAGE = 1_000_000  # page numbers beyond any trial's audit trail are clamped,
 @bp.get("/audit")
 @roles_required(*READERS)
 def audit_trail():
-    # Events naming the allocation are for the unblinded role only; no role reading this page is.
-    filters = [AuditEvent.action.not_in(audit.UNBLINDED_ONLY)]
+    hidden = blinding_for(require_study(), g.staff.role).hidden_audit_actions
+    filters = [AuditEvent.action.not_in(hidden)]
     code = request.args.get("participant", "").strip()
     action = request.args.get("action", "").strip()
     who = request.args.get("actor", "").strip()
@@ -673,6 +685,6 @@ def audit_trail():
         .where(*filters).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
         .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE)).all()
     actions = db.session.scalars(select(func.distinct(AuditEvent.action))
-                                 .where(AuditEvent.action.not_in(audit.UNBLINDED_ONLY)).order_by(AuditEvent.action)).all()
+                                 .where(AuditEvent.action.not_in(hidden)).order_by(AuditEvent.action)).all()
     return render_template("coordinator/audit.html", events=events[:AUDIT_PAGE], more=len(events) > AUDIT_PAGE,
                            page=page, actions=actions, code=code, action=action, who=who)
