@@ -23,6 +23,7 @@ install: $(BIN)/.installed
 # Migrate, load the demo study into a new database, then serve with gunicorn beside the
 # scheduler process. Ctrl-C stops both.
 run: install
+	@mkdir -p instance && echo "$(DIARY_BASE_URL)" > instance/served_url.txt
 	$(FLASK) diary init
 	$(FLASK) diary demo --if-empty
 	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C stops the web server and the scheduler)"

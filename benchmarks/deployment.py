@@ -140,7 +140,8 @@ def main() -> None:
     ports = [free_port(), free_port()]
     env = {**os.environ, "DIARY_DATABASE_URL": url, "DIARY_SECRET_KEY": "bench-shared-secret",
            "DIARY_BASE_URL": f"http://127.0.0.1:{ports[0]}", "DIARY_SMTP_HOST": "127.0.0.1",
-           "DIARY_SMTP_PORT": str(smtp_port), "DIARY_INSTANCE_PATH": f"/tmp/{DATABASE}-instance"}
+           "DIARY_SMTP_PORT": str(smtp_port), "DIARY_INSTANCE_PATH": f"/tmp/{DATABASE}-instance",
+           "DIARY_DIGEST_HOUR": "null"}  # reminders per reminder owed are counted: no digest
     processes = []
     try:
         started = time.perf_counter()

@@ -10,6 +10,8 @@ from flask import Flask
 __version__ = "0.1.0"
 
 ROOT = Path(__file__).resolve().parent.parent
+# In the instance folder: the base URL the last ``make run`` served at.
+SERVED_URL_FILE = "served_url.txt"
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -25,11 +27,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def configure(app: Flask, test_config: dict | None) -> None:
-    """Defaults, then instance/config.py, then DIARY_* variables, then the test's mapping."""
+    """Defaults, then instance/config.py (and the address ``make run`` serves at), then DIARY_*
+    variables, then the test's mapping."""
     app.config.from_object("diary.config")
     if test_config is None:
         os.makedirs(app.instance_path, exist_ok=True)
         app.config.from_pyfile("config.py", silent=True)
+        served = Path(app.instance_path) / SERVED_URL_FILE
+        if served.is_file():
+            # ``make run`` writes the address it serves, so a command run from another shell
+            # prints links to that server (DIARY_BASE_URL still wins).
+            app.config["BASE_URL"] = served.read_text(encoding="utf-8").strip() or app.config["BASE_URL"]
         app.config.from_prefixed_env(prefix="DIARY")
         if not app.config.get("SECRET_KEY"):
             app.config["SECRET_KEY"] = _generate_secret_key(Path(app.instance_path) / "config.py")

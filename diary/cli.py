@@ -281,9 +281,46 @@ def send_reminders_command():
     from .reminders.dispatch import run_pass
 
     result = run_pass(current_app._get_current_object())
+    for text in result.unsent_texts:
+        click.echo(f"{'=' * 72}\n{text.rstrip()}\n{'=' * 72}")
     click.echo(f"Reminders: {result.summary()}.")
     for error in sorted(set(result.errors))[:10]:
         click.echo(f"  failure: {error}")
+
+
+@diary_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (for monitoring).")
+def status_command(as_json):
+    """Say whether the scheduler is alive and safety messages can go out; exit 1 when not."""
+    import json
+
+    from .status import gather
+
+    report = gather(current_app.config, now_utc())
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        click.echo(f"Scheduler: {'alive' if report.scheduler_alive else 'SILENT'}"
+                   + (f", last pass {report.last_pass_at:%Y-%m-%d %H:%M:%S} UTC" if report.last_pass_at else
+                      ", no pass recorded"))
+        email = report.channels["email"]
+        click.echo(f"Email: {email['smtp_host'] + ':' + str(email['smtp_port']) if email['smtp_host'] else 'not configured'}"
+                   f"; web push: {'configured' if report.channels['web_push']['configured'] else 'not configured'}")
+        for table, kinds in report.outbox.items():
+            for kind, states in sorted(kinds.items()):
+                click.echo(f"Outbox {table} {kind}: " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
+        if report.oldest_unsent_safety:
+            oldest = report.oldest_unsent_safety
+            click.echo(f"Oldest unsent safety message: {oldest['kind']} to {oldest['recipient']}, "
+                       f"{oldest['state']} since {oldest['created_utc']:%Y-%m-%d %H:%M} UTC"
+                       + (f" ({oldest['reason']})" if oldest["reason"] else ""))
+        database = report.database
+        click.echo(f"Database: {database['engine']} {database['server_version'] or ''}, migration "
+                   f"{database['migration'] or 'none'} (head {database['migration_head']}); diary {report.app_version}")
+        for problem in report.problems:
+            click.echo(f"PROBLEM: {problem}")
+        click.echo("OK" if not report.problems else f"{len(report.problems)} problem(s)")
+    sys.exit(0 if not report.problems else 1)
 
 
 @diary_cli.command("backup")

@@ -34,6 +34,12 @@ DEFAULT_SITE_CONTACT = "+1 301 555 0100"
 # ("*" for every site): {"NIH-CC": ["oncall@site.org"]}. Emails go through the outbox.
 SITE_ALERTS = {"NIH-CC": ["oncall@demo.diary"]}
 DEFAULT_TIMEZONE = "America/New_York"
+# Each site's clock, for its daily digest ({"NIH-CC": "America/New_York"}; DEFAULT_TIMEZONE
+# otherwise), and the local hour the digest goes out (to the site's alert recipients; None: none).
+SITE_TIMEZONES = {}
+DIGEST_HOUR = 8
+# How long a scheduler's claim on an outbox row holds without renewal (it renews every quarter).
+OUTBOX_LEASE_SECONDS = 60
 
 # Participant access: how long a phone stays remembered, and the PIN lockout.
 PARTICIPANT_REMEMBER_DAYS = 30
@@ -70,7 +76,8 @@ WTF_CSRF_TIME_LIMIT = 4 * 3600
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
-# Reminders by email. With no SMTP host, reminder emails are written to the log instead.
+# Reminders by email. With no SMTP host, emails are not sent: they are recorded as not_sent with
+# the reason, printed by the scheduler, and staff pages say so.
 SMTP_HOST = ""
 SMTP_PORT = 25
 SMTP_USERNAME = ""

@@ -18,7 +18,7 @@ from .randomization import dummy_for, next_sequence
 from .reminders.preferences import check_reminder_hours
 from .study import protocol_of
 from .i18n import DEFAULT_LANGUAGE, LANGUAGES
-from .vocabulary import ParticipantStatus, WithdrawalReason
+from .vocabulary import ParticipantStatus, Role, WithdrawalReason
 
 # No 0/O or 1/I/L: codes get read out over the phone.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -53,6 +53,52 @@ def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str
     if phone is not None and not _PHONE.match(phone):
         raise Refused("A phone number may hold digits, spaces and + ( ) - only.", field="phone")
     return email, phone
+
+
+def mask_email(email: str | None) -> str:
+    """An address as lists show it: enough to tell two apart, not to write to."""
+    if not email or "@" not in email:
+        return ""
+    name, domain = email.split("@", 1)
+    return f"{name[:1]}***@{domain}"
+
+
+def mask_phone(phone: str | None) -> str:
+    digits = [c for c in phone or "" if c.isdigit()]
+    return f"••• {''.join(digits[-3:])}" if digits else ""
+
+
+def reveal_contact(participant: Participant, *, by, now: datetime) -> tuple[str | None, str | None]:
+    """A coordinator asks to see a participant's phone and email (to make a call): audited."""
+    if by.role != Role.COORDINATOR:
+        raise Refused("Only coordinators see participants' contact details.", status=403)
+    audit.record(actor=audit.staff_actor(by), action="view_contact", entity="participant",
+                 entity_id=participant.id, participant_id=participant.id, now=now,
+                 new="email and phone shown")
+    return participant.email, participant.phone
+
+
+def change_contact(participant: Participant, *, email: str | None, phone: str | None, reason: str, by,
+                   now: datetime) -> bool:
+    """A coordinator corrects a participant's email or phone, with a reason. The audit event
+    keeps the old and new values masked (the trail is exported; contact details never are)."""
+    if by.role != Role.COORDINATOR:
+        raise Refused("Only coordinators change participants' contact details.", status=403)
+    email, phone = check_contact(email, phone)
+    reason = (reason or "").strip()
+    if not reason:
+        raise Refused("Say why the contact details change.", field="reason")
+    changed = False
+    for field_name, new, mask in (("email", email, mask_email), ("phone", phone, mask_phone)):
+        old = getattr(participant, field_name)
+        if old == new:
+            continue
+        setattr(participant, field_name, new)
+        changed = True
+        audit.record(actor=audit.staff_actor(by), action="change_contact", entity="participant",
+                     entity_id=participant.id, participant_id=participant.id, now=now, field=field_name,
+                     old=mask(old) or None, new=mask(new) or None, reason=reason)
+    return changed
 
 
 def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,

@@ -20,7 +20,7 @@ from .localtime import local_datetime
 from .models import Assessment, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, Submission
 from .protocol.model import FollowUpRule, Protocol
 from .study import protocol_of
-from .vocabulary import AssessmentState, FollowUpOutcome, ParticipantStatus, ReviewState, Severity
+from .vocabulary import CALL_OUTCOMES, AssessmentState, FollowUpOutcome, ParticipantStatus, ReviewState, Severity
 
 MISSED = AssessmentState.MISSED
 
@@ -133,9 +133,74 @@ def create_tasks(study, now: datetime) -> int:
     return len(new)
 
 
+# Rules whose task key names the assessment that was missed ("rule:assessment id").
+ASSESSMENT_KEYED = ("missed_timepoint", "missed_in_a_row")
+
+
+def resolve_tasks(study, now: datetime) -> int:
+    """Close the open tasks whose cause is gone, as "resolved by data" (audited; a pass never
+    reopens them, since their keys stay taken): the missed entry arrived (online, by offline sync
+    or entered by staff), the severe report was reviewed, the participant spoke again after a
+    silence, or the participant withdrew. Returns how many closed. A fixed number of queries over
+    the open tasks only."""
+    open_tasks = db.session.execute(
+        select(FollowUpTask.id, FollowUpTask.rule, FollowUpTask.key, FollowUpTask.participant_id, Participant.status)
+        .join(Participant, FollowUpTask.participant_id == Participant.id)
+        .where(Participant.study_id == study.id, FollowUpTask.closed_at.is_(None))).all()
+    if not open_tasks:
+        return 0
+
+    def keyed(rules):
+        found = {}
+        for task in open_tasks:
+            if task.rule in rules:
+                try:
+                    found[task.id] = int(task.key.split(":")[1])
+                except (IndexError, ValueError):
+                    continue
+        return found
+    by_assessment, by_report = keyed(ASSESSMENT_KEYED), keyed(("severe_unreviewed",))
+    arrived = dict(db.session.execute(select(Submission.assessment_id, Submission.submitted_at).where(
+        Submission.assessment_id.in_(set(by_assessment.values())))).all()) if by_assessment else {}
+    reviewed = dict(db.session.execute(select(SideEffectReport.id, SideEffectReport.acknowledged_at).where(
+        SideEffectReport.id.in_(set(by_report.values())), SideEffectReport.review_state != ReviewState.NEW)).all()
+    ) if by_report else {}
+    silent_ids = {task.participant_id for task in open_tasks if task.rule == "silent"}
+    last_entry = dict(db.session.execute(
+        select(Period.participant_id, func.max(Submission.collected_at))
+        .join(Assessment, Assessment.period_id == Period.id).join(Submission, Submission.assessment_id == Assessment.id)
+        .where(Period.participant_id.in_(silent_ids)).group_by(Period.participant_id)).all()) if silent_ids else {}
+    closed = 0
+    for task in open_tasks:
+        when, why = None, None
+        if task.status != ParticipantStatus.ACTIVE:
+            when, why = now, "the participant withdrew"
+        elif task.id in by_assessment and by_assessment[task.id] in arrived:
+            when, why = arrived[by_assessment[task.id]], "the missing entry arrived"
+        elif task.id in by_report and by_report[task.id] in reviewed:
+            when, why = reviewed[by_report[task.id]] or now, "the report was reviewed"
+        elif task.rule == "silent" and last_entry.get(task.participant_id):
+            since = datetime.fromisoformat(task.key.split(":", 2)[2])
+            if last_entry[task.participant_id] > since:
+                when, why = now, "the participant made an entry since"
+        if when is None:
+            continue
+        done = db.session.execute(update(FollowUpTask).where(FollowUpTask.id == task.id,
+                                                             FollowUpTask.closed_at.is_(None))
+                                  .values(closed_at=min(when, now), outcome=FollowUpOutcome.RESOLVED_BY_DATA,
+                                          note=f"Resolved by data: {why}.")
+                                  .execution_options(synchronize_session=False))
+        if done.rowcount == 1:
+            closed += 1
+            audit.record(actor=audit.SYSTEM, action="resolve_follow_up", entity="follow_up_task", entity_id=task.id,
+                         participant_id=task.participant_id, now=now, field=task.rule,
+                         new=f"{FollowUpOutcome.RESOLVED_BY_DATA}: {why}")
+    return closed
+
+
 def close_task(task: FollowUpTask, outcome: str, note: str, *, by: StaffUser, now: datetime) -> None:
     """Record how the follow-up went; the task closes (once: a conditional update)."""
-    if outcome not in FollowUpOutcome.__members__.values():
+    if outcome not in CALL_OUTCOMES:
         raise Refused("Choose how the call went.", field="outcome")
     note = (note or "").strip()
     if not note:
@@ -152,8 +217,8 @@ def close_task(task: FollowUpTask, outcome: str, note: str, *, by: StaffUser, no
 
 def tasks(study_id: int, *, limit: int = 50, offset: int = 0, closed: bool = False):
     """Open tasks, the most overdue first (or closed ones, the latest closed first), with their
-    participant codes, in one query."""
-    query = (select(FollowUpTask, Participant.code).join(Participant, FollowUpTask.participant_id == Participant.id)
+    participant codes and contact details (for the list to show masked), in one query."""
+    query = (select(FollowUpTask, Participant.code, Participant.email, Participant.phone).join(Participant, FollowUpTask.participant_id == Participant.id)
              .where(Participant.study_id == study_id))
     if closed:
         query = query.where(FollowUpTask.closed_at.is_not(None)).order_by(FollowUpTask.closed_at.desc(),

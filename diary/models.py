@@ -544,6 +544,20 @@ class VasFigures(db.Model):
     squares: Mapped[float] = mapped_column(Float)
 
 
+class SchedulerHeartbeat(db.Model):
+    """One row per scheduler process, rewritten at the end of each of its passes: the status
+    page and the staff banner say the scheduler is silent when the newest is over 3 minutes old."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_pass_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_pass_ms: Mapped[int] = mapped_column(Integer)
+    last_summary: Mapped[str] = mapped_column(String(500))
+
+
 class HardDeleteRefused(Exception):
     pass
 

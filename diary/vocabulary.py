@@ -121,10 +121,16 @@ class FollowUpOutcome(StrEnum):
     NO_ANSWER = "no_answer"
     LEFT_MESSAGE = "left_message"
     WITHDRAWN = "withdrawn"
+    # Closed by a pass: the cause is gone (the missing entry arrived, the report was reviewed,
+    # the participant withdrew). Never recorded by a person.
+    RESOLVED_BY_DATA = "resolved_by_data"
 
 
 FOLLOW_UP_LABELS = {FollowUpOutcome.REACHED: "Reached the participant", FollowUpOutcome.NO_ANSWER: "No answer",
-                    FollowUpOutcome.LEFT_MESSAGE: "Left a message", FollowUpOutcome.WITHDRAWN: "Participant withdraws"}
+                    FollowUpOutcome.LEFT_MESSAGE: "Left a message", FollowUpOutcome.WITHDRAWN: "Participant withdraws",
+                    FollowUpOutcome.RESOLVED_BY_DATA: "Resolved by data"}
+# How a person may close a call (a pass alone closes a task as resolved by data).
+CALL_OUTCOMES = tuple(o for o in FollowUpOutcome if o is not FollowUpOutcome.RESOLVED_BY_DATA)
 
 
 class StaffMessageKind(StrEnum):
@@ -174,6 +180,9 @@ class ReminderState(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    # No channel is configured to carry it (no SMTP server, no web push key): said, with the
+    # reason, and printed by the scheduler, never marked sent.
+    NOT_SENT = "not_sent"
 
 
 def sql_in(column: str, words, *, nullable: bool = False) -> str:

@@ -52,7 +52,9 @@ class FreshContextClient(FlaskClient):
 
 def make_app(url: str, **overrides):
     config = {"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": url,
-              "BASE_URL": "http://diary.test", "WTF_CSRF_ENABLED": True}
+              "BASE_URL": "http://diary.test", "WTF_CSRF_ENABLED": True,
+              # The daily digest would add an email to every pass after 08:00: tests about it turn it on.
+              "DIGEST_HOUR": None}
     config.update(overrides)
     app = create_app(config)
     app.test_client_class = FreshContextClient

@@ -297,7 +297,7 @@ def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
 DATA_ENTITIES = ("participant", "period", "assessment", "submission", "item_value", "side_effect_report",
                  "follow_up_task", "study", "protocol_version")
 STAFF_ACTIONS = ("reset_pin", "set_pin", "pin_locked", "participant_sign_out", "push_subscribe",
-                 "change_reminder_channel", "reissue_link", "revoke_link")
+                 "change_reminder_channel", "reissue_link", "revoke_link", "view_contact", "change_contact")
 
 
 def audit_trail(ctx: ExportContext):

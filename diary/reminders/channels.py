@@ -1,4 +1,5 @@
-"""Reminder channels: email over SMTP (or the log, when no SMTP host is set) and web push.
+"""Reminder channels: email over SMTP and web push. With neither configured a message is not
+sent, and says so (``NoChannel``): the scheduler prints it in full and records why.
 
 Messages say nothing about the drug or the condition in the subject line.
 """
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import smtplib
 import uuid
 from dataclasses import dataclass
@@ -18,7 +18,6 @@ from html import escape
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-log = logging.getLogger("diary.reminders")
 
 @dataclass
 class Message:
@@ -88,6 +87,11 @@ class SubscriptionGone(Exception):
     """The push service says the subscription no longer exists (404 or 410)."""
 
 
+class NoChannel(Exception):
+    """No channel is configured to carry this message (no SMTP server, no web push key): it is
+    recorded as not_sent with this reason, and printed in full by the scheduler."""
+
+
 class EmailChannel:
     """One SMTP connection for a whole dispatch pass; reconnects once if the server drops it."""
 
@@ -152,10 +156,7 @@ class EmailChannel:
             raise Undeliverable(f"address cannot be sent without SMTPUTF8 or has forbidden characters: "
                                 f"{message.to_email!r}")
         if not self.host:
-            # No SMTP configured (the demo): the message goes to the log so nothing is lost.
-            log.info("reminder email (no SMTP host set) to %s: %s\n%s", message.to_email, message.subject,
-                     message.text)
-            return
+            raise NoChannel("no SMTP server configured (DIARY_SMTP_HOST)")
         data = self.build(message)
         for attempt in (1, 2):
             try:
@@ -167,6 +168,14 @@ class EmailChannel:
                 self.connection = None
                 if attempt == 2:
                     raise DeliveryFailed(f"SMTP server disconnected: {error}") from error
+            except smtplib.SMTPRecipientsRefused as error:
+                self.close()
+                replies = "; ".join(f"{address}: {code} {_said(reply)}" for address, (code, reply)
+                                    in error.recipients.items())
+                raise DeliveryFailed(f"SMTP refused the recipient: {replies}") from error
+            except smtplib.SMTPResponseException as error:
+                self.close()
+                raise DeliveryFailed(f"SMTP answered {error.smtp_code} {_said(error.smtp_error)}") from error
             except (smtplib.SMTPException, OSError) as error:
                 self.close()
                 raise DeliveryFailed(f"SMTP: {error}") from error
@@ -178,6 +187,11 @@ class EmailChannel:
             except (smtplib.SMTPException, OSError):
                 pass
             self.connection = None
+
+
+def _said(reply) -> str:
+    """An SMTP server's reply text, kept as the server wrote it."""
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
 class PushChannel:
@@ -192,7 +206,7 @@ class PushChannel:
         from pywebpush import WebPushException, webpush
 
         if not self.private_key:
-            raise DeliveryFailed("no VAPID key configured (run 'flask --app wsgi diary init')")
+            raise NoChannel("no web push (VAPID) key configured (run 'flask --app wsgi diary init')")
         payload = json.dumps({"title": message.subject, "body": message.push_body,
                               "url": message.link})
         try:

@@ -2,11 +2,14 @@
 
 Safe with several schedulers at once: a row is claimed by a conditional UPDATE (only rows still
 pending or failed change, and each gets this pass's claim token), so two passes never send the
-same row. Rows left 'sending' by a pass that died are claimed again after a lease. Failures are
-retried with growing delays until the window closes; then the row is expired.
+same row. A claim holds for a lease that the pass renews as it goes (``Claim``), so a long pass
+keeps what it is sending; rows left 'sending' by a pass that died are claimed again once their
+lease has run out. Failures are retried with growing delays until the window closes; then the
+row is expired. A message no configured channel can carry is not_sent, with the reason.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from types import SimpleNamespace
 from dataclasses import dataclass, field
@@ -23,21 +26,49 @@ from ..links import reminder_link
 from ..i18n import when as local_when
 from ..protocol.model import in_language
 from ..models import (
-    Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, StaffMessage, Submission, now_utc,
+    Assessment, Participant, ProtocolVersion, PushSubscription, Reminder, StaffMessage, now_utc,
 )
-from ..follow_up import create_tasks
+from ..digest import due_digests
+from ..follow_up import create_tasks, resolve_tasks
 from ..study import current_study, protocol_of
 from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
-from .channels import DeliveryFailed, EmailChannel, Message, Notice, PushChannel, SubscriptionGone, Undeliverable
+from .channels import (
+    DeliveryFailed, EmailChannel, Message, NoChannel, Notice, PushChannel, SubscriptionGone, Undeliverable,
+)
 from .planning import RETRYABLE, plan
 
-# A pass claims this many rows at a time, and records each one's outcome as soon as it is known;
-# the lease outlives a whole batch even at the SMTP timeout (50 x 10 s < 10 min), so a live
-# pass never loses its rows, and a pass killed mid-batch re-sends at most the one message
-# whose outcome it had not yet written.
+# A pass claims this many rows at a time, and records each one's outcome as soon as it is known,
+# so a pass killed mid-batch re-sends at most the one message whose outcome it had not written.
 CLAIM_BATCH = 50
-LEASE = timedelta(minutes=10)
+# How long a claim holds without renewal (DIARY_OUTBOX_LEASE_SECONDS). A live pass renews its
+# claims every quarter lease, however slow the mail server; a dead pass's claims are taken
+# again once it has run out, so its messages go out within a lease and a pass interval
+# (1 + 1 minutes by default).
+LEASE = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(hours=1)
+
+
+class Claim:
+    """One pass's hold on the rows it takes: its token, and claim times that follow the real
+    clock from the pass's ``now`` (a pass of twenty minutes claims its last batch twenty minutes
+    after its first), renewed every quarter lease while it sends."""
+
+    def __init__(self, now: datetime, lease: timedelta, recorder, token: str | None = None):
+        self.token = token or uuid.uuid4().hex
+        self.started_at, self.lease, self.recorder = now, lease, recorder
+        self._began = self._renewed = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.started_at + timedelta(seconds=time.monotonic() - self._began)
+
+    def renew(self, outbox) -> None:
+        """Move this pass's claims on to now, if a quarter lease has passed since the last time."""
+        if time.monotonic() - self._renewed < self.lease.total_seconds() / 4:
+            return
+        self.recorder.execute(update(outbox).where(outbox.claim_token == self.token,
+                                                   outbox.state == ReminderState.SENDING)
+                              .values(claimed_at=self.now()))
+        self._renewed = time.monotonic()
 
 
 @dataclass
@@ -47,14 +78,20 @@ class PassResult:
     failed: int = 0
     expired: int = 0
     cancelled: int = 0
+    not_sent: int = 0
     staff_sent: int = 0
     follow_up_tasks: int = 0
+    follow_up_resolved: int = 0
+    digests: int = 0
     errors: list[str] = field(default_factory=list)
+    # Messages no channel could carry, in full, for the scheduler to print (the demo's console).
+    unsent_texts: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
-                f"expired {self.expired}, cancelled {self.cancelled}; study team emails sent "
-                f"{self.staff_sent}; follow-up tasks created {self.follow_up_tasks}")
+                f"expired {self.expired}, cancelled {self.cancelled}, not sent (no channel) {self.not_sent}; "
+                f"study team emails sent {self.staff_sent}; follow-up tasks created {self.follow_up_tasks}, "
+                f"resolved by data {self.follow_up_resolved}")
 
 
 def backoff(attempts: int) -> timedelta:
@@ -73,21 +110,21 @@ def expire_overdue(now: datetime, outbox=Reminder,
     return result.rowcount or 0
 
 
-def _claimable(now: datetime, outbox=Reminder):
+def _claimable(now: datetime, outbox=Reminder, lease: timedelta = LEASE):
     """Rows a pass may take: pending or failed, or 'sending' by a pass that died (lease over)."""
     return or_(outbox.state.in_(RETRYABLE),
-               (outbox.state == ReminderState.SENDING) & (outbox.claimed_at < now - LEASE))
+               (outbox.state == ReminderState.SENDING) & (outbox.claimed_at < now - lease))
 
 
-def candidates(now: datetime, limit: int = CLAIM_BATCH, outbox=Reminder) -> list[int]:
+def candidates(now: datetime, limit: int = CLAIM_BATCH, outbox=Reminder, lease: timedelta = LEASE) -> list[int]:
     """Due rows that look free. Another pass may take them first: ``take`` decides."""
     return list(db.session.scalars(select(outbox.id).where(
-        _claimable(now, outbox), outbox.due_at <= now, outbox.not_after > now,
+        _claimable(now, outbox, lease), outbox.due_at <= now, outbox.not_after > now,
         or_(outbox.next_attempt_at.is_(None), outbox.next_attempt_at <= now)
     ).order_by(outbox.due_at, outbox.id).limit(limit)))
 
 
-def take(ids: list[int], now: datetime, token: str, outbox=Reminder) -> list[int]:
+def take(ids: list[int], now: datetime, token: str, outbox=Reminder, lease: timedelta = LEASE) -> list[int]:
     """Claim those of ``ids`` still free, in one conditional UPDATE; returns the ones now ours.
 
     The condition is re-checked by the database against committed data (PostgreSQL re-reads a
@@ -96,16 +133,16 @@ def take(ids: list[int], now: datetime, token: str, outbox=Reminder) -> list[int
     """
     if not ids:
         return []
-    db.session.execute(update(outbox).where(outbox.id.in_(ids), _claimable(now, outbox)).values(
+    db.session.execute(update(outbox).where(outbox.id.in_(ids), _claimable(now, outbox, lease)).values(
         state=ReminderState.SENDING, claim_token=token, claimed_at=now))
     db.session.commit()  # the claim is visible to every other pass before anything is sent
     return list(db.session.scalars(select(outbox.id).where(outbox.claim_token == token,
                                                          outbox.state == ReminderState.SENDING)))
 
 
-def claim(now: datetime, token: str, limit: int = CLAIM_BATCH) -> list[int]:
+def claim(now: datetime, token: str, limit: int = CLAIM_BATCH, lease: timedelta = LEASE) -> list[int]:
     """Atomically take up to ``limit`` due rows for this pass; returns their ids."""
-    return take(candidates(now, limit), now, token)
+    return take(candidates(now, limit, lease=lease), now, token, lease=lease)
 
 
 def run_pass(app=None, now: datetime | None = None) -> PassResult:
@@ -113,37 +150,53 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     now = now or now_utc()
     config = (app or current_app).config
     result = PassResult()
+    # Each step commits on its own: on SQLite a write transaction holds the database's one write
+    # lock, and a step's reads must not keep it (another scheduler's lease renewals, and every
+    # participant's submit, wait for it).
     result.planned = plan(now)
+    db.session.commit()
     result.expired = expire_overdue(now)
+    db.session.commit()
     study = current_study()
     if study is not None:
         result.follow_up_tasks = create_tasks(study, now)
+        db.session.commit()
+        result.follow_up_resolved = resolve_tasks(study, now)
+        db.session.commit()
+        result.digests = due_digests(study, now, config)
     db.session.commit()
     email, push = EmailChannel(config), PushChannel(config)
-    token = uuid.uuid4().hex
+    lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS") or LEASE.total_seconds()))
     # Outcomes are written on a connection of their own in autocommit mode: each one is durable
     # the moment it is written, without a transaction's round trips around every message.
     recorder = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    hold = Claim(now, lease, recorder)
     try:
         while True:
-            ids = claim(now, token)
+            ids = claim(hold.now(), hold.token, lease=lease)
             if not ids:
                 break
-            _send_batch(ids, now, email, push, result, recorder)
+            _send_batch(ids, now, email, push, result, recorder, hold)
             db.session.commit()
-        _send_staff_messages(now, token, email, result, recorder)
+        _send_staff_messages(now, hold, email, result, recorder)
     finally:
         email.close()
         recorder.close()
+        # The last look for due rows may have found none and left its transaction open: on SQLite
+        # that would keep the write lock (BEGIN IMMEDIATE) after the pass, and a live pass's
+        # renewals behind it.
+        db.session.commit()
     return result
 
 
-def _send_staff_messages(now, token, email, result, recorder) -> None:
+def _send_staff_messages(now, hold: Claim, email, result, recorder) -> None:
     """Alerts and notices to the study team: claimed, sent and recorded like reminders."""
     expire_overdue(now, StaffMessage, why="too old to send")
     db.session.commit()
+    token, lease = hold.token, hold.lease
     while True:
-        if not take(candidates(now, outbox=StaffMessage), now, token, outbox=StaffMessage):
+        if not take(candidates(hold.now(), outbox=StaffMessage, lease=lease), hold.now(), token,
+                    outbox=StaffMessage, lease=lease):
             return
         messages = db.session.execute(select(
             StaffMessage.id, StaffMessage.kind, StaffMessage.recipient, StaffMessage.subject, StaffMessage.body,
@@ -151,10 +204,16 @@ def _send_staff_messages(now, token, email, result, recorder) -> None:
             StaffMessage.claim_token == token, StaffMessage.state == ReminderState.SENDING)).all()
         db.session.commit()
         for message in messages:
+            hold.renew(StaffMessage)
             values = {"claim_token": None}
             try:
                 email.send(Notice(kind=message.kind, to_email=message.recipient, subject=message.subject,
                                   text=message.body))
+            except NoChannel as missing:
+                values.update(state=ReminderState.NOT_SENT, last_error=str(missing))
+                result.not_sent += 1
+                result.unsent_texts.append(f"NOT SENT ({missing}): {message.kind} to {message.recipient}\n"
+                                           f"Subject: {message.subject}\n{message.body}")
             except Exception as failure:  # noqa: BLE001  one message's failure never stops the pass
                 retry_at = now + backoff(message.attempts + 1)
                 state = ReminderState.FAILED if retry_at < message.not_after else ReminderState.EXPIRED
@@ -170,7 +229,7 @@ def _send_staff_messages(now, token, email, result, recorder) -> None:
             return
 
 
-def _send_batch(ids, now, email, push, result, recorder) -> None:
+def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
     """Send the claimed rows, committing each row's outcome as soon as it is known.
 
     Any error of one message (a refused address, a push service error, a bug) is recorded on
@@ -195,6 +254,7 @@ def _send_batch(ids, now, email, push, result, recorder) -> None:
         ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
     db.session.commit()  # end the read: on SQLite the outcomes' writes must not wait for it
     for row in rows:
+        hold.renew(Reminder)
         # Plain values, not ORM objects: each outcome's commit would expire them.
         participant = SimpleNamespace(id=row.participant_id, link_token_hash=row.link_token_hash)
         if (state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
@@ -221,6 +281,11 @@ def _send_batch(ids, now, email, push, result, recorder) -> None:
                     # Subscriptions the push service said are gone; and on SQLite, the read of the
                     # subscriptions must end before the outcome's write.
                     db.session.commit()
+        except NoChannel as missing:
+            _record(recorder, row.reminder_id, result, ReminderState.NOT_SENT, last_error=str(missing))
+            result.unsent_texts.append(f"NOT SENT ({missing}): {row.kind} reminder to {row.email or row.channel}\n"
+                                       f"Subject: {message.subject}\n{message.text}")
+            continue
         except (SubscriptionGone, Undeliverable) as gone:
             _record(recorder, row.reminder_id, result, ReminderState.CANCELLED, last_error=str(gone)[:1000])
             if isinstance(gone, Undeliverable):
@@ -260,6 +325,8 @@ def _record(recorder, reminder_id: int, result: PassResult, state: ReminderState
         result.failed += 1
     elif state == ReminderState.EXPIRED:
         result.expired += 1
+    elif state == ReminderState.NOT_SENT:
+        result.not_sent += 1
 
 
 def _push(channel: PushChannel, subscriptions, message, now) -> None:

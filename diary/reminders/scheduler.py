@@ -6,27 +6,39 @@ Web server processes never run it; it is started as ``flask --app wsgi diary sch
 from __future__ import annotations
 
 import logging
+import time
 
 from datetime import datetime, timezone
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 log = logging.getLogger(__name__)
+# When this scheduler process started (its heartbeat row says so).
+STARTED = datetime.now(timezone.utc)
 
 
 def dispatch_pass(app) -> None:
-    """One pass over the reminder outbox; a failing pass is logged and the next one retries."""
+    """One pass over the reminder outbox, then this scheduler's heartbeat; a failing pass is
+    logged (and beats nothing, so the status page sees it) and the next one retries."""
     from . import dispatch
+    from .. import status
+    from ..extensions import db
+    from ..models import now_utc
 
     with app.app_context():
+        started = time.perf_counter()
         try:
             result = dispatch.run_pass(app)
+            status.beat(now_utc(), result.summary(), round((time.perf_counter() - started) * 1000), STARTED)
+            db.session.commit()
         except Exception:
             log.exception("reminder dispatch pass failed")
-            from ..extensions import db
             db.session.rollback()
             return
-        if result.sent or result.failed or result.expired:
+        for text in result.unsent_texts:
+            # Nothing configured could carry it: printed whole, so the console is the channel.
+            print(f"\n{'=' * 72}\n{text.rstrip()}\n{'=' * 72}", flush=True)
+        if result.sent or result.failed or result.expired or result.not_sent:
             log.info("reminders: %s", result.summary())
             print(f"reminders: {result.summary()}", flush=True)
 

@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
+from ..enrolment import mask_email, mask_phone
 from ..extensions import babel, compress
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
 from ..protocol.model import in_language
@@ -23,7 +24,7 @@ class BoundedInt(IntegerConverter):
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, assets, coordinator, errors, main, participant
+    from . import admin, analysis, assets, coordinator, errors, main, operations, participant
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
@@ -32,10 +33,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(analysis.bp)
+    app.register_blueprint(operations.bp)
     assets.init_app(app)
     compress.init_app(app)
     errors.init_app(app)
-    app.jinja_env.globals.update(TEMPLATE_GLOBALS)
+    app.jinja_env.globals.update(TEMPLATE_GLOBALS, mask_email=mask_email, mask_phone=mask_phone)
     app.jinja_env.filters["tr"] = lambda text: in_language(text, current_language())
     app.context_processor(lambda: {"current_language": current_language()})
     compile_catalogs()

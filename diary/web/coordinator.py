@@ -24,13 +24,15 @@ from ..adherence import SORTS, clamp_page, load_grid
 from ..blinding import CODE_BREAKERS, blinding_for
 from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
-from ..enrolment import enroll, participant_link, reissue_link, withdraw
+from ..enrolment import change_contact, enroll, participant_link, reissue_link, reveal_contact, withdraw
 from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
 from ..localtime import from_local_clock, local_datetime, plausible
 from ..follow_up import close_task, count_tasks, tasks
-from ..models import Assessment, AuditEvent, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, now_utc
+from ..models import (
+    Assessment, AuditEvent, FollowUpTask, Participant, Period, Reminder, SideEffectReport, StaffUser, now_utc,
+)
 from ..safety import break_code, broken_code, participant_by_code
 from ..participant_record import participant_record
 from ..pins import reset_pin
@@ -41,8 +43,8 @@ from ..study import protocol_of, require_study
 from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .forms import (
-    AcknowledgeForm, CodeBreakForm, CodeForm, CorrectionForm, DoseForm, EnrolForm, FollowUpForm, LoginForm,
-    PasswordForm, ProxyEntryForm, ReasonForm, WithdrawForm,
+    AcknowledgeForm, BaseForm, CodeBreakForm, CodeForm, ContactForm, CorrectionForm, DoseForm, EnrolForm,
+    FollowUpForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm, WithdrawForm,
 )
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -237,7 +239,7 @@ def follow_up():
     page, pages = _pages(total := count_tasks(study.id, closed=closed), LIST_PAGE)
     rows = tasks(study.id, closed=closed, limit=LIST_PAGE, offset=(page - 1) * LIST_PAGE)
     closers = dict(db.session.execute(select(StaffUser.id, StaffUser.email).where(
-        StaffUser.id.in_({task.closed_by_id for task, _ in rows if task.closed_by_id}))).all())
+        StaffUser.id.in_({row[0].closed_by_id for row in rows if row[0].closed_by_id}))).all())
     now = now_utc()
     return render_template("coordinator/follow_up.html", tasks=rows, total=total, page=page, pages=pages,
                            closed=closed, query={"closed": "1"} if closed else {}, closers=closers,
@@ -327,6 +329,46 @@ def participant(code):
         reports=record.reports, events=record.events, reminders=record.reminders,
         when=lambda t: local_datetime(t, participant.timezone) if t else "",
         reason_form=ReasonForm(), periods=participant.periods, now=now)
+
+
+@bp.post("/participants/<code>/contact/show")
+@roles_required(Role.COORDINATOR)
+def show_contact(code):
+    """The phone and email, to make a call: shown on request, audited, never cached."""
+    participant = _participant(code)
+    if not BaseForm().validate_on_submit():
+        abort(400)
+    now = now_utc()
+    reveal_contact(participant, by=g.staff, now=now)
+    db.session.commit()
+    reminders = db.session.scalars(select(Reminder).join(Assessment).join(Period).where(
+        Period.participant_id == participant.id).order_by(Reminder.due_at.desc()).limit(20)).all()
+    response = make_response(render_template("coordinator/contact.html", participant=participant, shown=True,
+                                             now=now, reminders=reminders, form=None,
+                                             when=lambda t: local_datetime(t, participant.timezone)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/participants/<code>/contact", methods=["GET", "POST"])
+@roles_required(Role.COORDINATOR)
+def contact(code):
+    """Correct a participant's email or phone, with a reason (audited, masked)."""
+    participant = _participant(code)
+    form = ContactForm(obj=participant if request.method == "GET" else None)
+    if form.validate_on_submit():
+        try:
+            changed = change_contact(participant, email=form.email.data, phone=form.phone.data,
+                                     reason=form.reason.data, by=g.staff, now=now_utc())
+        except Refused as refusal:
+            db.session.rollback()
+            getattr(form, refusal.field or "reason").errors.append(refusal.message)
+        else:
+            db.session.commit()
+            flash("Contact details saved." if changed else "Nothing changed.")
+            return redirect(url_for(".participant", code=participant.code))
+    return render_template("coordinator/contact.html", participant=participant, shown=False, form=form), \
+        422 if request.method == "POST" else 200
 
 
 @bp.route("/enrol", methods=["GET", "POST"])

@@ -16,7 +16,7 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Optio
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..passwords import MIN_PASSWORD_LENGTH
 from ..vocabulary import (
-    FOLLOW_UP_LABELS, SOURCE_LABELS, WITHDRAWAL_LABELS, FollowUpOutcome, ReviewState, Role, Source, WithdrawalReason,
+    CALL_OUTCOMES, FOLLOW_UP_LABELS, SOURCE_LABELS, WITHDRAWAL_LABELS, ReviewState, Role, Source, WithdrawalReason,
 )
 
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")
@@ -126,6 +126,12 @@ class ReasonForm(OnceForm):
     reason = TextAreaField("Reason", validators=REASON)
 
 
+class ContactForm(BaseForm):
+    email = EmailField("Email for reminders", validators=[Optional(), Email(), Length(max=254)])
+    phone = StringField("Phone", validators=[Optional(), Length(max=40)])
+    reason = TextAreaField("Why do they change?", validators=REASON)
+
+
 class WithdrawForm(ReasonForm):
     category = SelectField("Why does the participant leave?",
                            choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
@@ -139,7 +145,7 @@ class AcknowledgeForm(BaseForm):
 
 
 class FollowUpForm(BaseForm):
-    outcome = SelectField("How did it go?", choices=[(o.value, FOLLOW_UP_LABELS[o]) for o in FollowUpOutcome])
+    outcome = SelectField("How did it go?", choices=[(o.value, FOLLOW_UP_LABELS[o]) for o in CALL_OUTCOMES])
     note = TextAreaField("Note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
 
 

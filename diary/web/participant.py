@@ -12,12 +12,11 @@ from functools import wraps
 from pathlib import Path
 
 from flask import (
-    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, send_from_directory,
-    url_for,
+    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, url_for,
 )
 from flask_babel import gettext as _
 from flask_babel import get_locale, ngettext
-from flask_wtf.csrf import generate_csrf, validate_csrf
+from flask_wtf.csrf import validate_csrf
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, joinedload
 from werkzeug.datastructures import MultiDict
