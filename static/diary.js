@@ -2,19 +2,66 @@
 (function () {
   "use strict";
 
-  // The slider counts only once it has been touched: until then its thumb is hidden and the
-  // "I have moved the slider" box (the no-JavaScript fallback) stays unticked.
+  // The visual analogue scale: a line and its two anchors, and no mark until the participant
+  // places one (no default, no fill, no number). A tap or a drag puts the mark where the finger
+  // is; once focused, arrow keys move it by 1 and Page keys by 10 (Home and End to the ends).
+  // The range input stays in the form as the value (the no-JavaScript fallback), hidden.
   document.querySelectorAll("[data-vas]").forEach(function (box) {
     var slider = box.querySelector("input[type=range]");
     var check = box.querySelector(".touch-check input");
+    var scale = box.querySelector(".vas-scale");
+    var track = box.querySelector(".vas-track");
+    var mark = box.querySelector(".vas-placed");
+    var shown = box.querySelector(".vas-value");
+    scale.hidden = false;
+    slider.hidden = true;
     box.querySelector(".touch-check").hidden = true;
-    function touched() {
+    var value = check.checked ? Number(slider.value) : null;
+
+    function draw() {
+      mark.hidden = value === null;
+      if (value !== null) mark.style.left = value + "%";
+      track.setAttribute("aria-valuetext", value === null ? track.dataset.unmarkedText : String(value));
+      if (value === null) track.removeAttribute("aria-valuenow");
+      else track.setAttribute("aria-valuenow", String(value));
+      if (shown) shown.textContent = value === null ? "" : String(value);
+    }
+    function place(next) {
+      next = Math.max(0, Math.min(100, Math.round(next)));
+      var changed = next !== value || !check.checked;
+      value = next;
+      slider.value = String(next);
       slider.classList.remove("untouched");
       check.checked = true;
+      draw();
+      // The form's listeners keep the draft on the phone.
+      if (changed) slider.dispatchEvent(new Event("change", { bubbles: true }));
     }
-    slider.addEventListener("input", touched);
-    slider.addEventListener("change", touched);
-    slider.addEventListener("pointerup", touched);
+    function fromPointer(event) {
+      var line = track.getBoundingClientRect();
+      place((event.clientX - line.left) / line.width * 100);
+    }
+    track.addEventListener("pointerdown", function (event) {
+      event.preventDefault();
+      track.focus();
+      track.setPointerCapture(event.pointerId);
+      fromPointer(event);
+    });
+    track.addEventListener("pointermove", function (event) {
+      if (track.hasPointerCapture(event.pointerId)) fromPointer(event);
+    });
+    track.addEventListener("keydown", function (event) {
+      var steps = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: 10, PageDown: -10 };
+      var start = value === null ? 50 : value;  // a keyboard has to start somewhere: the middle
+      if (event.key in steps) place(start + steps[event.key]);
+      else if (event.key === "Home") place(0);
+      else if (event.key === "End") place(100);
+      else return;
+      event.preventDefault();
+    });
+    // A draft restored from the phone sets the range input: follow it.
+    slider.addEventListener("input", function () { value = Number(slider.value); draw(); });
+    draw();
   });
 
   // "I had none of these" answers every side effect not yet answered with "none".
@@ -28,6 +75,8 @@
           term.querySelector("input[value=none]").checked = true;
         }
       });
+      // Setting .checked fires no event: say so, so the draft keeps these answers too.
+      list.dispatchEvent(new Event("change", { bubbles: true }));
     });
   });
 
@@ -37,7 +86,10 @@
     var input = event.target;
     if (input.type !== "radio") return;
     var box = document.querySelector('[data-contact-for="' + input.name + '"]');
-    if (box) box.hidden = !(input.checked && input.hasAttribute("data-alert"));
+    if (!box) return;
+    box.hidden = !(input.checked && input.hasAttribute("data-alert"));
+    // The warning may open below the screen's edge (the last answer of a page): bring it in.
+    if (!box.hidden && box.scrollIntoView) box.scrollIntoView({ block: "nearest", behavior: "smooth" });
   });
 
   // The phone's own clock goes beside the server's receipt time; one tap sends once.
@@ -93,7 +145,7 @@
   var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1 };
   function save() {
     var draft = {};
-    new FormData(form).forEach(function (value, name) { if (!skip[name]) draft[name] = value; });
+    new FormData(form).forEach(function (value, name) { if (!skip[name] && name.indexOf("kept_") !== 0) draft[name] = value; });
     try { localStorage.setItem(key, JSON.stringify(draft)); } catch (e) {}
   }
   var hasAnswers = Array.prototype.some.call(form.elements, function (el) {
@@ -107,7 +159,10 @@
         if (el.type === "radio") { el.checked = el.value === stored[name]; }
         else if (el.type === "checkbox") { el.checked = true; }
         else { el.value = stored[name]; }
-        if (el.type === "range" && stored[name + ".touched"]) { el.classList.remove("untouched"); }
+        if (el.type === "range" && stored[name + ".touched"]) {
+          el.classList.remove("untouched");
+          el.dispatchEvent(new Event("input"));  // the scale draws the restored mark
+        }
       });
     });
     // A restored severe answer shows its warning again.
@@ -179,7 +234,7 @@
       if (missing) { say(form.dataset.offlineMissing, "error"); window.scrollTo(0, 0); return; }
       var fields = {};
       new FormData(form).forEach(function (value, name) {
-        if (name === "csrf_token" || name === "step") return;
+        if (name === "csrf_token" || name === "step" || name.indexOf("kept_") === 0) return;
         if (fields[name] === undefined) fields[name] = value;
         else fields[name] = [].concat(fields[name], value);
       });
@@ -195,7 +250,7 @@
   }
 
   // Send what waits on the phone; each entry is sent once, and a second send stores nothing.
-  var sending = false;
+  var sending = false, stored = false;
   function sync() {
     if (sending || !navigator.onLine || !csrf || !window.indexedDB) return;
     sending = true;
@@ -209,6 +264,7 @@
             .then(function (response) {
               if (response.status >= 500 || response.status === 400 && !response.headers.get("Content-Type")) return;
               return response.json().then(function (body) {
+                if (body.status === "stored") stored = true;
                 if (body.status === "stored" || body.status === "already") say(notice.dataset.sentText);
                 else say(notice.dataset.refusedText + " " + body.message, "error");
                 return outbox("readwrite", function (store) { return store.delete(entry.assessment); });
@@ -216,7 +272,13 @@
             });
         });
       }, Promise.resolve());
-    }).catch(function () {}).then(function () { sending = false; });
+    }).catch(function () {}).then(function () {
+      sending = false;
+      // Today lists what is still to fill in: once a kept entry is stored, show it as done.
+      if (stored && notice && notice.hasAttribute("data-refresh-after-sync")) {
+        setTimeout(function () { window.location.reload(); }, 1500);
+      }
+    });
   }
   window.addEventListener("online", sync);
   sync();

@@ -124,12 +124,11 @@ def test_link_pin_today_entry_submit_confirmation(server, page):
     assert "Infusion 1 · Day 1" in page.inner_text("main")
     shot(page, "02-today")
     page.get_by_role("link", name="Fill in now").click()
-    slider = page.locator('input[type=range]')
-    assert "untouched" in slider.get_attribute("class")
+    track = page.locator(".vas-track")
+    assert track.get_attribute("aria-valuetext") == "Not marked yet" and page.locator(".vas-placed").is_hidden()
     shot(page, "03-entry-untouched")
-    box = slider.bounding_box()
-    page.touchscreen.tap(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
-    assert "untouched" not in slider.get_attribute("class")
+    tap_scale(page, 0.7)
+    assert track.get_attribute("aria-valuenow") == "70"
     tap_option(page, "energy_nrs.energy", "6")
     page.get_by_role("button", name="I had none of these").click()
     tap_option(page, "side_effects.symptoms.headache", "mild")
@@ -181,6 +180,12 @@ def test_a_spanish_participant_walks_the_entry_form_in_spanish_without_overflow(
     assert count == 1 and values[("blinding_guess", "guess")] == "midazolam"
 
 
+def tap_scale(page, fraction, index=0):
+    """Tap the fatigue line at ``fraction`` of its length, as a finger would."""
+    box = page.locator(".vas-rule").nth(index).bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+
+
 def tab_to(page, selector, limit=150):
     """Press Tab until the focused element matches ``selector``."""
     for _ in range(limit):
@@ -204,9 +209,12 @@ def test_the_same_flow_with_the_keyboard_only(server, page):
     tab_to(page, "a.button")
     page.keyboard.press("Enter")
     page.wait_for_url("**/p/entry/*")
-    tab_to(page, "input[type=range]")
-    for _ in range(10):
-        page.keyboard.press("ArrowRight")  # 50 -> 60
+    tab_to(page, ".vas-track")
+    page.keyboard.press("End")  # 100
+    for _ in range(4):
+        page.keyboard.press("PageDown")  # 100 -> 60
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowRight")  # 59 -> 60
     tab_to(page, 'input[name="energy_nrs.energy"]')
     page.keyboard.press("Space")
     for _ in range(4):
@@ -237,7 +245,7 @@ def test_second_submit_of_the_same_form_stores_nothing_new(server, page):
     link, day1_id = new_participant(server, "P-TWICE")
     set_pin(page, link)
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
-    box = page.locator("input[type=range]").bounding_box()
+    box = page.locator(".vas-rule").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
     tap_option(page, "energy_nrs.energy", "3")
     page.get_by_role("button", name="I had none of these").click()
@@ -277,12 +285,13 @@ def test_pages_fit_the_phone_and_have_big_targets(server, page):
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     small = page.evaluate("""() => [...document.querySelectorAll(
-            'main button, main a.button, main label.pick span, main input[type=range], main textarea')]
+            'main button, main a.button, main label.pick span, main .vas-track, main textarea')]
         .filter(e => e.offsetParent !== null)
         .map(e => [e.textContent.trim() || e.name || e.tagName, e.getBoundingClientRect().height])
         .filter(([, h]) => h < 44)""")
     assert small == []
     unlabeled = page.evaluate("""() => [...document.querySelectorAll('main input:not([type=hidden]), main textarea')]
+        .filter(e => e.offsetParent !== null)
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
     assert unlabeled == []
 
@@ -312,7 +321,7 @@ def test_typed_answers_survive_a_reload_and_are_cleared_once_saved(server, page)
     set_pin(page, link)
     entry = f"{server.config['BASE_URL']}/p/entry/{day1_id}"
     page.goto(entry)
-    box = page.locator("input[type=range]").bounding_box()
+    box = page.locator(".vas-rule").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
     tap_option(page, "energy_nrs.energy", "2")
     page.fill('textarea[name="side_effects.other"]', "a metallic taste")
@@ -320,7 +329,8 @@ def test_typed_answers_survive_a_reload_and_are_cleared_once_saved(server, page)
     assert page.locator('input[name="energy_nrs.energy"][value="2"]').is_checked()
     assert page.input_value('textarea[name="side_effects.other"]') == "a metallic taste"
     assert page.locator('input[name="fatigue_vas.fatigue.touched"]').is_checked()
-    assert "untouched" not in page.locator("input[type=range]").get_attribute("class")
+    assert page.locator(".vas-track").get_attribute("aria-valuenow") == "80"
+    assert page.locator(".vas-placed").is_visible()
     page.get_by_role("button", name="I had none of these").click()
     tap_option(page, "blinding_guess.guess", "ketamine")
     page.get_by_role("button", name="Review my answers").click()
@@ -381,9 +391,7 @@ def test_the_severe_warning_appears_where_the_thumb_is(server, page):
 
 def _fill_day1(page, *, energy="5", guess="dont_know", none_of_these="I had none of these"):
     """Day 1 by touch: the slider at 40%, energy, no side effects, the blinding guess."""
-    slider = page.locator('input[type=range]')
-    box = slider.bounding_box()
-    page.touchscreen.tap(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+    tap_scale(page, 0.4)
     tap_option(page, "energy_nrs.energy", energy)
     page.get_by_role("button", name=none_of_these).click()
     tap_option(page, "blinding_guess.guess", guess)
@@ -466,3 +474,233 @@ def test_the_service_worker_serves_the_shell_and_open_entries_offline(server, pa
     page.goto(f"{server.config['BASE_URL']}/p/history")
     assert "No connection right now" in page.inner_text("main")  # the offline page, not Chrome's
     page.context.set_offline(False)
+
+
+# --- The fatigue scale as a validated instrument ---------------------------------------------------
+
+ACCENT = (11, 92, 173)  # --accent: the colour a placed mark (or a browser's range fill) is painted in
+
+
+def _accent_columns(page, selector=".vas-track") -> list[float]:
+    """Where, across the scale (0 to 1), a screenshot of it shows the accent colour."""
+    import io
+
+    from PIL import Image
+    scale = page.locator(selector)
+    image = Image.open(io.BytesIO(scale.screenshot())).convert("RGB")
+    width, height = image.size
+    found = set()
+    for x in range(width):
+        for y in range(0, height, 2):
+            red, green, blue = image.getpixel((x, y))
+            if abs(red - ACCENT[0]) < 40 and abs(green - ACCENT[1]) < 40 and abs(blue - ACCENT[2]) < 40:
+                found.add(x / width)
+                break
+    return sorted(found)
+
+
+def test_the_untouched_scale_shows_no_mark_and_one_tap_at_30_percent_stores_30(server, page):
+    """Pixels, not CSS: before any touch no part of the scale is painted in the mark's colour (no
+    thumb, no fill); one tap at 30% of the line places the mark there and stores 30 (+-1)."""
+    link, day1_id = new_participant(server, "P-VAS30")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    assert _accent_columns(page) == []
+    assert page.locator(".vas-value").count() == 0  # the shipped protocol shows no number
+    # The sampler sees a fill when there is one: the browser's own range input, shown for a
+    # moment, paints its track up to the middle in the accent colour (what this scale replaced).
+    page.evaluate("document.querySelector('input[type=range]').hidden = false")
+    assert _accent_columns(page, "input[type=range]")
+    page.evaluate("document.querySelector('input[type=range]').hidden = true")
+    tap_scale(page, 0.3)
+    painted = _accent_columns(page)
+    line = page.locator(".vas-rule").bounding_box()
+    track = page.locator(".vas-track").bounding_box()
+    at = (line["x"] - track["x"] + 0.3 * line["width"]) / track["width"]
+    assert painted and all(abs(x - at) < 0.03 for x in painted), (painted, at)
+    _finish_day1(page)
+    (_, _), values, _ = stored(server, day1_id)
+    assert abs(int(values[("fatigue_vas", "fatigue")]) - 30) <= 1
+
+
+def _finish_day1(page):
+    tap_option(page, "energy_nrs.energy", "5")
+    page.get_by_role("button", name="I had none of these").click()
+    tap_option(page, "blinding_guess.guess", "dont_know")
+    page.get_by_role("button", name="Review my answers").click()
+    page.get_by_role("button", name="Save my answers").click()
+    page.wait_for_url("**/saved")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 360, "height": 740}, {"width": 740, "height": 360}],
+                         ids=["portrait-360", "landscape"])
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_line_is_at_least_60_mm_and_a_drag_places_the_mark(server, browser, viewport, language):
+    """At default zoom a CSS pixel is 1/96 inch, so 60 mm is 227 px: the line is at least that on a
+    360 px screen and in landscape, in both languages; a drag ends the mark where the finger ends."""
+    link, day1_id = new_participant(server, f"P-VW{viewport['width']}{language}", language=language)
+    context = browser.new_context(viewport=viewport, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    try:
+        page.goto(link)
+        page.fill("#pin", "4821")
+        page.fill("#confirm", "4821")
+        page.locator("button[type=submit]").click()
+        page.wait_for_url("**/p/today")
+        page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+        line = page.locator(".vas-rule").bounding_box()
+        assert line["width"] >= 227, line
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        page.locator(".vas-track").scroll_into_view_if_needed()
+        line = page.locator(".vas-rule").bounding_box()
+        y = line["y"] + 2
+        page.mouse.move(line["x"] + line["width"] * 0.1, y)
+        page.mouse.down()
+        page.mouse.move(line["x"] + line["width"] * 0.55, y, steps=8)
+        page.mouse.up()
+        assert abs(int(page.locator(".vas-track").get_attribute("aria-valuenow")) - 55) <= 1
+        shot(page, f"30-vas-{language}-{viewport['width']}")
+    finally:
+        context.close()
+
+
+def test_the_scale_by_keyboard_alone(server, page):
+    """Focused, arrow keys move the mark by 1 and Page keys by 10; Home and End go to the ends."""
+    link, day1_id = new_participant(server, "P-VASKEY")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    tab_to(page, ".vas-track")
+    track = page.locator(".vas-track")
+    assert track.get_attribute("aria-valuenow") is None
+    page.keyboard.press("Home")
+    page.keyboard.press("PageUp")
+    page.keyboard.press("PageUp")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowLeft")
+    assert track.get_attribute("aria-valuenow") == "21" and track.get_attribute("aria-valuetext") == "21"
+    page.keyboard.press("End")
+    page.keyboard.press("PageDown")
+    assert track.get_attribute("aria-valuenow") == "90"
+    assert page.locator('input[name="fatigue_vas.fatigue"]').input_value() == "90"
+
+
+# --- Every answer survives ---------------------------------------------------------------------
+
+class ResettingProxy:
+    """A TCP proxy in front of the test server that, when told, answers every connection with a
+    reset (RST): weak hospital Wi-Fi, where the phone thinks it is online and the server is gone."""
+
+    def __init__(self, target_port: int):
+        import socket
+        self.target = target_port
+        self.reset = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def _rst(connection):
+        import socket
+        import struct
+        try:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+        except OSError:
+            pass
+
+    def drop_everything(self):
+        """Reset from now on, including the connections the browser keeps alive."""
+        self.reset = True
+        for connection in self.open:
+            self._rst(connection)
+        self.open.clear()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.reset:
+                self._rst(client)
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._rst(sink) if self.reset else sink.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_connection_reset_on_save_keeps_the_entry_and_sends_it_once_when_back(server, page):
+    """Save goes out while every connection is reset: the phone keeps the answers (no browser error
+    page), nothing is stored; back on a working connection, Today sends it once and shows it done."""
+    proxy = ResettingProxy(int(server.config["BASE_URL"].rsplit(":", 1)[1]))
+    base = f"http://127.0.0.1:{proxy.port}"
+    try:
+        link, day1_id = new_participant(server, "P-RESET1")
+        set_pin(page, base + "/p/" + link.split("/p/", 1)[1])
+        page.wait_for_function("navigator.serviceWorker.controller !== null")
+        page.goto(f"{base}/p/entry/{day1_id}")
+        _fill_day1(page)
+        page.get_by_role("button", name="Review my answers").click()
+        page.get_by_role("heading", name="Check your answers").wait_for()
+        proxy.drop_everything()
+        page.get_by_role("button", name="Save my answers").click()
+        page.locator("[data-kept-page]").wait_for()
+        assert "Nothing is lost" in page.inner_text("main")
+        shot(page, "40-kept-after-reset")
+        assert stored(server, day1_id)[0] is None
+        proxy.reset = False
+        page.goto(f"{base}/p/today")
+        page.get_by_text("An entry kept on this phone was sent and saved").wait_for()
+        page.wait_for_load_state()  # Today reloads itself once the entry is stored
+        page.get_by_text("Nothing to fill in right now").wait_for()
+        (count, _), values, _ = stored(server, day1_id)
+        assert count == 1 and abs(int(values[("fatigue_vas", "fatigue")]) - 40) <= 1
+        page.goto(f"{base}/p/today")
+        assert stored(server, day1_id)[0][0] == 1  # sent once
+    finally:
+        proxy.close()
+
+
+def test_a_reload_after_i_had_none_of_these_keeps_every_answer(server, page):
+    link, day1_id = new_participant(server, "P-NONE1")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    page.get_by_role("button", name="I had none of these").click()
+    terms = page.locator('[data-checklist] fieldset.term').count()
+    assert terms >= 9
+    page.reload()
+    assert page.locator('[data-checklist] input[value="none"]:checked').count() == terms
+
+
+def test_a_severe_answer_on_the_last_question_brings_its_warning_into_view(server, page):
+    """The last side effect at the bottom edge of the screen: its warning scrolls into view."""
+    link, day1_id = new_participant(server, "P-LAST1")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    last = page.locator("[data-checklist] fieldset.term").last
+    name = last.locator("input[value=severe]").get_attribute("name")
+    option = last.locator("label.pick:has(input[value=severe])")
+    # Scroll so that the answer sits at the very bottom of the screen.
+    page.evaluate("""el => { const r = el.getBoundingClientRect();
+                             window.scrollBy(0, r.bottom - window.innerHeight + 2); }""", option.element_handle())
+    option.locator("span").tap()
+    box = page.locator(f'[data-contact-for="{name}"]')
+    page.wait_for_function("""el => { const r = el.getBoundingClientRect();
+                                     return r.top >= 0 && r.bottom <= window.innerHeight + 1; }""",
+                           arg=box.element_handle())

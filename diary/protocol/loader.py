@@ -245,7 +245,8 @@ class _Builder:
             max_label=self.text(raw.get("max_label", ""), f"{path}.max_label"), choices=choices, terms=terms,
             max_length=max_length if isinstance(max_length, int) else 0,
             alert_values=tuple(str(value) for value in alert_values),
-            unsolicited_report=bool(raw.get("unsolicited_report", False)))
+            unsolicited_report=bool(raw.get("unsolicited_report", False)),
+            show_value=self.flag(raw, "show_value", path) if item_type == "vas" else False)
 
     def choices(self, raw, path) -> tuple[Choice, ...]:
         if not isinstance(raw, list) or not raw:

@@ -91,6 +91,8 @@ class Item:
     alert_values: tuple[str, ...] = ()
     # A free-text item whose answer is an unsolicited side-effect report.
     unsolicited_report: bool = False
+    # A vas item shows the number once the mark is placed (a paper VAS shows none: default off).
+    show_value: bool = False
 
     @property
     def range(self) -> tuple[int, int]:

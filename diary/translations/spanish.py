@@ -127,6 +127,10 @@ SPANISH = {
     "No entries yet.": "Todavía no hay entradas.",
     "%(question)s 0 means %(low)s, 100 means %(high)s": "%(question)s 0 significa %(low)s, 100 significa %(high)s",
     "I have moved the slider to my answer": "Ya moví el control deslizante a mi respuesta",
+    "Not marked yet": "Aún sin marcar",
+    "Your answers are kept on this phone": "Sus respuestas se guardan en este teléfono",
+    "The diary could not be reached just now. Nothing is lost: your answers are kept on this phone and will be sent by themselves the next time you open the diary with a connection. You will see them confirmed then.":
+        "No se pudo contactar con el diario en este momento. No se ha perdido nada: sus respuestas se guardan en este teléfono y se enviarán solas la próxima vez que abra el diario con conexión. Entonces verá la confirmación.",
     "I had none of these": "No tuve ninguno de estos",
     "(optional)": "(opcional)",
     "Up to %(count)s characters.": "Hasta %(count)s caracteres.",
