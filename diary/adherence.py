@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, Integer, String, and_, case, cast, func, literal, null, or_, select, union_all
 
@@ -72,6 +72,7 @@ class ParticipantRow:
     cells: dict[tuple[int, str], Cell] = field(default_factory=dict)
     tally: Tally = field(default_factory=Tally)
     unacknowledged: int = 0
+    # Required entries missed within ATTENTION_WINDOW (a grid row needs attention for these).
     missed: int = 0
     overdue: int = 0
     # Entries a corrected infusion time left outside their windows (after_dose, out_of_window).
@@ -111,12 +112,18 @@ SORTS = {"code": "participant code", "compliance": "compliance, lowest first",
          "-compliance": "compliance, highest first"}
 
 
+# A missed entry calls for action (a call, a note) while it is recent; older ones are history,
+# and the follow-up tasks carry whatever still needs doing about them.
+ATTENTION_WINDOW = timedelta(hours=48)
+
+
 def _judged_select(now: datetime, optional_codes: list[str], participant_filter: list):
     """Every assessment of the filtered participants with its state, worked out by the database."""
     return (select(Period.participant_id.label("participant_id"), Participant.site.label("site"),
                    Period.number.label("period"), Assessment.timepoint.label("timepoint"),
                    state_sql(now).label("state"), Assessment.timepoint.in_(optional_codes).label("optional"),
-                   (Assessment.target <= now).label("past_target"))
+                   (Assessment.target <= now).label("past_target"),
+                   (Assessment.late_close > now - ATTENTION_WINDOW).label("recent"))
             .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
             .join(Participant, Period.participant_id == Participant.id)
             .outerjoin(Submission, Submission.assessment_id == Assessment.id)
@@ -183,7 +190,7 @@ def count_states(now: datetime, optional_codes: list[str], participant_filter: l
         total(and_(counted == MISSED.value, ~optional)),
         total(and_(counted != NOT_APPLICABLE.value, ~and_(optional, counted == MISSED.value),
                    or_(counted.in_([COMPLETED.value, COMPLETED_LATE.value, MISSED.value]), ~optional))),
-        total(and_(st == MISSED.value, ~optional)), total(and_(st == OPEN.value, judged.c.past_target)),
+        total(and_(st == MISSED.value, ~optional, judged.c.recent)), total(and_(st == OPEN.value, judged.c.past_target)),
         total(st.in_([s.value for s in FLAGGED])), *present,
     ).group_by(judged.c.participant_id)
     zero = literal(0)
@@ -289,7 +296,7 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
         row.cells[(cell.period, cell.timepoint)] = Cell(
             cell.id, cell.state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
         row.tally.add(cell.state, cell.optional)
-        row.missed += cell.state == MISSED and not cell.optional
+        row.missed += cell.state == MISSED and not cell.optional and cell.late_close > now - ATTENTION_WINDOW
         row.overdue += cell.state == OPEN and cell.target <= now
         row.flagged += cell.state in FLAGGED
     if unacknowledged is None:

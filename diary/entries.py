@@ -1,6 +1,8 @@
 """Entries: validating answers against the protocol and storing a submission exactly once."""
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -184,11 +186,55 @@ def offline_refusal(assessment: Assessment, *, made_at: datetime, device_now: da
     return window_refusal(assessment, made_at)
 
 
+# The browsers a participant's phone may run, as their User-Agent names them (order matters:
+# Edge and Samsung Internet also say "Chrome", Chrome on iPhone says "Safari").
+_BROWSERS = (("Samsung Internet", r"SamsungBrowser/(\d+)"), ("Edge", r"Edg(?:A|iOS)?/(\d+)"),
+             ("Firefox", r"(?:Firefox|FxiOS)/(\d+)"), ("Chrome", r"(?:CriOS|Chrome)/(\d+)"),
+             ("Safari", r"Version/(\d+)[.\d]* (?:Mobile/\S+ )?Safari/"))
+# Plausible ranges of what a browser reports; anything else is not stored (never refused: the
+# answers matter, the device facts are evidence about them).
+_DEVICE_RANGES = {"viewport_width": (100, 10000), "viewport_height": (100, 10000),
+                  "device_pixel_ratio": (0.25, 10.0), "zoom": (0.1, 10.0), "text_scale": (0.25, 5.0)}
+
+
+def device_facts(reported, user_agent: str | None) -> dict:
+    """The device an entry was answered on: the page's size, pixel ratio, zoom and text scale as
+    the page reported them (``reported``: a mapping, or its JSON), and the browser family and
+    major version from the User-Agent. Values out of range or of the wrong type are left out."""
+    if isinstance(reported, str):
+        try:
+            reported = json.loads(reported) if len(reported) < 500 else {}
+        except ValueError:
+            reported = {}
+    reported = reported if isinstance(reported, dict) else {}
+    facts = {}
+    for name, (low, high) in _DEVICE_RANGES.items():
+        value = reported.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if low <= value <= high:
+            facts[name] = int(round(value)) if name.startswith("viewport") else round(float(value), 3)
+    agent = (user_agent or "")[:500]
+    for family, pattern in _BROWSERS:
+        found = re.search(pattern, agent)
+        if found:
+            facts["browser"] = f"{family} {int(found.group(1))}"
+            break
+    return facts
+
+
+# The columns a submit writes, in the one order both write forms (SQLite statements and the
+# PostgreSQL single statement) use: a column added here is written on both engines.
+SUBMISSION_COLUMNS = ("assessment_id", "submitted_at", "collected_at", "device_time", "source", "reason",
+                      "entered_by_id", "idempotency_key", "alert", "submission_mode",
+                      *_DEVICE_RANGES, "browser")
+
+
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
                       source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
                       reason: str | None = None, collected_at: datetime | None = None,
-                      made_offline_at: datetime | None = None) -> tuple[Submission, bool]:
+                      made_offline_at: datetime | None = None, device: dict | None = None) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
 
     A retried request with the same idempotency key returns the stored submission and stores
@@ -232,10 +278,12 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
     if db.session.new or db.session.dirty:
         db.session.flush()  # the Core statements below see only what is in the database
     period = assessment.period
+    device = device or {}
     row = dict(assessment_id=assessment.id, submitted_at=now, collected_at=collected_at,
                device_time=(device_time or None) and device_time[:64],
                source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
-               idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode)
+               idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode,
+               **{name: device.get(name) for name in (*_DEVICE_RANGES, "browser")})
     event = audit.row(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                       entity="submission", entity_id=None, participant_id=period.participant_id,
                       field=f"period {period.number} {assessment.timepoint}", now=now,
@@ -307,8 +355,7 @@ def _store_at_once():
     whatever the number of answers), UPDATE its reminders (``planning.CANCEL_FOR``) and INSERT its
     audit event (``audit.row``'s columns)."""
     submissions, answers_table, events = Submission.__table__, ItemValue.__table__, AuditEvent.__table__
-    columns = ["assessment_id", "submitted_at", "collected_at", "device_time", "source", "reason", "entered_by_id",
-               "idempotency_key", "alert", "submission_mode"]
+    columns = SUBMISSION_COLUMNS
     # Parameter names are prefixed: a name matching one of the reminder table's columns would be
     # taken by SQLAlchemy as one more value for the UPDATE to set.
     new = (insert(submissions).values({name: bindparam(f"submission_{name}") for name in columns})

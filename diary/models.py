@@ -229,6 +229,15 @@ class Submission(db.Model):
     # online, offline_sync (made without a connection, sent later) or staff.
     submission_mode: Mapped[str] = mapped_column(String(16), default=SubmissionMode.ONLINE.value,
                                                  server_default=SubmissionMode.ONLINE.value)
+    # The device it was answered on (bring-your-own-device evidence, no fingerprinting beyond
+    # this): the page's size in CSS pixels, the screen's pixel ratio, the pinch zoom and text
+    # scale where the browser tells, and the browser family with its major version.
+    viewport_width: Mapped[Optional[int]] = mapped_column(Integer)
+    viewport_height: Mapped[Optional[int]] = mapped_column(Integer)
+    device_pixel_ratio: Mapped[Optional[float]] = mapped_column(Float)
+    zoom: Mapped[Optional[float]] = mapped_column(Float)
+    text_scale: Mapped[Optional[float]] = mapped_column(Float)
+    browser: Mapped[Optional[str]] = mapped_column(String(40))
 
     assessment: Mapped[Assessment] = relationship(back_populates="submission")
     values: Mapped[list[ItemValue]] = relationship(

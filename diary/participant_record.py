@@ -14,6 +14,7 @@ from .assessments import AssessmentRow
 from .charts import Point, line_chart
 from .extensions import db
 from .models import Assessment, AuditEvent, Participant, Period, Reminder, SideEffectReport
+from .protocol.model import in_language
 from .study import protocol_of
 
 HISTORY_LIMIT = 200
@@ -40,6 +41,26 @@ def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str
         series.setdefault(f"Infusion {row.period}", []).append(
             Point(hours, int(value), f"{row.timepoint} VAS {value}"))
     return series
+
+
+def staff_answers(protocol, values: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """An entry's answers as staff read them: (the instrument's title, the answer by its label),
+    in English; the side-effect checklist is listed with the side effects, not here."""
+    lines = []
+    for (instrument_id, item_id), value in values.items():
+        instrument = protocol.instruments.get(instrument_id)
+        item = next((i for i in instrument.items if i.id == item_id), None) if instrument else None
+        if item is None:
+            if not item_id.startswith("symptoms."):
+                lines.append((f"{instrument_id}.{item_id}", value))  # an item of an older protocol version
+            continue
+        if item.type == "severity_checklist":
+            continue
+        if item.type == "single_choice":
+            value = next((in_language(c.label, "en") for c in item.choices if c.code == value), value)
+        title = in_language(instrument.title, "en")
+        lines.append((title if len(instrument.items) == 1 else f"{title}: {in_language(item.text, 'en')}", value))
+    return lines
 
 
 def participant_record(participant: Participant, now: datetime, blinding: Blinding) -> ParticipantRecord:

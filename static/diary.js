@@ -64,6 +64,10 @@
     draw();
   });
 
+  // A screen narrower than the protocol's minimum: say that the scale may not be as validated.
+  var narrow = document.querySelector("[data-too-narrow]");
+  if (narrow && window.innerWidth < Number(narrow.dataset.tooNarrow)) narrow.hidden = false;
+
   // "I had none of these" answers every side effect not yet answered with "none".
   document.querySelectorAll("[data-checklist]").forEach(function (list) {
     var button = list.querySelector("[data-none-of-these]");
@@ -97,10 +101,46 @@
     form.addEventListener("submit", function (event) {
       var field = form.querySelector("input[name=device_time]");
       if (field) field.value = new Date().toISOString();
+      // What the entry was answered on (sizes in CSS pixels; the browser is read from its name).
+      var device = form.querySelector("input[name=device]");
+      if (device) {
+        var root = parseFloat(getComputedStyle(document.documentElement).fontSize) || 18;
+        device.value = JSON.stringify({ viewport_width: window.innerWidth, viewport_height: window.innerHeight,
+          device_pixel_ratio: window.devicePixelRatio, zoom: window.visualViewport ? window.visualViewport.scale : null,
+          text_scale: root / 18 });  // 18 px: the diary's own root size (112.5%) at the browser's default
+      }
       if (form.dataset.sent) { event.preventDefault(); return; }
       form.dataset.sent = "1";
     });
   });
+})();
+
+/* Staff pages: the infusion time's "Now" and "The planned time", and the link sheet's Print. */
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-fill-for]").forEach(function (box) {
+    var input = document.getElementById(box.dataset.fillFor);
+    if (!input) return;
+    box.hidden = false;
+    var now = box.querySelector("[data-fill-now]");
+    if (now) now.addEventListener("click", function () {
+      // "YYYY-MM-DD HH:MM" on the participant's clock, as the field takes it.
+      var parts = {};
+      new Intl.DateTimeFormat("en-GB", { timeZone: box.dataset.timezone, year: "numeric", month: "2-digit",
+        day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).formatToParts(new Date())
+        .forEach(function (part) { parts[part.type] = part.value; });
+      input.value = parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute;
+      input.focus();
+    });
+    box.querySelectorAll("[data-fill-value]").forEach(function (button) {
+      button.addEventListener("click", function () { input.value = button.dataset.fillValue; input.focus(); });
+    });
+  });
+  var print = document.querySelector("[data-print]");
+  if (print) {
+    print.hidden = false;
+    print.addEventListener("click", function () { window.print(); });
+  }
 })();
 
 /* "Turn on reminders": register the service worker and send the push subscription. */
@@ -142,7 +182,7 @@
   if (saved) { try { localStorage.removeItem("diary-draft-" + saved.dataset.savedEntry); } catch (e) {} }
   if (!form || !window.localStorage) return;
   var key = "diary-draft-" + form.dataset.draft;
-  var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1 };
+  var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1, device: 1 };
   function save() {
     var draft = {};
     new FormData(form).forEach(function (value, name) { if (!skip[name] && name.indexOf("kept_") !== 0) draft[name] = value; });
@@ -183,6 +223,7 @@
   "use strict";
   var csrf = document.querySelector("input[name=csrf_token]");
   var notice = document.querySelector("[data-sync]");
+  if (!notice) return;  // staff pages: no diary worker, no outbox
 
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/p/sw.js", { scope: "/p/" }).catch(function () {});

@@ -73,3 +73,31 @@ def test_the_grid_keeps_codes_and_time_points_in_view_at_1366_px(server, browser
     last_row = page.locator("tbody th[scope=row]").last.bounding_box()
     assert last_row["y"] + last_row["height"] <= frame["y"] + frame["height"] + 1
     context.close()
+
+
+def test_now_fills_the_infusion_time_on_the_participants_clock(server, browser):  # noqa: F811
+    """The coordinator taps Now as the infusion starts: the field holds the participant's local time."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from diary.study import require_study
+    with server.app_context():
+        participant, _ = enroll(require_study(), site="NIH-CC", timezone="Asia/Tokyo", sequence="AB", actor="t",
+                                now=now_utc() - timedelta(days=2), code="P-NOWBTN")
+        make_staff("coordinator", "now@site.test")
+        db.session.commit()
+        db.session.remove()
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    try:
+        base = server.config["BASE_URL"]
+        page.goto(f"{base}/staff/login")
+        page.fill("#email", "now@site.test")
+        page.fill("#password", PASSWORD)
+        page.locator("button[type=submit]").click()
+        page.goto(f"{base}/staff/participants/P-NOWBTN/dose/1")
+        page.get_by_role("button", name="Now").click()
+        typed = datetime.strptime(page.input_value("#start"), "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+        assert abs((typed - datetime.now(ZoneInfo("UTC"))).total_seconds()) < 120
+    finally:
+        context.close()

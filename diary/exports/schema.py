@@ -109,7 +109,19 @@ TABLES: dict[str, list[Column]] = {
                allowed=listed(AssessmentState)),
         SUBMITTED, COLLECTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
-        MODE, CODE_BROKEN, DUMMY,
+        MODE,
+        Column("viewport_width", INTEGER, "Width of the page the entry was answered on, in CSS pixels (1/96 inch at "
+               "default zoom), as the participant's browser reported it. Empty for staff entries and older entries.",
+               unit="CSS px"),
+        Column("viewport_height", INTEGER, "Height of that page, in CSS pixels.", unit="CSS px"),
+        Column("device_pixel_ratio", NUMBER, "Screen pixels per CSS pixel on that device.", precision="3 decimals"),
+        Column("zoom", NUMBER, "Pinch zoom when the entry was saved (1 = none), where the browser tells.",
+               precision="3 decimals"),
+        Column("text_scale", NUMBER, "The browser's text size relative to its default (1 = default), where it tells.",
+               precision="3 decimals"),
+        Column("browser", STRING, "Browser family and major version, from its User-Agent (nothing more is kept "
+               "about the device).", allowed="Chrome N; Safari N; Firefox N; Edge N; Samsung Internet N"),
+        CODE_BROKEN, DUMMY,
     ],
     "responses": [
         PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT, TIMEPOINT, TIMEPOINT_ORDER,

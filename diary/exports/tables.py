@@ -99,8 +99,10 @@ def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
 
 def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
-                      .order_by(Participant.code, Period.number, Assessment.target))
+    rows = ctx.stream(rows_query().add_columns(
+        Submission.viewport_width, Submission.viewport_height, Submission.device_pixel_ratio, Submission.zoom,
+        Submission.text_scale, Submission.browser).where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number, Assessment.target))
     order, now, dummy = ctx.order, ctx.now, ctx.dummy
     for row in rows:
         sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
@@ -108,7 +110,8 @@ def assessments(ctx: ExportContext):
                row.timepoint,
                order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
                state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.submission_mode, row.code_broken_at, dummy)
+               row.source, row.submission_mode, row.viewport_width, row.viewport_height, row.device_pixel_ratio,
+               row.zoom, row.text_scale, row.browser, row.code_broken_at, dummy)
 
 
 def _response_instruments(ctx: ExportContext) -> list[str]:

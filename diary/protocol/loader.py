@@ -121,12 +121,16 @@ class _Builder:
             safety = {}
         review_within = self.offset(safety.get("severe_review_within", "24h"), "safety.severe_review_within")
         offline_grace = self.offset(data.get("offline_grace", "24h"), "offline_grace")
+        min_viewport = data.get("min_viewport_px", 320)
+        if isinstance(min_viewport, bool) or not isinstance(min_viewport, int) or not 200 <= min_viewport <= 2000:
+            self.fail("min_viewport_px", "must be a whole number of CSS pixels from 200 to 2000")
+            min_viewport = 320
         return Protocol(
             id=str(protocol_id), version=str(version), title=str(title), periods=periods,
             treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
             timepoints=tuple(timepoints), instruments=instruments, reminders=reminders,
             follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"),
-            offline_grace=offline_grace or Offset(24, "h"),
+            offline_grace=offline_grace or Offset(24, "h"), min_viewport_px=min_viewport,
             languages=self.languages)
 
     def text(self, value, path) -> str:

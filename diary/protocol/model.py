@@ -184,6 +184,9 @@ class Protocol:
     # within this time of being made.
     offline_grace: Offset = Offset(24, "h")
     source_text: str = ""
+    # Narrower than this (CSS pixels), the entry form says it cannot be shown as the validated
+    # instrument (the fatigue line would be shorter than argued for).
+    min_viewport_px: int = 320
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)
 

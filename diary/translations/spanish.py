@@ -128,6 +128,13 @@ SPANISH = {
     "%(question)s 0 means %(low)s, 100 means %(high)s": "%(question)s 0 significa %(low)s, 100 significa %(high)s",
     "I have moved the slider to my answer": "Ya moví el control deslizante a mi respuesta",
     "Not marked yet": "Aún sin marcar",
+    "Your study team:": "Su equipo del estudio:",
+    "This screen is narrower than the diary was tested for, so the scale may not be shown as it was validated. If you can, turn the phone sideways or use a larger screen; your answers still count.":
+        "Esta pantalla es más estrecha que aquella con la que se probó el diario, así que la escala puede no verse como se validó. Si puede, gire el teléfono o use una pantalla más grande; sus respuestas cuentan igual.",
+    "Questions, or a problem with the diary? Call your study team:":
+        "¿Preguntas o un problema con el diario? Llame a su equipo del estudio:",
+    "Answered %(when)s": "Respondida %(when)s",
+    "Received by the diary %(when)s": "Recibida por el diario %(when)s",
     "Your answers are kept on this phone": "Sus respuestas se guardan en este teléfono",
     "The diary could not be reached just now. Nothing is lost: your answers are kept on this phone and will be sent by themselves the next time you open the diary with a connection. You will see them confirmed then.":
         "No se pudo contactar con el diario en este momento. No se ha perdido nada: sus respuestas se guardan en este teléfono y se enviarán solas la próxima vez que abra el diario con conexión. Entonces verá la confirmación.",

@@ -8,6 +8,7 @@ from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
 from ..enrolment import mask_email, mask_phone
+from .times import staff_time
 from ..extensions import babel, compress
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
 from ..protocol.model import in_language
@@ -37,7 +38,7 @@ def init_app(app: Flask) -> None:
     assets.init_app(app)
     compress.init_app(app)
     errors.init_app(app)
-    app.jinja_env.globals.update(TEMPLATE_GLOBALS, mask_email=mask_email, mask_phone=mask_phone)
+    app.jinja_env.globals.update(TEMPLATE_GLOBALS, mask_email=mask_email, mask_phone=mask_phone, staff_time=staff_time)
     app.jinja_env.filters["tr"] = lambda text: in_language(text, current_language())
     app.context_processor(lambda: {"current_language": current_language()})
     compile_catalogs()

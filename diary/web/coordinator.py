@@ -34,14 +34,15 @@ from ..models import (
     Assessment, AuditEvent, FollowUpTask, Participant, Period, Reminder, SideEffectReport, StaffUser, now_utc,
 )
 from ..safety import break_code, broken_code, participant_by_code
-from ..participant_record import participant_record
+from ..participant_record import participant_record, staff_answers
 from ..pins import reset_pin
 from ..side_effects import acknowledge as acknowledge_report
 from .. import second_factor
 from ..staff import LoginRefused, address_delay, change_password, login_staff, record_sign_in, record_sign_out
-from ..study import protocol_of, require_study
+from ..study import protocol_of, require_study, site_contact
 from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
+from .times import staff_time
 from .forms import (
     AcknowledgeForm, BaseForm, CodeBreakForm, CodeForm, ContactForm, CorrectionForm, DoseForm, EnrolForm,
     FollowUpForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm, WithdrawForm,
@@ -218,8 +219,9 @@ def dashboard():
                            open_count=count_tasks(study.id), follow_up_form=FollowUpForm(), when=_when)
 
 
-def _when(moment) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+def _when(moment):
+    """A time in a staff list: on the site's clock, with its zone; UTC on hover."""
+    return staff_time(moment)
 
 
 LIST_PAGE = 50  # rows a page of the side-effect and follow-up lists
@@ -327,7 +329,8 @@ def participant(code):
     return render_template(
         "coordinator/participant.html", participant=participant, timeline=record.timeline, chart=record.chart,
         reports=record.reports, events=record.events, reminders=record.reminders,
-        when=lambda t: local_datetime(t, participant.timezone) if t else "",
+        when=lambda t: staff_time(t, participant.timezone),
+        answers=lambda values: staff_answers(protocol_of(participant.study.current_protocol_version), values),
         reason_form=ReasonForm(), periods=participant.periods, now=now)
 
 
@@ -345,7 +348,7 @@ def show_contact(code):
         Period.participant_id == participant.id).order_by(Reminder.due_at.desc()).limit(20)).all()
     response = make_response(render_template("coordinator/contact.html", participant=participant, shown=True,
                                              now=now, reminders=reminders, form=None,
-                                             when=lambda t: local_datetime(t, participant.timezone)))
+                                             when=lambda t: staff_time(t, participant.timezone)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -428,7 +431,8 @@ def link_sheet(code):
     qr = segno.make(link, error="m").svg_inline(scale=5, dark="#1b1f24")
     # The sheet is the participant's: printed in their language (the staff notes stay English).
     with force_locale(participant.language):
-        sheet = render_template("coordinator/link_sheet.html", participant=participant, link=link, qr=qr)
+        sheet = render_template("coordinator/link_sheet.html", participant=participant, link=link, qr=qr,
+                                site_phone=site_contact(participant.site))
     response = make_response(render_template("coordinator/link.html", participant=participant, sheet=sheet,
                                              heading=shown["heading"]))
     response.headers["Cache-Control"] = "no-store"  # the back button must not bring it back
@@ -543,8 +547,10 @@ def _dosing_page(code: str, number: int, planning: bool):
                       f"{local_datetime(start, participant.timezone)} ({participant.timezone}).")
                 return redirect(url_for(".participant", code=code))
     status = 422 if request.method == "POST" else 200
+    planned_local = (period.planned_start.astimezone(ZoneInfo(participant.timezone)).strftime("%Y-%m-%d %H:%M")
+                     if period.planned_start else None)
     return render_template("coordinator/dose.html", form=form, participant=participant,
-                           period=period, planning=planning), status
+                           period=period, planning=planning, planned_local=planned_local), status
 
 
 @bp.route("/participants/<code>/dose/<int:number>", methods=["GET", "POST"])
@@ -609,7 +615,7 @@ def enter(assessment_id):
     return render_template("coordinator/enter.html", assessment=assessment, participant=participant,
                            timepoint=timepoint, instruments=protocol.instruments_for(timepoint),
                            meta=meta, errors=errors, form=request.form, field_name=field_name,
-                           when=lambda t: local_datetime(t, participant.timezone),
+                           when=lambda t: staff_time(t, participant.timezone),
                            key=request.form.get("idempotency_key") or secrets.token_hex(16)), status
 
 

@@ -25,7 +25,7 @@ from wtforms.validators import ValidationError
 from .. import assessments, audit, links, pins
 from ..assessments import AssessmentRow
 from ..entries import (
-    InvalidAnswers, field_name, offline_refusal, record_submission, validate_answers, window_refusal,
+    InvalidAnswers, device_facts, field_name, offline_refusal, record_submission, validate_answers, window_refusal,
 )
 from ..errors import Refused
 from ..extensions import csrf, db
@@ -113,6 +113,7 @@ def link(token):
 def _pin_page(participant, token, choosing, now, status=200, error=None):
     minutes = pins.locked_minutes(participant, now)
     return render_template("participant/pin.html", token=token, choosing=choosing, error=error,
+                           study_name=participant.study.name, site_phone=site_contact(participant.site),
                            locked_minutes=minutes), 429 if minutes else status
 
 
@@ -243,7 +244,7 @@ def _render_form(assessment, form, errors, *, key, status=200, notice=None):
     now = now_utc()
     return render_template(
         "participant/entry.html", assessment=assessment, timepoint=timepoint,
-        instruments=instruments, form=form, errors=errors, key=key, notice=notice,
+        instruments=instruments, form=form, errors=errors, key=key, notice=notice, min_viewport=protocol.min_viewport_px,
         field_name=field_name, period=assessment.period.number,
         contact=site_contact(g.participant.site),
         closes=local_when(assessment.window_close, g.participant.timezone, now, g.participant.language),
@@ -290,7 +291,8 @@ def submit(assessment_id):
     try:
         submission, _created = record_submission(
             assessment, form, now=now, actor=f"participant:{g.participant.code}",
-            idempotency_key=key, device_time=form.get("device_time"))
+            idempotency_key=key, device_time=form.get("device_time"),
+            device=device_facts(form.get("device"), request.user_agent.string))
     except InvalidAnswers as invalid:
         db.session.rollback()
         return _render_form(assessment, form, invalid.errors, key=key, status=422)
@@ -346,7 +348,9 @@ def sync(assessment_id):
             raise Refused(refusal, status=409)
         record_submission(assessment, fields, now=now, actor=f"participant:{g.participant.code}",
                           idempotency_key=key, device_time=data.get("made_at"),
-                          made_offline_at=made_at + (now - device_now))
+                          made_offline_at=made_at + (now - device_now),
+                          device=device_facts(fields.get("device") if isinstance(fields, dict) else None,
+                                              request.user_agent.string))
     except InvalidAnswers:
         db.session.rollback()
         refusal = _("Please check your answers and try again.")  # the sync has no form to mark
