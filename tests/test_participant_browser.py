@@ -704,3 +704,34 @@ def test_a_severe_answer_on_the_last_question_brings_its_warning_into_view(serve
     page.wait_for_function("""el => { const r = el.getBoundingClientRect();
                                      return r.top >= 0 && r.bottom <= window.innerHeight + 1; }""",
                            arg=box.element_handle())
+
+
+def test_a_narrow_phone_is_told_and_its_device_facts_are_stored(server, browser):
+    """At 300 px (under the protocol's 320) the form says the scale may not be as validated; the
+    entry still counts, with the page size, pixel ratio and browser it was made on."""
+    link, day1_id = new_participant(server, "P-NARROW")
+    context = browser.new_context(viewport={"width": 300, "height": 640}, is_mobile=True, has_touch=True,
+                                  device_scale_factor=3)
+    page = context.new_page()
+    try:
+        set_pin(page, link)
+        page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+        assert page.locator("[data-too-narrow]").is_visible()
+        _fill_day1(page)
+        page.get_by_role("button", name="Review my answers").click()
+        page.get_by_role("button", name="Save my answers").click()
+        page.wait_for_url("**/saved")
+    finally:
+        context.close()
+    with server.app_context():
+        submission = db.session.scalar(select(Submission).where(Submission.assessment_id == day1_id))
+        facts = (submission.viewport_width, submission.device_pixel_ratio, submission.zoom, submission.browser)
+        db.session.remove()
+    assert facts[0] == 300 and facts[1] == 3.0 and facts[2] == 1.0 and facts[3].startswith("Chrome ")
+
+
+def test_a_phone_at_the_minimum_width_is_not_warned(server, page):
+    link, day1_id = new_participant(server, "P-WIDEOK")
+    set_pin(page, link)
+    page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
+    assert page.locator("[data-too-narrow]").is_hidden()
