@@ -182,6 +182,7 @@ def test_a_spanish_participant_walks_the_entry_form_in_spanish_without_overflow(
 
 def tap_scale(page, fraction, index=0):
     """Tap the fatigue line at ``fraction`` of its length, as a finger would."""
+    page.locator(".vas-track").nth(index).scroll_into_view_if_needed()
     box = page.locator(".vas-rule").nth(index).bounding_box()
     page.touchscreen.tap(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
 
