@@ -57,6 +57,10 @@ REQUIRE_2FA = False
 # that count while it is at most this old, and count at the request otherwise (0: always).
 FIGURES_MAX_AGE_SECONDS = 180
 
+# Password and PIN checks (Argon2) running at once per process; one more is refused at once (503)
+# rather than queued, so a flood of sign-ins cannot take the participants' pages down with it.
+HASHING_CONCURRENCY = 2
+
 # Staff sessions end after this much idle time.
 STAFF_IDLE_MINUTES = 30
 

@@ -171,10 +171,18 @@ def reissue_link(participant: Participant, *, actor: str, now: datetime, reason:
     return token
 
 
-def revoke_link(participant: Participant, *, actor: str, now: datetime) -> None:
+def revoke_link(participant: Participant, *, actor: str, now: datetime, reason: str) -> None:
+    """End the participant's link at once (a lost phone, a link shared by mistake): every phone
+    signed in with it is signed out at its next request, and reminders' links stop working. A
+    new link is given with *Reissue link*."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Refused("Say why the link is revoked.", field="reason")
+    if participant.link_revoked_at is not None:
+        raise Refused("This link is already revoked.", status=409)
     participant.link_revoked_at = now
     audit.record(actor=actor, action="revoke_link", entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now)
+                 entity_id=participant.id, participant_id=participant.id, now=now, reason=reason)
 
 
 def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+    BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
     event,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -326,6 +326,8 @@ class StaffUser(db.Model):
     # Second factor (TOTP): the shared secret, set when the person confirms a first code.
     totp_secret: Mapped[Optional[str]] = mapped_column(String(64))
     totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The last 30-second step whose code signed in: a code is accepted once, never replayed.
+    totp_last_step: Mapped[Optional[int]] = mapped_column(BigInteger)
 
 
 class RecoveryCode(db.Model):

@@ -17,6 +17,10 @@ from .models import Participant, RandomizationSlot, Study
 from .study import protocol_of
 
 
+# The site column's width in the database (randomization_slot.site, participant.site).
+SITE_LENGTH = 80
+
+
 def parse_randomization_csv(text: str, sequences) -> list[tuple[str, int, str]]:
     """Rows of (site, position, sequence); every problem is reported with its line number."""
     reader = csv.DictReader(io.StringIO(text))
@@ -28,6 +32,9 @@ def parse_randomization_csv(text: str, sequences) -> list[tuple[str, int, str]]:
         site, position, sequence = row.get("site", ""), row.get("position", ""), row.get("sequence", "")
         if not site:
             problems.append(f"line {line}: site is empty")
+        elif len(site) > SITE_LENGTH or not site.isprintable():
+            problems.append(f"line {line}: a site is a name of at most {SITE_LENGTH} printable characters")
+            continue
         if not position.isdigit() or not position.isascii() or len(position) > 9:
             problems.append(f"line {line}: position '{position}' is not a whole number")
             continue

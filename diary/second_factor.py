@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from . import audit
 from .errors import Refused
 from .extensions import db
-from .models import LoginThrottle, RecoveryCode, StaffUser
-from .staff import ACCOUNT_LIMIT, _count_failure, _throttle_rows
+from .models import RecoveryCode, StaffUser
+from .staff import ACCOUNT_LIMIT, _throttle_rows, clear_attempts, reserve_attempt
 
 RECOVERY_CODES = 10
 ISSUER = "diary"
@@ -40,8 +40,35 @@ def _valid_totp(secret: str, code: str, now: datetime) -> bool:
 
 
 def _recovery_hash(code: str) -> str:
+    """Keyed hash of a recovery code as typed: spaces and dashes anywhere, either case."""
     key = current_app.config["SECRET_KEY"].encode("utf-8")
-    return hmac.new(key, code.replace("-", "").strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+    plain = "".join(code.split()).replace("-", "").lower()
+    return hmac.new(key, plain.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+STEP_SECONDS = 30
+
+
+def matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The 30-second step (RFC 6238) whose code ``code`` is, one step either side of ``now`` for a
+    phone clock a little off; None if none."""
+    if not secret or not code:
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // STEP_SECONDS
+    for step in (current, current - 1, current + 1):
+        if hmac.compare_digest(totp.at(step * STEP_SECONDS), code):
+            return step
+    return None
+
+
+def use_step(user: StaffUser, step: int) -> bool:
+    """Take the step for this account, once: a conditional update, so a code that has signed in
+    (here, or in a request at the same moment) never signs in again."""
+    taken = db.session.execute(update(StaffUser).where(
+        StaffUser.id == user.id, (StaffUser.totp_last_step.is_(None)) | (StaffUser.totp_last_step < step))
+        .values(totp_last_step=step).execution_options(synchronize_session=False))
+    return taken.rowcount == 1
 
 
 def enable(user: StaffUser, secret: str, code: str, *, now: datetime) -> list[str]:
@@ -67,11 +94,17 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
     """Check a sign-in's second step: a TOTP code or an unused recovery code (used up here).
     Returns which it was; raises Refused (throttled like passwords)."""
     key = f"second-factor:{user.id}"
-    row = _throttle_rows([key])[0]
-    if row.locked_until is not None and row.locked_until > now:
+    _throttle_rows([key])
+    if reserve_attempt(key, ACCOUNT_LIMIT, now) is not None:
         raise Refused("Too many wrong codes. Please wait 15 minutes and try again.", status=429)
     code = (code or "").strip()
-    if _valid_totp(user.totp_secret, code, now):
+    step = matching_step(user.totp_secret, "".join(code.split()), now)
+    if step is not None:
+        if not use_step(user, step):
+            audit.record(actor=audit.staff_actor(user), action="second_factor_failed", entity="staff_user",
+                         entity_id=user.id, now=now, reason="a code already used")
+            raise Refused("That code was already used. Wait for the next one in your app.", status=401,
+                          field="code")
         kind = "authenticator code"
     else:
         used = db.session.execute(
@@ -79,15 +112,13 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
                                        RecoveryCode.code_hash == _recovery_hash(code),
                                        RecoveryCode.used_at.is_(None)).values(used_at=now))
         if used.rowcount != 1:
-            _count_failure(key, ACCOUNT_LIMIT, now)
             audit.record(actor=audit.staff_actor(user), action="second_factor_failed", entity="staff_user",
                          entity_id=user.id, now=now)
             raise Refused("That code is not right.", status=401, field="code")
         kind = "recovery code"
         audit.record(actor=audit.staff_actor(user), action="recovery_code_used", entity="staff_user",
                      entity_id=user.id, now=now, new=f"{remaining_recovery_codes(user)} left")
-    db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
-                       .values(failures=0, first_failure_at=None, locked_until=None))
+    clear_attempts(key)
     return kind
 
 

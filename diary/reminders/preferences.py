@@ -61,7 +61,7 @@ def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubs
     endpoint = data.get("endpoint")
     keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
     p256dh, auth_secret = keys.get("p256dh"), keys.get("auth")
-    if not (isinstance(endpoint, str) and len(endpoint) <= 1000
+    if not (isinstance(endpoint, str) and len(endpoint) <= 1000 and endpoint.isprintable()
             and (endpoint.startswith("https://") or endpoint.startswith("http://127.0.0.1"))):
         raise Refused("The subscription endpoint must be an https address.")
     if not all(isinstance(k, str) and _B64URL.match(k) for k in (p256dh, auth_secret)):

@@ -128,6 +128,8 @@ SPANISH = {
     "%(question)s 0 means %(low)s, 100 means %(high)s": "%(question)s 0 significa %(low)s, 100 significa %(high)s",
     "I have moved the slider to my answer": "Ya moví el control deslizante a mi respuesta",
     "Not marked yet": "Aún sin marcar",
+    "The diary is busy": "El diario está ocupado",
+    "Please try again in a moment. Nothing was saved.": "Inténtelo de nuevo en un momento. No se guardó nada.",
     "Your study team:": "Su equipo del estudio:",
     "This screen is narrower than the diary was tested for, so the scale may not be shown as it was validated. If you can, turn the phone sideways or use a larger screen; your answers still count.":
         "Esta pantalla es más estrecha que aquella con la que se probó el diario, así que la escala puede no verse como se validó. Si puede, gire el teléfono o use una pantalla más grande; sus respuestas cuentan igual.",

@@ -16,12 +16,39 @@ from ..vocabulary import TEMPLATE_GLOBALS
 
 
 class BoundedInt(IntegerConverter):
-    """``<int:…>`` in every URL, bounded to what the database can hold: a larger id is simply
-    not found (404), never an overflow (500)."""
+    """``<int:…>`` in every URL, bounded to what the id columns hold (32-bit integers on
+    PostgreSQL): a larger id is simply not found (404), never an overflow (500)."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
+        kwargs.setdefault("max", 2**31 - 1)
         super().__init__(map, *args, **kwargs)
+
+
+# JSON bodies (offline entries, push subscriptions) are a few levels deep; a deeper one is refused
+# before the parser's recursion can fail on it.
+MAX_JSON_DEPTH = 20
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of brackets in a JSON text, strings skipped (no parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def init_app(app: Flask) -> None:
@@ -95,9 +122,13 @@ def _read_only_for_safe_methods():
 
 
 def _refuse_nul_bytes():
-    """A NUL byte is no text a person typed, and PostgreSQL refuses to store it: say so (400)."""
+    """A NUL byte is no text a person typed, and PostgreSQL refuses to store it: say so (400),
+    the same on both engines. JSON bodies are checked for depth here and for NUL by their views
+    (an offline entry's refusal is recorded and answered in JSON)."""
     values = list(request.args.values()) + list(request.view_args.values() if request.view_args else [])
     if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += list(request.form.values())
     if any(isinstance(value, str) and "\x00" in value for value in values) or "\x00" in request.path:
+        abort(400)
+    if request.method == "POST" and request.is_json and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
         abort(400)

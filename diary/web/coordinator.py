@@ -24,7 +24,9 @@ from ..adherence import SORTS, clamp_page, load_grid
 from ..blinding import CODE_BREAKERS, blinding_for
 from ..corrections import correct_value, correctable_items, stored_item_id
 from ..dosing import plan_dose, record_dose
-from ..enrolment import change_contact, enroll, participant_link, reissue_link, reveal_contact, withdraw
+from ..enrolment import (
+    change_contact, enroll, participant_link, reissue_link, reveal_contact, revoke_link, withdraw,
+)
 from ..entries import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
@@ -81,8 +83,11 @@ def login():
         try:
             user = login_staff(form.email.data, form.password.data, address=address, now=now)
         except LoginRefused as refusal:
+            delay = address_delay(address, now)  # many failures from here: answer slowly, never lock
             db.session.commit()  # the failure counters and the audit event persist
-            time.sleep(address_delay(address, now))  # many failures from here: answer slowly, never lock
+            # The wait comes after the commit and opens no transaction: on SQLite a sleeping
+            # request must not hold the write lock every participant's submit needs.
+            time.sleep(delay)
             form.password.errors.append(refusal.message)
             return render_template("coordinator/login.html", form=form), refusal.status
         if user.totp_enabled_at is not None:
@@ -485,6 +490,19 @@ def reset(code):
     return _confirmed_action(
         code, action="reset_pin", template="coordinator/reset_pin.html",
         perform=lambda participant, form, now: reset_pin(participant, actor=actor(), now=now, reason=form.reason.data),
+        done=done)
+
+
+@bp.route("/participants/<code>/revoke-link", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def revoke(code):
+    def done(participant, _):
+        flash(f"The link of {participant.code} is revoked: their phone is signed out. Reissue a link to give a new one.")
+        return redirect(url_for(".participant", code=participant.code))
+
+    return _confirmed_action(
+        code, action="revoke_link", template="coordinator/revoke_link.html",
+        perform=lambda participant, form, now: revoke_link(participant, actor=actor(), now=now, reason=form.reason.data),
         done=done)
 
 

@@ -1,11 +1,12 @@
 """Error pages a participant understands, and the pages for the refusals the rules raise."""
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from ..errors import Refused
+from ..extensions import db
 
 def _messages() -> dict[int, tuple[str, str]]:
     """Title and text per status, in the language of the request."""
@@ -20,6 +21,7 @@ def _messages() -> dict[int, tuple[str, str]]:
               _("What you sent was larger than the diary accepts. Nothing was saved.")),
         422: (_("That could not be saved"), _("Please check your answers and try again.")),
         429: (_("Please wait a moment"), _("Too many attempts. Please wait and try again later.")),
+        503: (_("The diary is busy"), _("Please try again in a moment. Nothing was saved.")),
         500: (_("Sorry, something went wrong on our side"),
               _("Nothing you entered was half-saved. Please try again in a few minutes, or contact your "
                 "study team.")),
@@ -34,6 +36,15 @@ def render_error(status: int, detail: str | None = None):
     to Today (never a dead end), in their language."""
     messages = _messages()
     title, text = messages.get(status, messages[400])
+    if status >= 500 and status != 503:
+        # The database may be what failed (a restart, a dropped connection): end its transaction
+        # and render a page that needs nothing from it.
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001  the page must render whatever the database does
+            pass
+        g.database_unreliable = True
+        return render_template("error.html", status=status, title=title, text=detail or text), status
     template = "participant/error.html" if request.blueprint == "participant" else "error.html"
     return render_template(template, status=status, title=title, text=detail or text), status
 

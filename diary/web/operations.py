@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, render_template
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
 from ..models import now_utc
 from ..status import banners, gather
 from ..vocabulary import Role
@@ -33,6 +36,10 @@ def status_json():
 @bp.app_context_processor
 def staff_banners():
     """Banners for a signed-in staff member's page (computed only for staff pages)."""
-    if g.get("staff") is None:
+    if g.get("staff") is None or g.get("database_unreliable"):
         return {}
-    return {"staff_banners": banners(current_app.config, now_utc())}
+    try:
+        return {"staff_banners": banners(current_app.config, now_utc())}
+    except SQLAlchemyError:  # a page about a failure must not fail on its banner
+        db.session.rollback()
+        return {}

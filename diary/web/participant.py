@@ -339,7 +339,11 @@ def sync(assessment_id):
     now = now_utc()
     protocol = protocol_of(assessment.protocol_version)
     refusal = None
-    if assessment.submission is None:
+    if any("\x00" in name or "\x00" in value for name, value in fields.items(multi=True)):
+        # No text a person typed holds a NUL (PostgreSQL refuses to store one): refused and
+        # recorded below, so the phone drops it instead of sending it for ever.
+        refusal, status = _("Please check your answers and try again."), 422
+    elif assessment.submission is None:
         refusal = offline_refusal(
             assessment, made_at=made_at, device_now=device_now, now=now, grace=protocol.offline_grace.nominal,
             clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"]))
