@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import String, Text, bindparam, func, insert, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -159,6 +160,41 @@ def collection_refusal(assessment: Assessment, collected_at: datetime | None, no
     if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close,
                              now=collected_at):
         return OUTSIDE_WINDOW
+    return None
+
+
+# --- The stamp an entry form carries ---------------------------------------------------------
+# No server can make a phone's clock honest. What it can do is bound what a set-back clock gains:
+# each entry form it serves carries a stamp it signed (which entry, whose, when served); an entry
+# made offline counts only with the stamp of a form served while that entry's window was open,
+# and only if it claims to have been made after the form was served.
+
+STAMP_SALT = "diary-entry-stamp"
+
+
+def entry_stamp(assessment: Assessment, participant_id: int, now: datetime, secret: str) -> str:
+    """The signed stamp of a form served ``now`` for ``assessment``."""
+    return URLSafeSerializer(secret, salt=STAMP_SALT).dumps(
+        {"a": assessment.id, "p": participant_id, "s": now.isoformat()})
+
+
+def stamp_refusal(assessment: Assessment, participant_id: int, stamp: str | None, made_at: datetime,
+                  secret: str) -> str | None:
+    """Why an offline entry's form stamp does not let it count, or None: a stamp the server
+    signed, for this entry and participant, from a form served while the window was open, and
+    an entry made (by the phone's corrected clock) after that."""
+    try:
+        data = URLSafeSerializer(secret, salt=STAMP_SALT).loads(stamp or "")
+        served_at = datetime.fromisoformat(data["s"])
+        mine = data["a"] == assessment.id and data["p"] == participant_id
+    except (BadSignature, KeyError, TypeError, ValueError):
+        mine, served_at = False, None
+    if not mine:
+        return _("This entry was not made on a form the diary gave for it, so it cannot be counted.")
+    if not (assessment.window_open <= served_at <= assessment.late_close):
+        return _("This entry's form was opened when the entry was not open, so it cannot be counted.")
+    if made_at < served_at:
+        return _("The answers cannot have been given before the form was opened.")
     return None
 
 

@@ -182,7 +182,7 @@
   if (saved) { try { localStorage.removeItem("diary-draft-" + saved.dataset.savedEntry); } catch (e) {} }
   if (!form || !window.localStorage) return;
   var key = "diary-draft-" + form.dataset.draft;
-  var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1, device: 1 };
+  var skip = { csrf_token: 1, idempotency_key: 1, step: 1, device_time: 1, device: 1, stamp: 1 };
   function save() {
     var draft = {};
     new FormData(form).forEach(function (value, name) { if (!skip[name] && name.indexOf("kept_") !== 0) draft[name] = value; });

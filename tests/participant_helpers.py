@@ -20,6 +20,11 @@ def action_key_from(html: str) -> str:
     return re.search(r'name="action_key"[^>]*value="([^"]+)"', html).group(1)
 
 
+def stamp_from(html: str) -> str:
+    """The server's signed stamp an entry form carries (an offline entry needs it)."""
+    return re.search(r'name="stamp" value="([^"]+)"', html).group(1)
+
+
 def key_from(html: str) -> str:
     return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
 

@@ -29,7 +29,7 @@ CONTRACT = {
     "assessments": ["participant_id", "site", "sequence", "period", "treatment_code", "treatment", "planned_dose_utc",
                     "dose_start_utc", "timepoint", "timepoint_order", "nominal_offset_min", "window_open_utc",
                     "window_close_utc", "status", "submitted_utc", "collected_utc", "minutes_from_dose", "source",
-                    "submission_mode", "viewport_width", "viewport_height", "device_pixel_ratio", "zoom", "text_scale",
+                    "submission_mode", "offline_delay_min", "viewport_width", "viewport_height", "device_pixel_ratio", "zoom", "text_scale",
                     "browser", "code_broken_utc", "allocation_is_dummy"],
     "responses": ["participant_id", "sequence", "period", "treatment_code", "treatment", "timepoint", "timepoint_order",
                   "instrument", "item", "value", "submitted_utc", "collected_utc", "minutes_from_dose", "source",

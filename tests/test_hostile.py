@@ -4,6 +4,7 @@ lock, links can be revoked, and no route answers 500 to ids, bytes or JSON it ca
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 
 import pyotp
 import pytest
@@ -304,3 +305,103 @@ def test_ids_past_a_32_bit_column_are_not_found(app, client, study):
     sign_in(client, token)
     assert client.get("/p/entry/2147483648").status_code == 404
     assert client.get("/p/entry/2147483647").status_code == 404
+
+
+# --- Offline entries bounded by what the server saw ---------------------------------------------
+
+def _backdated(client, study, code, *, dose_hours_ago, made_after_dose, stamp_for=None, served_after_dose=None,
+               tamper=False):
+    """Send an offline Day 3 entry claimed as made ``made_after_dose`` hours after the infusion."""
+    import uuid
+
+    from diary.dosing import record_dose
+    from diary.enrolment import enroll
+    from diary.entries import entry_stamp
+    now = now_utc()
+    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
+                                now=now - timedelta(days=10), code=code)
+    dose = (now - timedelta(hours=dose_hours_ago)).replace(second=0, microsecond=0)
+    record_dose(participant, 1, dose, actor="t", now=now)
+    db.session.commit()
+    d3 = assessment_of(participant, 1, "D3")
+    target, owner = stamp_for or (d3, participant.id)
+    served = dose + timedelta(hours=served_after_dose if served_after_dose is not None else made_after_dose - 0.2)
+    stamp = entry_stamp(target, owner, served, client.application.config["SECRET_KEY"])
+    if tamper:
+        stamp = stamp[:-3] + ("AAA" if not stamp.endswith("AAA") else "BBB")
+    sign_in(client, token)
+    made = dose + timedelta(hours=made_after_dose)
+    body = {"fields": {**answers_for(protocol_of_study(study), "D3"), "stamp": stamp}, "key": uuid.uuid4().hex,
+            "made_at": made.isoformat().replace("+00:00", "Z"), "device_now": now.isoformat().replace("+00:00", "Z")}
+    response = client.post(f"/p/entry/{d3.id}/sync", json=body,
+                           headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
+    refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "offline_entry_refused",
+                                                          AuditEvent.participant_id == participant.id)).all()
+    return response, refused, participant, d3
+
+
+def test_a_day3_entry_claimed_22_hours_late_is_refused_and_recorded(app, client, study):
+    """The window closed 22 h ago (grace included); the phone claims the answers were given inside
+    its late grace, 23 h ago (within the 24 h offline grace): its form was not served open."""
+    response, refused, _, _ = _backdated(client, study, "P-BACK01", dose_hours_ago=80 + 22,
+                                         made_after_dose=79, served_after_dose=80 + 21)
+    assert response.status_code == 409 and refused and "was opened when the entry was not open" in refused[0].reason
+
+
+def test_an_entry_on_a_form_served_after_its_window_closed_is_refused(app, client, study):
+    response, refused, _, _ = _backdated(client, study, "P-BACK02", dose_hours_ago=82, made_after_dose=77,
+                                         served_after_dose=81)
+    assert response.status_code == 409 and len(refused) == 1
+
+
+def test_an_entry_made_before_its_form_was_served_is_refused(app, client, study):
+    response, refused, _, _ = _backdated(client, study, "P-BACK03", dose_hours_ago=79, made_after_dose=70,
+                                         served_after_dose=72)
+    assert response.status_code == 409 and "before the form was opened" in refused[0].reason
+
+
+def test_a_stamp_from_another_entry_or_participant_or_tampered_is_refused(app, client, study):
+    from diary.dosing import record_dose
+    from diary.enrolment import enroll
+    other, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=9),
+                      code="P-OTHER9")
+    record_dose(other, 1, now_utc() - timedelta(hours=75), actor="t", now=now_utc())
+    db.session.commit()
+    theirs = assessment_of(other, 1, "D3")
+    response, refused, participant, d3 = _backdated(client, study, "P-BACK04", dose_hours_ago=75, made_after_dose=70,
+                                                    stamp_for=(theirs, other.id))
+    assert response.status_code == 409 and "not made on a form the diary gave" in refused[0].reason
+    response, refused, _, _ = _backdated(app.test_client(), study, "P-BACK05", dose_hours_ago=75,
+                                         made_after_dose=70, tamper=True)
+    assert response.status_code == 409 and refused
+    response, refused, _, _ = _backdated(app.test_client(), study, "P-BACK06", dose_hours_ago=75, made_after_dose=70)
+    assert response.status_code == 201 and refused == []  # the honest case counts
+
+
+def test_stamp_refusal_called_directly(study):
+    """The rule itself: its three refusals and its acceptance."""
+    from diary.entries import entry_stamp, stamp_refusal
+    participant, _ = participant_with_day1_open(study, code="P-STAMP1")
+    day1 = assessment_of(participant, 1, "D1")
+    secret = "test-secret"
+    inside = day1.window_open + timedelta(minutes=10)
+    good = entry_stamp(day1, participant.id, inside, secret)
+    assert stamp_refusal(day1, participant.id, good, inside + timedelta(minutes=5), secret) is None
+    assert "before the form" in stamp_refusal(day1, participant.id, good, inside - timedelta(minutes=5), secret)
+    assert "not made on a form" in stamp_refusal(day1, participant.id + 1, good, inside, secret)
+    assert "not made on a form" in stamp_refusal(day1, participant.id, good, inside, "another-secret")
+    assert "not made on a form" in stamp_refusal(day1, participant.id, None, inside, secret)
+    early = entry_stamp(day1, participant.id, day1.window_open - timedelta(minutes=1), secret)
+    assert "not open" in stamp_refusal(day1, participant.id, early, day1.window_open, secret)
+
+
+def test_the_export_flags_the_offline_delay(app, client, study, tmp_path):
+    import csv
+
+    from diary.exports import write_bundle
+    response, _, participant, _ = _backdated(client, study, "P-BACK07", dose_hours_ago=77, made_after_dose=72)
+    assert response.status_code == 201
+    write_bundle(tmp_path, study=study, now=now_utc())
+    rows = [r for r in csv.DictReader((tmp_path / "assessments.csv").open()) if r["participant_id"] == "P-BACK07"
+            and r["timepoint"] == "D3"]
+    assert 290 <= float(rows[0]["offline_delay_min"]) <= 310  # five hours kept on the phone

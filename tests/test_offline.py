@@ -59,13 +59,17 @@ def test_the_service_worker_precaches_only_the_diarys_own_files(client, study):
     assert client.get("/p/offline").status_code == 200
 
 
-def _offline_entry(client, participant, protocol, *, made_ago, clock_off=timedelta(0), key=None):
+def _offline_entry(client, participant, protocol, *, made_ago, clock_off=timedelta(0), key=None, stamp=None):
     """The JSON diary.js sends for an entry made ``made_ago`` before now on a phone whose clock
-    is ``clock_off`` ahead of the real time."""
+    is ``clock_off`` ahead of the real time, on a form the phone had kept since a few minutes
+    before it was filled in (its stamp says when the server gave it)."""
+    from diary.entries import entry_stamp
     day1 = assessment_of(participant, 1, "D1")
     page = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
+    served = max(day1.window_open, now_utc() - made_ago - timedelta(minutes=5))
+    stamp = stamp or entry_stamp(day1, participant.id, served, client.application.config["SECRET_KEY"])
     phone_now = now_utc() + clock_off
-    body = {"fields": answers_for(protocol, "D1", vas=37), "key": key or key_from(page),
+    body = {"fields": {**answers_for(protocol, "D1", vas=37), "stamp": stamp}, "key": key or key_from(page),
             "made_at": (phone_now - made_ago).isoformat().replace("+00:00", "Z"),
             "device_now": phone_now.isoformat().replace("+00:00", "Z")}
     return day1, client.post(f"/p/entry/{day1.id}/sync", json=body, headers={"X-CSRFToken": csrf_from(page)}), body

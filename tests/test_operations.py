@@ -284,7 +284,11 @@ def test_a_task_closes_when_the_missing_entry_arrives_by_offline_sync(client, st
     sign_in(client, token)
     d3 = assessment_of(participant, 1, "D3")
     made = participant.periods[0].dose_start + timedelta(hours=77)
-    body = {"fields": answers_for(protocol, "D3", vas=40), "key": uuid.uuid4().hex,
+    from diary.entries import entry_stamp
+    # The form was opened on the phone while Day 3 was open, then the answers waited offline.
+    stamp = entry_stamp(d3, participant.id, participant.periods[0].dose_start + timedelta(hours=76, minutes=50),
+                        client.application.config["SECRET_KEY"])
+    body = {"fields": {**answers_for(protocol, "D3", vas=40), "stamp": stamp}, "key": uuid.uuid4().hex,
             "made_at": made.isoformat().replace("+00:00", "Z"),
             "device_now": now_utc().isoformat().replace("+00:00", "Z")}
     sent = client.post(f"/p/entry/{d3.id}/sync", json=body,

@@ -110,6 +110,10 @@ TABLES: dict[str, list[Column]] = {
         SUBMITTED, COLLECTED, MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
         MODE,
+        Column("offline_delay_min", NUMBER, "For an entry made without a connection: minutes from when the phone "
+               "says the answers were given (collected_utc) to when the diary received them (submitted_utc). The "
+               "phone's clock cannot be proven: a long delay is worth a look. Empty for other entries.",
+               unit="minutes", precision="rounded to 0.1 minute"),
         Column("viewport_width", INTEGER, "Width of the page the entry was answered on, in CSS pixels (1/96 inch at "
                "default zoom), as the participant's browser reported it. Empty for staff entries and older entries.",
                unit="CSS px"),

@@ -19,7 +19,7 @@ from ..models import (
     Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Study, Submission,
 )
 from ..protocol import Protocol
-from ..vocabulary import AssessmentState
+from ..vocabulary import AssessmentState, SubmissionMode
 from .endpoints import compute_endpoints, pct_change
 
 BATCH = 5000
@@ -110,7 +110,9 @@ def assessments(ctx: ExportContext):
                row.timepoint,
                order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
                state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.submission_mode, row.viewport_width, row.viewport_height, row.device_pixel_ratio,
+               row.source, row.submission_mode,
+               _minutes(row.submitted_at, row.collected_at) if row.submission_mode == SubmissionMode.OFFLINE_SYNC else None,
+               row.viewport_width, row.viewport_height, row.device_pixel_ratio,
                row.zoom, row.text_scale, row.browser, row.code_broken_at, dummy)
 
 

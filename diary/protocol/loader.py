@@ -307,6 +307,8 @@ class _Builder:
                 if name not in instruments:
                     self.fail(f"{path}.instruments", f"unknown instrument '{name}'")
             grace = self.offset(raw.get("late_grace", 0), f"{path}.late_grace")
+            offline_grace = (self.offset(raw["offline_grace"], f"{path}.offline_grace")
+                             if raw.get("offline_grace") is not None else None)
             if None in (code, target, window_open, grace) or (window_close is None and fallback is None):
                 continue
             close = window_close or fallback
@@ -328,7 +330,7 @@ class _Builder:
                 participant_label=self.text(raw.get("participant_label", label), f"{path}.participant_label"),
                 window=Window(open=window_open, close=window_close, fallback_close=fallback),
                 setting=setting, instruments=tuple(str(name) for name in names),
-                optional=bool(raw.get("optional", False)), late_grace=grace))
+                optional=bool(raw.get("optional", False)), late_grace=grace, offline_grace=offline_grace))
         targets = [tp.target.nominal for tp in result]
         if targets != sorted(targets):
             self.fail("timepoints", "must be listed in order of their target time")

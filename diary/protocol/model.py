@@ -129,6 +129,9 @@ class TimePoint:
     instruments: tuple[str, ...]
     optional: bool = False
     late_grace: Offset = Offset(0, "m")
+    # How long an entry made offline may wait on the phone (the protocol's offline_grace when
+    # None): a primary time point may be stricter.
+    offline_grace: Offset | None = None
     # What the participant reads ("Day 3"): no staff words such as "primary".
     participant_label: str = ""
 

@@ -128,6 +128,12 @@ SPANISH = {
     "%(question)s 0 means %(low)s, 100 means %(high)s": "%(question)s 0 significa %(low)s, 100 significa %(high)s",
     "I have moved the slider to my answer": "Ya moví el control deslizante a mi respuesta",
     "Not marked yet": "Aún sin marcar",
+    "This entry was not made on a form the diary gave for it, so it cannot be counted.":
+        "Esta entrada no se hizo en un formulario que el diario diera para ella, así que no puede contarse.",
+    "This entry's form was opened when the entry was not open, so it cannot be counted.":
+        "El formulario de esta entrada se abrió cuando la entrada no estaba abierta, así que no puede contarse.",
+    "The answers cannot have been given before the form was opened.":
+        "Las respuestas no pueden haberse dado antes de abrir el formulario.",
     "The diary is busy": "El diario está ocupado",
     "Please try again in a moment. Nothing was saved.": "Inténtelo de nuevo en un momento. No se guardó nada.",
     "Your study team:": "Su equipo del estudio:",

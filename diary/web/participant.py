@@ -25,7 +25,8 @@ from wtforms.validators import ValidationError
 from .. import assessments, audit, links, pins
 from ..assessments import AssessmentRow
 from ..entries import (
-    InvalidAnswers, device_facts, field_name, offline_refusal, record_submission, validate_answers, window_refusal,
+    InvalidAnswers, device_facts, entry_stamp, field_name, offline_refusal, record_submission, stamp_refusal,
+    validate_answers, window_refusal,
 )
 from ..errors import Refused
 from ..extensions import csrf, db
@@ -245,6 +246,7 @@ def _render_form(assessment, form, errors, *, key, status=200, notice=None):
     return render_template(
         "participant/entry.html", assessment=assessment, timepoint=timepoint,
         instruments=instruments, form=form, errors=errors, key=key, notice=notice, min_viewport=protocol.min_viewport_px,
+        stamp=entry_stamp(assessment, g.participant.id, now, current_app.config["SECRET_KEY"]),
         field_name=field_name, period=assessment.period.number,
         contact=site_contact(g.participant.site),
         closes=local_when(assessment.window_close, g.participant.timezone, now, g.participant.language),
@@ -344,9 +346,13 @@ def sync(assessment_id):
         # recorded below, so the phone drops it instead of sending it for ever.
         refusal, status = _("Please check your answers and try again."), 422
     elif assessment.submission is None:
+        timepoint = protocol.timepoint(assessment.timepoint)
         refusal = offline_refusal(
-            assessment, made_at=made_at, device_now=device_now, now=now, grace=protocol.offline_grace.nominal,
-            clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"]))
+            assessment, made_at=made_at, device_now=device_now, now=now,
+            grace=(timepoint.offline_grace or protocol.offline_grace).nominal,
+            clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"])) or \
+            stamp_refusal(assessment, g.participant.id, fields.get("stamp"), made_at + (now - device_now),
+                          current_app.config["SECRET_KEY"])
     try:
         if refusal:
             raise Refused(refusal, status=409)
