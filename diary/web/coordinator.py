@@ -6,6 +6,7 @@ Coordinators are blinded: no page here shows a sequence or a treatment.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -85,10 +86,20 @@ def login():
         except LoginRefused as refusal:
             delay = address_delay(address, now)  # many failures from here: answer slowly, never lock
             db.session.commit()  # the failure counters and the audit event persist
-            # The wait comes after the commit and opens no transaction: on SQLite a sleeping
-            # request must not hold the write lock every participant's submit needs.
-            time.sleep(delay)
             form.password.errors.append(refusal.message)
+            if delay and not TARPIT.acquire(blocking=False):
+                # Every slow-answer slot is taken (a flood): refuse at once rather than let sleeping
+                # sign-ins hold the threads participants' pages need.
+                response = make_response(render_template("coordinator/login.html", form=form), 429)
+                response.headers["Retry-After"] = str(int(delay) + 1)
+                return response
+            if delay:
+                # The wait comes after the commit and opens no transaction: on SQLite a sleeping
+                # request must not hold the write lock every participant's submit needs.
+                try:
+                    time.sleep(delay)
+                finally:
+                    TARPIT.release()
             return render_template("coordinator/login.html", form=form), refusal.status
         if user.totp_enabled_at is not None:
             # The password was right; the session starts only after the second factor.
@@ -105,6 +116,9 @@ def login():
         status = 422
     return render_template("coordinator/login.html", form=form), status
 
+
+# Refused sign-ins answered slowly at once, per process; more are refused at once (429).
+TARPIT = threading.BoundedSemaphore(1)
 
 PENDING = "pending_second_factor"
 SECOND_STEP_SECONDS = 300
