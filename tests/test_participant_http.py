@@ -142,7 +142,7 @@ def test_revoked_link_and_its_phones_stop_working(phone, study):
     client, participant = phone
     token_page = client.get("/p/today")
     assert token_page.status_code == 200
-    revoke_link(participant, actor="test", now=now_utc())
+    revoke_link(participant, actor="test", now=now_utc(), reason="phone lost")
     db.session.commit()
     assert client.get("/p/today").status_code == 401
 
