@@ -611,9 +611,19 @@ class ResettingProxy:
         except OSError:
             pass
 
-    def drop_everything(self):
-        """Reset from now on, including the connections the browser keeps alive."""
-        self.reset = True
+    @staticmethod
+    def _bad_gateway(client):
+        try:
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
+                           b"Connection: close\r\n\r\nBad Gateway")
+        finally:
+            client.close()
+
+    def drop_everything(self, how=True):
+        """Reset (or, with ``how="502"``, answer Bad Gateway) from now on, including the
+        connections the browser keeps alive."""
+        self.reset = how
         for connection in self.open:
             self._rst(connection)
         self.open.clear()
@@ -625,6 +635,10 @@ class ResettingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.reset == "502":
+                # A front whose app server is gone: it answers, with an error.
+                threading.Thread(target=self._bad_gateway, args=(client,), daemon=True).start()
+                continue
             if self.reset:
                 self._rst(client)
                 continue
@@ -646,24 +660,26 @@ class ResettingProxy:
         self.listener.close()
 
 
-def test_a_connection_reset_on_save_keeps_the_entry_and_sends_it_once_when_back(server, page):
-    """Save goes out while every connection is reset: the phone keeps the answers (no browser error
-    page), nothing is stored; back on a working connection, Today sends it once and shows it done."""
+@pytest.mark.parametrize("failure", ["reset", "502"])
+def test_a_failed_save_keeps_the_entry_and_sends_it_once_when_back(server, page, failure):
+    """Save goes out while every connection is reset, or while the front answers 502: the phone
+    keeps the answers (no browser error page), nothing is stored; back on a working connection,
+    Today sends it once and shows it done."""
     proxy = ResettingProxy(int(server.config["BASE_URL"].rsplit(":", 1)[1]))
     base = f"http://127.0.0.1:{proxy.port}"
     try:
-        link, day1_id = new_participant(server, "P-RESET1")
+        link, day1_id = new_participant(server, f"P-RESET-{failure}")
         set_pin(page, base + "/p/" + link.split("/p/", 1)[1])
         page.wait_for_function("navigator.serviceWorker.controller !== null")
         page.goto(f"{base}/p/entry/{day1_id}")
         _fill_day1(page)
         page.get_by_role("button", name="Review my answers").click()
         page.get_by_role("heading", name="Check your answers").wait_for()
-        proxy.drop_everything()
+        proxy.drop_everything(True if failure == "reset" else "502")
         page.get_by_role("button", name="Save my answers").click()
         page.locator("[data-kept-page]").wait_for()
         assert "Nothing is lost" in page.inner_text("main")
-        shot(page, "40-kept-after-reset")
+        shot(page, f"40-kept-after-{failure}")
         assert stored(server, day1_id)[0] is None
         proxy.reset = False
         page.goto(f"{base}/p/today")

@@ -8,13 +8,14 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from sqlalchemy import func, select
 
 from .. import audit
+from ..blinding import blinding_for
 from ..errors import Refused
 from ..extensions import db
 from ..models import Participant, RandomizationSlot, StaffUser, now_utc
 from ..randomization import load_randomization_list
 from ..staff import change_user as change_staff_user, create_user
 from ..study import require_study
-from ..vocabulary import Role
+from ..vocabulary import Allocation, Role
 from .auth import roles_required
 from .forms import RandomizationForm, UserChangeForm, UserForm
 
@@ -74,6 +75,8 @@ def change_user(user_id):
 @roles_required(Role.UNBLINDED)
 def randomization():
     study = require_study()
+    if blinding_for(study, g.staff.role).allocation is not Allocation.TRUE:
+        abort(403)  # the list names every participant's sequence: the guard's truth readers only
     form = RandomizationForm()
     status = 200
     if form.validate_on_submit():
