@@ -9,7 +9,7 @@ PORT ?= 5000
 # DIARY_BASE_URL is set (behind a proxy, set it to the public https address).
 export DIARY_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test install benchmarks translations
+.PHONY: run test lint install benchmarks translations
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Errors a linter finds without running anything (unused and undefined names); see pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
 
 benchmarks: install
 	$(BIN)/python benchmarks/reminders.py

@@ -14,7 +14,7 @@ from diary.dosing import plan_dose, record_dose
 from diary.enrolment import enroll, withdraw
 from diary.entries import record_submission
 from diary.extensions import db
-from diary.models import Assessment, Participant, Period, Submission, now_utc
+from diary.models import Participant, Period, now_utc
 from diary.figures import fresh, refresh
 from diary.study import protocol_of
 

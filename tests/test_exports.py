@@ -18,7 +18,7 @@ from diary.enrolment import enroll
 from diary.entries import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
-from diary.models import AuditEvent, Participant, StaffUser, now_utc
+from diary.models import AuditEvent, now_utc
 from diary.study import protocol_of, unblind
 
 from .conftest import answers_for, assessment_of

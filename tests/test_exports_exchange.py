@@ -22,7 +22,7 @@ from diary.enrolment import enroll, withdraw
 from diary.entries import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
-from diary.models import AuditEvent, ItemValue, Participant, RandomizationSlot, StaffUser, Submission, now_utc
+from diary.models import AuditEvent, ItemValue, Participant, RandomizationSlot, StaffUser, now_utc
 from diary.randomization import load_randomization_list
 from diary.study import protocol_of, unblind
 

@@ -12,7 +12,7 @@ from diary.pins import reset_pin
 from diary.enrolment import revoke_link, withdraw
 from diary.extensions import db
 from diary.models import (
-    AuditEvent, ItemValue, Participant, SideEffectReport, Submission, now_utc,
+    AuditEvent, ItemValue, SideEffectReport, Submission, now_utc,
 )
 from diary.study import protocol_of
 

@@ -367,7 +367,7 @@ def test_following_a_reminder_link_is_logged_as_opened(app, smtp, study, client)
     # (the suite may run at night).
     at = now_utc().replace(hour=15, minute=0, second=0, microsecond=0)
     at -= timedelta(days=1) if at > now_utc() else timedelta(0)
-    participant = dosed(study, "P-OPEN01", at - timedelta(hours=21))
+    dosed(study, "P-OPEN01", at - timedelta(hours=21))
     db.session.commit()
     run_pass(app, now=at)
     reminder = db.session.scalars(select(Reminder).where(Reminder.state == "sent")).one()
