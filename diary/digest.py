@@ -15,9 +15,8 @@ from .extensions import db
 from .links import base_url
 from .models import FollowUpTask, Participant, Period, Reminder, SideEffectReport, StaffMessage, Assessment
 from .safety import enqueue, site_recipients
-from .vocabulary import ReminderState, ReviewState, StaffMessageKind
-
-UNDELIVERED = (ReminderState.NOT_SENT, ReminderState.EXPIRED, ReminderState.FAILED)
+from .status import UNDELIVERED
+from .vocabulary import ReviewState, StaffMessageKind
 
 
 def due_digests(study, now: datetime, config) -> int:

@@ -233,6 +233,9 @@ _DEVICE_RANGES = {"viewport_width": (100, 10000), "viewport_height": (100, 10000
                   "device_pixel_ratio": (0.25, 10.0), "zoom": (0.1, 10.0), "text_scale": (0.25, 5.0)}
 
 
+DEVICE_COLUMNS = (*_DEVICE_RANGES, "browser")
+
+
 def device_facts(reported, user_agent: str | None) -> dict:
     """The device an entry was answered on: the page's size, pixel ratio, zoom and text scale as
     the page reported them (``reported``: a mapping, or its JSON), and the browser family and
@@ -262,8 +265,7 @@ def device_facts(reported, user_agent: str | None) -> dict:
 # The columns a submit writes, in the one order both write forms (SQLite statements and the
 # PostgreSQL single statement) use: a column added here is written on both engines.
 SUBMISSION_COLUMNS = ("assessment_id", "submitted_at", "collected_at", "device_time", "source", "reason",
-                      "entered_by_id", "idempotency_key", "alert", "submission_mode",
-                      *_DEVICE_RANGES, "browser")
+                      "entered_by_id", "idempotency_key", "alert", "submission_mode", *DEVICE_COLUMNS)
 
 
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
@@ -319,7 +321,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                device_time=(device_time or None) and device_time[:64],
                source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
                idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode,
-               **{name: device.get(name) for name in (*_DEVICE_RANGES, "browser")})
+               **{name: device.get(name) for name in DEVICE_COLUMNS})
     event = audit.row(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                       entity="submission", entity_id=None, participant_id=period.participant_id,
                       field=f"period {period.number} {assessment.timepoint}", now=now,

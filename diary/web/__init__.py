@@ -70,7 +70,7 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"current_language": current_language()})
     compile_catalogs()
     babel.init_app(app, locale_selector=current_language, default_translation_directories=str(TRANSLATIONS))
-    app.before_request(_refuse_nul_bytes)
+    app.before_request(_refuse_unstorable_input)
     app.after_request(_security_headers)
     app.before_request(_read_only_for_safe_methods)
     app.teardown_request(lambda error: READ_ONLY.set(False))
@@ -121,7 +121,7 @@ def _read_only_for_safe_methods():
     READ_ONLY.set(request.method in ("GET", "HEAD", "OPTIONS"))
 
 
-def _refuse_nul_bytes():
+def _refuse_unstorable_input():
     """A NUL byte is no text a person typed, and PostgreSQL refuses to store it: say so (400),
     the same on both engines. JSON bodies are checked for depth here and for NUL by their views
     (an offline entry's refusal is recorded and answered in JSON)."""

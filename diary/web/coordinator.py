@@ -235,12 +235,7 @@ def dashboard():
     return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
                            search=search, state=state, sort=sort, sorts=SORTS, query=query,
                            now_is_past=lambda moment: now >= moment, tasks=tasks(study.id, limit=20),
-                           open_count=count_tasks(study.id), follow_up_form=FollowUpForm(), when=_when)
-
-
-def _when(moment):
-    """A time in a staff list: on the site's clock, with its zone; UTC on hover."""
-    return staff_time(moment)
+                           open_count=count_tasks(study.id), follow_up_form=FollowUpForm(), when=staff_time)
 
 
 LIST_PAGE = 50  # rows a page of the side-effect and follow-up lists
@@ -265,7 +260,7 @@ def follow_up():
     return render_template("coordinator/follow_up.html", tasks=rows, total=total, page=page, pages=pages,
                            closed=closed, query={"closed": "1"} if closed else {}, closers=closers,
                            outcome_labels={o.value: label for o, label in FOLLOW_UP_LABELS.items()},
-                           follow_up_form=FollowUpForm(), now_is_past=lambda moment: now >= moment, when=_when)
+                           follow_up_form=FollowUpForm(), now_is_past=lambda moment: now >= moment, when=staff_time)
 
 
 @bp.post("/follow-up/<int:task_id>/close")
@@ -349,7 +344,8 @@ def participant(code):
         "coordinator/participant.html", participant=participant, timeline=record.timeline, chart=record.chart,
         reports=record.reports, events=record.events, reminders=record.reminders,
         when=lambda t: staff_time(t, participant.timezone),
-        answers=lambda values: staff_answers(protocol_of(participant.study.current_protocol_version), values),
+        answers=lambda values, protocol=protocol_of(participant.study.current_protocol_version):
+            staff_answers(protocol, values),
         reason_form=ReasonForm(), periods=participant.periods, now=now)
 
 
