@@ -411,3 +411,37 @@ def test_the_export_flags_the_offline_delay(app, client, study, tmp_path):
     rows = [r for r in csv.DictReader((tmp_path / "assessments.csv").open()) if r["participant_id"] == "P-BACK07"
             and r["timepoint"] == "D3"]
     assert 290 <= float(rows[0]["offline_delay_min"]) <= 310  # five hours kept on the phone
+
+
+def test_reserve_attempt_admits_the_limit_then_refuses_until_cleared(study):
+    """The rule itself: attempts up to the limit may be checked, the next locks the key, a locked
+    key refuses, and a right answer (``clear_attempts``) starts the count again."""
+    from diary.staff import THROTTLE_LOCK, _throttle_rows, clear_attempts, reserve_attempt
+    now = now_utc()
+    _throttle_rows(["account:direct@site.test"])
+    assert [reserve_attempt("account:direct@site.test", 3, now) for _ in range(3)] == [None] * 3
+    assert reserve_attempt("account:direct@site.test", 3, now) == now + THROTTLE_LOCK
+    assert reserve_attempt("account:direct@site.test", 3, now + timedelta(minutes=1)) == now + THROTTLE_LOCK
+    assert reserve_attempt("account:direct@site.test", 3, now + THROTTLE_LOCK + timedelta(seconds=1)) is None
+    clear_attempts("account:direct@site.test")
+    assert reserve_attempt("account:direct@site.test", 1, now + THROTTLE_LOCK + timedelta(seconds=2)) is None
+
+
+def one_code(email: str, code: str):
+    from diary import second_factor
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
+    try:
+        kind = second_factor.check(user, code, now=now_utc())
+        db.session.commit()
+        return kind
+    except Refused as refusal:
+        db.session.commit()
+        return refusal.status
+
+
+def test_one_code_sent_by_two_processes_at_once_signs_in_once(app, study):
+    """The same TOTP code in two sign-ins released together: one is accepted, one refused."""
+    make_staff("admin", "twice@site.test")
+    code = pyotp.TOTP(TOTP_SECRET).now()
+    outcomes = race(app, one_code, ("twice@site.test", code), ("twice@site.test", code))
+    assert sorted(map(str, outcomes)) == ["401", "authenticator code"], outcomes
