@@ -39,11 +39,18 @@ def generate(app, count: int, now: datetime) -> None:
 
     from diary.extensions import db
     from diary.models import (
-        Assessment, AuditEvent, FollowUpTask, ItemValue, Participant, Period, SideEffectReport, StaffUser,
+        Assessment,
+        AuditEvent,
+        FollowUpTask,
+        ItemValue,
+        Participant,
+        Period,
+        SideEffectReport,
+        StaffUser,
         Submission,
     )
     from diary.protocol.schedule import schedule_period
-    from diary.study import ensure_study, protocol_of
+    from diary.study.trial import ensure_study, protocol_of
 
     rng = random.Random(20191018)
     with app.app_context():
@@ -112,9 +119,9 @@ BENCH_HASH = ""
 def measure(app, size: int) -> dict:
     """The pages from the scheduler's snapshot, then the two counted at the request."""
     from diary.extensions import db
-    from diary.figures import refresh
+    from diary.reporting.figures import refresh
     from diary.models import FiguresSnapshot, now_utc
-    from diary.study import require_study
+    from diary.study.trial import require_study
     with app.app_context():
         durations = []
         for _ in range(3):
@@ -170,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     from diary import create_app
     from diary.extensions import db
-    from diary.passwords import hash_secret
+    from diary.governance.passwords import hash_secret
     BENCH_HASH = hash_secret("bench password 1")
     now = datetime.now(timezone.utc)
     lines = []

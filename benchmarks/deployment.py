@@ -72,10 +72,10 @@ def build_study(env: dict, participants: int, silent: int) -> list[str]:
     subprocess.run([str(BIN / "flask"), "--app", "wsgi", "diary", "init"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     from diary import create_app
-    from diary.dosing import record_dose
-    from diary.enrolment import enroll
+    from diary.dosing.infusions import record_dose
+    from diary.participants.enrolment import enroll
     from diary.extensions import db
-    from diary.study import require_study
+    from diary.study.trial import require_study
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": env["DIARY_DATABASE_URL"], "SECRET_KEY": env["DIARY_SECRET_KEY"],
                       "BASE_URL": env["DIARY_BASE_URL"]})

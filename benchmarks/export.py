@@ -51,8 +51,16 @@ def generate(db_path: Path, participants: int, seed: int = 7) -> dict:
 
     from diary import create_app
     from diary.extensions import db
-    from diary.models import (Assessment, ItemValue, Participant, Period, ProtocolVersion, SideEffectReport,
-                              Study, Submission)
+    from diary.models import (
+        Assessment,
+        ItemValue,
+        Participant,
+        Period,
+        ProtocolVersion,
+        SideEffectReport,
+        Study,
+        Submission,
+    )
     from diary.protocol import parse_protocol, protocol_sha256
     from diary.protocol.schedule import schedule_period
 
@@ -146,7 +154,7 @@ def run_export(db_path: str, out: str, standards: bool = False) -> None:
     from diary import create_app
     from diary.exports import write_bundle
     from diary.models import now_utc
-    from diary.study import require_study
+    from diary.study.trial import require_study
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SECRET_KEY": "bench", "TESTING": True})
     times = {}
     with app.app_context():

@@ -46,7 +46,7 @@ def generate(app, count: int, now: datetime) -> None:
     from diary.extensions import db
     from diary.models import Assessment, Participant, Period, Reminder
     from diary.reminders.planning import owed_reminders
-    from diary.study import ensure_study, protocol_of
+    from diary.study.trial import ensure_study, protocol_of
 
     with app.app_context():
         db.create_all()

@@ -93,11 +93,11 @@ def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
     from itsdangerous import URLSafeTimedSerializer
 
     from diary import create_app
-    from diary.dosing import record_dose
-    from diary.enrolment import enroll
+    from diary.dosing.infusions import record_dose
+    from diary.participants.enrolment import enroll
     from diary.extensions import db
     from diary.models import now_utc
-    from diary.study import require_study
+    from diary.study.trial import require_study
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": secret})
     phones = []

@@ -54,7 +54,7 @@ def configure(app: Flask, test_config: dict | None) -> None:
     if app.config["BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
     app.config["DIARY_VERSION"] = __version__
-    from .passwords import set_hashing_concurrency
+    from .governance.passwords import set_hashing_concurrency
     set_hashing_concurrency(app.config["HASHING_CONCURRENCY"])
 
 

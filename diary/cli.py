@@ -12,9 +12,9 @@ from flask.cli import AppGroup
 from flask_migrate import upgrade
 from sqlalchemy import select
 
-from . import audit
-from .backups import backup_sqlite
-from .blinding import OPERATOR
+from .governance import audit
+from .operations.backups import backup_sqlite
+from .study.blinding import OPERATOR
 from .database import MIGRATIONS
 from .errors import Refused
 from .extensions import db
@@ -51,7 +51,7 @@ def parse_local_time(text: str, tz_name: str) -> datetime:
 @diary_cli.command("init")
 def init_command():
     """Create or migrate the database and load the shipped protocol."""
-    from .study import ensure_study
+    from .study.trial import ensure_study
 
     upgrade(directory=str(MIGRATIONS))
     from .reminders.vapid import ensure_vapid_keys
@@ -66,7 +66,7 @@ def init_command():
         audit.record(actor=audit.SYSTEM, action="load_protocol", entity="protocol_version",
                      entity_id=version.id, new=f"{version.protocol_id} {version.version}",
                      now=now_utc())
-    from .randomization import ensure_dummy_allocation
+    from .study.randomization import ensure_dummy_allocation
     # Participants enrolled before the dummy was drawn at enrolment get theirs now, so blinded
     # pages can split by it from the start.
     ensure_dummy_allocation(study)
@@ -108,7 +108,7 @@ def demo_command(seed, if_empty):
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_user_command(email, role, password_stdin):
     """Create a staff account."""
-    from .staff import create_user
+    from .governance.staff import create_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -135,8 +135,8 @@ def create_user_command(email, role, password_stdin):
               help="Language of the diary, reminders and printed sheet.")
 def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, reminder_until, language):
     """Enrol a participant and print their personal link."""
-    from .enrolment import enroll, participant_link
-    from .study import require_study
+    from .participants.enrolment import enroll, participant_link
+    from .study.trial import require_study
 
     try:
         participant, token = enroll(
@@ -152,7 +152,7 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
 
 
 def _participant_by_code(code: str) -> Participant:
-    from .study import require_study
+    from .study.trial import require_study
 
     participant = db.session.scalar(select(Participant).where(
         Participant.study_id == require_study().id, Participant.code == code))
@@ -168,7 +168,7 @@ def _participant_by_code(code: str) -> Participant:
 @click.option("--reason", help="Required when changing an existing plan.")
 def plan_command(code, period, start, reason):
     """Plan infusion PERIOD for START ('YYYY-MM-DD HH:MM', participant's local time): BL opens 24 h ahead."""
-    from .dosing import plan_dose
+    from .dosing.infusions import plan_dose
 
     participant = _participant_by_code(code)
     planned = parse_local_time(start, participant.timezone)
@@ -188,7 +188,7 @@ def plan_command(code, period, start, reason):
 @click.option("--reason", help="Required when correcting a recorded time.")
 def dose_command(code, period, start, reason):
     """Record infusion PERIOD's START ('YYYY-MM-DD HH:MM', participant's local time)."""
-    from .dosing import record_dose
+    from .dosing.infusions import record_dose
 
     participant = _participant_by_code(code)
     dose_start = parse_local_time(start, participant.timezone)
@@ -230,7 +230,7 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
                    without_side_effects):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import export_study, zip_bundle
-    from .study import require_study
+    from .study.trial import require_study
 
     out = Path(out_dir)
     if identified and not (reason and reason.strip()):
@@ -294,7 +294,7 @@ def status_command(as_json):
     """Say whether the scheduler is alive and safety messages can go out; exit 1 when not."""
     import json
 
-    from .status import gather
+    from .operations.status import gather
 
     report = gather(current_app.config, now_utc())
     if as_json:
@@ -368,7 +368,7 @@ def _check_postgresql_dump(path: Path, *, custom: bool) -> None:
 def restore_check_command(path):
     """Check that the backup at PATH can be restored: integrity, row counts, last audit event.
     SQLite backups are checked whole; a PostgreSQL dump is listed with pg_restore."""
-    from .backups import restore_check
+    from .operations.backups import restore_check
 
     with open(path, "rb") as handle:
         head = handle.read(64)

@@ -11,16 +11,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from .dosing import record_dose
-from .enrolment import enroll, participant_link
-from .entries import field_name, record_submission
+from .dosing.infusions import record_dose
+from .participants.enrolment import enroll, participant_link
+from .entries.recording import field_name, record_submission
 from .errors import Refused
-from .follow_up import create_tasks
+from .safety.follow_up import create_tasks
 from .extensions import db
 from .models import Participant, RandomizationSlot, StaffUser
-from .randomization import ensure_dummy_allocation
-from .staff import create_user
-from .study import ensure_study, protocol_of
+from .study.randomization import ensure_dummy_allocation
+from .governance.staff import create_user
+from .study.trial import ensure_study, protocol_of
 
 SITE = "NIH-CC"
 TIMEZONE = "America/New_York"

@@ -18,8 +18,19 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 from .i18n import LANGUAGES
 from .vocabulary import (
-    FollowUpOutcome, ParticipantStatus, ReminderChannel, ReminderKind, ReminderState, ReviewState, Role, Severity,
-    Source, StaffMessageKind, SubmissionMode, WithdrawalReason, sql_in,
+    FollowUpOutcome,
+    ParticipantStatus,
+    ReminderChannel,
+    ReminderKind,
+    ReminderState,
+    ReviewState,
+    Role,
+    Severity,
+    Source,
+    StaffMessageKind,
+    SubmissionMode,
+    WithdrawalReason,
+    sql_in,
 )
 
 

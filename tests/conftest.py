@@ -16,16 +16,16 @@ from sqlalchemy import text
 from diary import create_app
 from diary.extensions import db
 from diary.models import Participant
-from diary.study import ensure_study
+from diary.study.trial import ensure_study
 
 # Hashing with production Argon2 parameters takes ~0.2 s; the suite hashes hundreds of PINs and
 # demo passwords, so it hashes with argon2-cffi's test profile (still Argon2id, still verified;
 # hashes carry their parameters, so production code verifies them unchanged). The timing test
 # that needs production strength makes its own hasher.
 import argon2  # noqa: E402
-import diary.passwords  # noqa: E402
+import diary.governance.passwords  # noqa: E402
 
-diary.passwords._hasher = argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
+diary.governance.passwords._hasher = argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
 
 PG_URL = os.environ.get("DIARY_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -123,14 +123,14 @@ def ctx(app):
 
 @pytest.fixture
 def study(ctx):
-    from diary.study import require_study
+    from diary.study.trial import require_study
     return require_study()
 
 
 @pytest.fixture
 def enrolled(study):
     """A participant in sequence AB, New York time, not yet dosed. Returns (participant, token)."""
-    from diary.enrolment import enroll
+    from diary.participants.enrolment import enroll
     participant, token = enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB",
                                 actor="test", now=NOW - timedelta(days=10), code="P-TEST01",
                                 email="p1@example.org")
@@ -141,7 +141,7 @@ def enrolled(study):
 @pytest.fixture
 def dosed(enrolled):
     """The enrolled participant with infusion 1 started two hours before NOW."""
-    from diary.dosing import record_dose
+    from diary.dosing.infusions import record_dose
     participant, token = enrolled
     record_dose(participant, 1, NOW - timedelta(hours=2), actor="test", now=NOW)
     db.session.commit()
@@ -157,7 +157,7 @@ def assessment_of(participant: Participant, period: int, code: str):
 
 def answers_for(protocol, code: str, vas: int = 40, **extra) -> dict:
     """A complete, valid form for time point ``code``."""
-    from diary.entries import field_name
+    from diary.entries.recording import field_name
     form = {}
     for instrument in protocol.instruments_for(protocol.timepoint(code)):
         for item in instrument.items:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from diary.dosing import record_dose
-from diary.enrolment import enroll
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import now_utc
 

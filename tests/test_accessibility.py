@@ -46,7 +46,7 @@ def small_targets(page) -> list[str]:
 def demo(server):  # noqa: F811
     """The demo study in the module's server: pages with something on them."""
     from diary.demo import build_demo
-    from diary.enrolment import reissue_link
+    from diary.participants.enrolment import reissue_link
     from diary.models import now_utc
     with server.app_context():
         build_demo(now=now_utc())

@@ -24,15 +24,15 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from diary.blinding import Blinding, blinding_for
+from diary.study.blinding import Blinding, blinding_for
 from diary.demo import build_demo
-from diary.enrolment import reissue_link
+from diary.participants.enrolment import reissue_link
 from diary.errors import Refused
 from diary.extensions import db
-from diary.links import signed_link_token
+from diary.participants.links import signed_link_token
 from diary.models import Participant, now_utc
 from diary.reminders.dispatch import run_pass
-from diary.study import protocol_of, unblind
+from diary.study.trial import protocol_of, unblind
 from diary.vocabulary import Allocation, Role, Split
 
 from .participant_helpers import csrf_from, sign_in
@@ -442,7 +442,7 @@ def test_no_blinded_role_sees_a_drug_or_a_true_sequence_and_the_unblinded_role_d
 
 
 def trial_study():
-    from diary.study import require_study
+    from diary.study.trial import require_study
     return require_study()
 
 
@@ -502,7 +502,7 @@ def test_a_coordinator_gets_no_export_at_all(study, tmp_path):
 
 def test_small_cells_are_withheld_from_blinded_readers(study):
     """A dummy-split cell of one or two participants shows no n, mean or SD."""
-    from diary.summary import vas_change_summary
+    from diary.reporting.summary import vas_change_summary
     protocol = protocol_of(study.current_protocol_version)
     sums = [("AB", "BA", "A", 1, "D3", 2, -40.0, 820.0), ("BA", "AB", "B", 1, "D3", 1, -10.0, 100.0),
             ("BA", "BA", "B", 1, "D3", 3, -30.0, 320.0)]
@@ -519,7 +519,7 @@ def test_small_cells_are_withheld_from_blinded_readers(study):
 
 def test_blinding_indices_match_the_published_example():
     """James and Bang on the R package BI's example table (48 22 / 4 30 / 330 319)."""
-    from diary.blinding_index import bang, james
+    from diary.study.blinding_index import bang, james
     counts = [[48, 22], [4, 30], [330, 319]]
     overall = james(counts)
     assert (round(overall.estimate, 3), round(overall.se, 3)) == (0.896, 0.011)
@@ -534,7 +534,7 @@ def test_blinding_indices_match_the_published_example():
 def test_the_blinding_index_is_shown_to_unblinded_readers_only(app, trial):
     """The guesses against the treatment given: the unblinded role's summary has them, per
     period; a blinded analyst's does not."""
-    from diary.summary import blinding_guess_summary
+    from diary.reporting.summary import blinding_guess_summary
     guesses = blinding_guess_summary(trial_study(), trial["protocol"])
     assert guesses and sum(sum(row) for row in guesses[0].counts) > 0
     analyst, keyholder = app.test_client(), app.test_client()
@@ -609,7 +609,7 @@ def test_an_emergency_sign_in_asks_for_the_authenticator_code(app, study):
 
 def test_the_second_factor_rule_names_the_emergency_role():
     from diary.models import StaffUser
-    from diary.staff import second_factor_required
+    from diary.governance.staff import second_factor_required
     assert second_factor_required(StaffUser(role=Role.EMERGENCY), False)
     assert not second_factor_required(StaffUser(role=Role.COORDINATOR), False)
 
@@ -617,9 +617,9 @@ def test_the_second_factor_rule_names_the_emergency_role():
 @pytest.mark.parametrize("role", [Role.COORDINATOR, Role.ANALYST, Role.ADMIN])
 def test_break_code_refuses_a_role_that_may_not_break(study, role):
     """The rule itself, not only its page: a blinded role breaks nothing and nothing is written."""
-    from diary.enrolment import enroll
+    from diary.participants.enrolment import enroll
     from diary.models import AuditEvent
-    from diary.safety import break_code
+    from diary.safety.alerts import break_code
     participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
                             code="P-NOBRK")
     with pytest.raises(Refused) as refused:
@@ -629,8 +629,8 @@ def test_break_code_refuses_a_role_that_may_not_break(study, role):
 
 
 def test_break_code_needs_a_reason(study):
-    from diary.enrolment import enroll
-    from diary.safety import break_code
+    from diary.participants.enrolment import enroll
+    from diary.safety.alerts import break_code
     participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
                             code="P-WHY")
     with pytest.raises(Refused) as refused:

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from diary.extensions import db
 from diary.models import Assessment, AuditEvent, Participant, RandomizationSlot, StaffUser, Submission
-from diary.passwords import verify_secret
+from diary.governance.passwords import verify_secret
 
 
 def test_init_is_repeatable(runner, ctx):
@@ -42,7 +42,7 @@ def test_demo_builds_the_trial_shaped_study(runner, ctx):
     assert "coordinator@demo.diary" in result.output
     link = re.search(r"http://diary.test/p/(\S+)", result.output)
     assert link, result.output
-    from diary.enrolment import hash_token
+    from diary.participants.enrolment import hash_token
     linked = db.session.scalar(select(Participant).where(Participant.link_token_hash == hash_token(link.group(1))))
     assert linked is not None
     from diary.models import now_utc

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from diary.dosing import record_dose
-from diary.enrolment import enroll
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import Assessment, Submission
-from diary.study import ensure_study, protocol_of
+from diary.study.trial import ensure_study, protocol_of
 
 from .conftest import NOW, answers_for, make_app
 
@@ -18,7 +18,7 @@ PROCESSES = 4
 
 def _worker(url: str, seed: int, queue) -> None:
     """Try to submit every assessment, in a shuffled order; report what happened."""
-    from diary.entries import record_submission
+    from diary.entries.recording import record_submission
     from diary.errors import Refused
 
     app = make_app(url)

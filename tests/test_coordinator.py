@@ -7,14 +7,21 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, func, select
 
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import (
-    Assessment, AuditEvent, ItemValue, LoginThrottle, Participant, RandomizationSlot, SideEffectReport,
-    Submission, now_utc,
+    Assessment,
+    AuditEvent,
+    ItemValue,
+    LoginThrottle,
+    Participant,
+    RandomizationSlot,
+    SideEffectReport,
+    Submission,
+    now_utc,
 )
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import action_key_from, csrf_from, participant_with_day1_open
@@ -117,7 +124,7 @@ def test_login_throttled_per_account(app, study):
 def test_login_throttled_per_address(app, study):
     """Guessing across many accounts from one address is slowed (a tarpit), never a lock: behind a
     proxy that address is everyone's, and another account's right password still signs in."""
-    from diary.staff import address_delay
+    from diary.governance.staff import address_delay
     make_staff("analyst", "analyst@site.test")
     for number in range(22):
         attempt(app.test_client(), f"nobody{number}@site.test", "wrong password!")
@@ -250,7 +257,7 @@ def test_enrolment_refuses_a_bad_time_zone(client, study):
 
 
 def test_reissued_link_replaces_the_old_one(client, study, someone):
-    from diary.links import participant_by_token
+    from diary.participants.links import participant_by_token
     login_as(client, "coordinator")
     form = client.get(f"/staff/participants/{someone.code}/reissue-link").get_data(as_text=True)
     page = client.post(f"/staff/participants/{someone.code}/reissue-link", follow_redirects=True, data={

@@ -7,16 +7,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from diary import assessments
-from diary.adherence import PAGE_SIZE, STATE_BITS, Tally, count_states, load_grid
+from diary.dosing import assessments
+from diary.reporting.adherence import PAGE_SIZE, STATE_BITS, Tally, count_states, load_grid
 from diary.demo import build_demo
-from diary.dosing import plan_dose, record_dose
-from diary.enrolment import enroll, withdraw
-from diary.entries import record_submission
+from diary.dosing.infusions import plan_dose, record_dose
+from diary.participants.enrolment import enroll, withdraw
+from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import Participant, Period, now_utc
-from diary.figures import fresh, refresh
-from diary.study import protocol_of
+from diary.reporting.figures import fresh, refresh
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from
@@ -262,11 +262,11 @@ def test_a_stale_snapshot_is_not_shown_and_new_participants_appear_at_once(app, 
 
 
 def test_the_summary_from_the_snapshot_equals_the_summary_counted_now(app, client, study):
-    from diary.summary import vas_change_summary, vas_sums
+    from diary.reporting.summary import vas_change_summary, vas_sums
     now = varied_study(study)
     protocol = protocol_of(study.current_protocol_version)
     refresh(study, now)
-    from diary.figures import vas_rows
+    from diary.reporting.figures import vas_rows
     assert sorted(vas_rows(study.id)) == sorted(vas_sums(study, protocol, now))
     for split in ("sequence", "dummy_sequence", "pooled", "treatment"):
         assert vas_change_summary(study, protocol, split, now, sums=vas_rows(study.id)) == \
@@ -313,8 +313,8 @@ def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypa
     had begun, holding submits off for the whole count."""
     import sqlite3
 
-    from diary import adherence
-    from diary.figures import refresh_all
+    from diary.reporting import adherence
+    from diary.reporting.figures import refresh_all
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's single write lock; PostgreSQL writers do not shut each other out")
     many_participants(study, 3)

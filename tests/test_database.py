@@ -5,12 +5,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from diary.dosing import record_dose
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.entries.recording import record_submission
 from diary.errors import Refused
 from diary.extensions import db
 from diary.models import AuditEvent, HardDeleteRefused, Participant, Period, Submission
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import NOW, answers_for, assessment_of
 

@@ -43,7 +43,7 @@ def test_enrolment_refuses_addresses_reminders_cannot_carry(study):
     """Non-ASCII and header-injecting addresses are refused at enrolment, with a clear message."""
     import pytest
 
-    from diary.enrolment import enroll
+    from diary.participants.enrolment import enroll
     from diary.errors import Refused
     for bad in ("jos\u00e9@example.org", "a@b.org\r\nBcc: x@y.org", "a@b.org, c@d.org", "no-at-sign"):
         with pytest.raises(Refused, match="cannot be used for reminders"):

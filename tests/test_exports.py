@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from diary.demo import build_demo
-from diary.dosing import record_dose
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, now_utc
-from diary.study import protocol_of, unblind
+from diary.study.trial import protocol_of, unblind
 
 from .conftest import answers_for, assessment_of
 from .staff_helpers import any_csrf, login_as, make_staff
@@ -512,7 +512,7 @@ instruments:
 
 def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
     """A different protocol file yields its own time points, instruments, items, values and terms."""
-    from diary.study import ensure_study, require_study
+    from diary.study.trial import ensure_study, require_study
 
     from .conftest import make_app
     own = tmp_path / "pain.yaml"
@@ -540,7 +540,7 @@ def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
 
 def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study, tmp_path):
     """The summary's figures, counted by the database, equal a pandas computation from the export."""
-    from diary.summary import vas_change_summary
+    from diary.reporting.summary import vas_change_summary
     write_bundle(tmp_path, study=study, now=now_utc(), true_allocation=True)
     responses = pd.read_csv(tmp_path / "responses.csv", dtype=str, keep_default_na=False)
     assessments = pd.read_csv(tmp_path / "assessments.csv", dtype=str, keep_default_na=False)

@@ -17,14 +17,14 @@ import pytest
 from sqlalchemy import select
 
 from diary.demo import build_demo
-from diary.dosing import record_dose
-from diary.enrolment import enroll, withdraw
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll, withdraw
+from diary.entries.recording import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, ItemValue, Participant, RandomizationSlot, StaffUser, now_utc
-from diary.randomization import load_randomization_list
-from diary.study import protocol_of, unblind
+from diary.study.randomization import load_randomization_list
+from diary.study.trial import protocol_of, unblind
 
 from .conftest import answers_for, assessment_of
 from .staff_helpers import any_csrf, login_as, make_staff

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from diary.extensions import db
-from diary.study import ensure_study
+from diary.study.trial import ensure_study
 
 from .conftest import answers_for, make_app
 from .participant_helpers import csrf_from, key_from, participant_with_day1_open
@@ -49,7 +49,7 @@ def served(tmp_path):
         participant, token = participant_with_day1_open(study, code="P-FRONT1")
         entry = participant.periods[0].assessments
         day1 = next(a.id for a in entry if a.timepoint == "D1")
-        from diary.study import protocol_of
+        from diary.study.trial import protocol_of
         form = answers_for(protocol_of(study.current_protocol_version), "D1")
         db.session.remove()
         db.engine.dispose()

@@ -91,7 +91,7 @@ def test_an_admin_without_a_second_factor_must_set_one_up_first(client, study):
 
 def test_sign_in_with_a_second_factor_wrong_code_and_a_recovery_code_used_once(app, study):
     """Password, then the code; a wrong code refuses; a recovery code works once only."""
-    from diary import second_factor
+    from diary.governance import second_factor
     user = make_staff("unblinded", "keyholder@site.test")
     codes = second_factor.enable(user, user.totp_secret, pyotp.TOTP(user.totp_secret).now(), now=now_utc())
     db.session.commit()
@@ -149,9 +149,9 @@ def test_unknown_and_known_accounts_take_the_same_order_of_time(app, study, monk
     user = make_staff("coordinator", "timed@site.test")
     strong = PasswordHasher()  # production strength for both sides (the suite hashes cheaply)
     user.password_hash = strong.hash(PASSWORD)
-    monkeypatch.setattr("diary.staff._DUMMY_HASH", strong.hash("no account has this password"))
+    monkeypatch.setattr("diary.governance.staff._DUMMY_HASH", strong.hash("no account has this password"))
     db.session.commit()
-    from diary.staff import LoginRefused, login_staff
+    from diary.governance.staff import LoginRefused, login_staff
 
     def timed(email):
         durations = []
@@ -321,7 +321,7 @@ def test_a_backup_restores_into_a_fresh_instance_with_the_same_export(app, runne
     """backup, restore-check, then a fresh instance on the copy exports byte-identical tables."""
     from diary.demo import build_demo
     from diary.exports import write_bundle
-    from diary.study import require_study
+    from diary.study.trial import require_study
 
     from .conftest import make_app
     now = now_utc()
@@ -350,8 +350,8 @@ def test_restore_check_refuses_a_damaged_or_stale_backup(app, runner, study, tmp
     foreign = tmp_path / "foreign.sqlite"
     other = __import__("tests.conftest", fromlist=["make_app"]).make_app(f"sqlite:///{foreign}")
     with other.app_context():
-        from diary.audit import record
-        from diary.study import ensure_study
+        from diary.governance.audit import record
+        from diary.study.trial import ensure_study
         db.create_all()
         ensure_study()
         for number in range(3):

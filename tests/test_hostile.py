@@ -39,13 +39,13 @@ def test_a_totp_code_signs_in_once(app, study):
 
 
 def test_use_step_takes_each_step_once_and_never_an_older_one(study):
-    from diary.second_factor import use_step
+    from diary.governance.second_factor import use_step
     user = make_staff("admin", "steps@site.test")
     assert use_step(user, 1000) and not use_step(user, 1000) and not use_step(user, 999) and use_step(user, 1001)
 
 
 def test_matching_step_accepts_one_step_either_side_only(study):
-    from diary.second_factor import STEP_SECONDS, matching_step
+    from diary.governance.second_factor import STEP_SECONDS, matching_step
     now = now_utc()
     step = int(now.timestamp()) // STEP_SECONDS
     totp = pyotp.TOTP(TOTP_SECRET)
@@ -56,7 +56,7 @@ def test_matching_step_accepts_one_step_either_side_only(study):
 
 
 def test_recovery_codes_accept_spaces_and_dashes(app, study):
-    from diary import second_factor
+    from diary.governance import second_factor
     user = make_staff("unblinded", "spaces@site.test")
     codes = second_factor.enable(user, TOTP_SECRET, pyotp.TOTP(TOTP_SECRET).now(), now=now_utc())
     db.session.commit()
@@ -67,7 +67,7 @@ def test_recovery_codes_accept_spaces_and_dashes(app, study):
 
 
 def wrong_password(email: str):
-    from diary.staff import LoginRefused, login_staff
+    from diary.governance.staff import LoginRefused, login_staff
     try:
         login_staff(email, "a wrong password indeed", address="198.51.100.4", now=now_utc())
     except LoginRefused as refusal:
@@ -77,7 +77,7 @@ def wrong_password(email: str):
 
 
 def wrong_code(email: str):
-    from diary import second_factor
+    from diary.governance import second_factor
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         second_factor.check(user, "000000", now=now_utc())
@@ -110,7 +110,7 @@ def test_password_hashing_is_refused_at_once_when_every_slot_is_taken():
     """The cap: with its slots held, a check does not queue; it is refused (503) in half a second."""
     import time
 
-    from diary import passwords
+    from diary.governance import passwords
     passwords.set_hashing_concurrency(1)
     try:
         assert passwords.HASHING_SLOTS.acquire(timeout=1)
@@ -127,7 +127,7 @@ def test_password_hashing_is_refused_at_once_when_every_slot_is_taken():
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
 def test_the_tarpit_sleeps_holding_no_write_lock(app, client, study, monkeypatch, backend):
     """While a refused sign-in is answered slowly, another connection can write at once."""
-    from diary import staff
+    from diary.governance import staff
     from diary.web import coordinator
     monkeypatch.setattr(staff, "address_delay", lambda address, now: 0.5)
     monkeypatch.setattr(coordinator, "address_delay", lambda address, now: 0.5)
@@ -172,7 +172,7 @@ def test_revoking_a_link_signs_the_phone_out_at_once(app, client, study):
 
 
 def test_revoke_link_needs_a_reason_and_happens_once(study):
-    from diary.enrolment import revoke_link
+    from diary.participants.enrolment import revoke_link
     participant, _ = participant_with_day1_open(study, code="P-REVOK2")
     with pytest.raises(Refused):
         revoke_link(participant, actor="t", now=now_utc(), reason=" ")
@@ -209,7 +209,7 @@ def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, s
 
 
 def protocol_of_study(study):
-    from diary.study import protocol_of
+    from diary.study.trial import protocol_of
     return protocol_of(study.current_protocol_version)
 
 
@@ -229,7 +229,7 @@ def test_the_json_depth_count_skips_strings():
 
 
 def test_a_randomization_site_with_a_nul_or_too_long_is_refused():
-    from diary.randomization import parse_randomization_csv
+    from diary.study.randomization import parse_randomization_csv
     for site in ("NIH\x00CC", "X" * 81):
         with pytest.raises(Refused, match="printable characters"):
             parse_randomization_csv(f"site,position,sequence\n{site},1,AB\n", {"AB": ("A", "B")})
@@ -320,9 +320,9 @@ def _backdated(client, study, code, *, dose_hours_ago, made_after_dose, stamp_fo
     """Send an offline Day 3 entry claimed as made ``made_after_dose`` hours after the infusion."""
     import uuid
 
-    from diary.dosing import record_dose
-    from diary.enrolment import enroll
-    from diary.entries import entry_stamp
+    from diary.dosing.infusions import record_dose
+    from diary.participants.enrolment import enroll
+    from diary.entries.recording import entry_stamp
     now = now_utc()
     participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
                                 now=now - timedelta(days=10), code=code)
@@ -367,8 +367,8 @@ def test_an_entry_made_before_its_form_was_served_is_refused(app, client, study)
 
 
 def test_a_stamp_from_another_entry_or_participant_or_tampered_is_refused(app, client, study):
-    from diary.dosing import record_dose
-    from diary.enrolment import enroll
+    from diary.dosing.infusions import record_dose
+    from diary.participants.enrolment import enroll
     other, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=9),
                       code="P-OTHER9")
     record_dose(other, 1, now_utc() - timedelta(hours=75), actor="t", now=now_utc())
@@ -386,7 +386,7 @@ def test_a_stamp_from_another_entry_or_participant_or_tampered_is_refused(app, c
 
 def test_stamp_refusal_called_directly(study):
     """The rule itself: its three refusals and its acceptance."""
-    from diary.entries import entry_stamp, stamp_refusal
+    from diary.entries.recording import entry_stamp, stamp_refusal
     participant, _ = participant_with_day1_open(study, code="P-STAMP1")
     day1 = assessment_of(participant, 1, "D1")
     secret = "test-secret"
@@ -416,7 +416,7 @@ def test_the_export_flags_the_offline_delay(app, client, study, tmp_path):
 def test_reserve_attempt_admits_the_limit_then_refuses_until_cleared(study):
     """The rule itself: attempts up to the limit may be checked, the next locks the key, a locked
     key refuses, and a right answer (``clear_attempts``) starts the count again."""
-    from diary.staff import THROTTLE_LOCK, _throttle_rows, clear_attempts, reserve_attempt
+    from diary.governance.staff import THROTTLE_LOCK, _throttle_rows, clear_attempts, reserve_attempt
     now = now_utc()
     _throttle_rows(["account:direct@site.test"])
     assert [reserve_attempt("account:direct@site.test", 3, now) for _ in range(3)] == [None] * 3
@@ -428,7 +428,7 @@ def test_reserve_attempt_admits_the_limit_then_refuses_until_cleared(study):
 
 
 def one_code(email: str, code: str):
-    from diary import second_factor
+    from diary.governance import second_factor
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         kind = second_factor.check(user, code, now=now_utc())

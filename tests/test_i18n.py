@@ -17,13 +17,13 @@ import pytest
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
-from diary.enrolment import enroll
+from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.i18n import when
 from diary.models import AuditEvent, Participant, now_utc
 from diary.protocol.loader import ProtocolError, parse_protocol
 from diary.reminders.dispatch import run_pass
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, key_from, participant_with_day1_open, sign_in

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from diary.entries import SUBMISSION_COLUMNS, device_facts, record_submission
+from diary.entries.recording import SUBMISSION_COLUMNS, device_facts, record_submission
 from diary.extensions import db
 from diary.models import Submission, now_utc
 from diary.protocol import parse_protocol
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import participant_with_day1_open, sign_in

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, Submission, now_utc
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, key_from, participant_with_day1_open, sign_in
@@ -63,7 +63,7 @@ def _offline_entry(client, participant, protocol, *, made_ago, clock_off=timedel
     """The JSON diary.js sends for an entry made ``made_ago`` before now on a phone whose clock
     is ``clock_off`` ahead of the real time, on a form the phone had kept since a few minutes
     before it was filled in (its stamp says when the server gave it)."""
-    from diary.entries import entry_stamp
+    from diary.entries.recording import entry_stamp
     day1 = assessment_of(participant, 1, "D1")
     page = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
     served = max(day1.window_open, now_utc() - made_ago - timedelta(minutes=5))

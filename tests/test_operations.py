@@ -16,16 +16,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from diary.dosing import record_dose
-from diary.enrolment import change_contact, enroll, reveal_contact
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import change_contact, enroll, reveal_contact
+from diary.entries.recording import record_submission
 from diary.errors import Refused
 from diary.extensions import db
-from diary.follow_up import create_tasks, resolve_tasks
+from diary.safety.follow_up import create_tasks, resolve_tasks
 from diary.models import AuditEvent, FollowUpTask, Reminder, SchedulerHeartbeat, StaffMessage, now_utc
 from diary.reminders.dispatch import run_pass
 from diary.reminders.scheduler import dispatch_pass
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 from diary.vocabulary import Source
 
 from .conftest import answers_for, assessment_of, make_app
@@ -77,7 +77,7 @@ def test_with_smtp_each_on_call_address_gets_the_alert_once(app, smtp, study):  
     alerts = [m for m in smtp.inbox.messages if "severe side effect" in m["Subject"]]
     assert sorted(m["To"] for m in alerts) == ["oncall@site.test", "pi@site.test"]
     assert set(db.session.scalars(select(StaffMessage.state))) == {"sent"}
-    from diary.status import banners
+    from diary.operations.status import banners
     assert banners(app.config, now_utc()) == []
 
 
@@ -284,7 +284,7 @@ def test_a_task_closes_when_the_missing_entry_arrives_by_offline_sync(client, st
     sign_in(client, token)
     d3 = assessment_of(participant, 1, "D3")
     made = participant.periods[0].dose_start + timedelta(hours=77)
-    from diary.entries import entry_stamp
+    from diary.entries.recording import entry_stamp
     # The form was opened on the phone while Day 3 was open, then the answers waited offline.
     stamp = entry_stamp(d3, participant.id, participant.periods[0].dose_start + timedelta(hours=76, minutes=50),
                         client.application.config["SECRET_KEY"])
@@ -328,7 +328,7 @@ def test_a_task_closes_when_the_entry_arrives_as_the_participant_page_stores_it(
 
 
 def test_a_task_closes_when_the_participant_withdraws_and_a_pass_never_reopens_it(study):
-    from diary.enrolment import withdraw
+    from diary.participants.enrolment import withdraw
     participant, _, task = _missed_d3(study, "P-RES04")
     withdraw(participant, reason="moved away", actor="staff:c", now=now_utc())
     db.session.commit()
@@ -348,7 +348,7 @@ def test_an_open_task_whose_cause_stands_stays_open(study):
 
 
 def test_a_coordinator_cannot_close_a_call_as_resolved_by_data(study):
-    from diary.follow_up import close_task
+    from diary.safety.follow_up import close_task
     _, _, task = _missed_d3(study, "P-RES06")
     with pytest.raises(Refused):
         close_task(task, "resolved_by_data", "note", by=make_staff("coordinator"), now=now_utc())
@@ -421,7 +421,7 @@ def test_the_follow_up_list_shows_masked_contacts_to_coordinators(client, study)
 @pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL, "DIGEST_HOUR": 8,
                                   "SITE_TIMEZONES": {"NIH-CC": "Asia/Tokyo"}}], indirect=True)
 def test_the_daily_digest_goes_once_at_the_sites_morning(app, study):
-    from diary.digest import due_digests
+    from diary.safety.digest import due_digests
     _missed_d3(study, "P-DIG01")
     tokyo = timezone(timedelta(hours=9))
     before = datetime(2027, 5, 10, 7, 59, tzinfo=tokyo)

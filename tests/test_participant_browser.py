@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from diary.extensions import db
 from diary.models import SideEffectReport, Submission
-from diary.study import ensure_study
+from diary.study.trial import ensure_study
 
 from .conftest import assessment_of, make_app
 from .participant_helpers import participant_with_day1_open
@@ -72,7 +72,7 @@ def page(browser):
 
 def new_participant(server, code, **kwargs):
     """Create a participant with Day 1 open; return (link, Day 1 assessment id)."""
-    from diary.study import require_study
+    from diary.study.trial import require_study
     with server.app_context():
         participant, token = participant_with_day1_open(require_study(), code=code, **kwargs)
         day1_id = assessment_of(participant, 1, "D1").id

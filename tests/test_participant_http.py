@@ -8,13 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from diary.pins import reset_pin
-from diary.enrolment import revoke_link, withdraw
+from diary.participants.pins import reset_pin
+from diary.participants.enrolment import revoke_link, withdraw
 from diary.extensions import db
-from diary.models import (
-    AuditEvent, ItemValue, SideEffectReport, Submission, now_utc,
-)
-from diary.study import protocol_of
+from diary.models import AuditEvent, ItemValue, SideEffectReport, Submission, now_utc
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, day1_form, key_from, participant_with_day1_open, sign_in
@@ -422,7 +420,7 @@ def test_history_uses_the_same_queries_for_few_or_many_entries(phone, app, proto
         return len(statements)
 
     def answer(code):
-        from diary.entries import record_submission
+        from diary.entries.recording import record_submission
         assessment = assessment_of(participant, 1, code)
         record_submission(assessment, answers_for(protocol, code),
                           now=assessment.window_open + timedelta(minutes=1), actor="t")

@@ -14,14 +14,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from diary.dosing import record_dose
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.extensions import db
-from diary.models import (
-    AuditEvent, LoginThrottle, Participant, RandomizationSlot, SideEffectReport, now_utc,
-)
-from diary.study import protocol_of
+from diary.models import AuditEvent, LoginThrottle, Participant, RandomizationSlot, SideEffectReport, now_utc
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of, make_app
 
@@ -64,7 +62,7 @@ def race(app, job, *per_worker_args):
 
 def enrol_many(worker: int, count: int):
     from diary.errors import Refused
-    from diary.study import require_study
+    from diary.study.trial import require_study
     enrolled = 0
     for number in range(count):
         try:
@@ -93,7 +91,7 @@ def record_first_dose(code: str, hours_ago: int):
 def acknowledge_report(report_id: int, email: str, note: str):
     from diary.errors import Refused
     from diary.models import StaffUser
-    from diary.side_effects import acknowledge
+    from diary.safety.side_effects import acknowledge
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         acknowledge(db.session.get(SideEffectReport, report_id), note, by=user, now=now_utc())
@@ -105,7 +103,7 @@ def acknowledge_report(report_id: int, email: str, note: str):
 
 
 def fail_logins(emails: list[str]):
-    from diary.staff import LoginRefused, login_staff
+    from diary.governance.staff import LoginRefused, login_staff
     outcomes = []
     for email in emails:
         try:
@@ -117,7 +115,7 @@ def fail_logins(emails: list[str]):
 
 
 def withdraw_once(code: str, reason: str):
-    from diary.enrolment import withdraw
+    from diary.participants.enrolment import withdraw
     from diary.errors import Refused
     participant = db.session.scalar(select(Participant).where(Participant.code == code))
     try:
@@ -135,7 +133,7 @@ def export_dummy(out_dir: str):
     from pathlib import Path
 
     from diary.exports import write_bundle
-    from diary.study import require_study
+    from diary.study.trial import require_study
     write_bundle(Path(out_dir), study=require_study(), now=now_utc())
     with open(Path(out_dir) / "participants.csv", encoding="utf-8", newline="") as handle:
         return {row["participant_id"]: row["sequence"] for row in csv_module.DictReader(handle)}
@@ -143,8 +141,8 @@ def export_dummy(out_dir: str):
 
 def refresh_figures(offset_seconds: int):
     """A scheduler's figures pass, its clock ``offset_seconds`` from the others'."""
-    from diary.figures import refresh
-    from diary.study import require_study
+    from diary.reporting.figures import refresh
+    from diary.study.trial import require_study
     now = now_utc() + timedelta(seconds=offset_seconds)
     snapshot = refresh(require_study(), now)
     return (now.isoformat(), snapshot is not None)
@@ -260,7 +258,7 @@ def write_while_held(url, holding, written, queue):
 
 
 def _study():
-    from diary.study import require_study
+    from diary.study.trial import require_study
     return require_study()
 
 
@@ -287,7 +285,7 @@ def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
     import sqlite3
 
     from diary.database import reading_only
-    from diary.study import ensure_study
+    from diary.study.trial import ensure_study
     app = make_app(f"sqlite:///{tmp_path / 'lock.sqlite'}")
     with app.app_context():
         db.create_all()
@@ -311,7 +309,7 @@ def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
 def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
     """Two blinded exports racing to draw the dummy allocation: both carry the one that is stored."""
     rows = ["site,position,sequence"] + [f"NIH-CC,{n},{'AB' if n % 2 else 'BA'}" for n in range(1, 41)]
-    from diary.randomization import load_randomization_list
+    from diary.study.randomization import load_randomization_list
     load_randomization_list(study, "\n".join(rows).encode(), actor="t", now=now_utc())
     db.session.execute(RandomizationSlot.__table__.update().values(dummy_sequence=None))  # as before the upgrade
     for n in range(30):
@@ -327,7 +325,7 @@ def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
 def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, study):
     """Four figures passes at once (four schedulers, clocks a second apart): no error, and the
     tables hold exactly one count, the latest one, never two counts mixed or doubled."""
-    from diary.figures import fresh, refresh
+    from diary.reporting.figures import fresh, refresh
     from diary.models import FiguresSnapshot, ParticipantFigures, TimepointFigures
     for n in range(12):
         participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
@@ -346,7 +344,7 @@ def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, s
     # One count, the same as a single pass at the same moment would store.
     from datetime import datetime
 
-    from diary.study import require_study
+    from diary.study.trial import require_study
     study = require_study()
     refresh(study, datetime.fromisoformat(latest) + timedelta(microseconds=1))
     again = sorted(db.session.execute(select(

@@ -16,15 +16,15 @@ from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from diary.links import participant_by_token
-from diary.dosing import record_dose
-from diary.enrolment import enroll, reissue_link
-from diary.entries import record_submission
+from diary.participants.links import participant_by_token
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll, reissue_link
+from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import PushSubscription, Reminder, now_utc
 from diary.reminders.dispatch import run_pass
 from diary.reminders.planning import plan, quiet_shift
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of, make_app
 from .participant_helpers import csrf_from, sign_in
@@ -251,7 +251,7 @@ def test_clinic_time_points_get_no_reminders(app, study):
 
 
 def test_turning_email_off_cancels_and_stops_email_reminders(app, smtp, study, client):
-    from diary.enrolment import enroll as enrol
+    from diary.participants.enrolment import enroll as enrol
     now = now_utc()
     participant, token = enrol(study, site="NIH-CC", timezone=midday_zone(now), sequence="AB", actor="t",
                                now=now - timedelta(days=3), code="P-OFF001", email="off@example.org")
@@ -343,7 +343,7 @@ def test_push_subscription_endpoint_validates_its_input(client, study):
 
 def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study):
     """The feed lists the home entries still to come or open (not clinic ones, not past ones)."""
-    from diary.links import signed_link_token
+    from diary.participants.links import signed_link_token
     participant = enrol_dosed(study, "P-CAL001", dose=(now_utc() - timedelta(hours=22)).replace(microsecond=0))
     db.session.commit()
     response = client.get(f"/p/calendar/{signed_link_token(participant, 'calendar')}.ics")
@@ -362,7 +362,7 @@ def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study)
 
 
 def test_calendar_feed_turned_off_is_gone(client, study):
-    from diary.links import signed_link_token
+    from diary.participants.links import signed_link_token
     participant = enrol_dosed(study, "P-CAL002")
     participant.calendar_feed = False
     db.session.commit()

@@ -68,7 +68,7 @@ def test_vas_values_at_d1_d3_d7_are_the_entered_scores():
 
 def test_checklist_reports_carry_solicited_and_their_time_point(app, study):
     """A checklist answer becomes a solicited report of that time point; free text an unsolicited one."""
-    from diary.entries import record_submission
+    from diary.entries.recording import record_submission
     participant = enrol_dosed(study, "P-SE0001")
     db.session.commit()
     d1 = assessment_of(participant, 1, "D1")

@@ -9,14 +9,14 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from diary.dosing import record_dose
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.extensions import db
-from diary.follow_up import create_tasks
+from diary.safety.follow_up import create_tasks
 from diary.models import AuditEvent, FollowUpTask, Reminder, SideEffectReport, StaffMessage, now_utc
 from diary.reminders.dispatch import run_pass
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, participant_with_day1_open, sign_in
@@ -242,7 +242,7 @@ def test_the_home_page_lists_open_tasks_and_closing_one_is_audited(client, study
 def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(app, client, study, tmp_path):
     """The emergency role sees one participant's drugs; the site is told (not what); the export flags it."""
     from diary.exports import write_bundle
-    from diary.study import require_study
+    from diary.study.trial import require_study
 
     from .test_exports import read_csv
     broken = dosed(study, "P-BRK001", now_utc() - timedelta(days=3))
@@ -311,7 +311,7 @@ def test_reloading_the_code_break_result_writes_no_second_event_or_email(app, cl
 def test_the_result_of_a_code_break_is_refused_to_anyone_who_did_not_break_it(study):
     """``broken_code`` itself: refused before any break, and to a second emergency account."""
     from diary.errors import Refused
-    from diary.safety import break_code, broken_code
+    from diary.safety.alerts import break_code, broken_code
     participant = dosed(study, "P-BRK011", now_utc() - timedelta(days=3))
     breaker, bystander = make_staff("emergency", "er3@site.test"), make_staff("emergency", "er4@site.test")
     with pytest.raises(Refused) as before:
@@ -331,7 +331,7 @@ def test_the_result_of_a_code_break_is_refused_to_anyone_who_did_not_break_it(st
 def test_calendar_alarms_avoid_quiet_hours_and_never_ring_before_a_window_opens(study, protocol):
     """Across the spring daylight-saving change: home entries only, every alarm inside its window
     and outside 22:00-07:00 on the participant's clock; entries done drop out."""
-    from diary.links import reminder_link
+    from diary.participants.links import reminder_link
     from diary.reminders.calendar import calendar_feed
     tz = ZoneInfo("America/New_York")
     dose = datetime(2027, 3, 12, 6, 30, tzinfo=tz).astimezone(UTC)  # D1 opens 02:30; clocks change on the 14th

@@ -6,7 +6,14 @@ import pytest
 
 from diary.protocol import load_protocol, shipped_protocol_path
 from diary.protocol.schedule import (
-    COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN, UPCOMING, schedule_period, state_of,
+    COMPLETED,
+    COMPLETED_LATE,
+    MISSED,
+    NOT_APPLICABLE,
+    OPEN,
+    UPCOMING,
+    schedule_period,
+    state_of,
 )
 
 PROTOCOL = load_protocol(shipped_protocol_path("ketamine-fatigue-crossover"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from diary.dosing import record_dose
-from diary.enrolment import enroll
+from diary.dosing.infusions import record_dose
+from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import now_utc
 
@@ -16,7 +16,7 @@ LAPTOP = {"width": 1366, "height": 768}
 
 
 def test_the_grid_keeps_codes_and_time_points_in_view_at_1366_px(server, browser):  # noqa: F811
-    from diary.study import require_study
+    from diary.study.trial import require_study
     with server.app_context():
         now = now_utc()
         for number in range(45):
@@ -80,7 +80,7 @@ def test_now_fills_the_infusion_time_on_the_participants_clock(server, browser):
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from diary.study import require_study
+    from diary.study.trial import require_study
     with server.app_context():
         participant, _ = enroll(require_study(), site="NIH-CC", timezone="Asia/Tokyo", sequence="AB", actor="t",
                                 now=now_utc() - timedelta(days=2), code="P-NOWBTN")

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from diary.adherence import load_grid
-from diary.dosing import plan_dose, record_dose
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.reporting.adherence import load_grid
+from diary.dosing.infusions import plan_dose, record_dose
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import Participant, now_utc
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import participant_with_day1_open

@@ -84,7 +84,7 @@ def test_reposting_a_confirmed_action_does_it_once(client, study, someone, actio
 
 def test_reposting_a_dose_records_it_once(client, study):
     """The dose form sent twice records one infusion and no reason-less correction."""
-    from diary.enrolment import enroll
+    from diary.participants.enrolment import enroll
     enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=1),
            code="P-TWICE1")
     db.session.commit()
@@ -98,7 +98,7 @@ def test_reposting_a_dose_records_it_once(client, study):
 
 def test_reposting_a_plan_plans_once(client, study):
     """The plan form sent twice plans once (a second plan would need a reason)."""
-    from diary.enrolment import enroll
+    from diary.participants.enrolment import enroll
     enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-TWICE2")
     db.session.commit()
     login_as(client, "coordinator")

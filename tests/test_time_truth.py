@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from diary.dosing import plan_dose, record_dose
-from diary.enrolment import enroll
-from diary.entries import record_submission
+from diary.dosing.infusions import plan_dose, record_dose
+from diary.participants.enrolment import enroll
+from diary.entries.recording import record_submission
 from diary.errors import Refused
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, Submission, now_utc
-from diary.study import protocol_of
+from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
 from .participant_helpers import csrf_from, key_from, sign_in

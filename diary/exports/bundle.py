@@ -13,12 +13,12 @@ from pathlib import Path
 
 from flask import current_app
 
-from .. import audit
-from ..blinding import OPERATOR, Allocation, blinding_for
+from ..governance import audit
+from ..study.blinding import OPERATOR, Allocation, blinding_for
 from ..errors import Refused
 from ..extensions import db
-from ..randomization import ensure_dummy_allocation
-from ..study import protocol_of
+from ..study.randomization import ensure_dummy_allocation
+from ..study.trial import protocol_of
 from ..vocabulary import Role
 from .fhir import write_fhir
 from .schema import TABLES, dictionary_rows

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..vocabulary import (
-    AssessmentState, ParticipantStatus, Severity, Source, SubmissionMode, WithdrawalReason, listed,
+    AssessmentState,
+    ParticipantStatus,
+    Severity,
+    Source,
+    SubmissionMode,
+    WithdrawalReason,
+    listed,
 )
 
 STRING, INTEGER, NUMBER, BOOLEAN, DATETIME = "string", "integer", "number", "boolean", "datetime"

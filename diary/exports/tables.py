@@ -12,11 +12,19 @@ from itertools import groupby
 
 from sqlalchemy import select
 
-from ..adherence import Tally
-from ..assessments import rows_query, state_at
-from ..blinding import ALLOCATION_EVENTS
+from ..reporting.adherence import Tally
+from ..dosing.assessments import rows_query, state_at
+from ..study.blinding import ALLOCATION_EVENTS
 from ..models import (
-    Assessment, AuditEvent, ItemValue, Participant, Period, SideEffectReport, StaffUser, Study, Submission,
+    Assessment,
+    AuditEvent,
+    ItemValue,
+    Participant,
+    Period,
+    SideEffectReport,
+    StaffUser,
+    Study,
+    Submission,
 )
 from ..protocol import Protocol
 from ..vocabulary import AssessmentState, SubmissionMode

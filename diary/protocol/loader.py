@@ -12,7 +12,17 @@ from pathlib import Path
 import yaml
 
 from .model import (
-    FOLLOW_UP_RULES, ITEM_TYPES, SETTINGS, Choice, FollowUpRule, Instrument, Item, Offset, Protocol, ReminderRules, Text,
+    FOLLOW_UP_RULES,
+    ITEM_TYPES,
+    SETTINGS,
+    Choice,
+    FollowUpRule,
+    Instrument,
+    Item,
+    Offset,
+    Protocol,
+    ReminderRules,
+    Text,
     TimePoint,
     Window,
 )

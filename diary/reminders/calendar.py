@@ -12,7 +12,7 @@ from datetime import datetime
 
 from icalendar import Alarm, Calendar, Event
 
-from .. import assessments
+from ..dosing import assessments
 from flask_babel import force_locale
 from flask_babel import gettext as _
 

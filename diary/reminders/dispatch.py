@@ -20,20 +20,33 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import bindparam, or_, select, update
 
-from ..assessments import rows_query, state_at
+from ..dosing.assessments import rows_query, state_at
 from ..extensions import db
-from ..links import reminder_link
+from ..participants.links import reminder_link
 from ..i18n import when as local_when
 from ..protocol.model import in_language
 from ..models import (
-    Assessment, Participant, ProtocolVersion, PushSubscription, Reminder, StaffMessage, now_utc,
+    Assessment,
+    Participant,
+    ProtocolVersion,
+    PushSubscription,
+    Reminder,
+    StaffMessage,
+    now_utc,
 )
-from ..digest import due_digests
-from ..follow_up import create_tasks, resolve_tasks
-from ..study import current_study, protocol_of
+from ..safety.digest import due_digests
+from ..safety.follow_up import create_tasks, resolve_tasks
+from ..study.trial import current_study, protocol_of
 from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
 from .channels import (
-    DeliveryFailed, EmailChannel, Message, NoChannel, Notice, PushChannel, SubscriptionGone, Undeliverable,
+    DeliveryFailed,
+    EmailChannel,
+    Message,
+    NoChannel,
+    Notice,
+    PushChannel,
+    SubscriptionGone,
+    Undeliverable,
 )
 from .planning import RETRYABLE, plan
 

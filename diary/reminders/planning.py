@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ..extensions import db
 from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
 from ..protocol import Protocol
-from ..study import protocol_of
+from ..study.trial import protocol_of
 from ..vocabulary import ParticipantStatus, ReminderChannel, ReminderKind, ReminderState
 
 # Rows that have not gone out and may still: planning may move them, completion cancels them.

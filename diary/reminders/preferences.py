@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .. import audit
+from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
 from ..i18n import LANGUAGES

@@ -21,7 +21,7 @@ def dispatch_pass(app) -> None:
     """One pass over the reminder outbox, then this scheduler's heartbeat; a failing pass is
     logged (and beats nothing, so the status page sees it) and the next one retries."""
     from . import dispatch
-    from .. import status
+    from ..operations import status
     from ..extensions import db
     from ..models import now_utc
 
@@ -46,7 +46,7 @@ def dispatch_pass(app) -> None:
 def figures_pass(app) -> None:
     """Count the study figures the coordinator's pages show (``figures.refresh``)."""
     from ..extensions import db
-    from ..figures import refresh_all
+    from ..reporting.figures import refresh_all
     from ..models import now_utc
 
     with app.app_context():

@@ -7,7 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
-from ..enrolment import mask_email, mask_phone
+from ..participants.enrolment import mask_email, mask_phone
 from .times import staff_time
 from ..extensions import babel, compress
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs

@@ -7,14 +7,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from .. import audit
-from ..blinding import blinding_for
+from ..governance import audit
+from ..study.blinding import blinding_for
 from ..errors import Refused
 from ..extensions import db
 from ..models import Participant, RandomizationSlot, StaffUser, now_utc
-from ..randomization import load_randomization_list
-from ..staff import change_user as change_staff_user, create_user
-from ..study import require_study
+from ..study.randomization import load_randomization_list
+from ..governance.staff import change_user as change_staff_user, create_user
+from ..study.trial import require_study
 from ..vocabulary import Allocation, Role
 from .auth import roles_required
 from .forms import RandomizationForm, UserChangeForm, UserForm

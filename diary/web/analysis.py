@@ -6,19 +6,19 @@ from pathlib import Path
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
-from .. import audit
-from .. import figures
-from ..adherence import timepoint_tallies
-from ..charts import Point, line_chart
+from ..governance import audit
+from ..reporting import figures
+from ..reporting.adherence import timepoint_tallies
+from ..reporting.charts import Point, line_chart
 from ..errors import Refused
 from ..exports import export_study, zip_bundle
 from ..exports.writers import FORMATS
 from ..extensions import db
 from ..models import now_utc
-from ..study import protocol_of, require_study, unblind
-from ..blinding import SMALL_CELL, blinding_for
+from ..study.trial import protocol_of, require_study, unblind
+from ..study.blinding import SMALL_CELL, blinding_for
 from ..vocabulary import Allocation
-from ..summary import blinding_guess_summary, vas_change_summary
+from ..reporting.summary import blinding_guess_summary, vas_change_summary
 from ..vocabulary import Role
 from .auth import roles_required
 from .forms import BaseForm

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from ..models import Participant, StaffUser, now_utc
-from ..staff import record_sign_out, second_factor_required
+from ..governance.staff import record_sign_out, second_factor_required
 
 PARTICIPANT_COOKIE = "diary_phone"
 

@@ -19,36 +19,69 @@ from flask import (
 )
 from sqlalchemy import case, func, select
 
-from .. import audit
-from ..actions import AlreadyDone, take_key
-from ..adherence import SORTS, clamp_page, load_grid
-from ..blinding import CODE_BREAKERS, blinding_for
-from ..corrections import correct_value, correctable_items, stored_item_id
-from ..dosing import plan_dose, record_dose
-from ..enrolment import (
-    change_contact, enroll, participant_link, reissue_link, reveal_contact, revoke_link, withdraw,
+from ..governance import audit
+from ..governance.actions import AlreadyDone, take_key
+from ..reporting.adherence import SORTS, clamp_page, load_grid
+from ..study.blinding import CODE_BREAKERS, blinding_for
+from ..entries.corrections import correct_value, correctable_items, stored_item_id
+from ..dosing.infusions import plan_dose, record_dose
+from ..participants.enrolment import (
+    change_contact,
+    enroll,
+    participant_link,
+    reissue_link,
+    reveal_contact,
+    revoke_link,
+    withdraw,
 )
-from ..entries import InvalidAnswers, field_name, record_submission
+from ..entries.recording import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
 from ..localtime import from_local_clock, local_datetime, plausible
-from ..follow_up import close_task, count_tasks, tasks
+from ..safety.follow_up import close_task, count_tasks, tasks
 from ..models import (
-    Assessment, AuditEvent, FollowUpTask, Participant, Period, Reminder, SideEffectReport, StaffUser, now_utc,
+    Assessment,
+    AuditEvent,
+    FollowUpTask,
+    Participant,
+    Period,
+    Reminder,
+    SideEffectReport,
+    StaffUser,
+    now_utc,
 )
-from ..safety import break_code, broken_code, participant_by_code
-from ..participant_record import participant_record, staff_answers
-from ..pins import reset_pin
-from ..side_effects import acknowledge as acknowledge_report
-from .. import second_factor
-from ..staff import LoginRefused, address_delay, change_password, login_staff, record_sign_in, record_sign_out
-from ..study import protocol_of, require_study, site_contact
+from ..safety.alerts import break_code, broken_code, participant_by_code
+from ..participants.record import participant_record, staff_answers
+from ..participants.pins import reset_pin
+from ..safety.side_effects import acknowledge as acknowledge_report
+from ..governance import second_factor
+from ..governance.staff import (
+    LoginRefused,
+    address_delay,
+    change_password,
+    login_staff,
+    record_sign_in,
+    record_sign_out,
+)
+from ..study.trial import protocol_of, require_study, site_contact
 from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .times import staff_time
 from .forms import (
-    AcknowledgeForm, BaseForm, CodeBreakForm, CodeForm, ContactForm, CorrectionForm, DoseForm, EnrolForm,
-    FollowUpForm, LoginForm, PasswordForm, ProxyEntryForm, ReasonForm, WithdrawForm,
+    AcknowledgeForm,
+    BaseForm,
+    CodeBreakForm,
+    CodeForm,
+    ContactForm,
+    CorrectionForm,
+    DoseForm,
+    EnrolForm,
+    FollowUpForm,
+    LoginForm,
+    PasswordForm,
+    ProxyEntryForm,
+    ReasonForm,
+    WithdrawForm,
 )
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")

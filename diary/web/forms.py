@@ -14,9 +14,16 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
 
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
-from ..passwords import MIN_PASSWORD_LENGTH
+from ..governance.passwords import MIN_PASSWORD_LENGTH
 from ..vocabulary import (
-    CALL_OUTCOMES, FOLLOW_UP_LABELS, SOURCE_LABELS, WITHDRAWAL_LABELS, ReviewState, Role, Source, WithdrawalReason,
+    CALL_OUTCOMES,
+    FOLLOW_UP_LABELS,
+    SOURCE_LABELS,
+    WITHDRAWAL_LABELS,
+    ReviewState,
+    Role,
+    Source,
+    WithdrawalReason,
 )
 
 CLOCK = Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", message="Use a time like 08:00.")

@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import now_utc
-from ..status import banners, gather
+from ..operations.status import banners, gather
 from ..vocabulary import Role
 from .auth import roles_required
 

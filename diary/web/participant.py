@@ -22,11 +22,20 @@ from sqlalchemy.orm import contains_eager, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms.validators import ValidationError
 
-from .. import assessments, audit, links, pins
-from ..assessments import AssessmentRow
-from ..entries import (
-    InvalidAnswers, device_facts, entry_stamp, field_name, offline_refusal, record_submission, stamp_refusal,
-    validate_answers, window_refusal,
+from ..dosing import assessments
+from ..governance import audit
+from ..participants import links, pins
+from ..dosing.assessments import AssessmentRow
+from ..entries.recording import (
+    InvalidAnswers,
+    device_facts,
+    entry_stamp,
+    field_name,
+    offline_refusal,
+    record_submission,
+    stamp_refusal,
+    validate_answers,
+    window_refusal,
 )
 from ..errors import Refused
 from ..extensions import csrf, db
@@ -38,7 +47,7 @@ from ..reminders.calendar import calendar_feed
 from ..reminders.planning import record_opened
 from ..protocol.model import in_language
 from ..reminders.preferences import set_channels, set_language, subscribe_push
-from ..study import protocol_of, site_contact
+from ..study.trial import protocol_of, site_contact
 from ..vocabulary import AssessmentState, severity_label
 from . import auth
 from .assets import asset

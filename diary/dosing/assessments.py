@@ -1,0 +1,177 @@
+"""The one read model of assessments: assessment ⋈ period ⋈ participant ⟕ submission.
+
+Every page, export table and scheduler pass that needs assessments and their states loads them
+here, in a fixed number of queries, and judges them with ``state_at``: the state of an
+assessment is decided in one place.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+
+from sqlalchemy import and_, case, literal, or_, select
+
+from ..extensions import db
+from ..models import Assessment, ItemValue, Participant, Period, ProtocolVersion, Submission, UTCDateTime
+from ..protocol import Protocol
+from ..protocol.schedule import state_of
+from ..study.trial import protocol_of
+from ..vocabulary import AssessmentState
+
+
+def rows_query():
+    """The read model as a SELECT (callers add their own WHERE and ORDER BY).
+
+    Its rows have the attributes ``state_at`` reads, so a row from this query, whoever ran it
+    (the ORM session, or an export's read-only connection), is judged the same way.
+    """
+    return (
+        select(Assessment.id, Assessment.timepoint, Assessment.target, Assessment.window_open,
+               Assessment.window_close, Assessment.late_close, Assessment.not_applicable,
+               Assessment.protocol_version_id, Period.id.label("period_id"),
+               Period.number.label("period"), Period.treatment, Period.dose_start, Period.planned_start,
+               Participant.id.label("participant_id"), Participant.code, Participant.site,
+               Participant.sequence, Participant.timezone, Participant.code_broken_at,
+               Submission.id.label("submission_id"), Submission.submitted_at, Submission.collected_at,
+               Submission.source, Submission.submission_mode,
+               Submission.reason, Submission.alert)
+        .select_from(Assessment)
+        .join(Period, Assessment.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id))
+
+
+@dataclass
+class AssessmentRow:
+    """One assessment as pages and rules read it: its window, its submission and its state."""
+
+    id: int
+    participant_id: int
+    code: str
+    timezone: str
+    period: int
+    treatment: str
+    dose_start: datetime | None
+    planned_start: datetime | None
+    timepoint: str
+    label: str
+    optional: bool
+    target: datetime
+    window_open: datetime
+    window_close: datetime
+    late_close: datetime
+    not_applicable: bool
+    submission_id: int | None
+    submitted_at: datetime | None
+    collected_at: datetime | None
+    source: str | None
+    reason: str | None
+    alert: bool
+    state: AssessmentState
+    late: bool
+    protocol_version_id: int = 0
+    # What the participant reads (a protocol Text: "Day 3", "Día 3"), not the staff's label.
+    participant_label: str = ""
+    # (instrument, item) -> value, filled when asked for (``with_values``).
+    values: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterable[int] | None = None,
+         where=(), order_by=None, with_values: bool = False) -> list[AssessmentRow]:
+    """Assessment rows for a study or a set of participants, judged at ``now``.
+
+    A fixed number of queries whatever the number of rows: the rows, the protocol versions
+    they were scheduled under, and (``with_values``) the answered items.
+    """
+    query = rows_query()
+    if study_id is not None:
+        query = query.where(Participant.study_id == study_id)
+    if participant_ids is not None:
+        query = query.where(Participant.id.in_(list(participant_ids)))
+    query = query.where(*where)
+    if order_by is None:
+        order_by = (Participant.code, Period.number, Assessment.target)
+    raw = db.session.execute(query.order_by(*order_by)).all()
+    protocols = protocols_by_version({row.protocol_version_id for row in raw})
+    values: dict[int, dict[tuple[str, str], str]] = {}
+    submission_ids = [row.submission_id for row in raw if row.submission_id is not None]
+    if with_values and submission_ids:
+        for value in db.session.execute(
+                select(ItemValue.submission_id, ItemValue.instrument, ItemValue.item, ItemValue.value)
+                .where(ItemValue.submission_id.in_(submission_ids)).order_by(ItemValue.id)):
+            values.setdefault(value.submission_id, {})[(value.instrument, value.item)] = value.value
+    rows = []
+    for row in raw:
+        timepoint = protocols[row.protocol_version_id].timepoint(row.timepoint)
+        state = state_at(row, now)
+        rows.append(AssessmentRow(
+            id=row.id, participant_id=row.participant_id, code=row.code, timezone=row.timezone,
+            period=row.period, treatment=row.treatment, dose_start=row.dose_start,
+            planned_start=row.planned_start, timepoint=row.timepoint,
+            label=timepoint.label, optional=timepoint.optional, target=row.target,
+            window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
+            not_applicable=row.not_applicable, submission_id=row.submission_id,
+            submitted_at=row.submitted_at, collected_at=row.collected_at, source=row.source, reason=row.reason, alert=bool(row.alert),
+            state=state, late=is_late(row, state, now), protocol_version_id=row.protocol_version_id,
+            participant_label=timepoint.participant_label or timepoint.label,
+            values=values.get(row.submission_id, {})))
+    return rows
+
+
+def protocols_by_version(version_ids) -> dict[int, Protocol]:
+    """Parsed protocols by version id, in one query (parsing is cached per process)."""
+    if not version_ids:
+        return {}
+    return {version.id: protocol_of(version) for version in db.session.scalars(
+        select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))}
+
+
+def is_pre_dose(row) -> bool:
+    """A time point before the infusion (BL): its target lies before the schedule's anchor."""
+    anchor = row.dose_start or row.planned_start
+    return anchor is not None and row.target < anchor
+
+
+def state_at(row, now: datetime) -> AssessmentState:
+    """The state of an assessment row at ``now`` (see ``schedule.state_of`` for the rule)."""
+    return AssessmentState(state_of(
+        window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
+        collected_at=row.collected_at, not_applicable=row.not_applicable, now=now,
+        pre_dose=is_pre_dose(row), dose_start=row.dose_start, dosed=row.dose_start is not None))
+
+
+def state_sql(now: datetime):
+    """``state_at`` as a SQL expression over the read model's joins, for counting and sorting
+    thousands of assessments in the database (the dashboard). A test holds the two equal."""
+    at = literal(now, UTCDateTime())
+    anchor_is_after = or_(and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
+                          and_(Period.dose_start.is_(None), Assessment.target < Period.planned_start))
+    collected = Submission.collected_at
+    S = AssessmentState
+    return case(
+        (collected.is_not(None), case(
+            (and_(anchor_is_after, Period.dose_start.is_not(None), collected >= Period.dose_start), S.AFTER_DOSE.value),
+            (or_(collected < Assessment.window_open, collected >= Assessment.late_close), S.OUT_OF_WINDOW.value),
+            (collected < Assessment.window_close, S.COMPLETED.value),
+            else_=S.COMPLETED_LATE.value)),
+        (Assessment.not_applicable.is_(True), S.NOT_APPLICABLE.value),
+        (or_(at < Assessment.window_open, and_(Period.dose_start.is_(None), ~anchor_is_after)), S.UPCOMING.value),
+        (at < Assessment.late_close, S.OPEN.value),
+        else_=S.MISSED.value)
+
+
+def state_of_assessment(assessment: Assessment, now: datetime) -> AssessmentState:
+    """``state_at`` for an ORM assessment (rules that already hold one, such as dosing)."""
+    period, submission = assessment.period, assessment.submission
+    return state_at(SimpleNamespace(
+        window_open=assessment.window_open, window_close=assessment.window_close,
+        late_close=assessment.late_close, not_applicable=assessment.not_applicable, target=assessment.target,
+        collected_at=submission.collected_at if submission else None,
+        dose_start=period.dose_start, planned_start=period.planned_start), now)
+
+
+def is_late(row, state: AssessmentState, now: datetime) -> bool:
+    """Open, but past the window's close: inside the protocol's late grace."""
+    return state == AssessmentState.OPEN and now >= row.window_close

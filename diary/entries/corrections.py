@@ -1,0 +1,118 @@
+"""Corrections by coordinators: a value changed with a reason, the old value kept in the audit."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from ..governance import audit
+from .recording import Answers, _validate_item, field_name
+from ..errors import Refused
+from ..extensions import db
+from ..models import ItemValue, SideEffectReport, Submission
+from ..safety.alerts import review_due
+from ..study.trial import protocol_of
+from ..vocabulary import Severity
+
+
+def correctable_items(submission: Submission) -> list[tuple[str, str, object, object]]:
+    """(key, label, instrument, item) for the items a coordinator may correct: every answer,
+    each side-effect term of a checklist (item is then (checklist, term)), and free text."""
+    assessment = submission.assessment
+    protocol = protocol_of(assessment.protocol_version)
+    result = []
+    for instrument in protocol.instruments_for(protocol.timepoint(assessment.timepoint)):
+        for item in instrument.items:
+            if item.type == "severity_checklist":
+                for term in item.terms:
+                    result.append((field_name(instrument, item, term.code),
+                                   f"{instrument.title}: {term.label}", instrument, (item, term)))
+                continue
+            result.append((field_name(instrument, item), f"{instrument.title}: {item.text}", instrument, item))
+    return result
+
+
+def stored_item_id(item) -> str:
+    """The ItemValue.item a correctable item is stored under."""
+    if isinstance(item, tuple):
+        checklist, term = item
+        return f"{checklist.id}.{term.code}"
+    return item.id
+
+
+def _correct_side_effect(submission: Submission, item, term, new_value: str) -> None:
+    """Keep the side-effect report in step with a corrected checklist answer or free text.
+
+    A report is never taken back: a reported symptom may change severity (or wording), but
+    correcting it to nothing is refused; the review note says if it was not a side effect.
+    """
+    term_code = term.code if term else "other"
+    report = db.session.scalar(select(SideEffectReport).where(SideEffectReport.submission_id == submission.id,
+                                                              SideEffectReport.term == term_code))
+    cleared = new_value in ("", Severity.NONE)
+    if report is not None and cleared:
+        raise Refused("A reported side effect is kept as reported. Correct its severity or wording, or say in "
+                      "its review that it was not a side effect.")
+    if cleared:
+        return
+    assessment = submission.assessment
+    protocol = protocol_of(assessment.protocol_version)
+    if report is None:
+        report = SideEffectReport(period=assessment.period, submission=submission, timepoint=assessment.timepoint,
+                                  term=term_code, solicited=term is not None, reported_at=submission.collected_at)
+        db.session.add(report)
+    if term is not None:
+        report.severity = new_value
+    else:
+        report.verbatim, report.severity = new_value, None
+    report.alert = new_value in item.alert_values
+    report.review_due_at = review_due(report, protocol, report.reported_at)
+
+
+def correct_value(submission: Submission, key: str, raw_value: str, *, reason: str, actor: str,
+                  now: datetime) -> ItemValue:
+    """Change one answered item. The new value is validated like a participant's answer."""
+    if not (reason and reason.strip()):
+        raise Refused("A correction needs a reason.")
+    items = {k: (instrument, item) for k, _, instrument, item in correctable_items(submission)}
+    if key not in items:
+        raise Refused("That item cannot be corrected here.")
+    instrument, item = items[key]
+    stored_item = stored_item_id(item)
+    item, term = item if isinstance(item, tuple) else (item, None)
+    if term is not None:
+        new_value = (raw_value or "").strip()
+        if new_value not in Severity.__members__.values():
+            raise Refused(f"Give one of {', '.join(Severity)}.")
+    else:
+        form = {key: raw_value}
+        if item.type == "vas":
+            form[f"{key}.touched"] = "1"
+        answers = Answers()
+        _validate_item(instrument, item, form, answers)
+        if answers.errors:
+            raise Refused(answers.errors[key])
+        new_value = answers.values.get((instrument.id, item.id))
+        if new_value is None:
+            raise Refused("Give the new value.")
+    # Read afresh under a row lock: two corrections at once must each see the other's value,
+    # so the audit trail's old values chain without a gap.
+    stored = db.session.scalars(select(ItemValue).where(
+        ItemValue.submission_id == submission.id, ItemValue.instrument == instrument.id,
+        ItemValue.item == stored_item).with_for_update().execution_options(populate_existing=True)).first()
+    old_value = stored.value if stored else None
+    if old_value == new_value:
+        raise Refused("The new value is the same as the stored one.")
+    if term is not None or item.unsolicited_report:
+        _correct_side_effect(submission, item, term, new_value)
+    if stored is None:
+        stored = ItemValue(submission=submission, instrument=instrument.id, item=stored_item, value=new_value)
+        db.session.add(stored)
+    else:
+        stored.value = new_value
+    period = submission.assessment.period
+    audit.record(actor=actor, action="correct_value", entity="item_value", entity_id=submission.id,
+                 participant_id=period.participant_id, now=now, reason=reason.strip(),
+                 field=f"period {period.number} {submission.assessment.timepoint} {instrument.id}.{stored_item}",
+                 old=old_value, new=new_value)
+    return stored
