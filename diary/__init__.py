@@ -74,6 +74,9 @@ def register_extensions(app: Flask) -> None:
 
     init_database(app)
     csrf.init_app(app)
+    # The reminders listen to what the rules announce (diary/events.py): connected before any
+    # request or command runs.
+    from . import reminders  # noqa: F401
 
 
 def register_web(app: Flask) -> None:

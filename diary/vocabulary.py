@@ -184,6 +184,16 @@ class ReminderState(StrEnum):
     # reason, and printed by the scheduler, never marked sent.
     NOT_SENT = "not_sent"
 
+    @classmethod
+    def undelivered(cls) -> tuple[ReminderState, ...]:
+        """Given up on or never sent: what the status page and the site digest report."""
+        return (cls.NOT_SENT, cls.FAILED, cls.EXPIRED)
+
+    @classmethod
+    def waiting(cls) -> tuple[ReminderState, ...]:
+        """Still to be (re)tried by a dispatch pass."""
+        return (cls.PENDING, cls.SENDING, cls.FAILED)
+
 
 def sql_in(column: str, words, *, nullable: bool = False) -> str:
     """A check constraint's text: ``column IN ('a', 'b')`` from an enum (or a subset of it)."""

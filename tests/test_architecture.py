@@ -1,5 +1,6 @@
-"""The house rules of the code, checked by reading it: the web layer stands apart, and each word
-of the trial's vocabulary is written once."""
+"""The house rules of the code, checked by reading it: the packages import only what sits below
+them, the web layer stands apart, rules reach neither the request nor the app's configuration
+directly, and each word of the trial's vocabulary is written once."""
 from __future__ import annotations
 
 import ast
@@ -67,6 +68,88 @@ def _violations() -> list[str]:
                 # extensions.py only holds the unbound CSRF instance the web layer binds.
                 found.append(f"{where} imports {module} (forms live in diary/web)")
     return found
+
+
+# The core modules everything may import; they import only each other.
+CORE = {"config", "database", "errors", "events", "extensions", "i18n", "localtime", "models", "settings",
+        "vocabulary"}
+# The modules that put the app together; they may import anything.
+COMPOSITION = {"__init__", "cli", "demo", "web"}
+RULES = {"protocol", "governance", "study", "dosing", "participants", "safety", "entries"}
+# What each package may import besides the core modules and itself (its __init__ says the same).
+MAY_IMPORT = {
+    "protocol": set(),
+    "governance": set(),
+    "study": {"protocol", "governance"},
+    "dosing": {"protocol", "governance", "study"},
+    "participants": {"protocol", "governance", "study", "dosing"},
+    "safety": {"protocol", "governance", "study", "dosing", "participants"},
+    "entries": {"protocol", "governance", "study", "dosing", "participants", "safety"},
+    "reporting": RULES,
+    "exports": RULES | {"reporting"},
+    "reminders": RULES | {"reporting", "operations"},
+    "operations": RULES | {"reporting", "reminders"},
+}
+# What a rule package must not take from flask or flask_babel: the request, and the app's
+# configuration except through diary.settings. The language comes as an argument; gettext for
+# a refusal's message is allowed (it follows whatever locale the caller set).
+FORBIDDEN_IN_RULES = {"flask": {"current_app", "request", "session", "g"},
+                      "flask_babel": {"get_locale", "force_locale", "refresh"}}
+
+
+def _part_of(module: str) -> str | None:
+    """The package (or core/composition module) a dotted ``diary`` module belongs to."""
+    parts = module.split(".")
+    if parts[0] != "diary":
+        return None
+    if len(parts) == 1:
+        return "__init__"
+    return parts[1]
+
+
+def _package_violations() -> list[str]:
+    found = []
+    for path, tree in list(_modules(include_web=False)):
+        where = path.relative_to(PACKAGE.parent)
+        own = _part_of(_module_name(path))
+        if path.parent == PACKAGE and path.stem not in ("__init__",):
+            own = path.stem
+        if own in COMPOSITION or own == "translations":
+            continue
+        allowed = CORE | {own} | (set() if own in CORE else MAY_IMPORT.get(own, set()))
+        for module, names in _imports(path, tree):
+            target = _part_of(module)
+            if target is not None and target != "__init__" and target not in allowed \
+                    and (PACKAGE / target).with_suffix(".py").exists() | (PACKAGE / target).is_dir():
+                found.append(f"{where} imports {module} ({own} may not import {target})")
+            if own in RULES and module in FORBIDDEN_IN_RULES and FORBIDDEN_IN_RULES[module] & set(names):
+                found.append(f"{where} takes {sorted(FORBIDDEN_IN_RULES[module] & set(names))} from {module}")
+    return found
+
+
+def test_each_package_imports_only_what_sits_below_it():
+    """Rules never import reminders, reporting, exports or the web; the core imports no package;
+    rule packages read the request and the configuration only through their arguments and
+    diary.settings."""
+    assert _package_violations() == []
+
+
+def test_the_package_rules_find_a_planted_violation():
+    """The package check is not vacuous: an entries module importing the reminders, a governance
+    module importing the study, and a rule reading current_app and the locale are each caught."""
+    planted = [PACKAGE / "entries" / "_planted.py", PACKAGE / "governance" / "_planted.py"]
+    planted[0].write_text("from ..reminders.planning import cancel_for\nfrom flask import current_app\n"
+                          "from flask_babel import get_locale\n", encoding="utf-8")
+    planted[1].write_text("from ..study.trial import protocol_of\n", encoding="utf-8")
+    try:
+        found = _package_violations()
+    finally:
+        for path in planted:
+            path.unlink()
+    assert "diary/entries/_planted.py imports diary.reminders.planning (entries may not import reminders)" in found
+    assert "diary/governance/_planted.py imports diary.study.trial (governance may not import study)" in found
+    assert "diary/entries/_planted.py takes ['current_app'] from flask" in found
+    assert "diary/entries/_planted.py takes ['get_locale'] from flask_babel" in found
 
 
 def test_nothing_outside_the_web_layer_imports_it_or_the_request():

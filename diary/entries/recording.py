@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import String, Text, bindparam, func, insert, select, true
@@ -18,11 +17,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..governance import audit
 from ..errors import Refused
+from ..events import entry_completed
 from ..extensions import db
+from ..i18n import DEFAULT_LANGUAGE
 from ..models import Assessment, AuditEvent, ItemValue, SideEffectReport, Submission
 from ..protocol.model import Instrument, Item, Protocol, in_language
 from ..protocol.schedule import accepting_entries
-from ..reminders.planning import CANCEL_FOR, cancel_for
 from ..safety.alerts import alert_severe_answers, review_due
 from ..study.trial import protocol_of
 from ..vocabulary import Severity, Source, SubmissionMode
@@ -50,7 +50,7 @@ def field_name(instrument: Instrument, item: Item, term: str | None = None) -> s
     return f"{instrument.id}.{item.id}" + (f".{term}" if term else "")
 
 
-def validate_answers(protocol: Protocol, timepoint_code: str, form) -> Answers:
+def validate_answers(protocol: Protocol, timepoint_code: str, form, language: str = DEFAULT_LANGUAGE) -> Answers:
     """Check a submitted form against the time point's instruments.
 
     ``form`` is any mapping of field name to text (``request.form`` or a dict). Unknown fields
@@ -60,11 +60,12 @@ def validate_answers(protocol: Protocol, timepoint_code: str, form) -> Answers:
     timepoint = protocol.timepoint(timepoint_code)
     for instrument in protocol.instruments_for(timepoint):
         for item in instrument.items:
-            _validate_item(instrument, item, form, answers)
+            _validate_item(instrument, item, form, answers, language)
     return answers
 
 
-def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -> None:
+def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
+                   language: str = DEFAULT_LANGUAGE) -> None:
     name = field_name(instrument, item)
     if item.type == "severity_checklist":
         for term in item.terms:
@@ -73,11 +74,11 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers) -
             if raw == "":
                 if item.required:
                     answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
-                                                  term=in_language(term.label, get_locale().language).lower())
+                                                  term=in_language(term.label, language).lower())
                 continue
             if raw not in Severity.__members__.values():
                 answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
-                                              term=in_language(term.label, get_locale().language).lower())
+                                              term=in_language(term.label, language).lower())
                 continue
             answers.values[(instrument.id, f"{item.id}.{term.code}")] = raw
             if raw in item.alert_values:
@@ -264,15 +265,18 @@ def device_facts(reported, user_agent: str | None) -> dict:
 
 # The columns a submit writes, in the one order both write forms (SQLite statements and the
 # PostgreSQL single statement) use: a column added here is written on both engines.
-SUBMISSION_COLUMNS = ("assessment_id", "submitted_at", "collected_at", "device_time", "source", "reason",
-                      "entered_by_id", "idempotency_key", "alert", "submission_mode", *DEVICE_COLUMNS)
+# Every column of a submission but its id, read from the table: both write paths (SQLite's
+# statements and PostgreSQL's single statement) store exactly these, and ``record_submission``
+# refuses to build a row that leaves one out, so a new column cannot be dropped on one database.
+SUBMISSION_COLUMNS = tuple(column.name for column in Submission.__table__.c if column.name != "id")
 
 
 def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
                       source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
                       device_time: str | None = None, entered_by_id: int | None = None,
                       reason: str | None = None, collected_at: datetime | None = None,
-                      made_offline_at: datetime | None = None, device: dict | None = None) -> tuple[Submission, bool]:
+                      made_offline_at: datetime | None = None, device: dict | None = None,
+                      language: str = DEFAULT_LANGUAGE) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
 
     A retried request with the same idempotency key returns the stored submission and stores
@@ -309,7 +313,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         mode = SubmissionMode.STAFF
 
     protocol = protocol_of(assessment.protocol_version)
-    answers = validate_answers(protocol, assessment.timepoint, form)
+    answers = validate_answers(protocol, assessment.timepoint, form, language)
     if answers.errors:
         raise InvalidAnswers(answers.errors)
 
@@ -322,6 +326,8 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
                idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode,
                **{name: device.get(name) for name in DEVICE_COLUMNS})
+    if set(row) != set(SUBMISSION_COLUMNS):  # a column added to the table and not filled in here
+        raise RuntimeError(f"A submission row must fill every column: {sorted(set(SUBMISSION_COLUMNS) ^ set(row))}")
     event = audit.row(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
                       entity="submission", entity_id=None, participant_id=period.participant_id,
                       field=f"period {period.number} {assessment.timepoint}", now=now,
@@ -358,28 +364,30 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
 
 
 def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
-    """Write a submission: the row, its answers, the cancelling of its reminders that have not gone
-    out, and its audit event (naming the new id). Returns the submission's id.
+    """Write a submission: the row, its answers and its audit event (naming the new id), and tell
+    the reminders (``events.entry_completed``) so they cancel what they still owed, in the same
+    transaction. Returns the submission's id.
 
     Core on the session's connection (the ORM's per-statement cost was larger than the
-    statements'). On PostgreSQL the four are one statement (``_STORE_AT_ONCE``): each statement
-    there is a round trip through psycopg, and a submit made nine of them.
+    statements'). On PostgreSQL the three writes are one statement (``_STORE_AT_ONCE``): each
+    statement there is a round trip through psycopg, and a submit made nine of them.
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         instruments, items, answers = (list(column) for column in zip(*((i, item, v) for (i, item), v in values.items()))) \
             if values else ([], [], [])
-        return connection.execute(_STORE_AT_ONCE, {
+        submission_id = connection.execute(_STORE_AT_ONCE, {
             **{f"submission_{name}": value for name, value in row.items()},
             "instruments": instruments, "items": items, "answers": answers,
-            "cancel_assessment": row["assessment_id"], "cancel_reason": ENTRY_COMPLETED,
             **{f"audit_{name}": value for name, value in event.items()}}).scalar_one()
+        entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
+        return submission_id
     submission_id = connection.execute(_INSERT_SUBMISSION, row).scalar_one()
     # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
     connection.execute(_INSERT_ITEM_VALUES, [
         {"submission_id": submission_id, "instrument": instrument_id, "item": item_id, "value": value}
         for (instrument_id, item_id), value in values.items()])
-    cancel_for(row["assessment_id"], ENTRY_COMPLETED)
+    entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
     audit.write({**event, "entity_id": submission_id})
     return submission_id
 
@@ -390,7 +398,7 @@ ENTRY_COMPLETED = "entry completed"
 def _store_at_once():
     """One PostgreSQL statement: INSERT the submission (a data-modifying CTE) and, naming its new
     id, INSERT its answers (unnested from three arrays, so the statement's text is the same
-    whatever the number of answers), UPDATE its reminders (``planning.CANCEL_FOR``) and INSERT its
+    whatever the number of answers), and INSERT its
     audit event (``audit.row``'s columns)."""
     submissions, answers_table, events = Submission.__table__, ItemValue.__table__, AuditEvent.__table__
     columns = SUBMISSION_COLUMNS
@@ -410,7 +418,7 @@ def _store_at_once():
         [column.name for column in event_columns],
         select(*[new.c.id if column.name == "entity_id" else bindparam(f"audit_{column.name}", type_=column.type)
                  for column in event_columns]).select_from(new)).cte("audited")
-    return select(new.c.id).add_cte(stored_answers, CANCEL_FOR.cte("cancelled"), audited)
+    return select(new.c.id).add_cte(stored_answers, audited)
 
 
 # The hot path's statements, built once (parameters are passed at each call).

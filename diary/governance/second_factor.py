@@ -11,10 +11,10 @@ import secrets
 from datetime import datetime
 
 import pyotp
-from flask import current_app
 from sqlalchemy import select, update
 
 from . import audit
+from ..settings import setting
 from ..errors import Refused
 from ..extensions import db
 from ..models import RecoveryCode, StaffUser
@@ -30,8 +30,9 @@ def new_secret() -> str:
 
 def provisioning_uri(user: StaffUser, secret: str) -> str:
     """What the authenticator app scans (as a QR code) to add the account."""
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=current_app.config.get(
-        "STUDY_NAME") and f"{ISSUER} ({current_app.config['STUDY_NAME'][:40]})" or ISSUER)
+    study_name = setting("STUDY_NAME", None)
+    issuer = f"{ISSUER} ({study_name[:40]})" if study_name else ISSUER
+    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=issuer)
 
 
 def _valid_totp(secret: str, code: str, now: datetime) -> bool:
@@ -41,7 +42,7 @@ def _valid_totp(secret: str, code: str, now: datetime) -> bool:
 
 def _recovery_hash(code: str) -> str:
     """Keyed hash of a recovery code as typed: spaces and dashes anywhere, either case."""
-    key = current_app.config["SECRET_KEY"].encode("utf-8")
+    key = setting("SECRET_KEY").encode("utf-8")
     plain = "".join(code.split()).replace("-", "").lower()
     return hmac.new(key, plain.encode("utf-8"), hashlib.sha256).hexdigest()
 

@@ -25,8 +25,8 @@ SAFETY_KINDS = (StaffMessageKind.SEVERE_ALERT, StaffMessageKind.CODE_BREAK)
 # A safety message that was never delivered stays a problem this long (then the status page's
 # outbox table still lists it, but the banner and the exit code let go).
 UNDELIVERED_WINDOW = timedelta(days=7)
-UNDELIVERED = (ReminderState.NOT_SENT, ReminderState.FAILED, ReminderState.EXPIRED)
-WAITING = (ReminderState.PENDING, ReminderState.SENDING, ReminderState.FAILED)
+UNDELIVERED = ReminderState.undelivered()
+WAITING = ReminderState.waiting()
 
 
 def scheduler_name() -> str:

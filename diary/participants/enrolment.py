@@ -15,7 +15,7 @@ from ..extensions import db
 from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
 from ..models import Assessment, Participant, Period, Study
 from ..study.randomization import dummy_for, next_sequence
-from ..reminders.preferences import check_reminder_hours
+from .preferences import check_reminder_hours
 from ..study.trial import protocol_of
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
 from ..vocabulary import ParticipantStatus, Role, WithdrawalReason

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from ..settings import setting
 from ..extensions import db
 from ..models import Participant
 
@@ -18,7 +18,7 @@ def hash_token(token: str) -> str:
 
 
 def base_url() -> str:
-    return current_app.config["BASE_URL"].rstrip("/")
+    return setting("BASE_URL").rstrip("/")
 
 
 def participant_link(token: str) -> str:
@@ -26,7 +26,7 @@ def participant_link(token: str) -> str:
 
 
 def _link_serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"diary-{purpose}-link")
+    return URLSafeTimedSerializer(setting("SECRET_KEY"), salt=f"diary-{purpose}-link")
 
 
 def signed_link_token(participant: Participant, purpose: str = "reminder", reminder_id: int | None = None) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import update
 
+from ..settings import setting
 from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
@@ -72,9 +72,9 @@ def check_pin(participant: Participant, pin: str, *, now: datetime) -> bool:
     db.session.execute(update(Participant).where(Participant.id == participant.id)
                        .values(pin_failed_count=Participant.pin_failed_count + 1))
     db.session.refresh(participant)
-    if participant.pin_failed_count >= current_app.config["PIN_MAX_ATTEMPTS"]:
+    if participant.pin_failed_count >= setting("PIN_MAX_ATTEMPTS"):
         participant.pin_failed_count = 0
-        participant.pin_locked_until = now + timedelta(minutes=current_app.config["PIN_LOCK_MINUTES"])
+        participant.pin_locked_until = now + timedelta(minutes=setting("PIN_LOCK_MINUTES"))
         audit.record(actor=audit.participant_actor(participant), action="pin_locked",
                      entity="participant", entity_id=participant.id,
                      participant_id=participant.id, now=now)

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..events import entry_completed, reminder_channel_off
 from ..extensions import db
 from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
 from ..protocol import Protocol
@@ -159,21 +160,23 @@ def record_opened(reminder_id: int, participant_id: int, now: datetime) -> bool:
     return done.rowcount == 1
 
 
-def cancel_for(assessment_id: int, reason: str) -> None:
+@entry_completed.connect
+def cancel_for(assessment_id: int, *, reason: str) -> None:
     """Completing an entry cancels its reminders that have not gone out."""
     # Core on the session's connection: nothing in the session holds these rows (and the ORM's
     # statement path costs a submit time).
     db.session.connection().execute(CANCEL_FOR, {"cancel_assessment": assessment_id, "cancel_reason": reason})
 
 
-# Built once; also a part of the submit's single statement on PostgreSQL (entries.py).
+# Built once (parameters are passed at each call).
 CANCEL_FOR = (update(Reminder.__table__)
               .where(Reminder.__table__.c.assessment_id == bindparam("cancel_assessment"),
                      Reminder.__table__.c.state.in_(RETRYABLE))
               .values(state=ReminderState.CANCELLED, last_error=bindparam("cancel_reason")))
 
 
-def cancel_channel(participant_id: int, channel: str) -> None:
+@reminder_channel_off.connect
+def cancel_channel(participant_id: int, *, channel: str) -> None:
     """A channel turned off: its pending reminders are cancelled, not sent."""
     assessment_ids = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
     db.session.execute(update(Reminder).where(

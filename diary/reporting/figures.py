@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 
 from .adherence import clamp_page
+from ..settings import setting
 from ..database import reading_only
 from ..extensions import db
 from ..models import FiguresSnapshot, Participant, ParticipantFigures, Study, TimepointFigures, VasFigures
@@ -39,7 +39,7 @@ class Snapshot:
 
 def fresh(study_id: int, now: datetime) -> Snapshot | None:
     """The study's snapshot if it is recent enough to show, else None (count at the request)."""
-    max_age = current_app.config.get("FIGURES_MAX_AGE_SECONDS", 180)
+    max_age = setting("FIGURES_MAX_AGE_SECONDS", 180)
     row = db.session.execute(select(FiguresSnapshot.as_of, FiguresSnapshot.took_ms)
                              .where(FiguresSnapshot.study_id == study_id)).first()
     # A count stamped a little after ``now`` came from a scheduler on a host whose clock is ahead.

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..settings import setting
 from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
@@ -28,7 +28,7 @@ ALERT_LIFETIME = timedelta(days=1)
 
 def site_recipients(site: str) -> list[str]:
     """The site's on-call addresses (DIARY_SITE_ALERTS: {"SITE": ["oncall@site.org", ...]})."""
-    alerts = current_app.config.get("SITE_ALERTS") or {}
+    alerts = setting("SITE_ALERTS", None) or {}
     recipients = alerts.get(site) or alerts.get("*") or []
     return [str(address).strip() for address in recipients if str(address).strip()]
 

@@ -15,8 +15,7 @@ from ..extensions import db
 from ..participants.links import base_url
 from ..models import FollowUpTask, Participant, Period, Reminder, SideEffectReport, StaffMessage, Assessment
 from .alerts import enqueue, site_recipients
-from ..operations.status import UNDELIVERED
-from ..vocabulary import ReviewState, StaffMessageKind
+from ..vocabulary import ReminderState, ReviewState, StaffMessageKind
 
 
 def due_digests(study, now: datetime, config) -> int:
@@ -59,10 +58,10 @@ def digest_text(study, site: str, now: datetime, since: datetime) -> str:
     reminders = db.session.scalar(
         select(func.count()).select_from(Reminder).join(Assessment).join(Period)
         .join(Participant, Period.participant_id == Participant.id)
-        .where(*in_site, Reminder.state.in_(UNDELIVERED), Reminder.created_at >= since))
+        .where(*in_site, Reminder.state.in_(ReminderState.undelivered()), Reminder.created_at >= since))
     staff = db.session.execute(
         select(StaffMessage.kind, StaffMessage.recipient, StaffMessage.state, StaffMessage.last_error)
-        .where(StaffMessage.state.in_(UNDELIVERED), StaffMessage.created_at >= since)
+        .where(StaffMessage.state.in_(ReminderState.undelivered()), StaffMessage.created_at >= since)
         .order_by(StaffMessage.created_at).limit(20)).all()
     lines = [f"Daily digest for site {site}, {now.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     lines.append(f"Open follow-up calls: {len(tasks)}")

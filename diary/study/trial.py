@@ -1,9 +1,9 @@
 """The study and its protocol versions."""
 from __future__ import annotations
 
-from flask import current_app
 from sqlalchemy import select, update
 
+from ..settings import setting
 from ..extensions import db
 from ..models import ProtocolVersion, Study, now_utc
 from ..protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
@@ -44,13 +44,13 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     Returns the study and whether a new protocol version was stored. Assessments keep pointing
     at the version they were scheduled under.
     """
-    path = (protocol_path or current_app.config.get("PROTOCOL_FILE")
-            or shipped_protocol_path(current_app.config["PROTOCOL"]))
+    path = (protocol_path or setting("PROTOCOL_FILE", None)
+            or shipped_protocol_path(setting("PROTOCOL")))
     protocol = load_protocol(path)
     sha = protocol_sha256(protocol.source_text)
     study = current_study()
     if study is None:
-        study = Study(slug=protocol.id, name=current_app.config.get("STUDY_NAME") or protocol.title)
+        study = Study(slug=protocol.id, name=setting("STUDY_NAME", None) or protocol.title)
         db.session.add(study)
         db.session.flush()
     versions = study.protocol_versions
@@ -87,5 +87,5 @@ def unblind(study: Study, *, user, now) -> None:
 
 
 def site_contact(site: str) -> str:
-    contacts = current_app.config.get("SITE_CONTACTS") or {}
-    return contacts.get(site) or current_app.config["DEFAULT_SITE_CONTACT"]
+    contacts = setting("SITE_CONTACTS", None) or {}
+    return contacts.get(site) or setting("DEFAULT_SITE_CONTACT")

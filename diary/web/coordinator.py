@@ -51,7 +51,7 @@ from ..models import (
     now_utc,
 )
 from ..safety.alerts import break_code, broken_code, participant_by_code
-from ..participants.record import participant_record, staff_answers
+from ..reporting.participant_record import participant_record, staff_answers
 from ..participants.pins import reset_pin
 from ..safety.side_effects import acknowledge as acknowledge_report
 from ..governance import second_factor

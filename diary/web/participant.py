@@ -46,7 +46,7 @@ from ..models import Assessment, Participant, Period, now_utc
 from ..reminders.calendar import calendar_feed
 from ..reminders.planning import record_opened
 from ..protocol.model import in_language
-from ..reminders.preferences import set_channels, set_language, subscribe_push
+from ..participants.preferences import set_channels, set_language, subscribe_push
 from ..study.trial import protocol_of, site_contact
 from ..vocabulary import AssessmentState, severity_label
 from . import auth
@@ -291,7 +291,7 @@ def submit(assessment_id):
     if form.get("step") == "edit":
         return _render_form(assessment, form, {}, key=key)
     if form.get("step") != "submit":
-        answers = validate_answers(protocol, assessment.timepoint, form)
+        answers = validate_answers(protocol, assessment.timepoint, form, get_locale().language)
         if answers.errors:
             return _render_form(assessment, form, answers.errors, key=key, status=422)
         return render_template(
@@ -303,7 +303,7 @@ def submit(assessment_id):
         submission, _created = record_submission(
             assessment, form, now=now, actor=f"participant:{g.participant.code}",
             idempotency_key=key, device_time=form.get("device_time"),
-            device=device_facts(form.get("device"), request.user_agent.string))
+            device=device_facts(form.get("device"), request.user_agent.string), language=get_locale().language)
     except InvalidAnswers as invalid:
         db.session.rollback()
         return _render_form(assessment, form, invalid.errors, key=key, status=422)
@@ -369,7 +369,7 @@ def sync(assessment_id):
                           idempotency_key=key, device_time=data.get("made_at"),
                           made_offline_at=made_at + (now - device_now),
                           device=device_facts(fields.get("device") if isinstance(fields, dict) else None,
-                                              request.user_agent.string))
+                                              request.user_agent.string), language=get_locale().language)
     except InvalidAnswers:
         db.session.rollback()
         refusal = _("Please check your answers and try again.")  # the sync has no form to mark

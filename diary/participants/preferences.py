@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from ..governance import audit
 from ..errors import Refused
+from ..events import reminder_channel_off
 from ..extensions import db
 from ..i18n import LANGUAGES
 from ..models import Participant, PushSubscription
 from ..vocabulary import ReminderChannel
-from .planning import cancel_channel
 
 # Participant column for each preference, and the outbox channel it feeds (the calendar feed
 # is read by the phone, not sent).
@@ -37,7 +37,7 @@ def set_channels(participant: Participant, wanted: dict[str, bool], *, now: date
                      entity="participant", entity_id=participant.id, participant_id=participant.id,
                      field=name, old=old, new=value, now=now)
         if channel is not None and not value:
-            cancel_channel(participant.id, channel)
+            reminder_channel_off.send(participant.id, channel=channel)
     return changed
 
 
