@@ -189,7 +189,7 @@ class Period(db.Model):
 class Assessment(db.Model):
     """One time point of one period: its window in UTC and at most one submission.
 
-    The state is not stored: it follows from ``now`` and the submission (``schedule.state_of``).
+    The state is not stored: it follows from ``now`` and the submission (``dosing.assessments.state_of``).
     """
 
     __table_args__ = (

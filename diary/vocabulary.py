@@ -155,6 +155,18 @@ class AssessmentState(StrEnum):
     # A corrected infusion time left the submitted entry outside its window.
     OUT_OF_WINDOW = "out_of_window"
 
+    @classmethod
+    def counted(cls) -> tuple[AssessmentState, ...]:
+        """Entries whose answers stand for their time point: the endpoints, the summary and
+        adherence ("done") count these and nothing else."""
+        return (cls.COMPLETED, cls.COMPLETED_LATE)
+
+    @classmethod
+    def flagged(cls) -> tuple[AssessmentState, ...]:
+        """Entries kept and shown but no longer inside the rules (an infusion time was corrected
+        after they were given): left out of the endpoints, counted as missed in adherence."""
+        return (cls.AFTER_DOSE, cls.OUT_OF_WINDOW)
+
 
 # The short words of the staff pages' badges.
 STATE_TEXT = {AssessmentState.UPCOMING: "upcoming", AssessmentState.OPEN: "open",

@@ -44,14 +44,15 @@ def random_rows(study, rng: random.Random, participants: int = 8, per_period: in
             period.planned_start = _moment(rng) if kind >= 0.4 and kind < 0.95 else None
             for index in range(per_period):
                 opens = _moment(rng)
-                closes = opens + rng.randint(0, 4) * STEP
+                closes = opens + rng.randint(1, 4) * STEP
                 assessment = Assessment(period=period, protocol_version=version, timepoint=f"T{index}",
                                         target=_moment(rng), window_open=opens, window_close=closes,
                                         late_close=closes + rng.randint(0, 2) * STEP,
                                         not_applicable=rng.random() < 0.1)
                 db.session.add(assessment)
                 if rng.random() < 0.5:
-                    collected = _moment(rng)
+                    # Half near the window (its edges), half anywhere.
+                    collected = opens + rng.randint(-1, 6) * STEP if rng.random() < 0.5 else _moment(rng)
                     db.session.add(Submission(assessment=assessment, submitted_at=collected, collected_at=collected,
                                               source=Source.PARTICIPANT, submission_mode=SubmissionMode.ONLINE,
                                               alert=False))
@@ -98,3 +99,22 @@ def test_adherence_counted_by_the_database_equals_tally_of_the_python_states(stu
                                                                  row.timepoint in optional)
         counted = count_states(now, optional, [Participant.study_id == study.id])
         assert {pid: row.tally for pid, row in counted.participants.items()} == expected
+
+
+def test_an_entry_with_answers_is_counted_or_flagged_and_every_flag_has_its_reason():
+    """The endpoints leave out exactly what the summary and adherence do not count as done, and
+    the export names a reason for each such state."""
+    from diary.dosing.assessments import state_of
+    from diary.exports.tables import EXCLUDED
+
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(2000):
+        opens = _moment(rng)
+        closes = opens + rng.randint(1, 3) * STEP
+        dose = _moment(rng) if rng.random() < 0.7 else None
+        seen.add(state_of(window_open=opens, window_close=closes, late_close=closes + rng.randint(0, 2) * STEP,
+                          collected_at=_moment(rng), not_applicable=rng.random() < 0.2, now=_moment(rng),
+                          pre_dose=rng.random() < 0.5, dose_start=dose, dosed=dose is not None))
+    assert seen == set(AssessmentState.counted()) | set(AssessmentState.flagged())
+    assert set(EXCLUDED) == set(AssessmentState.flagged())

@@ -5,16 +5,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from diary.protocol import load_protocol, shipped_protocol_path
-from diary.protocol.schedule import (
-    COMPLETED,
-    COMPLETED_LATE,
-    MISSED,
-    NOT_APPLICABLE,
-    OPEN,
-    UPCOMING,
-    schedule_period,
-    state_of,
-)
+from diary.dosing.assessments import state_of
+from diary.protocol.schedule import schedule_period
+from diary.vocabulary import AssessmentState
+
+COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN, UPCOMING = (
+    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
+    AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN, AssessmentState.UPCOMING)
 
 PROTOCOL = load_protocol(shipped_protocol_path("ketamine-fatigue-crossover"))
 UTC = timezone.utc

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import and_, case, literal, or_, select
+from sqlalchemy import and_, case, literal, not_, or_, select
 
 from ..extensions import db
 from ..models import Assessment, ItemValue, Participant, Period, ProtocolVersion, Submission, UTCDateTime
 from ..protocol import Protocol
-from ..protocol.schedule import state_of
 from ..study.trial import protocol_of
 from ..vocabulary import AssessmentState
 
@@ -128,36 +127,86 @@ def protocols_by_version(version_ids) -> dict[int, Protocol]:
         select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))}
 
 
-def is_pre_dose(row) -> bool:
-    """A time point before the infusion (BL): its target lies before the schedule's anchor."""
-    anchor = row.dose_start or row.planned_start
-    return anchor is not None and row.target < anchor
+# --- The rules of an assessment's state, each written once in Python and once in SQL ----------
+# The Python form judges a row in hand; the SQL form lets the database count and sort thousands
+# (the grid, the figures, the reminders' planning). Each pair sits together here and
+# tests/test_rules_once.py holds them equal over random times, on SQLite and on PostgreSQL.
+
+def is_pre_dose(*, target: datetime, dose_start: datetime | None, planned_start: datetime | None) -> bool:
+    """A time point before the infusion (BL): its target lies before the schedule's anchor, the
+    recorded infusion start or, until one is recorded, the planned one."""
+    anchor = dose_start or planned_start
+    return anchor is not None and target < anchor
+
+
+def is_pre_dose_sql():
+    """``is_pre_dose`` over ``Assessment`` joined to its ``Period`` (never NULL)."""
+    return or_(and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
+               and_(Period.dose_start.is_(None), Period.planned_start.is_not(None),
+                    Assessment.target < Period.planned_start))
+
+
+def waits_for_the_infusion(*, target: datetime, dose_start: datetime | None, planned_start: datetime | None) -> bool:
+    """A time point after the infusion, in a period whose infusion is not recorded yet: it waits as
+    upcoming, takes no entry and gets no reminder, whatever its planned window says."""
+    return dose_start is None and not is_pre_dose(target=target, dose_start=dose_start, planned_start=planned_start)
+
+
+def waits_for_the_infusion_sql():
+    """``waits_for_the_infusion`` over ``Assessment`` joined to its ``Period`` (never NULL)."""
+    return and_(Period.dose_start.is_(None), not_(is_pre_dose_sql()))
+
+
+def state_of(*, window_open: datetime, window_close: datetime, late_close: datetime,
+             collected_at: datetime | None, not_applicable: bool, now: datetime,
+             pre_dose: bool = False, dose_start: datetime | None = None, dosed: bool = True) -> str:
+    """The state of an assessment at ``now``.
+
+    The window opens at ``window_open`` (inclusive) and closes at ``window_close`` (exclusive);
+    between the close and ``late_close`` an entry is still accepted but counts as late. An entry
+    is judged by when its answers were given (``collected_at``) against the current windows, so a
+    corrected infusion time re-judges it: a pre-dose entry (BL) given after the infusion started
+    is ``after_dose``, any other entry now outside its window ``out_of_window``. Until the
+    infusion is recorded (``dosed``), post-dose time points wait as upcoming.
+    """
+    if collected_at is not None:
+        if pre_dose and dose_start is not None and collected_at >= dose_start:
+            return AssessmentState.AFTER_DOSE
+        if collected_at < window_open or collected_at >= late_close:
+            return AssessmentState.OUT_OF_WINDOW
+        return AssessmentState.COMPLETED if collected_at < window_close else AssessmentState.COMPLETED_LATE
+    if not_applicable:
+        return AssessmentState.NOT_APPLICABLE
+    if now < window_open or (not dosed and not pre_dose):
+        return AssessmentState.UPCOMING
+    if now < late_close:
+        return AssessmentState.OPEN
+    return AssessmentState.MISSED
 
 
 def state_at(row, now: datetime) -> AssessmentState:
-    """The state of an assessment row at ``now`` (see ``schedule.state_of`` for the rule)."""
+    """The state of an assessment row at ``now`` (``state_of`` says the rule)."""
+    times = dict(target=row.target, dose_start=row.dose_start, planned_start=row.planned_start)
     return AssessmentState(state_of(
         window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
         collected_at=row.collected_at, not_applicable=row.not_applicable, now=now,
-        pre_dose=is_pre_dose(row), dose_start=row.dose_start, dosed=row.dose_start is not None))
+        pre_dose=is_pre_dose(**times), dose_start=row.dose_start, dosed=row.dose_start is not None))
 
 
 def state_sql(now: datetime):
-    """``state_at`` as a SQL expression over the read model's joins, for counting and sorting
-    thousands of assessments in the database (the dashboard). A test holds the two equal."""
+    """``state_of`` as a SQL expression over the read model's joins, branch for branch."""
     at = literal(now, UTCDateTime())
-    anchor_is_after = or_(and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
-                          and_(Period.dose_start.is_(None), Assessment.target < Period.planned_start))
     collected = Submission.collected_at
     S = AssessmentState
     return case(
         (collected.is_not(None), case(
-            (and_(anchor_is_after, Period.dose_start.is_not(None), collected >= Period.dose_start), S.AFTER_DOSE.value),
+            (and_(is_pre_dose_sql(), Period.dose_start.is_not(None), collected >= Period.dose_start),
+             S.AFTER_DOSE.value),
             (or_(collected < Assessment.window_open, collected >= Assessment.late_close), S.OUT_OF_WINDOW.value),
             (collected < Assessment.window_close, S.COMPLETED.value),
             else_=S.COMPLETED_LATE.value)),
         (Assessment.not_applicable.is_(True), S.NOT_APPLICABLE.value),
-        (or_(at < Assessment.window_open, and_(Period.dose_start.is_(None), ~anchor_is_after)), S.UPCOMING.value),
+        (or_(at < Assessment.window_open, waits_for_the_infusion_sql()), S.UPCOMING.value),
         (at < Assessment.late_close, S.OPEN.value),
         else_=S.MISSED.value)
 

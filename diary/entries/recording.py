@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..governance import audit
 from ..errors import Refused
 from ..events import entry_completed
+from ..dosing.assessments import waits_for_the_infusion
 from ..extensions import db
 from ..i18n import DEFAULT_LANGUAGE
 from ..models import Assessment, AuditEvent, ItemValue, SideEffectReport, Submission
@@ -123,10 +124,9 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
 
 
 def _waits_for_the_infusion(assessment: Assessment) -> bool:
-    """A post-dose time point of a period whose infusion is planned but not yet recorded."""
     period = assessment.period
-    return period.dose_start is None and period.planned_start is not None \
-        and assessment.target >= period.planned_start
+    return waits_for_the_infusion(target=assessment.target, dose_start=period.dose_start,
+                                  planned_start=period.planned_start)
 
 
 def window_refusal(assessment: Assessment, now: datetime, opens: str | None = None) -> str | None:

@@ -160,7 +160,8 @@ def responses(ctx: ExportContext):
                item, value, submitted_at, collected_at, minutes, source, mode, dummy)
 
 
-# States whose entries stand for nothing in the endpoints: kept, shown, and named as excluded.
+# Why an entry that is not counted (``AssessmentState.counted``) is left out of the endpoints,
+# for each state an entry with answers can have besides (``AssessmentState.flagged``).
 EXCLUDED = {AssessmentState.AFTER_DOSE: "given after the infusion started, so not a baseline",
             AssessmentState.OUT_OF_WINDOW: "given outside its window after the infusion time was corrected"}
 
@@ -202,7 +203,7 @@ def fatigue_endpoints(ctx: ExportContext):
                 d3 = (state, row.source)
             if row.value is None or row.timepoint not in codes:
                 continue
-            if state in EXCLUDED:
+            if state not in AssessmentState.counted():
                 excluded.append(f"{row.timepoint} {state}: {EXCLUDED[state]} "
                                 f"({_hours_from_dose(row):+.1f} h from the start)")
                 continue

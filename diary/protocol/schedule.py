@@ -8,14 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from ..vocabulary import AssessmentState
 from .model import Offset, Protocol, TimePoint
-
-# Short names for the states this module decides; the vocabulary defines them.
-UPCOMING, OPEN, COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE = (
-    AssessmentState.UPCOMING, AssessmentState.OPEN, AssessmentState.COMPLETED,
-    AssessmentState.COMPLETED_LATE, AssessmentState.MISSED, AssessmentState.NOT_APPLICABLE)
-
 
 @dataclass(frozen=True)
 class ScheduledWindow:
@@ -66,33 +59,6 @@ def schedule_period(protocol: Protocol, dose_start: datetime, tz_name: str,
     """Every time point of one period, with its UTC window, in protocol order."""
     tz = ZoneInfo(tz_name)
     return [schedule_timepoint(tp, dose_start, tz, next_dose) for tp in protocol.timepoints]
-
-
-def state_of(*, window_open: datetime, window_close: datetime, late_close: datetime,
-             collected_at: datetime | None, not_applicable: bool, now: datetime,
-             pre_dose: bool = False, dose_start: datetime | None = None, dosed: bool = True) -> str:
-    """The state of an assessment at ``now``.
-
-    The window opens at ``window_open`` (inclusive) and closes at ``window_close`` (exclusive);
-    between the close and ``late_close`` an entry is still accepted but counts as late. An entry
-    is judged by when its answers were given (``collected_at``) against the current windows, so a
-    corrected infusion time re-judges it: a pre-dose entry (BL) given after the infusion started
-    is ``after_dose``, any other entry now outside its window ``out_of_window``. Until the
-    infusion is recorded (``dosed``), post-dose time points wait as upcoming.
-    """
-    if collected_at is not None:
-        if pre_dose and dose_start is not None and collected_at >= dose_start:
-            return AssessmentState.AFTER_DOSE
-        if collected_at < window_open or collected_at >= late_close:
-            return AssessmentState.OUT_OF_WINDOW
-        return COMPLETED if collected_at < window_close else COMPLETED_LATE
-    if not_applicable:
-        return NOT_APPLICABLE
-    if now < window_open or (not dosed and not pre_dose):
-        return UPCOMING
-    if now < late_close:
-        return OPEN
-    return MISSED
 
 
 def accepting_entries(*, window_open: datetime, late_close: datetime, now: datetime) -> bool:

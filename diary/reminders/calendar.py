@@ -45,7 +45,8 @@ def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> byt
             continue  # clinic time points are done with the study team, not from a calendar alarm
         if row.state not in (AssessmentState.UPCOMING, AssessmentState.OPEN):
             continue
-        if row.dose_start is None and not assessments.is_pre_dose(row):
+        if assessments.waits_for_the_infusion(target=row.target, dose_start=row.dose_start,
+                                              planned_start=row.planned_start):
             continue  # waits for the infusion to be recorded: its times are not known yet
         event = Event()
         event.add("uid", f"assessment-{row.id}@diary")

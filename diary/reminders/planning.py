@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, not_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..events import entry_completed, reminder_channel_off
+from ..dosing.assessments import waits_for_the_infusion_sql
 from ..extensions import db
 from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
 from ..protocol import Protocol
@@ -102,7 +103,7 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
                Assessment.not_applicable.is_(False), Submission.id.is_(None),
                Participant.status == ParticipantStatus.ACTIVE,
                # With only a planned start, only the pre-dose entries (BL) can be made yet.
-               or_(Period.dose_start.is_not(None), Assessment.target < Period.planned_start))).all()
+               not_(waits_for_the_infusion_sql()))).all()
     if not rows:
         return 0
     ids = [row.id for row in rows]

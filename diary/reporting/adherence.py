@@ -20,7 +20,7 @@ from ..vocabulary import AssessmentState
 COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN = (
     AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
     AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN)
-FLAGGED = (AssessmentState.AFTER_DOSE, AssessmentState.OUT_OF_WINDOW)
+FLAGGED = AssessmentState.flagged()
 
 
 @dataclass

@@ -20,8 +20,7 @@ from ..models import Assessment, ItemValue, Participant, Period, Study, Submissi
 from ..protocol import Protocol
 from ..vocabulary import AssessmentState, Split
 
-# Entries that count in the summary: those judged inside their windows.
-COUNTED = (AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE)
+COUNTED = AssessmentState.counted()
 
 
 @dataclass
