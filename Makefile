@@ -9,7 +9,7 @@ PORT ?= 5000
 # DIARY_BASE_URL is set (behind a proxy, set it to the public https address).
 export DIARY_BASE_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: run test lint install benchmarks translations
+.PHONY: run test lint format install benchmarks translations mutation
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: install
 # Errors a linter finds without running anything (unused and undefined names); see pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
+
+# Mutation testing of the rule packages (minutes; not part of `make test` or CI): how many small
+# breakages of a rule the tests catch, and which survive. See docs/development.md.
+mutation: install
+	$(BIN)/python tests/mutation.py
 
 benchmarks: install
 	$(BIN)/python benchmarks/reminders.py

@@ -21,7 +21,7 @@ from .extensions import db
 from .localtime import from_local_clock, plausible
 from .models import Participant, now_utc
 from .protocol import ProtocolError
-from .vocabulary import Role
+from .vocabulary import ActorKind, AuditAction, ExportFormat, Role
 
 diary_cli = AppGroup("diary", help="Run and manage the diary.")
 
@@ -63,7 +63,7 @@ def init_command():
         fail(f"the protocol cannot be loaded:\n{error}")
     if new_version:
         version = study.current_protocol_version
-        audit.record(actor=audit.SYSTEM, action="load_protocol", entity="protocol_version",
+        audit.record(actor=audit.SYSTEM, action=AuditAction.LOAD_PROTOCOL, entity="protocol_version",
                      entity_id=version.id, new=f"{version.protocol_id} {version.version}",
                      now=now_utc())
     from .study.randomization import ensure_dummy_allocation
@@ -115,7 +115,7 @@ def create_user_command(email, role, password_stdin):
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = create_user(email, password, role, actor="cli", now=now_utc())
+        user = create_user(email, password, role, actor=ActorKind.CLI, now=now_utc())
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -143,7 +143,7 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
             require_study(), code=code, site=site,
             timezone=tz_name or current_app.config["DEFAULT_TIMEZONE"], sequence=sequence,
             email=email, phone=phone, reminder_from=reminder_from, reminder_until=reminder_until,
-            language=language, actor="cli", now=now_utc())
+            language=language, actor=ActorKind.CLI, now=now_utc())
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -173,7 +173,7 @@ def plan_command(code, period, start, reason):
     participant = _participant_by_code(code)
     planned = parse_local_time(start, participant.timezone)
     try:
-        planned_period = plan_dose(participant, period, planned, actor="cli", now=now_utc(), reason=reason)
+        planned_period = plan_dose(participant, period, planned, actor=ActorKind.CLI, now=now_utc(), reason=reason)
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -193,7 +193,7 @@ def dose_command(code, period, start, reason):
     participant = _participant_by_code(code)
     dose_start = parse_local_time(start, participant.timezone)
     try:
-        recorded = record_dose(participant, period, dose_start, actor="cli", now=now_utc(), reason=reason)
+        recorded = record_dose(participant, period, dose_start, actor=ActorKind.CLI, now=now_utc(), reason=reason)
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -212,7 +212,7 @@ def scheduler_command(interval):
 
 @diary_cli.command("export")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write to.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "xlsx"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice([str(fmt) for fmt in ExportFormat]), default="csv", show_default=True)
 @click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle into OUT/diary-export.zip.")
 @click.option("--identified", is_flag=True,
               help="Add participants_identified (emails, phones). Personal data: audited.")
@@ -241,7 +241,7 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
     def export(progress=None):
         # The server's operator: allowed an identified export with a reason (rule 7).
         return export_study(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified,
-                            reason=reason, actor="cli", role=OPERATOR, progress=progress,
+                            reason=reason, actor=ActorKind.CLI, role=OPERATOR, progress=progress,
                             free_text=not no_free_text, true_allocation=true_allocation, standards=standards,
                             without_side_effects=without_side_effects)
 

@@ -19,8 +19,10 @@ from .safety.follow_up import create_tasks
 from .extensions import db
 from .models import Participant, RandomizationSlot, StaffUser
 from .study.randomization import ensure_dummy_allocation
+from .governance import audit
 from .governance.staff import create_user
 from .study.trial import ensure_study, protocol_of
+from .vocabulary import ActorKind, ItemType
 
 SITE = "NIH-CC"
 TIMEZONE = "America/New_York"
@@ -79,7 +81,7 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
     result = DemoResult()
     for role, (email, password) in DEMO_LOGINS.items():
         if not db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
-            create_user(email, password, role, actor="demo", now=now)
+            create_user(email, password, role, actor=ActorKind.DEMO, now=now)
         result.logins[role] = (email, password)
 
     # The trial's allocation: 4 in sequence AB, 6 in BA, in a shuffled randomization list,
@@ -98,7 +100,7 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
     protocol = protocol_of(study.current_protocol_version)
     for index, (first_ago, second_ago) in enumerate(STAGES):
         enrolled_at = now - first_ago - timedelta(days=3)
-        participant, token = enroll(study, site=SITE, timezone=TIMEZONE, actor="demo",
+        participant, token = enroll(study, site=SITE, timezone=TIMEZONE, actor=ActorKind.DEMO,
                                     now=enrolled_at, code=_demo_code(rng),
                                     email=f"participant{index + 1:02d}@demo.diary")
         result.participants += 1
@@ -110,7 +112,7 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
             # Doses on round quarter hours, as a nurse would note them.
             start = (now - ago).replace(second=0, microsecond=0)
             start -= timedelta(minutes=start.minute % 15)
-            record_dose(participant, number, start, actor="demo", now=start + timedelta(minutes=5))
+            record_dose(participant, number, start, actor=ActorKind.DEMO, now=start + timedelta(minutes=5))
         baseline = rng.uniform(55, 80)
         for period in participant.periods:
             if period.dose_start is None:
@@ -148,13 +150,13 @@ def _simulate(assessment, period, baseline, protocol, rng, now, result, always_m
     for instrument in protocol.instruments_for(timepoint):
         for item in instrument.items:
             name = field_name(instrument, item)
-            if item.type == "vas":
+            if item.type == ItemType.VAS:
                 form[name], form[f"{name}.touched"] = str(vas), "1"
-            elif item.type == "nrs":
+            elif item.type == ItemType.NRS:
                 form[name] = str(rng.randint(3, 7))
-            elif item.type == "single_choice":
+            elif item.type == ItemType.SINGLE_CHOICE:
                 form[name] = rng.choice(item.choices).code
-            elif item.type == "severity_checklist":
+            elif item.type == ItemType.SEVERITY_CHECKLIST:
                 for term in item.terms:
                     severity = "none"
                     if term.code == "headache" and rng.random() < 0.12:
@@ -163,6 +165,6 @@ def _simulate(assessment, period, baseline, protocol, rng, now, result, always_m
                         severity = "mild"
                     form[field_name(instrument, item, term.code)] = severity
     participant = period.participant
-    record_submission(assessment, form, now=at, actor=f"participant:{participant.code}",
+    record_submission(assessment, form, now=at, actor=audit.participant_actor(participant),
                       device_time=at.isoformat())
     result.submissions += 1

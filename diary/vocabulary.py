@@ -207,6 +207,83 @@ class ReminderState(StrEnum):
         return (cls.PENDING, cls.SENDING, cls.FAILED)
 
 
+class AuditAction(StrEnum):
+    """What an audit event records (``audit.record`` refuses any other word)."""
+
+    ACKNOWLEDGE_SIDE_EFFECT = "acknowledge_side_effect"
+    ASSIGN_RANDOMIZATION_SLOT = "assign_randomization_slot"
+    BREAK_CODE = "break_code"
+    CHANGE_ACTIVE = "change_active"
+    CHANGE_CONTACT = "change_contact"
+    CHANGE_LANGUAGE = "change_language"
+    CHANGE_PASSWORD = "change_password"
+    CHANGE_REMINDER_CHANNEL = "change_reminder_channel"
+    CHANGE_ROLE = "change_role"
+    CLOSE_FOLLOW_UP = "close_follow_up"
+    CORRECT_DOSE = "correct_dose"
+    CORRECT_VALUE = "correct_value"
+    CREATE_USER = "create_user"
+    ENROLL = "enroll"
+    EXPORT = "export"
+    IDENTIFIED_EXPORT = "identified_export"
+    LOAD_PROTOCOL = "load_protocol"
+    OFFLINE_ENTRY_REFUSED = "offline_entry_refused"
+    PARTICIPANT_SIGN_OUT = "participant_sign_out"
+    PIN_LOCKED = "pin_locked"
+    PLAN_DOSE = "plan_dose"
+    PROXY_ENTRY = "proxy_entry"
+    PUSH_SUBSCRIBE = "push_subscribe"
+    RECORD_DOSE = "record_dose"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    REISSUE_LINK = "reissue_link"
+    REPLAN_DOSE = "replan_dose"
+    RESET_PIN = "reset_pin"
+    RESOLVE_FOLLOW_UP = "resolve_follow_up"
+    REVOKE_LINK = "revoke_link"
+    SECOND_FACTOR_ENABLED = "second_factor_enabled"
+    SECOND_FACTOR_FAILED = "second_factor_failed"
+    SECOND_FACTOR_SETUP_FAILED = "second_factor_setup_failed"
+    SESSION_EXPIRED = "session_expired"
+    SET_PIN = "set_pin"
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_OUT = "sign_out"
+    SUBMIT = "submit"
+    UNBLIND = "unblind"
+    UPLOAD_RANDOMIZATION = "upload_randomization"
+    VIEW_CONTACT = "view_contact"
+    WITHDRAW = "withdraw"
+
+
+class ActorKind(StrEnum):
+    """Who an audit event's actor is: ``staff:EMAIL``, ``participant:CODE``, or one of the
+    server's own actors without a name (the command line, a scheduler pass, the demo loader)."""
+
+    STAFF = "staff"
+    PARTICIPANT = "participant"
+    CLI = "cli"
+    SYSTEM = "system"
+    DEMO = "demo"
+
+
+class ItemType(StrEnum):
+    """The kinds of question a protocol's instrument may ask."""
+
+    VAS = "vas"
+    NRS = "nrs"
+    SINGLE_CHOICE = "single_choice"
+    SEVERITY_CHECKLIST = "severity_checklist"
+    FREE_TEXT = "free_text"
+
+
+class ExportFormat(StrEnum):
+    """The file formats of the analysis tables."""
+
+    CSV = "csv"
+    PARQUET = "parquet"
+    XLSX = "xlsx"
+
+
 def sql_in(column: str, words, *, nullable: bool = False) -> str:
     """A check constraint's text: ``column IN ('a', 'b')`` from an enum (or a subset of it)."""
     listed = ", ".join(f"'{word}'" for word in words)
@@ -230,4 +307,5 @@ TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": Par
                     "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
                     "Role": Role, "ReminderState": ReminderState, "Split": Split, "STATE_TEXT": STATE_TEXT,
                     "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS,
-                    "severity_label": severity_label}
+                    "severity_label": severity_label, "ItemType": ItemType, "ReminderChannel": ReminderChannel,
+                    "AuditAction": AuditAction, "ExportFormat": ExportFormat}

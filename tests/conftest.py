@@ -29,6 +29,27 @@ diary.governance.passwords._hasher = argon2.PasswordHasher.from_parameters(argon
 
 PG_URL = os.environ.get("DIARY_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def pytest_sessionstart(session):
+    """A PostgreSQL named by DIARY_TEST_DATABASE_URL is required: if it does not answer, the run
+    stops here with the reason, instead of every PostgreSQL test failing (or CI passing on
+    SQLite alone without saying so)."""
+    if not PG_URL:
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        pytest.exit(f"DIARY_TEST_DATABASE_URL is set to {PG_URL!r}, but that PostgreSQL does not answer "
+                    f"({error.__class__.__name__}: {str(error).splitlines()[0]}). Start it, or unset the "
+                    "variable to run on SQLite only.", returncode=3)
+    finally:
+        engine.dispose()
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
 
 

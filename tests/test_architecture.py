@@ -219,3 +219,73 @@ def test_check_constraints_are_built_from_the_vocabulary(app):
         assert all(f"'{word}'" in text for word in enum), (model, text)
     severity = constraint(SideEffectReport, "severity")
     assert all(f"'{word}'" in severity for word in Severity.reported()) and "'none'" not in severity
+
+
+# Words compared by hand would be leaks. Audit actions are left out here ("submit" is also a
+# form's step): the test below holds every audit event to the AuditAction enum instead.
+WORDS = {member.value: enum.__name__ for enum in ENUMS if enum is not vocabulary.AuditAction for member in enum}
+TEMPLATES = PACKAGE.parent / "templates"
+
+
+def _python_comparisons(path: Path, tree: ast.AST):
+    """A vocabulary word compared by hand in Python (``status != "active"``). A blueprint's
+    name is not the vocabulary's ("participant" is also a Source)."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        if any(isinstance(o, ast.Attribute) and o.attr == "blueprint" for o in operands):
+            continue
+        for operand in operands:
+            if isinstance(operand, ast.Constant) and isinstance(operand.value, str) and operand.value in WORDS:
+                yield f"{path.relative_to(PACKAGE.parent)}:{node.lineno} compares '{operand.value}' " \
+                      f"(use {WORDS[operand.value]})"
+
+
+def _template_comparisons(name: str, text: str):
+    """The same in a template (``report.severity == 'severe'``)."""
+    import re
+    for number, line in enumerate(text.split("\n"), 1):
+        for found in re.finditer(r"(?:==|!=)\s*['\"]([a-z_]+)['\"]", line):
+            if found.group(1) in WORDS:
+                yield f"{name}:{number} compares '{found.group(1)}' (use {WORDS[found.group(1)]})"
+
+
+def test_no_word_of_the_vocabulary_is_compared_by_hand_in_code_or_templates():
+    """Rules, views and templates compare with the enums (templates have them as globals)."""
+    found = []
+    for path, tree in list(_modules(include_web=False)) + list(_modules(include_web=True)):
+        if path.name != "vocabulary.py":
+            found += list(_python_comparisons(path, tree))
+    for template in sorted(TEMPLATES.rglob("*.html")):
+        found += list(_template_comparisons(str(template.relative_to(PACKAGE.parent)), template.read_text("utf-8")))
+    assert found == []
+
+
+def test_the_comparison_check_finds_planted_words():
+    tree = ast.parse("if participant.status != 'active':\n    pass\nif request.blueprint == 'participant':\n    pass\n")
+    assert [line.split(" ", 1)[1] for line in _python_comparisons(PACKAGE / "x.py", tree)] == \
+        ["compares 'active' (use ParticipantStatus)"]
+    planted = "{% if report.severity == 'severe' %}{% endif %}\n{% if item.type == \"vas\" %}{% endif %}"
+    assert list(_template_comparisons("t.html", planted)) == [
+        "t.html:1 compares 'severe' (use Severity)", "t.html:2 compares 'vas' (use ItemType)"]
+
+
+def test_every_audit_event_names_an_action_of_the_vocabulary(app):
+    """No audit action is written as a string literal, and ``audit.row`` refuses a word the
+    vocabulary does not have."""
+    from diary.governance import audit
+    from diary.models import now_utc
+
+    literal = []
+    for path, tree in list(_modules(include_web=False)) + list(_modules(include_web=True)):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg == "action" and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
+                                                       for n in ast.walk(keyword.value)):
+                        literal.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert literal == []
+    with pytest.raises(ValueError, match="made_up"):
+        audit.row(actor="system", action="made_up", entity="study", entity_id=None, now=now_utc())
+    assert audit.row(actor="system", action="enroll", entity="study", entity_id=None, now=now_utc())["action"] == "enroll"

@@ -187,3 +187,20 @@ def test_a_connection_postgresql_dropped_is_replaced_not_a_500(app, client, back
     assert ended >= 1
     assert client.get("/healthz").status_code == 200
     assert client.get("/staff/login").status_code == 200
+
+
+def test_an_unreachable_postgresql_named_for_the_suite_stops_the_run_with_the_reason(tmp_path):
+    """DIARY_TEST_DATABASE_URL set but not answering: the run exits 3 at once, saying why, rather
+    than failing every PostgreSQL test or passing on SQLite alone."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    environment = {**__import__("os").environ,
+                   "DIARY_TEST_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/test"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+                             "tests/test_schedule.py"], cwd=root, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 3
+    assert "but that PostgreSQL does not answer" in result.stdout + result.stderr

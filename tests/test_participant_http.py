@@ -2,7 +2,6 @@
 
 Every refusal is a clear 4xx and leaves the database as it was.
 """
-import time
 from datetime import timedelta
 
 import pytest
@@ -87,12 +86,20 @@ def test_pin_form_without_csrf_is_refused(client, study):
     assert participant.pin_hash is None
 
 
-def test_expired_remembered_phone_asks_for_the_pin_again(app, study):
+def later_by(monkeypatch, seconds: int) -> None:
+    """Move the clock that signed cookies and CSRF tokens are timed by (itsdangerous's) forward,
+    instead of sleeping: what was signed is now ``seconds`` older."""
+    from itsdangerous.timed import TimestampSigner
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda signer: real(signer) + seconds)
+
+
+def test_expired_remembered_phone_asks_for_the_pin_again(app, study, monkeypatch):
     app.config["PARTICIPANT_REMEMBER_DAYS"] = 1 / 86400  # one second
     client = app.test_client()
     participant, token = participant_with_day1_open(study)
     sign_in(client, token)
-    time.sleep(2.1)
+    later_by(monkeypatch, seconds=2)
     assert client.get("/p/today").status_code == 401
     page = client.get(f"/p/{token}")
     assert page.status_code == 200 and b"Enter your PIN" in page.data
@@ -295,7 +302,7 @@ def test_missing_or_forged_csrf_is_refused_and_keeps_answers(phone, protocol, to
     assert count(Submission) == 0
 
 
-def test_expired_form_comes_back_filled_in_and_then_saves(app, study, protocol):
+def test_expired_form_comes_back_filled_in_and_then_saves(app, study, protocol, monkeypatch):
     """A form left open past the CSRF lifetime is not lost: resubmitting it saves once."""
     app.config["WTF_CSRF_TIME_LIMIT"] = 1
     client = app.test_client()
@@ -303,7 +310,7 @@ def test_expired_form_comes_back_filled_in_and_then_saves(app, study, protocol):
     sign_in(client, token)
     day1 = assessment_of(participant, 1, "D1")
     form = {**day1_form(protocol, **{"side_effects.other": "slept badly"}), **open_form(client, day1)}
-    time.sleep(2.1)
+    later_by(monkeypatch, seconds=2)
     expired = submit(client, day1, form)
     assert expired.status_code == 400 and b"slept badly" in expired.data
     assert count(Submission) == 0

@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import Assessment, Participant, Period
 from ..protocol.schedule import schedule_period
 from ..study.trial import protocol_of
-from ..vocabulary import ParticipantStatus
+from ..vocabulary import AuditAction, ParticipantStatus
 
 
 def _checked_period(participant: Participant, period_number: int, protocol) -> tuple[Period, dict]:
@@ -93,7 +93,7 @@ def plan_dose(participant: Participant, period_number: int, planned_start: datet
     old = period.planned_start
     period.planned_start = planned_start
     _materialise(period, participant, version, _next_anchor(periods.get(period_number + 1)))
-    audit.record(actor=actor, action="replan_dose" if replanning else "plan_dose", entity="period",
+    audit.record(actor=actor, action=AuditAction.REPLAN_DOSE if replanning else AuditAction.PLAN_DOSE, entity="period",
                  entity_id=period.id, participant_id=participant.id,
                  field=f"period {period_number} planned_start", now=now,
                  old=old.isoformat() if old else None, new=planned_start.isoformat(),
@@ -135,7 +135,7 @@ def record_dose(participant: Participant, period_number: int, dose_start: dateti
     new = dose_start.isoformat()
     if changes:
         new += "; entries re-judged: " + ", ".join(changes)
-    audit.record(actor=actor, action="correct_dose" if correcting else "record_dose",
+    audit.record(actor=actor, action=AuditAction.CORRECT_DOSE if correcting else AuditAction.RECORD_DOSE,
                  entity="period", entity_id=period.id, participant_id=participant.id,
                  field=f"period {period_number} dose_start", now=now,
                  old=old.isoformat() if old else None, new=new,

@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import ItemValue, SideEffectReport, Submission
 from ..safety.alerts import review_due
 from ..study.trial import protocol_of
-from ..vocabulary import Severity
+from ..vocabulary import AuditAction, ItemType, Severity
 
 
 def correctable_items(submission: Submission) -> list[tuple[str, str, object, object]]:
@@ -23,7 +23,7 @@ def correctable_items(submission: Submission) -> list[tuple[str, str, object, ob
     result = []
     for instrument in protocol.instruments_for(protocol.timepoint(assessment.timepoint)):
         for item in instrument.items:
-            if item.type == "severity_checklist":
+            if item.type == ItemType.SEVERITY_CHECKLIST:
                 for term in item.terms:
                     result.append((field_name(instrument, item, term.code),
                                    f"{instrument.title}: {term.label}", instrument, (item, term)))
@@ -86,7 +86,7 @@ def correct_value(submission: Submission, key: str, raw_value: str, *, reason: s
             raise Refused(f"Give one of {', '.join(Severity)}.")
     else:
         form = {key: raw_value}
-        if item.type == "vas":
+        if item.type == ItemType.VAS:
             form[f"{key}.touched"] = "1"
         answers = Answers()
         _validate_item(instrument, item, form, answers)
@@ -111,7 +111,7 @@ def correct_value(submission: Submission, key: str, raw_value: str, *, reason: s
     else:
         stored.value = new_value
     period = submission.assessment.period
-    audit.record(actor=actor, action="correct_value", entity="item_value", entity_id=submission.id,
+    audit.record(actor=actor, action=AuditAction.CORRECT_VALUE, entity="item_value", entity_id=submission.id,
                  participant_id=period.participant_id, now=now, reason=reason.strip(),
                  field=f"period {period.number} {submission.assessment.timepoint} {instrument.id}.{stored_item}",
                  old=old_value, new=new_value)

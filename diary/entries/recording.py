@@ -26,7 +26,7 @@ from ..protocol.model import Instrument, Item, Protocol, in_language
 from ..protocol.schedule import accepting_entries
 from ..safety.alerts import alert_severe_answers, review_due
 from ..study.trial import protocol_of
-from ..vocabulary import Severity, Source, SubmissionMode
+from ..vocabulary import AuditAction, ItemType, Severity, Source, SubmissionMode
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
@@ -68,7 +68,7 @@ def validate_answers(protocol: Protocol, timepoint_code: str, form, language: st
 def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
                    language: str = DEFAULT_LANGUAGE) -> None:
     name = field_name(instrument, item)
-    if item.type == "severity_checklist":
+    if item.type == ItemType.SEVERITY_CHECKLIST:
         for term in item.terms:
             term_name = field_name(instrument, item, term.code)
             raw = (form.get(term_name) or "").strip()
@@ -87,16 +87,16 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
         return
     raw = form.get(name)
     raw = "" if raw is None else str(raw)
-    if item.type == "vas" and form.get(f"{name}.touched") not in ("1", "true", "yes"):
+    if item.type == ItemType.VAS and form.get(f"{name}.touched") not in ("1", "true", "yes"):
         # An untouched slider is "not answered", never a silent midpoint.
         raw = ""
     text = raw.strip()
     if text == "":
         if item.required:
-            answers.errors[name] = (_("Please move the slider to answer.") if item.type == "vas"
+            answers.errors[name] = (_("Please move the slider to answer.") if item.type == ItemType.VAS
                                     else _("Please answer this question."))
         return
-    if item.type in ("vas", "nrs"):
+    if item.type in (ItemType.VAS, ItemType.NRS):
         low, high = item.range
         if not _WHOLE_NUMBER.match(text):
             answers.errors[name] = _("Please give a whole number from %(low)s to %(high)s.", low=low, high=high)
@@ -106,11 +106,11 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
             answers.errors[name] = _("Please give a whole number from %(low)s to %(high)s.", low=low, high=high)
             return
         text = str(number)
-    elif item.type == "single_choice":
+    elif item.type == ItemType.SINGLE_CHOICE:
         if text not in {choice.code for choice in item.choices}:
             answers.errors[name] = _("Please pick one of the choices.")
             return
-    elif item.type == "free_text":
+    elif item.type == ItemType.FREE_TEXT:
         if len(raw) > item.max_length:
             answers.errors[name] = _("Please keep this to %(most)s characters (you wrote %(count)s).",
                                      most=item.max_length, count=len(raw))
@@ -328,7 +328,7 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
                **{name: device.get(name) for name in DEVICE_COLUMNS})
     if set(row) != set(SUBMISSION_COLUMNS):  # a column added to the table and not filled in here
         raise RuntimeError(f"A submission row must fill every column: {sorted(set(SUBMISSION_COLUMNS) ^ set(row))}")
-    event = audit.row(actor=actor, action="submit" if source == Source.PARTICIPANT else "proxy_entry",
+    event = audit.row(actor=actor, action=AuditAction.SUBMIT if source == Source.PARTICIPANT else AuditAction.PROXY_ENTRY,
                       entity="submission", entity_id=None, participant_id=period.participant_id,
                       field=f"period {period.number} {assessment.timepoint}", now=now,
                       new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
@@ -434,7 +434,7 @@ def _side_effect_reports(protocol, assessment, submission, answers, reported_at)
     timepoint = protocol.timepoint(assessment.timepoint)
     for instrument in protocol.instruments_for(timepoint):
         for item in instrument.items:
-            if item.type == "severity_checklist":
+            if item.type == ItemType.SEVERITY_CHECKLIST:
                 for term in item.terms:
                     severity = answers.values.get((instrument.id, f"{item.id}.{term.code}"))
                     if severity and severity != Severity.NONE:

@@ -19,7 +19,7 @@ from ..errors import Refused
 from ..extensions import db
 from ..study.randomization import ensure_dummy_allocation
 from ..study.trial import protocol_of
-from ..vocabulary import Role
+from ..vocabulary import AuditAction, ExportFormat, Role
 from .fhir import write_fhir
 from .schema import TABLES, dictionary_rows
 from .sdtm import write_domains
@@ -94,7 +94,7 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
                 path = out_dir / f"{table}.{fmt}"
                 count = WRITERS[fmt](path, TABLES[table], rows,
                                      (lambda n, table=table: progress(table, n)) if progress else None,
-                                     **({"stats": stats} if fmt == "xlsx" else {}))
+                                     **({"stats": stats} if fmt == ExportFormat.XLSX else {}))
                 files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
             if standards:
                 _write_standards(out_dir, ctx, now, files, progress)
@@ -132,7 +132,7 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
         "app_version": current_app.config["DIARY_VERSION"],
         "files": files,
     }
-    if fmt == "xlsx":
+    if fmt == ExportFormat.XLSX:
         # Characters a spreadsheet cannot hold, replaced by U+FFFD (CSV and Parquet keep them).
         manifest["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -186,7 +186,7 @@ def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, 
                             free_text=free_text, standards=standards, without_side_effects=without_side_effects,
                             blinding=blinding)
     allocation = "dummy allocation" if manifest["allocation_is_dummy"] else "true allocation"
-    audit.record(actor=actor, action="identified_export" if identified else "export", entity="study",
+    audit.record(actor=actor, action=AuditAction.IDENTIFIED_EXPORT if identified else AuditAction.EXPORT, entity="study",
                  entity_id=study.id, now=now, reason=reason,
                  new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, {allocation}, "
                      + ("free text removed, " if not free_text else "")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..models import Assessment, ItemValue, Participant, Period, Submission
 from ..protocol import Protocol
-from ..vocabulary import Severity
+from ..vocabulary import ItemType, Severity
 from .tables import ExportContext
 from .writers import iso_utc
 
@@ -41,16 +41,16 @@ def questionnaires(protocol: Protocol):
         items = []
         for item in instrument.items:
             entry = {"linkId": item.id, "text": item.text, "required": bool(item.required)}
-            if item.type in ("vas", "nrs"):
+            if item.type in (ItemType.VAS, ItemType.NRS):
                 low, high = item.range
                 entry.update(type="integer", extension=[
                     {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": low},
                     {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": high}])
-            elif item.type == "single_choice":
+            elif item.type == ItemType.SINGLE_CHOICE:
                 entry.update(type="choice", answerOption=[
                     {"valueCoding": {"system": _system(protocol, item.id), "code": choice.code,
                                      "display": choice.label}} for choice in item.choices])
-            elif item.type == "severity_checklist":
+            elif item.type == ItemType.SEVERITY_CHECKLIST:
                 entry.update(type="group", item=[
                     {"linkId": f"{item.id}.{term.code}", "text": term.label, "type": "choice", "required": False,
                      "answerOption": [{"valueCoding": {"system": _system(protocol, "severity"), "code": severity}}
@@ -67,9 +67,9 @@ def questionnaires(protocol: Protocol):
 
 
 def _answer(protocol: Protocol, item, value: str):
-    if item.type in ("vas", "nrs"):
+    if item.type in (ItemType.VAS, ItemType.NRS):
         return {"valueInteger": int(value)}
-    if item.type == "single_choice":
+    if item.type == ItemType.SINGLE_CHOICE:
         label = next((c.label for c in item.choices if c.code == value), None)
         coding = {"system": _system(protocol, item.id), "code": value}
         if label:
@@ -99,7 +99,7 @@ def questionnaire_responses(ctx: ExportContext):
         values = {row.item: row.value for row in rows}
         items = []
         for item in instrument.items:
-            if item.type == "severity_checklist":
+            if item.type == ItemType.SEVERITY_CHECKLIST:
                 answered = [{"linkId": f"{item.id}.{term.code}", "text": term.label,
                              "answer": [{"valueCoding": {"system": _system(protocol, "severity"),
                                                          "code": values[f"{item.id}.{term.code}"]}}]}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..vocabulary import (
     AssessmentState,
+    ItemType,
     ParticipantStatus,
     Severity,
     Source,
@@ -294,10 +295,10 @@ def protocol_allowed(protocol) -> dict[tuple[str | None, str], str]:
     values = []
     for instrument in response_instruments:
         for item in instrument.items:
-            if item.type in ("vas", "nrs"):
+            if item.type in (ItemType.VAS, ItemType.NRS):
                 low, high = item.range
                 values.append(f"{item.id}: {low}-{high}")
-            elif item.type == "single_choice":
+            elif item.type == ItemType.SINGLE_CHOICE:
                 values.append(f"{item.id}: {', '.join(c.code for c in item.choices)}")
             else:
                 values.append(f"{item.id}: free text")

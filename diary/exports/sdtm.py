@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from ..models import Assessment, ItemValue, Participant, Period
 from .tables import ExportContext, responses_query, side_effects
+from ..vocabulary import ItemType
 
 DATASET_JSON_VERSION = "1.1.0"
 
@@ -212,7 +213,7 @@ class Builder:
     def qs(self):
         """One record per VAS or NRS answer: exactly the scored items of ``responses``."""
         items = {(instrument.id, item.id): (instrument, item) for instrument in self.ctx.protocol.instruments.values()
-                 for item in instrument.items if item.type in ("vas", "nrs") and instrument.id not in self.ctx.withheld}
+                 for item in instrument.items if item.type in (ItemType.VAS, ItemType.NRS) and instrument.id not in self.ctx.withheld}
         query = (responses_query(self.ctx, sorted({instrument for instrument, _ in items}))
                  .where(ItemValue.item.in_(sorted({item for _, item in items})))
                  .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id))

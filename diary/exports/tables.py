@@ -27,7 +27,7 @@ from ..models import (
     Submission,
 )
 from ..protocol import Protocol
-from ..vocabulary import AssessmentState, SubmissionMode
+from ..vocabulary import ActorKind, AssessmentState, AuditAction, ItemType, SubmissionMode
 from .endpoints import compute_endpoints, pct_change
 
 BATCH = 5000
@@ -58,7 +58,7 @@ class ExportContext:
         self._last_key, self._last = None, None
         self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
         self.free_text_items = {(instrument.id, item.id) for instrument in self.protocol.instruments.values()
-                                for item in instrument.items if item.type == "free_text"}
+                                for item in instrument.items if item.type == ItemType.FREE_TEXT}
         self.withheld = set(self.protocol.revealing_instruments()) if self.without_side_effects else set()
         if self.dummy:
             self.dummies = dict(self.connection.execute(
@@ -297,11 +297,11 @@ def participants(ctx: ExportContext):
 def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
     """A role instead of a name: the audit trail's actor strings carry emails and codes."""
     kind, _, who = actor.partition(":")
-    if kind == "staff":
+    if kind == ActorKind.STAFF:
         return staff_roles.get(who, "staff")
-    if kind == "participant":
+    if kind == ActorKind.PARTICIPANT:
         return "participant"
-    if actor == "cli":
+    if actor == ActorKind.CLI:
         return "operator"
     return "system"
 
@@ -310,8 +310,10 @@ def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
 # left out (they name people and say nothing about the data).
 DATA_ENTITIES = ("participant", "period", "assessment", "submission", "item_value", "side_effect_report",
                  "follow_up_task", "study", "protocol_version")
-STAFF_ACTIONS = ("reset_pin", "set_pin", "pin_locked", "participant_sign_out", "push_subscribe",
-                 "change_reminder_channel", "reissue_link", "revoke_link", "view_contact", "change_contact")
+STAFF_ACTIONS = tuple(str(action) for action in (
+    AuditAction.RESET_PIN, AuditAction.SET_PIN, AuditAction.PIN_LOCKED, AuditAction.PARTICIPANT_SIGN_OUT,
+    AuditAction.PUSH_SUBSCRIBE, AuditAction.CHANGE_REMINDER_CHANNEL, AuditAction.REISSUE_LINK,
+    AuditAction.REVOKE_LINK, AuditAction.VIEW_CONTACT, AuditAction.CHANGE_CONTACT))
 
 
 def audit_trail(ctx: ExportContext):

@@ -12,8 +12,9 @@ from itertools import islice
 from pathlib import Path
 
 from .schema import BOOLEAN, DATETIME, INTEGER, NUMBER, Column
+from ..vocabulary import ExportFormat
 
-FORMATS = ("csv", "parquet", "xlsx")
+FORMATS = tuple(ExportFormat)
 BATCH = 10_000
 
 
@@ -142,4 +143,4 @@ def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: di
     return count
 
 
-WRITERS = {"csv": write_csv, "parquet": write_parquet, "xlsx": write_xlsx}
+WRITERS = {ExportFormat.CSV: write_csv, ExportFormat.PARQUET: write_parquet, ExportFormat.XLSX: write_xlsx}

@@ -7,6 +7,7 @@ from sqlalchemy import insert
 
 from ..extensions import db
 from ..models import AuditEvent
+from ..vocabulary import ActorKind, AuditAction
 
 
 def record(*, actor: str, action: str, entity: str, entity_id: int | None, now: datetime,
@@ -31,7 +32,8 @@ def row(*, actor: str, action: str, entity: str, entity_id: int | None, now: dat
         reason: str | None = None) -> dict:
     """An audit event's column values (``record`` writes one; the submit on PostgreSQL writes its
     own in the same statement as the submission)."""
-    return dict(at=now, actor=actor, action=action, entity=entity, entity_id=entity_id,
+    action = AuditAction(action)  # a word the vocabulary does not have is a bug, not an event
+    return dict(at=now, actor=actor, action=str(action), entity=entity, entity_id=entity_id,
                 participant_id=participant_id, field=field,
                 old_value=None if old is None else str(old), new_value=None if new is None else str(new),
                 reason=reason)
@@ -42,12 +44,12 @@ _INSERT = insert(AuditEvent.__table__)
 
 
 def staff_actor(user) -> str:
-    return f"staff:{user.email}"
+    return f"{ActorKind.STAFF}:{user.email}"
 
 
 def participant_actor(participant) -> str:
-    return f"participant:{participant.code}"
+    return f"{ActorKind.PARTICIPANT}:{participant.code}"
 
 
-SYSTEM = "system"
+SYSTEM = str(ActorKind.SYSTEM)
 # Events that name the allocation: which readers see them is the blinding guard's.

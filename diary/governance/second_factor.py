@@ -19,6 +19,7 @@ from ..errors import Refused
 from ..extensions import db
 from ..models import RecoveryCode, StaffUser
 from .staff import ACCOUNT_LIMIT, _throttle_rows, clear_attempts, reserve_attempt
+from ..vocabulary import AuditAction
 
 RECOVERY_CODES = 10
 ISSUER = "diary"
@@ -76,7 +77,7 @@ def enable(user: StaffUser, secret: str, code: str, *, now: datetime) -> list[st
     """Turn the second factor on once the person shows a code from their app; returns the
     recovery codes, which are shown once and stored only hashed."""
     if not _valid_totp(secret, (code or "").strip(), now):
-        audit.record(actor=audit.staff_actor(user), action="second_factor_setup_failed", entity="staff_user",
+        audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_SETUP_FAILED, entity="staff_user",
                      entity_id=user.id, now=now)
         raise Refused("That code does not match. Check the time on your phone and type the current code.",
                       field="code")
@@ -86,7 +87,7 @@ def enable(user: StaffUser, secret: str, code: str, *, now: datetime) -> list[st
     codes = ["-".join(secrets.token_hex(3) for _ in range(2)) for _ in range(RECOVERY_CODES)]
     for recovery in codes:
         db.session.add(RecoveryCode(staff_user_id=user.id, code_hash=_recovery_hash(recovery), created_at=now))
-    audit.record(actor=audit.staff_actor(user), action="second_factor_enabled", entity="staff_user",
+    audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_ENABLED, entity="staff_user",
                  entity_id=user.id, now=now, new=f"TOTP, {RECOVERY_CODES} recovery codes")
     return codes
 
@@ -102,7 +103,7 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
     step = matching_step(user.totp_secret, "".join(code.split()), now)
     if step is not None:
         if not use_step(user, step):
-            audit.record(actor=audit.staff_actor(user), action="second_factor_failed", entity="staff_user",
+            audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_FAILED, entity="staff_user",
                          entity_id=user.id, now=now, reason="a code already used")
             raise Refused("That code was already used. Wait for the next one in your app.", status=401,
                           field="code")
@@ -113,11 +114,11 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
                                        RecoveryCode.code_hash == _recovery_hash(code),
                                        RecoveryCode.used_at.is_(None)).values(used_at=now))
         if used.rowcount != 1:
-            audit.record(actor=audit.staff_actor(user), action="second_factor_failed", entity="staff_user",
+            audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_FAILED, entity="staff_user",
                          entity_id=user.id, now=now)
             raise Refused("That code is not right.", status=401, field="code")
         kind = "recovery code"
-        audit.record(actor=audit.staff_actor(user), action="recovery_code_used", entity="staff_user",
+        audit.record(actor=audit.staff_actor(user), action=AuditAction.RECOVERY_CODE_USED, entity="staff_user",
                      entity_id=user.id, now=now, new=f"{remaining_recovery_codes(user)} left")
     clear_attempts(key)
     return kind

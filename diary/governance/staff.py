@@ -16,7 +16,7 @@ from ..errors import Refused
 from ..extensions import db
 from ..models import LoginThrottle, StaffUser
 from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
-from ..vocabulary import Role
+from ..vocabulary import AuditAction, Role
 
 # Roles that must sign in with a second factor whatever the installation says.
 SECOND_FACTOR_ROLES = (Role.ADMIN, Role.UNBLINDED, Role.EMERGENCY)
@@ -68,7 +68,7 @@ def create_user(email: str, password: str, role: str, *, actor: str, now: dateti
             db.session.add(user)
     except IntegrityError:
         raise Refused(f"A user with email {email} already exists.", status=409) from None
-    audit.record(actor=actor, action="create_user", entity="staff_user", entity_id=user.id,
+    audit.record(actor=actor, action=AuditAction.CREATE_USER, entity="staff_user", entity_id=user.id,
                  field="role", new=role, now=now)
     return user
 
@@ -83,7 +83,7 @@ def change_password(user: StaffUser, current: str, new: str, *, now: datetime) -
     user.password_hash = hash_secret(new)
     user.must_change_password = False
     user.session_generation = (user.session_generation or 0) + 1
-    audit.record(actor=audit.staff_actor(user), action="change_password", entity="staff_user",
+    audit.record(actor=audit.staff_actor(user), action=AuditAction.CHANGE_PASSWORD, entity="staff_user",
                  entity_id=user.id, now=now)
 
 
@@ -103,11 +103,11 @@ def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now:
         raise Refused("Changing a role or access needs a reason.", field="reason")
     who, changed = audit.staff_actor(by), False
     if role != user.role:
-        audit.record(actor=who, action="change_role", entity="staff_user", entity_id=user.id,
+        audit.record(actor=who, action=AuditAction.CHANGE_ROLE, entity="staff_user", entity_id=user.id,
                      field="role", old=user.role, new=role, now=now, reason=reason)
         user.role, changed = role, True
     if active != user.active:
-        audit.record(actor=who, action="change_active", entity="staff_user", entity_id=user.id,
+        audit.record(actor=who, action=AuditAction.CHANGE_ACTIVE, entity="staff_user", entity_id=user.id,
                      field="active", old=user.active, new=active, now=now, reason=reason)
         user.active, changed = active, True
     if changed:
@@ -155,19 +155,19 @@ def address_delay(address: str, now: datetime) -> float:
 
 
 def _audit_attempt(email: str, address: str, now: datetime, why: str) -> None:
-    audit.record(actor=f"sign-in:{normalise_email(email)[:250]}", action="sign_in_failed", entity="staff_user",
+    audit.record(actor=f"sign-in:{normalise_email(email)[:250]}", action=AuditAction.SIGN_IN_FAILED, entity="staff_user",
                  entity_id=None, now=now, new=f"from {address or 'unknown address'}", reason=why)
 
 
 def record_sign_in(user: StaffUser, *, address: str, now: datetime, second_factor: str | None = None) -> None:
-    audit.record(actor=audit.staff_actor(user), action="sign_in", entity="staff_user", entity_id=user.id,
+    audit.record(actor=audit.staff_actor(user), action=AuditAction.SIGN_IN, entity="staff_user", entity_id=user.id,
                  now=now, new=f"from {address or 'unknown address'}"
                                + (f", second factor: {second_factor}" if second_factor else ""))
 
 
 def record_sign_out(user: StaffUser, *, now: datetime, why: str = "signed out") -> None:
-    audit.record(actor=audit.staff_actor(user), action="sign_out" if why == "signed out" else "session_expired",
-                 entity="staff_user", entity_id=user.id, now=now, reason=why)
+    action = AuditAction.SIGN_OUT if why == "signed out" else AuditAction.SESSION_EXPIRED
+    audit.record(actor=audit.staff_actor(user), action=action, entity="staff_user", entity_id=user.id, now=now, reason=why)
 
 
 def second_factor_required(user: StaffUser, require_for_all: bool) -> bool:

@@ -18,7 +18,7 @@ from ..study.randomization import dummy_for, next_sequence
 from .preferences import check_reminder_hours
 from ..study.trial import protocol_of
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
-from ..vocabulary import ParticipantStatus, Role, WithdrawalReason
+from ..vocabulary import AuditAction, ParticipantStatus, Role, WithdrawalReason
 
 # No 0/O or 1/I/L: codes get read out over the phone.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -72,7 +72,7 @@ def reveal_contact(participant: Participant, *, by, now: datetime) -> tuple[str 
     """A coordinator asks to see a participant's phone and email (to make a call): audited."""
     if by.role != Role.COORDINATOR:
         raise Refused("Only coordinators see participants' contact details.", status=403)
-    audit.record(actor=audit.staff_actor(by), action="view_contact", entity="participant",
+    audit.record(actor=audit.staff_actor(by), action=AuditAction.VIEW_CONTACT, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now,
                  new="email and phone shown")
     return participant.email, participant.phone
@@ -95,7 +95,7 @@ def change_contact(participant: Participant, *, email: str | None, phone: str | 
             continue
         setattr(participant, field_name, new)
         changed = True
-        audit.record(actor=audit.staff_actor(by), action="change_contact", entity="participant",
+        audit.record(actor=audit.staff_actor(by), action=AuditAction.CHANGE_CONTACT, entity="participant",
                      entity_id=participant.id, participant_id=participant.id, now=now, field=field_name,
                      old=mask(old) or None, new=mask(new) or None, reason=reason)
     return changed
@@ -144,14 +144,14 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
                 db.session.add(Period(participant=participant, number=number, treatment=treatment))
     except IntegrityError:
         raise Refused(f"Participant code {code} is already used in this study.", status=409) from None
-    audit.record(actor=actor, action="enroll", entity="participant", entity_id=participant.id,
+    audit.record(actor=actor, action=AuditAction.ENROLL, entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now,
                  new=f"code={code} site={site} timezone={timezone} language={language}")
     if slot is not None:
         slot.participant_id = participant.id
         # Names the allocation, so only the unblinded role's pages show this event (see
         # audit.UNBLINDED_ONLY); it lets a monitor check no slot was given twice.
-        audit.record(actor=actor, action="assign_randomization_slot", entity="randomization_slot",
+        audit.record(actor=actor, action=AuditAction.ASSIGN_RANDOMIZATION_SLOT, entity="randomization_slot",
                      entity_id=slot.id, participant_id=participant.id, now=now,
                      new=f"site={slot.site} position={slot.position} sequence={slot.sequence}")
     return participant, token
@@ -165,7 +165,7 @@ def reissue_link(participant: Participant, *, actor: str, now: datetime, reason:
     participant.link_token_hash = hash_token(token)
     participant.link_issued_at = now
     participant.link_revoked_at = None
-    audit.record(actor=actor, action="reissue_link", entity="participant",
+    audit.record(actor=actor, action=AuditAction.REISSUE_LINK, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now,
                  reason=(reason or "").strip() or None)
     return token
@@ -181,7 +181,7 @@ def revoke_link(participant: Participant, *, actor: str, now: datetime, reason: 
     if participant.link_revoked_at is not None:
         raise Refused("This link is already revoked.", status=409)
     participant.link_revoked_at = now
-    audit.record(actor=actor, action="revoke_link", entity="participant",
+    audit.record(actor=actor, action=AuditAction.REVOKE_LINK, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now, reason=reason)
 
 
@@ -212,7 +212,7 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
         assessment.not_applicable = True
     closed = ", ".join(f"infusion {a.period.number} {a.timepoint}" for a in
                        sorted(remaining, key=lambda a: (a.period.number, a.target)))
-    audit.record(actor=actor, action="withdraw", entity="participant", entity_id=participant.id,
+    audit.record(actor=actor, action=AuditAction.WITHDRAW, entity="participant", entity_id=participant.id,
                  participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE,
                  new=f"{ParticipantStatus.WITHDRAWN} ({category}); entries closed as not applicable: {closed or 'none'}",
                  reason=reason.strip(), now=now)

@@ -14,6 +14,7 @@ from ..errors import Refused
 from ..extensions import db
 from ..models import Participant
 from ..governance.passwords import hash_secret, verify_secret
+from ..vocabulary import AuditAction
 
 _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
 
@@ -36,7 +37,7 @@ def is_trivial(pin: str) -> bool:
 def sign_out(participant: Participant, *, now: datetime) -> None:
     """End every remembered phone of the participant on the server (not just this cookie)."""
     participant.session_generation = (participant.session_generation or 0) + 1
-    audit.record(actor=audit.participant_actor(participant), action="participant_sign_out", entity="participant",
+    audit.record(actor=audit.participant_actor(participant), action=AuditAction.PARTICIPANT_SIGN_OUT, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now)
 
 
@@ -48,7 +49,7 @@ def set_pin(participant: Participant, pin: str, confirm: str, *, now: datetime) 
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0
     participant.pin_locked_until = None
-    audit.record(actor=audit.participant_actor(participant), action="set_pin", entity="participant",
+    audit.record(actor=audit.participant_actor(participant), action=AuditAction.SET_PIN, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now)
 
 
@@ -75,7 +76,7 @@ def check_pin(participant: Participant, pin: str, *, now: datetime) -> bool:
     if participant.pin_failed_count >= setting("PIN_MAX_ATTEMPTS"):
         participant.pin_failed_count = 0
         participant.pin_locked_until = now + timedelta(minutes=setting("PIN_LOCK_MINUTES"))
-        audit.record(actor=audit.participant_actor(participant), action="pin_locked",
+        audit.record(actor=audit.participant_actor(participant), action=AuditAction.PIN_LOCKED,
                      entity="participant", entity_id=participant.id,
                      participant_id=participant.id, now=now)
     return False
@@ -87,5 +88,5 @@ def reset_pin(participant: Participant, *, actor: str, now: datetime, reason: st
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0
     participant.pin_locked_until = None
-    audit.record(actor=actor, action="reset_pin", entity="participant", entity_id=participant.id,
+    audit.record(actor=actor, action=AuditAction.RESET_PIN, entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now, reason=(reason or "").strip() or None)

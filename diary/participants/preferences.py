@@ -13,7 +13,7 @@ from ..events import reminder_channel_off
 from ..extensions import db
 from ..i18n import LANGUAGES
 from ..models import Participant, PushSubscription
-from ..vocabulary import ReminderChannel
+from ..vocabulary import AuditAction, ReminderChannel
 
 # Participant column for each preference, and the outbox channel it feeds (the calendar feed
 # is read by the phone, not sent).
@@ -33,7 +33,7 @@ def set_channels(participant: Participant, wanted: dict[str, bool], *, now: date
             continue
         setattr(participant, name, value)
         changed.append(name)
-        audit.record(actor=audit.participant_actor(participant), action="change_reminder_channel",
+        audit.record(actor=audit.participant_actor(participant), action=AuditAction.CHANGE_REMINDER_CHANNEL,
                      entity="participant", entity_id=participant.id, participant_id=participant.id,
                      field=name, old=old, new=value, now=now)
         if channel is not None and not value:
@@ -47,7 +47,7 @@ def set_language(participant: Participant, language: str, *, now: datetime) -> b
         raise Refused(f"Unknown language '{language}'; the diary speaks {', '.join(LANGUAGES)}.")
     if participant.language == language:
         return False
-    audit.record(actor=audit.participant_actor(participant), action="change_language", entity="participant",
+    audit.record(actor=audit.participant_actor(participant), action=AuditAction.CHANGE_LANGUAGE, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, field="language",
                  old=participant.language, new=language, now=now)
     participant.language = language
@@ -77,7 +77,7 @@ def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubs
         subscription.p256dh, subscription.auth = p256dh, auth_secret
         subscription.ended_at, subscription.ended_reason = None, None
     participant.push_reminders = True
-    audit.record(actor=audit.participant_actor(participant), action="push_subscribe", entity="participant",
+    audit.record(actor=audit.participant_actor(participant), action=AuditAction.PUSH_SUBSCRIBE, entity="participant",
                  entity_id=participant.id, participant_id=participant.id, now=now)
     return subscription
 

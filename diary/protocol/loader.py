@@ -26,6 +26,7 @@ from .model import (
     TimePoint,
     Window,
 )
+from ..vocabulary import ItemType
 
 SHIPPED = Path(__file__).resolve().parent.parent / "protocols"
 
@@ -216,8 +217,8 @@ class _Builder:
                 items.append(item)
             result[str(name)] = Instrument(
                 id=str(name), title=self.text(spec.get("title", name), f"instruments.{name}.title"), items=tuple(items),
-                side_effects=any(item.type == "severity_checklist" for item in items),
-                may_reveal_treatment=(any(item.type == "severity_checklist" for item in items)
+                side_effects=any(item.type == ItemType.SEVERITY_CHECKLIST for item in items),
+                may_reveal_treatment=(any(item.type == ItemType.SEVERITY_CHECKLIST for item in items)
                                       or self.flag(spec, "may_reveal_treatment", path)))
         return result
 
@@ -239,12 +240,12 @@ class _Builder:
             return None
         if item_id is None or item_type is None:
             return None
-        choices = self.choices(raw.get("choices"), f"{path}.choices") if item_type == "single_choice" else ()
-        terms = self.choices(raw.get("terms"), f"{path}.terms") if item_type == "severity_checklist" else ()
+        choices = self.choices(raw.get("choices"), f"{path}.choices") if item_type == ItemType.SINGLE_CHOICE else ()
+        terms = self.choices(raw.get("terms"), f"{path}.terms") if item_type == ItemType.SEVERITY_CHECKLIST else ()
         max_length = raw.get("max_length", 0)
-        if item_type == "free_text" and (not isinstance(max_length, int) or max_length < 1):
+        if item_type == ItemType.FREE_TEXT and (not isinstance(max_length, int) or max_length < 1):
             self.fail(f"{path}.max_length", "free text needs a max_length of at least 1")
-        if item_type in ("vas", "nrs"):
+        if item_type in (ItemType.VAS, ItemType.NRS):
             for key in ("min_label", "max_label"):
                 if not raw.get(key):
                     self.fail(f"{path}.{key}", f"a {item_type} item needs its end anchors")
@@ -260,7 +261,7 @@ class _Builder:
             max_length=max_length if isinstance(max_length, int) else 0,
             alert_values=tuple(str(value) for value in alert_values),
             unsolicited_report=bool(raw.get("unsolicited_report", False)),
-            show_value=self.flag(raw, "show_value", path) if item_type == "vas" else False)
+            show_value=self.flag(raw, "show_value", path) if item_type == ItemType.VAS else False)
 
     def choices(self, raw, path) -> tuple[Choice, ...]:
         if not isinstance(raw, list) or not raw:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ..vocabulary import ItemType
 
-ITEM_TYPES = ("vas", "nrs", "single_choice", "severity_checklist", "free_text")
+ITEM_TYPES = tuple(ItemType)
 SETTINGS = ("clinic", "home", "clinic_or_home")
 
 _OFFSET = re.compile(r"^([+-]?)(\d+)\s*(m|min|h|d)$")
@@ -96,7 +97,7 @@ class Item:
 
     @property
     def range(self) -> tuple[int, int]:
-        return {"vas": (0, 100), "nrs": (0, 10)}.get(self.type, (0, 0))
+        return {ItemType.VAS: (0, 100), ItemType.NRS: (0, 10)}.get(self.type, (0, 0))
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,6 @@ class Protocol:
         """(instrument, item) of the fatigue VAS: the first vas item, the primary outcome."""
         for instrument in self.instruments.values():
             for item in instrument.items:
-                if item.type == "vas":
+                if item.type == ItemType.VAS:
                     return instrument.id, item.id
         raise ValueError(f"protocol {self.id} has no vas item for the fatigue endpoints")

@@ -17,6 +17,7 @@ from html import escape
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from ..vocabulary import ReminderKind
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Message:
     @cached_property
     def _said(self) -> dict[str, str]:
         with force_locale(self.language):
-            opened = self.kind == "window_open"
+            opened = self.kind == ReminderKind.WINDOW_OPEN
             return {
                 "subject": _("Your diary: an entry is open") if opened else _("Your diary: an entry closes soon"),
                 "hello": _("Hello,"),

@@ -16,6 +16,7 @@ from ..extensions import db
 from ..models import Assessment, AuditEvent, Participant, Period, Reminder, SideEffectReport
 from ..protocol.model import in_language
 from ..study.trial import protocol_of
+from ..vocabulary import ItemType
 
 HISTORY_LIMIT = 200
 
@@ -54,9 +55,9 @@ def staff_answers(protocol, values: dict[tuple[str, str], str]) -> list[tuple[st
             if not item_id.startswith("symptoms."):
                 lines.append((f"{instrument_id}.{item_id}", value))  # an item of an older protocol version
             continue
-        if item.type == "severity_checklist":
+        if item.type == ItemType.SEVERITY_CHECKLIST:
             continue
-        if item.type == "single_choice":
+        if item.type == ItemType.SINGLE_CHOICE:
             value = next((in_language(c.label, "en") for c in item.choices if c.code == value), value)
         title = in_language(instrument.title, "en")
         lines.append((title if len(instrument.items) == 1 else f"{title}: {in_language(item.text, 'en')}", value))

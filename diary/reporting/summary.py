@@ -18,7 +18,7 @@ from ..dosing.assessments import state_sql
 from ..extensions import db
 from ..models import Assessment, ItemValue, Participant, Period, Study, Submission
 from ..protocol import Protocol
-from ..vocabulary import AssessmentState, Split
+from ..vocabulary import AssessmentState, ItemType, Split
 
 COUNTED = AssessmentState.counted()
 
@@ -131,7 +131,7 @@ def guess_item(protocol: Protocol) -> tuple[str, str, dict[str, str]] | None:
         for item in instrument.items:
             named = {choice.code: first_words[choice.code.lower()] for choice in item.choices
                      if choice.code.lower() in first_words}
-            if item.type == "single_choice" and len(set(named.values())) == 2:
+            if item.type == ItemType.SINGLE_CHOICE and len(set(named.values())) == 2:
                 return instrument.id, item.id, named
     return None
 

@@ -20,7 +20,7 @@ from ..participants.links import base_url
 from ..models import Participant, SideEffectReport, StaffMessage, StaffUser
 from ..study.blinding import may_break_code
 from ..study.trial import protocol_of
-from ..vocabulary import ReminderState, ReviewState, Role, Severity, StaffMessageKind
+from ..vocabulary import AuditAction, ReminderState, ReviewState, Role, Severity, StaffMessageKind
 
 # An alert that could not go out for a day is pointless by email: the follow-up task stands.
 ALERT_LIFETIME = timedelta(days=1)
@@ -97,7 +97,7 @@ def review(report: SideEffectReport, note: str, *, state: str = ReviewState.REVI
         raise Refused(f"This report was already acknowledged by {who.email if who else 'someone'} "
                       f"at {report.acknowledged_at:%Y-%m-%d %H:%M} UTC.", status=409)
     overdue = report.review_due_at is not None and now > report.review_due_at
-    audit.record(actor=audit.staff_actor(by), action="acknowledge_side_effect", entity="side_effect_report",
+    audit.record(actor=audit.staff_actor(by), action=AuditAction.ACKNOWLEDGE_SIDE_EFFECT, entity="side_effect_report",
                  entity_id=report.id, participant_id=report.period.participant_id, now=now,
                  field=f"{report.term} ({report.severity or 'free text'})",
                  new=f"{state}: {note}" + (" (after its review deadline)" if overdue else ""))
@@ -120,7 +120,7 @@ def break_code(participant: Participant, reason: str, *, by: StaffUser, now: dat
                                .values(code_broken_at=now, code_broken_by_id=by.id)
                                .execution_options(synchronize_session=False)).rowcount == 1
     db.session.refresh(participant)
-    audit.record(actor=audit.staff_actor(by), action="break_code", entity="participant", entity_id=participant.id,
+    audit.record(actor=audit.staff_actor(by), action=AuditAction.BREAK_CODE, entity="participant", entity_id=participant.id,
                  participant_id=participant.id, now=now, reason=reason,
                  new="first break" if first else "viewed again after an earlier break")
     if first:

@@ -22,8 +22,9 @@ from ..models import Assessment, FollowUpTask, Participant, Period, SideEffectRe
 from ..protocol.model import FollowUpRule, Protocol
 from ..study.trial import protocol_of
 from ..vocabulary import (
-    CALL_OUTCOMES,
     AssessmentState,
+    AuditAction,
+    CALL_OUTCOMES,
     FollowUpOutcome,
     ParticipantStatus,
     ReviewState,
@@ -200,7 +201,7 @@ def resolve_tasks(study, now: datetime) -> int:
                                   .execution_options(synchronize_session=False))
         if done.rowcount == 1:
             closed += 1
-            audit.record(actor=audit.SYSTEM, action="resolve_follow_up", entity="follow_up_task", entity_id=task.id,
+            audit.record(actor=audit.SYSTEM, action=AuditAction.RESOLVE_FOLLOW_UP, entity="follow_up_task", entity_id=task.id,
                          participant_id=task.participant_id, now=now, field=task.rule,
                          new=f"{FollowUpOutcome.RESOLVED_BY_DATA}: {why}")
     return closed
@@ -219,7 +220,7 @@ def close_task(task: FollowUpTask, outcome: str, note: str, *, by: StaffUser, no
     db.session.refresh(task)
     if done.rowcount != 1:
         raise Refused("This follow-up was already closed.", status=409)
-    audit.record(actor=audit.staff_actor(by), action="close_follow_up", entity="follow_up_task", entity_id=task.id,
+    audit.record(actor=audit.staff_actor(by), action=AuditAction.CLOSE_FOLLOW_UP, entity="follow_up_task", entity_id=task.id,
                  participant_id=task.participant_id, now=now, field=task.rule, new=f"{outcome}: {note}")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import Refused
-from ..vocabulary import Allocation, Role, Split
+from ..vocabulary import Allocation, AuditAction, Role, Split
 
 PARTICIPANT = "participant"
 OPERATOR = "operator"
@@ -26,7 +26,7 @@ SMALL_CELL = 3
 
 # Audit events that name a participant's sequence (a randomization slot given): shown only to
 # readers who see the true allocation, and never exported.
-ALLOCATION_EVENTS = ("assign_randomization_slot",)
+ALLOCATION_EVENTS = (str(AuditAction.ASSIGN_RANDOMIZATION_SLOT),)
 
 # Who may break one participant's code in an emergency (ICH E6): the study stays blinded.
 CODE_BREAKERS = (Role.UNBLINDED, Role.EMERGENCY)

@@ -15,6 +15,7 @@ from ..errors import Refused
 from ..extensions import db
 from ..models import Participant, RandomizationSlot, Study
 from .trial import protocol_of
+from ..vocabulary import AuditAction
 
 
 # The site column's width in the database (randomization_slot.site, participant.site).
@@ -73,7 +74,7 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
     except IntegrityError:
         raise Refused("Another upload added some of these slots at the same time; nothing was changed. "
                       "Reload the page to see the list.", status=409) from None
-    audit.record(actor=actor, action="upload_randomization", entity="randomization_slot", entity_id=None,
+    audit.record(actor=actor, action=AuditAction.UPLOAD_RANDOMIZATION, entity="randomization_slot", entity_id=None,
                  now=now, new=f"{len(rows)} slots")
     return len(rows)
 

@@ -7,7 +7,7 @@ from ..settings import setting
 from ..extensions import db
 from ..models import ProtocolVersion, Study, now_utc
 from ..protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
-from ..vocabulary import Role
+from ..vocabulary import AuditAction, Role
 
 # Parsed protocols by the hash of their text. Versions never change once stored, so a process
 # parses each once and reads its stored text only then.
@@ -81,7 +81,7 @@ def unblind(study: Study, *, user, now) -> None:
     db.session.refresh(study)
     if done.rowcount != 1:
         raise Refused("The study is already unblinded.", status=409)
-    audit.record(actor=audit.staff_actor(user), action="unblind", entity="study", entity_id=study.id,
+    audit.record(actor=audit.staff_actor(user), action=AuditAction.UNBLIND, entity="study", entity_id=study.id,
                  field="unblinded_at", old=None, new=now.isoformat(), now=now,
                  reason="treatment key revealed in exports")
 

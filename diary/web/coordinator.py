@@ -64,7 +64,7 @@ from ..governance.staff import (
     record_sign_out,
 )
 from ..study.trial import protocol_of, require_study, site_contact
-from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, FollowUpOutcome, Role, Severity
+from ..vocabulary import AssessmentState, AuditAction, FOLLOW_UP_LABELS, FollowUpOutcome, Role, Severity
 from .auth import end_staff_session, roles_required, start_staff_session
 from .times import staff_time
 from .forms import (
@@ -516,7 +516,7 @@ def _confirmed_action(code: str, *, action: str, template: str, perform, done, f
 @roles_required(*COORDINATOR)
 def reissue(code):
     return _confirmed_action(
-        code, action="reissue_link", template="coordinator/reissue.html",
+        code, action=AuditAction.REISSUE_LINK, template="coordinator/reissue.html",
         perform=lambda participant, form, now: reissue_link(participant, actor=actor(), now=now,
                                                            reason=form.reason.data),
         done=lambda participant, token: _show_link_once(
@@ -531,7 +531,7 @@ def reset(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action="reset_pin", template="coordinator/reset_pin.html",
+        code, action=AuditAction.RESET_PIN, template="coordinator/reset_pin.html",
         perform=lambda participant, form, now: reset_pin(participant, actor=actor(), now=now, reason=form.reason.data),
         done=done)
 
@@ -544,7 +544,7 @@ def revoke(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action="revoke_link", template="coordinator/revoke_link.html",
+        code, action=AuditAction.REVOKE_LINK, template="coordinator/revoke_link.html",
         perform=lambda participant, form, now: revoke_link(participant, actor=actor(), now=now, reason=form.reason.data),
         done=done)
 
@@ -557,7 +557,7 @@ def withdraw_participant(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action="withdraw", template="coordinator/withdraw.html", form_class=WithdrawForm,
+        code, action=AuditAction.WITHDRAW, template="coordinator/withdraw.html", form_class=WithdrawForm,
         perform=lambda participant, form, now: withdraw(participant, actor=actor(), now=now, reason=form.reason.data,
                                                         category=form.category.data),
         done=done)

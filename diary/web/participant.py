@@ -48,7 +48,7 @@ from ..reminders.planning import record_opened
 from ..protocol.model import in_language
 from ..participants.preferences import set_channels, set_language, subscribe_push
 from ..study.trial import protocol_of, site_contact
-from ..vocabulary import AssessmentState, severity_label
+from ..vocabulary import AssessmentState, AuditAction, ItemType, ParticipantStatus, Severity, severity_label
 from . import auth
 from .assets import asset
 from .errors import render_error
@@ -68,7 +68,7 @@ def participant_required(view):
         participant = auth.remembered_participant()
         if participant is None:
             return render_template("participant/signed_out.html"), 401
-        if participant.status != "active":
+        if participant.status != ParticipantStatus.ACTIVE:
             return render_template("participant/ended.html"), 403
         g.participant = participant
         return view(*args, **kwargs)
@@ -88,7 +88,7 @@ def link(token):
     if reminder_id is not None and record_opened(reminder_id, participant.id, now_utc()):
         db.session.commit()
     g.language = participant.language  # the PIN pages in the participant's own language
-    if participant.status != "active":
+    if participant.status != ParticipantStatus.ACTIVE:
         return render_template("participant/ended.html"), 403
     remembered = auth.remembered_participant()
     if request.method == "GET" and remembered is not None and remembered.id == participant.id:
@@ -181,10 +181,10 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
     lines = []
     for instrument in protocol.instruments_for(protocol.timepoint(timepoint_code)):
         for item in instrument.items:
-            if item.type == "severity_checklist":
+            if item.type == ItemType.SEVERITY_CHECKLIST:
                 reported = [f"{tr(term.label)}: {severity_label(values[(instrument.id, f'{item.id}.{term.code}')])}"
                             for term in item.terms
-                            if values.get((instrument.id, f"{item.id}.{term.code}"), "none") != "none"]
+                            if values.get((instrument.id, f"{item.id}.{term.code}"), Severity.NONE) != Severity.NONE]
                 lines.append((tr(item.text), "; ".join(reported) or _("None of these"), None))
                 continue
             value = values.get((instrument.id, item.id))
@@ -192,12 +192,12 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
                 if item.required:
                     lines.append((tr(item.text), _("Not answered"), None))
                 continue
-            if item.type == "vas":
+            if item.type == ItemType.VAS:
                 lines.append((tr(item.text), _("Marked on the line between “%(low)s” and “%(high)s”",
                                                 low=tr(item.min_label), high=tr(item.max_label)), int(value)))
-            elif item.type == "nrs":
+            elif item.type == ItemType.NRS:
                 lines.append((tr(item.text), _("%(value)s out of 10", value=value), None))
-            elif item.type == "single_choice":
+            elif item.type == ItemType.SINGLE_CHOICE:
                 label = next((tr(c.label) for c in item.choices if c.code == value), value)
                 lines.append((tr(item.text), label, None))
             else:
@@ -301,7 +301,7 @@ def submit(assessment_id):
             period=assessment.period.number)
     try:
         submission, _created = record_submission(
-            assessment, form, now=now, actor=f"participant:{g.participant.code}",
+            assessment, form, now=now, actor=audit.participant_actor(g.participant),
             idempotency_key=key, device_time=form.get("device_time"),
             device=device_facts(form.get("device"), request.user_agent.string), language=get_locale().language)
     except InvalidAnswers as invalid:
@@ -365,7 +365,7 @@ def sync(assessment_id):
     try:
         if refusal:
             raise Refused(refusal, status=409)
-        record_submission(assessment, fields, now=now, actor=f"participant:{g.participant.code}",
+        record_submission(assessment, fields, now=now, actor=audit.participant_actor(g.participant),
                           idempotency_key=key, device_time=data.get("made_at"),
                           made_offline_at=made_at + (now - device_now),
                           device=device_facts(fields.get("device") if isinstance(fields, dict) else None,
@@ -378,7 +378,7 @@ def sync(assessment_id):
         db.session.rollback()
         refusal, status = refused.message, refused.status
     if refusal:
-        audit.record(actor=f"participant:{g.participant.code}", action="offline_entry_refused", entity="assessment",
+        audit.record(actor=audit.participant_actor(g.participant), action=AuditAction.OFFLINE_ENTRY_REFUSED, entity="assessment",
                      entity_id=assessment.id, participant_id=g.participant.id, now=now,
                      field=f"period {assessment.period.number} {assessment.timepoint}",
                      new=f"made {made_at.isoformat()} on the phone's clock, sent {now.isoformat()}", reason=refusal)
@@ -449,7 +449,7 @@ def calendar(token):
     """The calendar feed, opened by a calendar app without cookies: the signed token is the key."""
     participant = links.participant_by_signed_token(token, "calendar")
     if (participant is None or participant.link_revoked_at is not None or not participant.calendar_feed
-            or participant.status != "active"):
+            or participant.status != ParticipantStatus.ACTIVE):
         abort(404)
     body = calendar_feed(participant, link=links.reminder_link(participant), now=now_utc())
     response = make_response(body)
