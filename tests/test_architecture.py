@@ -289,3 +289,13 @@ def test_every_audit_event_names_an_action_of_the_vocabulary(app):
     with pytest.raises(ValueError, match="made_up"):
         audit.row(actor="system", action="made_up", entity="study", entity_id=None, now=now_utc())
     assert audit.row(actor="system", action="enroll", entity="study", entity_id=None, now=now_utc())["action"] == "enroll"
+
+
+def test_signing_in_is_its_own_blueprint(app):
+    """Password, second factor, its setup, sign-out and password change are the signin
+    blueprint's, not the coordinator workspace's."""
+    endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    for path in ("/staff/login", "/staff/login/code", "/staff/second-factor", "/staff/logout", "/staff/password"):
+        assert endpoints[path].startswith("signin."), (path, endpoints[path])
+    assert not [endpoint for endpoint in endpoints.values() if endpoint.startswith("staff.")
+                and endpoint.split(".")[1] in ("login", "second_step", "second_factor_setup", "logout", "password")]

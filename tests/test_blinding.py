@@ -158,7 +158,7 @@ def staff_pages(app, client) -> list[Document]:
               "user_id": [1], "task_id": [1], "report_id": [1]}
     documents = []
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or not rule.rule.startswith("/staff") or rule.endpoint == "staff.logout":
+        if "GET" not in rule.methods or not rule.rule.startswith("/staff") or rule.endpoint == "signin.logout":
             continue
         urls = _fill(rule, values)
         if rule.rule == "/staff/":

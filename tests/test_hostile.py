@@ -128,9 +128,9 @@ def test_password_hashing_is_refused_at_once_when_every_slot_is_taken():
 def test_the_tarpit_sleeps_holding_no_write_lock(app, client, study, monkeypatch, backend):
     """While a refused sign-in is answered slowly, another connection can write at once."""
     from diary.governance import staff
-    from diary.web import coordinator
+    from diary.web import signin
     monkeypatch.setattr(staff, "address_delay", lambda address, now: 0.5)
-    monkeypatch.setattr(coordinator, "address_delay", lambda address, now: 0.5)
+    monkeypatch.setattr(signin, "address_delay", lambda address, now: 0.5)
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
     wrote = []
 
@@ -142,7 +142,7 @@ def test_the_tarpit_sleeps_holding_no_write_lock(app, client, study, monkeypatch
             wrote.append(True)
         finally:
             other.close()
-    monkeypatch.setattr(coordinator.time, "sleep", sleep_and_write)
+    monkeypatch.setattr(signin.time, "sleep", sleep_and_write)
     page = client.get("/staff/login").get_data(as_text=True)
     response = client.post("/staff/login", data={"email": "nobody@site.test", "password": "wrong wrong wrong",
                                                  "csrf_token": csrf_from(page)})
@@ -258,7 +258,7 @@ HOSTILE_VALUES = ["\x00", "x" * 5000, "-1", "", "<script>", "1e309", "NaN", "\u2
 
 
 # Signing out would leave the rest of the fuzz knocking as a stranger.
-SESSION_ENDERS = {"static", "participant.sign_out", "staff.logout"}
+SESSION_ENDERS = {"static", "participant.sign_out", "signin.logout"}
 
 
 def _urls(app, code):

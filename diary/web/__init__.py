@@ -52,12 +52,13 @@ def json_depth(body: bytes) -> int:
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, assets, coordinator, errors, main, operations, participant
+    from . import admin, analysis, assets, coordinator, errors, main, operations, participant, signin
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
     app.register_blueprint(main.bp)
     app.register_blueprint(participant.bp)
+    app.register_blueprint(signin.bp)
     app.register_blueprint(coordinator.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(analysis.bp)

@@ -103,9 +103,9 @@ def _required_first(user: StaffUser) -> str | None:
     """A page the person must go through before any other: their own password (an account an
     admin created), then the second factor where their role or the installation needs one."""
     if user.must_change_password:
-        return "staff.password"
+        return "signin.password"
     if user.totp_enabled_at is None and second_factor_required(user, bool(current_app.config.get("REQUIRE_2FA"))):
-        return "staff.second_factor_setup"
+        return "signin.second_factor_setup"
     return None
 
 
@@ -117,12 +117,12 @@ def roles_required(*roles: str):
         def wrapped(*args, **kwargs):
             user = current_staff(now_utc())
             if user is None:
-                return redirect(url_for("staff.login", next=request.full_path if request.method == "GET" else None))
+                return redirect(url_for("signin.login", next=request.full_path if request.method == "GET" else None))
             if user.role not in roles:
                 abort(403)
             g.staff = user
             detour = _required_first(user)
-            if detour and request.endpoint not in (detour, "staff.logout"):
+            if detour and request.endpoint not in (detour, "signin.logout"):
                 return redirect(url_for(detour))
             return view(*args, **kwargs)
 
