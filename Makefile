@@ -36,9 +36,14 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Errors a linter finds without running anything (unused and undefined names); see pyproject.toml.
+# The linter and the formatter's check (pyproject.toml); `make format` rewrites the code in that style.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Mutation testing of the rule packages (minutes; not part of `make test` or CI): how many small
 # breakages of a rule the tests catch, and which survive. See docs/development.md.

@@ -14,6 +14,7 @@ the summary counted at the request (no snapshot, the baseline) are measured too,
     .venv/bin/python benchmarks/dashboard.py [--sizes 5 500 5000] [--database URL]
 Goal at 5,000: every page under 300 ms and 150 KB, and the same number of queries at every size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,21 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = {"adherence": "/staff/", "adherence-sorted": "/staff/?sort=compliance&attention=1&page=2",
-         "adherence-search": "/staff/?q=P-0001", "audit": "/staff/audit", "summary": "/staff/summary",
-         "side-effects": "/staff/side-effects", "follow-up": "/staff/follow-up"}
+PAGES = {
+    "adherence": "/staff/",
+    "adherence-sorted": "/staff/?sort=compliance&attention=1&page=2",
+    "adherence-search": "/staff/?q=P-0001",
+    "audit": "/staff/audit",
+    "summary": "/staff/summary",
+    "side-effects": "/staff/side-effects",
+    "follow-up": "/staff/follow-up",
+}
 
 
 def generate(app, count: int, now: datetime) -> None:
@@ -57,53 +64,134 @@ def generate(app, count: int, now: datetime) -> None:
         study, _ = ensure_study()
         version = study.current_protocol_version
         protocol = protocol_of(version)
-        db.session.add(StaffUser(email="bench@site.test", password_hash=BENCH_HASH, role="coordinator", active=True,
-                                 created_at=now, session_generation=0))
+        db.session.add(
+            StaffUser(
+                email="bench@site.test",
+                password_hash=BENCH_HASH,
+                role="coordinator",
+                active=True,
+                created_at=now,
+                session_generation=0,
+            )
+        )
         people, periods, assessments, submissions, values, reports, events, tasks = [], [], [], [], [], [], [], []
         assessment_id = submission_id = period_id = 0
         for n in range(1, count + 1):
             first = now - timedelta(days=rng.uniform(1, 40))
-            people.append({"id": n, "study_id": study.id, "code": f"P-{n:06d}", "site": "NIH-CC" if n % 4 else "Site-2",
-                           "timezone": "UTC", "sequence": rng.choice(["AB", "BA"]), "status": "active",
-                           "enrolled_at": first - timedelta(days=2), "link_token_hash": f"{n:064d}",
-                           "pin_generation": 0, "pin_failed_count": 0, "session_generation": 0})
+            people.append(
+                {
+                    "id": n,
+                    "study_id": study.id,
+                    "code": f"P-{n:06d}",
+                    "site": "NIH-CC" if n % 4 else "Site-2",
+                    "timezone": "UTC",
+                    "sequence": rng.choice(["AB", "BA"]),
+                    "status": "active",
+                    "enrolled_at": first - timedelta(days=2),
+                    "link_token_hash": f"{n:064d}",
+                    "pin_generation": 0,
+                    "pin_failed_count": 0,
+                    "session_generation": 0,
+                }
+            )
             for number, start in ((1, first), (2, first + timedelta(days=14))):
                 period_id += 1
                 dosed = start <= now
-                periods.append({"id": period_id, "participant_id": n, "number": number, "treatment": "A",
-                                "dose_start": start if dosed else None, "planned_start": None if dosed else start})
+                periods.append(
+                    {
+                        "id": period_id,
+                        "participant_id": n,
+                        "number": number,
+                        "treatment": "A",
+                        "dose_start": start if dosed else None,
+                        "planned_start": None if dosed else start,
+                    }
+                )
                 for window in schedule_period(protocol, start, "UTC"):
                     assessment_id += 1
-                    assessments.append({"id": assessment_id, "period_id": period_id,
-                                        "protocol_version_id": version.id, "timepoint": window.timepoint,
-                                        "target": window.target, "window_open": window.window_open,
-                                        "window_close": window.window_close, "late_close": window.late_close,
-                                        "not_applicable": False})
+                    assessments.append(
+                        {
+                            "id": assessment_id,
+                            "period_id": period_id,
+                            "protocol_version_id": version.id,
+                            "timepoint": window.timepoint,
+                            "target": window.target,
+                            "window_open": window.window_open,
+                            "window_close": window.window_close,
+                            "late_close": window.late_close,
+                            "not_applicable": False,
+                        }
+                    )
                     if window.late_close < now and rng.random() >= 0.9 and len(tasks) < count:
-                        tasks.append({"participant_id": n, "rule": "missed_timepoint", "key": f"m-{assessment_id}",
-                                      "reason": f"Missed {window.timepoint}", "due_at": window.late_close,
-                                      "created_at": window.late_close})
+                        tasks.append(
+                            {
+                                "participant_id": n,
+                                "rule": "missed_timepoint",
+                                "key": f"m-{assessment_id}",
+                                "reason": f"Missed {window.timepoint}",
+                                "due_at": window.late_close,
+                                "created_at": window.late_close,
+                            }
+                        )
                     elif window.late_close < now:
                         submission_id += 1
                         at = window.target
-                        submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at,
-                                            "collected_at": at, "source": "participant", "alert": False})
-                        values.append({"submission_id": submission_id, "instrument": "fatigue_vas",
-                                       "item": "fatigue", "value": str(rng.randint(20, 80))})
+                        submissions.append(
+                            {
+                                "id": submission_id,
+                                "assessment_id": assessment_id,
+                                "submitted_at": at,
+                                "collected_at": at,
+                                "source": "participant",
+                                "alert": False,
+                            }
+                        )
+                        values.append(
+                            {
+                                "submission_id": submission_id,
+                                "instrument": "fatigue_vas",
+                                "item": "fatigue",
+                                "value": str(rng.randint(20, 80)),
+                            }
+                        )
                         if rng.random() < 0.05:
-                            reports.append({"period_id": period_id, "submission_id": submission_id,
-                                            "timepoint": window.timepoint, "term": "headache", "severity": "mild",
-                                            "solicited": True, "reported_at": at, "alert": False,
-                                            "review_state": "new"})
+                            reports.append(
+                                {
+                                    "period_id": period_id,
+                                    "submission_id": submission_id,
+                                    "timepoint": window.timepoint,
+                                    "term": "headache",
+                                    "severity": "mild",
+                                    "solicited": True,
+                                    "reported_at": at,
+                                    "alert": False,
+                                    "review_state": "new",
+                                }
+                            )
             for k in range(5):
-                events.append({"at": first + timedelta(hours=k), "actor": "bench", "action": "submit",
-                               "entity": "submission", "participant_id": n, "new_value": "fatigue_vas.fatigue=50"})
-        for model, rows in ((Participant, people), (Period, periods), (Assessment, assessments),
-                            (Submission, submissions), (ItemValue, values), (SideEffectReport, reports),
-                            (AuditEvent, events), (FollowUpTask, tasks)):
+                events.append(
+                    {
+                        "at": first + timedelta(hours=k),
+                        "actor": "bench",
+                        "action": "submit",
+                        "entity": "submission",
+                        "participant_id": n,
+                        "new_value": "fatigue_vas.fatigue=50",
+                    }
+                )
+        for model, rows in (
+            (Participant, people),
+            (Period, periods),
+            (Assessment, assessments),
+            (Submission, submissions),
+            (ItemValue, values),
+            (SideEffectReport, reports),
+            (AuditEvent, events),
+            (FollowUpTask, tasks),
+        ):
             for index in range(0, len(rows), 20000):
-                if rows[index:index + 20000]:
-                    db.session.execute(insert(model), rows[index:index + 20000])
+                if rows[index : index + 20000]:
+                    db.session.execute(insert(model), rows[index : index + 20000])
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
             # A trial's database has planner statistics (autovacuum keeps them); freshly
@@ -119,9 +207,10 @@ BENCH_HASH = ""
 def measure(app, size: int) -> dict:
     """The pages from the scheduler's snapshot, then the two counted at the request."""
     from diary.extensions import db
-    from diary.reporting.figures import refresh
     from diary.models import FiguresSnapshot, now_utc
+    from diary.reporting.figures import refresh
     from diary.study.trial import require_study
+
     with app.app_context():
         durations = []
         for _ in range(3):
@@ -143,18 +232,24 @@ def measure_pages(app, pages: dict) -> dict:
     from sqlalchemy import event
 
     from diary.extensions import db
+
     client = app.test_client()
     page = client.get("/staff/login").get_data(as_text=True)
     import re
+
     csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-    assert client.post("/staff/login", data={"email": "bench@site.test", "password": "bench password 1",
-                                             "csrf_token": csrf}).status_code == 302
+    assert (
+        client.post(
+            "/staff/login", data={"email": "bench@site.test", "password": "bench password 1", "csrf_token": csrf}
+        ).status_code
+        == 302
+    )
     with app.app_context():
         engine = db.engine
     results = {}
     for name, url in pages.items():
         statements = []
-        listener = lambda *args: statements.append(1)  # noqa: E731
+        listener = lambda *args, statements=statements: statements.append(1)  # noqa: E731
         client.get(url)  # warm-up (templates compiled, protocol parsed)
         event.listen(engine, "before_cursor_execute", listener)
         response = client.get(url)
@@ -178,14 +273,22 @@ def main() -> None:
     from diary import create_app
     from diary.extensions import db
     from diary.governance.passwords import hash_secret
+
     BENCH_HASH = hash_secret("bench password 1")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lines = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="diary-dash-") as folder:
             url = args.database or f"sqlite:///{folder}/dash.sqlite"
-            app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "TESTING": True,
-                              "WTF_CSRF_ENABLED": True, "BASE_URL": "http://bench.test"})
+            app = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": url,
+                    "SECRET_KEY": "bench",
+                    "TESTING": True,
+                    "WTF_CSRF_ENABLED": True,
+                    "BASE_URL": "http://bench.test",
+                }
+            )
             with app.app_context():
                 if args.database:
                     db.drop_all()
@@ -197,8 +300,9 @@ def main() -> None:
             print(f"{size} participants (built in {built:.1f} s):")
             for name, figures in results.items():
                 print(f"  {name:18} {figures['ms']:7.1f} ms  {figures['bytes']:>8} bytes  {figures['queries']} queries")
-                lines.append(f"RESULT {name}-{size} ms={figures['ms']:.0f} bytes={figures['bytes']} "
-                             f"queries={figures['queries']}")
+                lines.append(
+                    f"RESULT {name}-{size} ms={figures['ms']:.0f} bytes={figures['bytes']} queries={figures['queries']}"
+                )
             for page in ("adherence", "summary"):
                 ratio = results[page]["ms"] / max(results[f"{page}-live"]["ms"], 0.001)
                 print(f"  {page} from the snapshot: {ratio:.2f}x the time counted at the request")

@@ -10,6 +10,7 @@ duplicates, losses, 5xx responses and reminders sent per reminder owed. Goal: 0 
     .venv/bin/python benchmarks/deployment.py [--participants 100] [--silent 100]
         [--database postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import time
 import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -53,6 +54,7 @@ class Inbox:
 def fresh_database(admin_url: str) -> str:
     """A database of its own, made anew for this run; returns its URL."""
     import psycopg
+
     plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
@@ -69,25 +71,38 @@ def daytime_zone(now: datetime) -> str:
 
 def build_study(env: dict, participants: int, silent: int) -> list[str]:
     """Through the diary's own functions: participants with Day 1 open. Returns submitters' tokens."""
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "diary", "init"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "diary", "init"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     from diary import create_app
     from diary.dosing.infusions import record_dose
-    from diary.participants.enrolment import enroll
     from diary.extensions import db
+    from diary.participants.enrolment import enroll
     from diary.study.trial import require_study
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": env["DIARY_DATABASE_URL"], "SECRET_KEY": env["DIARY_SECRET_KEY"],
-                      "BASE_URL": env["DIARY_BASE_URL"]})
-    now = datetime.now(timezone.utc)
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": env["DIARY_DATABASE_URL"],
+            "SECRET_KEY": env["DIARY_SECRET_KEY"],
+            "BASE_URL": env["DIARY_BASE_URL"],
+        }
+    )
+    now = datetime.now(UTC)
     zone = daytime_zone(now)
     tokens = []
     with app.app_context():
         study = require_study()
         for n in range(participants + silent):
-            participant, token = enroll(study, site="NIH-CC", timezone=zone, sequence="AB", actor="bench",
-                                        now=now - timedelta(days=2), code=f"P-B{n:05d}",
-                                        email=f"p{n}@example.org")
+            participant, token = enroll(
+                study,
+                site="NIH-CC",
+                timezone=zone,
+                sequence="AB",
+                actor="bench",
+                now=now - timedelta(days=2),
+                code=f"P-B{n:05d}",
+                email=f"p{n}@example.org",
+            )
             record_dose(participant, 1, now - timedelta(hours=21), actor="bench", now=now)
             if n < participants:
                 tokens.append(token)
@@ -104,18 +119,32 @@ def submit_through(servers: list[str], index: int, token: str) -> list[int]:
     page = session.get(f"{first}/p/{token}", timeout=60)
     statuses.append(page.status_code)
     csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    today = session.post(f"{first}/p/{token}", data={"pin": "4821", "confirm": "4821", "csrf_token": csrf},
-                         timeout=60)
+    today = session.post(f"{first}/p/{token}", data={"pin": "4821", "confirm": "4821", "csrf_token": csrf}, timeout=60)
     statuses.append(today.status_code)
-    entry = re.search(r'/p/entry/(\d+)', today.text).group(1)
+    entry = re.search(r"/p/entry/(\d+)", today.text).group(1)
     form_page = session.get(f"{first}/p/entry/{entry}", timeout=60)
     statuses.append(form_page.status_code)
-    form = {"csrf_token": re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form_page.text).group(1),
-            "idempotency_key": re.search(r'name="idempotency_key" value="([^"]+)"', form_page.text).group(1),
-            "step": "submit", "fatigue_vas.fatigue": "55", "fatigue_vas.fatigue.touched": "1",
-            "energy_nrs.energy": "5", "blinding_guess.guess": "dont_know"}
-    for term in ("headache", "dizziness", "nausea", "vomiting", "drowsiness", "restlessness", "vivid_dreams",
-                 "visual_changes", "time_distortion", "detachment"):
+    form = {
+        "csrf_token": re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form_page.text).group(1),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([^"]+)"', form_page.text).group(1),
+        "step": "submit",
+        "fatigue_vas.fatigue": "55",
+        "fatigue_vas.fatigue.touched": "1",
+        "energy_nrs.energy": "5",
+        "blinding_guess.guess": "dont_know",
+    }
+    for term in (
+        "headache",
+        "dizziness",
+        "nausea",
+        "vomiting",
+        "drowsiness",
+        "restlessness",
+        "vivid_dreams",
+        "visual_changes",
+        "time_distortion",
+        "detachment",
+    ):
         form[f"side_effects.symptoms.{term}"] = "none"
     for server in (first, other):
         response = session.post(f"{server}/p/entry/{entry}", data=form, allow_redirects=False, timeout=60)
@@ -129,8 +158,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--silent", type=int, default=100, help="participants who do not submit (owed a reminder)")
-    parser.add_argument("--database", default=os.environ.get(
-        "DIARY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("DIARY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    )
     args = parser.parse_args()
 
     inbox, smtp_port = Inbox(), free_port()
@@ -138,25 +169,55 @@ def main() -> None:
     smtp.start()
     url = fresh_database(args.database)
     ports = [free_port(), free_port()]
-    env = {**os.environ, "DIARY_DATABASE_URL": url, "DIARY_SECRET_KEY": "bench-shared-secret",
-           "DIARY_BASE_URL": f"http://127.0.0.1:{ports[0]}", "DIARY_SMTP_HOST": "127.0.0.1",
-           "DIARY_SMTP_PORT": str(smtp_port), "DIARY_INSTANCE_PATH": f"/tmp/{DATABASE}-instance",
-           "DIARY_DIGEST_HOUR": "null"}  # reminders per reminder owed are counted: no digest
+    env = {
+        **os.environ,
+        "DIARY_DATABASE_URL": url,
+        "DIARY_SECRET_KEY": "bench-shared-secret",
+        "DIARY_BASE_URL": f"http://127.0.0.1:{ports[0]}",
+        "DIARY_SMTP_HOST": "127.0.0.1",
+        "DIARY_SMTP_PORT": str(smtp_port),
+        "DIARY_INSTANCE_PATH": f"/tmp/{DATABASE}-instance",
+        "DIARY_DIGEST_HOUR": "null",
+    }  # reminders per reminder owed are counted: no digest
     processes = []
     try:
         started = time.perf_counter()
         tokens = build_study(env, args.participants, args.silent)
-        print(f"study built: {args.participants} submitting + {args.silent} silent participants "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(
+            f"study built: {args.participants} submitting + {args.silent} silent participants "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         for port in ports:
-            processes.append(subprocess.Popen(
-                [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class",
-                 "gthread", "--threads", "4", "wsgi:app"], cwd=ROOT, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "gunicorn"),
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        "--workers",
+                        "2",
+                        "--worker-class",
+                        "gthread",
+                        "--threads",
+                        "4",
+                        "wsgi:app",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for _ in range(2):
-            processes.append(subprocess.Popen(
-                [str(BIN / "flask"), "--app", "wsgi", "diary", "scheduler", "--interval", "1"], cwd=ROOT, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    [str(BIN / "flask"), "--app", "wsgi", "diary", "scheduler", "--interval", "1"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         servers = [f"http://127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + 60
         for server in servers:
@@ -176,9 +237,14 @@ def main() -> None:
         submit_seconds = time.perf_counter() - started
         # Give the schedulers time to send every reminder owed (each passes once a second).
         deadline = time.monotonic() + 60
-        while sum(inbox.recipients[f"p{n}@example.org"] > 0
-                  for n in range(args.participants, args.participants + args.silent)) < args.silent \
-                and time.monotonic() < deadline:
+        while (
+            sum(
+                inbox.recipients[f"p{n}@example.org"] > 0
+                for n in range(args.participants, args.participants + args.silent)
+            )
+            < args.silent
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.5)
         time.sleep(3)  # a few more passes: anything sent twice would show now
     finally:
@@ -192,32 +258,41 @@ def main() -> None:
         smtp.stop()
 
     import psycopg
+
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
         stored = connection.execute("SELECT count(*) FROM submission").fetchone()[0]
         per_assessment = connection.execute(
             "SELECT count(*) FROM (SELECT assessment_id FROM submission GROUP BY assessment_id "
-            "HAVING count(*) > 1) AS doubled").fetchone()[0]
+            "HAVING count(*) > 1) AS doubled"
+        ).fetchone()[0]
         owed = connection.execute(
             "SELECT count(*) FROM reminder r JOIN assessment a ON a.id = r.assessment_id "
-            "LEFT JOIN submission s ON s.assessment_id = a.id WHERE s.id IS NULL AND r.due_at <= now()").fetchone()[0]
+            "LEFT JOIN submission s ON s.assessment_id = a.id WHERE s.id IS NULL AND r.due_at <= now()"
+        ).fetchone()[0]
     statuses = [status for result in results for status in result]
     server_errors = sum(status >= 500 for status in statuses)
     accepted = sum(1 for result in results if result[3] in (302, 303))
-    silent_mail = [inbox.recipients[f"p{n}@example.org"]
-                   for n in range(args.participants, args.participants + args.silent)]
+    silent_mail = [
+        inbox.recipients[f"p{n}@example.org"] for n in range(args.participants, args.participants + args.silent)
+    ]
     sent_for_owed = sum(silent_mail)
-    print(f"submits: {len(tokens)} participants x 2 servers in {submit_seconds:.1f} s; "
-          f"statuses {dict(Counter(statuses))}")
+    print(
+        f"submits: {len(tokens)} participants x 2 servers in {submit_seconds:.1f} s; statuses {dict(Counter(statuses))}"
+    )
     print(f"submissions stored: {stored} (participants whose first submit was accepted: {accepted})")
     print(f"duplicates: {per_assessment + max(0, stored - len(tokens))}")
     print(f"losses: {max(0, accepted - stored)}")
     print(f"5xx: {server_errors}")
-    print(f"reminders owed (silent participants' open entries): {owed}; sent to them: {sent_for_owed}; "
-          f"per reminder owed: {sent_for_owed / owed if owed else 0:.3f} "
-          f"(min {min(silent_mail)}, max {max(silent_mail)} per participant)")
+    print(
+        f"reminders owed (silent participants' open entries): {owed}; sent to them: {sent_for_owed}; "
+        f"per reminder owed: {sent_for_owed / owed if owed else 0:.3f} "
+        f"(min {min(silent_mail)}, max {max(silent_mail)} per participant)"
+    )
     ratio = sent_for_owed / owed if owed else 0
-    print(f"RESULT deployment-postgresql stored={stored} duplicates={per_assessment} "
-          f"losses={max(0, accepted - stored)} server_errors={server_errors} reminders_per_owed={ratio:.3f}")
+    print(
+        f"RESULT deployment-postgresql stored={stored} duplicates={per_assessment} "
+        f"losses={max(0, accepted - stored)} server_errors={server_errors} reminders_per_owed={ratio:.3f}"
+    )
     with psycopg.connect(args.database.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 

@@ -9,6 +9,7 @@ with one SQL query and pyarrow.csv.write_csv. Prints both and their ratio.
 To come near the issue's "about 400,000 response rows", each time point also carries a
 19-item stand-in for a licensed multi-item scale (numbers only; no licensed wording).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,15 +32,25 @@ EXTRA_ITEMS = 19
 def benchmark_protocol_text() -> str:
     """The shipped protocol plus a multi-item scale at every time point."""
     import yaml
+
     from diary.protocol import shipped_protocol_path
+
     data = yaml.safe_load(shipped_protocol_path("ketamine-fatigue-crossover").read_text())
     data["version"] = "bench"
     # The shipped protocol declares English and Spanish, so the stand-in carries both.
     data["instruments"]["multi_item_scale"] = {
         "title": {"en": "Multi-item scale (benchmark stand-in)", "es": "Escala de varios ítems (sustituto)"},
-        "items": [{"id": f"q{n:02d}", "type": "nrs", "text": {"en": f"Item {n}", "es": f"Ítem {n}"},
-                   "min_label": {"en": "Not at all", "es": "Nada"}, "max_label": {"en": "Very much", "es": "Mucho"}}
-                  for n in range(1, EXTRA_ITEMS + 1)]}
+        "items": [
+            {
+                "id": f"q{n:02d}",
+                "type": "nrs",
+                "text": {"en": f"Item {n}", "es": f"Ítem {n}"},
+                "min_label": {"en": "Not at all", "es": "Nada"},
+                "max_label": {"en": "Very much", "es": "Mucho"},
+            }
+            for n in range(1, EXTRA_ITEMS + 1)
+        ],
+    }
     for timepoint in data["timepoints"]:
         timepoint["instruments"].append("multi_item_scale")
     return yaml.safe_dump(data, sort_keys=False)
@@ -74,38 +85,75 @@ def generate(db_path: Path, participants: int, seed: int = 7) -> dict:
         study = Study(slug="bench", name="benchmark study")
         db.session.add(study)
         db.session.flush()
-        version = ProtocolVersion(study_id=study.id, protocol_id=protocol.id, version="bench", source_text=text,
-                                  sha256=protocol_sha256(text))
+        version = ProtocolVersion(
+            study_id=study.id, protocol_id=protocol.id, version="bench", source_text=text, sha256=protocol_sha256(text)
+        )
         db.session.add(version)
         db.session.flush()
-        start = datetime(2026, 1, 5, 14, 0, tzinfo=timezone.utc)
+        start = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
         people, periods, assessments, submissions, values, reports = [], [], [], [], [], []
         period_id = assessment_id = submission_id = 0
         for number in range(1, participants + 1):
             sequence = "AB" if number % 2 else "BA"
-            people.append({"id": number, "study_id": study.id, "code": f"P-{number:06d}", "site": "NIH-CC",
-                           "timezone": "America/New_York", "sequence": sequence, "status": "active",
-                           "enrolled_at": start, "pin_generation": 0, "pin_failed_count": 0})
+            people.append(
+                {
+                    "id": number,
+                    "study_id": study.id,
+                    "code": f"P-{number:06d}",
+                    "site": "NIH-CC",
+                    "timezone": "America/New_York",
+                    "sequence": sequence,
+                    "status": "active",
+                    "enrolled_at": start,
+                    "pin_generation": 0,
+                    "pin_failed_count": 0,
+                }
+            )
             first = start + timedelta(days=number % 60)
             for period_number, dose in ((1, first), (2, first + timedelta(days=14))):
                 period_id += 1
-                periods.append({"id": period_id, "participant_id": number, "number": period_number,
-                                "treatment": sequence[period_number - 1], "dose_start": dose, "dose_recorded_at": dose})
+                periods.append(
+                    {
+                        "id": period_id,
+                        "participant_id": number,
+                        "number": period_number,
+                        "treatment": sequence[period_number - 1],
+                        "dose_start": dose,
+                        "dose_recorded_at": dose,
+                    }
+                )
                 baseline = rng.randint(40, 85)
                 for window in schedule_period(protocol, dose, "America/New_York"):
                     assessment_id += 1
-                    assessments.append({"id": assessment_id, "period_id": period_id, "protocol_version_id": version.id,
-                                        "timepoint": window.timepoint, "target": window.target,
-                                        "window_open": window.window_open, "window_close": window.window_close,
-                                        "late_close": window.late_close, "not_applicable": False})
+                    assessments.append(
+                        {
+                            "id": assessment_id,
+                            "period_id": period_id,
+                            "protocol_version_id": version.id,
+                            "timepoint": window.timepoint,
+                            "target": window.target,
+                            "window_open": window.window_open,
+                            "window_close": window.window_close,
+                            "late_close": window.late_close,
+                            "not_applicable": False,
+                        }
+                    )
                     if rng.random() < 0.05:
                         continue  # missed
                     submission_id += 1
                     at = window.target + timedelta(minutes=rng.randint(-5, 5))
                     at = min(max(at, window.window_open), window.window_close - timedelta(minutes=1))
-                    submissions.append({"id": submission_id, "assessment_id": assessment_id, "submitted_at": at, "collected_at": at,
-                                        "source": "participant", "alert": False,
-                                        "idempotency_key": f"k{submission_id}"})
+                    submissions.append(
+                        {
+                            "id": submission_id,
+                            "assessment_id": assessment_id,
+                            "submitted_at": at,
+                            "collected_at": at,
+                            "source": "participant",
+                            "alert": False,
+                            "idempotency_key": f"k{submission_id}",
+                        }
+                    )
                     for instrument in protocol.instruments_for(protocol.timepoint(window.timepoint)):
                         for item in instrument.items:
                             if item.type == "vas":
@@ -117,22 +165,48 @@ def generate(db_path: Path, participants: int, seed: int = 7) -> dict:
                             elif item.type == "severity_checklist":
                                 for term in item.terms:
                                     severity = "mild" if rng.random() < 0.05 else "none"
-                                    values.append({"submission_id": submission_id, "instrument": instrument.id,
-                                                   "item": f"{item.id}.{term.code}", "value": severity})
+                                    values.append(
+                                        {
+                                            "submission_id": submission_id,
+                                            "instrument": instrument.id,
+                                            "item": f"{item.id}.{term.code}",
+                                            "value": severity,
+                                        }
+                                    )
                                     if severity != "none":
-                                        reports.append({"period_id": period_id, "submission_id": submission_id,
-                                                        "timepoint": window.timepoint, "term": term.code,
-                                                        "severity": severity, "solicited": True, "reported_at": at,
-                                                        "alert": False})
+                                        reports.append(
+                                            {
+                                                "period_id": period_id,
+                                                "submission_id": submission_id,
+                                                "timepoint": window.timepoint,
+                                                "term": term.code,
+                                                "severity": severity,
+                                                "solicited": True,
+                                                "reported_at": at,
+                                                "alert": False,
+                                            }
+                                        )
                                 continue
                             else:
                                 continue
-                            values.append({"submission_id": submission_id, "instrument": instrument.id,
-                                           "item": item.id, "value": value})
-        for model, rows in ((Participant, people), (Period, periods), (Assessment, assessments),
-                            (Submission, submissions), (ItemValue, values), (SideEffectReport, reports)):
+                            values.append(
+                                {
+                                    "submission_id": submission_id,
+                                    "instrument": instrument.id,
+                                    "item": item.id,
+                                    "value": value,
+                                }
+                            )
+        for model, rows in (
+            (Participant, people),
+            (Period, periods),
+            (Assessment, assessments),
+            (Submission, submissions),
+            (ItemValue, values),
+            (SideEffectReport, reports),
+        ):
             for index in range(0, len(rows), 20000):
-                db.session.execute(insert(model), rows[index:index + 20000])
+                db.session.execute(insert(model), rows[index : index + 20000])
         db.session.commit()
         counts.update(assessments=len(assessments), submissions=len(submissions), item_values=len(values))
         db.engine.dispose()
@@ -155,6 +229,7 @@ def run_export(db_path: str, out: str, standards: bool = False) -> None:
     from diary.exports import write_bundle
     from diary.models import now_utc
     from diary.study.trial import require_study
+
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SECRET_KEY": "bench", "TESTING": True})
     times = {}
     with app.app_context():
@@ -166,12 +241,20 @@ def run_export(db_path: str, out: str, standards: bool = False) -> None:
             times[table] = times.get(table, 0.0) + (now - last[0])
             last[0] = now
 
-        manifest = write_bundle(Path(out), study=require_study(), now=now_utc(), fmt="csv", progress=progress,
-                                standards=standards)
+        manifest = write_bundle(
+            Path(out), study=require_study(), now=now_utc(), fmt="csv", progress=progress, standards=standards
+        )
         elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed, "max_rss_mb": peak_rss_mb(),
-                      "rows": {k: v["rows"] for k, v in manifest["files"].items()},
-                      "seconds_by_table": times}))
+    print(
+        json.dumps(
+            {
+                "seconds": elapsed,
+                "max_rss_mb": peak_rss_mb(),
+                "rows": {k: v["rows"] for k, v in manifest["files"].items()},
+                "seconds_by_table": times,
+            }
+        )
+    )
 
 
 BASELINE_SQL = """
@@ -193,6 +276,7 @@ def run_baseline(db_path: str, out: str) -> None:
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
     started = time.perf_counter()
     connection = sqlite3.connect(db_path)
     cursor = connection.execute(BASELINE_SQL)
@@ -201,14 +285,14 @@ def run_baseline(db_path: str, out: str) -> None:
     table = pa.table({name: list(values) for name, values in zip(names, columns)})
     pacsv.write_csv(table, os.path.join(out, "responses.csv"))
     elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed, "rows": table.num_rows,
-                      "max_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": elapsed, "rows": table.num_rows, "max_rss_mb": peak_rss_mb()}))
 
 
 def child(kind: str, db_path: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([sys.executable, __file__, f"--{kind}", str(db_path), str(out)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, __file__, f"--{kind}", str(db_path), str(out)], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -230,15 +314,19 @@ def main() -> None:
         db_path = folder / "bench.sqlite"
         started = time.perf_counter()
         counts = generate(db_path, args.participants)
-        print(f"generated {counts} in {time.perf_counter() - started:.1f} s "
-              f"({db_path.stat().st_size / 1e6:.0f} MB SQLite file)")
+        print(
+            f"generated {counts} in {time.perf_counter() - started:.1f} s "
+            f"({db_path.stat().st_size / 1e6:.0f} MB SQLite file)"
+        )
         baseline = child("baseline", db_path, folder / "baseline")
         export = child("export", db_path, folder / "export")
         responses = export["rows"]["responses.csv"]
         assert responses == baseline["rows"], (responses, baseline["rows"])
         print(f"responses rows: {responses}; bundle rows: {export['rows']}")
-        print(f"baseline (1 SQL query + pyarrow.csv.write_csv, responses only): {baseline['seconds']:.2f} s, "
-              f"peak RSS {baseline['max_rss_mb']:.0f} MB")
+        print(
+            f"baseline (1 SQL query + pyarrow.csv.write_csv, responses only): {baseline['seconds']:.2f} s, "
+            f"peak RSS {baseline['max_rss_mb']:.0f} MB"
+        )
         print(f"diary export (whole CSV bundle): {export['seconds']:.2f} s, peak RSS {export['max_rss_mb']:.0f} MB")
         print("  by table: " + ", ".join(f"{k} {v:.2f} s" for k, v in export["seconds_by_table"].items()))
         responses_time = export["seconds_by_table"].get("responses", float("nan"))
@@ -247,12 +335,18 @@ def main() -> None:
         print(f"peak memory of the export: {export['max_rss_mb']:.0f} MB (goal < 300 MB)")
         standards = child("standards", db_path, folder / "standards")
         extra = {k: v for k, v in standards["seconds_by_table"].items() if "/" in k}
-        print(f"with --standards (SDTM + Dataset-JSON + FHIR): {standards['seconds']:.2f} s, "
-              f"peak RSS {standards['max_rss_mb']:.0f} MB; " + ", ".join(f"{k} {v:.2f} s" for k, v in extra.items()))
-        print(f"RESULT export-bundle ratio={export['seconds'] / baseline['seconds']:.2f} "
-              f"peak_mb={export['max_rss_mb']:.0f}")
-        print(f"RESULT export-standards ratio={standards['seconds'] / baseline['seconds']:.2f} "
-              f"peak_mb={standards['max_rss_mb']:.0f}")
+        print(
+            f"with --standards (SDTM + Dataset-JSON + FHIR): {standards['seconds']:.2f} s, "
+            f"peak RSS {standards['max_rss_mb']:.0f} MB; " + ", ".join(f"{k} {v:.2f} s" for k, v in extra.items())
+        )
+        print(
+            f"RESULT export-bundle ratio={export['seconds'] / baseline['seconds']:.2f} "
+            f"peak_mb={export['max_rss_mb']:.0f}"
+        )
+        print(
+            f"RESULT export-standards ratio={standards['seconds'] / baseline['seconds']:.2f} "
+            f"peak_mb={standards['max_rss_mb']:.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ same run, to the same server. Goal: the dispatch pass at least 0.5 of the bare l
 
     .venv/bin/python benchmarks/reminders.py [--reminders 10000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ import socket
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,27 +59,65 @@ def generate(app, count: int, now: datetime) -> None:
         # the reminder is due when the rules say, as planning would have made it.
         offset = (13 - now.hour + 12) % 24 - 12
         zone = "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
-        opening = owed_reminders(protocol, "D1", window_open=dose + timedelta(hours=20),
-                                 window_close=dose + timedelta(hours=28), tz_name=zone,
-                                 quiet=("22:00", "07:00"))[0]
+        opening = owed_reminders(
+            protocol,
+            "D1",
+            window_open=dose + timedelta(hours=20),
+            window_close=dose + timedelta(hours=28),
+            tz_name=zone,
+            quiet=("22:00", "07:00"),
+        )[0]
         assert opening.due_at <= now
         people, periods, assessments, reminders = [], [], [], []
         for n in range(1, count + 1):
-            people.append({"id": n, "study_id": study.id, "code": f"P-{n:06d}", "site": "NIH-CC", "timezone": zone,
-                           "sequence": "AB", "status": "active", "enrolled_at": dose, "email": f"p{n}@example.org",
-                           "link_token_hash": f"{n:064d}", "pin_generation": 0, "pin_failed_count": 0,
-                           "email_reminders": True, "push_reminders": True, "calendar_feed": True})
+            people.append(
+                {
+                    "id": n,
+                    "study_id": study.id,
+                    "code": f"P-{n:06d}",
+                    "site": "NIH-CC",
+                    "timezone": zone,
+                    "sequence": "AB",
+                    "status": "active",
+                    "enrolled_at": dose,
+                    "email": f"p{n}@example.org",
+                    "link_token_hash": f"{n:064d}",
+                    "pin_generation": 0,
+                    "pin_failed_count": 0,
+                    "email_reminders": True,
+                    "push_reminders": True,
+                    "calendar_feed": True,
+                }
+            )
             periods.append({"id": n, "participant_id": n, "number": 1, "treatment": "A", "dose_start": dose})
-            assessments.append({"id": n, "period_id": n, "protocol_version_id": version_id, "timepoint": "D1",
-                                "target": dose + timedelta(hours=24), "window_open": dose + timedelta(hours=20),
-                                "window_close": dose + timedelta(hours=28), "late_close": dose + timedelta(hours=30),
-                                "not_applicable": False})
-            reminders.append({"assessment_id": n, "kind": "window_open", "channel": "email", "state": "pending",
-                              "due_at": opening.due_at, "not_after": opening.not_after,
-                              "attempts": 0, "created_at": dose})
+            assessments.append(
+                {
+                    "id": n,
+                    "period_id": n,
+                    "protocol_version_id": version_id,
+                    "timepoint": "D1",
+                    "target": dose + timedelta(hours=24),
+                    "window_open": dose + timedelta(hours=20),
+                    "window_close": dose + timedelta(hours=28),
+                    "late_close": dose + timedelta(hours=30),
+                    "not_applicable": False,
+                }
+            )
+            reminders.append(
+                {
+                    "assessment_id": n,
+                    "kind": "window_open",
+                    "channel": "email",
+                    "state": "pending",
+                    "due_at": opening.due_at,
+                    "not_after": opening.not_after,
+                    "attempts": 0,
+                    "created_at": dose,
+                }
+            )
         for model, rows in ((Participant, people), (Period, periods), (Assessment, assessments), (Reminder, reminders)):
             for index in range(0, len(rows), 20000):
-                db.session.execute(insert(model), rows[index:index + 20000])
+                db.session.execute(insert(model), rows[index : index + 20000])
         db.session.commit()
 
 
@@ -98,20 +137,36 @@ def main() -> None:
     handler, port = Counter(), free_port()
     server = Controller(handler, hostname="127.0.0.1", port=port)
     server.start()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         with tempfile.TemporaryDirectory(prefix="diary-bench-") as folder:
-            app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.sqlite", "SECRET_KEY": "bench",
-                              "TESTING": True, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": port,
-                              "BASE_URL": "https://diary.example.org",
-                              "DIGEST_HOUR": None})  # only reminders are measured
+            app = create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.sqlite",
+                    "SECRET_KEY": "bench",
+                    "TESTING": True,
+                    "SMTP_HOST": "127.0.0.1",
+                    "SMTP_PORT": port,
+                    "BASE_URL": "https://diary.example.org",
+                    "DIGEST_HOUR": None,
+                }
+            )  # only reminders are measured
             generate(app, count, now)
 
             # Baseline: the same messages, built beforehand, over one connection.
             channel = EmailChannel(app.config)
-            messages = [channel.build(Message("window_open", f"p{n}@example.org", "Infusion 1 · Day 1", "18:00",
-                                              f"https://diary.example.org/p/token{n}"))
-                        for n in range(1, count + 1)]
+            messages = [
+                channel.build(
+                    Message(
+                        "window_open",
+                        f"p{n}@example.org",
+                        "Infusion 1 · Day 1",
+                        "18:00",
+                        f"https://diary.example.org/p/token{n}",
+                    )
+                )
+                for n in range(1, count + 1)
+            ]
             started = time.perf_counter()
             connection = smtplib.SMTP("127.0.0.1", port)
             for n, data in enumerate(messages, start=1):
@@ -124,8 +179,9 @@ def main() -> None:
                 started = time.perf_counter()
                 result = run_pass(app, now=now)
                 pass_seconds = time.perf_counter() - started
-                sent_rows = db.session.scalar(db.select(db.func.count()).select_from(Reminder).where(
-                    Reminder.state == "sent"))
+                sent_rows = db.session.scalar(
+                    db.select(db.func.count()).select_from(Reminder).where(Reminder.state == "sent")
+                )
             dispatched = handler.count - bare_received
     finally:
         server.stop()

@@ -1,4 +1,5 @@
 """diary: a self-hosted symptom diary (ePRO) for clinical trials with dosing periods."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,13 @@ SERVED_URL_FILE = "served_url.txt"
 def create_app(test_config: dict | None = None) -> Flask:
     # DIARY_INSTANCE_PATH moves the instance folder (config.py, the SQLite file) elsewhere.
     instance_path = os.environ.get("DIARY_INSTANCE_PATH") or str(ROOT / "instance")
-    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True,
-                template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
     configure(app, test_config)
     register_extensions(app)
     register_web(app)
@@ -55,6 +61,7 @@ def configure(app: Flask, test_config: dict | None) -> None:
         app.config["SESSION_COOKIE_SECURE"] = True
     app.config["DIARY_VERSION"] = __version__
     from .governance.passwords import set_hashing_concurrency
+
     set_hashing_concurrency(app.config["HASHING_CONCURRENCY"])
 
 
@@ -62,8 +69,9 @@ def _generate_secret_key(config_path: Path) -> str:
     """Write a random SECRET_KEY into instance/config.py on first run: never a hard-coded key."""
     key = secrets.token_hex(32)
     with open(config_path, "a", encoding="utf-8") as handle:
-        handle.write(f"\n# Generated on first run. Keep it secret; changing it logs everyone out.\n"
-                     f"SECRET_KEY = {key!r}\n")
+        handle.write(
+            f"\n# Generated on first run. Keep it secret; changing it logs everyone out.\nSECRET_KEY = {key!r}\n"
+        )
     os.chmod(config_path, 0o600)
     return key
 

@@ -1,9 +1,10 @@
 """Command line, under ``flask --app wsgi diary``. The command names are a contract (DESIGN.md)."""
+
 from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,15 +13,15 @@ from flask.cli import AppGroup
 from flask_migrate import upgrade
 from sqlalchemy import select
 
-from .governance import audit
-from .operations.backups import backup_sqlite
-from .study.blinding import OPERATOR
 from .database import MIGRATIONS
 from .errors import Refused
 from .extensions import db
+from .governance import audit
 from .localtime import from_local_clock, plausible
 from .models import Participant, now_utc
+from .operations.backups import backup_sqlite
 from .protocol import ProtocolError
+from .study.blinding import OPERATOR
 from .vocabulary import ActorKind, AuditAction, ExportFormat, Role
 
 diary_cli = AppGroup("diary", help="Run and manage the diary.")
@@ -45,7 +46,7 @@ def parse_local_time(text: str, tz_name: str) -> datetime:
     aware = from_local_clock(wall, tz_name)
     if aware is None:
         fail(f"{text} does not exist in {tz_name} (the clocks skipped it that day)")
-    return aware.astimezone(timezone.utc)
+    return aware.astimezone(UTC)
 
 
 @diary_cli.command("init")
@@ -55,6 +56,7 @@ def init_command():
 
     upgrade(directory=str(MIGRATIONS))
     from .reminders.vapid import ensure_vapid_keys
+
     if ensure_vapid_keys(current_app._get_current_object()):
         click.echo("Generated web push (VAPID) keys into instance/config.py.")
     try:
@@ -63,17 +65,25 @@ def init_command():
         fail(f"the protocol cannot be loaded:\n{error}")
     if new_version:
         version = study.current_protocol_version
-        audit.record(actor=audit.SYSTEM, action=AuditAction.LOAD_PROTOCOL, entity="protocol_version",
-                     entity_id=version.id, new=f"{version.protocol_id} {version.version}",
-                     now=now_utc())
+        audit.record(
+            actor=audit.SYSTEM,
+            action=AuditAction.LOAD_PROTOCOL,
+            entity="protocol_version",
+            entity_id=version.id,
+            new=f"{version.protocol_id} {version.version}",
+            now=now_utc(),
+        )
     from .study.randomization import ensure_dummy_allocation
+
     # Participants enrolled before the dummy was drawn at enrolment get theirs now, so blinded
     # pages can split by it from the start.
     ensure_dummy_allocation(study)
     db.session.commit()
     version = study.current_protocol_version
-    click.echo(f"Database ready. Study '{study.name}', protocol {version.protocol_id} "
-               f"version {version.version}" + (" (newly loaded)." if new_version else "."))
+    click.echo(
+        f"Database ready. Study '{study.name}', protocol {version.protocol_id} "
+        f"version {version.version}" + (" (newly loaded)." if new_version else ".")
+    )
 
 
 @diary_cli.command("demo")
@@ -92,9 +102,11 @@ def demo_command(seed, if_empty):
     except Refused as error:
         fail(error.message)
     db.session.commit()
-    click.echo(f"Demo study ready: {result.participants} participants, "
-               f"{result.submissions} simulated entries, {result.missed} missed, "
-               f"{result.follow_up_tasks} follow-up calls to make.")
+    click.echo(
+        f"Demo study ready: {result.participants} participants, "
+        f"{result.submissions} simulated entries, {result.missed} missed, "
+        f"{result.follow_up_tasks} follow-up calls to make."
+    )
     click.echo("Staff logins (demo only; change them for real use):")
     for role, (email, password) in result.logins.items():
         click.echo(f"  {role:12} {email}  password: {password}")
@@ -131,8 +143,13 @@ def create_user_command(email, role, password_stdin):
 @click.option("--phone", help="Phone for reminders (optional).")
 @click.option("--reminder-from", help="Reminders from this time on the participant's clock (e.g. 08:00).")
 @click.option("--reminder-until", help="Reminders until this time on the participant's clock (e.g. 21:00).")
-@click.option("--language", type=click.Choice(["en", "es"]), default="en", show_default=True,
-              help="Language of the diary, reminders and printed sheet.")
+@click.option(
+    "--language",
+    type=click.Choice(["en", "es"]),
+    default="en",
+    show_default=True,
+    help="Language of the diary, reminders and printed sheet.",
+)
 def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, reminder_until, language):
     """Enrol a participant and print their personal link."""
     from .participants.enrolment import enroll, participant_link
@@ -140,10 +157,19 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
 
     try:
         participant, token = enroll(
-            require_study(), code=code, site=site,
-            timezone=tz_name or current_app.config["DEFAULT_TIMEZONE"], sequence=sequence,
-            email=email, phone=phone, reminder_from=reminder_from, reminder_until=reminder_until,
-            language=language, actor=ActorKind.CLI, now=now_utc())
+            require_study(),
+            code=code,
+            site=site,
+            timezone=tz_name or current_app.config["DEFAULT_TIMEZONE"],
+            sequence=sequence,
+            email=email,
+            phone=phone,
+            reminder_from=reminder_from,
+            reminder_until=reminder_until,
+            language=language,
+            actor=ActorKind.CLI,
+            now=now_utc(),
+        )
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -154,8 +180,9 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
 def _participant_by_code(code: str) -> Participant:
     from .study.trial import require_study
 
-    participant = db.session.scalar(select(Participant).where(
-        Participant.study_id == require_study().id, Participant.code == code))
+    participant = db.session.scalar(
+        select(Participant).where(Participant.study_id == require_study().id, Participant.code == code)
+    )
     if participant is None:
         fail(f"No participant with code {code}.")
     return participant
@@ -177,8 +204,10 @@ def plan_command(code, period, start, reason):
     except Refused as error:
         fail(error.message)
     db.session.commit()
-    click.echo(f"Infusion {period} of {code} planned for {planned.isoformat()} "
-               f"({len(planned_period.assessments)} assessments scheduled; BL opens 24 h before).")
+    click.echo(
+        f"Infusion {period} of {code} planned for {planned.isoformat()} "
+        f"({len(planned_period.assessments)} assessments scheduled; BL opens 24 h before)."
+    )
 
 
 @diary_cli.command("dose")
@@ -197,8 +226,10 @@ def dose_command(code, period, start, reason):
     except Refused as error:
         fail(error.message)
     db.session.commit()
-    click.echo(f"Infusion {period} of {code} recorded at {dose_start.isoformat()} "
-               f"({len(recorded.assessments)} assessments scheduled).")
+    click.echo(
+        f"Infusion {period} of {code} recorded at {dose_start.isoformat()} "
+        f"({len(recorded.assessments)} assessments scheduled)."
+    )
 
 
 @diary_cli.command("scheduler")
@@ -212,22 +243,36 @@ def scheduler_command(interval):
 
 @diary_cli.command("export")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write to.")
-@click.option("--format", "fmt", type=click.Choice([str(fmt) for fmt in ExportFormat]), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice([str(fmt) for fmt in ExportFormat]), default="csv", show_default=True
+)
 @click.option("--zip", "as_zip", is_flag=True, help="Also pack the bundle into OUT/diary-export.zip.")
-@click.option("--identified", is_flag=True,
-              help="Add participants_identified (emails, phones). Personal data: audited.")
+@click.option(
+    "--identified", is_flag=True, help="Add participants_identified (emails, phones). Personal data: audited."
+)
 @click.option("--reason", help="Why an identified export is needed (required with --identified).")
-@click.option("--no-free-text", "no_free_text", is_flag=True,
-              help="Blank free-text columns (they may carry names or contact details), for sharing outside the site.")
-@click.option("--true-allocation", is_flag=True,
-              help="Before unblinding, export the true allocation instead of the dummy one (audited).")
-@click.option("--standards", is_flag=True,
-              help="Add SDTM-shaped domains (CSV and CDISC Dataset-JSON) and FHIR NDJSON.")
-@click.option("--without-side-effects", "without_side_effects", is_flag=True,
-              help="Leave out what can point to the drug by its content (side effects, the blinding guess), "
-                   "for a blinded statistician who asks.")
-def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation, standards,
-                   without_side_effects):
+@click.option(
+    "--no-free-text",
+    "no_free_text",
+    is_flag=True,
+    help="Blank free-text columns (they may carry names or contact details), for sharing outside the site.",
+)
+@click.option(
+    "--true-allocation",
+    is_flag=True,
+    help="Before unblinding, export the true allocation instead of the dummy one (audited).",
+)
+@click.option("--standards", is_flag=True, help="Add SDTM-shaped domains (CSV and CDISC Dataset-JSON) and FHIR NDJSON.")
+@click.option(
+    "--without-side-effects",
+    "without_side_effects",
+    is_flag=True,
+    help="Leave out what can point to the drug by its content (side effects, the blinding guess), "
+    "for a blinded statistician who asks.",
+)
+def export_command(
+    out_dir, fmt, as_zip, identified, reason, no_free_text, true_allocation, standards, without_side_effects
+):
     """Write the analysis bundle (one file per table, a dictionary and a manifest)."""
     from .exports import export_study, zip_bundle
     from .study.trial import require_study
@@ -240,18 +285,31 @@ def export_command(out_dir, fmt, as_zip, identified, reason, no_free_text, true_
 
     def export(progress=None):
         # The server's operator: allowed an identified export with a reason (rule 7).
-        return export_study(out, study=require_study(), now=now_utc(), fmt=fmt, identified=identified,
-                            reason=reason, actor=ActorKind.CLI, role=OPERATOR, progress=progress,
-                            free_text=not no_free_text, true_allocation=true_allocation, standards=standards,
-                            without_side_effects=without_side_effects)
+        return export_study(
+            out,
+            study=require_study(),
+            now=now_utc(),
+            fmt=fmt,
+            identified=identified,
+            reason=reason,
+            actor=ActorKind.CLI,
+            role=OPERATOR,
+            progress=progress,
+            free_text=not no_free_text,
+            true_allocation=true_allocation,
+            standards=standards,
+            without_side_effects=without_side_effects,
+        )
 
     try:
         if sys.stdout.isatty():
             with click.progressbar(length=0, label="Exporting", show_pos=True) as bar:
+
                 def progress(table, rows):
                     bar.label = f"Exporting {table}"
                     bar.length = (bar.length or 0) + rows
                     bar.update(rows)
+
                 manifest = export(progress)
         else:
             manifest = export()
@@ -300,23 +358,36 @@ def status_command(as_json):
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, default=str))
     else:
-        click.echo(f"Scheduler: {'alive' if report.scheduler_alive else 'SILENT'}"
-                   + (f", last pass {report.last_pass_at:%Y-%m-%d %H:%M:%S} UTC" if report.last_pass_at else
-                      ", no pass recorded"))
+        click.echo(
+            f"Scheduler: {'alive' if report.scheduler_alive else 'SILENT'}"
+            + (
+                f", last pass {report.last_pass_at:%Y-%m-%d %H:%M:%S} UTC"
+                if report.last_pass_at
+                else ", no pass recorded"
+            )
+        )
         email = report.channels["email"]
-        click.echo(f"Email: {email['smtp_host'] + ':' + str(email['smtp_port']) if email['smtp_host'] else 'not configured'}"
-                   f"; web push: {'configured' if report.channels['web_push']['configured'] else 'not configured'}")
+        click.echo(
+            f"Email: {email['smtp_host'] + ':' + str(email['smtp_port']) if email['smtp_host'] else 'not configured'}"
+            f"; web push: {'configured' if report.channels['web_push']['configured'] else 'not configured'}"
+        )
         for table, kinds in report.outbox.items():
             for kind, states in sorted(kinds.items()):
-                click.echo(f"Outbox {table} {kind}: " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
+                click.echo(
+                    f"Outbox {table} {kind}: " + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+                )
         if report.oldest_unsent_safety:
             oldest = report.oldest_unsent_safety
-            click.echo(f"Oldest unsent safety message: {oldest['kind']} to {oldest['recipient']}, "
-                       f"{oldest['state']} since {oldest['created_utc']:%Y-%m-%d %H:%M} UTC"
-                       + (f" ({oldest['reason']})" if oldest["reason"] else ""))
+            click.echo(
+                f"Oldest unsent safety message: {oldest['kind']} to {oldest['recipient']}, "
+                f"{oldest['state']} since {oldest['created_utc']:%Y-%m-%d %H:%M} UTC"
+                + (f" ({oldest['reason']})" if oldest["reason"] else "")
+            )
         database = report.database
-        click.echo(f"Database: {database['engine']} {database['server_version'] or ''}, migration "
-                   f"{database['migration'] or 'none'} (head {database['migration_head']}); diary {report.app_version}")
+        click.echo(
+            f"Database: {database['engine']} {database['server_version'] or ''}, migration "
+            f"{database['migration'] or 'none'} (head {database['migration_head']}); diary {report.app_version}"
+        )
         for problem in report.problems:
             click.echo(f"PROBLEM: {problem}")
         click.echo("OK" if not report.problems else f"{len(report.problems)} problem(s)")
@@ -346,8 +417,10 @@ def _check_postgresql_dump(path: Path, *, custom: bool) -> None:
     import subprocess
 
     if not custom:
-        fail("this is a plain-SQL PostgreSQL dump: restore-check reads SQLite backups and pg_dump's custom "
-             "format (pg_dump -Fc). Check a plain dump by restoring it into a scratch database (README).")
+        fail(
+            "this is a plain-SQL PostgreSQL dump: restore-check reads SQLite backups and pg_dump's custom "
+            "format (pg_dump -Fc). Check a plain dump by restoring it into a scratch database (README)."
+        )
     if shutil.which("pg_restore") is None:
         fail("this is a PostgreSQL dump, and pg_restore is not installed here to list it.")
     listing = subprocess.run(["pg_restore", "--list", str(path)], capture_output=True, text=True)
@@ -359,8 +432,10 @@ def _check_postgresql_dump(path: Path, *, custom: bool) -> None:
     click.echo(f"PostgreSQL dump: {len(tables)} tables with data listed by pg_restore")
     if missing:
         fail("tables missing from the dump: " + ", ".join(missing))
-    click.echo("The dump lists every table of the diary. Row counts need a restore into a scratch "
-               "database: see the README (Backups).")
+    click.echo(
+        "The dump lists every table of the diary. Row counts need a restore into a scratch "
+        "database: see the README (Backups)."
+    )
 
 
 @diary_cli.command("restore-check")
@@ -382,8 +457,10 @@ def restore_check_command(path):
         click.echo(f"  {table:22} backup {in_backup:>8}  live {live:>8}{note}")
     if result.last_event_backup:
         event_id, at, actor, action = result.last_event_backup
-        click.echo(f"last audit event in the backup: #{event_id} {at} {actor} {action}: "
-                   + ("found unchanged in the live database" if result.last_event_live_match else "NOT in the live database"))
+        click.echo(
+            f"last audit event in the backup: #{event_id} {at} {actor} {action}: "
+            + ("found unchanged in the live database" if result.last_event_live_match else "NOT in the live database")
+        )
     if not result.ok:
         fail("the backup does not check out (see above).")
     click.echo("The backup checks out: it can be restored.")

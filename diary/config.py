@@ -65,8 +65,16 @@ HASHING_CONCURRENCY = 2
 STAFF_IDLE_MINUTES = 30
 
 # Responses compressed on the wire (Flask-Compress): pages, styles, scripts and data over 1 KB.
-COMPRESS_MIMETYPES = ["text/html", "text/css", "text/javascript", "application/javascript", "application/json",
-                      "text/calendar", "image/svg+xml", "application/manifest+json"]
+COMPRESS_MIMETYPES = [
+    "text/html",
+    "text/css",
+    "text/javascript",
+    "application/javascript",
+    "application/json",
+    "text/calendar",
+    "image/svg+xml",
+    "application/manifest+json",
+]
 COMPRESS_MIN_SIZE = 1024
 COMPRESS_ALGORITHM = ["br", "gzip"]
 

@@ -1,4 +1,5 @@
 """Binding the database: SQLite tuning, migrations, and the study's protocol."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -3,6 +3,7 @@
 Deterministic for a given seed and ``now``: the same answers, the same missed entries. Entries
 whose windows are open right now are left for the person trying the demo.
 """
+
 from __future__ import annotations
 
 import random
@@ -12,15 +13,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from .dosing.infusions import record_dose
-from .participants.enrolment import enroll, participant_link
 from .entries.recording import field_name, record_submission
 from .errors import Refused
-from .safety.follow_up import create_tasks
 from .extensions import db
-from .models import Participant, RandomizationSlot, StaffUser
-from .study.randomization import ensure_dummy_allocation
 from .governance import audit
 from .governance.staff import create_user
+from .models import Participant, RandomizationSlot, StaffUser
+from .participants.enrolment import enroll, participant_link
+from .safety.follow_up import create_tasks
+from .study.randomization import ensure_dummy_allocation
 from .study.trial import ensure_study, protocol_of
 from .vocabulary import ActorKind, ItemType
 
@@ -36,26 +37,26 @@ DEMO_LOGINS = {
 # How long ago each participant's infusions started: (infusion 1, infusion 2 or None).
 # Chosen so that different windows are open right now across the ten participants.
 STAGES = [
-    (timedelta(days=31), timedelta(days=17)),                 # finished both periods
-    (timedelta(days=29), timedelta(days=15)),                 # infusion 2, Day 14 open
-    (timedelta(days=21), timedelta(days=6, hours=12)),        # infusion 2, Day 7 open
-    (timedelta(days=17), timedelta(hours=70)),                # infusion 2, Day 3 open
-    (timedelta(days=15), timedelta(hours=22)),                # infusion 2, Day 1 open
-    (timedelta(days=13), None),                               # infusion 1, Day 14 open
-    (timedelta(days=6, hours=12), None),                      # infusion 1, Day 7 open
-    (timedelta(hours=70), None),                              # infusion 1, Day 3 open
-    (timedelta(hours=22), None),                              # infusion 1, Day 1 open
-    (timedelta(hours=3, minutes=50), None),                   # infusion day, 4-hour entry open
+    (timedelta(days=31), timedelta(days=17)),  # finished both periods
+    (timedelta(days=29), timedelta(days=15)),  # infusion 2, Day 14 open
+    (timedelta(days=21), timedelta(days=6, hours=12)),  # infusion 2, Day 7 open
+    (timedelta(days=17), timedelta(hours=70)),  # infusion 2, Day 3 open
+    (timedelta(days=15), timedelta(hours=22)),  # infusion 2, Day 1 open
+    (timedelta(days=13), None),  # infusion 1, Day 14 open
+    (timedelta(days=6, hours=12), None),  # infusion 1, Day 7 open
+    (timedelta(hours=70), None),  # infusion 1, Day 3 open
+    (timedelta(hours=22), None),  # infusion 1, Day 1 open
+    (timedelta(hours=3, minutes=50), None),  # infusion day, 4-hour entry open
 ]
 LINK_STAGE = 8  # the participant whose link is printed: Day 1 asks every instrument
 # Entries that are always missed, so the coordinators' follow-up list has something to show:
 # (participant index, infusion, time point). Participant 7 goes silent after infusion day.
 ALWAYS_MISSED = {(2, 1, "D3"), (6, 1, "D1"), (6, 1, "D3")}
 # Mean % change of fatigue by time point under each masked treatment (simulated).
-EFFECT = {"A": {"M40": -8, "M80": -14, "M120": -18, "M230": -22, "D1": -34, "D2": -28,
-                "D3": -24, "D7": -14, "D14": -6},
-          "B": {"M40": -6, "M80": -10, "M120": -12, "M230": -14, "D1": -18, "D2": -16,
-                "D3": -14, "D7": -9, "D14": -4}}
+EFFECT = {
+    "A": {"M40": -8, "M80": -14, "M120": -18, "M230": -22, "D1": -34, "D2": -28, "D3": -24, "D7": -14, "D14": -6},
+    "B": {"M40": -6, "M80": -10, "M120": -12, "M230": -14, "D1": -18, "D2": -16, "D3": -14, "D7": -9, "D14": -4},
+}
 
 
 @dataclass
@@ -92,17 +93,22 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
     rng.shuffle(spare)
     sequences += spare
     for position, sequence in enumerate(sequences, start=1):
-        db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position,
-                                         sequence=sequence))
+        db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position, sequence=sequence))
     db.session.flush()
     ensure_dummy_allocation(study)  # the list's sequences shuffled over its slots, as an upload does
 
     protocol = protocol_of(study.current_protocol_version)
     for index, (first_ago, second_ago) in enumerate(STAGES):
         enrolled_at = now - first_ago - timedelta(days=3)
-        participant, token = enroll(study, site=SITE, timezone=TIMEZONE, actor=ActorKind.DEMO,
-                                    now=enrolled_at, code=_demo_code(rng),
-                                    email=f"participant{index + 1:02d}@demo.diary")
+        participant, token = enroll(
+            study,
+            site=SITE,
+            timezone=TIMEZONE,
+            actor=ActorKind.DEMO,
+            now=enrolled_at,
+            code=_demo_code(rng),
+            email=f"participant{index + 1:02d}@demo.diary",
+        )
         result.participants += 1
         if index == LINK_STAGE:
             result.link, result.link_code = participant_link(token), participant.code
@@ -119,8 +125,16 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
                 continue
             period_baseline = baseline - (5 if period.number == 2 else 0)  # some carry-over
             for assessment in period.assessments:
-                _simulate(assessment, period, period_baseline, protocol, rng, now, result,
-                          always_missed=(index, period.number, assessment.timepoint) in ALWAYS_MISSED)
+                _simulate(
+                    assessment,
+                    period,
+                    period_baseline,
+                    protocol,
+                    rng,
+                    now,
+                    result,
+                    always_missed=(index, period.number, assessment.timepoint) in ALWAYS_MISSED,
+                )
     db.session.flush()
     # The coordinators' home page opens on the follow-up calls the simulated misses call for.
     result.follow_up_tasks = create_tasks(study, now)
@@ -141,8 +155,7 @@ def _simulate(assessment, period, baseline, protocol, rng, now, result, always_m
         return
     span = (assessment.window_close - assessment.window_open).total_seconds()
     at = assessment.target + timedelta(seconds=rng.uniform(-0.1, 0.25) * span)
-    at = min(max(at, assessment.window_open + timedelta(minutes=1)),
-             assessment.window_close - timedelta(minutes=1))
+    at = min(max(at, assessment.window_open + timedelta(minutes=1)), assessment.window_close - timedelta(minutes=1))
     timepoint = protocol.timepoint(assessment.timepoint)
     effect = 0 if timepoint.code == "BL" else EFFECT[period.treatment].get(timepoint.code, 0)
     vas = round(min(100, max(0, baseline * (1 + effect / 100) + rng.gauss(0, 5))))
@@ -165,6 +178,5 @@ def _simulate(assessment, period, baseline, protocol, rng, now, result, always_m
                         severity = "mild"
                     form[field_name(instrument, item, term.code)] = severity
     participant = period.participant
-    record_submission(assessment, form, now=at, actor=audit.participant_actor(participant),
-                      device_time=at.isoformat())
+    record_submission(assessment, form, now=at, actor=audit.participant_actor(participant), device_time=at.isoformat())
     result.submissions += 1

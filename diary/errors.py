@@ -1,5 +1,6 @@
 """The refusal the trial's rules raise; the web layer turns it into a page (``web/errors.py``),
 the CLI into a message."""
+
 from __future__ import annotations
 
 

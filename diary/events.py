@@ -6,6 +6,7 @@ once, inside the same transaction, it sends one of these signals; ``diary.remind
 connects its receivers when the app is built. A signal nobody listens to does nothing, so
 ``create_app`` imports the reminders before any request or command runs.
 """
+
 from __future__ import annotations
 
 from blinker import Namespace

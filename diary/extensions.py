@@ -1,4 +1,5 @@
 """Unbound extension instances; ``create_app`` binds them."""
+
 from flask_babel import Babel
 from flask_compress import Compress
 from flask_migrate import Migrate

@@ -5,6 +5,7 @@ Texts are translated with Flask-Babel (catalogs in ``diary/translations``); prot
 their own translations (``protocol.model.Text``). This module holds no request state: the web
 layer picks the language, the scheduler forces each participant's.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,10 +1,10 @@
 """Wall-clock times: a participant's clock read into UTC, and times as staff pages show them.
 Participants read times in their own locale's form (``i18n.when``)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
-
 
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 

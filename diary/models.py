@@ -3,13 +3,23 @@
 Every time is a timezone-aware UTC ``datetime`` in Python (see ``UTCDateTime``). Nothing is
 hard-deleted: ``forbid_deletes`` refuses any ORM delete, and changes leave audit events.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Optional
 
 from sqlalchemy import (
-    BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
     event,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -35,7 +45,7 @@ from .vocabulary import (
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -53,15 +63,15 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; diary stores only timezone-aware UTC times")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Study(db.Model):
@@ -74,7 +84,8 @@ class Study(db.Model):
     unblinded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
 
     protocol_versions: Mapped[list[ProtocolVersion]] = relationship(
-        back_populates="study", order_by="ProtocolVersion.id")
+        back_populates="study", order_by="ProtocolVersion.id"
+    )
 
     @property
     def current_protocol_version(self) -> ProtocolVersion:
@@ -154,8 +165,7 @@ class Participant(db.Model):
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship()
-    periods: Mapped[list[Period]] = relationship(
-        back_populates="participant", order_by="Period.number")
+    periods: Mapped[list[Period]] = relationship(back_populates="participant", order_by="Period.number")
 
 
 class Period(db.Model):
@@ -177,8 +187,7 @@ class Period(db.Model):
     dose_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     participant: Mapped[Participant] = relationship(back_populates="periods")
-    assessments: Mapped[list[Assessment]] = relationship(
-        back_populates="period", order_by="Assessment.target")
+    assessments: Mapped[list[Assessment]] = relationship(back_populates="period", order_by="Assessment.target")
 
     @property
     def anchor(self) -> datetime | None:
@@ -238,8 +247,9 @@ class Submission(db.Model):
     # An answer the protocol marks as alerting (a severe side effect, say) was given.
     alert: Mapped[bool] = mapped_column(Boolean, default=False)
     # online, offline_sync (made without a connection, sent later) or staff.
-    submission_mode: Mapped[str] = mapped_column(String(16), default=SubmissionMode.ONLINE.value,
-                                                 server_default=SubmissionMode.ONLINE.value)
+    submission_mode: Mapped[str] = mapped_column(
+        String(16), default=SubmissionMode.ONLINE.value, server_default=SubmissionMode.ONLINE.value
+    )
     # The device it was answered on (bring-your-own-device evidence, no fingerprinting beyond
     # this): the page's size in CSS pixels, the screen's pixel ratio, the pinch zoom and text
     # scale where the browser tells, and the browser family with its major version.
@@ -251,8 +261,7 @@ class Submission(db.Model):
     browser: Mapped[Optional[str]] = mapped_column(String(40))
 
     assessment: Mapped[Assessment] = relationship(back_populates="submission")
-    values: Mapped[list[ItemValue]] = relationship(
-        back_populates="submission", order_by="ItemValue.id")
+    values: Mapped[list[ItemValue]] = relationship(back_populates="submission", order_by="ItemValue.id")
 
 
 class ItemValue(db.Model):
@@ -292,8 +301,9 @@ class SideEffectReport(db.Model):
     acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     acknowledged_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
     acknowledgement_note: Mapped[Optional[str]] = mapped_column(Text)
-    review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.NEW.value,
-                                              server_default=ReviewState.NEW.value)
+    review_state: Mapped[str] = mapped_column(
+        String(16), default=ReviewState.NEW.value, server_default=ReviewState.NEW.value
+    )
     # Severe reports must be reviewed by then (the protocol's safety.severe_review_within).
     review_due_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
@@ -320,9 +330,7 @@ class RandomizationSlot(db.Model):
 
 class StaffUser(db.Model):
     __tablename__ = "staff_user"
-    __table_args__ = (
-        CheckConstraint(sql_in("role", Role), name="role"),
-    )
+    __table_args__ = (CheckConstraint(sql_in("role", Role), name="role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -500,6 +508,7 @@ class AuditEvent(db.Model):
 # --- Study figures: derived data, counted by the scheduler each minute (see figures.py) ---------
 # Not records: each refresh replaces a study's rows whole, by Core statements (the no-delete
 # rule above guards the trial's records, which these are computed from).
+
 
 class FiguresSnapshot(db.Model):
     """When a study's figures were last counted, and how long the counting took."""

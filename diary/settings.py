@@ -7,6 +7,7 @@ running app's configuration (``diary/config.py`` says each one's meaning and def
 architecture test refuses ``current_app`` anywhere else in the rule packages, so
 ``grep -rn "setting(" diary`` lists every setting a rule depends on.
 """
+
 from __future__ import annotations
 
 from flask import current_app

@@ -3,6 +3,7 @@
 Database check constraints, form choices, export allowed values and template globals are all
 built from these enums, so a word added or renamed here changes everywhere at once.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -24,12 +25,14 @@ class WithdrawalReason(StrEnum):
     OTHER = "other"
 
 
-WITHDRAWAL_LABELS = {WithdrawalReason.PARTICIPANT_DECISION: "The participant's decision",
-                     WithdrawalReason.ADVERSE_EVENT: "An adverse event",
-                     WithdrawalReason.LOST_TO_FOLLOW_UP: "Lost to follow-up",
-                     WithdrawalReason.INVESTIGATOR_DECISION: "The investigator's decision",
-                     WithdrawalReason.PROTOCOL_DEVIATION: "A protocol deviation",
-                     WithdrawalReason.OTHER: "Other"}
+WITHDRAWAL_LABELS = {
+    WithdrawalReason.PARTICIPANT_DECISION: "The participant's decision",
+    WithdrawalReason.ADVERSE_EVENT: "An adverse event",
+    WithdrawalReason.LOST_TO_FOLLOW_UP: "Lost to follow-up",
+    WithdrawalReason.INVESTIGATOR_DECISION: "The investigator's decision",
+    WithdrawalReason.PROTOCOL_DEVIATION: "A protocol deviation",
+    WithdrawalReason.OTHER: "Other",
+}
 
 
 class Source(StrEnum):
@@ -55,8 +58,12 @@ class SubmissionMode(StrEnum):
     STAFF = "staff"
 
 
-SOURCE_LABELS = {Source.PARTICIPANT: "Participant", Source.PHONE_INTERVIEW: "Phone interview",
-                 Source.PAPER: "Paper form", Source.CLINIC_VISIT: "Clinic visit"}
+SOURCE_LABELS = {
+    Source.PARTICIPANT: "Participant",
+    Source.PHONE_INTERVIEW: "Phone interview",
+    Source.PAPER: "Paper form",
+    Source.CLINIC_VISIT: "Clinic visit",
+}
 
 
 class Severity(StrEnum):
@@ -75,8 +82,13 @@ class Severity(StrEnum):
 def severity_label(level: str) -> str:
     """A severity as the participant reads it, in their language."""
     from flask_babel import gettext as _
-    labels = {Severity.NONE: _("None"), Severity.MILD: _("Mild"), Severity.MODERATE: _("Moderate"),
-              Severity.SEVERE: _("Severe")}
+
+    labels = {
+        Severity.NONE: _("None"),
+        Severity.MILD: _("Mild"),
+        Severity.MODERATE: _("Moderate"),
+        Severity.SEVERE: _("Severe"),
+    }
     return labels.get(level, level)
 
 
@@ -92,18 +104,18 @@ class Role(StrEnum):
 class Allocation(StrEnum):
     """What a reader may see of the allocation (decided by ``blinding.blinding_for``)."""
 
-    TRUE = "true"    # the true sequences (as masked A/B codes while the study is blinded)
+    TRUE = "true"  # the true sequences (as masked A/B codes while the study is blinded)
     DUMMY = "dummy"  # the stored dummy allocation, flagged as such, for writing programs on
-    NONE = "none"    # no allocation at all, not even aggregated by it
+    NONE = "none"  # no allocation at all, not even aggregated by it
 
 
 class Split(StrEnum):
     """How an aggregate (the study summary's means) is grouped for a reader."""
 
-    TREATMENT = "treatment"            # by drug: the study is unblinded
-    SEQUENCE = "sequence"              # by true sequence: the unblinded role, before unblinding
+    TREATMENT = "treatment"  # by drug: the study is unblinded
+    SEQUENCE = "sequence"  # by true sequence: the unblinded role, before unblinding
     DUMMY_SEQUENCE = "dummy_sequence"  # by the dummy allocation, said on the page
-    POOLED = "pooled"                  # everyone together
+    POOLED = "pooled"  # everyone together
 
 
 class ReviewState(StrEnum):
@@ -126,9 +138,13 @@ class FollowUpOutcome(StrEnum):
     RESOLVED_BY_DATA = "resolved_by_data"
 
 
-FOLLOW_UP_LABELS = {FollowUpOutcome.REACHED: "Reached the participant", FollowUpOutcome.NO_ANSWER: "No answer",
-                    FollowUpOutcome.LEFT_MESSAGE: "Left a message", FollowUpOutcome.WITHDRAWN: "Participant withdraws",
-                    FollowUpOutcome.RESOLVED_BY_DATA: "Resolved by data"}
+FOLLOW_UP_LABELS = {
+    FollowUpOutcome.REACHED: "Reached the participant",
+    FollowUpOutcome.NO_ANSWER: "No answer",
+    FollowUpOutcome.LEFT_MESSAGE: "Left a message",
+    FollowUpOutcome.WITHDRAWN: "Participant withdraws",
+    FollowUpOutcome.RESOLVED_BY_DATA: "Resolved by data",
+}
 # How a person may close a call (a pass alone closes a task as resolved by data).
 CALL_OUTCOMES = tuple(o for o in FollowUpOutcome if o is not FollowUpOutcome.RESOLVED_BY_DATA)
 
@@ -169,10 +185,16 @@ class AssessmentState(StrEnum):
 
 
 # The short words of the staff pages' badges.
-STATE_TEXT = {AssessmentState.UPCOMING: "upcoming", AssessmentState.OPEN: "open",
-              AssessmentState.COMPLETED: "done", AssessmentState.COMPLETED_LATE: "late",
-              AssessmentState.MISSED: "missed", AssessmentState.NOT_APPLICABLE: "n/a",
-              AssessmentState.AFTER_DOSE: "after dose", AssessmentState.OUT_OF_WINDOW: "out of window"}
+STATE_TEXT = {
+    AssessmentState.UPCOMING: "upcoming",
+    AssessmentState.OPEN: "open",
+    AssessmentState.COMPLETED: "done",
+    AssessmentState.COMPLETED_LATE: "late",
+    AssessmentState.MISSED: "missed",
+    AssessmentState.NOT_APPLICABLE: "n/a",
+    AssessmentState.AFTER_DOSE: "after dose",
+    AssessmentState.OUT_OF_WINDOW: "out of window",
+}
 
 
 class ReminderKind(StrEnum):
@@ -303,9 +325,22 @@ def spoken(words) -> str:
 
 
 # Exposed to every template, so pages compare against the same words (see web/__init__).
-TEMPLATE_GLOBALS = {"AssessmentState": AssessmentState, "ParticipantStatus": ParticipantStatus,
-                    "ReviewState": ReviewState, "FollowUpOutcome": FollowUpOutcome, "Source": Source, "Severity": Severity,
-                    "Role": Role, "ReminderState": ReminderState, "Split": Split, "STATE_TEXT": STATE_TEXT,
-                    "SOURCE_LABELS": SOURCE_LABELS, "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS,
-                    "severity_label": severity_label, "ItemType": ItemType, "ReminderChannel": ReminderChannel,
-                    "AuditAction": AuditAction, "ExportFormat": ExportFormat}
+TEMPLATE_GLOBALS = {
+    "AssessmentState": AssessmentState,
+    "ParticipantStatus": ParticipantStatus,
+    "ReviewState": ReviewState,
+    "FollowUpOutcome": FollowUpOutcome,
+    "Source": Source,
+    "Severity": Severity,
+    "Role": Role,
+    "ReminderState": ReminderState,
+    "Split": Split,
+    "STATE_TEXT": STATE_TEXT,
+    "SOURCE_LABELS": SOURCE_LABELS,
+    "FOLLOW_UP_LABELS": FOLLOW_UP_LABELS,
+    "severity_label": severity_label,
+    "ItemType": ItemType,
+    "ReminderChannel": ReminderChannel,
+    "AuditAction": AuditAction,
+    "ExportFormat": ExportFormat,
+}

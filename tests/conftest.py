@@ -3,27 +3,27 @@
 Set DIARY_TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) and every
 test that takes ``app`` runs once per database.
 """
+
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
-
-import pytest
-from flask import has_app_context
-from flask.testing import FlaskClient
-from sqlalchemy import text
-
-from diary import create_app
-from diary.extensions import db
-from diary.models import Participant
-from diary.study.trial import ensure_study
+from datetime import UTC, datetime, timedelta
 
 # Hashing with production Argon2 parameters takes ~0.2 s; the suite hashes hundreds of PINs and
 # demo passwords, so it hashes with argon2-cffi's test profile (still Argon2id, still verified;
 # hashes carry their parameters, so production code verifies them unchanged). The timing test
 # that needs production strength makes its own hasher.
 import argon2  # noqa: E402
+import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
 import diary.governance.passwords  # noqa: E402
+from diary import create_app
+from diary.extensions import db
+from diary.models import Participant
+from diary.study.trial import ensure_study
 
 diary.governance.passwords._hasher = argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
 
@@ -45,12 +45,17 @@ def pytest_sessionstart(session):
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        pytest.exit(f"DIARY_TEST_DATABASE_URL is set to {PG_URL!r}, but that PostgreSQL does not answer "
-                    f"({error.__class__.__name__}: {str(error).splitlines()[0]}). Start it, or unset the "
-                    "variable to run on SQLite only.", returncode=3)
+        pytest.exit(
+            f"DIARY_TEST_DATABASE_URL is set to {PG_URL!r}, but that PostgreSQL does not answer "
+            f"({error.__class__.__name__}: {str(error).splitlines()[0]}). Start it, or unset the "
+            "variable to run on SQLite only.",
+            returncode=3,
+        )
     finally:
         engine.dispose()
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
+
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 class FreshContextClient(FlaskClient):
@@ -72,10 +77,15 @@ class FreshContextClient(FlaskClient):
 
 
 def make_app(url: str, **overrides):
-    config = {"TESTING": True, "SECRET_KEY": "test-secret", "SQLALCHEMY_DATABASE_URI": url,
-              "BASE_URL": "http://diary.test", "WTF_CSRF_ENABLED": True,
-              # The daily digest would add an email to every pass after 08:00: tests about it turn it on.
-              "DIGEST_HOUR": None}
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "BASE_URL": "http://diary.test",
+        "WTF_CSRF_ENABLED": True,
+        # The daily digest would add an email to every pass after 08:00: tests about it turn it on.
+        "DIGEST_HOUR": None,
+    }
     config.update(overrides)
     app = create_app(config)
     app.test_client_class = FreshContextClient
@@ -145,6 +155,7 @@ def ctx(app):
 @pytest.fixture
 def study(ctx):
     from diary.study.trial import require_study
+
     return require_study()
 
 
@@ -152,9 +163,17 @@ def study(ctx):
 def enrolled(study):
     """A participant in sequence AB, New York time, not yet dosed. Returns (participant, token)."""
     from diary.participants.enrolment import enroll
-    participant, token = enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB",
-                                actor="test", now=NOW - timedelta(days=10), code="P-TEST01",
-                                email="p1@example.org")
+
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone="America/New_York",
+        sequence="AB",
+        actor="test",
+        now=NOW - timedelta(days=10),
+        code="P-TEST01",
+        email="p1@example.org",
+    )
     db.session.commit()
     return participant, token
 
@@ -163,6 +182,7 @@ def enrolled(study):
 def dosed(enrolled):
     """The enrolled participant with infusion 1 started two hours before NOW."""
     from diary.dosing.infusions import record_dose
+
     participant, token = enrolled
     record_dose(participant, 1, NOW - timedelta(hours=2), actor="test", now=NOW)
     db.session.commit()
@@ -179,6 +199,7 @@ def assessment_of(participant: Participant, period: int, code: str):
 def answers_for(protocol, code: str, vas: int = 40, **extra) -> dict:
     """A complete, valid form for time point ``code``."""
     from diary.entries.recording import field_name
+
     form = {}
     for instrument in protocol.instruments_for(protocol.timepoint(code)):
         for item in instrument.items:

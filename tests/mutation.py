@@ -17,6 +17,7 @@ tests. Each worker mutates its own copy of the repository, so the working tree i
 
     python tests/mutation.py [package ...]     # dosing safety entries endpoints schedule
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,21 +37,43 @@ ROOT = Path(__file__).resolve().parent.parent
 # The rule modules of each package, and the tests that speak for them (fast ones: the direct
 # rule tests, the schedule's and the rules' pinned edges).
 PACKAGES = {
-    "dosing": (["diary/dosing/infusions.py", "diary/dosing/assessments.py"],
-               ["tests/test_rules_direct.py", "tests/test_rules_once.py", "tests/test_schedule.py",
-                "tests/test_rules_pinned.py", "tests/test_time_truth.py"]),
-    "safety": (["diary/safety/alerts.py", "diary/safety/follow_up.py", "diary/safety/side_effects.py"],
-               ["tests/test_rules_direct.py", "tests/test_safety.py"]),
-    "entries": (["diary/entries/recording.py", "diary/entries/corrections.py"],
-                ["tests/test_rules_direct.py", "tests/test_rules_pinned.py", "tests/test_rules_once.py"]),
-    "endpoints": (["diary/exports/endpoints.py"],
-                  ["tests/test_rules_direct.py", "tests/test_rules_pinned.py"]),
-    "schedule": (["diary/protocol/schedule.py"],
-                 ["tests/test_schedule.py", "tests/test_rules_pinned.py", "tests/test_time_truth.py"]),
+    "dosing": (
+        ["diary/dosing/infusions.py", "diary/dosing/assessments.py"],
+        [
+            "tests/test_rules_direct.py",
+            "tests/test_rules_once.py",
+            "tests/test_schedule.py",
+            "tests/test_rules_pinned.py",
+            "tests/test_time_truth.py",
+        ],
+    ),
+    "safety": (
+        ["diary/safety/alerts.py", "diary/safety/follow_up.py", "diary/safety/side_effects.py"],
+        ["tests/test_rules_direct.py", "tests/test_safety.py"],
+    ),
+    "entries": (
+        ["diary/entries/recording.py", "diary/entries/corrections.py"],
+        ["tests/test_rules_direct.py", "tests/test_rules_pinned.py", "tests/test_rules_once.py"],
+    ),
+    "endpoints": (["diary/exports/endpoints.py"], ["tests/test_rules_direct.py", "tests/test_rules_pinned.py"]),
+    "schedule": (
+        ["diary/protocol/schedule.py"],
+        ["tests/test_schedule.py", "tests/test_rules_pinned.py", "tests/test_time_truth.py"],
+    ),
 }
 COPIED = ["diary", "tests", "templates", "static", "pyproject.toml", "babel.cfg", "wsgi.py"]
-TURNS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-         ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+TURNS = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
 
 
 @dataclass
@@ -80,25 +103,37 @@ def _sites(tree: ast.Module):
             yield node, "condition negated", lambda n: setattr(n, "test", ast.UnaryOp(ast.Not(), n.test))
             for position, statement in enumerate(node.body):
                 if isinstance(statement, ast.Raise):
-                    yield statement, "refusal deleted", \
-                        lambda n, body=node.body, i=position: body.__setitem__(i, ast.Pass())
+                    yield (
+                        statement,
+                        "refusal deleted",
+                        lambda n, body=node.body, i=position: body.__setitem__(i, ast.Pass()),
+                    )
         elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in TURNS:
             turned = TURNS[type(node.ops[0])]
-            yield node, f"{type(node.ops[0]).__name__} -> {turned.__name__}", \
-                lambda n, t=turned: n.ops.__setitem__(0, t())
+            yield (
+                node,
+                f"{type(node.ops[0]).__name__} -> {turned.__name__}",
+                lambda n, t=turned: n.ops.__setitem__(0, t()),
+            )
         elif isinstance(node, ast.BoolOp):
             other = ast.Or if isinstance(node.op, ast.And) else ast.And
             yield node, f"{type(node.op).__name__} -> {other.__name__}", lambda n, o=other: setattr(n, "op", o())
-        elif isinstance(node, ast.Return) and node.value is not None and (
+        elif (
+            isinstance(node, ast.Return)
+            and node.value is not None
+            and (
                 (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
-                or (isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "_")):
+                or (isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "_")
+            )
+        ):
             yield node, "refusal message -> None", lambda n: setattr(n, "value", ast.Constant(None))
 
 
 def mutants_of(path: str) -> list[Mutant]:
     tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
-    return [Mutant(path, index, getattr(node, "lineno", 0), what)
-            for index, (node, what, _apply) in enumerate(_sites(tree))]
+    return [
+        Mutant(path, index, getattr(node, "lineno", 0), what) for index, (node, what, _apply) in enumerate(_sites(tree))
+    ]
 
 
 def mutated_source(mutant: Mutant) -> str:
@@ -125,8 +160,13 @@ def _run_tests(where: Path, tests: list[str], timeout: float) -> bool:
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     environment.pop("DIARY_TEST_DATABASE_URL", None)  # SQLite only: one database, many mutants
     try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                                cwd=where, env=environment, capture_output=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=where,
+            env=environment,
+            capture_output=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return False  # a mutant that loops is caught too
     return result.returncode == 0
@@ -151,7 +191,7 @@ def main() -> int:
             timeout = max(30.0, 4 * (time.monotonic() - started))
             mutants = [m for path in modules for m in mutants_of(path)]
 
-            def judge(mutant: Mutant) -> tuple[Mutant, bool]:
+            def judge(mutant: Mutant, tests=tests, timeout=timeout) -> tuple[Mutant, bool]:
                 where = free.pop()
                 target = where / mutant.path
                 original = target.read_text(encoding="utf-8")
@@ -167,8 +207,11 @@ def main() -> int:
             killed = sum(1 for _m, survived in results if not survived)
             figures[package] = (killed, len(results), time.monotonic() - started)
             survivors += [m for m, survived in results if survived]
-            print(f"{package}: {killed}/{len(results)} killed ({100 * killed / max(1, len(results)):.1f} %) "
-                  f"in {figures[package][2]:.0f} s", flush=True)
+            print(
+                f"{package}: {killed}/{len(results)} killed ({100 * killed / max(1, len(results)):.1f} %) "
+                f"in {figures[package][2]:.0f} s",
+                flush=True,
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print("\nSurvivors (equivalent, or a missing test):")

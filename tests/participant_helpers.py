@@ -1,13 +1,14 @@
 """Helpers for the participant tests: data around the real clock, and a signed-in phone."""
+
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import now_utc
+from diary.participants.enrolment import enroll
 
 
 def csrf_from(html: str) -> str:
@@ -32,9 +33,17 @@ def key_from(html: str) -> str:
 def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB", language="en"):
     """A participant whose infusion 1 started ``hours_ago`` hours ago (Day 1 opens at 20 h)."""
     now = now_utc()
-    participant, token = enroll(study, site="NIH-CC", timezone="America/New_York",
-                                sequence=sequence, actor="test", now=now - timedelta(days=5),
-                                code=code, email=f"{code.lower()}@example.org", language=language)
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone="America/New_York",
+        sequence=sequence,
+        actor="test",
+        now=now - timedelta(days=5),
+        code=code,
+        email=f"{code.lower()}@example.org",
+        language=language,
+    )
     dose_start = (now - timedelta(hours=hours_ago)).replace(second=0, microsecond=0)
     record_dose(participant, 1, dose_start, actor="test", now=now)
     db.session.commit()
@@ -45,13 +54,16 @@ def sign_in(client, token, pin="4821"):
     """Open the link, choose a PIN, and land on Today. Returns the Today response."""
     page = client.get(f"/p/{token}")
     assert page.status_code == 200, page.status_code
-    return client.post(f"/p/{token}", data={"pin": pin, "confirm": pin,
-                                            "csrf_token": csrf_from(page.get_data(as_text=True))},
-                       follow_redirects=True)
+    return client.post(
+        f"/p/{token}",
+        data={"pin": pin, "confirm": pin, "csrf_token": csrf_from(page.get_data(as_text=True))},
+        follow_redirects=True,
+    )
 
 
 def day1_form(protocol, **overrides) -> dict:
     from .conftest import answers_for
+
     form = answers_for(protocol, "D1", vas=63)
     form.update(overrides)
     return form

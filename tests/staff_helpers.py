@@ -1,4 +1,5 @@
 """Staff accounts for tests: hashed with cheap Argon2 parameters so setup stays fast."""
+
 from __future__ import annotations
 
 from argon2 import PasswordHasher
@@ -18,6 +19,7 @@ SECOND_FACTOR_ROLES = ("admin", "unblinded", "emergency")
 
 def totp_now() -> str:
     import pyotp
+
     return pyotp.TOTP(TOTP_SECRET).now()
 
 
@@ -26,9 +28,16 @@ def make_staff(role: str, email: str | None = None) -> StaffUser:
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     if user is None:
         second = role in SECOND_FACTOR_ROLES
-        user = StaffUser(email=email, password_hash=_cheap.hash(PASSWORD), role=role, active=True,
-                         created_at=now_utc(), session_generation=0,
-                         totp_secret=TOTP_SECRET if second else None, totp_enabled_at=now_utc() if second else None)
+        user = StaffUser(
+            email=email,
+            password_hash=_cheap.hash(PASSWORD),
+            role=role,
+            active=True,
+            created_at=now_utc(),
+            session_generation=0,
+            totp_secret=TOTP_SECRET if second else None,
+            totp_enabled_at=now_utc() if second else None,
+        )
         db.session.add(user)
         db.session.commit()
     return user
@@ -37,13 +46,16 @@ def make_staff(role: str, email: str | None = None) -> StaffUser:
 def login_as(client, role: str, email: str | None = None):
     user = make_staff(role, email)
     page = client.get("/staff/login")
-    response = client.post("/staff/login", data={"email": user.email, "password": PASSWORD,
-                                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
+    response = client.post(
+        "/staff/login",
+        data={"email": user.email, "password": PASSWORD, "csrf_token": csrf_from(page.get_data(as_text=True))},
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     if response.headers["Location"].endswith("/staff/login/code"):
         page = client.get("/staff/login/code")
-        response = client.post("/staff/login/code", data={"code": totp_now(),
-                                                          "csrf_token": csrf_from(page.get_data(as_text=True))})
+        response = client.post(
+            "/staff/login/code", data={"code": totp_now(), "csrf_token": csrf_from(page.get_data(as_text=True))}
+        )
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return user
 

@@ -1,6 +1,6 @@
 """The application: configuration layers, the secret key, and error pages people understand."""
-import os
 
+import os
 
 from diary import create_app
 

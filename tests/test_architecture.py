@@ -1,6 +1,7 @@
 """The house rules of the code, checked by reading it: the packages import only what sits below
 them, the web layer stands apart, rules reach neither the request nor the app's configuration
 directly, and each word of the trial's vocabulary is written once."""
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,7 @@ def _imports(path: Path, tree: ast.AST):
                 yield alias.name, ()
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -71,8 +72,7 @@ def _violations() -> list[str]:
 
 
 # The core modules everything may import; they import only each other.
-CORE = {"config", "database", "errors", "events", "extensions", "i18n", "localtime", "models", "settings",
-        "vocabulary"}
+CORE = {"config", "database", "errors", "events", "extensions", "i18n", "localtime", "models", "settings", "vocabulary"}
 # The modules that put the app together; they may import anything.
 COMPOSITION = {"__init__", "cli", "demo", "web"}
 RULES = {"protocol", "governance", "study", "dosing", "participants", "safety", "entries"}
@@ -93,8 +93,10 @@ MAY_IMPORT = {
 # What a rule package must not take from flask or flask_babel: the request, and the app's
 # configuration except through diary.settings. The language comes as an argument; gettext for
 # a refusal's message is allowed (it follows whatever locale the caller set).
-FORBIDDEN_IN_RULES = {"flask": {"current_app", "request", "session", "g"},
-                      "flask_babel": {"get_locale", "force_locale", "refresh"}}
+FORBIDDEN_IN_RULES = {
+    "flask": {"current_app", "request", "session", "g"},
+    "flask_babel": {"get_locale", "force_locale", "refresh"},
+}
 
 
 def _part_of(module: str) -> str | None:
@@ -119,8 +121,12 @@ def _package_violations() -> list[str]:
         allowed = CORE | {own} | (set() if own in CORE else MAY_IMPORT.get(own, set()))
         for module, names in _imports(path, tree):
             target = _part_of(module)
-            if target is not None and target != "__init__" and target not in allowed \
-                    and (PACKAGE / target).with_suffix(".py").exists() | (PACKAGE / target).is_dir():
+            if (
+                target is not None
+                and target != "__init__"
+                and target not in allowed
+                and (PACKAGE / target).with_suffix(".py").exists() | (PACKAGE / target).is_dir()
+            ):
                 found.append(f"{where} imports {module} ({own} may not import {target})")
             if own in RULES and module in FORBIDDEN_IN_RULES and FORBIDDEN_IN_RULES[module] & set(names):
                 found.append(f"{where} takes {sorted(FORBIDDEN_IN_RULES[module] & set(names))} from {module}")
@@ -138,8 +144,11 @@ def test_the_package_rules_find_a_planted_violation():
     """The package check is not vacuous: an entries module importing the reminders, a governance
     module importing the study, and a rule reading current_app and the locale are each caught."""
     planted = [PACKAGE / "entries" / "_planted.py", PACKAGE / "governance" / "_planted.py"]
-    planted[0].write_text("from ..reminders.planning import cancel_for\nfrom flask import current_app\n"
-                          "from flask_babel import get_locale\n", encoding="utf-8")
+    planted[0].write_text(
+        "from ..reminders.planning import cancel_for\nfrom flask import current_app\n"
+        "from flask_babel import get_locale\n",
+        encoding="utf-8",
+    )
     planted[1].write_text("from ..study.trial import protocol_of\n", encoding="utf-8")
     try:
         found = _package_violations()
@@ -177,8 +186,11 @@ def test_every_blueprint_lives_in_the_web_package():
                 pytest.fail(f"{path} defines a Blueprint outside diary/web")
 
 
-ENUMS = [value for value in vars(vocabulary).values()
-         if isinstance(value, type) and issubclass(value, StrEnum) and value is not StrEnum]
+ENUMS = [
+    value
+    for value in vars(vocabulary).values()
+    if isinstance(value, type) and issubclass(value, StrEnum) and value is not StrEnum
+]
 
 
 def _word_lists():
@@ -187,8 +199,11 @@ def _word_lists():
         if path.name == "vocabulary.py":
             continue
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 2 \
-                    and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            if (
+                isinstance(node, (ast.Tuple, ast.List, ast.Set))
+                and len(node.elts) >= 2
+                and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+            ):
                 yield path, node.lineno, {e.value for e in node.elts}
 
 
@@ -213,8 +228,12 @@ def test_check_constraints_are_built_from_the_vocabulary(app):
                 return str(item.sqltext)
         raise KeyError(name)
 
-    for model, name, enum in ((Participant, "status", ParticipantStatus), (Submission, "source", Source),
-                              (StaffUser, "role", Role), (Reminder, "state", ReminderState)):
+    for model, name, enum in (
+        (Participant, "status", ParticipantStatus),
+        (Submission, "source", Source),
+        (StaffUser, "role", Role),
+        (Reminder, "state", ReminderState),
+    ):
         text = constraint(model, name)
         assert all(f"'{word}'" in text for word in enum), (model, text)
     severity = constraint(SideEffectReport, "severity")
@@ -238,13 +257,16 @@ def _python_comparisons(path: Path, tree: ast.AST):
             continue
         for operand in operands:
             if isinstance(operand, ast.Constant) and isinstance(operand.value, str) and operand.value in WORDS:
-                yield f"{path.relative_to(PACKAGE.parent)}:{node.lineno} compares '{operand.value}' " \
-                      f"(use {WORDS[operand.value]})"
+                yield (
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno} compares '{operand.value}' "
+                    f"(use {WORDS[operand.value]})"
+                )
 
 
 def _template_comparisons(name: str, text: str):
     """The same in a template (``report.severity == 'severe'``)."""
     import re
+
     for number, line in enumerate(text.split("\n"), 1):
         for found in re.finditer(r"(?:==|!=)\s*['\"]([a-z_]+)['\"]", line):
             if found.group(1) in WORDS:
@@ -264,11 +286,14 @@ def test_no_word_of_the_vocabulary_is_compared_by_hand_in_code_or_templates():
 
 def test_the_comparison_check_finds_planted_words():
     tree = ast.parse("if participant.status != 'active':\n    pass\nif request.blueprint == 'participant':\n    pass\n")
-    assert [line.split(" ", 1)[1] for line in _python_comparisons(PACKAGE / "x.py", tree)] == \
-        ["compares 'active' (use ParticipantStatus)"]
+    assert [line.split(" ", 1)[1] for line in _python_comparisons(PACKAGE / "x.py", tree)] == [
+        "compares 'active' (use ParticipantStatus)"
+    ]
     planted = "{% if report.severity == 'severe' %}{% endif %}\n{% if item.type == \"vas\" %}{% endif %}"
     assert list(_template_comparisons("t.html", planted)) == [
-        "t.html:1 compares 'severe' (use Severity)", "t.html:2 compares 'vas' (use ItemType)"]
+        "t.html:1 compares 'severe' (use Severity)",
+        "t.html:2 compares 'vas' (use ItemType)",
+    ]
 
 
 def test_every_audit_event_names_an_action_of_the_vocabulary(app):
@@ -282,13 +307,16 @@ def test_every_audit_event_names_an_action_of_the_vocabulary(app):
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 for keyword in node.keywords:
-                    if keyword.arg == "action" and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
-                                                       for n in ast.walk(keyword.value)):
+                    if keyword.arg == "action" and any(
+                        isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(keyword.value)
+                    ):
                         literal.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert literal == []
     with pytest.raises(ValueError, match="made_up"):
         audit.row(actor="system", action="made_up", entity="study", entity_id=None, now=now_utc())
-    assert audit.row(actor="system", action="enroll", entity="study", entity_id=None, now=now_utc())["action"] == "enroll"
+    assert (
+        audit.row(actor="system", action="enroll", entity="study", entity_id=None, now=now_utc())["action"] == "enroll"
+    )
 
 
 def test_signing_in_is_its_own_blueprint(app):
@@ -297,5 +325,9 @@ def test_signing_in_is_its_own_blueprint(app):
     endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
     for path in ("/staff/login", "/staff/login/code", "/staff/second-factor", "/staff/logout", "/staff/password"):
         assert endpoints[path].startswith("signin."), (path, endpoints[path])
-    assert not [endpoint for endpoint in endpoints.values() if endpoint.startswith("staff.")
-                and endpoint.split(".")[1] in ("login", "second_step", "second_factor_setup", "logout", "password")]
+    assert not [
+        endpoint
+        for endpoint in endpoints.values()
+        if endpoint.startswith("staff.")
+        and endpoint.split(".")[1] in ("login", "second_step", "second_factor_setup", "logout", "password")
+    ]

@@ -1,4 +1,5 @@
 """Assets: content-hashed names cached for a year, compression on the wire, a favicon."""
+
 from __future__ import annotations
 
 import gzip

@@ -10,6 +10,7 @@ every participant's own values (the blinded export carries them); material flagg
 allocation says nothing about the true one and is read as such. A planted leak (the old summary,
 split by the true sequence) must single out the true assignment: the test can fail.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,14 +25,14 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from diary.study.blinding import Blinding, blinding_for
 from diary.demo import build_demo
-from diary.participants.enrolment import reissue_link
 from diary.errors import Refused
 from diary.extensions import db
-from diary.participants.links import signed_link_token
 from diary.models import Participant, now_utc
+from diary.participants.enrolment import reissue_link
+from diary.participants.links import signed_link_token
 from diary.reminders.dispatch import run_pass
+from diary.study.blinding import Blinding, blinding_for
 from diary.study.trial import protocol_of, unblind
 from diary.vocabulary import Allocation, Role, Split
 
@@ -44,6 +45,7 @@ SEQUENCE_WORD = re.compile(r"(?<![\w-])(AB|BA)(?![\w-])")
 
 
 # --- What a reader can read --------------------------------------------------------------------
+
 
 @dataclass
 class Document:
@@ -110,6 +112,7 @@ def bundle_documents(name: str, files: dict[str, bytes]) -> list[Document]:
     """Every file of an export bundle as the statistician reads it, with its dummy flag."""
     import pyarrow.parquet as pq
     from openpyxl import load_workbook
+
     manifest = json.loads(files["manifest.json"])
     dummy = bool(manifest["allocation_is_dummy"])
     documents = [Document(f"{name}/manifest.json", files["manifest.json"].decode(), dummy=dummy)]
@@ -154,8 +157,14 @@ def staff_pages(app, client) -> list[Document]:
     assessments = [a for p in participants for period in p.periods for a in period.assessments]
     with_entry = [a.id for a in assessments if a.submission is not None][:6]
     without_entry = [a.id for a in assessments if a.submission is None][:6]
-    values = {"code": [p.code for p in participants], "number": [1, 2], "assessment_id": with_entry + without_entry,
-              "user_id": [1], "task_id": [1], "report_id": [1]}
+    values = {
+        "code": [p.code for p in participants],
+        "number": [1, 2],
+        "assessment_id": with_entry + without_entry,
+        "user_id": [1],
+        "task_id": [1],
+        "report_id": [1],
+    }
     documents = []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or not rule.rule.startswith("/staff") or rule.endpoint == "signin.logout":
@@ -179,8 +188,10 @@ def web_exports(client) -> list[Document]:
     if page.status_code != 200:
         return documents
     for fmt in ("csv", "parquet", "xlsx"):
-        response = client.post("/staff/exports", data={"csrf_token": csrf_from(page.get_data(as_text=True)),
-                                                      "format": fmt, "standards": "yes"})
+        response = client.post(
+            "/staff/exports",
+            data={"csrf_token": csrf_from(page.get_data(as_text=True)), "format": fmt, "standards": "yes"},
+        )
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
         archive = zipfile.ZipFile(io.BytesIO(response.get_data()))
         documents += bundle_documents(f"web-{fmt}", {n: archive.read(n) for n in archive.namelist()})
@@ -194,8 +205,9 @@ def cli_exports(runner, tmp_path) -> list[Document]:
         out = tmp_path / f"cli-{fmt}"
         result = runner.invoke(args=["diary", "export", "--out", str(out), "--format", fmt, "--standards"])
         assert result.exit_code == 0, result.output
-        documents += bundle_documents(f"cli-{fmt}", {p.relative_to(out).as_posix(): p.read_bytes()
-                                                     for p in out.rglob("*") if p.is_file()})
+        documents += bundle_documents(
+            f"cli-{fmt}", {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        )
     return documents
 
 
@@ -224,6 +236,7 @@ def emails(smtp) -> list[Document]:  # noqa: F811
 
 
 # --- The statistician --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GroupRow:
@@ -274,8 +287,16 @@ def group_rows(documents: list[Document], protocol) -> list[GroupRow]:
                 else:
                     continue  # pooled, or not a group
                 try:
-                    found.append(GroupRow(kind, group, int(row[period_at]), row[timepoint_at].split()[0],
-                                          int(row[n_at]), float(row[mean_at])))
+                    found.append(
+                        GroupRow(
+                            kind,
+                            group,
+                            int(row[period_at]),
+                            row[timepoint_at].split()[0],
+                            int(row[n_at]),
+                            float(row[mean_at]),
+                        )
+                    )
                 except ValueError:
                     continue  # a withheld small cell
     return found
@@ -320,10 +341,12 @@ def _agrees(row: GroupRow, given: dict, values: dict, protocol) -> bool:
     if row.kind == "sequence":
         members = [code for code, sequence in given.items() if sequence == row.group]
     else:
-        members = [code for code, sequence in given.items()
-                   if protocol.sequences[sequence][row.period - 1] == row.group]
-    found = [values[(code, row.period, row.timepoint)] for code in members
-             if (code, row.period, row.timepoint) in values]
+        members = [
+            code for code, sequence in given.items() if protocol.sequences[sequence][row.period - 1] == row.group
+        ]
+    found = [
+        values[(code, row.period, row.timepoint)] for code in members if (code, row.period, row.timepoint) in values
+    ]
     # The export carries % changes to two decimals; the page rounds its means to one.
     return len(found) == row.n and abs(sum(found) / len(found) - row.mean) <= 0.06
 
@@ -334,12 +357,17 @@ def own_values(documents: list[Document]) -> dict:
     table = next(d for d in documents if d.name.endswith("/fatigue_timecourse.csv"))
     header, rows = table.tables[0]
     at = {name: header.index(name) for name in ("participant_id", "period", "timepoint", "pct_change", "status")}
-    return {(row[at["participant_id"]], int(row[at["period"]]), row[at["timepoint"]]): float(row[at["pct_change"]])
-            for row in rows if row[at["pct_change"]] and row[at["timepoint"]] != "BL"
-            and row[at["status"]] in ("completed", "completed_late")}
+    return {
+        (row[at["participant_id"]], int(row[at["period"]]), row[at["timepoint"]]): float(row[at["pct_change"]])
+        for row in rows
+        if row[at["pct_change"]]
+        and row[at["timepoint"]] != "BL"
+        and row[at["status"]] in ("completed", "completed_late")
+    }
 
 
 # --- The tests ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def trial(app, study, smtp, runner, tmp_path):  # noqa: F811
@@ -354,8 +382,13 @@ def trial(app, study, smtp, runner, tmp_path):  # noqa: F811
     truth = tuple(p.sequence for p in participants)
     shared = cli_exports(runner, tmp_path) + emails(smtp)
     values = own_values(shared)
-    return {"codes": codes, "truth": truth, "shared": shared, "values": values,
-            "protocol": protocol_of(study.current_protocol_version)}
+    return {
+        "codes": codes,
+        "truth": truth,
+        "shared": shared,
+        "values": values,
+        "protocol": protocol_of(study.current_protocol_version),
+    }
 
 
 def _read_as(app, role: str, trial) -> list[Document]:
@@ -386,8 +419,10 @@ def test_a_planted_leak_singles_out_the_true_allocation(app, trial, monkeypatch)
     """Negative control: the old summary (by true sequence, every cell shown) leaks, and the
     recovery finds the one true assignment from the analyst's view."""
     from diary.web import analysis
-    monkeypatch.setattr(analysis, "blinding_for",
-                        lambda study, role, **kw: Blinding(role, Allocation.TRUE, drug_names=False))
+
+    monkeypatch.setattr(
+        analysis, "blinding_for", lambda study, role, **kw: Blinding(role, Allocation.TRUE, drug_names=False)
+    )
     documents = _read_as(app, "analyst", trial)
     consistent = consistent_assignments(documents, trial["values"], trial["codes"], trial["protocol"])
     assert consistent == [trial["truth"]]
@@ -431,8 +466,7 @@ def test_no_blinded_role_sees_a_drug_or_a_true_sequence_and_the_unblinded_role_d
     summary = keyholder.get("/staff/summary").get_data(as_text=True)
     assert "sequence AB" in summary and "dummy" not in summary and _sealed_names_in(pages, protocol) == []
 
-    unblind(db.session.merge(trial_study()), user=make_staff("unblinded", "keyholder-route@site.test"),
-            now=now_utc())
+    unblind(db.session.merge(trial_study()), user=make_staff("unblinded", "keyholder-route@site.test"), now=now_utc())
     db.session.commit()
     for role in ("unblinded", "coordinator", "analyst"):
         client = app.test_client()
@@ -443,25 +477,30 @@ def test_no_blinded_role_sees_a_drug_or_a_true_sequence_and_the_unblinded_role_d
 
 def trial_study():
     from diary.study.trial import require_study
+
     return require_study()
 
 
 # --- The guard, where it lives -----------------------------------------------------------------
+
 
 @dataclass
 class _Study:
     unblinded_at: object = None
 
 
-@pytest.mark.parametrize("reader, allocation, split", [
-    (Role.UNBLINDED, Allocation.TRUE, Split.SEQUENCE),
-    (Role.ANALYST, Allocation.DUMMY, Split.DUMMY_SEQUENCE),
-    (Role.ADMIN, Allocation.DUMMY, Split.DUMMY_SEQUENCE),
-    (Role.COORDINATOR, Allocation.NONE, Split.POOLED),
-    (Role.EMERGENCY, Allocation.NONE, Split.POOLED),
-    ("participant", Allocation.NONE, Split.POOLED),
-    ("operator", Allocation.DUMMY, Split.DUMMY_SEQUENCE),
-])
+@pytest.mark.parametrize(
+    "reader, allocation, split",
+    [
+        (Role.UNBLINDED, Allocation.TRUE, Split.SEQUENCE),
+        (Role.ANALYST, Allocation.DUMMY, Split.DUMMY_SEQUENCE),
+        (Role.ADMIN, Allocation.DUMMY, Split.DUMMY_SEQUENCE),
+        (Role.COORDINATOR, Allocation.NONE, Split.POOLED),
+        (Role.EMERGENCY, Allocation.NONE, Split.POOLED),
+        ("participant", Allocation.NONE, Split.POOLED),
+        ("operator", Allocation.DUMMY, Split.DUMMY_SEQUENCE),
+    ],
+)
 def test_the_guard_before_unblinding(reader, allocation, split):
     """Blinded study: the truth (masked) for the unblinded role, a dummy for programmers, else none."""
     blinding = blinding_for(_Study(), reader)
@@ -495,6 +534,7 @@ def test_the_guard_gives_the_operator_the_truth_only_when_asked():
 def test_a_coordinator_gets_no_export_at_all(study, tmp_path):
     """The export asks the guard: a reader with no allocation gets no bundle (403)."""
     from diary.exports import export_study
+
     with pytest.raises(Refused) as refused:
         export_study(tmp_path, study=study, now=now_utc(), actor="t", role=Role.COORDINATOR)
     assert refused.value.status == 403 and not (tmp_path / "manifest.json").exists()
@@ -503,13 +543,20 @@ def test_a_coordinator_gets_no_export_at_all(study, tmp_path):
 def test_small_cells_are_withheld_from_blinded_readers(study):
     """A dummy-split cell of one or two participants shows no n, mean or SD."""
     from diary.reporting.summary import vas_change_summary
+
     protocol = protocol_of(study.current_protocol_version)
-    sums = [("AB", "BA", "A", 1, "D3", 2, -40.0, 820.0), ("BA", "AB", "B", 1, "D3", 1, -10.0, 100.0),
-            ("BA", "BA", "B", 1, "D3", 3, -30.0, 320.0)]
-    rows = {row.group: row for row in vas_change_summary(study, protocol, Split.DUMMY_SEQUENCE, now_utc(),
-                                                         sums=sums, min_cell=3)}
-    assert rows["dummy sequence BA"].shown and rows["dummy sequence BA"].n == 5 \
-        and rows["dummy sequence BA"].mean == -14.0
+    sums = [
+        ("AB", "BA", "A", 1, "D3", 2, -40.0, 820.0),
+        ("BA", "AB", "B", 1, "D3", 1, -10.0, 100.0),
+        ("BA", "BA", "B", 1, "D3", 3, -30.0, 320.0),
+    ]
+    rows = {
+        row.group: row
+        for row in vas_change_summary(study, protocol, Split.DUMMY_SEQUENCE, now_utc(), sums=sums, min_cell=3)
+    }
+    assert (
+        rows["dummy sequence BA"].shown and rows["dummy sequence BA"].n == 5 and rows["dummy sequence BA"].mean == -14.0
+    )
     assert not rows["dummy sequence AB"].shown and rows["dummy sequence AB"].mean is None
     truth = {row.group: row for row in vas_change_summary(study, protocol, Split.SEQUENCE, now_utc(), sums=sums)}
     assert truth["sequence AB"].shown and truth["sequence AB"].mean == -20.0
@@ -517,15 +564,19 @@ def test_small_cells_are_withheld_from_blinded_readers(study):
 
 # --- Functional unblinding, said honestly -------------------------------------------------------
 
+
 def test_blinding_indices_match_the_published_example():
     """James and Bang on the R package BI's example table (48 22 / 4 30 / 330 319)."""
     from diary.study.blinding_index import bang, james
+
     counts = [[48, 22], [4, 30], [330, 319]]
     overall = james(counts)
     assert (round(overall.estimate, 3), round(overall.se, 3)) == (0.896, 0.011)
     assert [round(v, 3) for v in overall.ci] == [0.875, 0.918]
-    assert [(round(bang(counts, arm).estimate, 3), round(bang(counts, arm).se, 3)) for arm in (0, 1)] == \
-        [(0.115, 0.018), (0.022, 0.019)]
+    assert [(round(bang(counts, arm).estimate, 3), round(bang(counts, arm).se, 3)) for arm in (0, 1)] == [
+        (0.115, 0.018),
+        (0.022, 0.019),
+    ]
     assert james([[0, 0], [0, 0], [5, 5]]).estimate == 1.0  # everyone said "don't know"
     assert james([[0, 0], [0, 0], [0, 0]]) is None and bang([[0, 0], [0, 0], [0, 0]], 0) is None
     assert bang([[5, 0], [0, 5], [0, 0]], 0).estimate == 1.0  # every guess right
@@ -535,6 +586,7 @@ def test_the_blinding_index_is_shown_to_unblinded_readers_only(app, trial):
     """The guesses against the treatment given: the unblinded role's summary has them, per
     period; a blinded analyst's does not."""
     from diary.reporting.summary import blinding_guess_summary
+
     guesses = blinding_guess_summary(trial_study(), trial["protocol"])
     assert guesses and sum(sum(row) for row in guesses[0].counts) > 0
     analyst, keyholder = app.test_client(), app.test_client()
@@ -554,6 +606,7 @@ def test_an_export_without_side_effects_leaves_out_what_can_reveal_the_drug(app,
 
     def read(folder, name):
         return list(csv.DictReader(io.StringIO((folder / name).read_text(encoding="utf-8"))))
+
     assert read(plain, "side_effects.csv") and read(bare, "side_effects.csv") == []
     assert read(plain, "sdtm/ae.csv") and read(bare, "sdtm/ae.csv") == []
     assert any(r["instrument"] == "blinding_guess" for r in read(plain, "responses.csv"))
@@ -563,13 +616,15 @@ def test_an_export_without_side_effects_leaves_out_what_can_reveal_the_drug(app,
     assert "blinding_guess" not in fhir and "symptoms" not in fhir and "fatigue" in fhir
     trail = read(bare, "audit_trail.csv")
     assert trail and not any(r["entity"] == "side_effect_report" for r in trail)
-    assert not any("side_effects." in (r["new_value"] + r["old_value"]) or "blinding_guess." in r["new_value"]
-                   for r in trail)
+    assert not any(
+        "side_effects." in (r["new_value"] + r["old_value"]) or "blinding_guess." in r["new_value"] for r in trail
+    )
     manifest = json.loads((bare / "manifest.json").read_text())
     assert manifest["side_effects"].startswith("withheld")
 
 
 # --- The emergency role like the unblinded one ---------------------------------------------------
+
 
 def _password_login(client, email: str, password: str):
     page = client.get("/staff/login").get_data(as_text=True)
@@ -580,15 +635,31 @@ def test_an_emergency_account_made_by_the_admin_changes_its_password_then_sets_u
     """Created on the admin's page: its own password first, then TOTP, before any code-break page."""
     login_as(client, "admin")
     page = client.get("/staff/admin/users").get_data(as_text=True)
-    assert client.post("/staff/admin/users", data={"csrf_token": csrf_from(page), "email": "er.new@example.org",
-                                                   "role": "emergency", "password": "temporary pass 2024!"}
-                       ).status_code == 302
+    assert (
+        client.post(
+            "/staff/admin/users",
+            data={
+                "csrf_token": csrf_from(page),
+                "email": "er.new@example.org",
+                "role": "emergency",
+                "password": "temporary pass 2024!",
+            },
+        ).status_code
+        == 302
+    )
     fresh = app.test_client()
     _password_login(fresh, "er.new@example.org", "temporary pass 2024!")
     assert fresh.get("/staff/code-break").headers["Location"].endswith("/staff/password")
     form = fresh.get("/staff/password").get_data(as_text=True)
-    changed = fresh.post("/staff/password", data={"current": "temporary pass 2024!", "new": "my own long phrase 7",
-                                                  "confirm": "my own long phrase 7", "csrf_token": csrf_from(form)})
+    changed = fresh.post(
+        "/staff/password",
+        data={
+            "current": "temporary pass 2024!",
+            "new": "my own long phrase 7",
+            "confirm": "my own long phrase 7",
+            "csrf_token": csrf_from(form),
+        },
+    )
     assert changed.status_code in (302, 303), changed.get_data(as_text=True)[:400]
     _password_login(fresh, "er.new@example.org", "my own long phrase 7")
     assert fresh.get("/staff/code-break").headers["Location"].endswith("/staff/second-factor")
@@ -597,6 +668,7 @@ def test_an_emergency_account_made_by_the_admin_changes_its_password_then_sets_u
 def test_an_emergency_sign_in_asks_for_the_authenticator_code(app, study):
     """With TOTP on, the password alone opens nothing; the code does."""
     from .staff_helpers import PASSWORD, totp_now
+
     make_staff("emergency", "er.code@site.test")
     client = app.test_client()
     step = _password_login(client, "er.code@site.test", PASSWORD)
@@ -608,8 +680,9 @@ def test_an_emergency_sign_in_asks_for_the_authenticator_code(app, study):
 
 
 def test_the_second_factor_rule_names_the_emergency_role():
-    from diary.models import StaffUser
     from diary.governance.staff import second_factor_required
+    from diary.models import StaffUser
+
     assert second_factor_required(StaffUser(role=Role.EMERGENCY), False)
     assert not second_factor_required(StaffUser(role=Role.COORDINATOR), False)
 
@@ -617,11 +690,13 @@ def test_the_second_factor_rule_names_the_emergency_role():
 @pytest.mark.parametrize("role", [Role.COORDINATOR, Role.ANALYST, Role.ADMIN])
 def test_break_code_refuses_a_role_that_may_not_break(study, role):
     """The rule itself, not only its page: a blinded role breaks nothing and nothing is written."""
-    from diary.participants.enrolment import enroll
     from diary.models import AuditEvent
+    from diary.participants.enrolment import enroll
     from diary.safety.alerts import break_code
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
-                            code="P-NOBRK")
+
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-NOBRK"
+    )
     with pytest.raises(Refused) as refused:
         break_code(participant, "a long enough reason for the break", by=make_staff(role), now=now_utc())
     assert refused.value.status == 403 and participant.code_broken_at is None
@@ -631,8 +706,8 @@ def test_break_code_refuses_a_role_that_may_not_break(study, role):
 def test_break_code_needs_a_reason(study):
     from diary.participants.enrolment import enroll
     from diary.safety.alerts import break_code
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
-                            code="P-WHY")
+
+    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WHY")
     with pytest.raises(Refused) as refused:
         break_code(participant, "urgent", by=make_staff("emergency"), now=now_utc())
     assert refused.value.field == "reason" and participant.code_broken_at is None

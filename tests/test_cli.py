@@ -1,4 +1,5 @@
 """Each command of the CLI contract, through Flask's test runner."""
+
 import re
 import sqlite3
 
@@ -6,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from diary.extensions import db
-from diary.models import Assessment, AuditEvent, Participant, RandomizationSlot, StaffUser, Submission
 from diary.governance.passwords import verify_secret
+from diary.models import Assessment, AuditEvent, Participant, RandomizationSlot, StaffUser, Submission
 
 
 def test_init_is_repeatable(runner, ctx):
@@ -15,6 +16,7 @@ def test_init_is_repeatable(runner, ctx):
     from flask_migrate import stamp
 
     from diary.database import MIGRATIONS
+
     stamp(directory=str(MIGRATIONS))  # the fixture built the schema with create_all
     result = runner.invoke(args=["diary", "init"])
     assert result.exit_code == 0, result.output
@@ -23,6 +25,7 @@ def test_init_is_repeatable(runner, ctx):
 
 def test_init_creates_the_schema_through_migrations(tmp_path):
     from .conftest import make_app
+
     app = make_app(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
     result = app.test_cli_runner().invoke(args=["diary", "init"])
     assert result.exit_code == 0, result.output
@@ -43,17 +46,24 @@ def test_demo_builds_the_trial_shaped_study(runner, ctx):
     link = re.search(r"http://diary.test/p/(\S+)", result.output)
     assert link, result.output
     from diary.participants.enrolment import hash_token
+
     linked = db.session.scalar(select(Participant).where(Participant.link_token_hash == hash_token(link.group(1))))
     assert linked is not None
     from diary.models import now_utc
+
     now = now_utc()
-    open_now = [a for p in linked.periods for a in p.assessments
-                if a.window_open <= now < a.late_close and a.submission is None]
+    open_now = [
+        a for p in linked.periods for a in p.assessments if a.window_open <= now < a.late_close and a.submission is None
+    ]
     assert open_now, "the printed participant must have an entry open right now"
     missed = re.search(r"(\d+) missed", result.output)
     assert int(missed.group(1)) > 0
-    terms = {row for row in db.session.execute(select(func.distinct(
-        __import__("diary.models", fromlist=["SideEffectReport"]).SideEffectReport.term))).scalars()}
+    terms = {
+        row
+        for row in db.session.execute(
+            select(func.distinct(__import__("diary.models", fromlist=["SideEffectReport"]).SideEffectReport.term))
+        ).scalars()
+    }
     assert terms == {"headache", "dizziness"}
 
 
@@ -66,8 +76,10 @@ def test_demo_twice_is_refused_but_if_empty_succeeds(runner, ctx):
 
 
 def test_create_user_from_stdin(runner, ctx):
-    result = runner.invoke(args=["diary", "create-user", "Nurse@Site.org", "--role", "coordinator",
-                                 "--password-stdin"], input="a long enough password\n")
+    result = runner.invoke(
+        args=["diary", "create-user", "Nurse@Site.org", "--role", "coordinator", "--password-stdin"],
+        input="a long enough password\n",
+    )
     assert result.exit_code == 0, result.output
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == "nurse@site.org"))
     assert user.role == "coordinator"
@@ -76,15 +88,17 @@ def test_create_user_from_stdin(runner, ctx):
 
 
 def test_create_user_refuses_a_short_password(runner, ctx):
-    result = runner.invoke(args=["diary", "create-user", "a@b.org", "--role", "analyst",
-                                 "--password-stdin"], input="short\n")
+    result = runner.invoke(
+        args=["diary", "create-user", "a@b.org", "--role", "analyst", "--password-stdin"], input="short\n"
+    )
     assert result.exit_code != 0 and "at least 12 characters" in result.output
     assert db.session.scalar(select(func.count()).select_from(StaffUser)) == 0
 
 
 def test_create_user_prompts_for_the_password(runner, ctx):
-    result = runner.invoke(args=["diary", "create-user", "c@b.org", "--role", "admin"],
-                           input="twelve chars ok\ntwelve chars ok\n")
+    result = runner.invoke(
+        args=["diary", "create-user", "c@b.org", "--role", "admin"], input="twelve chars ok\ntwelve chars ok\n"
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -102,8 +116,7 @@ def test_enroll_takes_the_next_slot_and_prints_a_link(runner, study):
 
 
 def test_enroll_refuses_a_bad_time_zone(runner, ctx):
-    result = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--timezone", "Mars/Base",
-                                 "--sequence", "AB"])
+    result = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--timezone", "Mars/Base", "--sequence", "AB"])
     assert result.exit_code != 0 and "not a time zone name" in result.output
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 0
 
@@ -160,6 +173,7 @@ def test_backup_copies_the_database(runner, enrolled, tmp_path, backend):
 def test_scheduler_job_is_configured(app):
     """One dispatch job with a fixed id, coalescing, and a misfire grace."""
     from diary.reminders.scheduler import build_scheduler
+
     scheduler = build_scheduler(app, interval=60)
     job = scheduler.get_job("dispatch")
     assert job is not None and job.coalesce and job.misfire_grace_time >= 30 and job.max_instances == 1
@@ -176,9 +190,13 @@ def test_a_study_protocol_file_replaces_the_shipped_one(tmp_path):
     from diary.protocol import shipped_protocol_path
 
     from .conftest import make_app
+
     own = tmp_path / "our-study.yaml"
-    own.write_text(shipped_protocol_path("ketamine-fatigue-crossover").read_text()
-                   .replace("id: ketamine-fatigue-crossover", "id: our-study"))
+    own.write_text(
+        shipped_protocol_path("ketamine-fatigue-crossover")
+        .read_text()
+        .replace("id: ketamine-fatigue-crossover", "id: our-study")
+    )
     app = make_app(f"sqlite:///{tmp_path / 'own.sqlite'}", PROTOCOL_FILE=str(own))
     result = app.test_cli_runner().invoke(args=["diary", "init"])
     assert result.exit_code == 0 and "protocol our-study" in result.output

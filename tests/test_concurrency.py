@@ -1,4 +1,5 @@
 """Concurrent writers on one SQLite file: they wait for each other, and none fails."""
+
 import multiprocessing
 import random
 from datetime import timedelta
@@ -6,9 +7,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import Assessment, Submission
+from diary.participants.enrolment import enroll
 from diary.study.trial import ensure_study, protocol_of
 
 from .conftest import NOW, answers_for, make_app
@@ -32,8 +33,12 @@ def _worker(url: str, seed: int, queue) -> None:
                 protocol = protocol_of(assessment.protocol_version)
                 form = answers_for(protocol, assessment.timepoint, vas=seed)
                 _, created = record_submission(
-                    assessment, form, now=assessment.window_open + timedelta(minutes=1),
-                    actor=f"worker{seed}", idempotency_key=f"w{seed}-{assessment_id}")
+                    assessment,
+                    form,
+                    now=assessment.window_open + timedelta(minutes=1),
+                    actor=f"worker{seed}",
+                    idempotency_key=f"w{seed}-{assessment_id}",
+                )
                 db.session.commit()
                 outcome["created"] += created
             except Refused:
@@ -55,8 +60,15 @@ def test_concurrent_writers_on_one_sqlite_file(tmp_path):
         db.create_all()
         study, _ = ensure_study()
         for number in range(5):
-            participant, _ = enroll(study, site="NIH-CC", timezone="Europe/Paris", sequence="BA",
-                                    actor="test", now=NOW - timedelta(days=30), code=f"P-RACE{number}")
+            participant, _ = enroll(
+                study,
+                site="NIH-CC",
+                timezone="Europe/Paris",
+                sequence="BA",
+                actor="test",
+                now=NOW - timedelta(days=30),
+                code=f"P-RACE{number}",
+            )
             record_dose(participant, 1, NOW - timedelta(days=20), actor="test", now=NOW)
         db.session.commit()
         total = db.session.scalar(select(func.count()).select_from(Assessment))

@@ -1,4 +1,5 @@
 """The coordinator's workspace: roles, sign-in, enrolment, dosing, adherence, corrections, audit."""
+
 import io
 import re
 from datetime import timedelta
@@ -7,7 +8,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, func, select
 
-from diary.participants.enrolment import enroll
 from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import (
@@ -21,6 +21,7 @@ from diary.models import (
     Submission,
     now_utc,
 )
+from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
@@ -84,8 +85,7 @@ def _fill(path, someone, study):
         record_submission(done, form, now=done.window_open + timedelta(minutes=1), actor="test")
         db.session.commit()
     report = db.session.scalar(select(SideEffectReport.id))
-    return path.format(code=someone.code, assessment=assessment_of(someone, 1, "M80").id,
-                       done=done.id, report=report)
+    return path.format(code=someone.code, assessment=assessment_of(someone, 1, "M80").id, done=done.id, report=report)
 
 
 @pytest.mark.parametrize("role", ROLES + [None])
@@ -107,6 +107,7 @@ def test_access_matrix(client, study, someone, role, method, path, allowed):
 
 # --- Sign-in -----------------------------------------------------------------------------------
 
+
 def attempt(client, email, password):
     return client.post("/staff/login", data={"email": email, "password": password, "csrf_token": any_csrf(client)})
 
@@ -125,6 +126,7 @@ def test_login_throttled_per_address(app, study):
     """Guessing across many accounts from one address is slowed (a tarpit), never a lock: behind a
     proxy that address is everyone's, and another account's right password still signs in."""
     from diary.governance.staff import address_delay
+
     make_staff("analyst", "analyst@site.test")
     for number in range(22):
         attempt(app.test_client(), f"nobody{number}@site.test", "wrong password!")
@@ -162,8 +164,14 @@ def test_session_cookie_flags(app, study):
     client = app.test_client()
     page = client.get("/staff/login")
     make_staff("coordinator")
-    response = client.post("/staff/login", data={"email": "coordinator@site.test", "password": PASSWORD,
-                                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
+    response = client.post(
+        "/staff/login",
+        data={
+            "email": "coordinator@site.test",
+            "password": PASSWORD,
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+        },
+    )
     cookie = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("session=")][0]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
@@ -176,18 +184,27 @@ def test_session_cookie_secure_over_https(app):
 def test_login_never_redirects_off_site(client, study):
     make_staff("coordinator")
     page = client.get("/staff/login?next=//evil.example/steal")
-    response = client.post("/staff/login", data={"email": "coordinator@site.test", "password": PASSWORD,
-                                                 "next": "//evil.example/steal",
-                                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
+    response = client.post(
+        "/staff/login",
+        data={
+            "email": "coordinator@site.test",
+            "password": PASSWORD,
+            "next": "//evil.example/steal",
+            "csrf_token": csrf_from(page.get_data(as_text=True)),
+        },
+    )
     assert response.headers["Location"] == "/staff/"
 
 
 # --- Enrolment and the randomization list ------------------------------------------------------
 
+
 def upload(client, text):
-    return client.post("/staff/admin/randomization", data={
-        "csrf_token": any_csrf(client), "file": (io.BytesIO(text.encode()), "list.csv")},
-        content_type="multipart/form-data")
+    return client.post(
+        "/staff/admin/randomization",
+        data={"csrf_token": any_csrf(client), "file": (io.BytesIO(text.encode()), "list.csv")},
+        content_type="multipart/form-data",
+    )
 
 
 def test_bad_randomization_list_is_refused_whole(client, study):
@@ -217,23 +234,36 @@ def test_enrolment_takes_the_next_slot_and_never_shows_the_sequence(app, study):
     coordinator = app.test_client()
     login_as(coordinator, "coordinator")
     form = coordinator.get("/staff/enrol").get_data(as_text=True)
-    response = coordinator.post("/staff/enrol", data={
-        "csrf_token": csrf_from(form), "action_key": action_key_from(form), "site": "NIH-CC",
-        "timezone": "Europe/Paris", "email": "someone@example.org", "reminder_from": "09:00",
-        "reminder_until": "20:00"}, follow_redirects=True)
+    response = coordinator.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(form),
+            "action_key": action_key_from(form),
+            "site": "NIH-CC",
+            "timezone": "Europe/Paris",
+            "email": "someone@example.org",
+            "reminder_from": "09:00",
+            "reminder_until": "20:00",
+        },
+        follow_redirects=True,
+    )
     assert response.status_code == 200
     link_page = response.get_data(as_text=True)
     assert "<svg" in link_page and "/p/" in link_page  # the QR code and the link
     participant = db.session.scalars(select(Participant)).one()
     assert participant.sequence == "BA"  # position 1 first
     assert (participant.reminder_from, participant.reminder_until) == ("09:00", "20:00")
-    pages = [form, link_page] + [coordinator.get(url).get_data(as_text=True) for url in (
-        "/staff/", f"/staff/participants/{participant.code}", "/staff/audit")]
+    pages = [form, link_page] + [
+        coordinator.get(url).get_data(as_text=True)
+        for url in ("/staff/", f"/staff/participants/{participant.code}", "/staff/audit")
+    ]
     for role in ("analyst", "admin"):
         other = app.test_client()
         login_as(other, role)
-        pages += [other.get(url).get_data(as_text=True) for url in (
-            "/staff/", f"/staff/participants/{participant.code}", "/staff/audit")]
+        pages += [
+            other.get(url).get_data(as_text=True)
+            for url in ("/staff/", f"/staff/participants/{participant.code}", "/staff/audit")
+        ]
     for html in pages:
         assert visible_sequences(html) == []
         assert "treatment" not in html.lower()
@@ -242,8 +272,15 @@ def test_enrolment_takes_the_next_slot_and_never_shows_the_sequence(app, study):
 def test_enrolment_with_no_free_slot_is_refused(client, study):
     login_as(client, "coordinator")
     form = client.get("/staff/enrol").get_data(as_text=True)
-    response = client.post("/staff/enrol", data={"csrf_token": csrf_from(form), "site": "NIH-CC",
-                                                 "action_key": action_key_from(form), "timezone": "Europe/Paris"})
+    response = client.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(form),
+            "site": "NIH-CC",
+            "action_key": action_key_from(form),
+            "timezone": "Europe/Paris",
+        },
+    )
     assert response.status_code == 422 and b"no free slot" in response.data
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 0
 
@@ -251,17 +288,28 @@ def test_enrolment_with_no_free_slot_is_refused(client, study):
 def test_enrolment_refuses_a_bad_time_zone(client, study):
     login_as(client, "coordinator")
     form = client.get("/staff/enrol").get_data(as_text=True)
-    response = client.post("/staff/enrol", data={"csrf_token": csrf_from(form), "site": "NIH-CC",
-                                                 "action_key": action_key_from(form), "timezone": "Mars/Olympus"})
+    response = client.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(form),
+            "site": "NIH-CC",
+            "action_key": action_key_from(form),
+            "timezone": "Mars/Olympus",
+        },
+    )
     assert response.status_code == 422 and b"time zone name" in response.data
 
 
 def test_reissued_link_replaces_the_old_one(client, study, someone):
     from diary.participants.links import participant_by_token
+
     login_as(client, "coordinator")
     form = client.get(f"/staff/participants/{someone.code}/reissue-link").get_data(as_text=True)
-    page = client.post(f"/staff/participants/{someone.code}/reissue-link", follow_redirects=True, data={
-        "csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": "phone lost"})
+    page = client.post(
+        f"/staff/participants/{someone.code}/reissue-link",
+        follow_redirects=True,
+        data={"csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": "phone lost"},
+    )
     token = re.search(r"/p/([\w-]{40,})", page.get_data(as_text=True)).group(1)
     assert participant_by_token(token).id == someone.id
     assert client.get("/p/not-the-old-token").status_code == 404
@@ -269,10 +317,13 @@ def test_reissued_link_replaces_the_old_one(client, study, someone):
 
 # --- Dosing ------------------------------------------------------------------------------------
 
+
 def dose_via_web(client, code, number, local, reason=""):
     page = client.get(f"/staff/participants/{code}/dose/{number}").get_data(as_text=True)
-    return client.post(f"/staff/participants/{code}/dose/{number}", data={
-        "csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": local, "reason": reason})
+    return client.post(
+        f"/staff/participants/{code}/dose/{number}",
+        data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": local, "reason": reason},
+    )
 
 
 def local(moment, zone="America/New_York"):
@@ -293,8 +344,9 @@ def test_dose_too_close_to_the_previous_is_refused(client, study, someone):
 
 
 def test_dose_out_of_order_is_refused(client, study):
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                            now=now_utc(), code="P-FRESH1")
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-FRESH1"
+    )
     db.session.commit()
     login_as(client, "coordinator")
     response = dose_via_web(client, "P-FRESH1", 2, local(now_utc() - timedelta(days=1), "UTC"))
@@ -316,8 +368,7 @@ def test_dose_correction_needs_a_reason_and_reanchors(client, study, someone):
 
 
 def test_dose_at_a_skipped_local_time_is_refused(client, study):
-    enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB", actor="t",
-           now=now_utc(), code="P-SPRING")
+    enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB", actor="t", now=now_utc(), code="P-SPRING")
     db.session.commit()
     login_as(client, "coordinator")
     response = dose_via_web(client, "P-SPRING", 1, "2026-03-08T02:30")
@@ -326,20 +377,32 @@ def test_dose_at_a_skipped_local_time_is_refused(client, study):
 
 # --- Withdrawal --------------------------------------------------------------------------------
 
+
 def test_withdrawal_marks_remaining_not_applicable_and_deletes_nothing(client, study, someone):
     login_as(client, "coordinator")
     total = db.session.scalar(select(func.count()).select_from(Assessment))
     page = client.get(f"/staff/participants/{someone.code}/withdraw").get_data(as_text=True)
-    assert client.post(f"/staff/participants/{someone.code}/withdraw",
-                       data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                             "reason": ""}).status_code == 422
-    no_category = client.post(f"/staff/participants/{someone.code}/withdraw",
-                              data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                                    "reason": "moved abroad"})
+    assert (
+        client.post(
+            f"/staff/participants/{someone.code}/withdraw",
+            data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "reason": ""},
+        ).status_code
+        == 422
+    )
+    no_category = client.post(
+        f"/staff/participants/{someone.code}/withdraw",
+        data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "reason": "moved abroad"},
+    )
     assert no_category.status_code == 422 and "Choose why the participant leaves" in no_category.get_data(as_text=True)
-    response = client.post(f"/staff/participants/{someone.code}/withdraw",
-                           data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                                 "reason": "moved abroad", "category": "lost_to_follow_up"})
+    response = client.post(
+        f"/staff/participants/{someone.code}/withdraw",
+        data={
+            "csrf_token": csrf_from(page),
+            "action_key": action_key_from(page),
+            "reason": "moved abroad",
+            "category": "lost_to_follow_up",
+        },
+    )
     assert response.status_code == 302
     db.session.refresh(someone)
     assert someone.status == "withdrawn" and someone.withdrawal_reason == "lost_to_follow_up"
@@ -351,6 +414,7 @@ def test_withdrawal_marks_remaining_not_applicable_and_deletes_nothing(client, s
 
 # --- Corrections and entries on the participant's behalf ---------------------------------------
 
+
 def test_correction_needs_a_reason_and_keeps_the_old_value(client, study, someone):
     protocol = protocol_of(study.current_protocol_version)
     day1 = assessment_of(someone, 1, "D1")
@@ -360,10 +424,13 @@ def test_correction_needs_a_reason_and_keeps_the_old_value(client, study, someon
     page = client.get(f"/staff/assessments/{day1.id}/correct").get_data(as_text=True)
     data = {"csrf_token": csrf_from(page), "item": "fatigue_vas.fatigue", "value": "36", "reason": ""}
     assert client.post(f"/staff/assessments/{day1.id}/correct", data=data).status_code == 422
-    assert client.post(f"/staff/assessments/{day1.id}/correct",
-                       data={**data, "value": "101", "reason": "x"}).status_code == 422
-    response = client.post(f"/staff/assessments/{day1.id}/correct",
-                           data={**data, "reason": "digits swapped on the paper log"})
+    assert (
+        client.post(f"/staff/assessments/{day1.id}/correct", data={**data, "value": "101", "reason": "x"}).status_code
+        == 422
+    )
+    response = client.post(
+        f"/staff/assessments/{day1.id}/correct", data={**data, "reason": "digits swapped on the paper log"}
+    )
     assert response.status_code == 302
     assert db.session.scalar(select(ItemValue.value).where(ItemValue.item == "fatigue")) == "36"
     event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "correct_value")).one()
@@ -381,12 +448,17 @@ def test_missed_entry_by_phone_interview_with_source_and_reason(client, study, s
     page = client.get(f"/staff/assessments/{missed.id}/enter").get_data(as_text=True)
     # The call took place inside M80's window, on the participant's clock.
     collected = (missed.window_open + timedelta(minutes=5)).astimezone(ZoneInfo(someone.timezone))
-    form = {**answers_for(protocol, "M80", vas=44), "csrf_token": csrf_from(page), "source": "phone_interview",
-            "collected": collected.strftime("%Y-%m-%dT%H:%M")}
+    form = {
+        **answers_for(protocol, "M80", vas=44),
+        "csrf_token": csrf_from(page),
+        "source": "phone_interview",
+        "collected": collected.strftime("%Y-%m-%dT%H:%M"),
+    }
     refused = client.post(f"/staff/assessments/{missed.id}/enter", data={**form, "reason": ""})
     assert refused.status_code == 422 and db.session.scalar(select(func.count()).select_from(Submission)) == 0
-    response = client.post(f"/staff/assessments/{missed.id}/enter",
-                           data={**form, "reason": "participant had no signal; called at 16:10"})
+    response = client.post(
+        f"/staff/assessments/{missed.id}/enter", data={**form, "reason": "participant had no signal; called at 16:10"}
+    )
     assert response.status_code == 302
     submission = db.session.scalars(select(Submission)).one()
     assert submission.source == "phone_interview" and submission.entered_by_id is not None
@@ -396,6 +468,7 @@ def test_missed_entry_by_phone_interview_with_source_and_reason(client, study, s
 
 
 # --- Adherence, detail, side effects -----------------------------------------------------------
+
 
 def _count_queries(app, client, url):
     statements = []
@@ -421,8 +494,12 @@ def test_dashboard_query_count_does_not_grow_with_participants(app, client, stud
         for number in range(start, start + count):
             participant, _ = participant_with_day1_open(study, code=f"P-Q{number:04d}")
             m40 = assessment_of(participant, 1, "M40")
-            record_submission(m40, answers_for(protocol, "M40", **{"side_effects.symptoms.headache": "mild"}),
-                              now=m40.window_open + timedelta(minutes=1), actor="t")
+            record_submission(
+                m40,
+                answers_for(protocol, "M40", **{"side_effects.symptoms.headache": "mild"}),
+                now=m40.window_open + timedelta(minutes=1),
+                actor="t",
+            )
         db.session.commit()
 
     add(5, 0)
@@ -438,8 +515,12 @@ def test_chart_has_one_point_per_submitted_vas(client, study, someone):
     protocol = protocol_of(study.current_protocol_version)
     for code in ("BL", "M40", "M120"):
         assessment = assessment_of(someone, 1, code)
-        record_submission(assessment, answers_for(protocol, code, vas=50),
-                          now=assessment.window_open + timedelta(minutes=1), actor="t")
+        record_submission(
+            assessment,
+            answers_for(protocol, code, vas=50),
+            now=assessment.window_open + timedelta(minutes=1),
+            actor="t",
+        )
     db.session.commit()
     login_as(client, "analyst")
     html = client.get(f"/staff/participants/{someone.code}").get_data(as_text=True)
@@ -451,17 +532,25 @@ def test_side_effect_queue_puts_severe_first_and_records_acknowledgement(client,
     protocol = protocol_of(study.current_protocol_version)
     for code, severity in (("M40", "mild"), ("M80", "severe")):
         assessment = assessment_of(someone, 1, code)
-        record_submission(assessment, answers_for(protocol, code, **{"side_effects.symptoms.dizziness": severity}),
-                          now=assessment.window_open + timedelta(minutes=1), actor="t")
+        record_submission(
+            assessment,
+            answers_for(protocol, code, **{"side_effects.symptoms.dizziness": severity}),
+            now=assessment.window_open + timedelta(minutes=1),
+            actor="t",
+        )
     db.session.commit()
     user = login_as(client, "coordinator")
     html = client.get("/staff/side-effects").get_data(as_text=True)
     assert html.index("severe · alert") < html.index(">mild<")
     severe = db.session.scalar(select(SideEffectReport).where(SideEffectReport.severity == "severe"))
-    refused = client.post(f"/staff/side-effects/{severe.id}/acknowledge", data={"csrf_token": any_csrf(client), "note": ""})
+    refused = client.post(
+        f"/staff/side-effects/{severe.id}/acknowledge", data={"csrf_token": any_csrf(client), "note": ""}
+    )
     assert refused.status_code == 303
-    client.post(f"/staff/side-effects/{severe.id}/acknowledge",
-                data={"csrf_token": any_csrf(client), "note": "called; resolved with rest"})
+    client.post(
+        f"/staff/side-effects/{severe.id}/acknowledge",
+        data={"csrf_token": any_csrf(client), "note": "called; resolved with rest"},
+    )
     db.session.refresh(severe)
     assert severe.acknowledged_by_id == user.id and severe.acknowledged_at is not None
     assert severe.acknowledgement_note == "called; resolved with rest"
@@ -469,8 +558,9 @@ def test_side_effect_queue_puts_severe_first_and_records_acknowledgement(client,
 
 
 def test_attention_filter_shows_only_those_needing_follow_up(client, study, someone):
-    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
-           code="P-CALM01")  # not dosed yet: nothing missed, nothing overdue
+    enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-CALM01"
+    )  # not dosed yet: nothing missed, nothing overdue
     db.session.commit()
     login_as(client, "coordinator")
     html = client.get("/staff/?attention=1").get_data(as_text=True)
@@ -481,8 +571,10 @@ def test_attention_filter_shows_only_those_needing_follow_up(client, study, some
 def test_role_change_is_audited(client, study):
     other = make_staff("analyst", "ana@site.test")
     login_as(client, "admin")
-    response = client.post(f"/staff/admin/users/{other.id}", data={
-        "csrf_token": any_csrf(client), "role": "coordinator", "active": "y", "reason": "moved to the site team"})
+    response = client.post(
+        f"/staff/admin/users/{other.id}",
+        data={"csrf_token": any_csrf(client), "role": "coordinator", "active": "y", "reason": "moved to the site team"},
+    )
     assert response.status_code == 302
     event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "change_role")).one()
     assert event_.reason == "moved to the site team"
@@ -494,11 +586,25 @@ def test_changing_the_password_ends_other_sessions(app, study):
     login_as(laptop, "coordinator")
     login_as(phone, "coordinator")
     page = laptop.get("/staff/password").get_data(as_text=True)
-    wrong = laptop.post("/staff/password", data={"csrf_token": csrf_from(page), "current": "not it at all",
-                                                 "new": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    wrong = laptop.post(
+        "/staff/password",
+        data={
+            "csrf_token": csrf_from(page),
+            "current": "not it at all",
+            "new": "a brand new passphrase",
+            "confirm": "a brand new passphrase",
+        },
+    )
     assert wrong.status_code == 422
-    changed = laptop.post("/staff/password", data={"csrf_token": csrf_from(page), "current": PASSWORD,
-                                                   "new": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    changed = laptop.post(
+        "/staff/password",
+        data={
+            "csrf_token": csrf_from(page),
+            "current": PASSWORD,
+            "new": "a brand new passphrase",
+            "confirm": "a brand new passphrase",
+        },
+    )
     assert changed.status_code == 302
     assert laptop.get("/staff/").status_code == 200  # this session goes on
     assert phone.get("/staff/").status_code == 302  # the other one has ended

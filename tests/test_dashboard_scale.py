@@ -1,5 +1,6 @@
 """The coordinator's pages at any size: the same states counted in SQL as judged in Python,
 pages of 50 with search, filters and sorting, and a fixed number of queries."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,14 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from diary.dosing import assessments
-from diary.reporting.adherence import PAGE_SIZE, STATE_BITS, Tally, count_states, load_grid
 from diary.demo import build_demo
+from diary.dosing import assessments
 from diary.dosing.infusions import plan_dose, record_dose
-from diary.participants.enrolment import enroll, withdraw
 from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import Participant, Period, now_utc
+from diary.participants.enrolment import enroll, withdraw
+from diary.reporting.adherence import PAGE_SIZE, STATE_BITS, Tally, count_states, load_grid
 from diary.reporting.figures import fresh, refresh
 from diary.study.trial import protocol_of
 
@@ -30,19 +31,22 @@ def varied_study(study):
     now = now_utc()
     build_demo(now=now - timedelta(minutes=1))
     protocol = protocol_of(study.current_protocol_version)
-    planned, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=1),
-                        code="P-PLANNED")
+    planned, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=1), code="P-PLANNED"
+    )
     plan_dose(planned, 1, now + timedelta(hours=5), actor="t", now=now)
-    moved, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t", now=now - timedelta(days=12),
-                      code="P-MOVED0")
+    moved, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t", now=now - timedelta(days=12), code="P-MOVED0"
+    )
     start = (now - timedelta(days=9)).replace(microsecond=0)
     record_dose(moved, 1, start, actor="t", now=now)
     for code in ("BL", "M40", "D1"):
         a = assessment_of(moved, 1, code)
         record_submission(a, answers_for(protocol, code), now=a.target, actor="t")
     record_dose(moved, 1, start - timedelta(minutes=90), actor="t", now=now, reason="pump clock")
-    gone, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=3),
-                     code="P-GONE00")
+    gone, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=3), code="P-GONE00"
+    )
     record_dose(gone, 1, now - timedelta(days=2), actor="t", now=now)
     withdraw(gone, actor="t", now=now, reason="moved away")
     db.session.commit()
@@ -52,13 +56,19 @@ def varied_study(study):
 def test_the_database_judges_every_assessment_as_python_does(study):
     """``state_sql`` equals ``state_at`` on every assessment of a study with every kind of state."""
     now = varied_study(study)
-    rows = db.session.execute(
-        assessments.rows_query().add_columns(assessments.state_sql(now).label("sql_state"))).all()
+    rows = db.session.execute(assessments.rows_query().add_columns(assessments.state_sql(now).label("sql_state"))).all()
     judged = [(row.code, row.timepoint, assessments.state_at(row, now).value, row.sql_state) for row in rows]
     mismatches = [j for j in judged if j[2] != j[3]]
     assert mismatches == []
-    assert {j[2] for j in judged} >= {"upcoming", "open", "completed", "missed", "not_applicable", "after_dose",
-                                      "out_of_window"}
+    assert {j[2] for j in judged} >= {
+        "upcoming",
+        "open",
+        "completed",
+        "missed",
+        "not_applicable",
+        "after_dose",
+        "out_of_window",
+    }
 
 
 def test_dashboard_figures_counted_in_sql_equal_those_counted_row_by_row(study):
@@ -76,22 +86,31 @@ def test_dashboard_figures_counted_in_sql_equal_those_counted_row_by_row(study):
     assert grid.by_timepoint == expected_by_timepoint
     counted = count_states(now, [code for code, flag in optional.items() if flag], [Participant.study_id == study.id])
     assert {pid: row.tally for pid, row in counted.participants.items()} == expected_by_participant
-    assert {row.participant.id: row.tally for row in grid.rows if row.participant.id in expected_by_participant} \
-        == expected_by_participant
+    assert {
+        row.participant.id: row.tally for row in grid.rows if row.participant.id in expected_by_participant
+    } == expected_by_participant
     # The figures the filters use, per participant, equal those of the rows judged in Python.
     for row in grid.rows:
         if row.participant.id in counted.participants:
             sql = counted.participants[row.participant.id]
             assert (sql.missed, sql.overdue, sql.flagged) == (row.missed, row.overdue, row.flagged)
             assert counted.states[row.participant.id] == sum(
-                STATE_BITS[state] for state in {cell.state for cell in row.cells.values()})
+                STATE_BITS[state] for state in {cell.state for cell in row.cells.values()}
+            )
 
 
 def many_participants(study, count):
     now = now_utc()
     for number in range(count):
-        participant, _ = enroll(study, site="NIH-CC" if number % 3 else "Bethesda-2", timezone="UTC", sequence="AB",
-                                actor="t", now=now - timedelta(days=10), code=f"P-{number:05d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC" if number % 3 else "Bethesda-2",
+            timezone="UTC",
+            sequence="AB",
+            actor="t",
+            now=now - timedelta(days=10),
+            code=f"P-{number:05d}",
+        )
         record_dose(participant, 1, now - timedelta(days=2, hours=number % 24), actor="t", now=now)
     db.session.commit()
     return now
@@ -124,8 +143,15 @@ def test_the_grid_runs_the_same_number_of_queries_at_any_size(app, client, study
     small = _count_queries(app, client, "/staff/")
     many_participants(study, 0)
     for number in range(5, 130):
-        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                                now=now_utc() - timedelta(days=10), code=f"P-{number:05d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC",
+            timezone="UTC",
+            sequence="AB",
+            actor="t",
+            now=now_utc() - timedelta(days=10),
+            code=f"P-{number:05d}",
+        )
         record_dose(participant, 1, now_utc() - timedelta(days=3), actor="t", now=now_utc())
     db.session.commit()
     large = _count_queries(app, client, "/staff/")
@@ -135,15 +161,33 @@ def test_the_grid_runs_the_same_number_of_queries_at_any_size(app, client, study
 def _reports_and_tasks(study, count):
     """``count`` unreviewed side-effect reports (every 10th severe) and open follow-up tasks."""
     from diary.models import FollowUpTask, SideEffectReport
+
     now = many_participants(study, count)
-    periods = db.session.scalars(select(Period).join(Participant).where(Period.number == 1)
-                                 .order_by(Participant.code)).all()
+    periods = db.session.scalars(
+        select(Period).join(Participant).where(Period.number == 1).order_by(Participant.code)
+    ).all()
     for n, period in enumerate(periods):
-        db.session.add(SideEffectReport(period_id=period.id, timepoint="D1", term="headache",
-                                        severity="severe" if n % 10 == 0 else "mild", solicited=True,
-                                        reported_at=now - timedelta(minutes=n), alert=False, review_state="new"))
-        db.session.add(FollowUpTask(participant_id=period.participant_id, rule="missed_timepoint", key=f"t-{n}",
-                                    reason="Missed D1", due_at=now - timedelta(hours=1) + timedelta(minutes=n)))
+        db.session.add(
+            SideEffectReport(
+                period_id=period.id,
+                timepoint="D1",
+                term="headache",
+                severity="severe" if n % 10 == 0 else "mild",
+                solicited=True,
+                reported_at=now - timedelta(minutes=n),
+                alert=False,
+                review_state="new",
+            )
+        )
+        db.session.add(
+            FollowUpTask(
+                participant_id=period.participant_id,
+                rule="missed_timepoint",
+                key=f"t-{n}",
+                reason="Missed D1",
+                due_at=now - timedelta(hours=1) + timedelta(minutes=n),
+            )
+        )
     db.session.commit()
     return now
 
@@ -178,8 +222,13 @@ def test_closed_follow_ups_are_listed_with_how_the_call_went(client, study):
     login_as(client, "coordinator")
     page = client.get("/staff/follow-up").get_data(as_text=True)
     task_id = int(page.split('action="/staff/follow-up/')[1].split("/")[0])
-    assert client.post(f"/staff/follow-up/{task_id}/close", data={
-        "outcome": "reached", "note": "will enter tomorrow", "csrf_token": csrf_from(page)}).status_code == 302
+    assert (
+        client.post(
+            f"/staff/follow-up/{task_id}/close",
+            data={"outcome": "reached", "note": "will enter tomorrow", "csrf_token": csrf_from(page)},
+        ).status_code
+        == 302
+    )
     closed = client.get("/staff/follow-up?closed=1").get_data(as_text=True)
     assert "1 closed" in closed and "Reached the participant" in closed and "will enter tomorrow" in closed
     assert "2 open" in client.get("/staff/follow-up").get_data(as_text=True)
@@ -188,32 +237,60 @@ def test_closed_follow_ups_are_listed_with_how_the_call_went(client, study):
 def test_the_lists_run_the_same_number_of_queries_at_any_size(app, client, study):
     _reports_and_tasks(study, 3)
     login_as(client, "coordinator")
-    small = [_count_queries(app, client, url) for url in ("/staff/side-effects", "/staff/follow-up",
-                                                          "/staff/side-effects?all=1", "/staff/follow-up?closed=1")]
+    small = [
+        _count_queries(app, client, url)
+        for url in ("/staff/side-effects", "/staff/follow-up", "/staff/side-effects?all=1", "/staff/follow-up?closed=1")
+    ]
     from diary.models import FollowUpTask, SideEffectReport
+
     period = db.session.scalars(select(Period)).first()
     now = now_utc()
     for n in range(150):
-        db.session.add(SideEffectReport(period_id=period.id, timepoint="D3", term="nausea", severity="moderate",
-                                        solicited=True, reported_at=now, alert=False, review_state="new"))
-        db.session.add(FollowUpTask(participant_id=period.participant_id, rule="silent", key=f"more-{n}",
-                                    reason="Silent", due_at=now))
+        db.session.add(
+            SideEffectReport(
+                period_id=period.id,
+                timepoint="D3",
+                term="nausea",
+                severity="moderate",
+                solicited=True,
+                reported_at=now,
+                alert=False,
+                review_state="new",
+            )
+        )
+        db.session.add(
+            FollowUpTask(
+                participant_id=period.participant_id, rule="silent", key=f"more-{n}", reason="Silent", due_at=now
+            )
+        )
     db.session.commit()
-    large = [_count_queries(app, client, url) for url in ("/staff/side-effects", "/staff/follow-up",
-                                                          "/staff/side-effects?all=1", "/staff/follow-up?closed=1")]
+    large = [
+        _count_queries(app, client, url)
+        for url in ("/staff/side-effects", "/staff/follow-up", "/staff/side-effects?all=1", "/staff/follow-up?closed=1")
+    ]
     assert small == large, (small, large)
 
 
 # --- The figures snapshot: counted by the scheduler, read by the pages --------------------------
 
+
 def _grid_view(grid):
     return ([row.participant.code for row in grid.rows], grid.total, grid.pages, grid.by_timepoint, grid.counts)
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"sort": "compliance"}, {"sort": "-compliance"}, {"attention_only": True}, {"state": "missed"},
-    {"state": "out_of_window"}, {"site": "Bethesda-2"}, {"site": "NIH-CC", "sort": "compliance", "page": 2},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sort": "compliance"},
+        {"sort": "-compliance"},
+        {"attention_only": True},
+        {"state": "missed"},
+        {"state": "out_of_window"},
+        {"site": "Bethesda-2"},
+        {"site": "NIH-CC", "sort": "compliance", "page": 2},
+    ],
+)
 def test_the_grid_from_the_snapshot_equals_the_grid_counted_now(study, options):
     """Every sort and filter gives the same participants, pages and figures from the scheduler's
     snapshot as counted at the request, with a fixed clock."""
@@ -240,8 +317,9 @@ def test_a_stale_snapshot_is_not_shown_and_new_participants_appear_at_once(app, 
     page = client.get("/staff/").get_data(as_text=True)
     assert "Study figures as of" in page and "counted each minute" in page
     counted_before = load_grid(study, now, live=True).counts
-    newcomer, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                         now=now - timedelta(days=3), code="P-NEW01")
+    newcomer, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=3), code="P-NEW01"
+    )
     record_dose(newcomer, 1, now - timedelta(hours=30), actor="t", now=now)
     db.session.commit()
     grid = load_grid(study, now)
@@ -263,14 +341,17 @@ def test_a_stale_snapshot_is_not_shown_and_new_participants_appear_at_once(app, 
 
 def test_the_summary_from_the_snapshot_equals_the_summary_counted_now(app, client, study):
     from diary.reporting.summary import vas_change_summary, vas_sums
+
     now = varied_study(study)
     protocol = protocol_of(study.current_protocol_version)
     refresh(study, now)
     from diary.reporting.figures import vas_rows
+
     assert sorted(vas_rows(study.id)) == sorted(vas_sums(study, protocol, now))
     for split in ("sequence", "dummy_sequence", "pooled", "treatment"):
-        assert vas_change_summary(study, protocol, split, now, sums=vas_rows(study.id)) == \
-            vas_change_summary(study, protocol, split, now)
+        assert vas_change_summary(study, protocol, split, now, sums=vas_rows(study.id)) == vas_change_summary(
+            study, protocol, split, now
+        )
     assert vas_change_summary(study, protocol, "pooled", now), "the demo has VAS changes to summarise"
     login_as(client, "analyst")
     refresh(study, now_utc())
@@ -282,22 +363,32 @@ def test_the_grid_from_the_snapshot_runs_the_same_number_of_queries_at_any_size(
     now = many_participants(study, 5)
     refresh(study, now_utc())
     login_as(client, "coordinator")
-    small = [_count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1",
-                                                          "/staff/summary")]
+    small = [
+        _count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1", "/staff/summary")
+    ]
     for number in range(5, 130):
-        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                                now=now - timedelta(days=10), code=f"P-{number:05d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC",
+            timezone="UTC",
+            sequence="AB",
+            actor="t",
+            now=now - timedelta(days=10),
+            code=f"P-{number:05d}",
+        )
         record_dose(participant, 1, now - timedelta(days=3), actor="t", now=now)
     db.session.commit()
     refresh(study, now_utc())
-    large = [_count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1",
-                                                          "/staff/summary")]
+    large = [
+        _count_queries(app, client, url) for url in ("/staff/", "/staff/?sort=compliance&attention=1", "/staff/summary")
+    ]
     assert small == large, (small, large)
     assert "Study figures as of" in client.get("/staff/").get_data(as_text=True)
 
 
 def test_the_scheduler_counts_the_figures_each_minute(app, study):
     from diary.reminders.scheduler import build_scheduler, figures_pass
+
     many_participants(study, 2)
     study_id = study.id
     jobs = {job.id: job for job in build_scheduler(app).get_jobs()}
@@ -315,6 +406,7 @@ def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypa
 
     from diary.reporting import adherence
     from diary.reporting.figures import refresh_all
+
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's single write lock; PostgreSQL writers do not shut each other out")
     many_participants(study, 3)

@@ -1,4 +1,5 @@
 """The database: constraints that always hold, UTC times, no deletes, and migrations."""
+
 from datetime import datetime, timedelta
 
 import pytest
@@ -37,8 +38,7 @@ def test_one_period_number_per_participant(enrolled):
 
 
 def test_participant_code_unique_per_study(enrolled, study):
-    db.session.add(Participant(study_id=study.id, code="P-TEST01", site="X", timezone="UTC",
-                               sequence="AB"))
+    db.session.add(Participant(study_id=study.id, code="P-TEST01", site="X", timezone="UTC", sequence="AB"))
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()
@@ -129,6 +129,7 @@ def test_migrations_match_the_models(tmp_path):
     from diary.database import MIGRATIONS
 
     from .conftest import make_app
+
     app = make_app(f"sqlite:///{tmp_path / 'migrated.sqlite'}")
     with app.app_context():
         upgrade(directory=str(MIGRATIONS))
@@ -140,8 +141,10 @@ def test_migrations_match_the_models(tmp_path):
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("DIARY_TEST_DATABASE_URL"),
-                    reason="needs DIARY_TEST_DATABASE_URL (a PostgreSQL server)")
+@pytest.mark.skipif(
+    not __import__("os").environ.get("DIARY_TEST_DATABASE_URL"),
+    reason="needs DIARY_TEST_DATABASE_URL (a PostgreSQL server)",
+)
 def test_migrations_match_the_models_on_postgresql():
     """The same migrations build the same schema on PostgreSQL, in a database of their own."""
     import psycopg
@@ -153,9 +156,11 @@ def test_migrations_match_the_models_on_postgresql():
     from diary.database import MIGRATIONS
 
     from .conftest import PG_URL, make_app
+
     url = make_url(PG_URL)
-    admin = psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                            dbname=url.database, autocommit=True)
+    admin = psycopg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database, autocommit=True
+    )
     admin.execute("DROP DATABASE IF EXISTS diary_migration_check")
     admin.execute("CREATE DATABASE diary_migration_check")
     try:
@@ -176,13 +181,17 @@ def test_a_connection_postgresql_dropped_is_replaced_not_a_500(app, client, back
     if backend != "postgresql":
         pytest.skip("PostgreSQL only: SQLite has no server to drop connections")
     from sqlalchemy import create_engine, text
+
     assert client.get("/healthz").status_code == 200
     killer = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
     with killer.begin() as connection:
-        ended = connection.execute(text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user "
-            "AND application_name NOT LIKE 'pg_%'")).scalar()
+        ended = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename = current_user "
+                "AND application_name NOT LIKE 'pg_%'"
+            )
+        ).scalar()
     killer.dispose()
     assert ended >= 1
     assert client.get("/healthz").status_code == 200
@@ -197,10 +206,17 @@ def test_an_unreachable_postgresql_named_for_the_suite_stops_the_run_with_the_re
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    environment = {**__import__("os").environ,
-                   "DIARY_TEST_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/test"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
-                             "tests/test_schedule.py"], cwd=root, env=environment, capture_output=True, text=True,
-                            timeout=120)
+    environment = {
+        **__import__("os").environ,
+        "DIARY_TEST_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/test",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "tests/test_schedule.py"],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3
     assert "but that PostgreSQL does not answer" in result.stdout + result.stderr

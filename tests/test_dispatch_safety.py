@@ -1,5 +1,6 @@
 """Dispatch survives what real mail servers and crashes do: a poisoned address among good ones,
 a slow server, and a scheduler killed with -9 in the middle of a batch."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,9 @@ def test_enrolment_refuses_addresses_reminders_cannot_carry(study):
     """Non-ASCII and header-injecting addresses are refused at enrolment, with a clear message."""
     import pytest
 
-    from diary.participants.enrolment import enroll
     from diary.errors import Refused
+    from diary.participants.enrolment import enroll
+
     for bad in ("jos\u00e9@example.org", "a@b.org\r\nBcc: x@y.org", "a@b.org, c@d.org", "no-at-sign"):
         with pytest.raises(Refused, match="cannot be used for reminders"):
             enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=DAY1_OPEN, email=bad)
@@ -112,4 +114,3 @@ def test_a_scheduler_killed_mid_batch_resends_at_most_the_message_in_flight(app,
     assert duplicates <= 1, per_recipient.most_common(3)
     assert db.session.scalar(select(func.count()).select_from(Reminder).where(Reminder.state == "sent")) == owed
     print(f"kill -9 mid-batch: {delivered_before} delivered before the kill, {duplicates} duplicate(s) after recovery")
-

@@ -1,4 +1,5 @@
 """The export bundle: the contract, endpoints checked independently, integrity, blinding, formats."""
+
 import csv
 import hashlib
 import io
@@ -14,11 +15,11 @@ from sqlalchemy import select
 
 from diary.demo import build_demo
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.entries.recording import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, now_utc
+from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of, unblind
 
 from .conftest import answers_for, assessment_of
@@ -26,32 +27,148 @@ from .staff_helpers import any_csrf, login_as, make_staff
 
 # The contract from DESIGN.md, written out here as the specification the export must meet.
 CONTRACT = {
-    "assessments": ["participant_id", "site", "sequence", "period", "treatment_code", "treatment", "planned_dose_utc",
-                    "dose_start_utc", "timepoint", "timepoint_order", "nominal_offset_min", "window_open_utc",
-                    "window_close_utc", "status", "submitted_utc", "collected_utc", "minutes_from_dose", "source",
-                    "submission_mode", "offline_delay_min", "viewport_width", "viewport_height", "device_pixel_ratio", "zoom", "text_scale",
-                    "browser", "code_broken_utc", "allocation_is_dummy"],
-    "responses": ["participant_id", "sequence", "period", "treatment_code", "treatment", "timepoint", "timepoint_order",
-                  "instrument", "item", "value", "submitted_utc", "collected_utc", "minutes_from_dose", "source",
-                  "submission_mode", "allocation_is_dummy"],
-    "fatigue_endpoints": ["participant_id", "sequence", "period", "treatment_code", "treatment", "baseline_vas",
-                          "vas_d1", "vas_d3", "vas_d7", "pct_change_d1", "pct_change_d3", "pct_change_d7",
-                          "responder_d3", "auc_pct_change_0_7d", "hours_from_dose_d1", "hours_from_dose_d3",
-                          "hours_from_dose_d7", "status_d3", "source_d3", "auc_n_points", "excluded_reason",
-                          "code_broken_utc", "allocation_is_dummy"],
-    "fatigue_timecourse": ["participant_id", "sequence", "period", "treatment_code", "treatment", "timepoint",
-                           "timepoint_order", "baseline_vas", "vas", "pct_change", "hours_from_dose", "status",
-                           "source", "allocation_is_dummy"],
-    "side_effects": ["participant_id", "period", "treatment_code", "treatment", "timepoint", "timepoint_order", "term",
-                     "severity", "solicited", "verbatim", "reported_utc", "minutes_from_dose", "allocation_is_dummy"],
+    "assessments": [
+        "participant_id",
+        "site",
+        "sequence",
+        "period",
+        "treatment_code",
+        "treatment",
+        "planned_dose_utc",
+        "dose_start_utc",
+        "timepoint",
+        "timepoint_order",
+        "nominal_offset_min",
+        "window_open_utc",
+        "window_close_utc",
+        "status",
+        "submitted_utc",
+        "collected_utc",
+        "minutes_from_dose",
+        "source",
+        "submission_mode",
+        "offline_delay_min",
+        "viewport_width",
+        "viewport_height",
+        "device_pixel_ratio",
+        "zoom",
+        "text_scale",
+        "browser",
+        "code_broken_utc",
+        "allocation_is_dummy",
+    ],
+    "responses": [
+        "participant_id",
+        "sequence",
+        "period",
+        "treatment_code",
+        "treatment",
+        "timepoint",
+        "timepoint_order",
+        "instrument",
+        "item",
+        "value",
+        "submitted_utc",
+        "collected_utc",
+        "minutes_from_dose",
+        "source",
+        "submission_mode",
+        "allocation_is_dummy",
+    ],
+    "fatigue_endpoints": [
+        "participant_id",
+        "sequence",
+        "period",
+        "treatment_code",
+        "treatment",
+        "baseline_vas",
+        "vas_d1",
+        "vas_d3",
+        "vas_d7",
+        "pct_change_d1",
+        "pct_change_d3",
+        "pct_change_d7",
+        "responder_d3",
+        "auc_pct_change_0_7d",
+        "hours_from_dose_d1",
+        "hours_from_dose_d3",
+        "hours_from_dose_d7",
+        "status_d3",
+        "source_d3",
+        "auc_n_points",
+        "excluded_reason",
+        "code_broken_utc",
+        "allocation_is_dummy",
+    ],
+    "fatigue_timecourse": [
+        "participant_id",
+        "sequence",
+        "period",
+        "treatment_code",
+        "treatment",
+        "timepoint",
+        "timepoint_order",
+        "baseline_vas",
+        "vas",
+        "pct_change",
+        "hours_from_dose",
+        "status",
+        "source",
+        "allocation_is_dummy",
+    ],
+    "side_effects": [
+        "participant_id",
+        "period",
+        "treatment_code",
+        "treatment",
+        "timepoint",
+        "timepoint_order",
+        "term",
+        "severity",
+        "solicited",
+        "verbatim",
+        "reported_utc",
+        "minutes_from_dose",
+        "allocation_is_dummy",
+    ],
     "adherence": ["participant_id", "period", "scheduled", "completed", "completed_late", "missed", "compliance_pct"],
-    "participants": ["participant_id", "site", "timezone", "sequence", "enrolled_utc", "status", "withdrawn_utc",
-                     "withdrawal_reason", "periods_dosed", "has_baseline_all_periods", "has_primary_both_periods",
-                     "code_broken_utc", "allocation_is_dummy"],
-    "audit_trail": ["event_id", "time_utc", "actor_role", "action", "entity", "participant_id", "field", "old_value",
-                    "new_value", "reason"],
-    "data_dictionary": ["table", "column", "type", "unit", "allowed_values", "precision", "may_contain_identifiers",
-                        "description"],
+    "participants": [
+        "participant_id",
+        "site",
+        "timezone",
+        "sequence",
+        "enrolled_utc",
+        "status",
+        "withdrawn_utc",
+        "withdrawal_reason",
+        "periods_dosed",
+        "has_baseline_all_periods",
+        "has_primary_both_periods",
+        "code_broken_utc",
+        "allocation_is_dummy",
+    ],
+    "audit_trail": [
+        "event_id",
+        "time_utc",
+        "actor_role",
+        "action",
+        "entity",
+        "participant_id",
+        "field",
+        "old_value",
+        "new_value",
+        "reason",
+    ],
+    "data_dictionary": [
+        "table",
+        "column",
+        "type",
+        "unit",
+        "allowed_values",
+        "precision",
+        "may_contain_identifiers",
+        "description",
+    ],
 }
 # File formats are the same whatever database the rows came from: these run on SQLite only.
 FORMAT_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
@@ -102,8 +219,13 @@ def test_tables_match_the_contract_and_the_dictionary(bundle):
 
 def test_codes_are_lower_case_and_listed_in_the_dictionary(bundle):
     dictionary = {(r["table"], r["column"]): r["allowed_values"] for r in read_csv(bundle, "data_dictionary")}
-    for table, column in (("assessments", "status"), ("side_effects", "severity"), ("assessments", "source"),
-                          ("side_effects", "term"), ("assessments", "timepoint")):
+    for table, column in (
+        ("assessments", "status"),
+        ("side_effects", "severity"),
+        ("assessments", "source"),
+        ("side_effects", "term"),
+        ("assessments", "timepoint"),
+    ):
         allowed = {code.strip() for code in dictionary[(table, column)].split(";")}
         values = {row[column] for row in read_csv(bundle, table)} - {""}
         assert values and values <= allowed, (table, column, values - allowed)
@@ -124,7 +246,8 @@ def independent_endpoints(bundle) -> pd.DataFrame:
     assessments = pd.read_csv(bundle / "assessments.csv", dtype=str, keep_default_na=False)
     vas = responses[(responses.instrument == "fatigue_vas") & (responses.item == "fatigue")].merge(
         assessments[["participant_id", "period", "timepoint", "dose_start_utc", "status"]],
-        on=["participant_id", "period", "timepoint"])
+        on=["participant_id", "period", "timepoint"],
+    )
     # Entries judged outside their windows stand for nothing; the rest count when they were given.
     vas = vas[~vas.status.isin(["after_dose", "out_of_window"])].copy()
     vas["hours"] = (pd.to_datetime(vas.collected_utc) - pd.to_datetime(vas.dose_start_utc)).dt.total_seconds() / 3600
@@ -143,8 +266,13 @@ def independent_endpoints(bundle) -> pd.DataFrame:
             value_at_end = np.interp(168, t, p)  # carries the last value when t ends early
             keep = t < 168
             auc = np.trapezoid(np.append(p[keep], value_at_end), np.append(t[keep], 168.0))
-        results[(pid, period)] = {"d3": pct.get("D3"), "d1": pct.get("D1"), "d7": pct.get("D7"), "auc": auc,
-                                  "base": base}
+        results[(pid, period)] = {
+            "d3": pct.get("D3"),
+            "d1": pct.get("D1"),
+            "d7": pct.get("D7"),
+            "auc": auc,
+            "base": base,
+        }
     return results
 
 
@@ -177,8 +305,15 @@ def test_endpoints_match_an_independent_computation_on_the_demo(bundle):
 
 
 def _participant(study, code, *, days_ago=20):
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                            now=now_utc() - timedelta(days=days_ago + 1), code=code)
+    participant, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=days_ago + 1),
+        code=code,
+    )
     dose = (now_utc() - timedelta(days=days_ago)).replace(second=0, microsecond=0)
     record_dose(participant, 1, dose, actor="t", now=now_utc())
     return participant
@@ -189,8 +324,15 @@ def _answer(participant, protocol, code, vas, *, late=False, proxy=False):
     at = assessment.window_close + timedelta(minutes=30) if late else assessment.target
     if proxy:
         # A paper diary filled in at the target time, keyed in days later.
-        record_submission(assessment, answers_for(protocol, code, vas=vas), now=assessment.late_close + timedelta(days=5),
-                          actor="t", source="paper", reason="paper diary returned at the visit", collected_at=at)
+        record_submission(
+            assessment,
+            answers_for(protocol, code, vas=vas),
+            now=assessment.late_close + timedelta(days=5),
+            actor="t",
+            source="paper",
+            reason="paper diary returned at the visit",
+            collected_at=at,
+        )
         return
     record_submission(assessment, answers_for(protocol, code, vas=vas), now=at, actor="t")
 
@@ -207,15 +349,24 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
     for code, scores in cases.items():
         participant = _participant(study, code)
         for timepoint, vas in scores.items():
-            _answer(participant, protocol, timepoint, vas, late=(code == "P-LATE01" and timepoint == "D3"),
-                    proxy=(code == "P-PROXY1" and timepoint == "D3"))
+            _answer(
+                participant,
+                protocol,
+                timepoint,
+                vas,
+                late=(code == "P-LATE01" and timepoint == "D3"),
+                proxy=(code == "P-PROXY1" and timepoint == "D3"),
+            )
     db.session.commit()
     out = tmp_path / "out"
     write_bundle(out, study=study, now=now_utc())
     rows = {row["participant_id"]: row for row in assert_endpoints_agree(out)}
 
     zero = rows["P-ZERO01"]
-    assert zero["baseline_vas"] == "0" and zero["pct_change_d3"] == zero["responder_d3"] == zero["auc_pct_change_0_7d"] == ""
+    assert (
+        zero["baseline_vas"] == "0"
+        and zero["pct_change_d3"] == zero["responder_d3"] == zero["auc_pct_change_0_7d"] == ""
+    )
     no_d3 = rows["P-NOD301"]
     assert no_d3["vas_d3"] == no_d3["pct_change_d3"] == no_d3["responder_d3"] == ""
     assert no_d3["pct_change_d1"] == "-20.0" and no_d3["auc_pct_change_0_7d"] != ""
@@ -231,6 +382,7 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
 
 def test_auc_carries_and_interpolates_to_168_hours():
     from diary.exports.endpoints import auc_pct_change
+
     assert auc_pct_change([(24, -20), (168, -20)]) == pytest.approx(24 * -10 + 144 * -20)
     assert auc_pct_change([(24, -20)]) == pytest.approx(24 * -10 + 144 * -20)  # carried forward
     # -48 at 192 h is -44 at 168 h on the straight line between 24 h and 192 h
@@ -256,13 +408,26 @@ def test_manifest_counts_and_checksums_match_the_files(bundle):
 
 def test_no_identifiers_in_the_export(study, tmp_path, client):
     """No email, no link token, no IP address, whatever the participant gave us."""
-    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t",
-                                now=now_utc() - timedelta(days=2), code="P-IDENT1", email="jane.doe@example.org", phone="+1 555 0199")
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="BA",
+        actor="t",
+        now=now_utc() - timedelta(days=2),
+        code="P-IDENT1",
+        email="jane.doe@example.org",
+        phone="+1 555 0199",
+    )
     record_dose(participant, 1, now_utc() - timedelta(hours=30), actor="t", now=now_utc())
     protocol = protocol_of(study.current_protocol_version)
-    record_submission(assessment_of(participant, 1, "D1"),
-                      answers_for(protocol, "D1", **{"side_effects.other": "mild itch"}),
-                      now=assessment_of(participant, 1, "D1").target, actor="t", device_time="2026-01-01T00:00:00Z")
+    record_submission(
+        assessment_of(participant, 1, "D1"),
+        answers_for(protocol, "D1", **{"side_effects.other": "mild itch"}),
+        now=assessment_of(participant, 1, "D1").target,
+        actor="t",
+        device_time="2026-01-01T00:00:00Z",
+    )
     db.session.commit()
     client.get(f"/p/{token}")  # the participant's visit leaves an address in the web logs, never in data
     write_bundle(tmp_path / "out", study=study, now=now_utc())
@@ -301,6 +466,7 @@ def test_blinded_and_unblinded_exports_differ_only_in_treatment(demo, study, tmp
 def _normal(value):
     """One representation for a cell from any writer: text as the CSV has it."""
     from datetime import datetime
+
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if value is True or value is False:
@@ -314,13 +480,14 @@ def _normal(value):
 def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
     import pyarrow.parquet as pq
     from openpyxl import load_workbook
+
     for fmt in ("csv", "parquet", "xlsx"):
         write_bundle(tmp_path / fmt, study=study, now=demo, fmt=fmt)
     types = {(r["table"], r["column"]): r["type"] for r in read_csv(tmp_path / "csv", "data_dictionary")}
     for table, columns in CONTRACT.items():
         numeric = [types[(table, c)] in ("integer", "number") for c in columns]
 
-        def same(cells):
+        def same(cells, numeric=numeric):
             # Excel keeps one kind of number, so -1.0 comes back as -1: compare numbers as numbers.
             return tuple(float(v) if n and v != "" else v for v, n in zip((_normal(c) for c in cells), numeric))
 
@@ -340,6 +507,7 @@ def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
 def test_parquet_types_follow_the_dictionary(demo, study, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     write_bundle(tmp_path, study=study, now=demo, fmt="parquet")
     schema = pq.read_schema(tmp_path / "fatigue_endpoints.parquet")
     assert schema.field("baseline_vas").type == pa.int64()
@@ -350,8 +518,10 @@ def test_parquet_types_follow_the_dictionary(demo, study, tmp_path):
 
 # --- Download and unblinding through the web ---------------------------------------------------
 
-@pytest.mark.parametrize("role, status", [("analyst", 200), ("unblinded", 200), ("admin", 200),
-                                          ("coordinator", 403), (None, 302)])
+
+@pytest.mark.parametrize(
+    "role, status", [("analyst", 200), ("unblinded", 200), ("admin", 200), ("coordinator", 403), (None, 302)]
+)
 def test_download_only_for_analyst_unblinded_and_admin(client, study, role, status):
     if role:
         login_as(client, role)
@@ -407,7 +577,7 @@ def test_summary_table_carries_the_chart_numbers(client, demo, study):
     assert "dummy sequence AB" in html and "dummy sequence BA" in html
     points = re.findall(r"<title>([^<]+): (\w+): mean (-?[\d.]+)%", html)
     assert points
-    for series, timepoint, mean in points:
+    for _series, timepoint, mean in points:
         assert f"<td>{timepoint}</td>" in html and f"<td>{mean}</td>" in html
 
 
@@ -424,6 +594,7 @@ def test_cli_export_writes_zip_and_parquet(runner, demo, tmp_path):
 def test_download_leaves_nothing_on_the_servers_disk(client, study):
     import tempfile
     from pathlib import Path
+
     before = {p.name for p in Path(tempfile.gettempdir()).glob("diary-export-*")}
     login_as(client, "analyst")
     response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"})
@@ -433,19 +604,31 @@ def test_download_leaves_nothing_on_the_servers_disk(client, study):
 
 
 def test_identified_export_only_for_admin_with_a_reason(client, study):
-    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WHO001",
-           email="who@example.org")
+    enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc(),
+        code="P-WHO001",
+        email="who@example.org",
+    )
     db.session.commit()
     login_as(client, "analyst")
-    refused = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
-                                                  "identified": "yes", "reason": "monitor visit"})
+    refused = client.post(
+        "/staff/exports",
+        data={"csrf_token": any_csrf(client), "format": "csv", "identified": "yes", "reason": "monitor visit"},
+    )
     assert refused.status_code == 403
     admin = client.application.test_client()
     login_as(admin, "admin")
     no_reason = admin.post("/staff/exports", data={"csrf_token": any_csrf(admin), "format": "csv", "identified": "yes"})
     assert no_reason.status_code == 422
-    response = admin.post("/staff/exports", data={"csrf_token": any_csrf(admin), "format": "csv",
-                                                 "identified": "yes", "reason": "site needs to call back"})
+    response = admin.post(
+        "/staff/exports",
+        data={"csrf_token": any_csrf(admin), "format": "csv", "identified": "yes", "reason": "site needs to call back"},
+    )
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert "who@example.org" in archive.read("participants_identified.csv").decode()
     assert json.loads(archive.read("manifest.json"))["identified"] is True
@@ -456,8 +639,9 @@ def test_identified_export_only_for_admin_with_a_reason(client, study):
 def test_cli_identified_export_needs_a_reason(runner, study, tmp_path):
     refused = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "a"), "--identified"])
     assert refused.exit_code != 0 and "needs --reason" in refused.output
-    done = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "b"), "--identified",
-                               "--reason", "ethics audit"])
+    done = runner.invoke(
+        args=["diary", "export", "--out", str(tmp_path / "b"), "--identified", "--reason", "ethics audit"]
+    )
     assert done.exit_code == 0 and "IDENTIFIED" in done.output
     assert (tmp_path / "b" / "participants_identified.csv").exists()
     assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "participants_identified.csv").exists()
@@ -515,6 +699,7 @@ def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
     from diary.study.trial import ensure_study, require_study
 
     from .conftest import make_app
+
     own = tmp_path / "pain.yaml"
     own.write_text(OTHER_PROTOCOL)
     app = make_app(f"sqlite:///{tmp_path / 'pain.sqlite'}", PROTOCOL_FILE=str(own))
@@ -541,11 +726,13 @@ def test_the_data_dictionary_follows_the_studys_own_protocol(tmp_path):
 def test_summary_means_and_sds_agree_with_the_exported_data(client, demo, study, tmp_path):
     """The summary's figures, counted by the database, equal a pandas computation from the export."""
     from diary.reporting.summary import vas_change_summary
+
     write_bundle(tmp_path, study=study, now=now_utc(), true_allocation=True)
     responses = pd.read_csv(tmp_path / "responses.csv", dtype=str, keep_default_na=False)
     assessments = pd.read_csv(tmp_path / "assessments.csv", dtype=str, keep_default_na=False)
     vas = responses[responses["item"] == "fatigue"].merge(
-        assessments[["participant_id", "period", "timepoint", "status"]], on=["participant_id", "period", "timepoint"])
+        assessments[["participant_id", "period", "timepoint", "status"]], on=["participant_id", "period", "timepoint"]
+    )
     vas = vas[vas.status.isin(["completed", "completed_late"])].copy()
     vas["score"] = vas.value.astype(float)
     base = vas[vas.timepoint == "BL"][["participant_id", "period", "score"]].rename(columns={"score": "base"})
@@ -568,12 +755,12 @@ FORMULAS = ['=HYPERLINK("http://evil.example","click")', "=cmd|' /C calc'!A0", "
 def test_xlsx_writes_typed_text_never_formulas_and_survives_control_characters(study, tmp_path):
     """Five formula payloads and a vertical tab in free text: all text in the XLSX, the export works."""
     from openpyxl import load_workbook
+
     protocol = protocol_of(study.current_protocol_version)
     for number, payload in enumerate(FORMULAS + ["line one\x0bline two"]):
         participant = _participant(study, f"P-XLS{number:03d}")
         d1 = assessment_of(participant, 1, "D1")
-        record_submission(d1, answers_for(protocol, "D1", **{"side_effects.other": payload}),
-                          now=d1.target, actor="t")
+        record_submission(d1, answers_for(protocol, "D1", **{"side_effects.other": payload}), now=d1.target, actor="t")
     db.session.commit()
     manifest = write_bundle(tmp_path, study=study, now=now_utc(), fmt="xlsx")
     sheet = load_workbook(tmp_path / "side_effects.xlsx").active
@@ -583,7 +770,11 @@ def test_xlsx_writes_typed_text_never_formulas_and_survives_control_characters(s
     assert sorted(texts) == sorted(FORMULAS + ["line one\ufffdline two"])
     assert all(c.data_type == "s" for c in cells if c.value)  # strings, not formulas
     # Counted wherever the text appears: the report, and the audit trail's record of the entry.
-    replaced = sum(str(value).count("\ufffd") for path in tmp_path.glob("*.xlsx")
-                   for row in load_workbook(path, read_only=True).active.iter_rows(values_only=True) for value in row
-                   if isinstance(value, str))
+    replaced = sum(
+        str(value).count("\ufffd")
+        for path in tmp_path.glob("*.xlsx")
+        for row in load_workbook(path, read_only=True).active.iter_rows(values_only=True)
+        for value in row
+        if isinstance(value, str)
+    )
     assert manifest["xlsx_characters_replaced"] == replaced == 2

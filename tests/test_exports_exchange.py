@@ -1,6 +1,7 @@
 """What a statistician and a sponsor's data manager take as they are: the new tables recomputed from
 the database, the dummy allocation, SDTM domains and Dataset-JSON, FHIR, typed XLSX, free text
 left out on request, and the starter programs run on a real export."""
+
 import csv
 import io
 import json
@@ -18,11 +19,11 @@ from sqlalchemy import select
 
 from diary.demo import build_demo
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll, withdraw
 from diary.entries.recording import record_submission
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, ItemValue, Participant, RandomizationSlot, StaffUser, now_utc
+from diary.participants.enrolment import enroll, withdraw
 from diary.study.randomization import load_randomization_list
 from diary.study.trial import protocol_of, unblind
 
@@ -45,8 +46,13 @@ def demo(study):
     build_demo(now=now)
     # One participant leaves, so the participants table has a withdrawal to carry.
     gone = db.session.scalars(select(Participant).order_by(Participant.code)).first()
-    withdraw(gone, actor="staff:coordinator@site.test", now=now, reason="moved to another state",
-             category="lost_to_follow_up")
+    withdraw(
+        gone,
+        actor="staff:coordinator@site.test",
+        now=now,
+        reason="moved to another state",
+        category="lost_to_follow_up",
+    )
     db.session.commit()
     return now
 
@@ -67,11 +73,13 @@ def _vas(submission) -> int | None:
 
 # --- The new tables, recomputed from the database ----------------------------------------------
 
+
 def test_fatigue_timecourse_recomputed_from_the_database(bundle, study):
     protocol = protocol_of(study.current_protocol_version)
     order = {tp.code: n for n, tp in enumerate(protocol.timepoints, start=1)}
-    statuses = {(r["participant_id"], r["period"], r["timepoint"]): r["status"]
-                for r in read_csv(bundle / "assessments.csv")}
+    statuses = {
+        (r["participant_id"], r["period"], r["timepoint"]): r["status"] for r in read_csv(bundle / "assessments.csv")
+    }
     expected = {}
     for participant in db.session.scalars(select(Participant)):
         for period in participant.periods:
@@ -88,14 +96,25 @@ def test_fatigue_timecourse_recomputed_from_the_database(bundle, study):
                 hours = round((sub.collected_at - period.dose_start).total_seconds() / 3600, 2) if sub else None
                 pct = round((vas - baseline) / baseline * 100, 2) if vas is not None and baseline else None
                 expected[(participant.code, str(period.number), code)] = (
-                    participant.sequence, period.treatment, str(order[code]), baseline, vas, pct, hours)
+                    participant.sequence,
+                    period.treatment,
+                    str(order[code]),
+                    baseline,
+                    vas,
+                    pct,
+                    hours,
+                )
     rows = read_csv(bundle / "fatigue_timecourse.csv")
     assert len(rows) == len(expected) > 100
     for row in rows:
         key = (row["participant_id"], row["period"], row["timepoint"])
         sequence, code, position, baseline, vas, pct, hours = expected[key]
         assert (row["sequence"], row["treatment_code"], row["treatment"], row["timepoint_order"]) == (
-            sequence, code, "", position)
+            sequence,
+            code,
+            "",
+            position,
+        )
         assert row["status"] == statuses[key]
         assert row["baseline_vas"] == ("" if baseline is None else str(baseline))
         assert row["vas"] == ("" if vas is None else str(vas))
@@ -103,7 +122,9 @@ def test_fatigue_timecourse_recomputed_from_the_database(bundle, study):
         assert (row["hours_from_dose"] == "") == (hours is None)
         assert hours is None or float(row["hours_from_dose"]) == pytest.approx(hours, abs=0.006)
     # The D3 rows carry exactly the endpoint table's % change.
-    endpoints = {(r["participant_id"], r["period"]): r["pct_change_d3"] for r in read_csv(bundle / "fatigue_endpoints.csv")}
+    endpoints = {
+        (r["participant_id"], r["period"]): r["pct_change_d3"] for r in read_csv(bundle / "fatigue_endpoints.csv")
+    }
     for row in rows:
         if row["timepoint"] == "D3":
             assert row["pct_change"] == endpoints[(row["participant_id"], row["period"])]
@@ -124,7 +145,11 @@ def test_participants_recomputed_from_the_database(bundle, study):
             value = _vas(d3.submission) if d3 and d3.submission else None
             primary += bool(period.dose_start and base and value is not None)
         assert (row["site"], row["timezone"], row["sequence"], row["status"]) == (
-            person.site, person.timezone, person.sequence, person.status)
+            person.site,
+            person.timezone,
+            person.sequence,
+            person.status,
+        )
         assert row["periods_dosed"] == str(len(dosed))
         assert row["has_primary_both_periods"] == ("TRUE" if primary == 2 else "FALSE")
         assert row["withdrawal_reason"] == (person.withdrawal_reason or "")
@@ -145,8 +170,11 @@ def test_audit_trail_names_roles_not_people_and_nothing_that_unblinds(bundle, st
         assert (row["action"], row["entity"], row["reason"]) == (event.action, event.entity, event.reason or "")
         assert row["participant_id"] == codes.get(event.participant_id, "")
         kind, _, who = event.actor.partition(":")
-        want = roles.get(who, "staff") if kind == "staff" else (
-            "participant" if kind == "participant" else "operator" if event.actor == "cli" else "system")
+        want = (
+            roles.get(who, "staff")
+            if kind == "staff"
+            else ("participant" if kind == "participant" else "operator" if event.actor == "cli" else "system")
+        )
         assert row["actor_role"] == want
     text = (bundle / "audit_trail.csv").read_text()
     assert "@" not in text  # no staff emails, no participant emails
@@ -159,6 +187,7 @@ def test_audit_trail_names_roles_not_people_and_nothing_that_unblinds(bundle, st
 
 
 # --- The dummy allocation ----------------------------------------------------------------------
+
 
 def _enrol_from_a_list(study, count=20):
     rows = ["site,position,sequence"] + [f"NIH-CC,{n},{'AB' if n % 2 else 'BA'}" for n in range(1, 2 * count + 1)]
@@ -204,16 +233,17 @@ def test_a_dummy_export_keeps_the_side_effect_profile_under_dummy_codes(demo, st
         assert row["treatment_code"] == dummy[row["participant_id"]][int(row["period"]) - 1]
     true_rows = read_csv(tmp_path / "true" / "side_effects.csv")
     dummy_rows = read_csv(tmp_path / "dummy" / "side_effects.csv")
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("treatment_code", "allocation_is_dummy")}
-                          for r in rows]
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("treatment_code", "allocation_is_dummy")} for r in rows]
+
     assert strip(true_rows) == strip(dummy_rows)  # only the allocation differs
 
 
 @pytest.mark.parametrize("role, dummy", [("analyst", True), ("admin", True), ("unblinded", False)])
 def test_web_exports_give_the_dummy_to_blinded_roles_and_the_truth_to_the_unblinded(client, demo, study, role, dummy):
     login_as(client, role)
-    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
-                                                   "standards": "yes"})
+    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv", "standards": "yes"})
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert json.loads(archive.read("manifest.json"))["allocation_is_dummy"] is dummy
     rows = list(csv.DictReader(io.StringIO(archive.read("participants.csv").decode())))
@@ -225,8 +255,9 @@ def test_after_unblinding_every_role_gets_the_true_allocation_with_drug_names(cl
     unblind(study, user=make_staff("unblinded"), now=demo)
     db.session.commit()
     login_as(client, "analyst")
-    archive = zipfile.ZipFile(io.BytesIO(client.post("/staff/exports", data={
-        "csrf_token": any_csrf(client), "format": "csv"}).data))
+    archive = zipfile.ZipFile(
+        io.BytesIO(client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"}).data)
+    )
     assert json.loads(archive.read("manifest.json"))["allocation_is_dummy"] is False
     rows = list(csv.DictReader(io.StringIO(archive.read("fatigue_endpoints.csv").decode())))
     names = {"A": "ketamine 0.5 mg/kg", "B": "midazolam 0.045 mg/kg"}
@@ -239,12 +270,14 @@ def test_the_cli_asks_for_the_true_allocation_explicitly(runner, demo, tmp_path)
     true = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "t"), "--true-allocation"])
     assert true.exit_code == 0 and "DUMMY" not in true.output
     assert json.loads((tmp_path / "t" / "manifest.json").read_text())["allocation_is_dummy"] is False
-    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "export")
-                               .order_by(AuditEvent.id.desc())).first()
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id.desc())
+    ).first()
     assert "true allocation" in event.new_value
 
 
 # --- SDTM and Dataset-JSON ---------------------------------------------------------------------
+
 
 @FORMAT_ONLY
 def test_sdtm_qs_rows_are_the_vas_and_nrs_responses(bundle, study):
@@ -252,14 +285,25 @@ def test_sdtm_qs_rows_are_the_vas_and_nrs_responses(bundle, study):
     qs = read_csv(bundle / "sdtm" / "qs.csv")
     protocol_id = protocol_of(study.current_protocol_version).id
     got = Counter((r["USUBJID"], r["VISIT"], r["QSTESTCD"], r["QSORRES"]) for r in qs)
-    want = Counter((f"{protocol_id}-{r['participant_id']}", f"PERIOD {r['period']} {r['timepoint']}",
-                    r["item"].upper(), r["value"]) for r in responses)
+    want = Counter(
+        (
+            f"{protocol_id}-{r['participant_id']}",
+            f"PERIOD {r['period']} {r['timepoint']}",
+            r["item"].upper(),
+            r["value"],
+        )
+        for r in responses
+    )
     assert got == want and len(qs) > 100
     assert all(float(r["QSSTRESN"]) == float(r["QSORRES"]) for r in qs)
     # Study days: the first infusion's (local) date is day 1, the day before it -1, no day 0.
     from datetime import date
-    first = {r["USUBJID"]: date.fromisoformat(r["RFSTDTC"][:10]) for r in read_csv(bundle / "sdtm" / "dm.csv")
-             if r["RFSTDTC"]}
+
+    first = {
+        r["USUBJID"]: date.fromisoformat(r["RFSTDTC"][:10])
+        for r in read_csv(bundle / "sdtm" / "dm.csv")
+        if r["RFSTDTC"]
+    }
     for r in qs:
         days = (date.fromisoformat(r["QSDTC"][:10]) - first[r["USUBJID"]]).days
         assert int(r["QSDY"]) == (days + 1 if days >= 0 else days), r
@@ -292,6 +336,7 @@ def test_sdtm_dm_se_ex_ae_follow_the_participants_and_periods(bundle, study):
 @FORMAT_ONLY
 def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bundle):
     from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(json.loads((SCHEMAS / "dataset-json-1-1.schema.json").read_text()))
     kinds = {"integer": int, "double": (int, float), "string": str, "datetime": str}
     for domain in ("dm", "se", "ex", "qs", "ae"):
@@ -318,11 +363,13 @@ def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bund
 
 # --- FHIR --------------------------------------------------------------------------------------
 
+
 @FORMAT_ONLY
 def test_fhir_resources_validate_and_carry_every_entry(bundle, study):
     from fhir.resources.R4B.questionnaire import Questionnaire
     from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
     from pydantic import ValidationError
+
     folder = bundle / "fhir"
     questionnaires = [json.loads(line) for line in (folder / "Questionnaire.ndjson").read_text().splitlines()]
     responses = [json.loads(line) for line in (folder / "QuestionnaireResponse.ndjson").read_text().splitlines()]
@@ -336,11 +383,22 @@ def test_fhir_resources_validate_and_carry_every_entry(bundle, study):
     assert len(responses) == len(pairs) > 100
     assert len({r["id"] for r in responses}) == len(responses)
     # The fatigue answers are the responses table's values, for the same participant and time point.
-    fatigue = Counter((r["subject"]["identifier"]["value"], r["identifier"]["value"].split("/")[1],
-                       r["identifier"]["value"].split("/")[2], str(item["answer"][0]["valueInteger"]))
-                      for r in responses for item in r.get("item", []) if item["linkId"] == "fatigue")
-    table = Counter((r["participant_id"], r["period"], r["timepoint"], r["value"])
-                    for r in read_csv(bundle / "responses.csv") if r["item"] == "fatigue")
+    fatigue = Counter(
+        (
+            r["subject"]["identifier"]["value"],
+            r["identifier"]["value"].split("/")[1],
+            r["identifier"]["value"].split("/")[2],
+            str(item["answer"][0]["valueInteger"]),
+        )
+        for r in responses
+        for item in r.get("item", [])
+        if item["linkId"] == "fatigue"
+    )
+    table = Counter(
+        (r["participant_id"], r["period"], r["timepoint"], r["value"])
+        for r in read_csv(bundle / "responses.csv")
+        if r["item"] == "fatigue"
+    )
     assert fatigue == table
     text = (folder / "QuestionnaireResponse.ndjson").read_text()
     assert "@" not in text
@@ -352,11 +410,13 @@ def test_fhir_resources_validate_and_carry_every_entry(bundle, study):
 
 # --- Typed XLSX and free text ------------------------------------------------------------------
 
+
 @FORMAT_ONLY
 def test_xlsx_cells_are_typed(bundle, study, tmp_path):
     from datetime import datetime
 
     from openpyxl import load_workbook
+
     write_bundle(tmp_path / "x", study=study, now=now_utc(), fmt="xlsx", true_allocation=True)
 
     def columns(table):
@@ -376,15 +436,31 @@ def test_xlsx_cells_are_typed(bundle, study, tmp_path):
 
 
 def _free_text_participant(study):
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                            now=now_utc() - timedelta(days=3), code="P-FREE01")
+    participant, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=3),
+        code="P-FREE01",
+    )
     record_dose(participant, 1, now_utc() - timedelta(hours=30), actor="t", now=now_utc())
     protocol = protocol_of(study.current_protocol_version)
     d1 = assessment_of(participant, 1, "D1")
-    record_submission(d1, answers_for(protocol, "D1", **{"side_effects.other": "Dr Jane Roe said call 555 0100"}),
-                      now=d1.target, actor="t")
-    withdraw(participant, actor="t", now=now_utc(), reason="Jane Roe's husband phoned to say stop",
-             category="participant_decision")
+    record_submission(
+        d1,
+        answers_for(protocol, "D1", **{"side_effects.other": "Dr Jane Roe said call 555 0100"}),
+        now=d1.target,
+        actor="t",
+    )
+    withdraw(
+        participant,
+        actor="t",
+        now=now_utc(),
+        reason="Jane Roe's husband phoned to say stop",
+        category="participant_decision",
+    )
     db.session.commit()
 
 
@@ -394,15 +470,21 @@ def test_free_text_is_flagged_and_left_out_on_request(study, tmp_path, runner):
     manifest = write_bundle(tmp_path / "without", study=study, now=now_utc(), free_text=False, standards=True)
 
     def everything(folder):
-        return "\n".join(p.read_text(encoding="utf-8") for p in folder.rglob("*") if p.is_file()
-                         and p.parent.name != "analysis" and p.name != "data_dictionary.csv")
+        return "\n".join(
+            p.read_text(encoding="utf-8")
+            for p in folder.rglob("*")
+            if p.is_file() and p.parent.name != "analysis" and p.name != "data_dictionary.csv"
+        )
 
     assert "Jane Roe" in everything(tmp_path / "with")
     assert "Jane" not in everything(tmp_path / "without") and "555 0100" not in everything(tmp_path / "without")
     assert manifest["free_text"].startswith("removed")
     assert [r for r in read_csv(tmp_path / "without" / "side_effects.csv") if r["term"] == "other"][0]["verbatim"] == ""
-    flagged = {(r["table"], r["column"]) for r in read_csv(tmp_path / "without" / "data_dictionary.csv")
-               if r["may_contain_identifiers"] == "TRUE"}
+    flagged = {
+        (r["table"], r["column"])
+        for r in read_csv(tmp_path / "without" / "data_dictionary.csv")
+        if r["may_contain_identifiers"] == "TRUE"
+    }
     assert {("side_effects", "verbatim"), ("responses", "value"), ("audit_trail", "reason")} <= flagged
     assert ("fatigue_endpoints", "pct_change_d3") not in flagged
     cli = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "cli"), "--no-free-text", "--standards"])
@@ -413,8 +495,9 @@ def test_free_text_is_flagged_and_left_out_on_request(study, tmp_path, runner):
 def test_the_web_export_can_leave_free_text_out(client, study):
     _free_text_participant(study)
     login_as(client, "analyst")
-    response = client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv",
-                                                   "free_text": "no", "standards": "yes"})
+    response = client.post(
+        "/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv", "free_text": "no", "standards": "yes"}
+    )
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert not any("Jane" in archive.read(name).decode() for name in archive.namelist())
     assert json.loads(archive.read("manifest.json"))["free_text"].startswith("removed")
@@ -422,8 +505,11 @@ def test_the_web_export_can_leave_free_text_out(client, study):
 
 @FORMAT_ONLY
 def test_the_dictionary_documents_precision_per_column(bundle):
-    precision = {(r["table"], r["column"]): r["precision"] for r in read_csv(bundle / "data_dictionary.csv")
-                 if r["type"] == "number"}
+    precision = {
+        (r["table"], r["column"]): r["precision"]
+        for r in read_csv(bundle / "data_dictionary.csv")
+        if r["type"] == "number"
+    }
     assert precision and all(precision.values())
     assert precision[("fatigue_endpoints", "pct_change_d3")].startswith("rounded to 2 decimals")
     assert precision[("fatigue_endpoints", "auc_pct_change_0_7d")] == "rounded to 1 decimal"
@@ -435,24 +521,37 @@ def test_the_dictionary_documents_precision_per_column(bundle):
 
 # --- The starter programs ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def crossover(study, tmp_path):
     """Eight participants with BL, D1, D3 and D7 in both periods (4 AB, 4 BA), exported."""
     protocol = protocol_of(study.current_protocol_version)
     now = now_utc().replace(second=0, microsecond=0)
     for n in range(8):
-        participant, _ = enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB" if n % 2 else "BA",
-                                actor="t", now=now - timedelta(days=45), code=f"P-XOV{n:03d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC",
+            timezone="America/New_York",
+            sequence="AB" if n % 2 else "BA",
+            actor="t",
+            now=now - timedelta(days=45),
+            code=f"P-XOV{n:03d}",
+        )
         for number, days_ago in ((1, 40), (2, 20)):
             record_dose(participant, number, now - timedelta(days=days_ago, hours=n), actor="t", now=now)
             # Lower fatigue under A in this simulation, with a different spread per participant.
             drop = 30 if participant.periods[number - 1].treatment == "A" else 10
-            for code, vas in (("BL", 60 + n), ("D1", 55 + n - drop // 2), ("D3", 60 + n - drop + n % 3),
-                              ("D7", 58 + n - drop // 3)):
+            for code, vas in (
+                ("BL", 60 + n),
+                ("D1", 55 + n - drop // 2),
+                ("D3", 60 + n - drop + n % 3),
+                ("D7", 58 + n - drop // 3),
+            ):
                 assessment = assessment_of(participant, number, code)
                 extra = {"side_effects.symptoms.headache": "mild"} if code == "D1" and n % 2 else {}
-                record_submission(assessment, answers_for(protocol, code, vas=vas, **extra), now=assessment.target,
-                                  actor="t")
+                record_submission(
+                    assessment, answers_for(protocol, code, vas=vas, **extra), now=assessment.target, actor="t"
+                )
     db.session.commit()
     write_bundle(tmp_path / "x", study=study, now=now, true_allocation=True)
     return tmp_path / "x"
@@ -468,8 +567,10 @@ def _means_from_the_file(bundle):
 
 
 def _printed_means(output):
-    return {(arm, period): (int(n), float(mean)) for arm, period, n, mean in
-            re.findall(r"^MEAN arm=(\S+) period=(\d+) n=(\d+) mean=(-?[\d.]+)", output, re.M)}
+    return {
+        (arm, period): (int(n), float(mean))
+        for arm, period, n, mean in re.findall(r"^MEAN arm=(\S+) period=(\d+) n=(\d+) mean=(-?[\d.]+)", output, re.M)
+    }
 
 
 def _check_program_output(output, bundle):
@@ -484,8 +585,12 @@ def _check_program_output(output, bundle):
 @FORMAT_ONLY
 def test_the_python_starter_program_reproduces_the_d3_means_and_fits_the_model(crossover):
     bundle = crossover
-    result = subprocess.run([sys.executable, str(bundle / "analysis" / "primary.py"), str(bundle)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(bundle / "analysis" / "primary.py"), str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     _check_program_output(result.stdout, bundle)
     assert "ALLOCATION true" in result.stdout
@@ -497,15 +602,24 @@ def test_the_python_starter_program_reproduces_the_d3_means_and_fits_the_model(c
 @pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not installed (.ci/run installs r-base-core)")
 def test_the_r_starter_program_reads_the_csv_as_it_is_and_agrees(crossover):
     bundle = crossover
-    result = subprocess.run(["Rscript", str(bundle / "analysis" / "primary.R"), str(bundle)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["Rscript", str(bundle / "analysis" / "primary.R"), str(bundle)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     _check_program_output(result.stdout, bundle)
     assert re.search(r"^MIXED term=armB estimate=-?[\d.]+", result.stdout, re.M), result.stdout + result.stderr
     # R's read.csv with na.strings = "" reads the flags as logical, empty cells as NA.
-    types = subprocess.run(["Rscript", "-e", f"""x <- read.csv('{bundle / "fatigue_endpoints.csv"}', na.strings = "");
+    types = subprocess.run(
+        [
+            "Rscript",
+            "-e",
+            f"""x <- read.csv('{bundle / "fatigue_endpoints.csv"}', na.strings = "");
         s <- read.csv('{bundle / "side_effects.csv"}', na.strings = "");
-        cat(class(x$responder_d3), class(s$solicited), class(x$pct_change_d3))"""],
-                           capture_output=True, text=True, timeout=60)
+        cat(class(x$responder_d3), class(s$solicited), class(x$pct_change_d3))""",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert types.stdout.split() == ["logical", "logical", "numeric"], types.stdout + types.stderr
     assert len(read_csv(bundle / "side_effects.csv")) == 8  # the flag was read from real rows

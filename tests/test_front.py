@@ -2,6 +2,7 @@
 gunicorn as `make run` serves the app. Fifty stalled clients (half a request head each) hold
 gunicorn's threads when they reach it directly, and delay nothing behind Caddy: /healthz and a
 participant's submit still answer."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,7 @@ from .participant_helpers import csrf_from, key_from, participant_with_day1_open
 from .test_reminders import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(shutil.which("caddy") is None,
-                                reason="needs Debian's caddy (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="needs Debian's caddy (.ci/run installs it)")
 
 
 def _wait_for(port: int, seconds: float = 20) -> None:
@@ -50,24 +50,50 @@ def served(tmp_path):
         entry = participant.periods[0].assessments
         day1 = next(a.id for a in entry if a.timepoint == "D1")
         from diary.study.trial import protocol_of
+
         form = answers_for(protocol_of(study.current_protocol_version), "D1")
         db.session.remove()
         db.engine.dispose()
     app_port, front_port = free_port(), free_port()
-    env = {**os.environ, "DIARY_DATABASE_URL": f"sqlite:///{database}", "DIARY_SECRET_KEY": "test-secret",
-           "DIARY_BASE_URL": f"http://127.0.0.1:{front_port}", "DIARY_INSTANCE_PATH": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DIARY_DATABASE_URL": f"sqlite:///{database}",
+        "DIARY_SECRET_KEY": "test-secret",
+        "DIARY_BASE_URL": f"http://127.0.0.1:{front_port}",
+        "DIARY_INSTANCE_PATH": str(tmp_path),
+    }
     gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{app_port}", "--workers", "2",
-         "--worker-class", "gthread", "--threads", "4", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{app_port}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     caddyfile = tmp_path / "Caddyfile"
-    caddyfile.write_text("{\n\tauto_https off\n\tadmin off\n\tservers {\n\t\ttimeouts {\n\t\t\tread_header 10s\n"
-                         "\t\t}\n\t}\n}\n"
-                         f"http://127.0.0.1:{front_port} {{\n\treverse_proxy 127.0.0.1:{app_port} {{\n"
-                         "\t\tbuffer_requests\n\t}\n}\n")
-    caddy = subprocess.Popen(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-                             cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caddyfile.write_text(
+        "{\n\tauto_https off\n\tadmin off\n\tservers {\n\t\ttimeouts {\n\t\t\tread_header 10s\n"
+        "\t\t}\n\t}\n}\n"
+        f"http://127.0.0.1:{front_port} {{\n\treverse_proxy 127.0.0.1:{app_port} {{\n"
+        "\t\tbuffer_requests\n\t}\n}\n"
+    )
+    caddy = subprocess.Popen(
+        ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(app_port)
         _wait_for(front_port)
@@ -95,12 +121,18 @@ def _submit(base: str, served: dict) -> int:
     """A participant's whole visit: link, PIN, the Day 1 form, saved."""
     phone = requests.Session()
     page = phone.get(f"{base}/p/{served['token']}", timeout=10).text
-    phone.post(f"{base}/p/{served['token']}", data={"pin": "4821", "confirm": "4821", "csrf_token": csrf_from(page)},
-               timeout=10)
+    phone.post(
+        f"{base}/p/{served['token']}",
+        data={"pin": "4821", "confirm": "4821", "csrf_token": csrf_from(page)},
+        timeout=10,
+    )
     page = phone.get(f"{base}/p/entry/{served['day1']}", timeout=10).text
-    saved = phone.post(f"{base}/p/entry/{served['day1']}",
-                       data={**served["form"], "csrf_token": csrf_from(page), "idempotency_key": key_from(page),
-                             "step": "submit"}, timeout=10, allow_redirects=False)
+    saved = phone.post(
+        f"{base}/p/entry/{served['day1']}",
+        data={**served["form"], "csrf_token": csrf_from(page), "idempotency_key": key_from(page), "step": "submit"},
+        timeout=10,
+        allow_redirects=False,
+    )
     return saved.status_code
 
 
@@ -133,6 +165,7 @@ def test_participants_submit_through_a_login_flood(served):
     through: all succeed, none waits two seconds (the tarpit sleeps after its commit and refuses
     at once when its slot is busy; password checks have their own cap)."""
     import threading
+
     base = f"http://127.0.0.1:{served['app']}"
     stop = threading.Event()
     statuses: list[int] = []
@@ -143,18 +176,23 @@ def test_participants_submit_through_a_login_flood(served):
         token = csrf_from(page)
         while not stop.is_set():
             try:
-                statuses.append(session.post(f"{base}/staff/login", data={
-                    "email": "nobody@site.test", "password": "not the password", "csrf_token": token},
-                    timeout=30).status_code)
+                statuses.append(
+                    session.post(
+                        f"{base}/staff/login",
+                        data={"email": "nobody@site.test", "password": "not the password", "csrf_token": token},
+                        timeout=30,
+                    ).status_code
+                )
             except requests.RequestException:
                 statuses.append(0)
+
     flooders = [threading.Thread(target=flood, daemon=True) for _ in range(16)]
     for thread in flooders:
         thread.start()
     time.sleep(2)  # the flood is under way before the first participant arrives
     took, results = [], []
     try:
-        for number in range(10):
+        for _number in range(10):
             started = time.monotonic()
             results.append(requests.get(f"{base}/healthz", timeout=10).status_code)
             took.append(time.monotonic() - started)
@@ -165,7 +203,9 @@ def test_participants_submit_through_a_login_flood(served):
         stop.set()
         for thread in flooders:
             thread.join(timeout=40)
-    print(f"login flood: {len(statuses)} refused sign-ins ({statuses.count(429)} at once with 429), "
-          f"participant requests slowest {max(took):.2f} s")
+    print(
+        f"login flood: {len(statuses)} refused sign-ins ({statuses.count(429)} at once with 429), "
+        f"participant requests slowest {max(took):.2f} s"
+    )
     assert results[:10] == [200] * 10 and results[10] == 302
     assert max(took) < 2 and 0 not in statuses and len(statuses) > 50

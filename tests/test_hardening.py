@@ -1,5 +1,6 @@
 """Hardening: security headers, the second factor, throttles behind a proxy, a complete audit,
 sessions that end on the server, and no 500 for input that cannot be stored."""
+
 from __future__ import annotations
 
 import re
@@ -24,6 +25,7 @@ def events(action: str) -> list[AuditEvent]:
 
 
 # --- Headers -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url", ["/", "/p/not-a-token", "/staff/login", "/static/diary.css", "/no/such/page"])
 def test_security_headers_on_every_kind_of_response(client, study, url):
@@ -56,6 +58,7 @@ def test_no_template_has_inline_script_or_style():
 
 # --- Second factor -----------------------------------------------------------------------------
 
+
 def _password_step(client, email):
     page = client.get("/staff/login").get_data(as_text=True)
     return client.post("/staff/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_from(page)})
@@ -77,8 +80,7 @@ def test_an_admin_without_a_second_factor_must_set_one_up_first(client, study):
     secret = re.search(r"<code>([A-Z2-7]{16,})</code>", setup).group(1)
     wrong = client.post("/staff/second-factor", data={"code": "000000", "csrf_token": csrf_from(setup)})
     assert wrong.status_code == 422 and db.session.get(StaffUser, user.id).totp_enabled_at is None
-    done = client.post("/staff/second-factor", data={"code": pyotp.TOTP(secret).now(),
-                                                     "csrf_token": csrf_from(setup)})
+    done = client.post("/staff/second-factor", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf_from(setup)})
     codes = re.findall(r"<code>([0-9a-f]{6}-[0-9a-f]{6})</code>", done.get_data(as_text=True))
     assert done.status_code == 200 and len(codes) == 10 and done.headers["Cache-Control"] == "no-store"
     stored = db.session.scalars(select(RecoveryCode.code_hash)).all()
@@ -90,6 +92,7 @@ def test_an_admin_without_a_second_factor_must_set_one_up_first(client, study):
 def test_sign_in_with_a_second_factor_wrong_code_and_a_recovery_code_used_once(app, study):
     """Password, then the code; a wrong code refuses; a recovery code works once only."""
     from diary.governance import second_factor
+
     user = make_staff("unblinded", "keyholder@site.test")
     codes = second_factor.enable(user, user.totp_secret, pyotp.TOTP(user.totp_secret).now(), now=now_utc())
     db.session.commit()
@@ -106,7 +109,9 @@ def test_sign_in_with_a_second_factor_wrong_code_and_a_recovery_code_used_once(a
     assert _code_step(again, pyotp.TOTP(user.totp_secret).now()).status_code == 302
     assert len(events("recovery_code_used")) == 1 and len(events("second_factor_failed")) == 2
     assert [e.new_value for e in events("sign_in")][-2:] == [
-        "from 127.0.0.1, second factor: recovery code", "from 127.0.0.1, second factor: authenticator code"]
+        "from 127.0.0.1, second factor: recovery code",
+        "from 127.0.0.1, second factor: authenticator code",
+    ]
 
 
 def test_wrong_second_factor_codes_are_throttled(app, study):
@@ -120,13 +125,16 @@ def test_wrong_second_factor_codes_are_throttled(app, study):
 
 # --- Throttles and timing ----------------------------------------------------------------------
 
+
 def test_twenty_failed_logins_from_one_address_do_not_lock_out_another_account(app, study):
     """Behind the proxy every user shares an address: guessing from it never locks others out."""
     make_staff("coordinator", "innocent@site.test")
     for number in range(20):
         page = app.test_client().get("/staff/login").get_data(as_text=True)
-        app.test_client().post("/staff/login", data={"email": f"random{number}@x.test", "password": "nope nope nope",
-                                                     "csrf_token": csrf_from(page)})
+        app.test_client().post(
+            "/staff/login",
+            data={"email": f"random{number}@x.test", "password": "nope nope nope", "csrf_token": csrf_from(page)},
+        )
     assert _password_step(app.test_client(), "innocent@site.test").status_code == 302
 
 
@@ -134,9 +142,13 @@ def test_twenty_failed_logins_from_one_address_do_not_lock_out_another_account(a
 def test_behind_a_trusted_proxy_the_client_address_is_the_real_one(client, study):
     """With DIARY_TRUSTED_PROXIES=1, failures count against the address the proxy reports."""
     from diary.models import LoginThrottle
+
     page = client.get("/staff/login").get_data(as_text=True)
-    client.post("/staff/login", data={"email": "x@y.test", "password": "wrong wrong wrong", "csrf_token": csrf_from(page)},
-                headers={"X-Forwarded-For": "198.51.100.7"})
+    client.post(
+        "/staff/login",
+        data={"email": "x@y.test", "password": "wrong wrong wrong", "csrf_token": csrf_from(page)},
+        headers={"X-Forwarded-For": "198.51.100.7"},
+    )
     keys = db.session.scalars(select(LoginThrottle.key)).all()
     assert "address:198.51.100.7" in keys and "address:127.0.0.1" not in keys
 
@@ -146,8 +158,10 @@ def test_unknown_and_known_accounts_cost_the_same_argon2_work(app, study, monkey
     verification a known one makes, against a hash of the same parameters (memory, time,
     lanes). Counted, not timed, so a loaded machine cannot make it flaky."""
     import argon2
+
     from diary.governance.passwords import hash_secret
     from diary.governance.staff import _DUMMY_HASH, LoginRefused, login_staff
+
     user = make_staff("coordinator", "timed@site.test")
     user.password_hash = hash_secret(PASSWORD)  # as create_user hashes it (the helper hashes cheaper)
     db.session.commit()
@@ -176,13 +190,15 @@ def test_unknown_and_known_accounts_cost_the_same_argon2_work(app, study, monkey
 
 # --- The audit trail ---------------------------------------------------------------------------
 
+
 def test_every_kind_of_staff_event_is_audited(app, study, runner, tmp_path):
     """Sign-in, failed sign-in, sign-out, expiry, exports (web and CLI), reasons on staff changes."""
     client = app.test_client()
     page = client.get("/staff/login").get_data(as_text=True)
     make_staff("analyst", "audited@site.test")
-    client.post("/staff/login", data={"email": "audited@site.test", "password": "wrong one here",
-                                      "csrf_token": csrf_from(page)})
+    client.post(
+        "/staff/login", data={"email": "audited@site.test", "password": "wrong one here", "csrf_token": csrf_from(page)}
+    )
     assert _password_step(client, "audited@site.test").status_code == 302
     client.post("/staff/exports", data={"csrf_token": any_csrf(client), "format": "csv"})
     client.post("/staff/logout", data={"csrf_token": any_csrf(client)})
@@ -206,24 +222,36 @@ def test_staff_changes_need_a_reason_and_withdrawal_lists_its_entries(client, st
     other = make_staff("analyst", "changed@site.test")
     participant, _ = participant_with_day1_open(study)
     admin = login_as(client, "admin")
-    refused = client.post(f"/staff/admin/users/{other.id}", data={"csrf_token": any_csrf(client), "role": "coordinator"})
+    refused = client.post(
+        f"/staff/admin/users/{other.id}", data={"csrf_token": any_csrf(client), "role": "coordinator"}
+    )
     assert refused.status_code == 303 and db.session.get(StaffUser, other.id).role == "analyst"
-    client.post(f"/staff/admin/users/{other.id}", data={"csrf_token": any_csrf(client), "role": "analyst",
-                                                       "reason": "left the study"})
+    client.post(
+        f"/staff/admin/users/{other.id}",
+        data={"csrf_token": any_csrf(client), "role": "analyst", "reason": "left the study"},
+    )
     assert [(e.field, e.reason) for e in events("change_active")] == [("active", "left the study")]
     assert admin.role == "admin"
     coordinator = client.application.test_client()
     login_as(coordinator, "coordinator")
     url = f"/staff/participants/{participant.code}/withdraw"
     html = coordinator.get(url).get_data(as_text=True)
-    coordinator.post(url, data={"csrf_token": csrf_from(html), "action_key": action_key_from(html),
-                                "reason": "moved away", "category": "lost_to_follow_up"})
+    coordinator.post(
+        url,
+        data={
+            "csrf_token": csrf_from(html),
+            "action_key": action_key_from(html),
+            "reason": "moved away",
+            "category": "lost_to_follow_up",
+        },
+    )
     withdrawal = events("withdraw")[0]
     assert "entries closed as not applicable: infusion 1 D1" in withdrawal.new_value
     assert "infusion 2" not in withdrawal.new_value  # infusion 2 not scheduled yet: nothing to close
 
 
 # --- Sessions and secrets ----------------------------------------------------------------------
+
 
 def test_participant_sign_out_ends_the_session_on_the_server(app, study):
     """After signing out, a copy of the phone's cookie no longer opens Today."""
@@ -254,32 +282,59 @@ def test_an_account_an_admin_created_must_set_its_own_password_first(app, client
     """The admin's chosen password works once: every page leads to the password change."""
     login_as(client, "admin")
     page = client.get("/staff/admin/users").get_data(as_text=True)
-    created = client.post("/staff/admin/users", data={"csrf_token": csrf_from(page), "email": "fresh@example.org",
-                                            "role": "coordinator", "password": "temporary pass 2026"})
+    created = client.post(
+        "/staff/admin/users",
+        data={
+            "csrf_token": csrf_from(page),
+            "email": "fresh@example.org",
+            "role": "coordinator",
+            "password": "temporary pass 2026",
+        },
+    )
     assert created.status_code == 302, created.get_data(as_text=True)[-1500:]
     assert db.session.scalar(select(StaffUser.must_change_password).where(StaffUser.email == "fresh@example.org"))
     fresh = app.test_client()
     login = fresh.get("/staff/login").get_data(as_text=True)
-    fresh.post("/staff/login", data={"email": "fresh@example.org", "password": "temporary pass 2026",
-                                     "csrf_token": csrf_from(login)})
+    fresh.post(
+        "/staff/login",
+        data={"email": "fresh@example.org", "password": "temporary pass 2026", "csrf_token": csrf_from(login)},
+    )
     assert fresh.get("/staff/").headers["Location"].endswith("/staff/password")
     form = fresh.get("/staff/password").get_data(as_text=True)
-    common = fresh.post("/staff/password", data={"csrf_token": csrf_from(form), "current": "temporary pass 2026",
-                                                 "new": "password1234", "confirm": "password1234"})
+    common = fresh.post(
+        "/staff/password",
+        data={
+            "csrf_token": csrf_from(form),
+            "current": "temporary pass 2026",
+            "new": "password1234",
+            "confirm": "password1234",
+        },
+    )
     assert common.status_code == 422 and "most common" in common.get_data(as_text=True)
-    fresh.post("/staff/password", data={"csrf_token": csrf_from(form), "current": "temporary pass 2026",
-                                        "new": "my own long phrase 7", "confirm": "my own long phrase 7"})
+    fresh.post(
+        "/staff/password",
+        data={
+            "csrf_token": csrf_from(form),
+            "current": "temporary pass 2026",
+            "new": "my own long phrase 7",
+            "confirm": "my own long phrase 7",
+        },
+    )
     assert fresh.get("/staff/").status_code == 200
 
 
 # --- No 500 for input that cannot be stored ----------------------------------------------------
 
-@pytest.mark.parametrize("role, method, url", [
-    ("participant", "GET", f"/p/entry/{HUGE}"),
-    ("coordinator", "GET", f"/staff/assessments/{HUGE}/enter"),
-    ("coordinator", "POST", f"/staff/side-effects/{HUGE}/acknowledge"),
-    ("admin", "POST", f"/staff/admin/users/{HUGE}"),
-])
+
+@pytest.mark.parametrize(
+    "role, method, url",
+    [
+        ("participant", "GET", f"/p/entry/{HUGE}"),
+        ("coordinator", "GET", f"/staff/assessments/{HUGE}/enter"),
+        ("coordinator", "POST", f"/staff/side-effects/{HUGE}/acknowledge"),
+        ("admin", "POST", f"/staff/admin/users/{HUGE}"),
+    ],
+)
 def test_ids_beyond_what_the_database_holds_are_not_found(app, study, role, method, url):
     """An id above 2**63 in a URL is a 404, never an overflow."""
     client = app.test_client()
@@ -298,30 +353,35 @@ def test_a_huge_audit_page_number_is_clamped(client, study):
     assert client.get("/staff/audit?page=99999999999999999999").status_code == 200
 
 
-@pytest.mark.parametrize("start, message", [("0001-01-01T09:00", "not plausible"),
-                                            ("1900-05-01T09:00", "not plausible")])
+@pytest.mark.parametrize(
+    "start, message", [("0001-01-01T09:00", "not plausible"), ("1900-05-01T09:00", "not plausible")]
+)
 def test_implausible_dose_dates_are_refused_with_a_message(client, study, start, message):
     """A dose in year 0001 (was a 500) or 1900 (was accepted) is refused, nothing stored."""
     participant, _ = participant_with_day1_open(study)
     login_as(client, "coordinator")
     url = f"/staff/participants/{participant.code}/dose/1"
     page = client.get(url).get_data(as_text=True)
-    response = client.post(url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                                      "start": start, "reason": "typo"})
+    response = client.post(
+        url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": start, "reason": "typo"}
+    )
     assert response.status_code == 422 and message in response.get_data(as_text=True)
     assert not events("correct_dose")
 
 
 def test_the_cli_refuses_an_email_with_a_header_injection(runner, study):
     """`enroll --email $'a@b.org\\r\\nBcc: x@y.org'` is refused, as the web form refuses it."""
-    result = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB",
-                                 "--email", "a@b.org\r\nBcc: x@y.org"])
+    result = runner.invoke(
+        args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--email", "a@b.org\r\nBcc: x@y.org"]
+    )
     assert result.exit_code != 0 and "cannot be used for reminders" in result.output
     from diary.models import Participant
+
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 0
 
 
 # --- Backups you can restore -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_backup_restores_into_a_fresh_instance_with_the_same_export(app, runner, study, tmp_path):
@@ -331,6 +391,7 @@ def test_a_backup_restores_into_a_fresh_instance_with_the_same_export(app, runne
     from diary.study.trial import require_study
 
     from .conftest import make_app
+
     now = now_utc()
     build_demo(now=now - timedelta(minutes=5))
     db.session.commit()
@@ -344,8 +405,9 @@ def test_a_backup_restores_into_a_fresh_instance_with_the_same_export(app, runne
     with restored_app.app_context():
         restored = write_bundle(tmp_path / "restored", study=require_study(), now=now, true_allocation=True)
         db.engine.dispose()
-    assert {name: entry["sha256"] for name, entry in restored["files"].items()} == \
-        {name: entry["sha256"] for name, entry in live["files"].items()}
+    assert {name: entry["sha256"] for name, entry in restored["files"].items()} == {
+        name: entry["sha256"] for name, entry in live["files"].items()
+    }
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -359,9 +421,10 @@ def test_restore_check_refuses_a_damaged_or_stale_backup(app, runner, study, tmp
     with other.app_context():
         from diary.governance.audit import record
         from diary.study.trial import ensure_study
+
         db.create_all()
         ensure_study()
-        for number in range(3):
+        for _number in range(3):
             record(actor="elsewhere", action="unblind", entity="study", entity_id=None, now=now_utc())
         db.session.commit()
         db.engine.dispose()

@@ -1,6 +1,7 @@
 """Hostile clocks, floods and bad bytes: a TOTP code signs in once, the account lock admits no more
 than its limit of parallel tries, password hashing has a cap, the tarpit never holds the write
 lock, links can be revoked, and no route answers 500 to ids, bytes or JSON it cannot hold."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -19,8 +20,8 @@ from .participant_helpers import csrf_from, participant_with_day1_open, sign_in
 from .staff_helpers import PASSWORD, TOTP_SECRET, login_as, make_staff
 from .test_races import race
 
-
 # --- A second factor done right --------------------------------------------------------------------
+
 
 def _password_then_code(client, email, code):
     page = client.get("/staff/login").get_data(as_text=True)
@@ -40,12 +41,14 @@ def test_a_totp_code_signs_in_once(app, study):
 
 def test_use_step_takes_each_step_once_and_never_an_older_one(study):
     from diary.governance.second_factor import use_step
+
     user = make_staff("admin", "steps@site.test")
     assert use_step(user, 1000) and not use_step(user, 1000) and not use_step(user, 999) and use_step(user, 1001)
 
 
 def test_matching_step_accepts_one_step_either_side_only(study):
     from diary.governance.second_factor import STEP_SECONDS, matching_step
+
     now = now_utc()
     step = int(now.timestamp()) // STEP_SECONDS
     totp = pyotp.TOTP(TOTP_SECRET)
@@ -57,6 +60,7 @@ def test_matching_step_accepts_one_step_either_side_only(study):
 
 def test_recovery_codes_accept_spaces_and_dashes(app, study):
     from diary.governance import second_factor
+
     user = make_staff("unblinded", "spaces@site.test")
     codes = second_factor.enable(user, TOTP_SECRET, pyotp.TOTP(TOTP_SECRET).now(), now=now_utc())
     db.session.commit()
@@ -68,6 +72,7 @@ def test_recovery_codes_accept_spaces_and_dashes(app, study):
 
 def wrong_password(email: str):
     from diary.governance.staff import LoginRefused, login_staff
+
     try:
         login_staff(email, "a wrong password indeed", address="198.51.100.4", now=now_utc())
     except LoginRefused as refusal:
@@ -78,6 +83,7 @@ def wrong_password(email: str):
 
 def wrong_code(email: str):
     from diary.governance import second_factor
+
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         second_factor.check(user, "000000", now=now_utc())
@@ -93,8 +99,11 @@ def test_twenty_parallel_wrong_passwords_check_at_most_five(app, study):
     make_staff("coordinator", "flood@site.test")
     statuses = race(app, wrong_password, *[("flood@site.test",)] * 20)
     assert statuses.count(401) <= 5 and statuses.count(429) >= 15 and set(statuses) <= {401, 429}, statuses
-    checked = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == "sign_in_failed", AuditEvent.reason == "wrong email or password"))
+    checked = db.session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "sign_in_failed", AuditEvent.reason == "wrong email or password")
+    )
     assert checked <= 5
 
 
@@ -106,11 +115,13 @@ def test_twenty_parallel_wrong_codes_check_at_most_five(app, study):
 
 # --- Floods --------------------------------------------------------------------------------------
 
+
 def test_password_hashing_is_refused_at_once_when_every_slot_is_taken():
     """The cap: with its slots held, a check does not queue; it is refused (503) in half a second."""
     import time
 
     from diary.governance import passwords
+
     passwords.set_hashing_concurrency(1)
     try:
         assert passwords.HASHING_SLOTS.acquire(timeout=1)
@@ -129,6 +140,7 @@ def test_the_tarpit_sleeps_holding_no_write_lock(app, client, study, monkeypatch
     """While a refused sign-in is answered slowly, another connection can write at once."""
     from diary.governance import staff
     from diary.web import signin
+
     monkeypatch.setattr(staff, "address_delay", lambda address, now: 0.5)
     monkeypatch.setattr(signin, "address_delay", lambda address, now: 0.5)
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
@@ -142,14 +154,18 @@ def test_the_tarpit_sleeps_holding_no_write_lock(app, client, study, monkeypatch
             wrote.append(True)
         finally:
             other.close()
+
     monkeypatch.setattr(signin.time, "sleep", sleep_and_write)
     page = client.get("/staff/login").get_data(as_text=True)
-    response = client.post("/staff/login", data={"email": "nobody@site.test", "password": "wrong wrong wrong",
-                                                 "csrf_token": csrf_from(page)})
+    response = client.post(
+        "/staff/login",
+        data={"email": "nobody@site.test", "password": "wrong wrong wrong", "csrf_token": csrf_from(page)},
+    )
     assert response.status_code == 401 and wrote == [True]
 
 
 # --- Revoking a link ---------------------------------------------------------------------------
+
 
 def test_revoking_a_link_signs_the_phone_out_at_once(app, client, study):
     participant, token = participant_with_day1_open(study, code="P-REVOKE")
@@ -159,12 +175,16 @@ def test_revoking_a_link_signs_the_phone_out_at_once(app, client, study):
     login_as(client, "coordinator")
     form = client.get(f"/staff/participants/{participant.code}/revoke-link").get_data(as_text=True)
     from .participant_helpers import action_key_from
-    empty = client.post(f"/staff/participants/{participant.code}/revoke-link",
-                        data={"csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": ""})
+
+    empty = client.post(
+        f"/staff/participants/{participant.code}/revoke-link",
+        data={"csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": ""},
+    )
     assert empty.status_code == 422
-    done = client.post(f"/staff/participants/{participant.code}/revoke-link",
-                       data={"csrf_token": csrf_from(form), "action_key": action_key_from(form),
-                             "reason": "phone lost on the bus"})
+    done = client.post(
+        f"/staff/participants/{participant.code}/revoke-link",
+        data={"csrf_token": csrf_from(form), "action_key": action_key_from(form), "reason": "phone lost on the bus"},
+    )
     assert done.status_code == 302
     assert phone.get("/p/today").status_code in (302, 401, 403)
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "revoke_link")).one()
@@ -173,6 +193,7 @@ def test_revoking_a_link_signs_the_phone_out_at_once(app, client, study):
 
 def test_revoke_link_needs_a_reason_and_happens_once(study):
     from diary.participants.enrolment import revoke_link
+
     participant, _ = participant_with_day1_open(study, code="P-REVOK2")
     with pytest.raises(Refused):
         revoke_link(participant, actor="t", now=now_utc(), reason=" ")
@@ -191,18 +212,26 @@ def test_restore_check_says_what_it_does_with_a_postgresql_dump(runner, tmp_path
 
 # --- No 500s -----------------------------------------------------------------------------------
 
+
 def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, study):
     """Stored on neither engine, answered 4xx in JSON (so the phone stops resending), audited."""
     import uuid
+
     protocol = protocol_of_study(study)
     participant, token = participant_with_day1_open(study, code="P-NUL001")
     sign_in(client, token)
     day1 = assessment_of(participant, 1, "D1")
-    body = {"fields": answers_for(protocol, "D1", **{"side_effects.other": "a\x00b"}), "key": uuid.uuid4().hex,
-            "made_at": now_utc().isoformat().replace("+00:00", "Z"),
-            "device_now": now_utc().isoformat().replace("+00:00", "Z")}
-    response = client.post(f"/p/entry/{day1.id}/sync", json=body,
-                           headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
+    body = {
+        "fields": answers_for(protocol, "D1", **{"side_effects.other": "a\x00b"}),
+        "key": uuid.uuid4().hex,
+        "made_at": now_utc().isoformat().replace("+00:00", "Z"),
+        "device_now": now_utc().isoformat().replace("+00:00", "Z"),
+    }
+    response = client.post(
+        f"/p/entry/{day1.id}/sync",
+        json=body,
+        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
+    )
     assert 400 <= response.status_code < 500 and response.get_json()["status"] == "refused"
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
     assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "offline_entry_refused")).one()
@@ -210,6 +239,7 @@ def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, s
 
 def protocol_of_study(study):
     from diary.study.trial import protocol_of
+
     return protocol_of(study.current_protocol_version)
 
 
@@ -218,18 +248,24 @@ def test_json_nested_3000_deep_is_refused_with_400(app, client, study):
     sign_in(client, token)
     day1 = assessment_of(participant, 1, "D1")
     deep = "[" * 3000 + "]" * 3000
-    response = client.post(f"/p/entry/{day1.id}/sync", data=deep, content_type="application/json",
-                           headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
+    response = client.post(
+        f"/p/entry/{day1.id}/sync",
+        data=deep,
+        content_type="application/json",
+        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
+    )
     assert response.status_code == 400
 
 
 def test_the_json_depth_count_skips_strings():
     from diary.web import json_depth
+
     assert json_depth(b'{"a": [1, {"b": "[[[[["}]}') == 3 and json_depth(b'"\\"[["') == 0
 
 
 def test_a_randomization_site_with_a_nul_or_too_long_is_refused():
     from diary.study.randomization import parse_randomization_csv
+
     for site in ("NIH\x00CC", "X" * 81):
         with pytest.raises(Refused, match="printable characters"):
             parse_randomization_csv(f"site,position,sequence\n{site},1,AB\n", {"AB": ("A", "B")})
@@ -240,10 +276,12 @@ def test_an_error_page_works_when_the_database_is_gone(app, client, study, monke
     from sqlalchemy.exc import OperationalError
 
     from diary.web import coordinator
+
     login_as(client, "coordinator")
 
     def broken(*args, **kwargs):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
     monkeypatch.setattr(coordinator, "load_grid", broken)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = client.get("/staff/")
@@ -267,14 +305,18 @@ def _urls(app, code):
             continue
         urls = [rule.rule]
         for name in rule.arguments:
-            urls = [u.replace(f"<int:{name}>", value).replace(f"<{name}>", value).replace(f"<path:{name}>", value)
-                    for u in urls for value in (HOSTILE_IDS if "int:" in rule.rule else [code, "..%2f..", "x" * 300])]
+            urls = [
+                u.replace(f"<int:{name}>", value).replace(f"<{name}>", value).replace(f"<path:{name}>", value)
+                for u in urls
+                for value in (HOSTILE_IDS if "int:" in rule.rule else [code, "..%2f..", "x" * 300])
+            ]
         for url in urls:
             yield url, sorted(rule.methods - {"HEAD", "OPTIONS"})
 
 
 def test_no_route_answers_500_to_hostile_input(app, study):
     from .participant_helpers import participant_with_day1_open as open_participant
+
     participant, token = open_participant(study, code="P-FUZZ01")
     make_staff("coordinator", "fuzz@site.test")
     stranger, phone, coordinator = app.test_client(), app.test_client(), app.test_client()
@@ -287,14 +329,26 @@ def test_no_route_answers_500_to_hostile_input(app, study):
         csrf = csrf_from(token_page)
         for url, methods in _urls(app, participant.code):
             for method in methods:
-                bodies = [None] if method == "GET" else [
-                    {"data": {name: value for name, value in zip(("csrf_token", "reason", "code", "pin", "email",
-                                                                    "note", "start", "password"),
-                                                                   [csrf] + HOSTILE_VALUES)}},
-                    {"json": {"fields": {"a": ["\x00", {"b": [1, 2]}]}, "key": 12, "made_at": "x"},
-                     "headers": {"X-CSRFToken": csrf}},
-                    {"data": "[" * 500, "content_type": "application/json", "headers": {"X-CSRFToken": csrf}},
-                ]
+                bodies = (
+                    [None]
+                    if method == "GET"
+                    else [
+                        {
+                            "data": {
+                                name: value
+                                for name, value in zip(
+                                    ("csrf_token", "reason", "code", "pin", "email", "note", "start", "password"),
+                                    [csrf] + HOSTILE_VALUES,
+                                )
+                            }
+                        },
+                        {
+                            "json": {"fields": {"a": ["\x00", {"b": [1, 2]}]}, "key": 12, "made_at": "x"},
+                            "headers": {"X-CSRFToken": csrf},
+                        },
+                        {"data": "[" * 500, "content_type": "application/json", "headers": {"X-CSRFToken": csrf}},
+                    ]
+                )
                 for body in bodies:
                     response = client.open(url, method=method, **(body or {}))
                     requests += 1
@@ -315,17 +369,21 @@ def test_ids_past_a_32_bit_column_are_not_found(app, client, study):
 
 # --- Offline entries bounded by what the server saw ---------------------------------------------
 
-def _backdated(client, study, code, *, dose_hours_ago, made_after_dose, stamp_for=None, served_after_dose=None,
-               tamper=False):
+
+def _backdated(
+    client, study, code, *, dose_hours_ago, made_after_dose, stamp_for=None, served_after_dose=None, tamper=False
+):
     """Send an offline Day 3 entry claimed as made ``made_after_dose`` hours after the infusion."""
     import uuid
 
     from diary.dosing.infusions import record_dose
-    from diary.participants.enrolment import enroll
     from diary.entries.recording import entry_stamp
+    from diary.participants.enrolment import enroll
+
     now = now_utc()
-    participant, token = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                                now=now - timedelta(days=10), code=code)
+    participant, token = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now - timedelta(days=10), code=code
+    )
     dose = (now - timedelta(hours=dose_hours_ago)).replace(second=0, microsecond=0)
     record_dose(participant, 1, dose, actor="t", now=now)
     db.session.commit()
@@ -337,48 +395,71 @@ def _backdated(client, study, code, *, dose_hours_ago, made_after_dose, stamp_fo
         stamp = stamp[:-3] + ("AAA" if not stamp.endswith("AAA") else "BBB")
     sign_in(client, token)
     made = dose + timedelta(hours=made_after_dose)
-    body = {"fields": {**answers_for(protocol_of_study(study), "D3"), "stamp": stamp}, "key": uuid.uuid4().hex,
-            "made_at": made.isoformat().replace("+00:00", "Z"), "device_now": now.isoformat().replace("+00:00", "Z")}
-    response = client.post(f"/p/entry/{d3.id}/sync", json=body,
-                           headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
-    refused = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "offline_entry_refused",
-                                                          AuditEvent.participant_id == participant.id)).all()
+    body = {
+        "fields": {**answers_for(protocol_of_study(study), "D3"), "stamp": stamp},
+        "key": uuid.uuid4().hex,
+        "made_at": made.isoformat().replace("+00:00", "Z"),
+        "device_now": now.isoformat().replace("+00:00", "Z"),
+    }
+    response = client.post(
+        f"/p/entry/{d3.id}/sync",
+        json=body,
+        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
+    )
+    refused = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "offline_entry_refused", AuditEvent.participant_id == participant.id
+        )
+    ).all()
     return response, refused, participant, d3
 
 
 def test_a_day3_entry_claimed_22_hours_late_is_refused_and_recorded(app, client, study):
     """The window closed 22 h ago (grace included); the phone claims the answers were given inside
     its late grace, 23 h ago (within the 24 h offline grace): its form was not served open."""
-    response, refused, _, _ = _backdated(client, study, "P-BACK01", dose_hours_ago=80 + 22,
-                                         made_after_dose=79, served_after_dose=80 + 21)
+    response, refused, _, _ = _backdated(
+        client, study, "P-BACK01", dose_hours_ago=80 + 22, made_after_dose=79, served_after_dose=80 + 21
+    )
     assert response.status_code == 409 and refused and "was opened when the entry was not open" in refused[0].reason
 
 
 def test_an_entry_on_a_form_served_after_its_window_closed_is_refused(app, client, study):
-    response, refused, _, _ = _backdated(client, study, "P-BACK02", dose_hours_ago=82, made_after_dose=77,
-                                         served_after_dose=81)
+    response, refused, _, _ = _backdated(
+        client, study, "P-BACK02", dose_hours_ago=82, made_after_dose=77, served_after_dose=81
+    )
     assert response.status_code == 409 and len(refused) == 1
 
 
 def test_an_entry_made_before_its_form_was_served_is_refused(app, client, study):
-    response, refused, _, _ = _backdated(client, study, "P-BACK03", dose_hours_ago=79, made_after_dose=70,
-                                         served_after_dose=72)
+    response, refused, _, _ = _backdated(
+        client, study, "P-BACK03", dose_hours_ago=79, made_after_dose=70, served_after_dose=72
+    )
     assert response.status_code == 409 and "before the form was opened" in refused[0].reason
 
 
 def test_a_stamp_from_another_entry_or_participant_or_tampered_is_refused(app, client, study):
     from diary.dosing.infusions import record_dose
     from diary.participants.enrolment import enroll
-    other, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=9),
-                      code="P-OTHER9")
+
+    other, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=9),
+        code="P-OTHER9",
+    )
     record_dose(other, 1, now_utc() - timedelta(hours=75), actor="t", now=now_utc())
     db.session.commit()
     theirs = assessment_of(other, 1, "D3")
-    response, refused, participant, d3 = _backdated(client, study, "P-BACK04", dose_hours_ago=75, made_after_dose=70,
-                                                    stamp_for=(theirs, other.id))
+    response, refused, participant, d3 = _backdated(
+        client, study, "P-BACK04", dose_hours_ago=75, made_after_dose=70, stamp_for=(theirs, other.id)
+    )
     assert response.status_code == 409 and "not made on a form the diary gave" in refused[0].reason
-    response, refused, _, _ = _backdated(app.test_client(), study, "P-BACK05", dose_hours_ago=75,
-                                         made_after_dose=70, tamper=True)
+    response, refused, _, _ = _backdated(
+        app.test_client(), study, "P-BACK05", dose_hours_ago=75, made_after_dose=70, tamper=True
+    )
     assert response.status_code == 409 and refused
     response, refused, _, _ = _backdated(app.test_client(), study, "P-BACK06", dose_hours_ago=75, made_after_dose=70)
     assert response.status_code == 201 and refused == []  # the honest case counts
@@ -387,6 +468,7 @@ def test_a_stamp_from_another_entry_or_participant_or_tampered_is_refused(app, c
 def test_stamp_refusal_called_directly(study):
     """The rule itself: its three refusals and its acceptance."""
     from diary.entries.recording import entry_stamp, stamp_refusal
+
     participant, _ = participant_with_day1_open(study, code="P-STAMP1")
     day1 = assessment_of(participant, 1, "D1")
     secret = "test-secret"
@@ -405,11 +487,15 @@ def test_the_export_flags_the_offline_delay(app, client, study, tmp_path):
     import csv
 
     from diary.exports import write_bundle
+
     response, _, participant, _ = _backdated(client, study, "P-BACK07", dose_hours_ago=77, made_after_dose=72)
     assert response.status_code == 201
     write_bundle(tmp_path, study=study, now=now_utc())
-    rows = [r for r in csv.DictReader((tmp_path / "assessments.csv").open()) if r["participant_id"] == "P-BACK07"
-            and r["timepoint"] == "D3"]
+    rows = [
+        r
+        for r in csv.DictReader((tmp_path / "assessments.csv").open())
+        if r["participant_id"] == "P-BACK07" and r["timepoint"] == "D3"
+    ]
     assert 290 <= float(rows[0]["offline_delay_min"]) <= 310  # five hours kept on the phone
 
 
@@ -417,6 +503,7 @@ def test_reserve_attempt_admits_the_limit_then_refuses_until_cleared(study):
     """The rule itself: attempts up to the limit may be checked, the next locks the key, a locked
     key refuses, and a right answer (``clear_attempts``) starts the count again."""
     from diary.governance.staff import THROTTLE_LOCK, _throttle_rows, clear_attempts, reserve_attempt
+
     now = now_utc()
     _throttle_rows(["account:direct@site.test"])
     assert [reserve_attempt("account:direct@site.test", 3, now) for _ in range(3)] == [None] * 3
@@ -429,6 +516,7 @@ def test_reserve_attempt_admits_the_limit_then_refuses_until_cleared(study):
 
 def one_code(email: str, code: str):
     from diary.governance import second_factor
+
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         kind = second_factor.check(user, code, now=now_utc())

@@ -2,6 +2,7 @@
 catalogs, Spanish pages with nothing left in English, reminders, calendar and printed sheet in
 the participant's language, 12-hour US times and 24-hour Spanish ones, protocol texts checked
 for every declared language."""
+
 from __future__ import annotations
 
 import email
@@ -9,7 +10,7 @@ import email.policy
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,10 +18,10 @@ import pytest
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
-from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.i18n import when
 from diary.models import AuditEvent, Participant, now_utc
+from diary.participants.enrolment import enroll
 from diary.protocol.loader import ProtocolError, parse_protocol
 from diary.reminders.dispatch import run_pass
 from diary.study.trial import protocol_of
@@ -37,9 +38,27 @@ CATALOG = ROOT / "diary" / "translations" / "es" / "LC_MESSAGES" / "messages.po"
 def extracted(tmp_path) -> list:
     """Every participant-facing text in the code and templates, extracted as pybabel does."""
     pot = tmp_path / "messages.pot"
-    subprocess.run([str(Path(sys.executable).parent / "pybabel"), "extract", "-F", str(ROOT / "babel.cfg"),
-                    "-k", "_", "-k", "gettext", "-k", "ngettext:1,2", "--no-location", "-o", str(pot), str(ROOT)],
-                   check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pybabel"),
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_",
+            "-k",
+            "gettext",
+            "-k",
+            "ngettext:1,2",
+            "--no-location",
+            "-o",
+            str(pot),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     with open(pot, "rb") as handle:
         return [message for message in read_po(handle) if message.id]
 
@@ -52,8 +71,11 @@ def test_every_participant_facing_text_has_a_spanish_translation(tmp_path):
     problems = []
     for message in messages:
         translated = spanish.get(message.id)
-        if translated is None or not translated.string or (isinstance(translated.string, tuple)
-                                                          and not all(translated.string)):
+        if (
+            translated is None
+            or not translated.string
+            or (isinstance(translated.string, tuple) and not all(translated.string))
+        ):
             problems.append(f"missing: {message.id!r}")
         elif translated.fuzzy:
             problems.append(f"fuzzy: {message.id!r}")
@@ -78,18 +100,20 @@ def test_the_check_catches_a_missing_translation(tmp_path):
 
 # --- Times -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", ["sqlite"])  # formatting only: no database involved
 def test_us_english_reads_a_12_hour_clock_and_spanish_a_24_hour_one(app):
-    now = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
-    tomorrow_early = datetime(2026, 11, 26, 7, 30, tzinfo=timezone.utc)  # 2:30 in New York
-    noon_today = datetime(2026, 11, 25, 17, 30, tzinfo=timezone.utc)  # 12:30 in New York
-    far = datetime(2026, 12, 3, 19, 0, tzinfo=timezone.utc)  # Thursday 3 December, 14:00
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 in New York
+    tomorrow_early = datetime(2026, 11, 26, 7, 30, tzinfo=UTC)  # 2:30 in New York
+    noon_today = datetime(2026, 11, 25, 17, 30, tzinfo=UTC)  # 12:30 in New York
+    far = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)  # Thursday 3 December, 14:00
     tz = "America/New_York"
     with app.test_request_context():
         assert when(tomorrow_early, tz, now, "en") == "tomorrow 2:30 am"
         assert when(noon_today, tz, now, "en") == "today 12:30 pm"
         assert when(far, tz, now, "en") == "Thursday, December 3, 2:00 pm"
         from flask_babel import force_locale
+
         with force_locale("es"):
             assert when(tomorrow_early, tz, now, "es") == "mañana 2:30"
             assert when(noon_today, tz, now, "es") == "hoy 12:30"
@@ -97,6 +121,7 @@ def test_us_english_reads_a_12_hour_clock_and_spanish_a_24_hour_one(app):
 
 
 # --- Spanish pages -----------------------------------------------------------------------------
+
 
 def _visible_text(html: str) -> str:
     html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
@@ -108,7 +133,7 @@ def _english_fragments(tmp_path, protocol) -> set[str]:
     placeholders, and the protocol's English texts."""
     fragments = set()
     for message in extracted(tmp_path):
-        for text in (message.id if isinstance(message.id, tuple) else (message.id,)):
+        for text in message.id if isinstance(message.id, tuple) else (message.id,):
             fragments |= {part.strip(" .,:;()“”") for part in re.split(r"%\(\w+\)\w", text)}
     for instrument in protocol.instruments.values():
         fragments.add(instrument.title)
@@ -134,8 +159,11 @@ def test_a_spanish_participants_pages_are_spanish_through_and_through(client, st
     pages["today"] = sign_in(client, token)
     pages["entry"] = client.get(f"/p/entry/{day1.id}")
     key = key_from(pages["entry"].get_data(as_text=True))
-    form = {**answers_for(protocol, "D1", vas=40), "csrf_token": csrf_from(pages["entry"].get_data(as_text=True)),
-            "idempotency_key": key}
+    form = {
+        **answers_for(protocol, "D1", vas=40),
+        "csrf_token": csrf_from(pages["entry"].get_data(as_text=True)),
+        "idempotency_key": key,
+    }
     invalid = {k: v for k, v in form.items() if not k.startswith("fatigue_vas")}
     pages["errors"] = client.post(f"/p/entry/{day1.id}", data={**invalid, "step": "review"})
     pages["review"] = client.post(f"/p/entry/{day1.id}", data={**form, "step": "review"})
@@ -189,8 +217,10 @@ def test_a_participant_changes_their_language_in_settings(client, study):
     participant, token = participant_with_day1_open(study, code="P-SWITCH")
     sign_in(client, token)
     settings = client.get("/p/settings").get_data(as_text=True)
-    response = client.post("/p/settings", data={"csrf_token": csrf_from(settings), "language": "es",
-                                                "push": "on", "calendar": "on", "email": "on"})
+    response = client.post(
+        "/p/settings",
+        data={"csrf_token": csrf_from(settings), "language": "es", "push": "on", "calendar": "on", "email": "on"},
+    )
     assert response.status_code == 302
     assert "Hoy" in client.get("/p/today").get_data(as_text=True)
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "change_language")).one()
@@ -203,14 +233,16 @@ def test_a_participant_changes_their_language_in_settings(client, study):
 
 # --- Reminders, calendar and the printed sheet -------------------------------------------------
 
+
 def test_a_spanish_participants_reminder_email_and_calendar_are_spanish(app, smtp, study, client):  # noqa: F811
     # The pass runs at the last 18:00 UTC (afternoon in New York, the participant's zone), so the
     # reminder is never held back by the quiet hours when the suite runs at night.
     now = now_utc()
     at = now.replace(hour=18, minute=0, second=0, microsecond=0)
     at -= timedelta(days=1) if at > now else timedelta(0)
-    participant, token = participant_with_day1_open(study, code="P-ESMAIL", language="es",
-                                                    hours_ago=22 + (now - at).total_seconds() / 3600)
+    participant, token = participant_with_day1_open(
+        study, code="P-ESMAIL", language="es", hours_ago=22 + (now - at).total_seconds() / 3600
+    )
     result = run_pass(app, now=at)
     assert result.sent >= 1, result
     message = email.message_from_bytes(smtp.inbox.messages[0].as_bytes(), policy=email.policy.default)
@@ -233,14 +265,25 @@ def test_enrol_in_spanish_on_the_web_prints_a_spanish_sheet(client, study):
     from diary.models import RandomizationSlot
 
     from .participant_helpers import action_key_from
+
     db.session.add(RandomizationSlot(study_id=study.id, site="NIH-CC", position=1, sequence="AB"))
     db.session.commit()
     login_as(client, "coordinator")
     page = client.get("/staff/enrol").get_data(as_text=True)
-    response = client.post("/staff/enrol", data={
-        "csrf_token": csrf_from(page), "action_key": action_key_from(page), "site": "NIH-CC",
-        "timezone": "America/Chicago", "email": "maria@example.org", "language": "es",
-        "reminder_from": "08:00", "reminder_until": "21:00"}, follow_redirects=True)
+    response = client.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(page),
+            "action_key": action_key_from(page),
+            "site": "NIH-CC",
+            "timezone": "America/Chicago",
+            "email": "maria@example.org",
+            "language": "es",
+            "reminder_from": "08:00",
+            "reminder_until": "21:00",
+        },
+        follow_redirects=True,
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "Su diario de síntomas" in html
     assert "Escanee el código" in html and "This link is shown only now" in html  # staff note stays English
@@ -249,8 +292,9 @@ def test_enrol_in_spanish_on_the_web_prints_a_spanish_sheet(client, study):
 
 
 def test_enroll_language_on_the_command_line(runner, study):
-    result = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--code", "P-CLIES",
-                                 "--language", "es"])
+    result = runner.invoke(
+        args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--code", "P-CLIES", "--language", "es"]
+    )
     assert result.exit_code == 0, result.output
     assert db.session.scalar(select(Participant.language).where(Participant.code == "P-CLIES")) == "es"
     refused = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--language", "fr"])
@@ -284,7 +328,9 @@ def test_the_loader_reports_a_text_missing_in_a_declared_language():
     message = str(error.value)
     assert "instruments.vas.items[0].text" in message and "has no es text" in message
     assert "max_label" in message and "only in one language" in message
-    fixed = TWO_LANGUAGES.replace('{en: "How tired are you?"}', '{en: "How tired are you?", es: "¿Qué tan cansado está?"}')
+    fixed = TWO_LANGUAGES.replace(
+        '{en: "How tired are you?"}', '{en: "How tired are you?", es: "¿Qué tan cansado está?"}'
+    )
     fixed = fixed.replace("max_label: Worst", "max_label: {en: Worst, es: Lo peor}")
     protocol = parse_protocol(fixed, source="two.yaml")
     item = protocol.instruments["vas"].items[0]
@@ -306,18 +352,33 @@ def test_the_shipped_protocol_is_complete_in_both_languages(study):
 
 # --- Staff date-times: typed as they are shown -------------------------------------------------
 
+
 def test_staff_type_infusion_times_as_the_pages_show_them(client, study):
     from .participant_helpers import action_key_from
-    enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB", actor="t",
-           now=now_utc() - timedelta(days=3), code="P-CLOCK1")
+
+    enroll(
+        study,
+        site="NIH-CC",
+        timezone="America/New_York",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=3),
+        code="P-CLOCK1",
+    )
     db.session.commit()
     login_as(client, "coordinator")
     url = "/staff/participants/P-CLOCK1/dose/1"
     page = client.get(url).get_data(as_text=True)
     assert 'placeholder="2026-11-25 14:30"' in page and 'type="datetime-local"' not in page
     start = (now_utc() - timedelta(hours=3)).astimezone(ZoneInfo("America/New_York"))
-    us_style = client.post(url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page),
-                                      "start": start.strftime("%m/%d/%Y %I:%M %p")})
+    us_style = client.post(
+        url,
+        data={
+            "csrf_token": csrf_from(page),
+            "action_key": action_key_from(page),
+            "start": start.strftime("%m/%d/%Y %I:%M %p"),
+        },
+    )
     assert us_style.status_code == 422 and "2026-11-25 14:30 (24-hour clock)" in us_style.get_data(as_text=True)
     typed = start.strftime("%Y-%m-%d %H:%M")
     saved = client.post(url, data={"csrf_token": csrf_from(page), "action_key": action_key_from(page), "start": typed})
@@ -329,13 +390,28 @@ def test_staff_type_infusion_times_as_the_pages_show_them(client, study):
 @pytest.mark.parametrize("backend", ["sqlite"])  # formatting only: no database involved
 def test_push_texts_follow_the_participants_language(app):
     from diary.reminders.channels import Message
+
     with app.app_context():
-        spanish = Message(kind="closing_soon", to_email=None, label="Infusión 1 · Día 3", closes="hoy 20:00",
-                          link="http://x/p/t", language="es")
-        english = Message(kind="closing_soon", to_email=None, label="Infusion 1 · Day 3", closes="today 8:00 pm",
-                          link="http://x/p/t", language="en")
+        spanish = Message(
+            kind="closing_soon",
+            to_email=None,
+            label="Infusión 1 · Día 3",
+            closes="hoy 20:00",
+            link="http://x/p/t",
+            language="es",
+        )
+        english = Message(
+            kind="closing_soon",
+            to_email=None,
+            label="Infusion 1 · Day 3",
+            closes="today 8:00 pm",
+            link="http://x/p/t",
+            language="en",
+        )
         assert spanish.subject == "Su diario: una entrada se cierra pronto"
-        assert spanish.push_body == ("Su entrada del diario Infusión 1 · Día 3 se cierra pronto. "
-                                     "Por favor complétela antes de hoy 20:00.")
-        assert english.push_body == ("Your diary entry Infusion 1 · Day 3 closes soon. "
-                                     "Please fill it in before today 8:00 pm.")
+        assert spanish.push_body == (
+            "Su entrada del diario Infusión 1 · Día 3 se cierra pronto. Por favor complétela antes de hoy 20:00."
+        )
+        assert english.push_body == (
+            "Your diary entry Infusion 1 · Day 3 closes soon. Please fill it in before today 8:00 pm."
+        )

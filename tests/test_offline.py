@@ -1,6 +1,7 @@
 """An installable diary that works offline, with honest timestamps: the manifest and its icons,
 the service worker's shell, and entries made without a connection judged by when they were made
 (the phone's clock checked against the server's, the protocol's offline grace, the window)."""
+
 from __future__ import annotations
 
 import json
@@ -64,14 +65,18 @@ def _offline_entry(client, participant, protocol, *, made_ago, clock_off=timedel
     is ``clock_off`` ahead of the real time, on a form the phone had kept since a few minutes
     before it was filled in (its stamp says when the server gave it)."""
     from diary.entries.recording import entry_stamp
+
     day1 = assessment_of(participant, 1, "D1")
     page = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
     served = max(day1.window_open, now_utc() - made_ago - timedelta(minutes=5))
     stamp = stamp or entry_stamp(day1, participant.id, served, client.application.config["SECRET_KEY"])
     phone_now = now_utc() + clock_off
-    body = {"fields": {**answers_for(protocol, "D1", vas=37), "stamp": stamp}, "key": key or key_from(page),
-            "made_at": (phone_now - made_ago).isoformat().replace("+00:00", "Z"),
-            "device_now": phone_now.isoformat().replace("+00:00", "Z")}
+    body = {
+        "fields": {**answers_for(protocol, "D1", vas=37), "stamp": stamp},
+        "key": key or key_from(page),
+        "made_at": (phone_now - made_ago).isoformat().replace("+00:00", "Z"),
+        "device_now": phone_now.isoformat().replace("+00:00", "Z"),
+    }
     return day1, client.post(f"/p/entry/{day1.id}/sync", json=body, headers={"X-CSRFToken": csrf_from(page)}), body
 
 
@@ -79,11 +84,15 @@ def test_an_offline_entry_counts_when_it_was_made_and_a_second_send_stores_nothi
     protocol = protocol_of(study.current_protocol_version)
     participant, token = participant_with_day1_open(study, code="P-OFFL01", hours_ago=23)
     sign_in(client, token)
-    day1, response, body = _offline_entry(client, participant, protocol, made_ago=timedelta(hours=2, minutes=30),
-                                          clock_off=timedelta(minutes=3))
+    day1, response, body = _offline_entry(
+        client, participant, protocol, made_ago=timedelta(hours=2, minutes=30), clock_off=timedelta(minutes=3)
+    )
     assert response.status_code == 201 and response.get_json()["status"] == "stored"
-    again = client.post(f"/p/entry/{day1.id}/sync", json=body,
-                        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
+    again = client.post(
+        f"/p/entry/{day1.id}/sync",
+        json=body,
+        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
+    )
     assert again.status_code == 200 and again.get_json()["status"] == "already"
     submissions = db.session.scalars(select(Submission).where(Submission.assessment_id == day1.id)).all()
     assert len(submissions) == 1
@@ -130,12 +139,17 @@ def test_a_phone_clock_far_off_is_refused(client, study):
     protocol = protocol_of(study.current_protocol_version)
     participant, token = participant_with_day1_open(study, code="P-OFFL04", hours_ago=23)
     sign_in(client, token)
-    _, response, _ = _offline_entry(client, participant, protocol, made_ago=timedelta(minutes=30),
-                                    clock_off=timedelta(hours=-2))
+    _, response, _ = _offline_entry(
+        client, participant, protocol, made_ago=timedelta(minutes=30), clock_off=timedelta(hours=-2)
+    )
     assert response.status_code == 409 and "120 minutes away from the real time" in response.get_json()["message"]
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.action == "offline_entry_refused")) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "offline_entry_refused")
+        )
+        == 1
+    )
 
 
 def test_a_sync_without_csrf_or_with_garbage_stores_nothing(client, study):
@@ -146,12 +160,16 @@ def test_a_sync_without_csrf_or_with_garbage_stores_nothing(client, study):
     csrf = csrf_from(client.get("/p/today").get_data(as_text=True))
     no_csrf = client.post(f"/p/entry/{day1.id}/sync", json={"fields": {}, "key": "abcdefgh12"})
     assert no_csrf.status_code == 400
-    for body in ({"fields": "x"}, {"fields": {}, "key": "short"},
-                 {"fields": answers_for(protocol, "D1"), "key": "abcdefgh12", "made_at": "yesterday",
-                  "device_now": "now"}):
+    for body in (
+        {"fields": "x"},
+        {"fields": {}, "key": "short"},
+        {"fields": answers_for(protocol, "D1"), "key": "abcdefgh12", "made_at": "yesterday", "device_now": "now"},
+    ):
         response = client.post(f"/p/entry/{day1.id}/sync", json=body, headers={"X-CSRFToken": csrf})
         assert response.status_code == 400, body
     other, _ = participant_with_day1_open(study, code="P-OFFL06", hours_ago=23)
     theirs = assessment_of(other, 1, "D1")
-    assert client.post(f"/p/entry/{theirs.id}/sync", json={"fields": {}}, headers={"X-CSRFToken": csrf}).status_code == 404
+    assert (
+        client.post(f"/p/entry/{theirs.id}/sync", json={"fields": {}}, headers={"X-CSRFToken": csrf}).status_code == 404
+    )
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0

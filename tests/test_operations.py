@@ -2,6 +2,7 @@
 the data, leases that hold with slow mail servers and killed schedulers, a status page and
 command, contact details where the call is made, the daily digest, and links to the address
 served."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -17,14 +18,14 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import change_contact, enroll, reveal_contact
 from diary.entries.recording import record_submission
 from diary.errors import Refused
 from diary.extensions import db
-from diary.safety.follow_up import create_tasks, resolve_tasks
 from diary.models import AuditEvent, FollowUpTask, Reminder, SchedulerHeartbeat, StaffMessage, now_utc
+from diary.participants.enrolment import change_contact, enroll, reveal_contact
 from diary.reminders.dispatch import run_pass
 from diary.reminders.scheduler import dispatch_pass
+from diary.safety.follow_up import create_tasks, resolve_tasks
 from diary.study.trial import protocol_of
 from diary.vocabulary import Source
 
@@ -42,13 +43,15 @@ def _severe_answer(study, code="P-SEV001"):
     protocol = protocol_of(study.current_protocol_version)
     participant, _ = participant_with_day1_open(study, code=code)
     day1 = assessment_of(participant, 1, "D1")
-    record_submission(day1, answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
-                      now=now_utc(), actor="test")
+    record_submission(
+        day1, answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}), now=now_utc(), actor="test"
+    )
     db.session.commit()
     return participant
 
 
 # --- Honest delivery states ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL, "SMTP_HOST": ""}], indirect=True)
 def test_without_smtp_a_severe_alert_is_not_sent_printed_and_bannered(app, client, study, capsys):
@@ -59,7 +62,8 @@ def test_without_smtp_a_severe_alert_is_not_sent_printed_and_bannered(app, clien
     alerts = db.session.scalars(select(StaffMessage).where(StaffMessage.kind == "severe_alert")).all()
     assert sorted(a.recipient for a in alerts) == ["oncall@site.test", "pi@site.test"]
     assert {(a.state, a.last_error, a.sent_at) for a in alerts} == {
-        ("not_sent", "no SMTP server configured (DIARY_SMTP_HOST)", None)}
+        ("not_sent", "no SMTP server configured (DIARY_SMTP_HOST)", None)
+    }
     printed = capsys.readouterr().out
     assert printed.count("NOT SENT (no SMTP server configured") >= 2
     assert "severe side effect reported by P-SEV001" in printed and "headache: severe" in printed
@@ -78,6 +82,7 @@ def test_with_smtp_each_on_call_address_gets_the_alert_once(app, smtp, study):  
     assert sorted(m["To"] for m in alerts) == ["oncall@site.test", "pi@site.test"]
     assert set(db.session.scalars(select(StaffMessage.state))) == {"sent"}
     from diary.operations.status import banners
+
     assert banners(app.config, now_utc()) == []
 
 
@@ -108,9 +113,9 @@ def test_a_refused_delivery_keeps_the_smtp_reply(app, study):
 
 # --- Leases that hold --------------------------------------------------------------------------
 
+
 def _one_pass(url, port, lease):
-    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test",
-                   OUTBOX_LEASE_SECONDS=lease)
+    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test", OUTBOX_LEASE_SECONDS=lease)
     with app.app_context():
         run_pass(app)
 
@@ -118,8 +123,7 @@ def _one_pass(url, port, lease):
 def _passes_until(url, port, lease, seconds):
     """A second scheduler: a pass a second (a third of the lease, as 60 s passes are to 60 s
     leases in production, with room for the first pass's renewals on SQLite's one write lock)."""
-    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test",
-                   OUTBOX_LEASE_SECONDS=lease)
+    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test", OUTBOX_LEASE_SECONDS=lease)
     deadline = time.monotonic() + seconds
     with app.app_context():
         while time.monotonic() < deadline:
@@ -167,8 +171,8 @@ def test_a_second_scheduler_takes_nothing_a_live_slow_pass_is_sending(app, study
 
 def _scheduler(url, port, lease, interval):
     from diary.reminders.scheduler import build_scheduler
-    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test",
-                   OUTBOX_LEASE_SECONDS=lease)
+
+    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=port, MAIL_FROM="diary@site.test", OUTBOX_LEASE_SECONDS=lease)
     build_scheduler(app, interval=interval).start()
 
 
@@ -215,12 +219,19 @@ def test_after_kill_9_every_message_goes_out_within_a_lease_and_a_pass(app, stud
 
 # --- Status ----------------------------------------------------------------------------------
 
+
 def test_the_status_page_and_command_report_a_stopped_scheduler(app, client, runner, smtp, study):  # noqa: F811
     """No heartbeat for 10 minutes: the page, the JSON and the command say so (exit 1); after a
     pass everything is well (exit 0)."""
-    db.session.add(SchedulerHeartbeat(name="old-host:1", started_at=now_utc() - timedelta(hours=2),
-                                      last_pass_at=now_utc() - timedelta(minutes=10), last_pass_ms=12,
-                                      last_summary="planned 0"))
+    db.session.add(
+        SchedulerHeartbeat(
+            name="old-host:1",
+            started_at=now_utc() - timedelta(hours=2),
+            last_pass_at=now_utc() - timedelta(minutes=10),
+            last_pass_ms=12,
+            last_summary="planned 0",
+        )
+    )
     db.session.commit()
     login_as(client, "coordinator")
     page = client.get("/staff/status").get_data(as_text=True)
@@ -247,8 +258,9 @@ def test_the_status_command_fails_while_a_safety_message_is_undeliverable(app, r
     assert "Oldest unsent safety message: severe_alert" in result.output
 
 
-@pytest.mark.parametrize("role, allowed", [("coordinator", True), ("admin", True), ("analyst", False),
-                                           ("unblinded", False)])
+@pytest.mark.parametrize(
+    "role, allowed", [("coordinator", True), ("admin", True), ("analyst", False), ("unblinded", False)]
+)
 def test_the_status_page_is_for_admins_and_coordinators(client, study, role, allowed):
     login_as(client, role)
     assert (client.get("/staff/status").status_code == 200) == allowed
@@ -257,17 +269,28 @@ def test_the_status_page_is_for_admins_and_coordinators(client, study, role, all
 
 # --- Tasks that close themselves ---------------------------------------------------------------
 
+
 def _missed_d3(study, code):
     """A participant whose Day 3 closed (late grace included) an hour ago, with its task open."""
     now = now_utc()
-    participant, token = enroll(study, site="NIH-CC", timezone="America/New_York", sequence="AB", actor="t",
-                                now=now - timedelta(days=6), code=code)
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone="America/New_York",
+        sequence="AB",
+        actor="t",
+        now=now - timedelta(days=6),
+        code=code,
+    )
     record_dose(participant, 1, (now - timedelta(hours=81)).replace(second=0, microsecond=0), actor="t", now=now)
     db.session.commit()
     create_tasks(study, now)
     db.session.commit()
-    task = db.session.scalars(select(FollowUpTask).where(FollowUpTask.participant_id == participant.id,
-                                                         FollowUpTask.rule == "missed_timepoint")).one()
+    task = db.session.scalars(
+        select(FollowUpTask).where(
+            FollowUpTask.participant_id == participant.id, FollowUpTask.rule == "missed_timepoint"
+        )
+    ).one()
     return participant, token, task
 
 
@@ -285,14 +308,25 @@ def test_a_task_closes_when_the_missing_entry_arrives_by_offline_sync(client, st
     d3 = assessment_of(participant, 1, "D3")
     made = participant.periods[0].dose_start + timedelta(hours=77)
     from diary.entries.recording import entry_stamp
+
     # The form was opened on the phone while Day 3 was open, then the answers waited offline.
-    stamp = entry_stamp(d3, participant.id, participant.periods[0].dose_start + timedelta(hours=76, minutes=50),
-                        client.application.config["SECRET_KEY"])
-    body = {"fields": {**answers_for(protocol, "D3", vas=40), "stamp": stamp}, "key": uuid.uuid4().hex,
-            "made_at": made.isoformat().replace("+00:00", "Z"),
-            "device_now": now_utc().isoformat().replace("+00:00", "Z")}
-    sent = client.post(f"/p/entry/{d3.id}/sync", json=body,
-                       headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))})
+    stamp = entry_stamp(
+        d3,
+        participant.id,
+        participant.periods[0].dose_start + timedelta(hours=76, minutes=50),
+        client.application.config["SECRET_KEY"],
+    )
+    body = {
+        "fields": {**answers_for(protocol, "D3", vas=40), "stamp": stamp},
+        "key": uuid.uuid4().hex,
+        "made_at": made.isoformat().replace("+00:00", "Z"),
+        "device_now": now_utc().isoformat().replace("+00:00", "Z"),
+    }
+    sent = client.post(
+        f"/p/entry/{d3.id}/sync",
+        json=body,
+        headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
+    )
     assert sent.status_code == 201, sent.get_data(as_text=True)
     assert task.closed_at is None
     task = _resolved(study, task)
@@ -305,13 +339,21 @@ def test_a_task_closes_when_staff_enter_the_missing_entry(study):
     protocol = protocol_of(study.current_protocol_version)
     d3 = assessment_of(participant, 1, "D3")
     coordinator = make_staff("coordinator")
-    record_submission(d3, answers_for(protocol, "D3", vas=40), now=now_utc(), actor="staff:c",
-                      source=Source.PHONE_INTERVIEW, entered_by_id=coordinator.id, reason="phoned; answered then",
-                      collected_at=participant.periods[0].dose_start + timedelta(hours=76))
+    record_submission(
+        d3,
+        answers_for(protocol, "D3", vas=40),
+        now=now_utc(),
+        actor="staff:c",
+        source=Source.PHONE_INTERVIEW,
+        entered_by_id=coordinator.id,
+        reason="phoned; answered then",
+        collected_at=participant.periods[0].dose_start + timedelta(hours=76),
+    )
     db.session.commit()
     assert _resolved(study, task).outcome == "resolved_by_data"
-    resolved = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "resolve_follow_up",
-                                                           AuditEvent.entity_id == task.id)).one()
+    resolved = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "resolve_follow_up", AuditEvent.entity_id == task.id)
+    ).one()
     assert resolved.actor == "system" and "missing entry arrived" in resolved.new_value
 
 
@@ -321,14 +363,19 @@ def test_a_task_closes_when_the_entry_arrives_as_the_participant_page_stores_it(
     participant, _, task = _missed_d3(study, "P-RES03")
     protocol = protocol_of(study.current_protocol_version)
     d3 = assessment_of(participant, 1, "D3")
-    record_submission(d3, answers_for(protocol, "D3", vas=40), now=d3.window_close - timedelta(minutes=5),
-                      actor=f"participant:{participant.code}")
+    record_submission(
+        d3,
+        answers_for(protocol, "D3", vas=40),
+        now=d3.window_close - timedelta(minutes=5),
+        actor=f"participant:{participant.code}",
+    )
     db.session.commit()
     assert _resolved(study, task).outcome == "resolved_by_data"
 
 
 def test_a_task_closes_when_the_participant_withdraws_and_a_pass_never_reopens_it(study):
     from diary.participants.enrolment import withdraw
+
     participant, _, task = _missed_d3(study, "P-RES04")
     withdraw(participant, reason="moved away", actor="staff:c", now=now_utc())
     db.session.commit()
@@ -337,8 +384,14 @@ def test_a_task_closes_when_the_participant_withdraws_and_a_pass_never_reopens_i
     create_tasks(study, now_utc() + timedelta(hours=1))
     resolve_tasks(study, now_utc() + timedelta(hours=1))
     db.session.commit()
-    assert db.session.scalar(select(func.count()).select_from(FollowUpTask).where(
-        FollowUpTask.participant_id == participant.id, FollowUpTask.closed_at.is_(None))) == 0
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(FollowUpTask)
+            .where(FollowUpTask.participant_id == participant.id, FollowUpTask.closed_at.is_(None))
+        )
+        == 0
+    )
 
 
 def test_an_open_task_whose_cause_stands_stays_open(study):
@@ -349,12 +402,14 @@ def test_an_open_task_whose_cause_stands_stays_open(study):
 
 def test_a_coordinator_cannot_close_a_call_as_resolved_by_data(study):
     from diary.safety.follow_up import close_task
+
     _, _, task = _missed_d3(study, "P-RES06")
     with pytest.raises(Refused):
         close_task(task, "resolved_by_data", "note", by=make_staff("coordinator"), now=now_utc())
 
 
 # --- Contact details where the call is made ------------------------------------------------------
+
 
 def test_contact_details_are_masked_then_shown_to_a_coordinator_with_an_audit_event(client, study):
     participant, _ = participant_with_day1_open(study, code="P-CON01")
@@ -363,8 +418,7 @@ def test_contact_details_are_masked_then_shown_to_a_coordinator_with_an_audit_ev
     login_as(client, "coordinator")
     page = client.get(f"/staff/participants/{participant.code}").get_data(as_text=True)
     assert "p***@example.org" in page and "••• 199" in page and "555 0199" not in page
-    shown = client.post(f"/staff/participants/{participant.code}/contact/show",
-                        data={"csrf_token": csrf_from(page)})
+    shown = client.post(f"/staff/participants/{participant.code}/contact/show", data={"csrf_token": csrf_from(page)})
     html = shown.get_data(as_text=True)
     assert shown.status_code == 200 and "+1 301 555 0199" in html and "p-con01@example.org" in html
     assert shown.headers["Cache-Control"] == "no-store"
@@ -378,8 +432,10 @@ def test_contact_details_are_refused_to_analysts(client, study):
     page = client.get(f"/staff/participants/{participant.code}").get_data(as_text=True)
     assert "example.org" not in page
     token = csrf_from(client.get("/staff/password").get_data(as_text=True))
-    assert client.post(f"/staff/participants/{participant.code}/contact/show",
-                       data={"csrf_token": token}).status_code == 403
+    assert (
+        client.post(f"/staff/participants/{participant.code}/contact/show", data={"csrf_token": token}).status_code
+        == 403
+    )
     assert client.get(f"/staff/participants/{participant.code}/contact").status_code == 403
     with pytest.raises(Refused) as refused:
         reveal_contact(participant, by=make_staff("analyst"), now=now_utc())
@@ -396,9 +452,15 @@ def test_a_contact_change_needs_a_reason_and_is_audited_masked(client, study):
         change_contact(participant, email="not an address", phone=None, reason="typo", by=coordinator, now=now_utc())
     login_as(client, "coordinator")
     form = client.get(f"/staff/participants/{participant.code}/contact").get_data(as_text=True)
-    saved = client.post(f"/staff/participants/{participant.code}/contact", data={
-        "csrf_token": csrf_from(form), "email": "new.address@example.org", "phone": "+1 301 555 0142",
-        "reason": "the participant called with a new address"})
+    saved = client.post(
+        f"/staff/participants/{participant.code}/contact",
+        data={
+            "csrf_token": csrf_from(form),
+            "email": "new.address@example.org",
+            "phone": "+1 301 555 0142",
+            "reason": "the participant called with a new address",
+        },
+    )
     assert saved.status_code == 302
     db.session.refresh(participant)
     assert participant.email == "new.address@example.org" and participant.phone == "+1 301 555 0142"
@@ -418,10 +480,13 @@ def test_the_follow_up_list_shows_masked_contacts_to_coordinators(client, study)
 
 # --- The daily digest ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL, "DIGEST_HOUR": 8,
-                                  "SITE_TIMEZONES": {"NIH-CC": "Asia/Tokyo"}}], indirect=True)
+
+@pytest.mark.parametrize(
+    "app", [{"SITE_ALERTS": ONCALL, "DIGEST_HOUR": 8, "SITE_TIMEZONES": {"NIH-CC": "Asia/Tokyo"}}], indirect=True
+)
 def test_the_daily_digest_goes_once_at_the_sites_morning(app, study):
     from diary.safety.digest import due_digests
+
     _missed_d3(study, "P-DIG01")
     tokyo = timezone(timedelta(hours=9))
     before = datetime(2027, 5, 10, 7, 59, tzinfo=tokyo)
@@ -432,21 +497,27 @@ def test_the_daily_digest_goes_once_at_the_sites_morning(app, study):
     db.session.commit()
     digests = db.session.scalars(select(StaffMessage).where(StaffMessage.kind == "follow_up_digest")).all()
     assert len(digests) == 2  # ...but stored once per address and day
-    open_tasks = db.session.scalar(select(func.count()).select_from(FollowUpTask).where(FollowUpTask.closed_at.is_(None)))
+    open_tasks = db.session.scalar(
+        select(func.count()).select_from(FollowUpTask).where(FollowUpTask.closed_at.is_(None))
+    )
     assert open_tasks and f"Open follow-up calls: {open_tasks}" in digests[0].body and "P-DIG01" in digests[0].body
     assert "2027-05-09 23:00 UTC" in digests[0].body  # 08:00 in Tokyo
     due_digests(study, morning + timedelta(days=1), app.config)
     db.session.commit()
-    assert db.session.scalar(select(func.count()).select_from(StaffMessage)
-                             .where(StaffMessage.kind == "follow_up_digest")) == 4
+    assert (
+        db.session.scalar(select(func.count()).select_from(StaffMessage).where(StaffMessage.kind == "follow_up_digest"))
+        == 4
+    )
 
 
 # --- Links naming the address served -----------------------------------------------------------
+
 
 def test_the_command_line_uses_the_address_make_run_serves(tmp_path, monkeypatch):
     """``make run PORT=5201`` writes its base URL in the instance folder; a command run from
     another shell prints links there; DIARY_BASE_URL still wins."""
     from diary import create_app
+
     monkeypatch.setenv("DIARY_INSTANCE_PATH", str(tmp_path))
     monkeypatch.delenv("DIARY_BASE_URL", raising=False)
     (tmp_path / "served_url.txt").write_text("http://127.0.0.1:5201\n")
@@ -457,6 +528,7 @@ def test_the_command_line_uses_the_address_make_run_serves(tmp_path, monkeypatch
 
 def test_make_run_writes_the_address_it_serves():
     from pathlib import Path
+
     makefile = (Path(__file__).parent.parent / "Makefile").read_text()
     run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert 'echo "$(DIARY_BASE_URL)" > instance/served_url.txt' in run

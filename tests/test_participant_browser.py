@@ -2,6 +2,7 @@
 
 Screenshots of each page land in tests/artifacts/ (git-ignored) for a person to look at.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -23,8 +24,10 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 390, "height": 844}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                                reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+    reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +50,20 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -63,8 +76,10 @@ def page(browser):
     page = context.new_page()
     page.set_default_timeout(10_000)
     violations = page.csp_violations = []
-    page.on("console", lambda message: violations.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     yield page
     context.close()
     assert violations == [], violations
@@ -73,6 +88,7 @@ def page(browser):
 def new_participant(server, code, **kwargs):
     """Create a participant with Day 1 open; return (link, Day 1 assessment id)."""
     from diary.study.trial import require_study
+
     with server.app_context():
         participant, token = participant_with_day1_open(require_study(), code=code, **kwargs)
         day1_id = assessment_of(participant, 1, "D1").id
@@ -87,10 +103,13 @@ def stored(server, day1_id):
         if submission is None:
             return None, {}, []
         values = {(v.instrument, v.item): v.value for v in submission.values}
-        reports = [(r.term, r.severity) for r in db.session.scalars(
-            select(SideEffectReport).where(SideEffectReport.submission_id == submission.id))]
-        count = db.session.scalar(select(db.func.count()).select_from(Submission)
-                                  .where(Submission.assessment_id == day1_id))
+        reports = [
+            (r.term, r.severity)
+            for r in db.session.scalars(select(SideEffectReport).where(SideEffectReport.submission_id == submission.id))
+        ]
+        count = db.session.scalar(
+            select(db.func.count()).select_from(Submission).where(Submission.assessment_id == day1_id)
+        )
         device_time = submission.device_time
         db.session.remove()
     return (count, device_time), values, reports
@@ -300,8 +319,9 @@ def test_pages_fit_the_phone_and_have_big_targets(server, page):
 def test_entry_page_reads_at_200_percent_zoom(server, browser):
     """At 200% zoom a 390 px phone shows 195 CSS pixels: nothing may need sideways scrolling."""
     link, day1_id = new_participant(server, "P-ZOOM")
-    context = browser.new_context(viewport={"width": 195, "height": 422}, device_scale_factor=4,
-                                  is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 195, "height": 422}, device_scale_factor=4, is_mobile=True, has_touch=True
+    )
     page = context.new_page()
     try:
         set_pin(page, link)
@@ -338,7 +358,9 @@ def test_typed_answers_survive_a_reload_and_are_cleared_once_saved(server, page)
     page.get_by_role("button", name="Save my answers").click()
     page.wait_for_url("**/saved")
     (count, _), values, _ = stored(server, day1_id)
-    assert count == 1 and values[("energy_nrs", "energy")] == "2" and 70 <= int(values[("fatigue_vas", "fatigue")]) <= 90
+    assert (
+        count == 1 and values[("energy_nrs", "energy")] == "2" and 70 <= int(values[("fatigue_vas", "fatigue")]) <= 90
+    )
     assert page.evaluate(f"sessionStorage.getItem('diary-draft-{day1_id}')") is None
 
 
@@ -354,8 +376,11 @@ def test_the_pages_carry_the_content_security_policy_and_break_none_of_it(server
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
     page.goto(f"{server.config['BASE_URL']}/p/history")
     documents = [r for r in responses if r.request.resource_type == "document"]
-    assert documents and all("script-src 'self'" in (r.headers.get("content-security-policy") or "")
-                             and r.headers.get("x-frame-options") == "DENY" for r in documents)
+    assert documents and all(
+        "script-src 'self'" in (r.headers.get("content-security-policy") or "")
+        and r.headers.get("x-frame-options") == "DENY"
+        for r in documents
+    )
     # A planted inline script is refused by the browser under this policy (the check is real).
     page.evaluate("""() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1';
                              document.body.appendChild(s); }""")
@@ -390,6 +415,7 @@ def test_the_severe_warning_appears_where_the_thumb_is(server, page):
 
 # --- Offline -----------------------------------------------------------------------------------
 
+
 def _fill_day1(page, *, energy="5", guess="dont_know", none_of_these="I had none of these"):
     """Day 1 by touch: the slider at 40%, energy, no side effects, the blinding guess."""
     tap_scale(page, 0.4)
@@ -413,6 +439,7 @@ def _offline_entry_saved_on_the_phone(server, page, code, **kwargs):
 
 def test_an_entry_made_offline_is_kept_on_the_phone_and_sent_once_when_back_online(server, page):
     from datetime import datetime
+
     day1_id = _offline_entry_saved_on_the_phone(server, page, "P-OFFBR1")
     made = page.evaluate("""() => new Promise(resolve => { const open = indexedDB.open('diary', 1);
         open.onsuccess = () => { const get = open.result.transaction('outbox').objectStore('outbox').getAll();
@@ -450,6 +477,7 @@ def test_a_window_that_closed_before_the_entry_was_made_is_refused_on_sync(serve
     from datetime import timedelta
 
     from diary.models import Assessment, now_utc
+
     day1_id = _offline_entry_saved_on_the_phone(server, page, "P-OFFBR3")
     with server.app_context():  # the window (and its grace) ended before the phone saved the entry
         assessment = db.session.get(Assessment, day1_id)
@@ -487,6 +515,7 @@ def _accent_columns(page, selector=".vas-track") -> list[float]:
     import io
 
     from PIL import Image
+
     scale = page.locator(selector)
     image = Image.open(io.BytesIO(scale.screenshot())).convert("RGB")
     width, height = image.size
@@ -533,8 +562,9 @@ def _finish_day1(page):
     page.wait_for_url("**/saved")
 
 
-@pytest.mark.parametrize("viewport", [{"width": 360, "height": 740}, {"width": 740, "height": 360}],
-                         ids=["portrait-360", "landscape"])
+@pytest.mark.parametrize(
+    "viewport", [{"width": 360, "height": 740}, {"width": 740, "height": 360}], ids=["portrait-360", "landscape"]
+)
 @pytest.mark.parametrize("language", ["en", "es"])
 def test_the_line_is_at_least_60_mm_and_a_drag_places_the_mark(server, browser, viewport, language):
     """At default zoom a CSS pixel is 1/96 inch, so 60 mm is 227 px: the line is at least that on a
@@ -588,12 +618,14 @@ def test_the_scale_by_keyboard_alone(server, page):
 
 # --- Every answer survives ---------------------------------------------------------------------
 
+
 class ResettingProxy:
     """A TCP proxy in front of the test server that, when told, answers every connection with a
     reset (RST): weak hospital Wi-Fi, where the phone thinks it is online and the server is gone."""
 
     def __init__(self, target_port: int):
         import socket
+
         self.target = target_port
         self.reset = False
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -605,6 +637,7 @@ class ResettingProxy:
     def _rst(connection):
         import socket
         import struct
+
         try:
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             connection.close()
@@ -615,8 +648,10 @@ class ResettingProxy:
     def _bad_gateway(client):
         try:
             client.recv(65536)
-            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
-                           b"Connection: close\r\n\r\nBad Gateway")
+            client.sendall(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
+                b"Connection: close\r\n\r\nBad Gateway"
+            )
         finally:
             client.close()
 
@@ -630,6 +665,7 @@ class ResettingProxy:
 
     def _accept(self):
         import socket
+
         while True:
             try:
                 client, _ = self.listener.accept()
@@ -699,7 +735,7 @@ def test_a_reload_after_i_had_none_of_these_keeps_every_answer(server, page):
     set_pin(page, link)
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
     page.get_by_role("button", name="I had none of these").click()
-    terms = page.locator('[data-checklist] fieldset.term').count()
+    terms = page.locator("[data-checklist] fieldset.term").count()
     assert terms >= 9
     page.reload()
     assert page.locator('[data-checklist] input[value="none"]:checked').count() == terms
@@ -714,21 +750,27 @@ def test_a_severe_answer_on_the_last_question_brings_its_warning_into_view(serve
     name = last.locator("input[value=severe]").get_attribute("name")
     option = last.locator("label.pick:has(input[value=severe])")
     # Scroll so that the answer sits at the very bottom of the screen.
-    page.evaluate("""el => { const r = el.getBoundingClientRect();
-                             window.scrollBy(0, r.bottom - window.innerHeight + 2); }""", option.element_handle())
+    page.evaluate(
+        """el => { const r = el.getBoundingClientRect();
+                             window.scrollBy(0, r.bottom - window.innerHeight + 2); }""",
+        option.element_handle(),
+    )
     option.locator("span").tap()
     box = page.locator(f'[data-contact-for="{name}"]')
-    page.wait_for_function("""el => { const r = el.getBoundingClientRect();
+    page.wait_for_function(
+        """el => { const r = el.getBoundingClientRect();
                                      return r.top >= 0 && r.bottom <= window.innerHeight + 1; }""",
-                           arg=box.element_handle())
+        arg=box.element_handle(),
+    )
 
 
 def test_a_narrow_phone_is_told_and_its_device_facts_are_stored(server, browser):
     """At 300 px (under the protocol's 320) the form says the scale may not be as validated; the
     entry still counts, with the page size, pixel ratio and browser it was made on."""
     link, day1_id = new_participant(server, "P-NARROW")
-    context = browser.new_context(viewport={"width": 300, "height": 640}, is_mobile=True, has_touch=True,
-                                  device_scale_factor=3)
+    context = browser.new_context(
+        viewport={"width": 300, "height": 640}, is_mobile=True, has_touch=True, device_scale_factor=3
+    )
     page = context.new_page()
     try:
         set_pin(page, link)

@@ -2,15 +2,16 @@
 
 Every refusal is a clear 4xx and leaves the database as it was.
 """
+
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from diary.participants.pins import reset_pin
-from diary.participants.enrolment import revoke_link, withdraw
 from diary.extensions import db
 from diary.models import AuditEvent, ItemValue, SideEffectReport, Submission, now_utc
+from diary.participants.enrolment import revoke_link, withdraw
+from diary.participants.pins import reset_pin
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
@@ -46,12 +47,14 @@ def submit(client, assessment, form, step="submit"):
 
 # --- Access ------------------------------------------------------------------------------------
 
+
 def test_first_visit_chooses_a_pin_and_remembers_the_phone(client, study):
     participant, token = participant_with_day1_open(study)
     first = client.get(f"/p/{token}")
     assert b"Choose a PIN" in first.data
-    today = client.post(f"/p/{token}", data={"pin": "4821", "confirm": "4821",
-                                             "csrf_token": csrf_from(first.get_data(as_text=True))})
+    today = client.post(
+        f"/p/{token}", data={"pin": "4821", "confirm": "4821", "csrf_token": csrf_from(first.get_data(as_text=True))}
+    )
     assert today.status_code == 302 and today.headers["Location"].endswith("/p/today")
     cookie = [h for h in today.headers.getlist("Set-Cookie") if h.startswith("diary_phone=")][0]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/p" in cookie
@@ -62,17 +65,21 @@ def test_first_visit_chooses_a_pin_and_remembers_the_phone(client, study):
     assert client.get(f"/p/{token}").headers["Location"].endswith("/p/today")
 
 
-@pytest.mark.parametrize("pin, confirm, message", [
-    ("4821", "4822", b"not the same"),
-    ("12", "12", b"4 to 6 digits"),
-    ("12ab", "12ab", b"4 to 6 digits"),
-    ("1234567", "1234567", b"4 to 6 digits"),
-])
+@pytest.mark.parametrize(
+    "pin, confirm, message",
+    [
+        ("4821", "4822", b"not the same"),
+        ("12", "12", b"4 to 6 digits"),
+        ("12ab", "12ab", b"4 to 6 digits"),
+        ("1234567", "1234567", b"4 to 6 digits"),
+    ],
+)
 def test_bad_pin_choices_are_refused(client, study, pin, confirm, message):
     participant, token = participant_with_day1_open(study)
     page = client.get(f"/p/{token}")
-    response = client.post(f"/p/{token}", data={"pin": pin, "confirm": confirm,
-                                                "csrf_token": csrf_from(page.get_data(as_text=True))})
+    response = client.post(
+        f"/p/{token}", data={"pin": pin, "confirm": confirm, "csrf_token": csrf_from(page.get_data(as_text=True))}
+    )
     assert response.status_code == 422 and message in response.data
     db.session.refresh(participant)
     assert participant.pin_hash is None
@@ -90,6 +97,7 @@ def later_by(monkeypatch, seconds: int) -> None:
     """Move the clock that signed cookies and CSRF tokens are timed by (itsdangerous's) forward,
     instead of sleeping: what was signed is now ``seconds`` older."""
     from itsdangerous.timed import TimestampSigner
+
     real = TimestampSigner.get_timestamp
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda signer: real(signer) + seconds)
 
@@ -169,10 +177,12 @@ def test_withdrawn_participant_sees_a_closing_page(phone):
 
 # --- Today -------------------------------------------------------------------------------------
 
+
 def test_today_shows_open_entry_with_local_close_time(phone):
     client, participant = phone
     day1 = assessment_of(participant, 1, "D1")
     from diary.i18n import when
+
     expected = when(day1.window_close, "America/New_York", now_utc(), "en")
     assert expected.endswith(("am", "pm"))  # a US participant's 12-hour clock
     html = client.get("/p/today").get_data(as_text=True)
@@ -182,6 +192,7 @@ def test_today_shows_open_entry_with_local_close_time(phone):
 
 
 # --- Entries -----------------------------------------------------------------------------------
+
 
 def test_review_then_submit_stores_one_submission(phone, protocol):
     client, participant = phone
@@ -218,8 +229,11 @@ def test_submitted_entry_cannot_be_changed(phone, protocol):
     submit(client, day1, {**day1_form(protocol), **open_form(client, day1)})
     assert client.get(f"/p/entry/{day1.id}").headers["Location"].endswith("/saved")
     html = client.get("/p/today").get_data(as_text=True)
-    other = {**day1_form(protocol, **{"fatigue_vas.fatigue": "5"}), "csrf_token": csrf_from(html),
-             "idempotency_key": "another0key0123456"}
+    other = {
+        **day1_form(protocol, **{"fatigue_vas.fatigue": "5"}),
+        "csrf_token": csrf_from(html),
+        "idempotency_key": "another0key0123456",
+    }
     response = submit(client, day1, other)
     assert response.status_code == 409 and b"already been saved" in response.data
     assert db.session.scalar(select(ItemValue.value).where(ItemValue.item == "fatigue")) == "63"
@@ -269,8 +283,12 @@ def test_untouched_slider_is_not_a_silent_50(phone, protocol):
 def test_answers_stay_on_the_page_after_an_error(phone, protocol):
     client, participant = phone
     day1 = assessment_of(participant, 1, "D1")
-    form = {**day1_form(protocol), **open_form(client, day1), "energy_nrs.energy": "",
-            "side_effects.other": "a tingling in my hands"}
+    form = {
+        **day1_form(protocol),
+        **open_form(client, day1),
+        "energy_nrs.energy": "",
+        "side_effects.other": "a tingling in my hands",
+    }
     html = submit(client, day1, form, step="review").get_data(as_text=True)
     assert "a tingling in my hands" in html
     assert 'value="63"' in html and 'name="side_effects.symptoms.headache" value="none" checked' in html
@@ -339,8 +357,7 @@ def test_entry_before_its_window_is_refused(phone, protocol):
     page = client.get(f"/p/entry/{day3.id}")
     assert page.status_code == 409 and b"not open yet. It opens" in page.data
     html = client.get("/p/today").get_data(as_text=True)
-    response = submit(client, day3, {**day1_form(protocol), "csrf_token": csrf_from(html),
-                                     "idempotency_key": "k" * 20})
+    response = submit(client, day3, {**day1_form(protocol), "csrf_token": csrf_from(html), "idempotency_key": "k" * 20})
     assert response.status_code == 409 and count(Submission) == 0
 
 
@@ -357,9 +374,12 @@ def test_late_entry_inside_grace_is_saved_as_late(client, study, protocol):
 def test_severe_side_effect_shows_the_contact_and_alerts(phone, protocol):
     client, participant = phone
     day1 = assessment_of(participant, 1, "D1")
-    form = {**day1_form(protocol, **{"side_effects.symptoms.headache": "severe",
-                                     "side_effects.symptoms.dizziness": "mild"}),
-            **open_form(client, day1)}
+    form = {
+        **day1_form(
+            protocol, **{"side_effects.symptoms.headache": "severe", "side_effects.symptoms.dizziness": "mild"}
+        ),
+        **open_form(client, day1),
+    }
     review = submit(client, day1, form, step="review")
     assert b"Please call your study team now" in review.data and b"+1 301 555 0100" in review.data
     saved = client.get(submit(client, day1, form).headers["Location"])
@@ -392,7 +412,9 @@ def test_history_lists_entries_read_only(phone, protocol):
 def test_oversized_body_is_refused_with_413(phone, app):
     client, participant = phone
     day1 = assessment_of(participant, 1, "D1")
-    response = client.post(f"/p/entry/{day1.id}", data={"side_effects.other": "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)})
+    response = client.post(
+        f"/p/entry/{day1.id}", data={"side_effects.other": "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)}
+    )
     assert response.status_code == 413 and b"larger than the diary accepts" in response.data
     assert count(Submission) == 0
 
@@ -428,9 +450,11 @@ def test_history_uses_the_same_queries_for_few_or_many_entries(phone, app, proto
 
     def answer(code):
         from diary.entries.recording import record_submission
+
         assessment = assessment_of(participant, 1, code)
-        record_submission(assessment, answers_for(protocol, code),
-                          now=assessment.window_open + timedelta(minutes=1), actor="t")
+        record_submission(
+            assessment, answers_for(protocol, code), now=assessment.window_open + timedelta(minutes=1), actor="t"
+        )
         db.session.commit()
 
     answer("BL")
@@ -462,28 +486,47 @@ def test_a_submit_writes_its_answers_its_audit_event_and_cancels_only_its_remind
     """The submission, every answer, one audit event naming the submission, and the cancelling of
     this entry's unsent reminders only (on PostgreSQL all in one statement, on SQLite in four)."""
     from diary.models import Reminder
+
     participant, token = participant_with_day1_open(study, code="P-ONE001")
     other, _ = participant_with_day1_open(study, code="P-ONE002")
     day1, others_day1 = assessment_of(participant, 1, "D1"), assessment_of(other, 1, "D1")
     now = now_utc()
     for assessment, kind in ((day1, "window_open"), (day1, "closing_soon"), (others_day1, "window_open")):
-        db.session.add(Reminder(assessment_id=assessment.id, kind=kind, channel="email", state="pending",
-                                due_at=now, not_after=now, attempts=0, created_at=now))
+        db.session.add(
+            Reminder(
+                assessment_id=assessment.id,
+                kind=kind,
+                channel="email",
+                state="pending",
+                due_at=now,
+                not_after=now,
+                attempts=0,
+                created_at=now,
+            )
+        )
     db.session.commit()
     sign_in(client, token)
     answers = day1_form(protocol)
     assert submit(client, day1, {**answers, **open_form(client, day1)}).status_code == 302
     submission = db.session.scalar(select(Submission).where(Submission.assessment_id == day1.id))
-    stored = {(v.instrument, v.item): v.value for v in db.session.scalars(
-        select(ItemValue).where(ItemValue.submission_id == submission.id))}
+    stored = {
+        (v.instrument, v.item): v.value
+        for v in db.session.scalars(select(ItemValue).where(ItemValue.submission_id == submission.id))
+    }
     assert stored[("fatigue_vas", "fatigue")] == answers["fatigue_vas.fatigue"]
     assert len(stored) == 13  # VAS, NRS, ten symptoms, the blinding guess
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.entity == "submission")).all()
     assert [(e.action, e.entity_id, e.participant_id, e.field) for e in events] == [
-        ("submit", submission.id, participant.id, "period 1 D1")]
+        ("submit", submission.id, participant.id, "period 1 D1")
+    ]
     assert f"fatigue_vas.fatigue={answers['fatigue_vas.fatigue']}" in events[0].new_value
-    states = dict(db.session.execute(select(Reminder.assessment_id, Reminder.state)
-                                     .where(Reminder.kind == "window_open")).all())
+    states = dict(
+        db.session.execute(select(Reminder.assessment_id, Reminder.state).where(Reminder.kind == "window_open")).all()
+    )
     assert states == {day1.id: "cancelled", others_day1.id: "pending"}
-    assert db.session.scalar(select(Reminder.last_error).where(Reminder.assessment_id == day1.id,
-                                                              Reminder.kind == "closing_soon")) == "entry completed"
+    assert (
+        db.session.scalar(
+            select(Reminder.last_error).where(Reminder.assessment_id == day1.id, Reminder.kind == "closing_soon")
+        )
+        == "entry completed"
+    )

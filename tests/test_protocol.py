@@ -1,4 +1,5 @@
 """The protocol engine: the shipped protocol, and every validation error naming its place."""
+
 import textwrap
 
 import pytest
@@ -37,13 +38,31 @@ def test_shipped_protocol_matches_the_trial():
     assert protocol.periods == 2
     assert protocol.sequences == {"AB": ("A", "B"), "BA": ("B", "A")}
     assert [tp.code for tp in protocol.timepoints] == [
-        "BL", "M40", "M80", "M120", "M230", "D1", "D2", "D3", "D7", "D14"]
+        "BL",
+        "M40",
+        "M80",
+        "M120",
+        "M230",
+        "D1",
+        "D2",
+        "D3",
+        "D7",
+        "D14",
+    ]
     assert set(protocol.instruments) == {"fatigue_vas", "energy_nrs", "side_effects", "blinding_guess"}
     by_code = {tp.code: tp for tp in protocol.timepoints}
     assert all("fatigue_vas" in tp.instruments for tp in protocol.timepoints)
     assert [c for c, tp in by_code.items() if "energy_nrs" in tp.instruments] == ["D1", "D2", "D3", "D7", "D14"]
     assert [c for c, tp in by_code.items() if "side_effects" in tp.instruments] == [
-        "M40", "M80", "M120", "M230", "D1", "D2", "D3", "D7"]
+        "M40",
+        "M80",
+        "M120",
+        "M230",
+        "D1",
+        "D2",
+        "D3",
+        "D7",
+    ]
     assert [c for c, tp in by_code.items() if "blinding_guess" in tp.instruments] == ["D1"]
     assert by_code["D2"].optional and not by_code["D3"].optional
     checklist = protocol.instruments["side_effects"].items[0]
@@ -57,21 +76,27 @@ def test_minimal_protocol_loads():
     assert parse_protocol(MINIMAL).timepoints[1].code == "D1"
 
 
-@pytest.mark.parametrize("change, path, message", [
-    (("close: 28h", "close: 10h"), "timepoints[1] (D1).window", "closes (10h) before it opens (20h)"),
-    (("close: 28h}, instruments: [vas]", "close: 28h}, instruments: [bfi]"),
-     "timepoints[1] (D1).instruments", "unknown instrument 'bfi'"),
-    (("code: D1", "code: BL"), "timepoints[1] (BL).code", "duplicate time point code 'BL'"),
-    (("close: 28h", "close: 15d"), "timepoints[1] (D1).window.close", "overlaps the next dose"),
-    (("type: vas", "type: slider"), "instruments.vas.items[0].type", "unknown item type 'slider'"),
-    (("min_label: None at all, ", ""), "instruments.vas.items[0].min_label", "needs its end anchors"),
-    (("BA: [B, A]", "BA: [B]"), "sequences.BA", "has 1 treatments but the protocol has 2 periods"),
-    (("BA: [B, A]", "BA: [B, C]"), "sequences.BA[1]", "unknown treatment 'C'"),
-    (("target: 24h", "target: soon"), "timepoints[1] (D1).target", "'soon' is not an offset"),
-    (("target: 24h", "target: 30h"), "timepoints[1] (D1).target", "lies outside its window"),
-    (("periods: 2", "periods: two"), "periods", "must be a whole number"),
-    (("{A: {sealed_name: drug a}", "{A: {}"), "treatments.A", "needs a sealed_name"),
-])
+@pytest.mark.parametrize(
+    "change, path, message",
+    [
+        (("close: 28h", "close: 10h"), "timepoints[1] (D1).window", "closes (10h) before it opens (20h)"),
+        (
+            ("close: 28h}, instruments: [vas]", "close: 28h}, instruments: [bfi]"),
+            "timepoints[1] (D1).instruments",
+            "unknown instrument 'bfi'",
+        ),
+        (("code: D1", "code: BL"), "timepoints[1] (BL).code", "duplicate time point code 'BL'"),
+        (("close: 28h", "close: 15d"), "timepoints[1] (D1).window.close", "overlaps the next dose"),
+        (("type: vas", "type: slider"), "instruments.vas.items[0].type", "unknown item type 'slider'"),
+        (("min_label: None at all, ", ""), "instruments.vas.items[0].min_label", "needs its end anchors"),
+        (("BA: [B, A]", "BA: [B]"), "sequences.BA", "has 1 treatments but the protocol has 2 periods"),
+        (("BA: [B, A]", "BA: [B, C]"), "sequences.BA[1]", "unknown treatment 'C'"),
+        (("target: 24h", "target: soon"), "timepoints[1] (D1).target", "'soon' is not an offset"),
+        (("target: 24h", "target: 30h"), "timepoints[1] (D1).target", "lies outside its window"),
+        (("periods: 2", "periods: two"), "periods", "must be a whole number"),
+        (("{A: {sealed_name: drug a}", "{A: {}"), "treatments.A", "needs a sealed_name"),
+    ],
+)
 def test_each_error_names_its_place(change, path, message):
     """A broken protocol is refused with the file, the path inside it and what is wrong."""
     old, new = change
@@ -94,7 +119,8 @@ def test_free_text_needs_a_length_limit():
     text = MINIMAL.replace(
         "- {id: fatigue, type: vas, text: Tired, min_label: None at all, max_label: Worst}",
         "- {id: fatigue, type: vas, text: Tired, min_label: None at all, max_label: Worst}\n"
-        "      - {id: note, type: free_text}")
+        "      - {id: note, type: free_text}",
+    )
     assert ("instruments.vas.items[1].max_length", "free text needs a max_length of at least 1") in problems_of(text)
 
 

@@ -4,6 +4,7 @@ Each test starts worker processes (spawned, each with its own app and connection
 a barrier and then do the same thing at the same moment, as two coordinators or two schedulers
 would. Run with DIARY_TEST_DATABASE_URL set, each test runs on PostgreSQL too.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -15,10 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import AuditEvent, LoginThrottle, Participant, RandomizationSlot, SideEffectReport, now_utc
+from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of, make_app
@@ -46,8 +47,7 @@ def race(app, job, *per_worker_args):
     db.session.remove()
     context = multiprocessing.get_context("spawn")
     barrier, queue = context.Barrier(len(per_worker_args)), context.Queue()
-    workers = [context.Process(target=_run_worker, args=(job, url, barrier, queue, args))
-               for args in per_worker_args]
+    workers = [context.Process(target=_run_worker, args=(job, url, barrier, queue, args)) for args in per_worker_args]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=180) for _ in workers]
@@ -60,14 +60,22 @@ def race(app, job, *per_worker_args):
 
 # --- The jobs (module-level, so spawned processes can import them) -----------------------------
 
+
 def enrol_many(worker: int, count: int):
     from diary.errors import Refused
     from diary.study.trial import require_study
+
     enrolled = 0
     for number in range(count):
         try:
-            enroll(require_study(), site="NIH-CC", timezone="UTC", actor=f"coordinator{worker}", now=now_utc(),
-                   code=f"P-W{worker}N{number:02d}")
+            enroll(
+                require_study(),
+                site="NIH-CC",
+                timezone="UTC",
+                actor=f"coordinator{worker}",
+                now=now_utc(),
+                code=f"P-W{worker}N{number:02d}",
+            )
             db.session.commit()
             enrolled += 1
         except Refused:
@@ -77,10 +85,10 @@ def enrol_many(worker: int, count: int):
 
 def record_first_dose(code: str, hours_ago: int):
     from diary.errors import Refused
+
     participant = db.session.scalar(select(Participant).where(Participant.code == code))
     try:
-        record_dose(participant, 1, now_utc() - timedelta(hours=hours_ago), actor=f"nurse-{hours_ago}",
-                    now=now_utc())
+        record_dose(participant, 1, now_utc() - timedelta(hours=hours_ago), actor=f"nurse-{hours_ago}", now=now_utc())
         db.session.commit()
         return "recorded"
     except Refused as refusal:
@@ -92,6 +100,7 @@ def acknowledge_report(report_id: int, email: str, note: str):
     from diary.errors import Refused
     from diary.models import StaffUser
     from diary.safety.side_effects import acknowledge
+
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         acknowledge(db.session.get(SideEffectReport, report_id), note, by=user, now=now_utc())
@@ -104,6 +113,7 @@ def acknowledge_report(report_id: int, email: str, note: str):
 
 def fail_logins(emails: list[str]):
     from diary.governance.staff import LoginRefused, login_staff
+
     outcomes = []
     for email in emails:
         try:
@@ -115,8 +125,9 @@ def fail_logins(emails: list[str]):
 
 
 def withdraw_once(code: str, reason: str):
-    from diary.participants.enrolment import withdraw
     from diary.errors import Refused
+    from diary.participants.enrolment import withdraw
+
     participant = db.session.scalar(select(Participant).where(Participant.code == code))
     try:
         withdraw(participant, actor=reason, now=now_utc(), reason=reason)
@@ -134,6 +145,7 @@ def export_dummy(out_dir: str):
 
     from diary.exports import write_bundle
     from diary.study.trial import require_study
+
     write_bundle(Path(out_dir), study=require_study(), now=now_utc())
     with open(Path(out_dir) / "participants.csv", encoding="utf-8", newline="") as handle:
         return {row["participant_id"]: row["sequence"] for row in csv_module.DictReader(handle)}
@@ -143,6 +155,7 @@ def refresh_figures(offset_seconds: int):
     """A scheduler's figures pass, its clock ``offset_seconds`` from the others'."""
     from diary.reporting.figures import refresh
     from diary.study.trial import require_study
+
     now = now_utc() + timedelta(seconds=offset_seconds)
     snapshot = refresh(require_study(), now)
     return (now.isoformat(), snapshot is not None)
@@ -150,29 +163,42 @@ def refresh_figures(offset_seconds: int):
 
 # --- The races ---------------------------------------------------------------------------------
 
+
 def test_concurrent_enrolments_never_share_a_randomization_slot(app, study):
     """Four coordinators enrolling at once take distinct slots, each recorded in the audit."""
     for position in range(1, 21):
-        db.session.add(RandomizationSlot(study_id=study.id, site="NIH-CC", position=position,
-                                         sequence="AB" if position % 2 else "BA"))
+        db.session.add(
+            RandomizationSlot(
+                study_id=study.id, site="NIH-CC", position=position, sequence="AB" if position % 2 else "BA"
+            )
+        )
     db.session.commit()
     enrolled = race(app, enrol_many, *[(worker, 5) for worker in range(WORKERS)])
     assert sum(enrolled) == 20
-    taken = db.session.scalars(select(RandomizationSlot.participant_id)
-                               .where(RandomizationSlot.participant_id.is_not(None))).all()
+    taken = db.session.scalars(
+        select(RandomizationSlot.participant_id).where(RandomizationSlot.participant_id.is_not(None))
+    ).all()
     assert len(taken) == len(set(taken)) == 20
     participants = db.session.scalars(select(Participant)).all()
     slots = {slot.participant_id: slot for slot in db.session.scalars(select(RandomizationSlot))}
     assert all(p.sequence == slots[p.id].sequence for p in participants)
-    events = db.session.scalars(select(AuditEvent.new_value).where(
-        AuditEvent.action == "assign_randomization_slot")).all()
+    events = db.session.scalars(
+        select(AuditEvent.new_value).where(AuditEvent.action == "assign_randomization_slot")
+    ).all()
     assert len(events) == 20 and len({e.split(" sequence")[0] for e in events}) == 20
 
 
 def test_two_coordinators_recording_the_same_infusion_record_it_once(app, study):
     """At the same moment, 09:00 and 15:00: one is recorded, the other is told it needs a reason."""
-    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=3),
-           code="P-DOSE01")
+    enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=3),
+        code="P-DOSE01",
+    )
     db.session.commit()
     outcomes = race(app, record_first_dose, ("P-DOSE01", 6), ("P-DOSE01", 12))
     assert sorted(outcomes)[-1] == "recorded" and sum(o == "recorded" for o in outcomes) == 1
@@ -184,26 +210,45 @@ def test_two_coordinators_recording_the_same_infusion_record_it_once(app, study)
 def test_simultaneous_acknowledgements_keep_the_first_note(app, study):
     """Two coordinators acknowledging one report at once: one succeeds, the other is told who was first."""
     from .staff_helpers import make_staff
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                            now=now_utc() - timedelta(days=3), code="P-ACK001")
+
+    participant, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=3),
+        code="P-ACK001",
+    )
     record_dose(participant, 1, now_utc() - timedelta(hours=22), actor="t", now=now_utc())
     protocol = protocol_of(study.current_protocol_version)
-    record_submission(assessment_of(participant, 1, "D1"),
-                      answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
-                      now=now_utc(), actor="t")
+    record_submission(
+        assessment_of(participant, 1, "D1"),
+        answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
+        now=now_utc(),
+        actor="t",
+    )
     make_staff("coordinator", "first@site.test")
     make_staff("coordinator", "second@site.test")
     report_id = db.session.scalars(select(SideEffectReport.id)).one()
-    outcomes = race(app, acknowledge_report, (report_id, "first@site.test", "called: note one"),
-                    (report_id, "second@site.test", "called: note two"))
+    outcomes = race(
+        app,
+        acknowledge_report,
+        (report_id, "first@site.test", "called: note one"),
+        (report_id, "second@site.test", "called: note two"),
+    )
     assert sum(o == "acknowledged" for o in outcomes) == 1
     refused = next(o for o in outcomes if o != "acknowledged")
     report = db.session.get(SideEffectReport, report_id)
     first = "first@site.test" if report.acknowledgement_note == "called: note one" else "second@site.test"
     assert f"already acknowledged by {first}" in refused  # the second is told who was first
     assert report.acknowledged_by_id is not None
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == "acknowledge_side_effect")) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "acknowledge_side_effect")
+        )
+        == 1
+    )
 
 
 def test_simultaneous_failed_logins_all_count_and_never_collide(app, study):
@@ -227,10 +272,12 @@ def test_two_withdrawals_at_once_withdraw_once(app, study):
 
 # --- A long read does not block a write (SQLite) -----------------------------------------------
 
+
 def hold_a_read(url, holding, written, queue):
     """A GET's work: read inside a transaction and keep it open until the write is seen (or 20 s)."""
     try:
         from diary.database import reading_only
+
         app = make_app(url)
         with app.app_context(), reading_only():
             db.session.scalar(select(func.count()).select_from(Participant))  # the read transaction begins
@@ -247,8 +294,7 @@ def write_while_held(url, holding, written, queue):
         app = make_app(url)
         holding.wait(timeout=60)
         with app.app_context():
-            enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(),
-                   code="P-WRITER")
+            enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WRITER")
             db.session.commit()
             written.set()
             db.engine.dispose()
@@ -259,6 +305,7 @@ def write_while_held(url, holding, written, queue):
 
 def _study():
     from diary.study.trial import require_study
+
     return require_study()
 
 
@@ -286,6 +333,7 @@ def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
 
     from diary.database import reading_only
     from diary.study.trial import ensure_study
+
     app = make_app(f"sqlite:///{tmp_path / 'lock.sqlite'}")
     with app.app_context():
         db.create_all()
@@ -305,11 +353,11 @@ def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):
         db.engine.dispose()
 
 
-
 def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
     """Two blinded exports racing to draw the dummy allocation: both carry the one that is stored."""
     rows = ["site,position,sequence"] + [f"NIH-CC,{n},{'AB' if n % 2 else 'BA'}" for n in range(1, 41)]
     from diary.study.randomization import load_randomization_list
+
     load_randomization_list(study, "\n".join(rows).encode(), actor="t", now=now_utc())
     db.session.execute(RandomizationSlot.__table__.update().values(dummy_sequence=None))  # as before the upgrade
     for n in range(30):
@@ -325,11 +373,19 @@ def test_two_exports_at_once_draw_one_dummy_allocation(app, study, tmp_path):
 def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, study):
     """Four figures passes at once (four schedulers, clocks a second apart): no error, and the
     tables hold exactly one count, the latest one, never two counts mixed or doubled."""
-    from diary.reporting.figures import fresh, refresh
     from diary.models import FiguresSnapshot, ParticipantFigures, TimepointFigures
+    from diary.reporting.figures import fresh, refresh
+
     for n in range(12):
-        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                                now=now_utc() - timedelta(days=3), code=f"P-FIG{n:03d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC",
+            timezone="UTC",
+            sequence="AB",
+            actor="t",
+            now=now_utc() - timedelta(days=3),
+            code=f"P-FIG{n:03d}",
+        )
         record_dose(participant, 1, now_utc() - timedelta(days=2, hours=n), actor="t", now=now_utc())
     db.session.commit()
     results = race(app, refresh_figures, *[(offset,) for offset in range(WORKERS)])
@@ -338,19 +394,37 @@ def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, s
     snapshots = db.session.execute(select(FiguresSnapshot.as_of)).scalars().all()
     assert [moment.isoformat() for moment in snapshots] == [latest]
     assert db.session.scalar(select(func.count()).select_from(ParticipantFigures)) == 12
-    stored_rows = sorted(db.session.execute(select(
-        TimepointFigures.site, TimepointFigures.period, TimepointFigures.timepoint, TimepointFigures.state,
-        TimepointFigures.count)).all())
+    stored_rows = sorted(
+        db.session.execute(
+            select(
+                TimepointFigures.site,
+                TimepointFigures.period,
+                TimepointFigures.timepoint,
+                TimepointFigures.state,
+                TimepointFigures.count,
+            )
+        ).all()
+    )
     # One count, the same as a single pass at the same moment would store.
     from datetime import datetime
 
     from diary.study.trial import require_study
+
     study = require_study()
     refresh(study, datetime.fromisoformat(latest) + timedelta(microseconds=1))
-    again = sorted(db.session.execute(select(
-        TimepointFigures.site, TimepointFigures.period, TimepointFigures.timepoint, TimepointFigures.state,
-        TimepointFigures.count)).all())
+    again = sorted(
+        db.session.execute(
+            select(
+                TimepointFigures.site,
+                TimepointFigures.period,
+                TimepointFigures.timepoint,
+                TimepointFigures.state,
+                TimepointFigures.count,
+            )
+        ).all()
+    )
     from diary.models import Assessment
+
     assert stored_rows == again
     assert sum(row.count for row in again) == db.session.scalar(select(func.count()).select_from(Assessment))
     assert fresh(study.id, datetime.fromisoformat(latest) + timedelta(seconds=1)) is not None

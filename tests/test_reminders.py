@@ -1,4 +1,5 @@
 """Reminders: once, on time, in the participant's own time, through a real SMTP server."""
+
 from __future__ import annotations
 
 import base64
@@ -9,19 +10,19 @@ import os
 import re
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from diary.participants.links import participant_by_token
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll, reissue_link
 from diary.entries.recording import record_submission
 from diary.extensions import db
 from diary.models import PushSubscription, Reminder, now_utc
+from diary.participants.enrolment import enroll, reissue_link
+from diary.participants.links import participant_by_token
 from diary.reminders.dispatch import run_pass
 from diary.reminders.planning import plan, quiet_shift
 from diary.study.trial import protocol_of
@@ -29,9 +30,9 @@ from diary.study.trial import protocol_of
 from .conftest import answers_for, assessment_of, make_app
 from .participant_helpers import csrf_from, sign_in
 
-UTC = timezone.utc
-DOSE = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)          # Day 1 window: 3 March 10:00 to 18:00 UTC
-DAY1_OPEN = datetime(2026, 3, 3, 10, 5, tzinfo=UTC)     # just after it opens
+UTC = UTC
+DOSE = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # Day 1 window: 3 March 10:00 to 18:00 UTC
+DAY1_OPEN = datetime(2026, 3, 3, 10, 5, tzinfo=UTC)  # just after it opens
 
 
 def free_port() -> int:
@@ -76,16 +77,26 @@ def smtp(app):
 
 
 def enrol_dosed(study, code, tz="UTC", email_address=None, dose=DOSE):
-    participant, token = enroll(study, site="NIH-CC", timezone=tz, sequence="AB", actor="t",
-                                now=dose - timedelta(days=2), code=code,
-                                email=email_address or f"{code.lower()}@example.org")
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone=tz,
+        sequence="AB",
+        actor="t",
+        now=dose - timedelta(days=2),
+        code=code,
+        email=email_address or f"{code.lower()}@example.org",
+    )
     record_dose(participant, 1, dose, actor="t", now=now_utc())
     return participant
 
 
 def text_of(message) -> str:
-    return message.get_body(("plain",)).get_content() if hasattr(message, "get_body") else \
-        message.get_payload(0).get_payload(decode=True).decode()
+    return (
+        message.get_body(("plain",)).get_content()
+        if hasattr(message, "get_body")
+        else message.get_payload(0).get_payload(decode=True).decode()
+    )
 
 
 def test_due_reminders_each_go_out_once_with_the_right_link(app, smtp, study):
@@ -151,6 +162,7 @@ def test_rows_taken_by_another_pass_are_not_taken_again(app, study):
     """The interleaving a race produces, made deterministic: pass A sees due rows, pass B takes
     them, then A tries to take the same ids and gets none."""
     from diary.reminders.dispatch import candidates, claim, take
+
     enrol_dosed(study, "P-RACE01")
     db.session.commit()
     plan(DAY1_OPEN)
@@ -171,8 +183,11 @@ def test_smtp_outage_is_retried_and_delivered_once(app, smtp, study):
     smtp.stop()
     down = run_pass(app, now=DAY1_OPEN)
     assert down.sent == 0 and down.failed == 1
-    row = db.session.scalars(select(Reminder).where(
-        Reminder.kind == "window_open", Reminder.assessment_id == assessment_of(participant, 1, "D1").id)).one()
+    row = db.session.scalars(
+        select(Reminder).where(
+            Reminder.kind == "window_open", Reminder.assessment_id == assessment_of(participant, 1, "D1").id
+        )
+    ).one()
     assert row.state == "failed" and row.attempts == 1 and "SMTP" in row.last_error
     assert run_pass(app, now=DAY1_OPEN + timedelta(seconds=30)).sent == 0  # backing off
     smtp.start()
@@ -191,8 +206,13 @@ def test_window_closing_during_the_outage_expires_the_reminder(app, smtp, study)
     smtp.start()
     after_close = run_pass(app, now=datetime(2026, 3, 3, 18, 1, tzinfo=UTC))
     assert after_close.sent == 0 and smtp.inbox.messages == []
-    states = dict(db.session.execute(select(Reminder.kind, Reminder.state).where(
-        Reminder.assessment_id == assessment_of(participant, 1, "D1").id)).all())
+    states = dict(
+        db.session.execute(
+            select(Reminder.kind, Reminder.state).where(
+                Reminder.assessment_id == assessment_of(participant, 1, "D1").id
+            )
+        ).all()
+    )
     assert states == {"window_open": "expired", "closing_soon": "expired"}
 
 
@@ -202,13 +222,22 @@ def test_completing_an_entry_cancels_its_pending_reminders(app, smtp, study):
     plan(DAY1_OPEN - timedelta(hours=1))
     db.session.commit()
     day1 = assessment_of(participant, 1, "D1")
-    assert db.session.scalar(select(func.count()).select_from(Reminder).where(
-        Reminder.assessment_id == day1.id, Reminder.state == "pending")) == 2
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Reminder)
+            .where(Reminder.assessment_id == day1.id, Reminder.state == "pending")
+        )
+        == 2
+    )
     protocol = protocol_of(study.current_protocol_version)
-    record_submission(day1, answers_for(protocol, "D1"), now=DAY1_OPEN - timedelta(minutes=1) + timedelta(hours=1),
-                      actor="t")
+    record_submission(
+        day1, answers_for(protocol, "D1"), now=DAY1_OPEN - timedelta(minutes=1) + timedelta(hours=1), actor="t"
+    )
     db.session.commit()
-    assert {r.state for r in db.session.scalars(select(Reminder).where(Reminder.assessment_id == day1.id))} == {"cancelled"}
+    assert {r.state for r in db.session.scalars(select(Reminder).where(Reminder.assessment_id == day1.id))} == {
+        "cancelled"
+    }
     assert run_pass(app, now=DAY1_OPEN + timedelta(hours=6)).sent == 0
     assert smtp.inbox.messages == []
 
@@ -236,8 +265,11 @@ def test_reminder_in_quiet_hours_waits_for_their_end(app, study):
     participant = enrol_dosed(study, "P-QUIET1", tz="America/New_York", dose=dose)
     db.session.commit()
     plan(dose + timedelta(hours=19))
-    row = db.session.scalars(select(Reminder).where(
-        Reminder.assessment_id == assessment_of(participant, 1, "D1").id, Reminder.kind == "window_open")).one()
+    row = db.session.scalars(
+        select(Reminder).where(
+            Reminder.assessment_id == assessment_of(participant, 1, "D1").id, Reminder.kind == "window_open"
+        )
+    ).one()
     assert row.due_at == datetime(2026, 3, 11, 11, 0, tzinfo=UTC)  # 07:00 EDT
 
 
@@ -245,16 +277,28 @@ def test_clinic_time_points_get_no_reminders(app, study):
     participant = enrol_dosed(study, "P-CLIN01")
     db.session.commit()
     plan(DOSE)
-    codes = {assessment.timepoint for assessment in participant.periods[0].assessments
-             if db.session.scalar(select(func.count()).select_from(Reminder).where(Reminder.assessment_id == assessment.id))}
+    codes = {
+        assessment.timepoint
+        for assessment in participant.periods[0].assessments
+        if db.session.scalar(select(func.count()).select_from(Reminder).where(Reminder.assessment_id == assessment.id))
+    }
     assert codes and not codes & {"BL", "M40", "M80", "M120"}
 
 
 def test_turning_email_off_cancels_and_stops_email_reminders(app, smtp, study, client):
     from diary.participants.enrolment import enroll as enrol
+
     now = now_utc()
-    participant, token = enrol(study, site="NIH-CC", timezone=midday_zone(now), sequence="AB", actor="t",
-                               now=now - timedelta(days=3), code="P-OFF001", email="off@example.org")
+    participant, token = enrol(
+        study,
+        site="NIH-CC",
+        timezone=midday_zone(now),
+        sequence="AB",
+        actor="t",
+        now=now - timedelta(days=3),
+        code="P-OFF001",
+        email="off@example.org",
+    )
     record_dose(participant, 1, (now - timedelta(hours=19)).replace(microsecond=0), actor="t", now=now)
     db.session.commit()
     plan(now)
@@ -262,13 +306,16 @@ def test_turning_email_off_cancels_and_stops_email_reminders(app, smtp, study, c
     assert db.session.scalar(select(func.count()).select_from(Reminder).where(Reminder.state == "pending")) > 0
     sign_in(client, token)
     page = client.get("/p/settings").get_data(as_text=True)
-    assert client.post("/p/settings", data={"csrf_token": csrf_from(page), "push": "on",
-                                            "calendar": "on"}).status_code == 302
+    assert (
+        client.post("/p/settings", data={"csrf_token": csrf_from(page), "push": "on", "calendar": "on"}).status_code
+        == 302
+    )
     assert db.session.scalar(select(func.count()).select_from(Reminder).where(Reminder.state == "pending")) == 0
     assert run_pass(app, now=now + timedelta(hours=2)).sent == 0 and smtp.inbox.messages == []
 
 
 # --- Web push against a local server playing the push service ----------------------------------
+
 
 class PushService(http.server.BaseHTTPRequestHandler):
     received: list = []
@@ -288,6 +335,7 @@ class PushService(http.server.BaseHTTPRequestHandler):
 def browser_keys() -> tuple[str, str]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     encode = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
@@ -296,6 +344,7 @@ def browser_keys() -> tuple[str, str]:
 
 def test_web_push_handles_201_404_and_410(app, study):
     from diary.reminders.vapid import generate_vapid_keys
+
     private, public = generate_vapid_keys()
     app.config.update(VAPID_PRIVATE_KEY=private, VAPID_PUBLIC_KEY=public, SMTP_HOST="")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PushService)
@@ -307,8 +356,15 @@ def test_web_push_handles_201_404_and_410(app, study):
             participant = enrol_dosed(study, code)
             participant.email = None  # push only
             p256dh, auth = browser_keys()
-            db.session.add(PushSubscription(participant_id=participant.id, endpoint=f"{base}/push/{path}",
-                                            p256dh=p256dh, auth=auth, created_at=now_utc()))
+            db.session.add(
+                PushSubscription(
+                    participant_id=participant.id,
+                    endpoint=f"{base}/push/{path}",
+                    p256dh=p256dh,
+                    auth=auth,
+                    created_at=now_utc(),
+                )
+            )
         db.session.commit()
         result = run_pass(app, now=DAY1_OPEN)
     finally:
@@ -324,6 +380,7 @@ def test_web_push_handles_201_404_and_410(app, study):
 
 def test_push_subscription_endpoint_validates_its_input(client, study):
     from .participant_helpers import participant_with_day1_open
+
     participant, token = participant_with_day1_open(study)
     html = sign_in(client, token).get_data(as_text=True)
     headers = {"X-CSRFToken": csrf_from(html)}
@@ -331,19 +388,28 @@ def test_push_subscription_endpoint_validates_its_input(client, study):
     bad = client.post("/p/push/subscribe", json={"endpoint": "ftp://x", "keys": {}}, headers=headers)
     assert bad.status_code == 422
     p256dh, auth = browser_keys()
-    good = client.post("/p/push/subscribe", json={"endpoint": "https://push.example/abc",
-                                                  "keys": {"p256dh": p256dh, "auth": auth}}, headers=headers)
+    good = client.post(
+        "/p/push/subscribe",
+        json={"endpoint": "https://push.example/abc", "keys": {"p256dh": p256dh, "auth": auth}},
+        headers=headers,
+    )
     assert good.status_code == 201
-    assert client.post("/p/push/subscribe", json={"endpoint": "https://push.example/abc",
-                                                  "keys": {"p256dh": p256dh, "auth": auth}}).status_code == 400
+    assert (
+        client.post(
+            "/p/push/subscribe", json={"endpoint": "https://push.example/abc", "keys": {"p256dh": p256dh, "auth": auth}}
+        ).status_code
+        == 400
+    )
     assert db.session.scalar(select(func.count()).select_from(PushSubscription)) == 1
 
 
 # --- Calendar feed -----------------------------------------------------------------------------
 
+
 def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study):
     """The feed lists the home entries still to come or open (not clinic ones, not past ones)."""
     from diary.participants.links import signed_link_token
+
     participant = enrol_dosed(study, "P-CAL001", dose=(now_utc() - timedelta(hours=22)).replace(microsecond=0))
     db.session.commit()
     response = client.get(f"/p/calendar/{signed_link_token(participant, 'calendar')}.ics")
@@ -351,7 +417,8 @@ def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study)
     calendar = Calendar.from_ical(response.data)
     events = [c for c in calendar.walk() if c.name == "VEVENT"]
     assert sorted(str(e["summary"]).split("· ")[1] for e in events) == sorted(
-        ["Day 1", "Day 2", "Day 3", "Day 7", "Day 14"])  # the participant's labels, no staff words
+        ["Day 1", "Day 2", "Day 3", "Day 7", "Day 14"]
+    )  # the participant's labels, no staff words
     day1 = next(e for e in events if "Day 1" in str(e["summary"]))
     assert day1.decoded("dtstart") == assessment_of(participant, 1, "D1").window_open
     assert [c for c in day1.walk() if c.name == "VALARM"]
@@ -363,6 +430,7 @@ def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study)
 
 def test_calendar_feed_turned_off_is_gone(client, study):
     from diary.participants.links import signed_link_token
+
     participant = enrol_dosed(study, "P-CAL002")
     participant.calendar_feed = False
     db.session.commit()
@@ -371,8 +439,10 @@ def test_calendar_feed_turned_off_is_gone(client, study):
 
 # --- What the coordinator sees, and the CLI ----------------------------------------------------
 
+
 def test_coordinator_sees_the_reminder_log(app, smtp, study, client):
     from .staff_helpers import login_as
+
     participant = enrol_dosed(study, "P-LOG001")
     db.session.commit()
     smtp.stop()
@@ -394,8 +464,16 @@ def midday_zone(moment: datetime) -> str:
 
 def test_send_reminders_prints_what_it_did(app, smtp, study, runner):
     now = now_utc()
-    participant, _ = enroll(study, site="NIH-CC", timezone=midday_zone(now), sequence="AB", actor="t",
-                            now=now - timedelta(days=3), code="P-CLI001", email="cli@example.org")
+    participant, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone=midday_zone(now),
+        sequence="AB",
+        actor="t",
+        now=now - timedelta(days=3),
+        code="P-CLI001",
+        email="cli@example.org",
+    )
     record_dose(participant, 1, now - timedelta(hours=21), actor="t", now=now)
     db.session.commit()
     result = runner.invoke(args=["diary", "send-reminders"])
@@ -415,6 +493,7 @@ def test_web_processes_never_start_a_scheduler(tmp_path):
 def test_init_generates_vapid_keys_once(tmp_path, monkeypatch):
     from diary import create_app
     from diary.reminders.vapid import ensure_vapid_keys
+
     monkeypatch.setenv("DIARY_INSTANCE_PATH", str(tmp_path))
     monkeypatch.delenv("DIARY_VAPID_PRIVATE_KEY", raising=False)
     app = create_app()
@@ -433,6 +512,9 @@ def test_preferred_reminder_hours_replace_the_default_quiet_hours(app, study):
     participant.reminder_from, participant.reminder_until = "10:00", "20:00"
     db.session.commit()
     plan(dose)
-    row = db.session.scalars(select(Reminder).where(
-        Reminder.assessment_id == assessment_of(participant, 1, "D1").id, Reminder.kind == "window_open")).one()
+    row = db.session.scalars(
+        select(Reminder).where(
+            Reminder.assessment_id == assessment_of(participant, 1, "D1").id, Reminder.kind == "window_open"
+        )
+    ).one()
     assert row.due_at == datetime(2026, 3, 11, 10, 0, tzinfo=UTC)

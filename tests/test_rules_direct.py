@@ -2,6 +2,7 @@
 rule it breaks and asserts the refusal, so deleting the rule's check fails a test here.
 
 ``make mutation`` measures how many small breakages of the rule packages these tests catch."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -22,11 +23,13 @@ GAP = timedelta(days=13)  # the shipped protocol's min_days_between_doses
 
 
 def _last_action(participant) -> AuditEvent:
-    return db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id)
-                              .order_by(AuditEvent.id.desc())).first()
+    return db.session.scalars(
+        select(AuditEvent).where(AuditEvent.participant_id == participant.id).order_by(AuditEvent.id.desc())
+    ).first()
 
 
 # --- dosing: plan_dose and record_dose ------------------------------------------------------
+
 
 def test_record_dose_refuses_a_withdrawn_participant(enrolled):
     participant, _ = enrolled
@@ -97,8 +100,10 @@ def test_plan_dose_refuses_infusion_2_before_infusion_1_is_planned_or_recorded(e
 
 def test_record_dose_holds_the_minimum_gap_after_the_previous_infusion_to_the_second(study):
     from diary.participants.enrolment import enroll
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test",
-                            now=NOW - timedelta(days=40), code="P-GAP001")
+
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test", now=NOW - timedelta(days=40), code="P-GAP001"
+    )
     first = NOW - timedelta(days=30)
     record_dose(participant, 1, first, actor="test", now=NOW)
     with pytest.raises(Refused, match="at least 13 days after infusion 1"):
@@ -116,8 +121,10 @@ def test_plan_dose_holds_the_minimum_gap_after_the_previous_plan(enrolled):
 
 def test_correcting_infusion_1_holds_the_minimum_gap_before_infusion_2(study):
     from diary.participants.enrolment import enroll
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test",
-                            now=NOW - timedelta(days=40), code="P-GAP002")
+
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test", now=NOW - timedelta(days=40), code="P-GAP002"
+    )
     first, second = NOW - timedelta(days=30), NOW - timedelta(days=30) + GAP
     record_dose(participant, 1, first, actor="test", now=NOW)
     record_dose(participant, 2, second, actor="test", now=NOW)
@@ -149,8 +156,10 @@ def test_plan_dose_refuses_a_recorded_period_the_past_and_a_replan_without_reaso
 def test_recording_infusion_2_closes_the_previous_periods_last_window_at_its_start(study):
     """The re-scheduling of the previous period: D14 of period 1 closes when infusion 2 starts."""
     from diary.participants.enrolment import enroll
-    participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test",
-                            now=NOW - timedelta(days=40), code="P-NEXT01")
+
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="test", now=NOW - timedelta(days=40), code="P-NEXT01"
+    )
     first = NOW - timedelta(days=30)
     record_dose(participant, 1, first, actor="test", now=NOW)
     before = assessment_of(participant, 1, "D14").window_close
@@ -165,9 +174,11 @@ def test_correcting_a_start_re_judges_the_entries_and_says_so_in_the_audit_trail
     participant, _ = dosed
     protocol = protocol_of(participant.study.current_protocol_version)
     from diary.entries.recording import record_submission
+
     baseline = assessment_of(participant, 1, "BL")
-    record_submission(baseline, answers_for(protocol, "BL"), now=baseline.window_close - timedelta(minutes=5),
-                      actor="test")
+    record_submission(
+        baseline, answers_for(protocol, "BL"), now=baseline.window_close - timedelta(minutes=5), actor="test"
+    )
     start = participant.periods[0].dose_start
     record_dose(participant, 1, start - timedelta(minutes=30), actor="test", now=NOW, reason="pump clock")
     assert "entries re-judged: BL completed -> after_dose" in _last_action(participant).new_value
@@ -178,7 +189,12 @@ def test_correcting_a_start_re_judges_the_entries_and_says_so_in_the_audit_trail
 from diary.entries.recording import record_submission  # noqa: E402
 from diary.models import FollowUpTask, SideEffectReport, StaffMessage  # noqa: E402
 from diary.safety.alerts import (  # noqa: E402
-    alert_severe_answers, break_code, broken_code, review, review_due, site_recipients,
+    alert_severe_answers,
+    break_code,
+    broken_code,
+    review,
+    review_due,
+    site_recipients,
 )
 from diary.safety.follow_up import close_task  # noqa: E402
 from diary.vocabulary import FollowUpOutcome, ReviewState, Role, StaffMessageKind  # noqa: E402
@@ -305,8 +321,9 @@ def test_only_an_alerting_report_sends_a_message_and_only_once(app, dosed):
 
 
 def _task(participant) -> FollowUpTask:
-    task = FollowUpTask(participant_id=participant.id, rule="missed_timepoint", key="test:1",
-                        reason="D3 missed", due_at=NOW)
+    task = FollowUpTask(
+        participant_id=participant.id, rule="missed_timepoint", key="test:1", reason="D3 missed", due_at=NOW
+    )
     db.session.add(task)
     db.session.flush()
     return task
@@ -333,8 +350,14 @@ def test_closing_a_follow_up_needs_an_outcome_and_a_note_and_happens_once(dosed)
 
 from diary.entries.corrections import correct_value  # noqa: E402
 from diary.entries.recording import (  # noqa: E402
-    OUTSIDE_WINDOW, InvalidAnswers, collection_refusal, entry_stamp, offline_refusal, stamp_refusal,
-    validate_answers, window_refusal,
+    OUTSIDE_WINDOW,
+    InvalidAnswers,
+    collection_refusal,
+    entry_stamp,
+    offline_refusal,
+    stamp_refusal,
+    validate_answers,
+    window_refusal,
 )
 from diary.models import Submission  # noqa: E402
 from diary.vocabulary import Source  # noqa: E402
@@ -372,12 +395,14 @@ def test_record_submission_refuses_and_stores_nothing(dosed):
     protocol = protocol_of(participant.study.current_protocol_version)
     entry = assessment_of(participant, 1, "M80")
     with pytest.raises(Refused, match="not open yet") as refusal:
-        record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open - timedelta(minutes=1),
-                          actor="test")
+        record_submission(
+            entry, answers_for(protocol, "M80"), now=entry.window_open - timedelta(minutes=1), actor="test"
+        )
     assert refusal.value.status == 409
     with pytest.raises(InvalidAnswers):
-        record_submission(entry, answers_for(protocol, "M80", **{"fatigue_vas.fatigue": "101"}),
-                          now=entry.window_open, actor="test")
+        record_submission(
+            entry, answers_for(protocol, "M80", **{"fatigue_vas.fatigue": "101"}), now=entry.window_open, actor="test"
+        )
     entry.not_applicable = True
     with pytest.raises(Refused, match="no longer needed"):
         record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test")
@@ -388,16 +413,19 @@ def test_a_stored_entry_is_refused_again_but_its_own_retry_returns_it(dosed):
     participant, _ = dosed
     protocol = protocol_of(participant.study.current_protocol_version)
     entry = assessment_of(participant, 1, "M80")
-    stored, created = record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open,
-                                        actor="test", idempotency_key="k-1")
+    stored, created = record_submission(
+        entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test", idempotency_key="k-1"
+    )
     assert created
-    again, created = record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open,
-                                       actor="test", idempotency_key="k-1")
+    again, created = record_submission(
+        entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test", idempotency_key="k-1"
+    )
     assert (again.id, created) == (stored.id, False)
     for key in ("k-2", None):
         with pytest.raises(Refused, match="already been saved") as refusal:
-            record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test",
-                              idempotency_key=key)
+            record_submission(
+                entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test", idempotency_key=key
+            )
         assert refusal.value.status == 409
     assert _submissions() == 1
 
@@ -414,16 +442,28 @@ def test_staff_entries_need_a_known_source_a_reason_and_a_collection_time_in_the
         with pytest.raises(Refused, match="needs a reason"):
             record_submission(entry, answers_for(protocol, "M80"), source=Source.PAPER, reason=reason, **common)
     with pytest.raises(Refused, match="outside this entry's window") as refusal:
-        record_submission(entry, answers_for(protocol, "M80"), source=Source.PAPER, reason="paper",
-                          now=NOW + timedelta(hours=3), actor="test", collected_at=entry.late_close)
+        record_submission(
+            entry,
+            answers_for(protocol, "M80"),
+            source=Source.PAPER,
+            reason="paper",
+            now=NOW + timedelta(hours=3),
+            actor="test",
+            collected_at=entry.late_close,
+        )
     assert refusal.value.status == 409
     with pytest.raises(Refused, match="Give the date and time") as refusal:
-        record_submission(entry, answers_for(protocol, "M80"), source=Source.PAPER, reason="paper",
-                          now=NOW + timedelta(hours=3), actor="test")
+        record_submission(
+            entry,
+            answers_for(protocol, "M80"),
+            source=Source.PAPER,
+            reason="paper",
+            now=NOW + timedelta(hours=3),
+            actor="test",
+        )
     assert refusal.value.status == 422
     assert _submissions() == 0
-    stored, _ = record_submission(entry, answers_for(protocol, "M80"), source=Source.PAPER, reason=" paper ",
-                                  **common)
+    stored, _ = record_submission(entry, answers_for(protocol, "M80"), source=Source.PAPER, reason=" paper ", **common)
     assert (stored.collected_at, stored.reason, stored.submission_mode) == (inside, "paper", "staff")
 
 
@@ -449,16 +489,20 @@ def test_stamp_refusal_takes_only_this_entrys_form_served_while_it_was_open(dose
     stamp = entry_stamp(entry, participant.id, served, SECRET)
     assert stamp_refusal(entry, participant.id, stamp, served, SECRET) is None
     assert stamp_refusal(entry, participant.id, stamp, served + timedelta(minutes=5), SECRET) is None
-    for refused in (stamp_refusal(entry, participant.id, stamp, served, "another secret"),
-                    stamp_refusal(entry, participant.id, None, served, SECRET),
-                    stamp_refusal(other, participant.id, stamp, served, SECRET),
-                    stamp_refusal(entry, participant.id + 1, stamp, served, SECRET)):
+    for refused in (
+        stamp_refusal(entry, participant.id, stamp, served, "another secret"),
+        stamp_refusal(entry, participant.id, None, served, SECRET),
+        stamp_refusal(other, participant.id, stamp, served, SECRET),
+        stamp_refusal(entry, participant.id + 1, stamp, served, SECRET),
+    ):
         assert "not made on a form the diary gave for it" in refused
-    assert "before the form was opened" in stamp_refusal(entry, participant.id, stamp,
-                                                         served - timedelta(seconds=1), SECRET)
+    assert "before the form was opened" in stamp_refusal(
+        entry, participant.id, stamp, served - timedelta(seconds=1), SECRET
+    )
     for edge in (entry.window_open, entry.late_close):
-        assert stamp_refusal(entry, participant.id, entry_stamp(entry, participant.id, edge, SECRET), edge,
-                             SECRET) is None
+        assert (
+            stamp_refusal(entry, participant.id, entry_stamp(entry, participant.id, edge, SECRET), edge, SECRET) is None
+        )
     for outside in (entry.window_open - timedelta(seconds=1), entry.late_close + timedelta(seconds=1)):
         early = entry_stamp(entry, participant.id, outside, SECRET)
         assert "opened when the entry was not open" in stamp_refusal(entry, participant.id, early, outside, SECRET)
@@ -471,8 +515,9 @@ def test_offline_refusal_checks_the_clock_the_grace_and_the_window(dosed):
     tolerance, grace = timedelta(minutes=10), timedelta(hours=24)
 
     def judge(made_at, device_now, now):
-        return offline_refusal(entry, made_at=made_at, device_now=device_now, now=now, grace=grace,
-                               clock_tolerance=tolerance)
+        return offline_refusal(
+            entry, made_at=made_at, device_now=device_now, now=now, grace=grace, clock_tolerance=tolerance
+        )
 
     later = made + timedelta(hours=2)
     assert judge(made, later, later) is None
@@ -516,9 +561,12 @@ def test_correct_value_refuses_without_reason_unknown_items_bad_or_same_values(d
     participant, _ = dosed
     protocol = protocol_of(participant.study.current_protocol_version)
     entry = assessment_of(participant, 1, "M80")
-    submission, _ = record_submission(entry, answers_for(protocol, "M80", vas=40,
-                                                         **{"side_effects.symptoms.nausea": "mild"}),
-                                      now=entry.window_open, actor="test")
+    submission, _ = record_submission(
+        entry,
+        answers_for(protocol, "M80", vas=40, **{"side_effects.symptoms.nausea": "mild"}),
+        now=entry.window_open,
+        actor="test",
+    )
     vas, nausea = "fatigue_vas.fatigue", "side_effects.symptoms.nausea"
     common = dict(actor="test", now=NOW)
     for reason in ("", "  "):
@@ -575,8 +623,9 @@ def test_auc_points_used_counts_the_points_inside_and_the_first_one_after():
 
 
 def test_compute_endpoints_needs_a_baseline_and_d7_for_the_area():
-    full = compute_endpoints({"BL": (-1.0, 50), "D1": (24.0, 45), "D3": (72.0, 40), "D7": (168.0, 45)},
-                             ["D1", "D3", "D7"])
+    full = compute_endpoints(
+        {"BL": (-1.0, 50), "D1": (24.0, 45), "D3": (72.0, 40), "D7": (168.0, 45)}, ["D1", "D3", "D7"]
+    )
     assert (full.pct_change_d1, full.pct_change_d3, full.pct_change_d7) == (-10.0, -20.0, -10.0)
     assert full.responder_d3 is True and full.auc_n_points == 3
     assert full.auc_pct_change_0_7d == round(24 * -10 / 2 + 48 * (-10 - 20) / 2 + 96 * (-20 - 10) / 2, 1)

@@ -5,6 +5,7 @@ SQLite and on PostgreSQL.
 The times are drawn from a coarse grid (half-hours around one day), so that equal times, the
 edges where ``<`` and ``<=`` part, come up often.
 """
+
 from __future__ import annotations
 
 import random
@@ -35,8 +36,15 @@ def random_rows(study, rng: random.Random, participants: int = 8, per_period: in
     time, some no longer needed."""
     version = study.current_protocol_version
     for number in range(participants):
-        participant, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence=rng.choice(["AB", "BA"]),
-                                actor="test", now=NOW - timedelta(days=3), code=f"R-{number:04d}")
+        participant, _ = enroll(
+            study,
+            site="NIH-CC",
+            timezone="UTC",
+            sequence=rng.choice(["AB", "BA"]),
+            actor="test",
+            now=NOW - timedelta(days=3),
+            code=f"R-{number:04d}",
+        )
         db.session.flush()
         for period in db.session.scalars(select(Period).where(Period.participant_id == participant.id)):
             kind = rng.random()
@@ -45,17 +53,30 @@ def random_rows(study, rng: random.Random, participants: int = 8, per_period: in
             for index in range(per_period):
                 opens = _moment(rng)
                 closes = opens + rng.randint(1, 4) * STEP
-                assessment = Assessment(period=period, protocol_version=version, timepoint=f"T{index}",
-                                        target=_moment(rng), window_open=opens, window_close=closes,
-                                        late_close=closes + rng.randint(0, 2) * STEP,
-                                        not_applicable=rng.random() < 0.1)
+                assessment = Assessment(
+                    period=period,
+                    protocol_version=version,
+                    timepoint=f"T{index}",
+                    target=_moment(rng),
+                    window_open=opens,
+                    window_close=closes,
+                    late_close=closes + rng.randint(0, 2) * STEP,
+                    not_applicable=rng.random() < 0.1,
+                )
                 db.session.add(assessment)
                 if rng.random() < 0.5:
                     # Half near the window (its edges), half anywhere.
                     collected = opens + rng.randint(-1, 6) * STEP if rng.random() < 0.5 else _moment(rng)
-                    db.session.add(Submission(assessment=assessment, submitted_at=collected, collected_at=collected,
-                                              source=Source.PARTICIPANT, submission_mode=SubmissionMode.ONLINE,
-                                              alert=False))
+                    db.session.add(
+                        Submission(
+                            assessment=assessment,
+                            submitted_at=collected,
+                            collected_at=collected,
+                            source=Source.PARTICIPANT,
+                            submission_mode=SubmissionMode.ONLINE,
+                            alert=False,
+                        )
+                    )
     db.session.commit()
 
 
@@ -69,14 +90,20 @@ def test_the_state_and_its_two_predicates_are_one_rule_in_python_and_sql(study, 
     seen, compared = set(), 0
     for _ in range(6):
         now = _moment(rng, spread=10)
-        rows = db.session.execute(assessments.rows_query().add_columns(
-            assessments.state_sql(now).label("sql_state"),
-            assessments.is_pre_dose_sql().label("sql_pre_dose"),
-            assessments.waits_for_the_infusion_sql().label("sql_waits"))).all()
+        rows = db.session.execute(
+            assessments.rows_query().add_columns(
+                assessments.state_sql(now).label("sql_state"),
+                assessments.is_pre_dose_sql().label("sql_pre_dose"),
+                assessments.waits_for_the_infusion_sql().label("sql_waits"),
+            )
+        ).all()
         for row in rows:
             times = dict(target=row.target, dose_start=row.dose_start, planned_start=row.planned_start)
-            python = (assessments.state_at(row, now).value, assessments.is_pre_dose(**times),
-                      assessments.waits_for_the_infusion(**times))
+            python = (
+                assessments.state_at(row, now).value,
+                assessments.is_pre_dose(**times),
+                assessments.waits_for_the_infusion(**times),
+            )
             assert python == (row.sql_state, bool(row.sql_pre_dose), bool(row.sql_waits)), (now, row)
             seen.add(python[0])
             compared += 1
@@ -95,8 +122,9 @@ def test_adherence_counted_by_the_database_equals_tally_of_the_python_states(stu
         now = _moment(rng, spread=10)
         expected: dict[int, Tally] = {}
         for row in db.session.execute(assessments.rows_query()):
-            expected.setdefault(row.participant_id, Tally()).add(assessments.state_at(row, now),
-                                                                 row.timepoint in optional)
+            expected.setdefault(row.participant_id, Tally()).add(
+                assessments.state_at(row, now), row.timepoint in optional
+            )
         counted = count_states(now, optional, [Participant.study_id == study.id])
         assert {pid: row.tally for pid, row in counted.participants.items()} == expected
 
@@ -113,8 +141,18 @@ def test_an_entry_with_answers_is_counted_or_flagged_and_every_flag_has_its_reas
         opens = _moment(rng)
         closes = opens + rng.randint(1, 3) * STEP
         dose = _moment(rng) if rng.random() < 0.7 else None
-        seen.add(state_of(window_open=opens, window_close=closes, late_close=closes + rng.randint(0, 2) * STEP,
-                          collected_at=_moment(rng), not_applicable=rng.random() < 0.2, now=_moment(rng),
-                          pre_dose=rng.random() < 0.5, dose_start=dose, dosed=dose is not None))
+        seen.add(
+            state_of(
+                window_open=opens,
+                window_close=closes,
+                late_close=closes + rng.randint(0, 2) * STEP,
+                collected_at=_moment(rng),
+                not_applicable=rng.random() < 0.2,
+                now=_moment(rng),
+                pre_dose=rng.random() < 0.5,
+                dose_start=dose,
+                dosed=dose is not None,
+            )
+        )
     assert seen == set(AssessmentState.counted()) | set(AssessmentState.flagged())
     assert set(EXCLUDED) == set(AssessmentState.flagged())

@@ -1,8 +1,9 @@
 """Edges of the trial's rules that a review found untested, each pinned both ways so that a
 planted off-by-one fails here."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,18 +20,21 @@ from diary.reminders.planning import plan
 from .conftest import answers_for, assessment_of
 from .test_reminders import DAY1_OPEN, enrol_dosed, smtp  # noqa: F401  (smtp: the fixture)
 
-UTC = timezone.utc
+UTC = UTC
 PROTOCOL = load_protocol(shipped_protocol_path("ketamine-fatigue-crossover"))
 OPENS = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 LATE_CLOSE = OPENS + timedelta(hours=10)
 
 
-@pytest.mark.parametrize("now, accepted", [
-    (OPENS - timedelta(microseconds=1), False),
-    (OPENS, True),                                   # the open edge is inclusive
-    (LATE_CLOSE - timedelta(microseconds=1), True),
-    (LATE_CLOSE, False),                             # the late close is exclusive
-])
+@pytest.mark.parametrize(
+    "now, accepted",
+    [
+        (OPENS - timedelta(microseconds=1), False),
+        (OPENS, True),  # the open edge is inclusive
+        (LATE_CLOSE - timedelta(microseconds=1), True),
+        (LATE_CLOSE, False),  # the late close is exclusive
+    ],
+)
 def test_accepting_entries_edges(now, accepted):
     """An entry is accepted from the window's open (inclusive) to the late close (exclusive)."""
     assert accepting_entries(window_open=OPENS, late_close=LATE_CLOSE, now=now) is accepted
@@ -55,7 +59,7 @@ def _endpoints(bl, d1, d3, d7):
 
 def test_d3_at_exactly_minus_20_percent_is_a_responder():
     """The responder rule is pct_change_d3 <= -20: exactly -20 % counts, -19.99 % does not."""
-    assert _endpoints(50, 45, 40, 45).responder_d3 is True        # (40 - 50) / 50 = -20 %
+    assert _endpoints(50, 45, 40, 45).responder_d3 is True  # (40 - 50) / 50 = -20 %
     assert _endpoints(5000, 4500, 4001, 4500).responder_d3 is False  # -19.98 %
 
 
@@ -69,19 +73,27 @@ def test_vas_values_at_d1_d3_d7_are_the_entered_scores():
 def test_checklist_reports_carry_solicited_and_their_time_point(app, study):
     """A checklist answer becomes a solicited report of that time point; free text an unsolicited one."""
     from diary.entries.recording import record_submission
+
     participant = enrol_dosed(study, "P-SE0001")
     db.session.commit()
     d1 = assessment_of(participant, 1, "D1")
-    form = answers_for(PROTOCOL, "D1", **{"side_effects.symptoms.headache": "moderate",
-                                          "side_effects.other": "ringing in the ears"})
+    form = answers_for(
+        PROTOCOL, "D1", **{"side_effects.symptoms.headache": "moderate", "side_effects.other": "ringing in the ears"}
+    )
     record_submission(d1, form, now=DAY1_OPEN, actor="t")
     db.session.commit()
     reports = {r.term: r for r in db.session.scalars(select(SideEffectReport))}
     assert set(reports) == {"headache", "other"}
-    assert (reports["headache"].solicited, reports["headache"].timepoint, reports["headache"].severity) == \
-        (True, "D1", "moderate")
-    assert (reports["other"].solicited, reports["other"].timepoint, reports["other"].verbatim) == \
-        (False, "D1", "ringing in the ears")
+    assert (reports["headache"].solicited, reports["headache"].timepoint, reports["headache"].severity) == (
+        True,
+        "D1",
+        "moderate",
+    )
+    assert (reports["other"].solicited, reports["other"].timepoint, reports["other"].verbatim) == (
+        False,
+        "D1",
+        "ringing in the ears",
+    )
 
 
 def test_a_dispatch_pass_never_sends_a_sent_row_again(app, smtp, study):

@@ -1,8 +1,9 @@
 """Safety and follow-up: severe answers reach a person, silent participants get a call, one code
 can be broken in an emergency, and the calendar feed rings only when it should."""
+
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,12 +11,12 @@ from icalendar import Calendar
 from sqlalchemy import func, select
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.entries.recording import record_submission
 from diary.extensions import db
-from diary.safety.follow_up import create_tasks
 from diary.models import AuditEvent, FollowUpTask, Reminder, SideEffectReport, StaffMessage, now_utc
+from diary.participants.enrolment import enroll
 from diary.reminders.dispatch import run_pass
+from diary.safety.follow_up import create_tasks
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
@@ -23,7 +24,7 @@ from .participant_helpers import csrf_from, participant_with_day1_open, sign_in
 from .staff_helpers import any_csrf, login_as, make_staff
 from .test_reminders import smtp, text_of  # noqa: F401  (smtp: the fixture, a real aiosmtpd server)
 
-UTC = timezone.utc
+UTC = UTC
 ONCALL = {"NIH-CC": ["oncall@site.test", "pi@site.test"]}
 
 
@@ -33,13 +34,22 @@ def protocol(study):
 
 
 def dosed(study, code, dose, tz="UTC"):
-    participant, _ = enroll(study, site="NIH-CC", timezone=tz, sequence="AB", actor="t",
-                            now=dose - timedelta(days=2), code=code, email=f"{code.lower()}@example.org")
+    participant, _ = enroll(
+        study,
+        site="NIH-CC",
+        timezone=tz,
+        sequence="AB",
+        actor="t",
+        now=dose - timedelta(days=2),
+        code=code,
+        email=f"{code.lower()}@example.org",
+    )
     record_dose(participant, 1, dose, actor="t", now=dose + timedelta(minutes=5))
     return participant
 
 
 # --- Severe answers reach a person -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL}], indirect=True)
 def test_a_severe_answer_emails_each_on_call_address_exactly_once(app, smtp, study, protocol):
@@ -47,10 +57,18 @@ def test_a_severe_answer_emails_each_on_call_address_exactly_once(app, smtp, stu
     participant, _ = participant_with_day1_open(study, code="P-SEV001")
     mild, _ = participant_with_day1_open(study, code="P-MILD01")
     now = now_utc()
-    record_submission(assessment_of(participant, 1, "D1"),
-                      answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}), now=now, actor="t")
-    record_submission(assessment_of(mild, 1, "D1"),
-                      answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "mild"}), now=now, actor="t")
+    record_submission(
+        assessment_of(participant, 1, "D1"),
+        answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
+        now=now,
+        actor="t",
+    )
+    record_submission(
+        assessment_of(mild, 1, "D1"),
+        answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "mild"}),
+        now=now,
+        actor="t",
+    )
     db.session.commit()
     first = run_pass(app, now=now + timedelta(seconds=5))
     run_pass(app, now=now + timedelta(minutes=20))  # later passes send nothing again
@@ -68,8 +86,12 @@ def test_an_alert_that_fails_is_retried_and_delivered_once(app, smtp, study, pro
     """The mail server down at first: the alert waits, then goes out once."""
     participant, _ = participant_with_day1_open(study, code="P-SEV002")
     now = now_utc()
-    record_submission(assessment_of(participant, 1, "D1"),
-                      answers_for(protocol, "D1", **{"side_effects.symptoms.dizziness": "severe"}), now=now, actor="t")
+    record_submission(
+        assessment_of(participant, 1, "D1"),
+        answers_for(protocol, "D1", **{"side_effects.symptoms.dizziness": "severe"}),
+        now=now,
+        actor="t",
+    )
     db.session.commit()
     smtp.stop()
     run_pass(app, now=now)
@@ -77,7 +99,9 @@ def test_an_alert_that_fails_is_retried_and_delivered_once(app, smtp, study, pro
     smtp.start()
     run_pass(app, now=now + timedelta(minutes=5))
     assert sorted(m["To"] for m in smtp.inbox.messages if "severe" in m["Subject"]) == [
-        "oncall@site.test", "pi@site.test"]
+        "oncall@site.test",
+        "pi@site.test",
+    ]
 
 
 def test_the_warning_is_printed_under_the_severe_answer_without_javascript(client, study, protocol):
@@ -86,8 +110,11 @@ def test_the_warning_is_printed_under_the_severe_answer_without_javascript(clien
     sign_in(client, token)
     d1 = assessment_of(participant, 1, "D1")
     page = client.get(f"/p/entry/{d1.id}").get_data(as_text=True)
-    form = {**answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
-            "csrf_token": csrf_from(page), "step": "edit"}
+    form = {
+        **answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "severe"}),
+        "csrf_token": csrf_from(page),
+        "step": "edit",
+    }
     html = client.post(f"/p/entry/{d1.id}", data=form).get_data(as_text=True)
     headache = html.split("<legend>Headache</legend>", 1)[1].split("</fieldset>", 1)[0]
     assert 'data-contact-for="side_effects.symptoms.headache"' in headache and 'href="tel:' in headache
@@ -97,13 +124,19 @@ def test_the_warning_is_printed_under_the_severe_answer_without_javascript(clien
 
 # --- Side-effect review with a deadline --------------------------------------------------------
 
+
 def test_severe_reports_carry_a_review_deadline_and_show_overdue(client, study, protocol):
     """A severe report must be reviewed within the protocol's deadline; past it, the queue says overdue."""
     participant = dosed(study, "P-REV001", now_utc() - timedelta(days=3))
     d1 = assessment_of(participant, 1, "D1")
-    record_submission(d1, answers_for(protocol, "D1", **{"side_effects.symptoms.nausea": "severe",
-                                                         "side_effects.symptoms.headache": "mild"}),
-                      now=d1.window_open + timedelta(minutes=1), actor="t")
+    record_submission(
+        d1,
+        answers_for(
+            protocol, "D1", **{"side_effects.symptoms.nausea": "severe", "side_effects.symptoms.headache": "mild"}
+        ),
+        now=d1.window_open + timedelta(minutes=1),
+        actor="t",
+    )
     db.session.commit()
     reports = {r.term: r for r in db.session.scalars(select(SideEffectReport))}
     assert reports["nausea"].review_due_at == reports["nausea"].reported_at + timedelta(hours=24)
@@ -111,8 +144,10 @@ def test_severe_reports_carry_a_review_deadline_and_show_overdue(client, study, 
     user = login_as(client, "coordinator")
     html = client.get("/staff/side-effects").get_data(as_text=True)
     assert "overdue" in html.split("nausea", 1)[1].split("</tr>", 1)[0]
-    client.post(f"/staff/side-effects/{reports['nausea'].id}/acknowledge",
-                data={"csrf_token": any_csrf(client), "note": "called: resolved", "state": "ae_recorded"})
+    client.post(
+        f"/staff/side-effects/{reports['nausea'].id}/acknowledge",
+        data={"csrf_token": any_csrf(client), "note": "called: resolved", "state": "ae_recorded"},
+    )
     db.session.refresh(reports["nausea"])
     assert (reports["nausea"].review_state, reports["nausea"].acknowledged_by_id) == ("ae_recorded", user.id)
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "acknowledge_side_effect")).one()
@@ -123,25 +158,38 @@ def test_staff_can_correct_a_side_effect_answer_with_a_reason(client, study, pro
     """A checklist answer is corrected like any other: the report follows, the old value is in the audit."""
     participant = dosed(study, "P-COR001", now_utc() - timedelta(days=3))
     d1 = assessment_of(participant, 1, "D1")
-    record_submission(d1, answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "mild"}),
-                      now=d1.window_open + timedelta(minutes=1), actor="t")
+    record_submission(
+        d1,
+        answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "mild"}),
+        now=d1.window_open + timedelta(minutes=1),
+        actor="t",
+    )
     db.session.commit()
     login_as(client, "coordinator")
     page = client.get(f"/staff/assessments/{d1.id}/correct").get_data(as_text=True)
-    response = client.post(f"/staff/assessments/{d1.id}/correct", data={
-        "csrf_token": csrf_from(page), "item": "side_effects.symptoms.headache", "value": "severe",
-        "reason": "participant clarified on the phone"})
+    response = client.post(
+        f"/staff/assessments/{d1.id}/correct",
+        data={
+            "csrf_token": csrf_from(page),
+            "item": "side_effects.symptoms.headache",
+            "value": "severe",
+            "reason": "participant clarified on the phone",
+        },
+    )
     assert response.status_code == 302
     report = db.session.scalars(select(SideEffectReport)).one()
     assert (report.severity, report.alert) == ("severe", True) and report.review_due_at is not None
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "correct_value")).one()
     assert (event.old_value, event.new_value) == ("mild", "severe")
-    back = client.post(f"/staff/assessments/{d1.id}/correct", data={
-        "csrf_token": csrf_from(page), "item": "side_effects.symptoms.headache", "value": "none", "reason": "x"})
+    back = client.post(
+        f"/staff/assessments/{d1.id}/correct",
+        data={"csrf_token": csrf_from(page), "item": "side_effects.symptoms.headache", "value": "none", "reason": "x"},
+    )
     assert back.status_code == 422 and "kept as reported" in back.get_data(as_text=True)
 
 
 # --- Follow-up tasks ---------------------------------------------------------------------------
+
 
 def tasks(rule=None):
     query = select(FollowUpTask)
@@ -208,7 +256,9 @@ def test_a_severe_report_not_reviewed_within_an_hour_creates_one_task(study, pro
     participant = dosed(study, "P-FUP004", datetime(2026, 5, 4, 9, 0, tzinfo=UTC))
     d1 = assessment_of(participant, 1, "D1")
     at = d1.window_open + timedelta(minutes=5)
-    record_submission(d1, answers_for(protocol, "D1", **{"side_effects.symptoms.vomiting": "severe"}), now=at, actor="t")
+    record_submission(
+        d1, answers_for(protocol, "D1", **{"side_effects.symptoms.vomiting": "severe"}), now=at, actor="t"
+    )
     db.session.commit()
     create_tasks(study, at + timedelta(minutes=59))
     assert not tasks("severe_unreviewed")
@@ -226,10 +276,14 @@ def test_the_home_page_lists_open_tasks_and_closing_one_is_audited(client, study
     login_as(client, "coordinator")
     home = client.get("/staff/").get_data(as_text=True)
     assert "Follow up" in home and "P-FUP005" in home.split("<h1>Adherence</h1>")[0]
-    refused = client.post(f"/staff/follow-up/{task.id}/close", data={"csrf_token": any_csrf(client), "outcome": "reached"})
+    refused = client.post(
+        f"/staff/follow-up/{task.id}/close", data={"csrf_token": any_csrf(client), "outcome": "reached"}
+    )
     assert refused.status_code == 303 and db.session.get(FollowUpTask, task.id).closed_at is None
-    client.post(f"/staff/follow-up/{task.id}/close", data={"csrf_token": any_csrf(client), "outcome": "left_message",
-                                                          "note": "voicemail, will call tomorrow"})
+    client.post(
+        f"/staff/follow-up/{task.id}/close",
+        data={"csrf_token": any_csrf(client), "outcome": "left_message", "note": "voicemail, will call tomorrow"},
+    )
     db.session.refresh(task)
     assert (task.outcome, task.note) == ("left_message", "voicemail, will call tomorrow") and task.closed_at
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "close_follow_up")).one()
@@ -238,6 +292,7 @@ def test_the_home_page_lists_open_tasks_and_closing_one_is_audited(client, study
 
 # --- Emergency code break ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("app", [{"SITE_ALERTS": ONCALL}], indirect=True)
 def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(app, client, study, tmp_path):
     """The emergency role sees one participant's drugs; the site is told (not what); the export flags it."""
@@ -245,18 +300,27 @@ def test_a_code_break_reveals_one_participant_only_and_the_export_stays_blinded(
     from diary.study.trial import require_study
 
     from .test_exports import read_csv
+
     broken = dosed(study, "P-BRK001", now_utc() - timedelta(days=3))
     other = dosed(study, "P-BRK002", now_utc() - timedelta(days=3))
     db.session.commit()
     make_staff("emergency", "er@site.test")
     login_as(client, "emergency", "er@site.test")
     page = client.get("/staff/code-break").get_data(as_text=True)
-    short = client.post("/staff/code-break", data={"csrf_token": csrf_from(page), "code": "P-BRK001",
-                                                   "reason": "why", "confirm": "BREAK"})
+    short = client.post(
+        "/staff/code-break",
+        data={"csrf_token": csrf_from(page), "code": "P-BRK001", "reason": "why", "confirm": "BREAK"},
+    )
     assert short.status_code == 422 and broken.code_broken_at is None
-    shown = client.post("/staff/code-break", data={
-        "csrf_token": csrf_from(page), "code": "P-BRK001", "confirm": "BREAK",
-        "reason": "anaphylaxis in the emergency department; treating team needs the drug"})
+    shown = client.post(
+        "/staff/code-break",
+        data={
+            "csrf_token": csrf_from(page),
+            "code": "P-BRK001",
+            "confirm": "BREAK",
+            "reason": "anaphylaxis in the emergency department; treating team needs the drug",
+        },
+    )
     assert shown.status_code == 303 and shown.headers["Location"].endswith("/staff/code-break/P-BRK001")
     html = client.get(shown.headers["Location"]).get_data(as_text=True)
     assert "ketamine 0.5 mg/kg" in html and "midazolam" in html
@@ -290,16 +354,21 @@ def test_reloading_the_code_break_result_writes_no_second_event_or_email(app, cl
     db.session.commit()
     login_as(client, "emergency", "er1@site.test")
     page = client.get("/staff/code-break").get_data(as_text=True)
-    broke = client.post("/staff/code-break", data={
-        "csrf_token": csrf_from(page), "code": "P-BRK010", "confirm": "BREAK",
-        "reason": "seizure at home; the emergency physician asks which drug was given"})
+    broke = client.post(
+        "/staff/code-break",
+        data={
+            "csrf_token": csrf_from(page),
+            "code": "P-BRK010",
+            "confirm": "BREAK",
+            "reason": "seizure at home; the emergency physician asks which drug was given",
+        },
+    )
     assert broke.status_code == 303
     for _ in range(3):
         reloaded = client.get(broke.headers["Location"])
         assert reloaded.status_code == 200 and "ketamine 0.5 mg/kg" in reloaded.get_data(as_text=True)
         assert reloaded.headers["Cache-Control"] == "no-store"
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.action == "break_code")) == 1
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "break_code")) == 1
     notices = db.session.scalars(select(StaffMessage).where(StaffMessage.kind == "code_break")).all()
     assert sorted(n.recipient for n in notices) == ["oncall@site.test", "pi@site.test"]
     other = app.test_client()
@@ -312,6 +381,7 @@ def test_the_result_of_a_code_break_is_refused_to_anyone_who_did_not_break_it(st
     """``broken_code`` itself: refused before any break, and to a second emergency account."""
     from diary.errors import Refused
     from diary.safety.alerts import break_code, broken_code
+
     participant = dosed(study, "P-BRK011", now_utc() - timedelta(days=3))
     breaker, bystander = make_staff("emergency", "er3@site.test"), make_staff("emergency", "er4@site.test")
     with pytest.raises(Refused) as before:
@@ -328,11 +398,13 @@ def test_the_result_of_a_code_break_is_refused_to_anyone_who_did_not_break_it(st
 
 # --- A calendar feed people can trust ----------------------------------------------------------
 
+
 def test_calendar_alarms_avoid_quiet_hours_and_never_ring_before_a_window_opens(study, protocol):
     """Across the spring daylight-saving change: home entries only, every alarm inside its window
     and outside 22:00-07:00 on the participant's clock; entries done drop out."""
     from diary.participants.links import reminder_link
     from diary.reminders.calendar import calendar_feed
+
     tz = ZoneInfo("America/New_York")
     dose = datetime(2027, 3, 12, 6, 30, tzinfo=tz).astimezone(UTC)  # D1 opens 02:30; clocks change on the 14th
     participant = dosed(study, "P-CAL100", dose, tz="America/New_York")

@@ -1,29 +1,41 @@
 """Schedule math: windows in UTC from a dose start, across time zones and daylight saving."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from diary.protocol import load_protocol, shipped_protocol_path
 from diary.dosing.assessments import state_of
+from diary.protocol import load_protocol, shipped_protocol_path
 from diary.protocol.schedule import schedule_period
 from diary.vocabulary import AssessmentState
 
 COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN, UPCOMING = (
-    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
-    AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN, AssessmentState.UPCOMING)
+    AssessmentState.COMPLETED,
+    AssessmentState.COMPLETED_LATE,
+    AssessmentState.MISSED,
+    AssessmentState.NOT_APPLICABLE,
+    AssessmentState.OPEN,
+    AssessmentState.UPCOMING,
+)
 
 PROTOCOL = load_protocol(shipped_protocol_path("ketamine-fatigue-crossover"))
-UTC = timezone.utc
+UTC = UTC
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 DOSE = datetime(2026, 6, 10, 13, 30, tzinfo=UTC)  # 09:30 in New York (summer, no DST change)
 
 # TRIAL.md's table: code -> (target, window open, window close) after the infusion start.
 TRIAL_TABLE = {
-    "BL": (-60 * M, -24 * H, 0 * M), "M40": (40 * M, 30 * M, 55 * M), "M80": (80 * M, 65 * M, 95 * M),
-    "M120": (120 * M, 105 * M, 135 * M), "M230": (230 * M, 210 * M, 260 * M),
-    "D1": (24 * H, 20 * H, 28 * H), "D2": (48 * H, 42 * H, 54 * H), "D3": (72 * H, 66 * H, 78 * H),
-    "D7": (7 * D, 6 * D, 8 * D), "D14": (14 * D, 12 * D, 16 * D),
+    "BL": (-60 * M, -24 * H, 0 * M),
+    "M40": (40 * M, 30 * M, 55 * M),
+    "M80": (80 * M, 65 * M, 95 * M),
+    "M120": (120 * M, 105 * M, 135 * M),
+    "M230": (230 * M, 210 * M, 260 * M),
+    "D1": (24 * H, 20 * H, 28 * H),
+    "D2": (48 * H, 42 * H, 54 * H),
+    "D3": (72 * H, 66 * H, 78 * H),
+    "D7": (7 * D, 6 * D, 8 * D),
+    "D14": (14 * D, 12 * D, 16 * D),
 }
 
 
@@ -95,27 +107,39 @@ OPEN_AT, CLOSE_AT, LATE_AT = DOSE, DOSE + H, DOSE + 2 * H
 
 
 def state(now, submitted=None, not_applicable=False):
-    return state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT,
-                    collected_at=submitted, not_applicable=not_applicable, now=now)
+    return state_of(
+        window_open=OPEN_AT,
+        window_close=CLOSE_AT,
+        late_close=LATE_AT,
+        collected_at=submitted,
+        not_applicable=not_applicable,
+        now=now,
+    )
 
 
-@pytest.mark.parametrize("now, expected", [
-    (OPEN_AT - timedelta(seconds=1), UPCOMING),
-    (OPEN_AT, OPEN),                              # the window opens inclusively
-    (CLOSE_AT - timedelta(seconds=1), OPEN),
-    (CLOSE_AT, OPEN),                             # closed, but inside the late grace
-    (LATE_AT - timedelta(seconds=1), OPEN),
-    (LATE_AT, MISSED),                            # the grace ends exclusively
-])
+@pytest.mark.parametrize(
+    "now, expected",
+    [
+        (OPEN_AT - timedelta(seconds=1), UPCOMING),
+        (OPEN_AT, OPEN),  # the window opens inclusively
+        (CLOSE_AT - timedelta(seconds=1), OPEN),
+        (CLOSE_AT, OPEN),  # closed, but inside the late grace
+        (LATE_AT - timedelta(seconds=1), OPEN),
+        (LATE_AT, MISSED),  # the grace ends exclusively
+    ],
+)
 def test_state_at_the_window_edges(now, expected):
     assert state(now) == expected
 
 
-@pytest.mark.parametrize("submitted, expected", [
-    (CLOSE_AT - timedelta(seconds=1), COMPLETED),
-    (CLOSE_AT, COMPLETED_LATE),
-    (LATE_AT - timedelta(seconds=1), COMPLETED_LATE),
-])
+@pytest.mark.parametrize(
+    "submitted, expected",
+    [
+        (CLOSE_AT - timedelta(seconds=1), COMPLETED),
+        (CLOSE_AT, COMPLETED_LATE),
+        (LATE_AT - timedelta(seconds=1), COMPLETED_LATE),
+    ],
+)
 def test_completed_or_late_by_submission_time(submitted, expected):
     assert state(LATE_AT + D, submitted=submitted) == expected
 
@@ -124,11 +148,14 @@ def test_withdrawn_assessment_is_not_applicable():
     assert state(OPEN_AT, not_applicable=True) == NOT_APPLICABLE
 
 
-@pytest.mark.parametrize("collected, expected", [
-    (OPEN_AT - timedelta(seconds=1), "out_of_window"),
-    (OPEN_AT, COMPLETED),
-    (LATE_AT, "out_of_window"),                   # given after the grace: not a late entry
-])
+@pytest.mark.parametrize(
+    "collected, expected",
+    [
+        (OPEN_AT - timedelta(seconds=1), "out_of_window"),
+        (OPEN_AT, COMPLETED),
+        (LATE_AT, "out_of_window"),  # given after the grace: not a late entry
+    ],
+)
 def test_an_entry_given_outside_its_window_is_out_of_window(collected, expected):
     """An entry is judged by when its answers were given against the current window."""
     assert state(LATE_AT + D, submitted=collected) == expected
@@ -137,18 +164,54 @@ def test_an_entry_given_outside_its_window_is_out_of_window(collected, expected)
 def test_a_baseline_given_after_the_infusion_started_is_after_dose():
     """A pre-dose entry collected at or after the (corrected) infusion start is after_dose."""
     start = DOSE + H
-    judged = state_of(window_open=DOSE - D, window_close=start, late_close=start, collected_at=start,
-                      not_applicable=False, now=start + D, pre_dose=True, dose_start=start)
+    judged = state_of(
+        window_open=DOSE - D,
+        window_close=start,
+        late_close=start,
+        collected_at=start,
+        not_applicable=False,
+        now=start + D,
+        pre_dose=True,
+        dose_start=start,
+    )
     assert judged == "after_dose"
-    before = state_of(window_open=DOSE - D, window_close=start, late_close=start,
-                      collected_at=start - timedelta(seconds=1), not_applicable=False, now=start + D,
-                      pre_dose=True, dose_start=start)
+    before = state_of(
+        window_open=DOSE - D,
+        window_close=start,
+        late_close=start,
+        collected_at=start - timedelta(seconds=1),
+        not_applicable=False,
+        now=start + D,
+        pre_dose=True,
+        dose_start=start,
+    )
     assert before == COMPLETED
 
 
 def test_post_dose_time_points_wait_until_the_infusion_is_recorded():
     """With only a planned start, M40 stays upcoming even inside its planned window; BL opens."""
-    assert state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT, collected_at=None,
-                    not_applicable=False, now=OPEN_AT, dosed=False) == UPCOMING
-    assert state_of(window_open=OPEN_AT, window_close=CLOSE_AT, late_close=LATE_AT, collected_at=None,
-                    not_applicable=False, now=OPEN_AT, dosed=False, pre_dose=True) == OPEN
+    assert (
+        state_of(
+            window_open=OPEN_AT,
+            window_close=CLOSE_AT,
+            late_close=LATE_AT,
+            collected_at=None,
+            not_applicable=False,
+            now=OPEN_AT,
+            dosed=False,
+        )
+        == UPCOMING
+    )
+    assert (
+        state_of(
+            window_open=OPEN_AT,
+            window_close=CLOSE_AT,
+            late_close=LATE_AT,
+            collected_at=None,
+            not_applicable=False,
+            now=OPEN_AT,
+            dosed=False,
+            pre_dose=True,
+        )
+        == OPEN
+    )

@@ -1,13 +1,14 @@
 """The coordinator's adherence grid in a real browser (Chromium) at a laptop's 1366×768: the
 participant column and the time-point header stay in view, and both infusions can be reached."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 from diary.dosing.infusions import record_dose
-from diary.participants.enrolment import enroll
 from diary.extensions import db
 from diary.models import now_utc
+from diary.participants.enrolment import enroll
 
 from .staff_helpers import PASSWORD, make_staff
 from .test_participant_browser import ARTIFACTS, browser, pytestmark, server  # noqa: F401  (fixtures)
@@ -17,11 +18,19 @@ LAPTOP = {"width": 1366, "height": 768}
 
 def test_the_grid_keeps_codes_and_time_points_in_view_at_1366_px(server, browser):  # noqa: F811
     from diary.study.trial import require_study
+
     with server.app_context():
         now = now_utc()
         for number in range(45):
-            participant, _ = enroll(require_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t",
-                                    now=now - timedelta(days=20), code=f"P-WIDE{number:02d}")
+            participant, _ = enroll(
+                require_study(),
+                site="NIH-CC",
+                timezone="UTC",
+                sequence="AB",
+                actor="t",
+                now=now - timedelta(days=20),
+                code=f"P-WIDE{number:02d}",
+            )
             record_dose(participant, 1, now - timedelta(days=18), actor="t", now=now)
             record_dose(participant, 2, now - timedelta(days=4), actor="t", now=now)
         make_staff("coordinator", "grid@site.test")
@@ -81,9 +90,17 @@ def test_now_fills_the_infusion_time_on_the_participants_clock(server, browser):
     from zoneinfo import ZoneInfo
 
     from diary.study.trial import require_study
+
     with server.app_context():
-        participant, _ = enroll(require_study(), site="NIH-CC", timezone="Asia/Tokyo", sequence="AB", actor="t",
-                                now=now_utc() - timedelta(days=2), code="P-NOWBTN")
+        participant, _ = enroll(
+            require_study(),
+            site="NIH-CC",
+            timezone="Asia/Tokyo",
+            sequence="AB",
+            actor="t",
+            now=now_utc() - timedelta(days=2),
+            code="P-NOWBTN",
+        )
         make_staff("coordinator", "now@site.test")
         db.session.commit()
         db.session.remove()

@@ -1,5 +1,6 @@
 """Each staff action happens once: posting the same form again (a reload, a double click, a
 second tab) stores nothing new, and the link is shown from a one-time page, never re-posted."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -37,13 +38,18 @@ def test_reposting_an_enrolment_enrols_one_participant(client, study):
         db.session.add(RandomizationSlot(study_id=study.id, site="NIH-CC", position=position, sequence="AB"))
     db.session.commit()
     login_as(client, "coordinator")
-    first, second = post_twice(client, "/staff/enrol", "/staff/enrol",
-                               {"site": "NIH-CC", "timezone": "UTC", "email": "p@example.org"})
+    first, second = post_twice(
+        client, "/staff/enrol", "/staff/enrol", {"site": "NIH-CC", "timezone": "UTC", "email": "p@example.org"}
+    )
     assert first.status_code == 303 and "/link" in first.headers["Location"]
     assert second.status_code == 302
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 1
-    assert db.session.scalar(select(func.count()).select_from(RandomizationSlot).where(
-        RandomizationSlot.participant_id.is_not(None))) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(RandomizationSlot).where(RandomizationSlot.participant_id.is_not(None))
+        )
+        == 1
+    )
 
 
 def test_the_link_page_shows_the_link_once(client, study):
@@ -64,19 +70,23 @@ def test_the_link_page_shows_the_link_once(client, study):
     assert participant.link_token_hash == link_hash
 
 
-@pytest.mark.parametrize("action, path, event", [
-    ("reissue", "reissue-link", "reissue_link"),
-    ("reset", "reset-pin", "reset_pin"),
-    ("withdraw", "withdraw", "withdraw"),
-])
+@pytest.mark.parametrize(
+    "action, path, event",
+    [
+        ("reissue", "reissue-link", "reissue_link"),
+        ("reset", "reset-pin", "reset_pin"),
+        ("withdraw", "withdraw", "withdraw"),
+    ],
+)
 def test_reposting_a_confirmed_action_does_it_once(client, study, someone, action, path, event):
     """Reissue, PIN reset and withdrawal each ask to confirm with a reason, and happen once."""
     login_as(client, "coordinator")
     url = f"/staff/participants/{someone.code}/{path}"
     confirm = client.get(url)
     assert confirm.status_code == 200 and 'name="reason"' in confirm.get_data(as_text=True)
-    first, second = post_twice(client, url, url, {"reason": "asked by the participant",
-                                                  "category": "participant_decision"})
+    first, second = post_twice(
+        client, url, url, {"reason": "asked by the participant", "category": "participant_decision"}
+    )
     assert first.status_code in (302, 303) and second.status_code == 302
     assert events(event) == 1
     assert db.session.scalar(select(AuditEvent.reason).where(AuditEvent.action == event)) == "asked by the participant"
@@ -85,8 +95,16 @@ def test_reposting_a_confirmed_action_does_it_once(client, study, someone, actio
 def test_reposting_a_dose_records_it_once(client, study):
     """The dose form sent twice records one infusion and no reason-less correction."""
     from diary.participants.enrolment import enroll
-    enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=1),
-           code="P-TWICE1")
+
+    enroll(
+        study,
+        site="NIH-CC",
+        timezone="UTC",
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=1),
+        code="P-TWICE1",
+    )
     db.session.commit()
     login_as(client, "coordinator")
     start = (now_utc() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
@@ -99,6 +117,7 @@ def test_reposting_a_dose_records_it_once(client, study):
 def test_reposting_a_plan_plans_once(client, study):
     """The plan form sent twice plans once (a second plan would need a reason)."""
     from diary.participants.enrolment import enroll
+
     enroll(study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-TWICE2")
     db.session.commit()
     login_as(client, "coordinator")
@@ -122,8 +141,9 @@ def test_a_nul_byte_in_a_form_is_a_clear_400(client, study, someone):
     login_as(client, "coordinator")
     url = f"/staff/participants/{someone.code}/withdraw"
     html = client.get(url).get_data(as_text=True)
-    response = client.post(url, data={"csrf_token": csrf_from(html), "action_key": action_key_from(html),
-                                      "reason": "moved\x00away"})
+    response = client.post(
+        url, data={"csrf_token": csrf_from(html), "action_key": action_key_from(html), "reason": "moved\x00away"}
+    )
     assert response.status_code == 400 and events("withdraw") == 0
     assert client.get("/staff/audit?participant=P\x00X").status_code == 400
 
@@ -134,8 +154,15 @@ def test_the_enrol_form_refuses_an_address_reminders_cannot_carry(client, study)
     db.session.commit()
     login_as(client, "coordinator")
     html = client.get("/staff/enrol").get_data(as_text=True)
-    response = client.post("/staff/enrol", data={
-        "csrf_token": csrf_from(html), "action_key": action_key_from(html), "site": "NIH-CC",
-        "timezone": "UTC", "email": "jos\u00e9@example.org"})
+    response = client.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(html),
+            "action_key": action_key_from(html),
+            "site": "NIH-CC",
+            "timezone": "UTC",
+            "email": "jos\u00e9@example.org",
+        },
+    )
     assert response.status_code == 422 and "cannot be used for reminders" in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Participant)) == 0

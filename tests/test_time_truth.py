@@ -1,5 +1,6 @@
 """Every value has a true time: planned infusions open the baseline ahead, entries carry when
 their answers were given, and a corrected infusion time re-judges what was entered."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -9,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from diary.dosing.infusions import plan_dose, record_dose
-from diary.participants.enrolment import enroll
 from diary.entries.recording import record_submission
 from diary.errors import Refused
 from diary.exports import write_bundle
 from diary.extensions import db
 from diary.models import AuditEvent, Submission, now_utc
+from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
@@ -28,8 +29,16 @@ def protocol(study):
 
 
 def _enrol(study, code="P-PLAN01", tz="America/New_York"):
-    participant, token = enroll(study, site="NIH-CC", timezone=tz, sequence="AB", actor="t",
-                                now=now_utc() - timedelta(days=30), code=code, email=f"{code.lower()}@example.org")
+    participant, token = enroll(
+        study,
+        site="NIH-CC",
+        timezone=tz,
+        sequence="AB",
+        actor="t",
+        now=now_utc() - timedelta(days=30),
+        code=code,
+        email=f"{code.lower()}@example.org",
+    )
     return participant, token
 
 
@@ -61,8 +70,12 @@ def test_a_planned_infusion_opens_bl_a_day_ahead_and_the_participant_submits_it(
     assert client.get(f"/p/entry/{m40.id}").status_code == 409
 
     html = client.get(f"/p/entry/{bl.id}").get_data(as_text=True)
-    form = {**answers_for(protocol, "BL", vas=62), "csrf_token": csrf_from(html),
-            "idempotency_key": key_from(html), "step": "submit"}
+    form = {
+        **answers_for(protocol, "BL", vas=62),
+        "csrf_token": csrf_from(html),
+        "idempotency_key": key_from(html),
+        "step": "submit",
+    }
     response = client.post(f"/p/entry/{bl.id}", data=form)
     assert response.status_code == 302
     submission = db.session.scalars(select(Submission)).one()
@@ -104,8 +117,14 @@ def test_a_bl_collected_after_a_corrected_earlier_start_is_excluded_with_a_reaso
     """BL given at 08:50 for a 09:00 infusion that really began at 07:30 is after_dose, kept, not a baseline."""
     participant = _dosed(study, protocol, "P-AFTER1", 24 * 9, {"BL": 60, "D1": 40, "D3": 42, "D7": 50})
     period = participant.periods[0]
-    record_dose(participant, 1, period.dose_start - timedelta(minutes=90), actor="t", now=now_utc(),
-                reason="pump log shows an earlier start")
+    record_dose(
+        participant,
+        1,
+        period.dose_start - timedelta(minutes=90),
+        actor="t",
+        now=now_utc(),
+        reason="pump log shows an earlier start",
+    )
     db.session.commit()
     event_ = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "correct_dose")).one()
     assert "BL completed -> after_dose" in event_.new_value
@@ -123,8 +142,15 @@ def test_a_proxy_entry_collected_inside_the_window_counts_with_its_collection_ti
     d3 = assessment_of(participant, 1, "D3")
     given = d3.target + timedelta(hours=1)
     keyed = d3.late_close + timedelta(days=7)
-    record_submission(d3, answers_for(protocol, "D3", vas=38), now=keyed, actor="t", source="paper",
-                      reason="paper diary returned at the visit", collected_at=given)
+    record_submission(
+        d3,
+        answers_for(protocol, "D3", vas=38),
+        now=keyed,
+        actor="t",
+        source="paper",
+        reason="paper diary returned at the visit",
+        collected_at=given,
+    )
     db.session.commit()
     write_bundle(tmp_path, study=study, now=now_utc())
     assessment = {r["timepoint"]: r for r in read_csv(tmp_path, "assessments")}["D3"]
@@ -133,8 +159,12 @@ def test_a_proxy_entry_collected_inside_the_window_counts_with_its_collection_ti
     assert pd.Timestamp(assessment["submitted_utc"]) == pd.Timestamp(keyed)
     assert float(assessment["minutes_from_dose"]) == pytest.approx(73 * 60)
     row = read_csv(tmp_path, "fatigue_endpoints")[0]
-    assert (row["vas_d3"], row["pct_change_d3"], row["status_d3"], row["source_d3"]) == \
-        ("38", "-24.0", "completed", "paper")
+    assert (row["vas_d3"], row["pct_change_d3"], row["status_d3"], row["source_d3"]) == (
+        "38",
+        "-24.0",
+        "completed",
+        "paper",
+    )
     assert float(row["hours_from_dose_d3"]) == pytest.approx(73.0)
 
 
@@ -143,20 +173,28 @@ def test_a_proxy_entry_collected_after_the_late_grace_is_refused_and_stores_noth
     participant = _dosed(study, protocol, "P-LATECL", 24 * 20, {"BL": 50})
     d3 = assessment_of(participant, 1, "D3")
     with pytest.raises(Refused, match="outside this entry's window"):
-        record_submission(d3, answers_for(protocol, "D3", vas=30), now=now_utc(), actor="t",
-                          source="phone_interview", reason="called", collected_at=d3.late_close + timedelta(hours=3.5))
+        record_submission(
+            d3,
+            answers_for(protocol, "D3", vas=30),
+            now=now_utc(),
+            actor="t",
+            source="phone_interview",
+            reason="called",
+            collected_at=d3.late_close + timedelta(hours=3.5),
+        )
     db.session.rollback()
     with pytest.raises(Refused, match="date and time"):
-        record_submission(d3, answers_for(protocol, "D3", vas=30), now=now_utc(), actor="t",
-                          source="phone_interview", reason="called")
+        record_submission(
+            d3, answers_for(protocol, "D3", vas=30), now=now_utc(), actor="t", source="phone_interview", reason="called"
+        )
     db.session.rollback()
-    assert db.session.scalar(select(func.count()).select_from(Submission).where(
-        Submission.assessment_id == d3.id)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Submission).where(Submission.assessment_id == d3.id)) == 0
 
 
 def test_a_correction_that_moves_a_completed_m40_out_of_its_window_flags_it(study, protocol, tmp_path, client):
     """M40 entered at +40 min becomes out_of_window when the start moves 90 min earlier; the export agrees."""
     from .staff_helpers import login_as
+
     participant = _dosed(study, protocol, "P-MOVED1", 24 * 9, {"BL": 60, "M40": 55, "D1": 45, "D3": 40, "D7": 48})
     start = participant.periods[0].dose_start
     record_dose(participant, 1, start - timedelta(minutes=90), actor="t", now=now_utc(), reason="wrong clock")
@@ -179,23 +217,33 @@ def test_a_correction_that_moves_a_completed_m40_out_of_its_window_flags_it(stud
 
 def test_every_endpoint_column_agrees_with_an_independent_computation(study, protocol, tmp_path):
     """A period with each kind of exclusion: fatigue_endpoints recomputed from first principles."""
-    participant = _dosed(study, protocol, "P-ALLKIN", 24 * 12,
-                         {"BL": 70, "M40": 66, "M120": 60, "D1": 50, "D3": 49, "D7": 56, "D14": 65})
+    participant = _dosed(
+        study, protocol, "P-ALLKIN", 24 * 12, {"BL": 70, "M40": 66, "M120": 60, "D1": 50, "D3": 49, "D7": 56, "D14": 65}
+    )
     # Moving the start 30 min later: BL stays a baseline (now 90 min before), M40 and M120 fall
     # out of their windows, D1/D3/D7 move but stay inside theirs.
-    record_dose(participant, 1, participant.periods[0].dose_start + timedelta(minutes=30), actor="t",
-                now=now_utc(), reason="infusion line primed late")
+    record_dose(
+        participant,
+        1,
+        participant.periods[0].dose_start + timedelta(minutes=30),
+        actor="t",
+        now=now_utc(),
+        reason="infusion line primed late",
+    )
     db.session.commit()
     write_bundle(tmp_path, study=study, now=now_utc())
     row = read_csv(tmp_path, "fatigue_endpoints")[0]
     assessments = pd.read_csv(tmp_path / "assessments.csv", keep_default_na=False, dtype=str)
     responses = pd.read_csv(tmp_path / "responses.csv", keep_default_na=False, dtype=str)
-    vas = responses[responses["item"] == "fatigue"].merge(assessments[["timepoint", "status", "dose_start_utc"]],
-                                                          on="timepoint")
+    vas = responses[responses["item"] == "fatigue"].merge(
+        assessments[["timepoint", "status", "dose_start_utc"]], on="timepoint"
+    )
     excluded = vas[vas.status.isin(["after_dose", "out_of_window"])]
     kept = vas[~vas.status.isin(["after_dose", "out_of_window"])]
-    hours = {r.timepoint: (pd.Timestamp(r.collected_utc) - pd.Timestamp(r.dose_start_utc)).total_seconds() / 3600
-             for r in kept.itertuples()}
+    hours = {
+        r.timepoint: (pd.Timestamp(r.collected_utc) - pd.Timestamp(r.dose_start_utc)).total_seconds() / 3600
+        for r in kept.itertuples()
+    }
     score = {r.timepoint: int(r.value) for r in kept.itertuples()}
     base = score["BL"]
     pct = {tp: (score[tp] - base) / base * 100 for tp in score}
@@ -204,8 +252,12 @@ def test_every_endpoint_column_agrees_with_an_independent_computation(study, pro
     area = sum((h1 - h0) * (p0 + p1) / 2 for (h0, p0), (h1, p1) in zip(curve, curve[1:]))
     area += (168 - curve[-1][0]) * curve[-1][1]
     assert sorted(excluded.timepoint) == ["M120", "M40"]
-    assert (int(row["baseline_vas"]), int(row["vas_d1"]), int(row["vas_d3"]), int(row["vas_d7"])) == \
-        (base, score["D1"], score["D3"], score["D7"])
+    assert (int(row["baseline_vas"]), int(row["vas_d1"]), int(row["vas_d3"]), int(row["vas_d7"])) == (
+        base,
+        score["D1"],
+        score["D3"],
+        score["D7"],
+    )
     for day in ("d1", "d3", "d7"):
         assert float(row[f"pct_change_{day}"]) == pytest.approx(pct[day.upper()], abs=0.006)
         assert float(row[f"hours_from_dose_{day}"]) == pytest.approx(hours[day.upper()], abs=0.006)
@@ -235,6 +287,7 @@ def test_a_planned_baseline_gets_its_reminder_but_post_dose_entries_wait(study):
     """Planning owes BL's reminder when it opens; M230 and D1 are owed nothing until the dose is recorded."""
     from diary.models import Assessment, Reminder
     from diary.reminders.planning import plan
+
     participant, _ = _enrol(study, "P-REMPLN", tz="UTC")
     planned = (now_utc() + timedelta(hours=20)).replace(minute=0, second=0, microsecond=0)
     plan_dose(participant, 1, planned, actor="t", now=now_utc())

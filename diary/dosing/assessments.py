@@ -4,6 +4,7 @@ Every page, export table and scheduler pass that needs assessments and their sta
 here, in a fixed number of queries, and judges them with ``state_at``: the state of an
 assessment is decided in one place.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -27,19 +28,39 @@ def rows_query():
     (the ORM session, or an export's read-only connection), is judged the same way.
     """
     return (
-        select(Assessment.id, Assessment.timepoint, Assessment.target, Assessment.window_open,
-               Assessment.window_close, Assessment.late_close, Assessment.not_applicable,
-               Assessment.protocol_version_id, Period.id.label("period_id"),
-               Period.number.label("period"), Period.treatment, Period.dose_start, Period.planned_start,
-               Participant.id.label("participant_id"), Participant.code, Participant.site,
-               Participant.sequence, Participant.timezone, Participant.code_broken_at,
-               Submission.id.label("submission_id"), Submission.submitted_at, Submission.collected_at,
-               Submission.source, Submission.submission_mode,
-               Submission.reason, Submission.alert)
+        select(
+            Assessment.id,
+            Assessment.timepoint,
+            Assessment.target,
+            Assessment.window_open,
+            Assessment.window_close,
+            Assessment.late_close,
+            Assessment.not_applicable,
+            Assessment.protocol_version_id,
+            Period.id.label("period_id"),
+            Period.number.label("period"),
+            Period.treatment,
+            Period.dose_start,
+            Period.planned_start,
+            Participant.id.label("participant_id"),
+            Participant.code,
+            Participant.site,
+            Participant.sequence,
+            Participant.timezone,
+            Participant.code_broken_at,
+            Submission.id.label("submission_id"),
+            Submission.submitted_at,
+            Submission.collected_at,
+            Submission.source,
+            Submission.submission_mode,
+            Submission.reason,
+            Submission.alert,
+        )
         .select_from(Assessment)
         .join(Period, Assessment.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
-        .outerjoin(Submission, Submission.assessment_id == Assessment.id))
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+    )
 
 
 @dataclass
@@ -77,8 +98,15 @@ class AssessmentRow:
     values: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterable[int] | None = None,
-         where=(), order_by=None, with_values: bool = False) -> list[AssessmentRow]:
+def load(
+    now: datetime,
+    *,
+    study_id: int | None = None,
+    participant_ids: Iterable[int] | None = None,
+    where=(),
+    order_by=None,
+    with_values: bool = False,
+) -> list[AssessmentRow]:
     """Assessment rows for a study or a set of participants, judged at ``now``.
 
     A fixed number of queries whatever the number of rows: the rows, the protocol versions
@@ -98,24 +126,46 @@ def load(now: datetime, *, study_id: int | None = None, participant_ids: Iterabl
     submission_ids = [row.submission_id for row in raw if row.submission_id is not None]
     if with_values and submission_ids:
         for value in db.session.execute(
-                select(ItemValue.submission_id, ItemValue.instrument, ItemValue.item, ItemValue.value)
-                .where(ItemValue.submission_id.in_(submission_ids)).order_by(ItemValue.id)):
+            select(ItemValue.submission_id, ItemValue.instrument, ItemValue.item, ItemValue.value)
+            .where(ItemValue.submission_id.in_(submission_ids))
+            .order_by(ItemValue.id)
+        ):
             values.setdefault(value.submission_id, {})[(value.instrument, value.item)] = value.value
     rows = []
     for row in raw:
         timepoint = protocols[row.protocol_version_id].timepoint(row.timepoint)
         state = state_at(row, now)
-        rows.append(AssessmentRow(
-            id=row.id, participant_id=row.participant_id, code=row.code, timezone=row.timezone,
-            period=row.period, treatment=row.treatment, dose_start=row.dose_start,
-            planned_start=row.planned_start, timepoint=row.timepoint,
-            label=timepoint.label, optional=timepoint.optional, target=row.target,
-            window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
-            not_applicable=row.not_applicable, submission_id=row.submission_id,
-            submitted_at=row.submitted_at, collected_at=row.collected_at, source=row.source, reason=row.reason, alert=bool(row.alert),
-            state=state, late=is_late(row, state, now), protocol_version_id=row.protocol_version_id,
-            participant_label=timepoint.participant_label or timepoint.label,
-            values=values.get(row.submission_id, {})))
+        rows.append(
+            AssessmentRow(
+                id=row.id,
+                participant_id=row.participant_id,
+                code=row.code,
+                timezone=row.timezone,
+                period=row.period,
+                treatment=row.treatment,
+                dose_start=row.dose_start,
+                planned_start=row.planned_start,
+                timepoint=row.timepoint,
+                label=timepoint.label,
+                optional=timepoint.optional,
+                target=row.target,
+                window_open=row.window_open,
+                window_close=row.window_close,
+                late_close=row.late_close,
+                not_applicable=row.not_applicable,
+                submission_id=row.submission_id,
+                submitted_at=row.submitted_at,
+                collected_at=row.collected_at,
+                source=row.source,
+                reason=row.reason,
+                alert=bool(row.alert),
+                state=state,
+                late=is_late(row, state, now),
+                protocol_version_id=row.protocol_version_id,
+                participant_label=timepoint.participant_label or timepoint.label,
+                values=values.get(row.submission_id, {}),
+            )
+        )
     return rows
 
 
@@ -123,14 +173,17 @@ def protocols_by_version(version_ids) -> dict[int, Protocol]:
     """Parsed protocols by version id, in one query (parsing is cached per process)."""
     if not version_ids:
         return {}
-    return {version.id: protocol_of(version) for version in db.session.scalars(
-        select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))}
+    return {
+        version.id: protocol_of(version)
+        for version in db.session.scalars(select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))
+    }
 
 
 # --- The rules of an assessment's state, each written once in Python and once in SQL ----------
 # The Python form judges a row in hand; the SQL form lets the database count and sort thousands
 # (the grid, the figures, the reminders' planning). Each pair sits together here and
 # tests/test_rules_once.py holds them equal over random times, on SQLite and on PostgreSQL.
+
 
 def is_pre_dose(*, target: datetime, dose_start: datetime | None, planned_start: datetime | None) -> bool:
     """A time point before the infusion (BL): its target lies before the schedule's anchor, the
@@ -141,9 +194,10 @@ def is_pre_dose(*, target: datetime, dose_start: datetime | None, planned_start:
 
 def is_pre_dose_sql():
     """``is_pre_dose`` over ``Assessment`` joined to its ``Period`` (never NULL)."""
-    return or_(and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
-               and_(Period.dose_start.is_(None), Period.planned_start.is_not(None),
-                    Assessment.target < Period.planned_start))
+    return or_(
+        and_(Period.dose_start.is_not(None), Assessment.target < Period.dose_start),
+        and_(Period.dose_start.is_(None), Period.planned_start.is_not(None), Assessment.target < Period.planned_start),
+    )
 
 
 def waits_for_the_infusion(*, target: datetime, dose_start: datetime | None, planned_start: datetime | None) -> bool:
@@ -157,9 +211,18 @@ def waits_for_the_infusion_sql():
     return and_(Period.dose_start.is_(None), not_(is_pre_dose_sql()))
 
 
-def state_of(*, window_open: datetime, window_close: datetime, late_close: datetime,
-             collected_at: datetime | None, not_applicable: bool, now: datetime,
-             pre_dose: bool = False, dose_start: datetime | None = None, dosed: bool = True) -> str:
+def state_of(
+    *,
+    window_open: datetime,
+    window_close: datetime,
+    late_close: datetime,
+    collected_at: datetime | None,
+    not_applicable: bool,
+    now: datetime,
+    pre_dose: bool = False,
+    dose_start: datetime | None = None,
+    dosed: bool = True,
+) -> str:
     """The state of an assessment at ``now``.
 
     The window opens at ``window_open`` (inclusive) and closes at ``window_close`` (exclusive);
@@ -187,10 +250,19 @@ def state_of(*, window_open: datetime, window_close: datetime, late_close: datet
 def state_at(row, now: datetime) -> AssessmentState:
     """The state of an assessment row at ``now`` (``state_of`` says the rule)."""
     times = dict(target=row.target, dose_start=row.dose_start, planned_start=row.planned_start)
-    return AssessmentState(state_of(
-        window_open=row.window_open, window_close=row.window_close, late_close=row.late_close,
-        collected_at=row.collected_at, not_applicable=row.not_applicable, now=now,
-        pre_dose=is_pre_dose(**times), dose_start=row.dose_start, dosed=row.dose_start is not None))
+    return AssessmentState(
+        state_of(
+            window_open=row.window_open,
+            window_close=row.window_close,
+            late_close=row.late_close,
+            collected_at=row.collected_at,
+            not_applicable=row.not_applicable,
+            now=now,
+            pre_dose=is_pre_dose(**times),
+            dose_start=row.dose_start,
+            dosed=row.dose_start is not None,
+        )
+    )
 
 
 def state_sql(now: datetime):
@@ -199,26 +271,41 @@ def state_sql(now: datetime):
     collected = Submission.collected_at
     S = AssessmentState
     return case(
-        (collected.is_not(None), case(
-            (and_(is_pre_dose_sql(), Period.dose_start.is_not(None), collected >= Period.dose_start),
-             S.AFTER_DOSE.value),
-            (or_(collected < Assessment.window_open, collected >= Assessment.late_close), S.OUT_OF_WINDOW.value),
-            (collected < Assessment.window_close, S.COMPLETED.value),
-            else_=S.COMPLETED_LATE.value)),
+        (
+            collected.is_not(None),
+            case(
+                (
+                    and_(is_pre_dose_sql(), Period.dose_start.is_not(None), collected >= Period.dose_start),
+                    S.AFTER_DOSE.value,
+                ),
+                (or_(collected < Assessment.window_open, collected >= Assessment.late_close), S.OUT_OF_WINDOW.value),
+                (collected < Assessment.window_close, S.COMPLETED.value),
+                else_=S.COMPLETED_LATE.value,
+            ),
+        ),
         (Assessment.not_applicable.is_(True), S.NOT_APPLICABLE.value),
         (or_(at < Assessment.window_open, waits_for_the_infusion_sql()), S.UPCOMING.value),
         (at < Assessment.late_close, S.OPEN.value),
-        else_=S.MISSED.value)
+        else_=S.MISSED.value,
+    )
 
 
 def state_of_assessment(assessment: Assessment, now: datetime) -> AssessmentState:
     """``state_at`` for an ORM assessment (rules that already hold one, such as dosing)."""
     period, submission = assessment.period, assessment.submission
-    return state_at(SimpleNamespace(
-        window_open=assessment.window_open, window_close=assessment.window_close,
-        late_close=assessment.late_close, not_applicable=assessment.not_applicable, target=assessment.target,
-        collected_at=submission.collected_at if submission else None,
-        dose_start=period.dose_start, planned_start=period.planned_start), now)
+    return state_at(
+        SimpleNamespace(
+            window_open=assessment.window_open,
+            window_close=assessment.window_close,
+            late_close=assessment.late_close,
+            not_applicable=assessment.not_applicable,
+            target=assessment.target,
+            collected_at=submission.collected_at if submission else None,
+            dose_start=period.dose_start,
+            planned_start=period.planned_start,
+        ),
+        now,
+    )
 
 
 def is_late(row, state: AssessmentState, now: datetime) -> bool:

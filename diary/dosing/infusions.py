@@ -6,21 +6,22 @@ Windows in the database always follow the current anchor, and submitted entries 
 against them (``state_at``): a corrected start can leave an entry ``out_of_window`` or a
 baseline ``after_dose``, and the correction's audit event lists each change.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ..governance import audit
-from .assessments import state_of_assessment
-from ..errors import Refused
 from sqlalchemy import select
 
+from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
 from ..models import Assessment, Participant, Period
 from ..protocol.schedule import schedule_period
 from ..study.trial import protocol_of
 from ..vocabulary import AuditAction, ParticipantStatus
+from .assessments import state_of_assessment
 
 
 def _checked_period(participant: Participant, period_number: int, protocol) -> tuple[Period, dict]:
@@ -33,13 +34,16 @@ def _checked_period(participant: Participant, period_number: int, protocol) -> t
     if participant.status != ParticipantStatus.ACTIVE:
         raise Refused("This participant has withdrawn; no infusion can be planned or recorded.", status=409)
     locked = db.session.scalars(
-        select(Period).where(Period.participant_id == participant.id).order_by(Period.number)
-        .with_for_update().execution_options(populate_existing=True)).all()
+        select(Period)
+        .where(Period.participant_id == participant.id)
+        .order_by(Period.number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
     periods = {period.number: period for period in locked}
     period = periods.get(period_number)
     if period is None:
-        raise Refused(f"Infusion {period_number} does not exist; the protocol has "
-                      f"{protocol.periods} infusions.")
+        raise Refused(f"Infusion {period_number} does not exist; the protocol has {protocol.periods} infusions.")
     return period, periods
 
 
@@ -47,8 +51,10 @@ def _check_not_before_enrolment(participant: Participant, start: datetime) -> No
     """An infusion before the participant's enrolment day (their clock) is a typing slip."""
     tz = ZoneInfo(participant.timezone)
     if start.astimezone(tz).date() < participant.enrolled_at.astimezone(tz).date():
-        raise Refused(f"That is before {participant.code} was enrolled "
-                      f"({participant.enrolled_at.astimezone(tz):%Y-%m-%d}); please check the date.")
+        raise Refused(
+            f"That is before {participant.code} was enrolled "
+            f"({participant.enrolled_at.astimezone(tz):%Y-%m-%d}); please check the date."
+        )
 
 
 def _check_spacing(periods: dict, period_number: int, start: datetime, protocol, *, planning: bool) -> None:
@@ -61,16 +67,27 @@ def _check_spacing(periods: dict, period_number: int, start: datetime, protocol,
             verb = "Plan or record" if planning else "Record"
             raise Refused(f"{verb} infusion {period_number - 1} before infusion {period_number}.")
         if start - earlier < min_gap:
-            raise Refused(f"Infusion {period_number} must be at least {protocol.min_days_between_doses} "
-                          f"days after infusion {period_number - 1}.")
+            raise Refused(
+                f"Infusion {period_number} must be at least {protocol.min_days_between_doses} "
+                f"days after infusion {period_number - 1}."
+            )
     later = following.dose_start if following is not None else None
     if later is not None and later - start < min_gap:
-        raise Refused(f"Infusion {period_number} must be at least {protocol.min_days_between_doses} "
-                      f"days before infusion {period_number + 1}.")
+        raise Refused(
+            f"Infusion {period_number} must be at least {protocol.min_days_between_doses} "
+            f"days before infusion {period_number + 1}."
+        )
 
 
-def plan_dose(participant: Participant, period_number: int, planned_start: datetime, *,
-              actor: str, now: datetime, reason: str | None = None) -> Period:
+def plan_dose(
+    participant: Participant,
+    period_number: int,
+    planned_start: datetime,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> Period:
     """Plan a period's infusion ahead, so its pre-dose entries open and reminders follow.
 
     Refuses a time in the past, a period already dosed, and the order and spacing ``record_dose``
@@ -82,8 +99,7 @@ def plan_dose(participant: Participant, period_number: int, planned_start: datet
     protocol = protocol_of(version)
     period, periods = _checked_period(participant, period_number, protocol)
     if period.dose_start is not None:
-        raise Refused(f"Infusion {period_number} has already been recorded; correct its start instead.",
-                      status=409)
+        raise Refused(f"Infusion {period_number} has already been recorded; correct its start instead.", status=409)
     if planned_start <= now:
         raise Refused("A planned infusion must be in the future. Record an infusion that has begun instead.")
     replanning = period.planned_start is not None
@@ -93,16 +109,30 @@ def plan_dose(participant: Participant, period_number: int, planned_start: datet
     old = period.planned_start
     period.planned_start = planned_start
     _materialise(period, participant, version, _next_anchor(periods.get(period_number + 1)))
-    audit.record(actor=actor, action=AuditAction.REPLAN_DOSE if replanning else AuditAction.PLAN_DOSE, entity="period",
-                 entity_id=period.id, participant_id=participant.id,
-                 field=f"period {period_number} planned_start", now=now,
-                 old=old.isoformat() if old else None, new=planned_start.isoformat(),
-                 reason=reason.strip() if reason else None)
+    audit.record(
+        actor=actor,
+        action=AuditAction.REPLAN_DOSE if replanning else AuditAction.PLAN_DOSE,
+        entity="period",
+        entity_id=period.id,
+        participant_id=participant.id,
+        field=f"period {period_number} planned_start",
+        now=now,
+        old=old.isoformat() if old else None,
+        new=planned_start.isoformat(),
+        reason=reason.strip() if reason else None,
+    )
     return period
 
 
-def record_dose(participant: Participant, period_number: int, dose_start: datetime, *,
-                actor: str, now: datetime, reason: str | None = None) -> Period:
+def record_dose(
+    participant: Participant,
+    period_number: int,
+    dose_start: datetime,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> Period:
     """Record (or, with a reason, correct) a period's infusion start.
 
     Refuses a time in the future, a period out of order, and a period closer to its neighbours
@@ -130,16 +160,25 @@ def record_dose(participant: Participant, period_number: int, dose_start: dateti
     _materialise(period, participant, version, _next_anchor(periods.get(period_number + 1)))
     if previous is not None:
         _materialise(previous, participant, version, dose_start)
-    changes = [f"{code} {old_state} -> {new_state}" for code, (old_state, new_state)
-               in _state_changes(before, _submitted_states(period, now)).items()]
+    changes = [
+        f"{code} {old_state} -> {new_state}"
+        for code, (old_state, new_state) in _state_changes(before, _submitted_states(period, now)).items()
+    ]
     new = dose_start.isoformat()
     if changes:
         new += "; entries re-judged: " + ", ".join(changes)
-    audit.record(actor=actor, action=AuditAction.CORRECT_DOSE if correcting else AuditAction.RECORD_DOSE,
-                 entity="period", entity_id=period.id, participant_id=participant.id,
-                 field=f"period {period_number} dose_start", now=now,
-                 old=old.isoformat() if old else None, new=new,
-                 reason=reason.strip() if reason else None)
+    audit.record(
+        actor=actor,
+        action=AuditAction.CORRECT_DOSE if correcting else AuditAction.RECORD_DOSE,
+        entity="period",
+        entity_id=period.id,
+        participant_id=participant.id,
+        field=f"period {period_number} dose_start",
+        now=now,
+        old=old.isoformat() if old else None,
+        new=new,
+        reason=reason.strip() if reason else None,
+    )
     return period
 
 
@@ -149,8 +188,11 @@ def _next_anchor(following: Period | None) -> datetime | None:
 
 
 def _submitted_states(period: Period, now: datetime) -> dict[str, str]:
-    return {assessment.timepoint: state_of_assessment(assessment, now)
-            for assessment in period.assessments if assessment.submission is not None}
+    return {
+        assessment.timepoint: state_of_assessment(assessment, now)
+        for assessment in period.assessments
+        if assessment.submission is not None
+    }
 
 
 def _state_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple[str, str]]:
@@ -169,9 +211,12 @@ def _materialise(period: Period, participant: Participant, version, next_dose) -
     for window in windows:
         assessment = existing.get(window.timepoint)
         if assessment is None:
-            assessment = Assessment(period=period, timepoint=window.timepoint,
-                                    protocol_version=version,
-                                    not_applicable=participant.status != ParticipantStatus.ACTIVE)
+            assessment = Assessment(
+                period=period,
+                timepoint=window.timepoint,
+                protocol_version=version,
+                not_applicable=participant.status != ParticipantStatus.ACTIVE,
+            )
             db.session.add(assessment)
         assessment.target = window.target
         assessment.window_open = window.window_open

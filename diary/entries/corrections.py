@@ -1,18 +1,19 @@
 """Corrections by coordinators: a value changed with a reason, the old value kept in the audit."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import select
 
-from ..governance import audit
-from .recording import Answers, _validate_item, field_name
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
 from ..models import ItemValue, SideEffectReport, Submission
 from ..safety.alerts import review_due
 from ..study.trial import protocol_of
 from ..vocabulary import AuditAction, ItemType, Severity
+from .recording import Answers, _validate_item, field_name
 
 
 def correctable_items(submission: Submission) -> list[tuple[str, str, object, object]]:
@@ -25,8 +26,14 @@ def correctable_items(submission: Submission) -> list[tuple[str, str, object, ob
         for item in instrument.items:
             if item.type == ItemType.SEVERITY_CHECKLIST:
                 for term in item.terms:
-                    result.append((field_name(instrument, item, term.code),
-                                   f"{instrument.title}: {term.label}", instrument, (item, term)))
+                    result.append(
+                        (
+                            field_name(instrument, item, term.code),
+                            f"{instrument.title}: {term.label}",
+                            instrument,
+                            (item, term),
+                        )
+                    )
                 continue
             result.append((field_name(instrument, item), f"{instrument.title}: {item.text}", instrument, item))
     return result
@@ -47,19 +54,30 @@ def _correct_side_effect(submission: Submission, item, term, new_value: str) -> 
     correcting it to nothing is refused; the review note says if it was not a side effect.
     """
     term_code = term.code if term else "other"
-    report = db.session.scalar(select(SideEffectReport).where(SideEffectReport.submission_id == submission.id,
-                                                              SideEffectReport.term == term_code))
+    report = db.session.scalar(
+        select(SideEffectReport).where(
+            SideEffectReport.submission_id == submission.id, SideEffectReport.term == term_code
+        )
+    )
     cleared = new_value in ("", Severity.NONE)
     if report is not None and cleared:
-        raise Refused("A reported side effect is kept as reported. Correct its severity or wording, or say in "
-                      "its review that it was not a side effect.")
+        raise Refused(
+            "A reported side effect is kept as reported. Correct its severity or wording, or say in "
+            "its review that it was not a side effect."
+        )
     if cleared:
         return
     assessment = submission.assessment
     protocol = protocol_of(assessment.protocol_version)
     if report is None:
-        report = SideEffectReport(period=assessment.period, submission=submission, timepoint=assessment.timepoint,
-                                  term=term_code, solicited=term is not None, reported_at=submission.collected_at)
+        report = SideEffectReport(
+            period=assessment.period,
+            submission=submission,
+            timepoint=assessment.timepoint,
+            term=term_code,
+            solicited=term is not None,
+            reported_at=submission.collected_at,
+        )
         db.session.add(report)
     if term is not None:
         report.severity = new_value
@@ -69,8 +87,9 @@ def _correct_side_effect(submission: Submission, item, term, new_value: str) -> 
     report.review_due_at = review_due(report, protocol, report.reported_at)
 
 
-def correct_value(submission: Submission, key: str, raw_value: str, *, reason: str, actor: str,
-                  now: datetime) -> ItemValue:
+def correct_value(
+    submission: Submission, key: str, raw_value: str, *, reason: str, actor: str, now: datetime
+) -> ItemValue:
     """Change one answered item. The new value is validated like a participant's answer."""
     if not (reason and reason.strip()):
         raise Refused("A correction needs a reason.")
@@ -97,9 +116,16 @@ def correct_value(submission: Submission, key: str, raw_value: str, *, reason: s
             raise Refused("Give the new value.")
     # Read afresh under a row lock: two corrections at once must each see the other's value,
     # so the audit trail's old values chain without a gap.
-    stored = db.session.scalars(select(ItemValue).where(
-        ItemValue.submission_id == submission.id, ItemValue.instrument == instrument.id,
-        ItemValue.item == stored_item).with_for_update().execution_options(populate_existing=True)).first()
+    stored = db.session.scalars(
+        select(ItemValue)
+        .where(
+            ItemValue.submission_id == submission.id,
+            ItemValue.instrument == instrument.id,
+            ItemValue.item == stored_item,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     old_value = stored.value if stored else None
     if old_value == new_value:
         raise Refused("The new value is the same as the stored one.")
@@ -111,8 +137,16 @@ def correct_value(submission: Submission, key: str, raw_value: str, *, reason: s
     else:
         stored.value = new_value
     period = submission.assessment.period
-    audit.record(actor=actor, action=AuditAction.CORRECT_VALUE, entity="item_value", entity_id=submission.id,
-                 participant_id=period.participant_id, now=now, reason=reason.strip(),
-                 field=f"period {period.number} {submission.assessment.timepoint} {instrument.id}.{stored_item}",
-                 old=old_value, new=new_value)
+    audit.record(
+        actor=actor,
+        action=AuditAction.CORRECT_VALUE,
+        entity="item_value",
+        entity_id=submission.id,
+        participant_id=period.participant_id,
+        now=now,
+        reason=reason.strip(),
+        field=f"period {period.number} {submission.assessment.timepoint} {instrument.id}.{stored_item}",
+        old=old_value,
+        new=new_value,
+    )
     return stored

@@ -1,4 +1,5 @@
 """Entries: validating answers against the protocol and storing a submission exactly once."""
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..governance import audit
+from ..dosing.assessments import waits_for_the_infusion
 from ..errors import Refused
 from ..events import entry_completed
-from ..dosing.assessments import waits_for_the_infusion
 from ..extensions import db
+from ..governance import audit
 from ..i18n import DEFAULT_LANGUAGE
 from ..models import Assessment, AuditEvent, ItemValue, SideEffectReport, Submission
 from ..protocol.model import Instrument, Item, Protocol, in_language
@@ -27,6 +28,7 @@ from ..protocol.schedule import accepting_entries
 from ..safety.alerts import alert_severe_answers, review_due
 from ..study.trial import protocol_of
 from ..vocabulary import AuditAction, ItemType, Severity, Source, SubmissionMode
+
 # ASCII digits only: str.isdigit() accepts characters such as "²" that int() refuses.
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,9}$", re.ASCII)
 
@@ -65,8 +67,9 @@ def validate_answers(protocol: Protocol, timepoint_code: str, form, language: st
     return answers
 
 
-def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
-                   language: str = DEFAULT_LANGUAGE) -> None:
+def _validate_item(
+    instrument: Instrument, item: Item, form, answers: Answers, language: str = DEFAULT_LANGUAGE
+) -> None:
     name = field_name(instrument, item)
     if item.type == ItemType.SEVERITY_CHECKLIST:
         for term in item.terms:
@@ -74,12 +77,16 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
             raw = (form.get(term_name) or "").strip()
             if raw == "":
                 if item.required:
-                    answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
-                                                  term=in_language(term.label, language).lower())
+                    answers.errors[term_name] = _(
+                        "Please choose none, mild, moderate or severe for %(term)s.",
+                        term=in_language(term.label, language).lower(),
+                    )
                 continue
             if raw not in Severity.__members__.values():
-                answers.errors[term_name] = _("Please choose none, mild, moderate or severe for %(term)s.",
-                                              term=in_language(term.label, language).lower())
+                answers.errors[term_name] = _(
+                    "Please choose none, mild, moderate or severe for %(term)s.",
+                    term=in_language(term.label, language).lower(),
+                )
                 continue
             answers.values[(instrument.id, f"{item.id}.{term.code}")] = raw
             if raw in item.alert_values:
@@ -93,8 +100,11 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
     text = raw.strip()
     if text == "":
         if item.required:
-            answers.errors[name] = (_("Please move the slider to answer.") if item.type == ItemType.VAS
-                                    else _("Please answer this question."))
+            answers.errors[name] = (
+                _("Please move the slider to answer.")
+                if item.type == ItemType.VAS
+                else _("Please answer this question.")
+            )
         return
     if item.type in (ItemType.VAS, ItemType.NRS):
         low, high = item.range
@@ -112,8 +122,9 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
             return
     elif item.type == ItemType.FREE_TEXT:
         if len(raw) > item.max_length:
-            answers.errors[name] = _("Please keep this to %(most)s characters (you wrote %(count)s).",
-                                     most=item.max_length, count=len(raw))
+            answers.errors[name] = _(
+                "Please keep this to %(most)s characters (you wrote %(count)s).", most=item.max_length, count=len(raw)
+            )
             return
         text = raw.strip()
     answers.values[(instrument.id, item.id)] = text
@@ -121,12 +132,11 @@ def _validate_item(instrument: Instrument, item: Item, form, answers: Answers,
         answers.alerts.append(f"{item.text} {text}")
 
 
-
-
 def _waits_for_the_infusion(assessment: Assessment) -> bool:
     period = assessment.period
-    return waits_for_the_infusion(target=assessment.target, dose_start=period.dose_start,
-                                  planned_start=period.planned_start)
+    return waits_for_the_infusion(
+        target=assessment.target, dose_start=period.dose_start, planned_start=period.planned_start
+    )
 
 
 def window_refusal(assessment: Assessment, now: datetime, opens: str | None = None) -> str | None:
@@ -139,15 +149,22 @@ def window_refusal(assessment: Assessment, now: datetime, opens: str | None = No
     if _waits_for_the_infusion(assessment):
         return _("This entry opens after your infusion has started.")
     if now < assessment.window_open:
-        return _("This entry is not open yet. It opens %(when)s.", when=opens) if opens else \
-            _("This entry is not open yet. Please come back when it opens.")
+        return (
+            _("This entry is not open yet. It opens %(when)s.", when=opens)
+            if opens
+            else _("This entry is not open yet. Please come back when it opens.")
+        )
     if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=now):
-        return _("Sorry, the time for this entry has passed, so it cannot be saved. "
-                 "That is all right: just do the next one when it opens.")
+        return _(
+            "Sorry, the time for this entry has passed, so it cannot be saved. "
+            "That is all right: just do the next one when it opens."
+        )
 
 
-OUTSIDE_WINDOW = ("The answers were given outside this entry's window, so they cannot be entered: an answer "
-                  "given outside its window is missing data, not a late entry.")
+OUTSIDE_WINDOW = (
+    "The answers were given outside this entry's window, so they cannot be entered: an answer "
+    "given outside its window is missing data, not a late entry."
+)
 
 
 def collection_refusal(assessment: Assessment, collected_at: datetime | None, now: datetime) -> str | None:
@@ -158,8 +175,7 @@ def collection_refusal(assessment: Assessment, collected_at: datetime | None, no
         return "The answers cannot have been given in the future."
     if _waits_for_the_infusion(assessment):
         return "Record the infusion start before entering answers given after it."
-    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close,
-                             now=collected_at):
+    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=collected_at):
         return OUTSIDE_WINDOW
     return None
 
@@ -176,11 +192,13 @@ STAMP_SALT = "diary-entry-stamp"
 def entry_stamp(assessment: Assessment, participant_id: int, now: datetime, secret: str) -> str:
     """The signed stamp of a form served ``now`` for ``assessment``."""
     return URLSafeSerializer(secret, salt=STAMP_SALT).dumps(
-        {"a": assessment.id, "p": participant_id, "s": now.isoformat()})
+        {"a": assessment.id, "p": participant_id, "s": now.isoformat()}
+    )
 
 
-def stamp_refusal(assessment: Assessment, participant_id: int, stamp: str | None, made_at: datetime,
-                  secret: str) -> str | None:
+def stamp_refusal(
+    assessment: Assessment, participant_id: int, stamp: str | None, made_at: datetime, secret: str
+) -> str | None:
     """Why an offline entry's form stamp does not let it count, or None: a stamp the server
     signed, for this entry and participant, from a form served while the window was open, and
     an entry made (by the phone's corrected clock) after that."""
@@ -199,8 +217,15 @@ def stamp_refusal(assessment: Assessment, participant_id: int, stamp: str | None
     return None
 
 
-def offline_refusal(assessment: Assessment, *, made_at: datetime, device_now: datetime, now: datetime,
-                    grace: timedelta, clock_tolerance: timedelta) -> str | None:
+def offline_refusal(
+    assessment: Assessment,
+    *,
+    made_at: datetime,
+    device_now: datetime,
+    now: datetime,
+    grace: timedelta,
+    clock_tolerance: timedelta,
+) -> str | None:
     """Why an entry made on the phone without a connection cannot count, or None when it can.
 
     It counts when the phone's clock, measured against the server's as it is sent, is within
@@ -210,28 +235,41 @@ def offline_refusal(assessment: Assessment, *, made_at: datetime, device_now: da
     """
     offset = now - device_now
     if abs(offset) > clock_tolerance:
-        return _("This phone's clock is %(minutes)d minutes away from the real time, so the time of this entry "
-                 "cannot be trusted and it was not saved. Please set the phone's clock to automatic.",
-                 minutes=round(abs(offset).total_seconds() / 60))
+        return _(
+            "This phone's clock is %(minutes)d minutes away from the real time, so the time of this entry "
+            "cannot be trusted and it was not saved. Please set the phone's clock to automatic.",
+            minutes=round(abs(offset).total_seconds() / 60),
+        )
     made_at = made_at + offset
     if made_at > now:
         return _("The answers cannot have been given in the future.")
     if now - made_at > grace:
-        return _("This entry was kept on the phone for more than %(hours)d hours before it could be sent, so it "
-                 "cannot be counted. Your study team can see that it was made.",
-                 hours=round(grace.total_seconds() / 3600))
+        return _(
+            "This entry was kept on the phone for more than %(hours)d hours before it could be sent, so it "
+            "cannot be counted. Your study team can see that it was made.",
+            hours=round(grace.total_seconds() / 3600),
+        )
     return window_refusal(assessment, made_at)
 
 
 # The browsers a participant's phone may run, as their User-Agent names them (order matters:
 # Edge and Samsung Internet also say "Chrome", Chrome on iPhone says "Safari").
-_BROWSERS = (("Samsung Internet", r"SamsungBrowser/(\d+)"), ("Edge", r"Edg(?:A|iOS)?/(\d+)"),
-             ("Firefox", r"(?:Firefox|FxiOS)/(\d+)"), ("Chrome", r"(?:CriOS|Chrome)/(\d+)"),
-             ("Safari", r"Version/(\d+)[.\d]* (?:Mobile/\S+ )?Safari/"))
+_BROWSERS = (
+    ("Samsung Internet", r"SamsungBrowser/(\d+)"),
+    ("Edge", r"Edg(?:A|iOS)?/(\d+)"),
+    ("Firefox", r"(?:Firefox|FxiOS)/(\d+)"),
+    ("Chrome", r"(?:CriOS|Chrome)/(\d+)"),
+    ("Safari", r"Version/(\d+)[.\d]* (?:Mobile/\S+ )?Safari/"),
+)
 # Plausible ranges of what a browser reports; anything else is not stored (never refused: the
 # answers matter, the device facts are evidence about them).
-_DEVICE_RANGES = {"viewport_width": (100, 10000), "viewport_height": (100, 10000),
-                  "device_pixel_ratio": (0.25, 10.0), "zoom": (0.1, 10.0), "text_scale": (0.25, 5.0)}
+_DEVICE_RANGES = {
+    "viewport_width": (100, 10000),
+    "viewport_height": (100, 10000),
+    "device_pixel_ratio": (0.25, 10.0),
+    "zoom": (0.1, 10.0),
+    "text_scale": (0.25, 5.0),
+}
 
 
 DEVICE_COLUMNS = (*_DEVICE_RANGES, "browser")
@@ -271,12 +309,22 @@ def device_facts(reported, user_agent: str | None) -> dict:
 SUBMISSION_COLUMNS = tuple(column.name for column in Submission.__table__.c if column.name != "id")
 
 
-def record_submission(assessment: Assessment, form, *, now: datetime, actor: str,
-                      source: str = Source.PARTICIPANT, idempotency_key: str | None = None,
-                      device_time: str | None = None, entered_by_id: int | None = None,
-                      reason: str | None = None, collected_at: datetime | None = None,
-                      made_offline_at: datetime | None = None, device: dict | None = None,
-                      language: str = DEFAULT_LANGUAGE) -> tuple[Submission, bool]:
+def record_submission(
+    assessment: Assessment,
+    form,
+    *,
+    now: datetime,
+    actor: str,
+    source: str = Source.PARTICIPANT,
+    idempotency_key: str | None = None,
+    device_time: str | None = None,
+    entered_by_id: int | None = None,
+    reason: str | None = None,
+    collected_at: datetime | None = None,
+    made_offline_at: datetime | None = None,
+    device: dict | None = None,
+    language: str = DEFAULT_LANGUAGE,
+) -> tuple[Submission, bool]:
     """Store a submission for ``assessment`` once. Returns (submission, created).
 
     A retried request with the same idempotency key returns the stored submission and stores
@@ -321,20 +369,34 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
         db.session.flush()  # the Core statements below see only what is in the database
     period = assessment.period
     device = device or {}
-    row = dict(assessment_id=assessment.id, submitted_at=now, collected_at=collected_at,
-               device_time=(device_time or None) and device_time[:64],
-               source=source, reason=reason.strip() if reason else None, entered_by_id=entered_by_id,
-               idempotency_key=idempotency_key or None, alert=bool(answers.alerts), submission_mode=mode,
-               **{name: device.get(name) for name in DEVICE_COLUMNS})
+    row = dict(
+        assessment_id=assessment.id,
+        submitted_at=now,
+        collected_at=collected_at,
+        device_time=(device_time or None) and device_time[:64],
+        source=source,
+        reason=reason.strip() if reason else None,
+        entered_by_id=entered_by_id,
+        idempotency_key=idempotency_key or None,
+        alert=bool(answers.alerts),
+        submission_mode=mode,
+        **{name: device.get(name) for name in DEVICE_COLUMNS},
+    )
     if set(row) != set(SUBMISSION_COLUMNS):  # a column added to the table and not filled in here
         raise RuntimeError(f"A submission row must fill every column: {sorted(set(SUBMISSION_COLUMNS) ^ set(row))}")
-    event = audit.row(actor=actor, action=AuditAction.SUBMIT if source == Source.PARTICIPANT else AuditAction.PROXY_ENTRY,
-                      entity="submission", entity_id=None, participant_id=period.participant_id,
-                      field=f"period {period.number} {assessment.timepoint}", now=now,
-                      new=_summary(answers.values) + (f"; collected {collected_at.isoformat()}"
-                                                       if collected_at != now else "")
-                      + ("; made offline, sent when the connection came back" if made_offline_at else ""),
-                      reason=row["reason"])
+    event = audit.row(
+        actor=actor,
+        action=AuditAction.SUBMIT if source == Source.PARTICIPANT else AuditAction.PROXY_ENTRY,
+        entity="submission",
+        entity_id=None,
+        participant_id=period.participant_id,
+        field=f"period {period.number} {assessment.timepoint}",
+        now=now,
+        new=_summary(answers.values)
+        + (f"; collected {collected_at.isoformat()}" if collected_at != now else "")
+        + ("; made offline, sent when the connection came back" if made_offline_at else ""),
+        reason=row["reason"],
+    )
     try:
         submission_id = _store(row, answers.values, event)
         # Handed to the session as if loaded: the ORM's unit of work was most of a submit's time
@@ -353,13 +415,19 @@ def record_submission(assessment: Assessment, form, *, now: datetime, actor: str
             earlier = db.session.scalar(select(Submission).where(Submission.idempotency_key == idempotency_key))
             if earlier is not None:
                 if earlier.assessment_id != assessment.id:
-                    raise Refused(_("This form was already used for another entry."), status=409)
+                    raise Refused(_("This form was already used for another entry."), status=409) from None
                 return earlier, False
         if db.session.scalar(select(Submission.id).where(Submission.assessment_id == assessment.id)):
-            raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409)
+            raise Refused(_("This entry has already been saved. It cannot be changed here."), status=409) from None
         raise
-    alert_severe_answers(submission, reports, period.participant, now=now, period=period.number,
-                         timepoint_label=protocol.timepoint(assessment.timepoint).label)
+    alert_severe_answers(
+        submission,
+        reports,
+        period.participant,
+        now=now,
+        period=period.number,
+        timepoint_label=protocol.timepoint(assessment.timepoint).label,
+    )
     return submission, True
 
 
@@ -374,19 +442,32 @@ def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        instruments, items, answers = (list(column) for column in zip(*((i, item, v) for (i, item), v in values.items()))) \
-            if values else ([], [], [])
-        submission_id = connection.execute(_STORE_AT_ONCE, {
-            **{f"submission_{name}": value for name, value in row.items()},
-            "instruments": instruments, "items": items, "answers": answers,
-            **{f"audit_{name}": value for name, value in event.items()}}).scalar_one()
+        instruments, items, answers = (
+            (list(column) for column in zip(*((i, item, v) for (i, item), v in values.items())))
+            if values
+            else ([], [], [])
+        )
+        submission_id = connection.execute(
+            _STORE_AT_ONCE,
+            {
+                **{f"submission_{name}": value for name, value in row.items()},
+                "instruments": instruments,
+                "items": items,
+                "answers": answers,
+                **{f"audit_{name}": value for name, value in event.items()},
+            },
+        ).scalar_one()
         entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
         return submission_id
     submission_id = connection.execute(_INSERT_SUBMISSION, row).scalar_one()
     # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
-    connection.execute(_INSERT_ITEM_VALUES, [
-        {"submission_id": submission_id, "instrument": instrument_id, "item": item_id, "value": value}
-        for (instrument_id, item_id), value in values.items()])
+    connection.execute(
+        _INSERT_ITEM_VALUES,
+        [
+            {"submission_id": submission_id, "instrument": instrument_id, "item": item_id, "value": value}
+            for (instrument_id, item_id), value in values.items()
+        ],
+    )
     entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
     audit.write({**event, "entity_id": submission_id})
     return submission_id
@@ -404,20 +485,45 @@ def _store_at_once():
     columns = SUBMISSION_COLUMNS
     # Parameter names are prefixed: a name matching one of the reminder table's columns would be
     # taken by SQLAlchemy as one more value for the UPDATE to set.
-    new = (insert(submissions).values({name: bindparam(f"submission_{name}") for name in columns})
-           .returning(submissions.c.id).cte("new_submission"))
-    answers = func.unnest(bindparam("instruments", type_=ARRAY(String)), bindparam("items", type_=ARRAY(String)),
-                          bindparam("answers", type_=ARRAY(Text))).table_valued("instrument", "item", "value") \
+    new = (
+        insert(submissions)
+        .values({name: bindparam(f"submission_{name}") for name in columns})
+        .returning(submissions.c.id)
+        .cte("new_submission")
+    )
+    answers = (
+        func.unnest(
+            bindparam("instruments", type_=ARRAY(String)),
+            bindparam("items", type_=ARRAY(String)),
+            bindparam("answers", type_=ARRAY(Text)),
+        )
+        .table_valued("instrument", "item", "value")
         .render_derived(name="answer")
-    stored_answers = insert(answers_table).from_select(
-        ["submission_id", "instrument", "item", "value"],
-        select(new.c.id, answers.c.instrument, answers.c.item, answers.c.value).select_from(new)
-        .join(answers, true())).cte("new_answers")
+    )
+    stored_answers = (
+        insert(answers_table)
+        .from_select(
+            ["submission_id", "instrument", "item", "value"],
+            select(new.c.id, answers.c.instrument, answers.c.item, answers.c.value)
+            .select_from(new)
+            .join(answers, true()),
+        )
+        .cte("new_answers")
+    )
     event_columns = [column for column in events.c if column.name != "id"]
-    audited = insert(events).from_select(
-        [column.name for column in event_columns],
-        select(*[new.c.id if column.name == "entity_id" else bindparam(f"audit_{column.name}", type_=column.type)
-                 for column in event_columns]).select_from(new)).cte("audited")
+    audited = (
+        insert(events)
+        .from_select(
+            [column.name for column in event_columns],
+            select(
+                *[
+                    new.c.id if column.name == "entity_id" else bindparam(f"audit_{column.name}", type_=column.type)
+                    for column in event_columns
+                ]
+            ).select_from(new),
+        )
+        .cte("audited")
+    )
     return select(new.c.id).add_cte(stored_answers, audited)
 
 
@@ -438,18 +544,34 @@ def _side_effect_reports(protocol, assessment, submission, answers, reported_at)
                 for term in item.terms:
                     severity = answers.values.get((instrument.id, f"{item.id}.{term.code}"))
                     if severity and severity != Severity.NONE:
-                        reports.append(SideEffectReport(
-                            period=assessment.period, submission=submission,
-                            timepoint=assessment.timepoint, term=term.code, severity=severity,
-                            solicited=True, reported_at=reported_at, alert=severity in item.alert_values))
+                        reports.append(
+                            SideEffectReport(
+                                period=assessment.period,
+                                submission=submission,
+                                timepoint=assessment.timepoint,
+                                term=term.code,
+                                severity=severity,
+                                solicited=True,
+                                reported_at=reported_at,
+                                alert=severity in item.alert_values,
+                            )
+                        )
             elif item.unsolicited_report:
                 verbatim = answers.values.get((instrument.id, item.id))
                 if verbatim:
-                    reports.append(SideEffectReport(
-                        period=assessment.period, submission=submission,
-                        timepoint=assessment.timepoint, term="other", severity=None,
-                        solicited=False, verbatim=verbatim, reported_at=reported_at,
-                        alert=verbatim in item.alert_values))
+                    reports.append(
+                        SideEffectReport(
+                            period=assessment.period,
+                            submission=submission,
+                            timepoint=assessment.timepoint,
+                            term="other",
+                            severity=None,
+                            solicited=False,
+                            verbatim=verbatim,
+                            reported_at=reported_at,
+                            alert=verbatim in item.alert_values,
+                        )
+                    )
     for report in reports:
         report.review_due_at = review_due(report, protocol, reported_at)
         db.session.add(report)

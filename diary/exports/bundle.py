@@ -2,6 +2,7 @@
 
 Both the CLI and the analysts' download call ``write_bundle``; export logic lives only here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,10 +14,10 @@ from pathlib import Path
 
 from flask import current_app
 
-from ..governance import audit
-from ..study.blinding import OPERATOR, Allocation, blinding_for
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
+from ..study.blinding import OPERATOR, Allocation, blinding_for
 from ..study.randomization import ensure_dummy_allocation
 from ..study.trial import protocol_of
 from ..vocabulary import AuditAction, ExportFormat, Role
@@ -26,8 +27,17 @@ from .sdtm import write_domains
 from .tables import BUILDERS, ExportContext
 from .writers import FORMATS, WRITERS, iso_utc
 
-TABLE_ORDER = ["assessments", "responses", "fatigue_endpoints", "fatigue_timecourse", "side_effects", "adherence",
-               "participants", "audit_trail", "data_dictionary"]
+TABLE_ORDER = [
+    "assessments",
+    "responses",
+    "fatigue_endpoints",
+    "fatigue_timecourse",
+    "side_effects",
+    "adherence",
+    "participants",
+    "audit_trail",
+    "data_dictionary",
+]
 # Starter programs copied into every bundle (analysis/primary.py and analysis/primary.R).
 ANALYSIS_PROGRAMS = Path(__file__).parent / "analysis"
 
@@ -40,9 +50,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progress=None,
-                 identified: bool = False, true_allocation: bool = False, free_text: bool = True,
-                 standards: bool = False, without_side_effects: bool = False, blinding=None) -> dict:
+def write_bundle(
+    out_dir: Path,
+    *,
+    study,
+    now: datetime,
+    fmt: str = "csv",
+    progress=None,
+    identified: bool = False,
+    true_allocation: bool = False,
+    free_text: bool = True,
+    standards: bool = False,
+    without_side_effects: bool = False,
+    blinding=None,
+) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
 
     Without ``identified`` (the default) no file carries a direct identifier. With it, a
@@ -84,17 +105,29 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
             options["isolation_level"] = "REPEATABLE READ"
         connection = connection.execution_options(**options)
         with connection.begin():
-            ctx = ExportContext(connection=connection, study=study, protocol=protocol, blinded=blinded, now=now,
-                                dummy=dummy, no_free_text=not free_text,
-                                without_side_effects=without_side_effects)
+            ctx = ExportContext(
+                connection=connection,
+                study=study,
+                protocol=protocol,
+                blinded=blinded,
+                now=now,
+                dummy=dummy,
+                no_free_text=not free_text,
+                without_side_effects=without_side_effects,
+            )
             tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
             for table in tables:
-                rows = (iter(dictionary_rows(protocol, identified)) if table == "data_dictionary"
-                        else BUILDERS[table](ctx))
+                rows = (
+                    iter(dictionary_rows(protocol, identified)) if table == "data_dictionary" else BUILDERS[table](ctx)
+                )
                 path = out_dir / f"{table}.{fmt}"
-                count = WRITERS[fmt](path, TABLES[table], rows,
-                                     (lambda n, table=table: progress(table, n)) if progress else None,
-                                     **({"stats": stats} if fmt == ExportFormat.XLSX else {}))
+                count = WRITERS[fmt](
+                    path,
+                    TABLES[table],
+                    rows,
+                    (lambda n, table=table: progress(table, n)) if progress else None,
+                    **({"stats": stats} if fmt == ExportFormat.XLSX else {}),
+                )
                 files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
             if standards:
                 _write_standards(out_dir, ctx, now, files, progress)
@@ -112,23 +145,35 @@ def write_bundle(out_dir: Path, *, study, now: datetime, fmt: str = "csv", progr
         "blinded": blinded,
         "unblinded_utc": None if blinded else iso_utc(study.unblinded_at),
         "allocation_is_dummy": dummy,
-        "allocation": ("DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
-                       "list, for writing and testing programs; results mean nothing about the treatments"
-                       if dummy else "true allocation" + (" (blinded: treatment names withheld)" if blinded else "")),
+        "allocation": (
+            "DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
+            "list, for writing and testing programs; results mean nothing about the treatments"
+            if dummy
+            else "true allocation" + (" (blinded: treatment names withheld)" if blinded else "")
+        ),
         "standards": "sdtm/ (SDTM-shaped CSV and Dataset-JSON v1.1) and fhir/ (FHIR R4 NDJSON)"
-                     if standards else "not asked for",
+        if standards
+        else "not asked for",
         "free_text": "included: columns marked may_contain_identifiers can hold names or contact details"
-                     if free_text else "removed: columns marked may_contain_identifiers are blank",
-        "side_effects": ("withheld (--without-side-effects): side_effects and sdtm/ae are empty; the answers to "
-                         + ", ".join(protocol.revealing_instruments()) + " are left out of responses, fhir/ and the "
-                         "audit trail's values" if without_side_effects else
-                         "included: side_effects, sdtm/ae and the answers to "
-                         + ", ".join(protocol.revealing_instruments())
-                         + " can point to the treatment by their content (see data_dictionary)"),
+        if free_text
+        else "removed: columns marked may_contain_identifiers are blank",
+        "side_effects": (
+            "withheld (--without-side-effects): side_effects and sdtm/ae are empty; the answers to "
+            + ", ".join(protocol.revealing_instruments())
+            + " are left out of responses, fhir/ and the "
+            "audit trail's values"
+            if without_side_effects
+            else "included: side_effects, sdtm/ae and the answers to "
+            + ", ".join(protocol.revealing_instruments())
+            + " can point to the treatment by their content (see data_dictionary)"
+        ),
         "format": fmt,
         "identified": identified,
-        "identifiers": ("participants_identified holds emails and phone numbers: handle as personal data"
-                        if identified else "none: participants appear only by their pseudonymous code"),
+        "identifiers": (
+            "participants_identified holds emails and phone numbers: handle as personal data"
+            if identified
+            else "none: participants appear only by their pseudonymous code"
+        ),
         "app_version": current_app.config["DIARY_VERSION"],
         "files": files,
     }
@@ -166,10 +211,22 @@ def zip_bundle(bundle_dir: Path, target):
 IDENTIFIED_EXPORTERS = (Role.ADMIN, OPERATOR)
 
 
-def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, fmt: str = "csv",
-                 identified: bool = False, reason: str | None = None, progress=None,
-                 free_text: bool = True, true_allocation: bool | None = None, standards: bool = False,
-                 without_side_effects: bool = False) -> dict:
+def export_study(
+    out_dir: Path,
+    *,
+    study,
+    now: datetime,
+    actor: str,
+    role: str,
+    fmt: str = "csv",
+    identified: bool = False,
+    reason: str | None = None,
+    progress=None,
+    free_text: bool = True,
+    true_allocation: bool | None = None,
+    standards: bool = False,
+    without_side_effects: bool = False,
+) -> dict:
     """The one gate for every export, web or CLI: check who may have what, write, audit.
 
     ``role`` is the staff role asking, or ``"operator"`` for the server's command line. What of
@@ -182,15 +239,31 @@ def export_study(out_dir: Path, *, study, now: datetime, actor: str, role: str, 
     if identified and not reason:
         raise Refused("An identified export needs a reason: it carries emails and phone numbers.")
     blinding = blinding_for(study, role, true_allocation=bool(true_allocation))
-    manifest = write_bundle(out_dir, study=study, now=now, fmt=fmt, progress=progress, identified=identified,
-                            free_text=free_text, standards=standards, without_side_effects=without_side_effects,
-                            blinding=blinding)
+    manifest = write_bundle(
+        out_dir,
+        study=study,
+        now=now,
+        fmt=fmt,
+        progress=progress,
+        identified=identified,
+        free_text=free_text,
+        standards=standards,
+        without_side_effects=without_side_effects,
+        blinding=blinding,
+    )
     allocation = "dummy allocation" if manifest["allocation_is_dummy"] else "true allocation"
-    audit.record(actor=actor, action=AuditAction.IDENTIFIED_EXPORT if identified else AuditAction.EXPORT, entity="study",
-                 entity_id=study.id, now=now, reason=reason,
-                 new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, {allocation}, "
-                     + ("free text removed, " if not free_text else "")
-                     + ("side effects withheld, " if without_side_effects else "")
-                     + ", ".join(f"{entry['table']} {entry['rows']}" for name, entry in manifest["files"].items()
-                                 if "/" not in name))
+    audit.record(
+        actor=actor,
+        action=AuditAction.IDENTIFIED_EXPORT if identified else AuditAction.EXPORT,
+        entity="study",
+        entity_id=study.id,
+        now=now,
+        reason=reason,
+        new=f"{fmt}, {'blinded' if manifest['blinded'] else 'unblinded'}, {allocation}, "
+        + ("free text removed, " if not free_text else "")
+        + ("side effects withheld, " if without_side_effects else "")
+        + ", ".join(
+            f"{entry['table']} {entry['rows']}" for name, entry in manifest["files"].items() if "/" not in name
+        ),
+    )
     return manifest

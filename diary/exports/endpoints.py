@@ -1,4 +1,5 @@
 """The trial's fatigue endpoints, per participant and period (TRIAL.md). Pure functions."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,12 +61,12 @@ def auc_pct_change(points: list[tuple[float, float]], end: float = AUC_END_HOURS
     return area
 
 
-def compute_endpoints(vas_by_timepoint: dict[str, tuple[float, int]],
-                      auc_timepoints: list[str]) -> Endpoints:
+def compute_endpoints(vas_by_timepoint: dict[str, tuple[float, int]], auc_timepoints: list[str]) -> Endpoints:
     """Endpoints from {time point code: (hours from dose, VAS)} of one participant's period.
 
     ``auc_timepoints`` are the post-dose time points up to D7 that enter the area.
     """
+
     def vas(code):
         entry = vas_by_timepoint.get(code)
         return None if entry is None else entry[1]
@@ -75,8 +76,11 @@ def compute_endpoints(vas_by_timepoint: dict[str, tuple[float, int]],
     pct_d1, pct_d3, pct_d7 = (pct_change(v, baseline) for v in (d1, d3, d7))
     auc = n_points = None
     if pct_d7 is not None:
-        points = [(vas_by_timepoint[code][0], pct_change(vas_by_timepoint[code][1], baseline))
-                  for code in auc_timepoints if code in vas_by_timepoint]
+        points = [
+            (vas_by_timepoint[code][0], pct_change(vas_by_timepoint[code][1], baseline))
+            for code in auc_timepoints
+            if code in vas_by_timepoint
+        ]
         auc, n_points = auc_pct_change(points), auc_points_used(points)
 
     def hours(code):
@@ -84,11 +88,20 @@ def compute_endpoints(vas_by_timepoint: dict[str, tuple[float, int]],
         return None if entry is None else _round(entry[0], 2)
 
     return Endpoints(
-        baseline_vas=baseline, vas_d1=d1, vas_d3=d3, vas_d7=d7,
-        pct_change_d1=_round(pct_d1), pct_change_d3=_round(pct_d3), pct_change_d7=_round(pct_d7),
+        baseline_vas=baseline,
+        vas_d1=d1,
+        vas_d3=d3,
+        vas_d7=d7,
+        pct_change_d1=_round(pct_d1),
+        pct_change_d3=_round(pct_d3),
+        pct_change_d7=_round(pct_d7),
         responder_d3=None if pct_d3 is None else pct_d3 <= RESPONDER_THRESHOLD,
-        auc_pct_change_0_7d=_round(auc, 1), hours_from_dose_d1=hours("D1"), hours_from_dose_d3=hours("D3"),
-        hours_from_dose_d7=hours("D7"), auc_n_points=n_points)
+        auc_pct_change_0_7d=_round(auc, 1),
+        hours_from_dose_d1=hours("D1"),
+        hours_from_dose_d3=hours("D3"),
+        hours_from_dose_d7=hours("D7"),
+        auc_n_points=n_points,
+    )
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

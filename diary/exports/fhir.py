@@ -5,6 +5,7 @@ Data does).
 Subjects are referenced by the pseudonymous participant code only; answers keep the protocol's
 item ids as ``linkId`` and its codes as ``Coding`` values, so a receiving system can map them.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,27 +44,60 @@ def questionnaires(protocol: Protocol):
             entry = {"linkId": item.id, "text": item.text, "required": bool(item.required)}
             if item.type in (ItemType.VAS, ItemType.NRS):
                 low, high = item.range
-                entry.update(type="integer", extension=[
-                    {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": low},
-                    {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": high}])
+                entry.update(
+                    type="integer",
+                    extension=[
+                        {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": low},
+                        {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": high},
+                    ],
+                )
             elif item.type == ItemType.SINGLE_CHOICE:
-                entry.update(type="choice", answerOption=[
-                    {"valueCoding": {"system": _system(protocol, item.id), "code": choice.code,
-                                     "display": choice.label}} for choice in item.choices])
+                entry.update(
+                    type="choice",
+                    answerOption=[
+                        {
+                            "valueCoding": {
+                                "system": _system(protocol, item.id),
+                                "code": choice.code,
+                                "display": choice.label,
+                            }
+                        }
+                        for choice in item.choices
+                    ],
+                )
             elif item.type == ItemType.SEVERITY_CHECKLIST:
-                entry.update(type="group", item=[
-                    {"linkId": f"{item.id}.{term.code}", "text": term.label, "type": "choice", "required": False,
-                     "answerOption": [{"valueCoding": {"system": _system(protocol, "severity"), "code": severity}}
-                                      for severity in SEVERITIES]} for term in item.terms])
+                entry.update(
+                    type="group",
+                    item=[
+                        {
+                            "linkId": f"{item.id}.{term.code}",
+                            "text": term.label,
+                            "type": "choice",
+                            "required": False,
+                            "answerOption": [
+                                {"valueCoding": {"system": _system(protocol, "severity"), "code": severity}}
+                                for severity in SEVERITIES
+                            ],
+                        }
+                        for term in item.terms
+                    ],
+                )
             else:
                 entry.update(type="text", maxLength=item.max_length or None)
                 if entry["maxLength"] is None:
                     del entry["maxLength"]
             items.append(entry)
-        yield {"resourceType": "Questionnaire", "id": fhir_id(protocol.id, instrument.id),
-               "url": questionnaire_url(protocol, instrument.id), "version": str(protocol.version),
-               "name": re.sub(r"[^A-Za-z0-9]", "", instrument.id.title()) or "Instrument",
-               "title": instrument.title, "status": "active", "subjectType": ["Patient"], "item": items}
+        yield {
+            "resourceType": "Questionnaire",
+            "id": fhir_id(protocol.id, instrument.id),
+            "url": questionnaire_url(protocol, instrument.id),
+            "version": str(protocol.version),
+            "name": re.sub(r"[^A-Za-z0-9]", "", instrument.id.title()) or "Instrument",
+            "title": instrument.title,
+            "status": "active",
+            "subjectType": ["Patient"],
+            "item": items,
+        }
 
 
 def _answer(protocol: Protocol, item, value: str):
@@ -82,16 +116,27 @@ def questionnaire_responses(ctx: ExportContext):
     """One resource per entry and instrument, in participant, period and time order."""
     protocol = ctx.protocol
     instruments = protocol.instruments
-    query = (select(Participant.code, Period.number, Assessment.timepoint, Submission.collected_at,
-                    Submission.source, ItemValue.instrument, ItemValue.item, ItemValue.value)
-             .join(Period, Period.participant_id == Participant.id)
-             .join(Assessment, Assessment.period_id == Period.id)
-             .join(Submission, Submission.assessment_id == Assessment.id)
-             .join(ItemValue, ItemValue.submission_id == Submission.id)
-             .where(Participant.study_id == ctx.study.id)
-             .order_by(Participant.code, Period.number, Assessment.target, ItemValue.instrument, ItemValue.id))
+    query = (
+        select(
+            Participant.code,
+            Period.number,
+            Assessment.timepoint,
+            Submission.collected_at,
+            Submission.source,
+            ItemValue.instrument,
+            ItemValue.item,
+            ItemValue.value,
+        )
+        .join(Period, Period.participant_id == Participant.id)
+        .join(Assessment, Assessment.period_id == Period.id)
+        .join(Submission, Submission.assessment_id == Assessment.id)
+        .join(ItemValue, ItemValue.submission_id == Submission.id)
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number, Assessment.target, ItemValue.instrument, ItemValue.id)
+    )
     for (code, number, timepoint, instrument_id), rows in groupby(
-            ctx.stream(query), key=lambda r: (r.code, r.number, r.timepoint, r.instrument)):
+        ctx.stream(query), key=lambda r: (r.code, r.number, r.timepoint, r.instrument)
+    ):
         rows = list(rows)
         instrument = instruments.get(instrument_id)
         if instrument is None or instrument_id in ctx.withheld:
@@ -100,10 +145,22 @@ def questionnaire_responses(ctx: ExportContext):
         items = []
         for item in instrument.items:
             if item.type == ItemType.SEVERITY_CHECKLIST:
-                answered = [{"linkId": f"{item.id}.{term.code}", "text": term.label,
-                             "answer": [{"valueCoding": {"system": _system(protocol, "severity"),
-                                                         "code": values[f"{item.id}.{term.code}"]}}]}
-                            for term in item.terms if values.get(f"{item.id}.{term.code}")]
+                answered = [
+                    {
+                        "linkId": f"{item.id}.{term.code}",
+                        "text": term.label,
+                        "answer": [
+                            {
+                                "valueCoding": {
+                                    "system": _system(protocol, "severity"),
+                                    "code": values[f"{item.id}.{term.code}"],
+                                }
+                            }
+                        ],
+                    }
+                    for term in item.terms
+                    if values.get(f"{item.id}.{term.code}")
+                ]
                 if answered:
                     items.append({"linkId": item.id, "text": item.text, "item": answered})
                 continue
@@ -132,8 +189,10 @@ def write_fhir(out_dir: Path, ctx: ExportContext, progress=None) -> dict[str, in
     folder = Path(out_dir) / "fhir"
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name, resources in (("Questionnaire", questionnaires(ctx.protocol)),
-                            ("QuestionnaireResponse", questionnaire_responses(ctx))):
+    for name, resources in (
+        ("Questionnaire", questionnaires(ctx.protocol)),
+        ("QuestionnaireResponse", questionnaire_responses(ctx)),
+    ):
         count = 0
         with open(folder / f"{name}.ndjson", "w", encoding="utf-8") as handle:
             for resource in resources:

@@ -4,6 +4,7 @@ This one description drives the writers (column order, Parquet types) and the da
 so the files and the dictionary cannot disagree. Table and column names are a contract that
 analysts' scripts rely on (DESIGN.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,227 +43,493 @@ SITE = Column("site", STRING, "Site code.")
 # Columns whose allowed values come from the loaded protocol (see ``dictionary_rows``) say so
 # here; the protocol's own codes replace this text in the dictionary.
 FROM_PROTOCOL = "from the protocol"
-SEQUENCE = Column("sequence", STRING, "Randomized sequence of masked treatments, in period order.",
-                  allowed=FROM_PROTOCOL)
+SEQUENCE = Column(
+    "sequence", STRING, "Randomized sequence of masked treatments, in period order.", allowed=FROM_PROTOCOL
+)
 PERIOD = Column("period", INTEGER, "Dosing period (1 = first infusion).", allowed=FROM_PROTOCOL)
-TREATMENT_CODE = Column("treatment_code", STRING, "Masked treatment code of this period, always given. Before "
-                        "unblinding a blinded role's export carries the dummy allocation here and in sequence "
-                        "(see allocation_is_dummy).", allowed=FROM_PROTOCOL)
-TREATMENT = Column("treatment", STRING, "Drug name of this period. Empty until the study is unblinded "
-                   "(manifest.json 'blinded'); scripts written on blinded data use treatment_code.",
-                   allowed=FROM_PROTOCOL)
+TREATMENT_CODE = Column(
+    "treatment_code",
+    STRING,
+    "Masked treatment code of this period, always given. Before "
+    "unblinding a blinded role's export carries the dummy allocation here and in sequence "
+    "(see allocation_is_dummy).",
+    allowed=FROM_PROTOCOL,
+)
+TREATMENT = Column(
+    "treatment",
+    STRING,
+    "Drug name of this period. Empty until the study is unblinded "
+    "(manifest.json 'blinded'); scripts written on blinded data use treatment_code.",
+    allowed=FROM_PROTOCOL,
+)
 TIMEPOINT = Column("timepoint", STRING, "Protocol time point code.", allowed=FROM_PROTOCOL)
-TIMEPOINT_ORDER = Column("timepoint_order", INTEGER, "Position of the time point in the protocol (1 = the "
-                         "first, BL): sort by it, since the codes do not sort in time order.", allowed=FROM_PROTOCOL)
-DUMMY = Column("allocation_is_dummy", BOOLEAN, "TRUE when sequence and treatment_code are the dummy allocation "
-               "(the randomization list's sequences shuffled once over the participants and stored, so blinded "
-               "statisticians can write and test their programs on real data); FALSE when they are the true "
-               "allocation (the unblinded role, or any role after unblinding).", allowed="TRUE; FALSE")
-SUBMITTED = Column("submitted_utc", DATETIME, "When the entry reached the server (ISO 8601, UTC). "
-                   "Empty when nothing was entered.", unit="UTC")
-COLLECTED = Column("collected_utc", DATETIME, "When the answers were given (ISO 8601, UTC): the same moment "
-                   "as submitted_utc for a participant's own entry; the paper's date or the interview's time "
-                   "for an entry made by staff. States, minutes_from_dose and the endpoints use it. Empty "
-                   "when nothing was entered.", unit="UTC")
-MINUTES = Column("minutes_from_dose", NUMBER, "Minutes from the infusion start to when the answers were "
-                 "given (collected_utc; negative before the start). Empty when nothing was entered or the "
-                 "infusion is not yet recorded.", unit="minutes", precision="rounded to 0.1 minute")
-MODE = Column("submission_mode", STRING, "How the entry reached the server: online (sent from the phone as it "
-              "was made), offline_sync (made on the phone without a connection and sent when it came back; "
-              "collected_utc is the phone's time of making it, corrected by the clock offset measured at "
-              "sending) or staff (entered on the participant's behalf). Empty when nothing was entered.",
-              allowed=listed(SubmissionMode))
-SOURCE = Column("source", STRING, "Who entered the data: the participant on their phone, or staff on "
-                "their behalf from the named source (with a reason in the audit trail).",
-                allowed=listed(Source))
+TIMEPOINT_ORDER = Column(
+    "timepoint_order",
+    INTEGER,
+    "Position of the time point in the protocol (1 = the "
+    "first, BL): sort by it, since the codes do not sort in time order.",
+    allowed=FROM_PROTOCOL,
+)
+DUMMY = Column(
+    "allocation_is_dummy",
+    BOOLEAN,
+    "TRUE when sequence and treatment_code are the dummy allocation "
+    "(the randomization list's sequences shuffled once over the participants and stored, so blinded "
+    "statisticians can write and test their programs on real data); FALSE when they are the true "
+    "allocation (the unblinded role, or any role after unblinding).",
+    allowed="TRUE; FALSE",
+)
+SUBMITTED = Column(
+    "submitted_utc",
+    DATETIME,
+    "When the entry reached the server (ISO 8601, UTC). Empty when nothing was entered.",
+    unit="UTC",
+)
+COLLECTED = Column(
+    "collected_utc",
+    DATETIME,
+    "When the answers were given (ISO 8601, UTC): the same moment "
+    "as submitted_utc for a participant's own entry; the paper's date or the interview's time "
+    "for an entry made by staff. States, minutes_from_dose and the endpoints use it. Empty "
+    "when nothing was entered.",
+    unit="UTC",
+)
+MINUTES = Column(
+    "minutes_from_dose",
+    NUMBER,
+    "Minutes from the infusion start to when the answers were "
+    "given (collected_utc; negative before the start). Empty when nothing was entered or the "
+    "infusion is not yet recorded.",
+    unit="minutes",
+    precision="rounded to 0.1 minute",
+)
+MODE = Column(
+    "submission_mode",
+    STRING,
+    "How the entry reached the server: online (sent from the phone as it "
+    "was made), offline_sync (made on the phone without a connection and sent when it came back; "
+    "collected_utc is the phone's time of making it, corrected by the clock offset measured at "
+    "sending) or staff (entered on the participant's behalf). Empty when nothing was entered.",
+    allowed=listed(SubmissionMode),
+)
+SOURCE = Column(
+    "source",
+    STRING,
+    "Who entered the data: the participant on their phone, or staff on "
+    "their behalf from the named source (with a reason in the audit trail).",
+    allowed=listed(Source),
+)
 
 
 def _pct(day: str) -> Column:
-    return Column(f"pct_change_{day}", NUMBER,
-                  f"% change of the fatigue VAS from baseline at {day.upper()}: (vas_{day} - baseline_vas) / "
-                  "baseline_vas x 100; negative = less fatigue. Empty when the baseline is missing or 0, "
-                  f"or {day.upper()} was not entered.", unit="%", precision=ROUNDED_PCT)
+    return Column(
+        f"pct_change_{day}",
+        NUMBER,
+        f"% change of the fatigue VAS from baseline at {day.upper()}: (vas_{day} - baseline_vas) / "
+        "baseline_vas x 100; negative = less fatigue. Empty when the baseline is missing or 0, "
+        f"or {day.upper()} was not entered.",
+        unit="%",
+        precision=ROUNDED_PCT,
+    )
 
 
 ROUNDED_PCT = "rounded to 2 decimals (responder_d3 is judged before rounding)"
-CODE_BROKEN = Column("code_broken_utc", DATETIME, "When this participant's treatment code was broken for an "
-                     "emergency (ISO 8601, UTC); the rest of the study stays blinded. Empty when it was not.",
-                     unit="UTC")
+CODE_BROKEN = Column(
+    "code_broken_utc",
+    DATETIME,
+    "When this participant's treatment code was broken for an "
+    "emergency (ISO 8601, UTC); the rest of the study stays blinded. Empty when it was not.",
+    unit="UTC",
+)
 
 
 def _hours(day: str) -> Column:
-    return Column(f"hours_from_dose_{day}", NUMBER, f"Hours from the infusion start to when the {day.upper()} "
-                  f"answers were given (collected_utc), as used in the endpoints. Empty when vas_{day} is.",
-                  unit="hours", precision="rounded to 2 decimals (the endpoints use the exact time)")
+    return Column(
+        f"hours_from_dose_{day}",
+        NUMBER,
+        f"Hours from the infusion start to when the {day.upper()} "
+        f"answers were given (collected_utc), as used in the endpoints. Empty when vas_{day} is.",
+        unit="hours",
+        precision="rounded to 2 decimals (the endpoints use the exact time)",
+    )
 
 
 TABLES: dict[str, list[Column]] = {
     "assessments": [
-        PARTICIPANT, SITE, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT,
-        Column("planned_dose_utc", DATETIME, "When the infusion was planned to start (ISO 8601, UTC). Empty "
-               "when it was recorded without a plan.", unit="UTC"),
-        Column("dose_start_utc", DATETIME, "Actual infusion start of the period (ISO 8601, UTC). Empty while "
-               "only planned; windows then follow the planned start.", unit="UTC"),
-        TIMEPOINT, TIMEPOINT_ORDER,
-        Column("nominal_offset_min", INTEGER, "Target time of the time point after the infusion start, "
-               "as the protocol states it.", unit="minutes"),
+        PARTICIPANT,
+        SITE,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        Column(
+            "planned_dose_utc",
+            DATETIME,
+            "When the infusion was planned to start (ISO 8601, UTC). Empty when it was recorded without a plan.",
+            unit="UTC",
+        ),
+        Column(
+            "dose_start_utc",
+            DATETIME,
+            "Actual infusion start of the period (ISO 8601, UTC). Empty while "
+            "only planned; windows then follow the planned start.",
+            unit="UTC",
+        ),
+        TIMEPOINT,
+        TIMEPOINT_ORDER,
+        Column(
+            "nominal_offset_min",
+            INTEGER,
+            "Target time of the time point after the infusion start, as the protocol states it.",
+            unit="minutes",
+        ),
         Column("window_open_utc", DATETIME, "When the entry window opened (ISO 8601, UTC).", unit="UTC"),
-        Column("window_close_utc", DATETIME, "When the entry window closed (ISO 8601, UTC); entries after it "
-               "and inside the protocol's late grace are completed_late. Windows always follow the current "
-               "infusion time.", unit="UTC"),
-        Column("status", STRING, "State of the assessment at export time, judged by collected_utc: after_dose "
-               "is a pre-dose entry given after the infusion started; out_of_window an entry a corrected "
-               "infusion time left outside its window. Both are kept and left out of the endpoints.",
-               allowed=listed(AssessmentState)),
-        SUBMITTED, COLLECTED, MINUTES,
+        Column(
+            "window_close_utc",
+            DATETIME,
+            "When the entry window closed (ISO 8601, UTC); entries after it "
+            "and inside the protocol's late grace are completed_late. Windows always follow the current "
+            "infusion time.",
+            unit="UTC",
+        ),
+        Column(
+            "status",
+            STRING,
+            "State of the assessment at export time, judged by collected_utc: after_dose "
+            "is a pre-dose entry given after the infusion started; out_of_window an entry a corrected "
+            "infusion time left outside its window. Both are kept and left out of the endpoints.",
+            allowed=listed(AssessmentState),
+        ),
+        SUBMITTED,
+        COLLECTED,
+        MINUTES,
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
         MODE,
-        Column("offline_delay_min", NUMBER, "For an entry made without a connection: minutes from when the phone "
-               "says the answers were given (collected_utc) to when the diary received them (submitted_utc). The "
-               "phone's clock cannot be proven: a long delay is worth a look. Empty for other entries.",
-               unit="minutes", precision="rounded to 0.1 minute"),
-        Column("viewport_width", INTEGER, "Width of the page the entry was answered on, in CSS pixels (1/96 inch at "
-               "default zoom), as the participant's browser reported it. Empty for staff entries and older entries.",
-               unit="CSS px"),
+        Column(
+            "offline_delay_min",
+            NUMBER,
+            "For an entry made without a connection: minutes from when the phone "
+            "says the answers were given (collected_utc) to when the diary received them (submitted_utc). The "
+            "phone's clock cannot be proven: a long delay is worth a look. Empty for other entries.",
+            unit="minutes",
+            precision="rounded to 0.1 minute",
+        ),
+        Column(
+            "viewport_width",
+            INTEGER,
+            "Width of the page the entry was answered on, in CSS pixels (1/96 inch at "
+            "default zoom), as the participant's browser reported it. Empty for staff entries and older entries.",
+            unit="CSS px",
+        ),
         Column("viewport_height", INTEGER, "Height of that page, in CSS pixels.", unit="CSS px"),
         Column("device_pixel_ratio", NUMBER, "Screen pixels per CSS pixel on that device.", precision="3 decimals"),
-        Column("zoom", NUMBER, "Pinch zoom when the entry was saved (1 = none), where the browser tells.",
-               precision="3 decimals"),
-        Column("text_scale", NUMBER, "The browser's text size relative to its default (1 = default), where it tells.",
-               precision="3 decimals"),
-        Column("browser", STRING, "Browser family and major version, from its User-Agent (nothing more is kept "
-               "about the device).", allowed="Chrome N; Safari N; Firefox N; Edge N; Samsung Internet N"),
-        CODE_BROKEN, DUMMY,
+        Column(
+            "zoom",
+            NUMBER,
+            "Pinch zoom when the entry was saved (1 = none), where the browser tells.",
+            precision="3 decimals",
+        ),
+        Column(
+            "text_scale",
+            NUMBER,
+            "The browser's text size relative to its default (1 = default), where it tells.",
+            precision="3 decimals",
+        ),
+        Column(
+            "browser",
+            STRING,
+            "Browser family and major version, from its User-Agent (nothing more is kept about the device).",
+            allowed="Chrome N; Safari N; Firefox N; Edge N; Samsung Internet N",
+        ),
+        CODE_BROKEN,
+        DUMMY,
     ],
     "responses": [
-        PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT, TIMEPOINT, TIMEPOINT_ORDER,
-        Column("instrument", STRING, "Instrument id from the protocol (the side-effect checklist is in "
-               "side_effects instead).", allowed=FROM_PROTOCOL),
+        PARTICIPANT,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        TIMEPOINT,
+        TIMEPOINT_ORDER,
+        Column(
+            "instrument",
+            STRING,
+            "Instrument id from the protocol (the side-effect checklist is in side_effects instead).",
+            allowed=FROM_PROTOCOL,
+        ),
         Column("item", STRING, "Item id within the instrument.", allowed=FROM_PROTOCOL),
-        Column("value", STRING, "The answer as entered: a whole number for vas and nrs items, a code for "
-               "choices, text for free text (free-text answers are blanked by --no-free-text). CAN REVEAL "
-               "TREATMENT: the answers to instruments marked may_reveal_treatment in the protocol (the "
-               "participants' blinding guess) point to the drug in aggregate, whatever the allocation "
-               "shown; --without-side-effects leaves them out.",
-               allowed=FROM_PROTOCOL, free_text=True),
-        SUBMITTED, COLLECTED, MINUTES, SOURCE, MODE, DUMMY,
+        Column(
+            "value",
+            STRING,
+            "The answer as entered: a whole number for vas and nrs items, a code for "
+            "choices, text for free text (free-text answers are blanked by --no-free-text). CAN REVEAL "
+            "TREATMENT: the answers to instruments marked may_reveal_treatment in the protocol (the "
+            "participants' blinding guess) point to the drug in aggregate, whatever the allocation "
+            "shown; --without-side-effects leaves them out.",
+            allowed=FROM_PROTOCOL,
+            free_text=True,
+        ),
+        SUBMITTED,
+        COLLECTED,
+        MINUTES,
+        SOURCE,
+        MODE,
+        DUMMY,
     ],
     "fatigue_endpoints": [
-        PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT,
-        Column("baseline_vas", INTEGER, "Fatigue VAS at BL of this period (the baseline). Empty when BL "
-               "was not entered.", unit="mm (0-100)"),
+        PARTICIPANT,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        Column(
+            "baseline_vas",
+            INTEGER,
+            "Fatigue VAS at BL of this period (the baseline). Empty when BL was not entered.",
+            unit="mm (0-100)",
+        ),
         Column("vas_d1", INTEGER, "Fatigue VAS at D1. Empty when not entered.", unit="mm (0-100)"),
-        Column("vas_d3", INTEGER, "Fatigue VAS at D3 (the primary time point). Empty when not entered.",
-               unit="mm (0-100)"),
+        Column(
+            "vas_d3", INTEGER, "Fatigue VAS at D3 (the primary time point). Empty when not entered.", unit="mm (0-100)"
+        ),
         Column("vas_d7", INTEGER, "Fatigue VAS at D7. Empty when not entered.", unit="mm (0-100)"),
-        _pct("d1"), _pct("d3"), _pct("d7"),
-        Column("responder_d3", BOOLEAN, "pct_change_d3 <= -20 (a reduction of at least 20%). Empty when "
-               "pct_change_d3 is empty.", allowed="true; false"),
-        Column("auc_pct_change_0_7d", NUMBER, "Trapezoidal area under the % change curve over hours 0-168 "
-               "after the infusion start, using actual entry times, with BL at 0% at hour 0; entries after "
-               "168 h are interpolated to 168 h, and the last value before 168 h is carried to 168 h. Empty "
-               "when the baseline is missing or 0, or D7 was not entered.", unit="% x hours",
-               precision="rounded to 1 decimal"),
-        _hours("d1"), _hours("d3"), _hours("d7"),
-        Column("status_d3", STRING, "State of the D3 assessment (the primary time point) at export time.",
-               allowed=listed(AssessmentState)),
-        Column("source_d3", STRING, "Who entered D3. " + SOURCE.description + " Empty when D3 was not entered.",
-               allowed=listed(Source)),
-        Column("auc_n_points", INTEGER, "Measured post-dose points the AUC stands on (up to 168 h, plus the "
-               "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
-               unit="count"),
-        Column("excluded_reason", STRING, "Entries of this period left out of the endpoints and why (a BL "
-               "given after the infusion started; an entry a corrected infusion time left outside its "
-               "window). Empty when nothing was excluded."),
-        CODE_BROKEN, DUMMY,
+        _pct("d1"),
+        _pct("d3"),
+        _pct("d7"),
+        Column(
+            "responder_d3",
+            BOOLEAN,
+            "pct_change_d3 <= -20 (a reduction of at least 20%). Empty when pct_change_d3 is empty.",
+            allowed="true; false",
+        ),
+        Column(
+            "auc_pct_change_0_7d",
+            NUMBER,
+            "Trapezoidal area under the % change curve over hours 0-168 "
+            "after the infusion start, using actual entry times, with BL at 0% at hour 0; entries after "
+            "168 h are interpolated to 168 h, and the last value before 168 h is carried to 168 h. Empty "
+            "when the baseline is missing or 0, or D7 was not entered.",
+            unit="% x hours",
+            precision="rounded to 1 decimal",
+        ),
+        _hours("d1"),
+        _hours("d3"),
+        _hours("d7"),
+        Column(
+            "status_d3",
+            STRING,
+            "State of the D3 assessment (the primary time point) at export time.",
+            allowed=listed(AssessmentState),
+        ),
+        Column(
+            "source_d3",
+            STRING,
+            "Who entered D3. " + SOURCE.description + " Empty when D3 was not entered.",
+            allowed=listed(Source),
+        ),
+        Column(
+            "auc_n_points",
+            INTEGER,
+            "Measured post-dose points the AUC stands on (up to 168 h, plus the "
+            "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
+            unit="count",
+        ),
+        Column(
+            "excluded_reason",
+            STRING,
+            "Entries of this period left out of the endpoints and why (a BL "
+            "given after the infusion started; an entry a corrected infusion time left outside its "
+            "window). Empty when nothing was excluded.",
+        ),
+        CODE_BROKEN,
+        DUMMY,
     ],
     "fatigue_timecourse": [
-        PARTICIPANT, SEQUENCE, PERIOD, TREATMENT_CODE, TREATMENT, TIMEPOINT, TIMEPOINT_ORDER,
-        Column("baseline_vas", INTEGER, "Fatigue VAS at BL of this period. Empty when BL was not entered or "
-               "does not count (status of BL after_dose).", unit="mm (0-100)"),
-        Column("vas", INTEGER, "Fatigue VAS at this time point as entered. Empty when not entered.",
-               unit="mm (0-100)"),
-        Column("pct_change", NUMBER, "(vas - baseline_vas) / baseline_vas x 100, as in fatigue_endpoints; 0 at "
-               "BL. Empty when either is missing, the baseline is 0, or the entry does not count (status "
-               "after_dose or out_of_window).", unit="%", precision=ROUNDED_PCT),
-        Column("hours_from_dose", NUMBER, "Hours from the infusion start to when the answers were given "
-               "(negative before it). Empty when nothing was entered.", unit="hours",
-               precision="rounded to 2 decimals"),
-        Column("status", STRING, "State of the assessment at export time (as in assessments).",
-               allowed=listed(AssessmentState)),
+        PARTICIPANT,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        TIMEPOINT,
+        TIMEPOINT_ORDER,
+        Column(
+            "baseline_vas",
+            INTEGER,
+            "Fatigue VAS at BL of this period. Empty when BL was not entered or "
+            "does not count (status of BL after_dose).",
+            unit="mm (0-100)",
+        ),
+        Column("vas", INTEGER, "Fatigue VAS at this time point as entered. Empty when not entered.", unit="mm (0-100)"),
+        Column(
+            "pct_change",
+            NUMBER,
+            "(vas - baseline_vas) / baseline_vas x 100, as in fatigue_endpoints; 0 at "
+            "BL. Empty when either is missing, the baseline is 0, or the entry does not count (status "
+            "after_dose or out_of_window).",
+            unit="%",
+            precision=ROUNDED_PCT,
+        ),
+        Column(
+            "hours_from_dose",
+            NUMBER,
+            "Hours from the infusion start to when the answers were given "
+            "(negative before it). Empty when nothing was entered.",
+            unit="hours",
+            precision="rounded to 2 decimals",
+        ),
+        Column(
+            "status",
+            STRING,
+            "State of the assessment at export time (as in assessments).",
+            allowed=listed(AssessmentState),
+        ),
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
         DUMMY,
     ],
     "side_effects": [
-        PARTICIPANT, PERIOD, TREATMENT_CODE, TREATMENT,
-        Column("timepoint", STRING, TIMEPOINT.description, allowed=FROM_PROTOCOL), TIMEPOINT_ORDER,
-        Column("term", STRING, "Side effect code from the solicited checklist, or 'other' for a free-text "
-               "report. CAN REVEAL TREATMENT: side effects typical of one drug (such as dissociation or "
-               "sedation) point to it whatever the allocation shown; --without-side-effects "
-               "leaves this table empty.", allowed=FROM_PROTOCOL),
-        Column("severity", STRING, "Severity as reported. Empty for free-text reports.",
-               allowed=listed(Severity.reported())),
-        Column("solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.",
-               allowed="true; false"),
+        PARTICIPANT,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        Column("timepoint", STRING, TIMEPOINT.description, allowed=FROM_PROTOCOL),
+        TIMEPOINT_ORDER,
+        Column(
+            "term",
+            STRING,
+            "Side effect code from the solicited checklist, or 'other' for a free-text "
+            "report. CAN REVEAL TREATMENT: side effects typical of one drug (such as dissociation or "
+            "sedation) point to it whatever the allocation shown; --without-side-effects "
+            "leaves this table empty.",
+            allowed=FROM_PROTOCOL,
+        ),
+        Column(
+            "severity",
+            STRING,
+            "Severity as reported. Empty for free-text reports.",
+            allowed=listed(Severity.reported()),
+        ),
+        Column(
+            "solicited", BOOLEAN, "true for a checklist answer, false for a free-text report.", allowed="true; false"
+        ),
         Column("verbatim", STRING, "The participant's own words for a free-text report.", free_text=True),
-        Column("reported_utc", DATETIME, "When the participant reported it: the collection time of the entry "
-               "that carried it (ISO 8601, UTC).", unit="UTC"),
-        MINUTES, DUMMY,
+        Column(
+            "reported_utc",
+            DATETIME,
+            "When the participant reported it: the collection time of the entry that carried it (ISO 8601, UTC).",
+            unit="UTC",
+        ),
+        MINUTES,
+        DUMMY,
     ],
     "adherence": [
-        PARTICIPANT, PERIOD,
-        Column("scheduled", INTEGER, "Assessments scheduled in the period, excluding not_applicable ones "
-               "and optional time points (D2) that were not answered.", unit="count"),
+        PARTICIPANT,
+        PERIOD,
+        Column(
+            "scheduled",
+            INTEGER,
+            "Assessments scheduled in the period, excluding not_applicable ones "
+            "and optional time points (D2) that were not answered.",
+            unit="count",
+        ),
         Column("completed", INTEGER, "Entered inside the window.", unit="count"),
-        Column("completed_late", INTEGER, "Entered after the window closed, inside the protocol's grace.",
-               unit="count"),
-        Column("missed", INTEGER, "Window and grace passed with no valid entry: none was made, or a corrected "
-               "infusion time left it outside its window (after_dose, out_of_window). Optional time points "
-               "excluded.",
-               unit="count"),
-        Column("compliance_pct", NUMBER, "(completed + completed_late) / (completed + completed_late + missed) "
-               "x 100. Empty when no window has passed yet.", unit="%", precision="rounded to 1 decimal"),
+        Column(
+            "completed_late", INTEGER, "Entered after the window closed, inside the protocol's grace.", unit="count"
+        ),
+        Column(
+            "missed",
+            INTEGER,
+            "Window and grace passed with no valid entry: none was made, or a corrected "
+            "infusion time left it outside its window (after_dose, out_of_window). Optional time points "
+            "excluded.",
+            unit="count",
+        ),
+        Column(
+            "compliance_pct",
+            NUMBER,
+            "(completed + completed_late) / (completed + completed_late + missed) "
+            "x 100. Empty when no window has passed yet.",
+            unit="%",
+            precision="rounded to 1 decimal",
+        ),
     ],
     "participants": [
-        PARTICIPANT, SITE,
-        Column("timezone", STRING, "The participant's time zone (IANA name): their windows and reminders "
-               "follow its clock."),
+        PARTICIPANT,
+        SITE,
+        Column(
+            "timezone", STRING, "The participant's time zone (IANA name): their windows and reminders follow its clock."
+        ),
         SEQUENCE,
         Column("enrolled_utc", DATETIME, "When the participant was enrolled (ISO 8601, UTC).", unit="UTC"),
         Column("status", STRING, "Participant status at export time.", allowed=listed(ParticipantStatus)),
-        Column("withdrawn_utc", DATETIME, "When the participant withdrew (ISO 8601, UTC). Empty when active.",
-               unit="UTC"),
-        Column("withdrawal_reason", STRING, "Why the participant withdrew, as a category (the coordinator's "
-               "words are in audit_trail). Empty when active.", allowed=listed(WithdrawalReason)),
+        Column(
+            "withdrawn_utc", DATETIME, "When the participant withdrew (ISO 8601, UTC). Empty when active.", unit="UTC"
+        ),
+        Column(
+            "withdrawal_reason",
+            STRING,
+            "Why the participant withdrew, as a category (the coordinator's "
+            "words are in audit_trail). Empty when active.",
+            allowed=listed(WithdrawalReason),
+        ),
         Column("periods_dosed", INTEGER, "Periods whose infusion start is recorded.", unit="count"),
-        Column("has_baseline_all_periods", BOOLEAN, "TRUE when every period of the protocol has a baseline VAS "
-               "that counts (both periods, in a two-period crossover).", allowed="TRUE; FALSE"),
-        Column("has_primary_both_periods", BOOLEAN, "TRUE when pct_change_d3 (the primary endpoint) can be "
-               "computed in every period of the protocol: the complete-case population of the crossover "
-               "analysis.", allowed="TRUE; FALSE"),
-        CODE_BROKEN, DUMMY,
+        Column(
+            "has_baseline_all_periods",
+            BOOLEAN,
+            "TRUE when every period of the protocol has a baseline VAS "
+            "that counts (both periods, in a two-period crossover).",
+            allowed="TRUE; FALSE",
+        ),
+        Column(
+            "has_primary_both_periods",
+            BOOLEAN,
+            "TRUE when pct_change_d3 (the primary endpoint) can be "
+            "computed in every period of the protocol: the complete-case population of the crossover "
+            "analysis.",
+            allowed="TRUE; FALSE",
+        ),
+        CODE_BROKEN,
+        DUMMY,
     ],
     "audit_trail": [
         Column("event_id", INTEGER, "Order of the event in the audit trail."),
         Column("time_utc", DATETIME, "When it happened (ISO 8601, UTC).", unit="UTC"),
-        Column("actor_role", STRING, "Who did it, by role, never by name: a staff role, participant, operator "
-               "(the server's command line) or system.",
-               allowed="admin; coordinator; analyst; unblinded; emergency; participant; operator; system"),
-        Column("action", STRING, "What was done (enroll, submit, proxy_entry, correct_value, record_dose, "
-               "correct_dose, withdraw, export, ...)."),
+        Column(
+            "actor_role",
+            STRING,
+            "Who did it, by role, never by name: a staff role, participant, operator "
+            "(the server's command line) or system.",
+            allowed="admin; coordinator; analyst; unblinded; emergency; participant; operator; system",
+        ),
+        Column(
+            "action",
+            STRING,
+            "What was done (enroll, submit, proxy_entry, correct_value, record_dose, "
+            "correct_dose, withdraw, export, ...).",
+        ),
         Column("entity", STRING, "Kind of record it changed."),
-        Column("participant_id", STRING, "The participant it concerns (pseudonymous code). Empty for "
-               "study-level events."),
+        Column(
+            "participant_id", STRING, "The participant it concerns (pseudonymous code). Empty for study-level events."
+        ),
         Column("field", STRING, "The field changed, where one was."),
-        Column("old_value", STRING, "The value before. Withheld for events that would reveal the allocation.",
-               free_text=True),
-        Column("new_value", STRING, "The value after. Withheld for events that would reveal the allocation.",
-               free_text=True),
+        Column(
+            "old_value",
+            STRING,
+            "The value before. Withheld for events that would reveal the allocation.",
+            free_text=True,
+        ),
+        Column(
+            "new_value",
+            STRING,
+            "The value after. Withheld for events that would reveal the allocation.",
+            free_text=True,
+        ),
         Column("reason", STRING, "Why, in the words of the person who did it.", free_text=True),
     ],
     # Only in an identified export, asked for by an authorised user (rule 7).
     "participants_identified": [
-        PARTICIPANT, SITE,
+        PARTICIPANT,
+        SITE,
         Column("email", STRING, "Email given for reminders. A direct identifier."),
         Column("phone", STRING, "Phone number, if given. A direct identifier."),
         Column("status", STRING, "Participant status at export time.", allowed=listed(ParticipantStatus)),
@@ -275,9 +542,14 @@ TABLES: dict[str, list[Column]] = {
         Column("unit", STRING, "Unit of the values, where they have one."),
         Column("allowed_values", STRING, "Codes or range the column may hold."),
         Column("precision", STRING, "For numbers: full precision, or how the value is rounded."),
-        Column("may_contain_identifiers", BOOLEAN, "TRUE for free text typed by a person: it may name someone "
-               "or carry a phone number or email whatever it was asked for. export --no-free-text blanks "
-               "these columns.", allowed="TRUE; FALSE"),
+        Column(
+            "may_contain_identifiers",
+            BOOLEAN,
+            "TRUE for free text typed by a person: it may name someone "
+            "or carry a phone number or email whatever it was asked for. export --no-free-text blanks "
+            "these columns.",
+            allowed="TRUE; FALSE",
+        ),
         Column("description", STRING, "What the column means, and why a value may be empty."),
     ],
 }
@@ -306,8 +578,9 @@ def protocol_allowed(protocol) -> dict[tuple[str | None, str], str]:
         (None, "timepoint"): listed(tp.code for tp in protocol.timepoints),
         (None, "timepoint_order"): listed(f"{order} = {tp.code}" for order, tp in enumerate(protocol.timepoints, 1)),
         (None, "treatment_code"): listed(treatments),
-        ("side_effects", "timepoint"): listed(tp.code for tp in protocol.timepoints
-                                              if checklist_instruments & set(tp.instruments)),
+        ("side_effects", "timepoint"): listed(
+            tp.code for tp in protocol.timepoints if checklist_instruments & set(tp.instruments)
+        ),
         (None, "sequence"): listed(protocol.sequences),
         (None, "period"): listed(range(1, protocol.periods + 1)),
         # Sorted by name, never in code order: the dictionary of a blinded export must not map A/B.
@@ -331,5 +604,13 @@ def dictionary_rows(protocol, identified: bool = False):
             if values == FROM_PROTOCOL:
                 values = allowed.get((table, column.name)) or allowed.get((None, column.name), "")
             precision = column.precision or ("full precision" if column.type == NUMBER else "")
-            yield (table, column.name, column.type, column.unit, values, precision, column.free_text,
-                   column.description)
+            yield (
+                table,
+                column.name,
+                column.type,
+                column.unit,
+                values,
+                precision,
+                column.free_text,
+                column.description,
+            )

@@ -9,21 +9,22 @@ from the first infusion (RFSTDTC), day 1 being that day and no day 0.
 This is SDTM-*shaped*: the variables, names and codes of the SDTM Implementation Guide for these
 domains, without a define.xml or controlled-terminology review, which a sponsor adds.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from ..models import Assessment, ItemValue, Participant, Period
-from .tables import ExportContext, responses_query, side_effects
 from ..vocabulary import ItemType
+from .tables import ExportContext, responses_query, side_effects
 
 DATASET_JSON_VERSION = "1.1.0"
 
@@ -40,42 +41,91 @@ def _vars(*specs) -> list[Variable]:
     return [Variable(*spec) for spec in specs]
 
 
-COMMON = (("STUDYID", "Study Identifier", "string", 1), ("DOMAIN", "Domain Abbreviation"),
-          ("USUBJID", "Unique Subject Identifier", "string", 2))
+COMMON = (
+    ("STUDYID", "Study Identifier", "string", 1),
+    ("DOMAIN", "Domain Abbreviation"),
+    ("USUBJID", "Unique Subject Identifier", "string", 2),
+)
 DOMAINS: dict[str, tuple[str, list[Variable]]] = {
-    "DM": ("Demographics", _vars(
-        *COMMON, ("SUBJID", "Subject Identifier for the Study"),
-        ("RFSTDTC", "Subject Reference Start Date/Time", "datetime"),
-        ("RFENDTC", "Subject Reference End Date/Time", "datetime"),
-        ("RFXSTDTC", "Date/Time of First Study Treatment", "datetime"),
-        ("RFXENDTC", "Date/Time of Last Study Treatment", "datetime"),
-        ("RFICDTC", "Date/Time of Informed Consent", "datetime"),
-        ("SITEID", "Study Site Identifier"), ("ARMCD", "Planned Arm Code"), ("ARM", "Description of Planned Arm"),
-        ("ACTARMCD", "Actual Arm Code"), ("ACTARM", "Description of Actual Arm"))),
-    "SE": ("Subject Elements", _vars(
-        *COMMON, ("SESEQ", "Sequence Number", "integer", 3), ("ETCD", "Element Code"),
-        ("ELEMENT", "Description of Element"), ("TAETORD", "Planned Order of Element within Arm", "integer"),
-        ("EPOCH", "Epoch"), ("SESTDTC", "Start Date/Time of Element", "datetime"),
-        ("SEENDTC", "End Date/Time of Element", "datetime"), ("SESTDY", "Study Day of Start of Element", "integer"),
-        ("SEENDY", "Study Day of End of Element", "integer"))),
-    "EX": ("Exposure", _vars(
-        *COMMON, ("EXSEQ", "Sequence Number", "integer", 3), ("EXTRT", "Name of Treatment"),
-        ("EXROUTE", "Route of Administration"), ("EXSTDTC", "Start Date/Time of Treatment", "datetime"),
-        ("EXSTDY", "Study Day of Start of Treatment", "integer"), ("EPOCH", "Epoch"),
-        ("VISITNUM", "Visit Number", "integer"), ("VISIT", "Visit Name"))),
-    "QS": ("Questionnaires", _vars(
-        *COMMON, ("QSSEQ", "Sequence Number", "integer", 3), ("QSTESTCD", "Question Short Name"),
-        ("QSTEST", "Question Name"), ("QSCAT", "Category of Question"),
-        ("QSORRES", "Finding in Original Units"), ("QSSTRESC", "Character Result/Finding in Std Format"),
-        ("QSSTRESN", "Numeric Finding in Standard Units", "double"), ("VISITNUM", "Visit Number", "integer"),
-        ("VISIT", "Visit Name"), ("EPOCH", "Epoch"), ("QSDTC", "Date/Time of Finding", "datetime"),
-        ("QSDY", "Study Day of Finding", "integer"))),
-    "AE": ("Adverse Events", _vars(
-        *COMMON, ("AESEQ", "Sequence Number", "integer", 3), ("AETERM", "Reported Term for the Adverse Event"),
-        ("AEDECOD", "Dictionary-Derived Term"), ("AECAT", "Category for Adverse Event"),
-        ("AEPRESP", "Pre-Specified Adverse Event"), ("AESEV", "Severity/Intensity"),
-        ("AESTDTC", "Start Date/Time of Adverse Event", "datetime"),
-        ("AESTDY", "Study Day of Start of Adverse Event", "integer"), ("EPOCH", "Epoch"))),
+    "DM": (
+        "Demographics",
+        _vars(
+            *COMMON,
+            ("SUBJID", "Subject Identifier for the Study"),
+            ("RFSTDTC", "Subject Reference Start Date/Time", "datetime"),
+            ("RFENDTC", "Subject Reference End Date/Time", "datetime"),
+            ("RFXSTDTC", "Date/Time of First Study Treatment", "datetime"),
+            ("RFXENDTC", "Date/Time of Last Study Treatment", "datetime"),
+            ("RFICDTC", "Date/Time of Informed Consent", "datetime"),
+            ("SITEID", "Study Site Identifier"),
+            ("ARMCD", "Planned Arm Code"),
+            ("ARM", "Description of Planned Arm"),
+            ("ACTARMCD", "Actual Arm Code"),
+            ("ACTARM", "Description of Actual Arm"),
+        ),
+    ),
+    "SE": (
+        "Subject Elements",
+        _vars(
+            *COMMON,
+            ("SESEQ", "Sequence Number", "integer", 3),
+            ("ETCD", "Element Code"),
+            ("ELEMENT", "Description of Element"),
+            ("TAETORD", "Planned Order of Element within Arm", "integer"),
+            ("EPOCH", "Epoch"),
+            ("SESTDTC", "Start Date/Time of Element", "datetime"),
+            ("SEENDTC", "End Date/Time of Element", "datetime"),
+            ("SESTDY", "Study Day of Start of Element", "integer"),
+            ("SEENDY", "Study Day of End of Element", "integer"),
+        ),
+    ),
+    "EX": (
+        "Exposure",
+        _vars(
+            *COMMON,
+            ("EXSEQ", "Sequence Number", "integer", 3),
+            ("EXTRT", "Name of Treatment"),
+            ("EXROUTE", "Route of Administration"),
+            ("EXSTDTC", "Start Date/Time of Treatment", "datetime"),
+            ("EXSTDY", "Study Day of Start of Treatment", "integer"),
+            ("EPOCH", "Epoch"),
+            ("VISITNUM", "Visit Number", "integer"),
+            ("VISIT", "Visit Name"),
+        ),
+    ),
+    "QS": (
+        "Questionnaires",
+        _vars(
+            *COMMON,
+            ("QSSEQ", "Sequence Number", "integer", 3),
+            ("QSTESTCD", "Question Short Name"),
+            ("QSTEST", "Question Name"),
+            ("QSCAT", "Category of Question"),
+            ("QSORRES", "Finding in Original Units"),
+            ("QSSTRESC", "Character Result/Finding in Std Format"),
+            ("QSSTRESN", "Numeric Finding in Standard Units", "double"),
+            ("VISITNUM", "Visit Number", "integer"),
+            ("VISIT", "Visit Name"),
+            ("EPOCH", "Epoch"),
+            ("QSDTC", "Date/Time of Finding", "datetime"),
+            ("QSDY", "Study Day of Finding", "integer"),
+        ),
+    ),
+    "AE": (
+        "Adverse Events",
+        _vars(
+            *COMMON,
+            ("AESEQ", "Sequence Number", "integer", 3),
+            ("AETERM", "Reported Term for the Adverse Event"),
+            ("AEDECOD", "Dictionary-Derived Term"),
+            ("AECAT", "Category for Adverse Event"),
+            ("AEPRESP", "Pre-Specified Adverse Event"),
+            ("AESEV", "Severity/Intensity"),
+            ("AESTDTC", "Start Date/Time of Adverse Event", "datetime"),
+            ("AESTDY", "Study Day of Start of Adverse Event", "integer"),
+            ("EPOCH", "Epoch"),
+        ),
+    ),
 }
 
 
@@ -135,16 +185,31 @@ class Builder:
     def _subjects(self) -> dict[str, Subject]:
         connection = self.ctx.connection
         people = connection.execute(
-            select(Participant.id, Participant.code, Participant.timezone, Participant.enrolled_at,
-                   Participant.sequence, Participant.withdrawn_at, Participant.site)
-            .where(Participant.study_id == self.ctx.study.id).order_by(Participant.code)).all()
+            select(
+                Participant.id,
+                Participant.code,
+                Participant.timezone,
+                Participant.enrolled_at,
+                Participant.sequence,
+                Participant.withdrawn_at,
+                Participant.site,
+            )
+            .where(Participant.study_id == self.ctx.study.id)
+            .order_by(Participant.code)
+        ).all()
         periods = connection.execute(
-            select(Period.participant_id, Period.number, Period.treatment, Period.dose_start,
-                   func.max(Assessment.late_close))
+            select(
+                Period.participant_id,
+                Period.number,
+                Period.treatment,
+                Period.dose_start,
+                func.max(Assessment.late_close),
+            )
             .join(Assessment, Assessment.period_id == Period.id, isouter=True)
             .join(Participant, Participant.id == Period.participant_id)
             .where(Participant.study_id == self.ctx.study.id)
-            .group_by(Period.participant_id, Period.number, Period.treatment, Period.dose_start)).all()
+            .group_by(Period.participant_id, Period.number, Period.treatment, Period.dose_start)
+        ).all()
         by_participant: dict[int, list] = {}
         for row in periods:
             by_participant.setdefault(row[0], []).append(row)
@@ -157,9 +222,16 @@ class Builder:
                     doses[number] = dose_start
                     ends[number] = last_close
             subjects[person.code] = Subject(
-                usubjid=f"{self.studyid}-{person.code}", tz=ZoneInfo(person.timezone), enrolled=person.enrolled_at,
-                doses=doses, codes=codes, ends=ends, sequence=self.ctx.sequence(person.code, person.sequence),
-                withdrawn=person.withdrawn_at, site=person.site)
+                usubjid=f"{self.studyid}-{person.code}",
+                tz=ZoneInfo(person.timezone),
+                enrolled=person.enrolled_at,
+                doses=doses,
+                codes=codes,
+                ends=ends,
+                sequence=self.ctx.sequence(person.code, person.sequence),
+                withdrawn=person.withdrawn_at,
+                site=person.site,
+            )
         return subjects
 
     def _treatment_name(self, code: str) -> str:
@@ -185,42 +257,89 @@ class Builder:
                 actual_code = received
                 actual = " then ".join(self._treatment_name(subject.codes[n]) for n in sorted(subject.doses))
             last = self._period_end(subject, max(subject.doses)) if subject.doses else None
-            yield [self.studyid, "DM", subject.usubjid, code, local_dtc(doses[0] if doses else None, subject.tz),
-                   local_dtc(last, subject.tz), local_dtc(doses[0] if doses else None, subject.tz),
-                   local_dtc(doses[-1] if doses else None, subject.tz), local_dtc(subject.enrolled, subject.tz),
-                   subject.site, planned, arm, actual_code, actual]
+            yield [
+                self.studyid,
+                "DM",
+                subject.usubjid,
+                code,
+                local_dtc(doses[0] if doses else None, subject.tz),
+                local_dtc(last, subject.tz),
+                local_dtc(doses[0] if doses else None, subject.tz),
+                local_dtc(doses[-1] if doses else None, subject.tz),
+                local_dtc(subject.enrolled, subject.tz),
+                subject.site,
+                planned,
+                arm,
+                actual_code,
+                actual,
+            ]
 
     def se(self):
         for subject in self.subjects.values():
             elements = [("SCRN", "Screening", "SCREENING", subject.enrolled, subject.doses.get(1) or subject.withdrawn)]
             for number in sorted(subject.doses):
                 code = subject.codes[number]
-                elements.append((code, self._treatment_name(code), f"TREATMENT {number}", subject.doses[number],
-                                 self._period_end(subject, number)))
+                elements.append(
+                    (
+                        code,
+                        self._treatment_name(code),
+                        f"TREATMENT {number}",
+                        subject.doses[number],
+                        self._period_end(subject, number),
+                    )
+                )
             for seq, (etcd, element, epoch_name, start, end) in enumerate(elements, start=1):
-                yield [self.studyid, "SE", subject.usubjid, seq, etcd, element, seq, epoch_name,
-                       local_dtc(start, subject.tz), local_dtc(end, subject.tz), study_day(start, subject),
-                       study_day(end, subject)]
+                yield [
+                    self.studyid,
+                    "SE",
+                    subject.usubjid,
+                    seq,
+                    etcd,
+                    element,
+                    seq,
+                    epoch_name,
+                    local_dtc(start, subject.tz),
+                    local_dtc(end, subject.tz),
+                    study_day(start, subject),
+                    study_day(end, subject),
+                ]
 
     def ex(self):
         for subject in self.subjects.values():
             for seq, number in enumerate(sorted(subject.doses), start=1):
                 start = subject.doses[number]
-                yield [self.studyid, "EX", subject.usubjid, seq, self._treatment_name(subject.codes[number]),
-                       "INTRAVENOUS", local_dtc(start, subject.tz), study_day(start, subject), f"TREATMENT {number}",
-                       number * 100, f"PERIOD {number} INFUSION"]
+                yield [
+                    self.studyid,
+                    "EX",
+                    subject.usubjid,
+                    seq,
+                    self._treatment_name(subject.codes[number]),
+                    "INTRAVENOUS",
+                    local_dtc(start, subject.tz),
+                    study_day(start, subject),
+                    f"TREATMENT {number}",
+                    number * 100,
+                    f"PERIOD {number} INFUSION",
+                ]
 
     def qs(self):
         """One record per VAS or NRS answer: exactly the scored items of ``responses``."""
-        items = {(instrument.id, item.id): (instrument, item) for instrument in self.ctx.protocol.instruments.values()
-                 for item in instrument.items if item.type in (ItemType.VAS, ItemType.NRS) and instrument.id not in self.ctx.withheld}
-        query = (responses_query(self.ctx, sorted({instrument for instrument, _ in items}))
-                 .where(ItemValue.item.in_(sorted({item for _, item in items})))
-                 .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id))
+        items = {
+            (instrument.id, item.id): (instrument, item)
+            for instrument in self.ctx.protocol.instruments.values()
+            for item in instrument.items
+            if item.type in (ItemType.VAS, ItemType.NRS) and instrument.id not in self.ctx.withheld
+        }
+        query = (
+            responses_query(self.ctx, sorted({instrument for instrument, _ in items}))
+            .where(ItemValue.item.in_(sorted({item for _, item in items})))
+            .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id)
+        )
         order = self.ctx.order
         sequence, code_seen = 0, None
-        for (code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _, _) in \
-                self.ctx.stream(query):
+        for code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _, _ in self.ctx.stream(
+            query
+        ):
             found = items.get((instrument_id, item_id))
             if found is None or value is None:
                 continue
@@ -228,24 +347,50 @@ class Builder:
             if code != code_seen:
                 subject, code_seen, sequence = self.subjects[code], code, 0
             sequence += 1
-            yield [self.studyid, "QS", subject.usubjid, sequence, item_id.upper()[:8], item.text[:40],
-                   instrument.title, value, value, float(value), period * 100 + order.get(timepoint, 0),
-                   f"PERIOD {period} {timepoint}", epoch(collected, subject), local_dtc(collected, subject.tz),
-                   study_day(collected, subject)]
+            yield [
+                self.studyid,
+                "QS",
+                subject.usubjid,
+                sequence,
+                item_id.upper()[:8],
+                item.text[:40],
+                instrument.title,
+                value,
+                value,
+                float(value),
+                period * 100 + order.get(timepoint, 0),
+                f"PERIOD {period} {timepoint}",
+                epoch(collected, subject),
+                local_dtc(collected, subject.tz),
+                study_day(collected, subject),
+            ]
 
     def ae(self):
-        labels = {term.code: term.label for instrument in self.ctx.protocol.instruments.values()
-                  for item in instrument.items for term in item.terms}
+        labels = {
+            term.code: term.label
+            for instrument in self.ctx.protocol.instruments.values()
+            for item in instrument.items
+            for term in item.terms
+        }
         sequence: dict[str, int] = {}
         for row in side_effects(self.ctx):
             code, term, severity, solicited, verbatim, reported = row[0], row[6], row[7], row[8], row[9], row[10]
             subject = self.subjects[code]
             sequence[code] = sequence.get(code, 0) + 1
-            yield [self.studyid, "AE", subject.usubjid, sequence[code],
-                   labels.get(term, "") if solicited else (verbatim or ""), labels.get(term, "") if solicited else "",
-                   "SOLICITED" if solicited else "UNSOLICITED", "Y" if solicited else "",
-                   (severity or "").upper(), local_dtc(reported, subject.tz), study_day(reported, subject),
-                   epoch(reported, subject)]
+            yield [
+                self.studyid,
+                "AE",
+                subject.usubjid,
+                sequence[code],
+                labels.get(term, "") if solicited else (verbatim or ""),
+                labels.get(term, "") if solicited else "",
+                "SOLICITED" if solicited else "UNSOLICITED",
+                "Y" if solicited else "",
+                (severity or "").upper(),
+                local_dtc(reported, subject.tz),
+                study_day(reported, subject),
+                epoch(reported, subject),
+            ]
 
 
 def _csv_cell(value) -> str:
@@ -255,8 +400,9 @@ def _csv_cell(value) -> str:
 JSON_TYPES = {"integer": int, "double": float}
 
 
-def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_version: str,
-                  progress=None) -> dict[str, int]:
+def write_domains(
+    out_dir: Path, ctx: ExportContext, *, now: datetime, app_version: str, progress=None
+) -> dict[str, int]:
     """Write sdtm/<domain>.csv and sdtm/<domain>.json for each domain; return the row counts.
 
     Rows stream into the CSV while the counts and string lengths the Dataset-JSON header needs
@@ -279,11 +425,12 @@ def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_versi
                         lengths[index] = len(cell)
                 writer.writerow(cells)
                 count += 1
-        header = dataset_json_header(name, label, variables, lengths, count, ctx=ctx, now=now,
-                                     app_version=app_version)
+        header = dataset_json_header(name, label, variables, lengths, count, ctx=ctx, now=now, app_version=app_version)
         converters = [JSON_TYPES.get(v.type, str) for v in variables]
-        with open(csv_path, encoding="utf-8", newline="") as source, \
-                open(folder / f"{name.lower()}.json", "w", encoding="utf-8") as target:
+        with (
+            open(csv_path, encoding="utf-8", newline="") as source,
+            open(folder / f"{name.lower()}.json", "w", encoding="utf-8") as target,
+        ):
             reader = csv.reader(source)
             next(reader)
             target.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "rows": [')
@@ -297,19 +444,32 @@ def write_domains(out_dir: Path, ctx: ExportContext, *, now: datetime, app_versi
     return counts
 
 
-def dataset_json_header(name: str, label: str, variables: list[Variable], lengths: list[int], records: int, *,
-                        ctx: ExportContext, now: datetime, app_version: str) -> dict:
+def dataset_json_header(
+    name: str,
+    label: str,
+    variables: list[Variable],
+    lengths: list[int],
+    records: int,
+    *,
+    ctx: ExportContext,
+    now: datetime,
+    app_version: str,
+) -> dict:
     """A domain's CDISC Dataset-JSON v1.1 metadata (the rows follow it in the file).
 
     Missing values are null (an empty string is a value in Dataset-JSON); datetimes stay ISO 8601
     strings, as the standard asks.
     """
-    stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     version = ctx.study.current_protocol_version
     columns = []
     for variable, length in zip(variables, lengths):
-        column = {"itemOID": f"IT.{name}.{variable.name}", "name": variable.name, "label": variable.label,
-                  "dataType": variable.type}
+        column = {
+            "itemOID": f"IT.{name}.{variable.name}",
+            "name": variable.name,
+            "label": variable.label,
+            "dataType": variable.type,
+        }
         if variable.type == "string":
             column["length"] = max(1, length)
         if variable.key:

@@ -4,6 +4,7 @@ Rows are tuples in the column order of ``schema.TABLES``, holding plain Python v
 int, float, bool, datetime or None); the writers turn them into CSV, Parquet or XLSX. Queries
 stream with ``yield_per`` so the study is never held in memory at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,9 +13,7 @@ from itertools import groupby
 
 from sqlalchemy import select
 
-from ..reporting.adherence import Tally
 from ..dosing.assessments import rows_query, state_at
-from ..study.blinding import ALLOCATION_EVENTS
 from ..models import (
     Assessment,
     AuditEvent,
@@ -27,6 +26,8 @@ from ..models import (
     Submission,
 )
 from ..protocol import Protocol
+from ..reporting.adherence import Tally
+from ..study.blinding import ALLOCATION_EVENTS
 from ..vocabulary import ActorKind, AssessmentState, AuditAction, ItemType, SubmissionMode
 from .endpoints import compute_endpoints, pct_change
 
@@ -57,12 +58,19 @@ class ExportContext:
     def __post_init__(self):
         self._last_key, self._last = None, None
         self.order = {tp.code: number for number, tp in enumerate(self.protocol.timepoints, start=1)}
-        self.free_text_items = {(instrument.id, item.id) for instrument in self.protocol.instruments.values()
-                                for item in instrument.items if item.type == ItemType.FREE_TEXT}
+        self.free_text_items = {
+            (instrument.id, item.id)
+            for instrument in self.protocol.instruments.values()
+            for item in instrument.items
+            if item.type == ItemType.FREE_TEXT
+        }
         self.withheld = set(self.protocol.revealing_instruments()) if self.without_side_effects else set()
         if self.dummy:
-            self.dummies = dict(self.connection.execute(
-                select(Participant.code, Participant.dummy_sequence).where(Participant.study_id == self.study.id)).all())
+            self.dummies = dict(
+                self.connection.execute(
+                    select(Participant.code, Participant.dummy_sequence).where(Participant.study_id == self.study.id)
+                ).all()
+            )
 
     def sequence(self, code: str, sequence: str) -> str:
         """The participant's sequence under the allocation this export carries."""
@@ -90,13 +98,18 @@ class ExportContext:
 
         Participants come in code order, so the concatenated chunks keep the statement's order.
         """
-        ids = self.connection.execute(
-            select(Participant.id).where(Participant.study_id == self.study.id).order_by(Participant.code)
-        ).scalars().all()
+        ids = (
+            self.connection.execute(
+                select(Participant.id).where(Participant.study_id == self.study.id).order_by(Participant.code)
+            )
+            .scalars()
+            .all()
+        )
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
+            chunk = ids[start : start + CHUNK]
             yield from self.connection.execute(
-                statement.where(Participant.id.in_(chunk)).execution_options(yield_per=BATCH))
+                statement.where(Participant.id.in_(chunk)).execution_options(yield_per=BATCH)
+            )
 
 
 def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
@@ -107,74 +120,162 @@ def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
 
 def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(rows_query().add_columns(
-        Submission.viewport_width, Submission.viewport_height, Submission.device_pixel_ratio, Submission.zoom,
-        Submission.text_scale, Submission.browser).where(Participant.study_id == ctx.study.id)
-        .order_by(Participant.code, Period.number, Assessment.target))
+    rows = ctx.stream(
+        rows_query()
+        .add_columns(
+            Submission.viewport_width,
+            Submission.viewport_height,
+            Submission.device_pixel_ratio,
+            Submission.zoom,
+            Submission.text_scale,
+            Submission.browser,
+        )
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code, Period.number, Assessment.target)
+    )
     order, now, dummy = ctx.order, ctx.now, ctx.dummy
     for row in rows:
         sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
-        yield (row.code, row.site, sequence, row.period, treatment_code, name, row.planned_start, row.dose_start,
-               row.timepoint,
-               order.get(row.timepoint), nominal.get(row.timepoint), row.window_open, row.window_close,
-               state_at(row, now), row.submitted_at, row.collected_at, _minutes(row.collected_at, row.dose_start),
-               row.source, row.submission_mode,
-               _minutes(row.submitted_at, row.collected_at) if row.submission_mode == SubmissionMode.OFFLINE_SYNC else None,
-               row.viewport_width, row.viewport_height, row.device_pixel_ratio,
-               row.zoom, row.text_scale, row.browser, row.code_broken_at, dummy)
+        yield (
+            row.code,
+            row.site,
+            sequence,
+            row.period,
+            treatment_code,
+            name,
+            row.planned_start,
+            row.dose_start,
+            row.timepoint,
+            order.get(row.timepoint),
+            nominal.get(row.timepoint),
+            row.window_open,
+            row.window_close,
+            state_at(row, now),
+            row.submitted_at,
+            row.collected_at,
+            _minutes(row.collected_at, row.dose_start),
+            row.source,
+            row.submission_mode,
+            _minutes(row.submitted_at, row.collected_at)
+            if row.submission_mode == SubmissionMode.OFFLINE_SYNC
+            else None,
+            row.viewport_width,
+            row.viewport_height,
+            row.device_pixel_ratio,
+            row.zoom,
+            row.text_scale,
+            row.browser,
+            row.code_broken_at,
+            dummy,
+        )
 
 
 def _response_instruments(ctx: ExportContext) -> list[str]:
-    return [name for name, instrument in ctx.protocol.instruments.items()
-            if not instrument.side_effects and name not in ctx.withheld]
+    return [
+        name
+        for name, instrument in ctx.protocol.instruments.items()
+        if not instrument.side_effects and name not in ctx.withheld
+    ]
 
 
 def responses_query(ctx: ExportContext, instruments: list[str]):
-    return (select(Participant.code, Participant.sequence, Period.number, Period.treatment,
-                   Period.dose_start, Assessment.timepoint, ItemValue.instrument, ItemValue.item,
-                   ItemValue.value, Submission.submitted_at, Submission.collected_at, Submission.source,
-                   Submission.submission_mode)
-            .join(Period, Period.participant_id == Participant.id)
-            .join(Assessment, Assessment.period_id == Period.id)
-            .join(Submission, Submission.assessment_id == Assessment.id)
-            .join(ItemValue, ItemValue.submission_id == Submission.id)
-            .where(Participant.study_id == ctx.study.id, ItemValue.instrument.in_(instruments)))
+    return (
+        select(
+            Participant.code,
+            Participant.sequence,
+            Period.number,
+            Period.treatment,
+            Period.dose_start,
+            Assessment.timepoint,
+            ItemValue.instrument,
+            ItemValue.item,
+            ItemValue.value,
+            Submission.submitted_at,
+            Submission.collected_at,
+            Submission.source,
+            Submission.submission_mode,
+        )
+        .join(Period, Period.participant_id == Participant.id)
+        .join(Assessment, Assessment.period_id == Period.id)
+        .join(Submission, Submission.assessment_id == Assessment.id)
+        .join(ItemValue, ItemValue.submission_id == Submission.id)
+        .where(Participant.study_id == ctx.study.id, ItemValue.instrument.in_(instruments))
+    )
 
 
 def responses(ctx: ExportContext):
     """The biggest table by far, so its loop is kept lean: rows of one submission are adjacent,
     and the per-submission values (treatment, minutes from dose) are computed once for them."""
     query = responses_query(ctx, _response_instruments(ctx)).order_by(
-        Participant.code, Period.number, Assessment.target, ItemValue.id)
+        Participant.code, Period.number, Assessment.target, ItemValue.id
+    )
     blank = ctx.free_text_items if ctx.no_free_text else set()
     order, dummy = ctx.order, ctx.dummy
     last_collected = minutes = None
-    for (code, sequence, number, treatment, dose_start, timepoint, instrument, item, value, submitted_at,
-         collected_at, source, mode) in ctx.stream(query):
+    for (
+        code,
+        sequence,
+        number,
+        treatment,
+        dose_start,
+        timepoint,
+        instrument,
+        item,
+        value,
+        submitted_at,
+        collected_at,
+        source,
+        mode,
+    ) in ctx.stream(query):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
         shown_sequence, treatment_code, name = ctx.allocation(code, sequence, number, treatment)
         if blank and (instrument, item) in blank:
             value = None
-        yield (code, shown_sequence, number, treatment_code, name, timepoint, order.get(timepoint), instrument,
-               item, value, submitted_at, collected_at, minutes, source, mode, dummy)
+        yield (
+            code,
+            shown_sequence,
+            number,
+            treatment_code,
+            name,
+            timepoint,
+            order.get(timepoint),
+            instrument,
+            item,
+            value,
+            submitted_at,
+            collected_at,
+            minutes,
+            source,
+            mode,
+            dummy,
+        )
 
 
 # Why an entry that is not counted (``AssessmentState.counted``) is left out of the endpoints,
 # for each state an entry with answers can have besides (``AssessmentState.flagged``).
-EXCLUDED = {AssessmentState.AFTER_DOSE: "given after the infusion started, so not a baseline",
-            AssessmentState.OUT_OF_WINDOW: "given outside its window after the infusion time was corrected"}
+EXCLUDED = {
+    AssessmentState.AFTER_DOSE: "given after the infusion started, so not a baseline",
+    AssessmentState.OUT_OF_WINDOW: "given outside its window after the infusion time was corrected",
+}
 
 
 def _vas_periods(ctx: ExportContext):
     """Each dosed period's assessments with their fatigue VAS, one group per participant and
     period: the one read both fatigue tables are built from."""
     instrument, item = ctx.protocol.vas_item()
-    vas = (rows_query().add_columns(ItemValue.value)
-           .outerjoin(ItemValue, (ItemValue.submission_id == Submission.id)
-                      & (ItemValue.instrument == instrument) & (ItemValue.item == item))
-           .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
-           .order_by(Participant.code, Period.number, Assessment.target))
+    vas = (
+        rows_query()
+        .add_columns(ItemValue.value)
+        .outerjoin(
+            ItemValue,
+            (ItemValue.submission_id == Submission.id)
+            & (ItemValue.instrument == instrument)
+            & (ItemValue.item == item),
+        )
+        .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
+        .order_by(Participant.code, Period.number, Assessment.target)
+    )
     for _, group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
         yield list(group)  # one participant's period: at most a dozen rows
 
@@ -191,8 +292,11 @@ def fatigue_endpoints(ctx: ExportContext):
     named in ``excluded_reason``.
     """
     codes = set(ctx.order)
-    auc_timepoints = [tp.code for tp in ctx.protocol.timepoints
-                      if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60]
+    auc_timepoints = [
+        tp.code
+        for tp in ctx.protocol.timepoints
+        if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60
+    ]
     flags = ctx.endpoint_flags = []  # (code, baseline, pct_change_d3) for the participants table
     for group in _vas_periods(ctx):
         first = group[0]
@@ -204,30 +308,55 @@ def fatigue_endpoints(ctx: ExportContext):
             if row.value is None or row.timepoint not in codes:
                 continue
             if state not in AssessmentState.counted():
-                excluded.append(f"{row.timepoint} {state}: {EXCLUDED[state]} "
-                                f"({_hours_from_dose(row):+.1f} h from the start)")
+                excluded.append(
+                    f"{row.timepoint} {state}: {EXCLUDED[state]} ({_hours_from_dose(row):+.1f} h from the start)"
+                )
                 continue
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
         result = compute_endpoints(values, auc_timepoints)
         flags.append((first.code, result.baseline_vas, result.pct_change_d3))
         sequence, treatment_code, name = ctx.allocation(first.code, first.sequence, first.period, first.treatment)
-        yield (first.code, sequence, first.period, treatment_code, name, result.baseline_vas,
-               result.vas_d1, result.vas_d3, result.vas_d7, result.pct_change_d1, result.pct_change_d3,
-               result.pct_change_d7, result.responder_d3, result.auc_pct_change_0_7d,
-               result.hours_from_dose_d1, result.hours_from_dose_d3, result.hours_from_dose_d7,
-               d3[0] if d3 else None, d3[1] if d3 else None, result.auc_n_points, "; ".join(excluded) or None,
-               first.code_broken_at, ctx.dummy)
+        yield (
+            first.code,
+            sequence,
+            first.period,
+            treatment_code,
+            name,
+            result.baseline_vas,
+            result.vas_d1,
+            result.vas_d3,
+            result.vas_d7,
+            result.pct_change_d1,
+            result.pct_change_d3,
+            result.pct_change_d7,
+            result.responder_d3,
+            result.auc_pct_change_0_7d,
+            result.hours_from_dose_d1,
+            result.hours_from_dose_d3,
+            result.hours_from_dose_d7,
+            d3[0] if d3 else None,
+            d3[1] if d3 else None,
+            result.auc_n_points,
+            "; ".join(excluded) or None,
+            first.code_broken_at,
+            ctx.dummy,
+        )
 
 
 def fatigue_timecourse(ctx: ExportContext):
     """Participant x period x time point in long form, ready to plot or model the whole curve:
     the same VAS, baseline and exclusions as ``fatigue_endpoints``."""
-    with_vas = {tp.code for tp in ctx.protocol.timepoints
-                if ctx.protocol.vas_item()[0] in tp.instruments}
+    with_vas = {tp.code for tp in ctx.protocol.timepoints if ctx.protocol.vas_item()[0] in tp.instruments}
     for group in _vas_periods(ctx):
         states = [(row, state_at(row, ctx.now)) for row in group]
-        baseline = next((int(row.value) for row, state in states
-                         if row.timepoint == "BL" and row.value is not None and state not in EXCLUDED), None)
+        baseline = next(
+            (
+                int(row.value)
+                for row, state in states
+                if row.timepoint == "BL" and row.value is not None and state not in EXCLUDED
+            ),
+            None,
+        )
         for row, state in states:
             if row.timepoint not in with_vas:
                 continue
@@ -236,38 +365,75 @@ def fatigue_timecourse(ctx: ExportContext):
             hours = None if row.collected_at is None else round(_hours_from_dose(row), 2)
             pct = pct_change(vas, baseline) if counts else None
             sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
-            yield (row.code, sequence, row.period, treatment_code, name, row.timepoint, ctx.order.get(row.timepoint), baseline, vas,
-                   None if pct is None else round(pct, 2), hours, state, row.source, ctx.dummy)
+            yield (
+                row.code,
+                sequence,
+                row.period,
+                treatment_code,
+                name,
+                row.timepoint,
+                ctx.order.get(row.timepoint),
+                baseline,
+                vas,
+                None if pct is None else round(pct, 2),
+                hours,
+                state,
+                row.source,
+                ctx.dummy,
+            )
 
 
 def side_effects(ctx: ExportContext):
     if ctx.without_side_effects:
         return
     rows = ctx.stream(
-        select(Participant.code, Participant.sequence, Period.number, Period.treatment, Period.dose_start,
-               SideEffectReport.timepoint, SideEffectReport.term, SideEffectReport.severity,
-               SideEffectReport.solicited, SideEffectReport.verbatim, SideEffectReport.reported_at)
+        select(
+            Participant.code,
+            Participant.sequence,
+            Period.number,
+            Period.treatment,
+            Period.dose_start,
+            SideEffectReport.timepoint,
+            SideEffectReport.term,
+            SideEffectReport.severity,
+            SideEffectReport.solicited,
+            SideEffectReport.verbatim,
+            SideEffectReport.reported_at,
+        )
         .join(Period, SideEffectReport.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
         .where(Participant.study_id == ctx.study.id)
-        .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id))
+        .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id)
+    )
     for row in rows:
         _, treatment_code, name = ctx.allocation(row.code, row.sequence, row.number, row.treatment)
-        yield (row.code, row.number, treatment_code, name, row.timepoint, ctx.order.get(row.timepoint), row.term, row.severity,
-               bool(row.solicited), None if ctx.no_free_text else row.verbatim, row.reported_at,
-               _minutes(row.reported_at, row.dose_start), ctx.dummy)
+        yield (
+            row.code,
+            row.number,
+            treatment_code,
+            name,
+            row.timepoint,
+            ctx.order.get(row.timepoint),
+            row.term,
+            row.severity,
+            bool(row.solicited),
+            None if ctx.no_free_text else row.verbatim,
+            row.reported_at,
+            _minutes(row.reported_at, row.dose_start),
+            ctx.dummy,
+        )
 
 
 def adherence(ctx: ExportContext):
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(rows_query().where(Participant.study_id == ctx.study.id)
-                      .order_by(Participant.code, Period.number))
+    rows = ctx.stream(
+        rows_query().where(Participant.study_id == ctx.study.id).order_by(Participant.code, Period.number)
+    )
     for (code, number), group in groupby(rows, key=lambda r: (r.code, r.period)):
         tally = Tally()
         for row in group:
             tally.add(state_at(row, ctx.now), optional.get(row.timepoint, False))
-        yield (code, number, tally.scheduled, tally.completed, tally.completed_late, tally.missed,
-               tally.compliance_pct)
+        yield (code, number, tally.scheduled, tally.completed, tally.completed_late, tally.missed, tally.compliance_pct)
 
 
 def participants(ctx: ExportContext):
@@ -283,15 +449,36 @@ def participants(ctx: ExportContext):
         baselines[code] = baselines.get(code, 0) + (baseline is not None)
         primaries[code] = primaries.get(code, 0) + (pct_d3 is not None)
     rows = ctx.connection.execute(
-        select(Participant.code, Participant.site, Participant.timezone, Participant.sequence,
-               Participant.enrolled_at, Participant.status, Participant.withdrawn_at, Participant.withdrawal_reason,
-               Participant.code_broken_at)
-        .where(Participant.study_id == ctx.study.id).order_by(Participant.code))
+        select(
+            Participant.code,
+            Participant.site,
+            Participant.timezone,
+            Participant.sequence,
+            Participant.enrolled_at,
+            Participant.status,
+            Participant.withdrawn_at,
+            Participant.withdrawal_reason,
+            Participant.code_broken_at,
+        )
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code)
+    )
     for row in rows:
-        yield (row.code, row.site, row.timezone, ctx.sequence(row.code, row.sequence), row.enrolled_at, row.status,
-               row.withdrawn_at, row.withdrawal_reason, dosed.get(row.code, 0),
-               baselines.get(row.code, 0) == periods, primaries.get(row.code, 0) == periods,
-               row.code_broken_at, ctx.dummy)
+        yield (
+            row.code,
+            row.site,
+            row.timezone,
+            ctx.sequence(row.code, row.sequence),
+            row.enrolled_at,
+            row.status,
+            row.withdrawn_at,
+            row.withdrawal_reason,
+            dosed.get(row.code, 0),
+            baselines.get(row.code, 0) == periods,
+            primaries.get(row.code, 0) == periods,
+            row.code_broken_at,
+            ctx.dummy,
+        )
 
 
 def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
@@ -308,28 +495,65 @@ def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
 
 # Events about the study's data that an analyst may read. Staff accounts, sign-ins and PINs are
 # left out (they name people and say nothing about the data).
-DATA_ENTITIES = ("participant", "period", "assessment", "submission", "item_value", "side_effect_report",
-                 "follow_up_task", "study", "protocol_version")
-STAFF_ACTIONS = tuple(str(action) for action in (
-    AuditAction.RESET_PIN, AuditAction.SET_PIN, AuditAction.PIN_LOCKED, AuditAction.PARTICIPANT_SIGN_OUT,
-    AuditAction.PUSH_SUBSCRIBE, AuditAction.CHANGE_REMINDER_CHANNEL, AuditAction.REISSUE_LINK,
-    AuditAction.REVOKE_LINK, AuditAction.VIEW_CONTACT, AuditAction.CHANGE_CONTACT))
+DATA_ENTITIES = (
+    "participant",
+    "period",
+    "assessment",
+    "submission",
+    "item_value",
+    "side_effect_report",
+    "follow_up_task",
+    "study",
+    "protocol_version",
+)
+STAFF_ACTIONS = tuple(
+    str(action)
+    for action in (
+        AuditAction.RESET_PIN,
+        AuditAction.SET_PIN,
+        AuditAction.PIN_LOCKED,
+        AuditAction.PARTICIPANT_SIGN_OUT,
+        AuditAction.PUSH_SUBSCRIBE,
+        AuditAction.CHANGE_REMINDER_CHANNEL,
+        AuditAction.REISSUE_LINK,
+        AuditAction.REVOKE_LINK,
+        AuditAction.VIEW_CONTACT,
+        AuditAction.CHANGE_CONTACT,
+    )
+)
 
 
 def audit_trail(ctx: ExportContext):
     """Who (by role) changed what, when, from what, to what, and why. Events that name the
     allocation (``blinding.ALLOCATION_EVENTS``) are left out entirely, whoever exports."""
     staff_roles = dict(ctx.connection.execute(select(StaffUser.email, StaffUser.role)).all())
-    codes = dict(ctx.connection.execute(
-        select(Participant.id, Participant.code).where(Participant.study_id == ctx.study.id)).all())
+    codes = dict(
+        ctx.connection.execute(
+            select(Participant.id, Participant.code).where(Participant.study_id == ctx.study.id)
+        ).all()
+    )
     rows = ctx.connection.execute(
-        select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity,
-               AuditEvent.participant_id, AuditEvent.field, AuditEvent.old_value, AuditEvent.new_value,
-               AuditEvent.reason)
-        .where(AuditEvent.entity.in_(DATA_ENTITIES), AuditEvent.action.not_in(ALLOCATION_EVENTS + STAFF_ACTIONS),
-               (AuditEvent.participant_id.is_(None)) | (AuditEvent.participant_id.in_(select(Participant.id).where(
-                   Participant.study_id == ctx.study.id))))
-        .order_by(AuditEvent.id).execution_options(yield_per=BATCH))
+        select(
+            AuditEvent.id,
+            AuditEvent.at,
+            AuditEvent.actor,
+            AuditEvent.action,
+            AuditEvent.entity,
+            AuditEvent.participant_id,
+            AuditEvent.field,
+            AuditEvent.old_value,
+            AuditEvent.new_value,
+            AuditEvent.reason,
+        )
+        .where(
+            AuditEvent.entity.in_(DATA_ENTITIES),
+            AuditEvent.action.not_in(ALLOCATION_EVENTS + STAFF_ACTIONS),
+            (AuditEvent.participant_id.is_(None))
+            | (AuditEvent.participant_id.in_(select(Participant.id).where(Participant.study_id == ctx.study.id))),
+        )
+        .order_by(AuditEvent.id)
+        .execution_options(yield_per=BATCH)
+    )
     withheld = tuple(f"{name}." for name in ctx.withheld)
     for row in rows:
         old, new, reason = row.old_value, row.new_value, row.reason
@@ -342,20 +566,45 @@ def audit_trail(ctx: ExportContext):
                 old = new = None
         if ctx.no_free_text:
             old = new = reason = None
-        yield (row.id, row.at, _actor_role(row.actor, staff_roles), row.action, row.entity,
-               codes.get(row.participant_id), row.field, old, new, reason)
+        yield (
+            row.id,
+            row.at,
+            _actor_role(row.actor, staff_roles),
+            row.action,
+            row.entity,
+            codes.get(row.participant_id),
+            row.field,
+            old,
+            new,
+            reason,
+        )
 
 
 def participants_identified(ctx: ExportContext):
     rows = ctx.connection.execute(
-        select(Participant.code, Participant.site, Participant.email, Participant.phone, Participant.status,
-               Participant.enrolled_at)
-        .where(Participant.study_id == ctx.study.id).order_by(Participant.code))
+        select(
+            Participant.code,
+            Participant.site,
+            Participant.email,
+            Participant.phone,
+            Participant.status,
+            Participant.enrolled_at,
+        )
+        .where(Participant.study_id == ctx.study.id)
+        .order_by(Participant.code)
+    )
     for row in rows:
         yield tuple(row)
 
 
-BUILDERS = {"assessments": assessments, "responses": responses, "fatigue_endpoints": fatigue_endpoints,
-            "fatigue_timecourse": fatigue_timecourse, "side_effects": side_effects, "adherence": adherence,
-            "participants": participants, "audit_trail": audit_trail,
-            "participants_identified": participants_identified}
+BUILDERS = {
+    "assessments": assessments,
+    "responses": responses,
+    "fatigue_endpoints": fatigue_endpoints,
+    "fatigue_timecourse": fatigue_timecourse,
+    "side_effects": side_effects,
+    "adherence": adherence,
+    "participants": participants,
+    "audit_trail": audit_trail,
+    "participants_identified": participants_identified,
+}

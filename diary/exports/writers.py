@@ -4,22 +4,23 @@ Conventions for analysts: UTF-8, a header row of snake_case names, ISO 8601 UTC 
 in Z, booleans as TRUE/FALSE, and missing values as empty cells (never 0 or "NA"). TRUE/FALSE
 is what both R's read.csv and pandas read as logical; R reads "true" as text.
 """
+
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
-from .schema import BOOLEAN, DATETIME, INTEGER, NUMBER, Column
 from ..vocabulary import ExportFormat
+from .schema import BOOLEAN, DATETIME, INTEGER, NUMBER, Column
 
 FORMATS = tuple(ExportFormat)
 BATCH = 10_000
 
 
 def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _text(value) -> str:
@@ -70,8 +71,10 @@ def write_csv(path: Path, columns: list[Column], rows, progress=None) -> int:
 
 def _arrow_type(column: Column):
     import pyarrow as pa
-    return {INTEGER: pa.int64(), NUMBER: pa.float64(), BOOLEAN: pa.bool_(),
-            DATETIME: pa.timestamp("s", tz="UTC")}.get(column.type, pa.string())
+
+    return {INTEGER: pa.int64(), NUMBER: pa.float64(), BOOLEAN: pa.bool_(), DATETIME: pa.timestamp("s", tz="UTC")}.get(
+        column.type, pa.string()
+    )
 
 
 def write_parquet(path: Path, columns: list[Column], rows, progress=None) -> int:
@@ -85,8 +88,7 @@ def write_parquet(path: Path, columns: list[Column], rows, progress=None) -> int
             batch = list(islice(rows, BATCH))
             if not batch and count:
                 break
-            arrays = [pa.array([row[i] for row in batch], type=schema.field(i).type)
-                      for i in range(len(columns))]
+            arrays = [pa.array([row[i] for row in batch], type=schema.field(i).type) for i in range(len(columns))]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             count += len(batch)
             if progress and batch:
@@ -117,7 +119,7 @@ def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: di
     def cell(value):
         nonlocal replaced
         if isinstance(value, datetime):
-            moment = WriteOnlyCell(sheet, value=value.astimezone(timezone.utc).replace(tzinfo=None))
+            moment = WriteOnlyCell(sheet, value=value.astimezone(UTC).replace(tzinfo=None))
             moment.number_format = "yyyy-mm-dd hh:mm:ss"
             return moment
         if not isinstance(value, str):

@@ -1,4 +1,5 @@
 """Password and PIN hashing with Argon2id (argon2-cffi's defaults follow RFC 9106)."""
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 The TOTP secret is kept to check codes; recovery codes only as keyed hashes. Wrong codes are
 throttled like passwords (per account, in the database), and every step is audited.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +14,13 @@ from datetime import datetime
 import pyotp
 from sqlalchemy import select, update
 
-from . import audit
-from ..settings import setting
 from ..errors import Refused
 from ..extensions import db
 from ..models import RecoveryCode, StaffUser
-from .staff import ACCOUNT_LIMIT, _throttle_rows, clear_attempts, reserve_attempt
+from ..settings import setting
 from ..vocabulary import AuditAction
+from . import audit
+from .staff import ACCOUNT_LIMIT, _throttle_rows, clear_attempts, reserve_attempt
 
 RECOVERY_CODES = 10
 ISSUER = "diary"
@@ -67,9 +68,12 @@ def matching_step(secret: str, code: str, now: datetime) -> int | None:
 def use_step(user: StaffUser, step: int) -> bool:
     """Take the step for this account, once: a conditional update, so a code that has signed in
     (here, or in a request at the same moment) never signs in again."""
-    taken = db.session.execute(update(StaffUser).where(
-        StaffUser.id == user.id, (StaffUser.totp_last_step.is_(None)) | (StaffUser.totp_last_step < step))
-        .values(totp_last_step=step).execution_options(synchronize_session=False))
+    taken = db.session.execute(
+        update(StaffUser)
+        .where(StaffUser.id == user.id, (StaffUser.totp_last_step.is_(None)) | (StaffUser.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
     return taken.rowcount == 1
 
 
@@ -77,18 +81,31 @@ def enable(user: StaffUser, secret: str, code: str, *, now: datetime) -> list[st
     """Turn the second factor on once the person shows a code from their app; returns the
     recovery codes, which are shown once and stored only hashed."""
     if not _valid_totp(secret, (code or "").strip(), now):
-        audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_SETUP_FAILED, entity="staff_user",
-                     entity_id=user.id, now=now)
-        raise Refused("That code does not match. Check the time on your phone and type the current code.",
-                      field="code")
+        audit.record(
+            actor=audit.staff_actor(user),
+            action=AuditAction.SECOND_FACTOR_SETUP_FAILED,
+            entity="staff_user",
+            entity_id=user.id,
+            now=now,
+        )
+        raise Refused("That code does not match. Check the time on your phone and type the current code.", field="code")
     user.totp_secret, user.totp_enabled_at = secret, now
-    db.session.execute(update(RecoveryCode).where(RecoveryCode.staff_user_id == user.id,
-                                                  RecoveryCode.used_at.is_(None)).values(used_at=now))
+    db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))
+        .values(used_at=now)
+    )
     codes = ["-".join(secrets.token_hex(3) for _ in range(2)) for _ in range(RECOVERY_CODES)]
     for recovery in codes:
         db.session.add(RecoveryCode(staff_user_id=user.id, code_hash=_recovery_hash(recovery), created_at=now))
-    audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_ENABLED, entity="staff_user",
-                 entity_id=user.id, now=now, new=f"TOTP, {RECOVERY_CODES} recovery codes")
+    audit.record(
+        actor=audit.staff_actor(user),
+        action=AuditAction.SECOND_FACTOR_ENABLED,
+        entity="staff_user",
+        entity_id=user.id,
+        now=now,
+        new=f"TOTP, {RECOVERY_CODES} recovery codes",
+    )
     return codes
 
 
@@ -103,28 +120,51 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
     step = matching_step(user.totp_secret, "".join(code.split()), now)
     if step is not None:
         if not use_step(user, step):
-            audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_FAILED, entity="staff_user",
-                         entity_id=user.id, now=now, reason="a code already used")
-            raise Refused("That code was already used. Wait for the next one in your app.", status=401,
-                          field="code")
+            audit.record(
+                actor=audit.staff_actor(user),
+                action=AuditAction.SECOND_FACTOR_FAILED,
+                entity="staff_user",
+                entity_id=user.id,
+                now=now,
+                reason="a code already used",
+            )
+            raise Refused("That code was already used. Wait for the next one in your app.", status=401, field="code")
         kind = "authenticator code"
     else:
         used = db.session.execute(
-            update(RecoveryCode).where(RecoveryCode.staff_user_id == user.id,
-                                       RecoveryCode.code_hash == _recovery_hash(code),
-                                       RecoveryCode.used_at.is_(None)).values(used_at=now))
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.staff_user_id == user.id,
+                RecoveryCode.code_hash == _recovery_hash(code),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
         if used.rowcount != 1:
-            audit.record(actor=audit.staff_actor(user), action=AuditAction.SECOND_FACTOR_FAILED, entity="staff_user",
-                         entity_id=user.id, now=now)
+            audit.record(
+                actor=audit.staff_actor(user),
+                action=AuditAction.SECOND_FACTOR_FAILED,
+                entity="staff_user",
+                entity_id=user.id,
+                now=now,
+            )
             raise Refused("That code is not right.", status=401, field="code")
         kind = "recovery code"
-        audit.record(actor=audit.staff_actor(user), action=AuditAction.RECOVERY_CODE_USED, entity="staff_user",
-                     entity_id=user.id, now=now, new=f"{remaining_recovery_codes(user)} left")
+        audit.record(
+            actor=audit.staff_actor(user),
+            action=AuditAction.RECOVERY_CODE_USED,
+            entity="staff_user",
+            entity_id=user.id,
+            now=now,
+            new=f"{remaining_recovery_codes(user)} left",
+        )
     clear_attempts(key)
     return kind
 
 
 def remaining_recovery_codes(user: StaffUser) -> int:
-    return len(db.session.scalars(select(RecoveryCode.id).where(
-        RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))).all())
-
+    return len(
+        db.session.scalars(
+            select(RecoveryCode.id).where(RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))
+        ).all()
+    )

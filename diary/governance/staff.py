@@ -1,5 +1,6 @@
 """Staff accounts: creation, sign-in checks with a throttle counted in the database, password
 changes, and role or access changes by an admin. Each writes its own audit event."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -11,12 +12,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from . import audit
 from ..errors import Refused
 from ..extensions import db
 from ..models import LoginThrottle, StaffUser
-from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
 from ..vocabulary import AuditAction, Role
+from . import audit
+from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
 
 # Roles that must sign in with a second factor whatever the installation says.
 SECOND_FACTOR_ROLES = (Role.ADMIN, Role.UNBLINDED, Role.EMERGENCY)
@@ -49,8 +50,9 @@ def check_password_rules(password: str) -> None:
         raise Refused("That password is one of the most common ones; please choose another.", field="password")
 
 
-def create_user(email: str, password: str, role: str, *, actor: str, now: datetime,
-                temporary: bool = False) -> StaffUser:
+def create_user(
+    email: str, password: str, role: str, *, actor: str, now: datetime, temporary: bool = False
+) -> StaffUser:
     """A staff account. ``temporary``: the password was chosen by someone else (an admin), so
     the person must set their own at first sign-in."""
     email = normalise_email(email)
@@ -61,15 +63,29 @@ def create_user(email: str, password: str, role: str, *, actor: str, now: dateti
     check_password_rules(password)
     if db.session.scalar(select(func.count()).select_from(StaffUser).where(StaffUser.email == email)):
         raise Refused(f"A user with email {email} already exists.", status=409)
-    user = StaffUser(email=email, password_hash=hash_secret(password), role=role, active=True,
-                     created_at=now, session_generation=0, must_change_password=temporary)
+    user = StaffUser(
+        email=email,
+        password_hash=hash_secret(password),
+        role=role,
+        active=True,
+        created_at=now,
+        session_generation=0,
+        must_change_password=temporary,
+    )
     try:
         with db.session.begin_nested():  # the unique email decides a race the check above lost
             db.session.add(user)
     except IntegrityError:
         raise Refused(f"A user with email {email} already exists.", status=409) from None
-    audit.record(actor=actor, action=AuditAction.CREATE_USER, entity="staff_user", entity_id=user.id,
-                 field="role", new=role, now=now)
+    audit.record(
+        actor=actor,
+        action=AuditAction.CREATE_USER,
+        entity="staff_user",
+        entity_id=user.id,
+        field="role",
+        new=role,
+        now=now,
+    )
     return user
 
 
@@ -83,12 +99,18 @@ def change_password(user: StaffUser, current: str, new: str, *, now: datetime) -
     user.password_hash = hash_secret(new)
     user.must_change_password = False
     user.session_generation = (user.session_generation or 0) + 1
-    audit.record(actor=audit.staff_actor(user), action=AuditAction.CHANGE_PASSWORD, entity="staff_user",
-                 entity_id=user.id, now=now)
+    audit.record(
+        actor=audit.staff_actor(user),
+        action=AuditAction.CHANGE_PASSWORD,
+        entity="staff_user",
+        entity_id=user.id,
+        now=now,
+    )
 
 
-def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now: datetime,
-                reason: str | None = None) -> bool:
+def change_user(
+    user: StaffUser, *, role: str, active: bool, by: StaffUser, now: datetime, reason: str | None = None
+) -> bool:
     """An admin changes a user's role or access. Returns whether anything changed.
 
     Admins cannot remove their own admin access (the study would be left with no admin).
@@ -103,12 +125,30 @@ def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now:
         raise Refused("Changing a role or access needs a reason.", field="reason")
     who, changed = audit.staff_actor(by), False
     if role != user.role:
-        audit.record(actor=who, action=AuditAction.CHANGE_ROLE, entity="staff_user", entity_id=user.id,
-                     field="role", old=user.role, new=role, now=now, reason=reason)
+        audit.record(
+            actor=who,
+            action=AuditAction.CHANGE_ROLE,
+            entity="staff_user",
+            entity_id=user.id,
+            field="role",
+            old=user.role,
+            new=role,
+            now=now,
+            reason=reason,
+        )
         user.role, changed = role, True
     if active != user.active:
-        audit.record(actor=who, action=AuditAction.CHANGE_ACTIVE, entity="staff_user", entity_id=user.id,
-                     field="active", old=user.active, new=active, now=now, reason=reason)
+        audit.record(
+            actor=who,
+            action=AuditAction.CHANGE_ACTIVE,
+            entity="staff_user",
+            entity_id=user.id,
+            field="active",
+            old=user.active,
+            new=active,
+            now=now,
+            reason=reason,
+        )
         user.active, changed = active, True
     if changed:
         user.session_generation = (user.session_generation or 0) + 1
@@ -117,14 +157,21 @@ def change_user(user: StaffUser, *, role: str, active: bool, by: StaffUser, now:
 
 # --- Sign-in ---------------------------------------------------------------------------------
 
+
 def _throttle_rows(keys: list[str]) -> list[LoginThrottle]:
     """The throttle rows of ``keys``, created if new by an upsert, so that two first failures at
     once never collide on the unique key."""
     insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
-    db.session.execute(insert(LoginThrottle).on_conflict_do_nothing(index_elements=["key"]),
-                       [{"key": key, "failures": 0} for key in keys])
-    rows = {row.key: row for row in db.session.scalars(
-        select(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(populate_existing=True))}
+    db.session.execute(
+        insert(LoginThrottle).on_conflict_do_nothing(index_elements=["key"]),
+        [{"key": key, "failures": 0} for key in keys],
+    )
+    rows = {
+        row.key: row
+        for row in db.session.scalars(
+            select(LoginThrottle).where(LoginThrottle.key.in_(keys)).execution_options(populate_existing=True)
+        )
+    }
     return [rows[key] for key in keys]
 
 
@@ -135,13 +182,20 @@ def _count_failure(key: str, limit: int | None, now: datetime) -> int:
     """
     fresh = or_(LoginThrottle.first_failure_at.is_(None), LoginThrottle.first_failure_at < now - THROTTLE_WINDOW)
     failures = db.session.execute(
-        update(LoginThrottle).where(LoginThrottle.key == key)
-        .values(failures=case((fresh, 1), else_=LoginThrottle.failures + 1),
-                first_failure_at=case((fresh, now), else_=LoginThrottle.first_failure_at))
-        .returning(LoginThrottle.failures)).scalar_one()
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key)
+        .values(
+            failures=case((fresh, 1), else_=LoginThrottle.failures + 1),
+            first_failure_at=case((fresh, now), else_=LoginThrottle.first_failure_at),
+        )
+        .returning(LoginThrottle.failures)
+    ).scalar_one()
     if limit is not None and failures >= limit:
-        db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.failures >= limit)
-                           .values(locked_until=now + THROTTLE_LOCK, failures=0, first_failure_at=None))
+        db.session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == key, LoginThrottle.failures >= limit)
+            .values(locked_until=now + THROTTLE_LOCK, failures=0, first_failure_at=None)
+        )
     return failures
 
 
@@ -155,19 +209,33 @@ def address_delay(address: str, now: datetime) -> float:
 
 
 def _audit_attempt(email: str, address: str, now: datetime, why: str) -> None:
-    audit.record(actor=f"sign-in:{normalise_email(email)[:250]}", action=AuditAction.SIGN_IN_FAILED, entity="staff_user",
-                 entity_id=None, now=now, new=f"from {address or 'unknown address'}", reason=why)
+    audit.record(
+        actor=f"sign-in:{normalise_email(email)[:250]}",
+        action=AuditAction.SIGN_IN_FAILED,
+        entity="staff_user",
+        entity_id=None,
+        now=now,
+        new=f"from {address or 'unknown address'}",
+        reason=why,
+    )
 
 
 def record_sign_in(user: StaffUser, *, address: str, now: datetime, second_factor: str | None = None) -> None:
-    audit.record(actor=audit.staff_actor(user), action=AuditAction.SIGN_IN, entity="staff_user", entity_id=user.id,
-                 now=now, new=f"from {address or 'unknown address'}"
-                               + (f", second factor: {second_factor}" if second_factor else ""))
+    audit.record(
+        actor=audit.staff_actor(user),
+        action=AuditAction.SIGN_IN,
+        entity="staff_user",
+        entity_id=user.id,
+        now=now,
+        new=f"from {address or 'unknown address'}" + (f", second factor: {second_factor}" if second_factor else ""),
+    )
 
 
 def record_sign_out(user: StaffUser, *, now: datetime, why: str = "signed out") -> None:
     action = AuditAction.SIGN_OUT if why == "signed out" else AuditAction.SESSION_EXPIRED
-    audit.record(actor=audit.staff_actor(user), action=action, entity="staff_user", entity_id=user.id, now=now, reason=why)
+    audit.record(
+        actor=audit.staff_actor(user), action=action, entity="staff_user", entity_id=user.id, now=now, reason=why
+    )
 
 
 def second_factor_required(user: StaffUser, require_for_all: bool) -> bool:
@@ -195,24 +263,34 @@ def reserve_attempt(key: str, limit: int, now: datetime) -> datetime | None:
     """
     fresh = or_(LoginThrottle.first_failure_at.is_(None), LoginThrottle.first_failure_at < now - THROTTLE_WINDOW)
     counted = db.session.execute(
-        update(LoginThrottle).where(LoginThrottle.key == key,
-                                    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now))
-        .values(failures=case((fresh, 1), else_=LoginThrottle.failures + 1),
-                first_failure_at=case((fresh, now), else_=LoginThrottle.first_failure_at), locked_until=None)
-        .returning(LoginThrottle.failures)).scalar_one_or_none()
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key, or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now))
+        .values(
+            failures=case((fresh, 1), else_=LoginThrottle.failures + 1),
+            first_failure_at=case((fresh, now), else_=LoginThrottle.first_failure_at),
+            locked_until=None,
+        )
+        .returning(LoginThrottle.failures)
+    ).scalar_one_or_none()
     if counted is None:
         return db.session.scalar(select(LoginThrottle.locked_until).where(LoginThrottle.key == key))
     if counted > limit:
         until = now + THROTTLE_LOCK
-        db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
-                           .values(locked_until=until, failures=0, first_failure_at=None))
+        db.session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == key)
+            .values(locked_until=until, failures=0, first_failure_at=None)
+        )
         return until
     return None
 
 
 def clear_attempts(key: str) -> None:
-    db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
-                       .values(failures=0, first_failure_at=None, locked_until=None))
+    db.session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == key)
+        .values(failures=0, first_failure_at=None, locked_until=None)
+    )
 
 
 def login_staff(email: str, password: str, *, address: str, now: datetime) -> StaffUser:
@@ -232,8 +310,7 @@ def login_staff(email: str, password: str, *, address: str, now: datetime) -> St
     if locked_until is not None:
         minutes = int((locked_until - now).total_seconds() // 60) + 1
         _audit_attempt(email, address, now, "account locked")
-        raise LoginRefused(f"Too many failed sign-ins. Please wait {minutes} minutes and try again.",
-                           status=429)
+        raise LoginRefused(f"Too many failed sign-ins. Please wait {minutes} minutes and try again.", status=429)
     user = db.session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
     stored_hash = user.password_hash if user is not None else _DUMMY_HASH
     db.session.commit()  # the attempt is counted for every other request before the slow check
@@ -242,6 +319,7 @@ def login_staff(email: str, password: str, *, address: str, now: datetime) -> St
         clear_attempts(account_key)
         return user
     _count_failure(address_key, None, now)
-    _audit_attempt(email, address, now, "wrong email or password" if user is None or user.active
-                   else "account deactivated")
+    _audit_attempt(
+        email, address, now, "wrong email or password" if user is None or user.active else "account deactivated"
+    )
     raise LoginRefused("The email or password is not right.", status=401)

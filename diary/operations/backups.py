@@ -2,6 +2,7 @@
 
 PostgreSQL is backed up with its own tools (``pg_dump``; see the README).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -24,8 +25,11 @@ class RestoreCheck:
     @property
     def ok(self) -> bool:
         """Sound, and the live database holds everything the backup does (it can only be ahead)."""
-        return (self.integrity == "ok" and self.last_event_live_match
-                and all(live >= backup for backup, live in self.tables.values()))
+        return (
+            self.integrity == "ok"
+            and self.last_event_live_match
+            and all(live >= backup for backup, live in self.tables.values())
+        )
 
 
 def backup_sqlite(source_path: str, target: Path) -> None:

@@ -1,4 +1,5 @@
 """Enrolment: participant codes, sequences from the randomization list, personal links."""
+
 from __future__ import annotations
 
 import re
@@ -9,16 +10,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
-from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
+from ..governance import audit
+from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
 from ..models import Assessment, Participant, Period, Study
 from ..study.randomization import dummy_for, next_sequence
-from .preferences import check_reminder_hours
 from ..study.trial import protocol_of
-from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
 from ..vocabulary import AuditAction, ParticipantStatus, Role, WithdrawalReason
+from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
+from .preferences import check_reminder_hours
 
 # No 0/O or 1/I/L: codes get read out over the phone.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -33,14 +34,17 @@ def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise Refused(f"'{name}' is not a time zone name such as Europe/Paris or America/New_York")
+        raise Refused(f"'{name}' is not a time zone name such as Europe/Paris or America/New_York") from None
     return name
 
 
 # An address the reminder email can carry as it is: ASCII (no SMTPUTF8 needed), no spaces or
 # line breaks (no header injection), one @ with a dotted domain.
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$", re.ASCII)
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+    re.ASCII,
+)
 _PHONE = re.compile(r"^[0-9 +().-]{5,40}$", re.ASCII)
 
 
@@ -48,8 +52,11 @@ def check_contact(email: str | None, phone: str | None) -> tuple[str | None, str
     """Contact details the reminders can use as they are, the same rules for web and CLI."""
     email, phone = (email or "").strip() or None, (phone or "").strip() or None
     if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
-        raise Refused(f"'{email}' cannot be used for reminders: give a plain address such as "
-                      "name@example.org (letters without accents, no spaces).", field="email")
+        raise Refused(
+            f"'{email}' cannot be used for reminders: give a plain address such as "
+            "name@example.org (letters without accents, no spaces).",
+            field="email",
+        )
     if phone is not None and not _PHONE.match(phone):
         raise Refused("A phone number may hold digits, spaces and + ( ) - only.", field="phone")
     return email, phone
@@ -72,14 +79,21 @@ def reveal_contact(participant: Participant, *, by, now: datetime) -> tuple[str 
     """A coordinator asks to see a participant's phone and email (to make a call): audited."""
     if by.role != Role.COORDINATOR:
         raise Refused("Only coordinators see participants' contact details.", status=403)
-    audit.record(actor=audit.staff_actor(by), action=AuditAction.VIEW_CONTACT, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now,
-                 new="email and phone shown")
+    audit.record(
+        actor=audit.staff_actor(by),
+        action=AuditAction.VIEW_CONTACT,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+        new="email and phone shown",
+    )
     return participant.email, participant.phone
 
 
-def change_contact(participant: Participant, *, email: str | None, phone: str | None, reason: str, by,
-                   now: datetime) -> bool:
+def change_contact(
+    participant: Participant, *, email: str | None, phone: str | None, reason: str, by, now: datetime
+) -> bool:
     """A coordinator corrects a participant's email or phone, with a reason. The audit event
     keeps the old and new values masked (the trail is exported; contact details never are)."""
     if by.role != Role.COORDINATOR:
@@ -95,16 +109,36 @@ def change_contact(participant: Participant, *, email: str | None, phone: str | 
             continue
         setattr(participant, field_name, new)
         changed = True
-        audit.record(actor=audit.staff_actor(by), action=AuditAction.CHANGE_CONTACT, entity="participant",
-                     entity_id=participant.id, participant_id=participant.id, now=now, field=field_name,
-                     old=mask(old) or None, new=mask(new) or None, reason=reason)
+        audit.record(
+            actor=audit.staff_actor(by),
+            action=AuditAction.CHANGE_CONTACT,
+            entity="participant",
+            entity_id=participant.id,
+            participant_id=participant.id,
+            now=now,
+            field=field_name,
+            old=mask(old) or None,
+            new=mask(new) or None,
+            reason=reason,
+        )
     return changed
 
 
-def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
-           code: str | None = None, sequence: str | None = None, email: str | None = None,
-           phone: str | None = None, reminder_from: str | None = None,
-           reminder_until: str | None = None, language: str = DEFAULT_LANGUAGE) -> tuple[Participant, str]:
+def enroll(
+    study: Study,
+    *,
+    site: str,
+    timezone: str,
+    actor: str,
+    now: datetime,
+    code: str | None = None,
+    sequence: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    reminder_from: str | None = None,
+    reminder_until: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
+) -> tuple[Participant, str]:
     """Enrol a participant and issue their personal link. Returns the participant and the token.
 
     The sequence is given (by the unblinded role or a script) or taken from the next free slot of
@@ -126,17 +160,29 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
     if sequence not in protocol.sequences:
         raise Refused(f"Unknown sequence '{sequence}'; the protocol has {', '.join(protocol.sequences)}.")
     code = (code or generate_participant_code()).strip()
-    taken = db.session.scalar(select(Participant.id).where(
-        Participant.study_id == study.id, Participant.code == code))
+    taken = db.session.scalar(select(Participant.id).where(Participant.study_id == study.id, Participant.code == code))
     if taken:
         raise Refused(f"Participant code {code} is already used in this study.", status=409)
     token = secrets.token_urlsafe(32)
     participant = Participant(
-        study=study, code=code, site=site, timezone=timezone, sequence=sequence,
+        study=study,
+        code=code,
+        site=site,
+        timezone=timezone,
+        sequence=sequence,
         dummy_sequence=dummy_for(slot, protocol.sequences),
-        status=ParticipantStatus.ACTIVE, email=email or None, phone=phone or None, enrolled_at=now,
-        reminder_from=reminder_from, reminder_until=reminder_until, language=language,
-        link_token_hash=hash_token(token), link_issued_at=now, pin_generation=0, pin_failed_count=0)
+        status=ParticipantStatus.ACTIVE,
+        email=email or None,
+        phone=phone or None,
+        enrolled_at=now,
+        reminder_from=reminder_from,
+        reminder_until=reminder_until,
+        language=language,
+        link_token_hash=hash_token(token),
+        link_issued_at=now,
+        pin_generation=0,
+        pin_failed_count=0,
+    )
     try:
         with db.session.begin_nested():  # the unique code decides a race the check above lost
             db.session.add(participant)
@@ -144,16 +190,28 @@ def enroll(study: Study, *, site: str, timezone: str, actor: str, now: datetime,
                 db.session.add(Period(participant=participant, number=number, treatment=treatment))
     except IntegrityError:
         raise Refused(f"Participant code {code} is already used in this study.", status=409) from None
-    audit.record(actor=actor, action=AuditAction.ENROLL, entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, now=now,
-                 new=f"code={code} site={site} timezone={timezone} language={language}")
+    audit.record(
+        actor=actor,
+        action=AuditAction.ENROLL,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+        new=f"code={code} site={site} timezone={timezone} language={language}",
+    )
     if slot is not None:
         slot.participant_id = participant.id
         # Names the allocation, so only the unblinded role's pages show this event (see
         # audit.UNBLINDED_ONLY); it lets a monitor check no slot was given twice.
-        audit.record(actor=actor, action=AuditAction.ASSIGN_RANDOMIZATION_SLOT, entity="randomization_slot",
-                     entity_id=slot.id, participant_id=participant.id, now=now,
-                     new=f"site={slot.site} position={slot.position} sequence={slot.sequence}")
+        audit.record(
+            actor=actor,
+            action=AuditAction.ASSIGN_RANDOMIZATION_SLOT,
+            entity="randomization_slot",
+            entity_id=slot.id,
+            participant_id=participant.id,
+            now=now,
+            new=f"site={slot.site} position={slot.position} sequence={slot.sequence}",
+        )
     return participant, token
 
 
@@ -165,9 +223,15 @@ def reissue_link(participant: Participant, *, actor: str, now: datetime, reason:
     participant.link_token_hash = hash_token(token)
     participant.link_issued_at = now
     participant.link_revoked_at = None
-    audit.record(actor=actor, action=AuditAction.REISSUE_LINK, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now,
-                 reason=(reason or "").strip() or None)
+    audit.record(
+        actor=actor,
+        action=AuditAction.REISSUE_LINK,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+        reason=(reason or "").strip() or None,
+    )
     return token
 
 
@@ -181,12 +245,20 @@ def revoke_link(participant: Participant, *, actor: str, now: datetime, reason: 
     if participant.link_revoked_at is not None:
         raise Refused("This link is already revoked.", status=409)
     participant.link_revoked_at = now
-    audit.record(actor=actor, action=AuditAction.REVOKE_LINK, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now, reason=reason)
+    audit.record(
+        actor=actor,
+        action=AuditAction.REVOKE_LINK,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+        reason=reason,
+    )
 
 
-def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str,
-             category: str = WithdrawalReason.OTHER) -> int:
+def withdraw(
+    participant: Participant, *, actor: str, now: datetime, reason: str, category: str = WithdrawalReason.OTHER
+) -> int:
     """Withdraw: remaining assessments become not_applicable; nothing is deleted.
 
     ``category`` is the reason an analyst counts (exported); ``reason`` the words, kept in the
@@ -197,23 +269,39 @@ def withdraw(participant: Participant, *, actor: str, now: datetime, reason: str
     if category not in set(WithdrawalReason):
         raise Refused(f"Choose why the participant leaves: {', '.join(WithdrawalReason)}.", field="category")
     # Locked and read afresh: two withdrawals at once must not both pass the check below.
-    db.session.execute(select(Participant).where(Participant.id == participant.id).with_for_update()
-                       .execution_options(populate_existing=True)).scalar_one()
+    db.session.execute(
+        select(Participant)
+        .where(Participant.id == participant.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Refused("This participant is already withdrawn.", status=409)
     participant.status = ParticipantStatus.WITHDRAWN
     participant.withdrawn_at = now
     participant.withdrawal_reason = category
     remaining = db.session.scalars(
-        select(Assessment).join(Period)
+        select(Assessment)
+        .join(Period)
         .where(Period.participant_id == participant.id, Assessment.late_close > now)
-        .where(~Assessment.submission.has())).all()
+        .where(~Assessment.submission.has())
+    ).all()
     for assessment in remaining:
         assessment.not_applicable = True
-    closed = ", ".join(f"infusion {a.period.number} {a.timepoint}" for a in
-                       sorted(remaining, key=lambda a: (a.period.number, a.target)))
-    audit.record(actor=actor, action=AuditAction.WITHDRAW, entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, field="status", old=ParticipantStatus.ACTIVE,
-                 new=f"{ParticipantStatus.WITHDRAWN} ({category}); entries closed as not applicable: {closed or 'none'}",
-                 reason=reason.strip(), now=now)
+    closed = ", ".join(
+        f"infusion {a.period.number} {a.timepoint}"
+        for a in sorted(remaining, key=lambda a: (a.period.number, a.target))
+    )
+    audit.record(
+        actor=actor,
+        action=AuditAction.WITHDRAW,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        field="status",
+        old=ParticipantStatus.ACTIVE,
+        new=f"{ParticipantStatus.WITHDRAWN} ({category}); entries closed as not applicable: {closed or 'none'}",
+        reason=reason.strip(),
+        now=now,
+    )
     return len(remaining)

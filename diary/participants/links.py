@@ -1,5 +1,6 @@
 """Participants' links: the personal link (only its hash is stored) and signed links derived from
 it, used by reminders and the calendar feed as well as by the pages."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +8,9 @@ import hashlib
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from ..settings import setting
 from ..extensions import db
 from ..models import Participant
+from ..settings import setting
 
 
 def hash_token(token: str) -> str:
@@ -75,8 +76,7 @@ def participant_by_token(token: str) -> Participant | None:
     if "." in token:  # personal tokens are URL-safe base64 without dots; signed ones have dots
         participant = participant_by_signed_token(token)
     else:
-        participant = db.session.scalar(
-            select(Participant).where(Participant.link_token_hash == hash_token(token)))
+        participant = db.session.scalar(select(Participant).where(Participant.link_token_hash == hash_token(token)))
     if participant is None or participant.link_revoked_at is not None:
         return None
     return participant

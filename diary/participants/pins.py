@@ -1,5 +1,6 @@
 """Participants' PINs: choosing one, checking it with a lockout counted in the database, and the
 coordinator's reset. A PIN is stored only as an Argon2id hash."""
+
 from __future__ import annotations
 
 import re
@@ -8,12 +9,12 @@ from datetime import datetime, timedelta
 from flask_babel import gettext as _
 from sqlalchemy import update
 
-from ..settings import setting
-from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
-from ..models import Participant
+from ..governance import audit
 from ..governance.passwords import hash_secret, verify_secret
+from ..models import Participant
+from ..settings import setting
 from ..vocabulary import AuditAction
 
 _PIN = re.compile(r"^[0-9]{4,6}$", re.ASCII)
@@ -37,8 +38,14 @@ def is_trivial(pin: str) -> bool:
 def sign_out(participant: Participant, *, now: datetime) -> None:
     """End every remembered phone of the participant on the server (not just this cookie)."""
     participant.session_generation = (participant.session_generation or 0) + 1
-    audit.record(actor=audit.participant_actor(participant), action=AuditAction.PARTICIPANT_SIGN_OUT, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now)
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.PARTICIPANT_SIGN_OUT,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+    )
 
 
 def set_pin(participant: Participant, pin: str, confirm: str, *, now: datetime) -> None:
@@ -49,8 +56,14 @@ def set_pin(participant: Participant, pin: str, confirm: str, *, now: datetime) 
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0
     participant.pin_locked_until = None
-    audit.record(actor=audit.participant_actor(participant), action=AuditAction.SET_PIN, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now)
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.SET_PIN,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+    )
 
 
 def locked_minutes(participant: Participant, now: datetime) -> int:
@@ -70,15 +83,23 @@ def check_pin(participant: Participant, pin: str, *, now: datetime) -> bool:
         participant.pin_locked_until = None
         return True
     # An atomic increment: two wrong PINs at once from two processes both count.
-    db.session.execute(update(Participant).where(Participant.id == participant.id)
-                       .values(pin_failed_count=Participant.pin_failed_count + 1))
+    db.session.execute(
+        update(Participant)
+        .where(Participant.id == participant.id)
+        .values(pin_failed_count=Participant.pin_failed_count + 1)
+    )
     db.session.refresh(participant)
     if participant.pin_failed_count >= setting("PIN_MAX_ATTEMPTS"):
         participant.pin_failed_count = 0
         participant.pin_locked_until = now + timedelta(minutes=setting("PIN_LOCK_MINUTES"))
-        audit.record(actor=audit.participant_actor(participant), action=AuditAction.PIN_LOCKED,
-                     entity="participant", entity_id=participant.id,
-                     participant_id=participant.id, now=now)
+        audit.record(
+            actor=audit.participant_actor(participant),
+            action=AuditAction.PIN_LOCKED,
+            entity="participant",
+            entity_id=participant.id,
+            participant_id=participant.id,
+            now=now,
+        )
     return False
 
 
@@ -88,5 +109,12 @@ def reset_pin(participant: Participant, *, actor: str, now: datetime, reason: st
     participant.pin_generation = (participant.pin_generation or 0) + 1
     participant.pin_failed_count = 0
     participant.pin_locked_until = None
-    audit.record(actor=actor, action=AuditAction.RESET_PIN, entity="participant", entity_id=participant.id,
-                 participant_id=participant.id, now=now, reason=(reason or "").strip() or None)
+    audit.record(
+        actor=actor,
+        action=AuditAction.RESET_PIN,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+        reason=(reason or "").strip() or None,
+    )

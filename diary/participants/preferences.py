@@ -1,5 +1,6 @@
 """A participant's reminder preferences: which channels are on, and their browsers' push
 subscriptions. Turning a channel off cancels the reminders it still owed."""
+
 from __future__ import annotations
 
 import re
@@ -7,18 +8,17 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from ..governance import audit
 from ..errors import Refused
 from ..events import reminder_channel_off
 from ..extensions import db
+from ..governance import audit
 from ..i18n import LANGUAGES
 from ..models import Participant, PushSubscription
 from ..vocabulary import AuditAction, ReminderChannel
 
 # Participant column for each preference, and the outbox channel it feeds (the calendar feed
 # is read by the phone, not sent).
-PREFERENCES = {"email_reminders": ReminderChannel.EMAIL, "push_reminders": ReminderChannel.PUSH,
-               "calendar_feed": None}
+PREFERENCES = {"email_reminders": ReminderChannel.EMAIL, "push_reminders": ReminderChannel.PUSH, "calendar_feed": None}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]{8,200}={0,2}$")
 
 
@@ -33,9 +33,17 @@ def set_channels(participant: Participant, wanted: dict[str, bool], *, now: date
             continue
         setattr(participant, name, value)
         changed.append(name)
-        audit.record(actor=audit.participant_actor(participant), action=AuditAction.CHANGE_REMINDER_CHANNEL,
-                     entity="participant", entity_id=participant.id, participant_id=participant.id,
-                     field=name, old=old, new=value, now=now)
+        audit.record(
+            actor=audit.participant_actor(participant),
+            action=AuditAction.CHANGE_REMINDER_CHANNEL,
+            entity="participant",
+            entity_id=participant.id,
+            participant_id=participant.id,
+            field=name,
+            old=old,
+            new=value,
+            now=now,
+        )
         if channel is not None and not value:
             reminder_channel_off.send(participant.id, channel=channel)
     return changed
@@ -47,9 +55,17 @@ def set_language(participant: Participant, language: str, *, now: datetime) -> b
         raise Refused(f"Unknown language '{language}'; the diary speaks {', '.join(LANGUAGES)}.")
     if participant.language == language:
         return False
-    audit.record(actor=audit.participant_actor(participant), action=AuditAction.CHANGE_LANGUAGE, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, field="language",
-                 old=participant.language, new=language, now=now)
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.CHANGE_LANGUAGE,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        field="language",
+        old=participant.language,
+        new=language,
+        now=now,
+    )
     participant.language = language
     return True
 
@@ -61,15 +77,20 @@ def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubs
     endpoint = data.get("endpoint")
     keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
     p256dh, auth_secret = keys.get("p256dh"), keys.get("auth")
-    if not (isinstance(endpoint, str) and len(endpoint) <= 1000 and endpoint.isprintable()
-            and (endpoint.startswith("https://") or endpoint.startswith("http://127.0.0.1"))):
+    if not (
+        isinstance(endpoint, str)
+        and len(endpoint) <= 1000
+        and endpoint.isprintable()
+        and (endpoint.startswith("https://") or endpoint.startswith("http://127.0.0.1"))
+    ):
         raise Refused("The subscription endpoint must be an https address.")
     if not all(isinstance(k, str) and _B64URL.match(k) for k in (p256dh, auth_secret)):
         raise Refused("The subscription keys are missing or malformed.")
     subscription = db.session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
     if subscription is None:
-        subscription = PushSubscription(participant_id=participant.id, endpoint=endpoint, p256dh=p256dh,
-                                        auth=auth_secret, created_at=now)
+        subscription = PushSubscription(
+            participant_id=participant.id, endpoint=endpoint, p256dh=p256dh, auth=auth_secret, created_at=now
+        )
         db.session.add(subscription)
     elif subscription.participant_id != participant.id:
         raise Refused("This browser is subscribed for someone else.", status=409)
@@ -77,8 +98,14 @@ def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubs
         subscription.p256dh, subscription.auth = p256dh, auth_secret
         subscription.ended_at, subscription.ended_reason = None, None
     participant.push_reminders = True
-    audit.record(actor=audit.participant_actor(participant), action=AuditAction.PUSH_SUBSCRIBE, entity="participant",
-                 entity_id=participant.id, participant_id=participant.id, now=now)
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.PUSH_SUBSCRIBE,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        now=now,
+    )
     return subscription
 
 

@@ -3,6 +3,7 @@
 Every problem is reported at once, each naming the file, the path inside it and what is wrong,
 so a study team can fix a protocol in one round instead of one error at a time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ..vocabulary import ItemType
 from .model import (
     FOLLOW_UP_RULES,
     ITEM_TYPES,
@@ -26,7 +28,6 @@ from .model import (
     TimePoint,
     Window,
 )
-from ..vocabulary import ItemType
 
 SHIPPED = Path(__file__).resolve().parent.parent / "protocols"
 
@@ -50,7 +51,7 @@ def load_protocol(path: str | Path) -> Protocol:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ProtocolError(str(path), [("(file)", f"cannot be read: {error.strerror}")])
+        raise ProtocolError(str(path), [("(file)", f"cannot be read: {error.strerror}")]) from None
     return parse_protocol(text, source=str(path))
 
 
@@ -64,7 +65,7 @@ def parse_protocol(text: str, source: str = "<protocol>") -> Protocol:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ProtocolError(source, [(where, f"is not valid YAML: {getattr(error, 'problem', error)}")])
+        raise ProtocolError(source, [(where, f"is not valid YAML: {getattr(error, 'problem', error)}")]) from None
     problems: list[tuple[str, str]] = []
     protocol = _Builder(problems).protocol(data)
     if problems:
@@ -108,8 +109,11 @@ class _Builder:
             self.fail("version", "is required (a number or text such as 1.0)")
         title = data.get("title", protocol_id)
         languages = data.get("languages", ["en"])
-        if not isinstance(languages, list) or not languages or not all(
-                isinstance(code, str) and code.isalpha() and len(code) == 2 for code in languages):
+        if (
+            not isinstance(languages, list)
+            or not languages
+            or not all(isinstance(code, str) and code.isalpha() and len(code) == 2 for code in languages)
+        ):
             self.fail("languages", "must list two-letter language codes, the default first (e.g. [en, es])")
             languages = ["en"]
         self.languages = tuple(languages)
@@ -137,12 +141,22 @@ class _Builder:
             self.fail("min_viewport_px", "must be a whole number of CSS pixels from 200 to 2000")
             min_viewport = 320
         return Protocol(
-            id=str(protocol_id), version=str(version), title=str(title), periods=periods,
-            treatments=treatments, sequences=sequences, min_days_between_doses=min_days,
-            timepoints=tuple(timepoints), instruments=instruments, reminders=reminders,
-            follow_up=tuple(follow_up), severe_review_within=review_within or Offset(24, "h"),
-            offline_grace=offline_grace or Offset(24, "h"), min_viewport_px=min_viewport,
-            languages=self.languages)
+            id=str(protocol_id),
+            version=str(version),
+            title=str(title),
+            periods=periods,
+            treatments=treatments,
+            sequences=sequences,
+            min_days_between_doses=min_days,
+            timepoints=tuple(timepoints),
+            instruments=instruments,
+            reminders=reminders,
+            follow_up=tuple(follow_up),
+            severe_review_within=review_within or Offset(24, "h"),
+            offline_grace=offline_grace or Offset(24, "h"),
+            min_viewport_px=min_viewport,
+            languages=self.languages,
+        )
 
     def text(self, value, path) -> str:
         """A participant-facing text: a plain string when the study has one language, else a
@@ -151,13 +165,17 @@ class _Builder:
         if isinstance(value, dict):
             missing = [code for code in languages if not str(value.get(code) or "").strip()]
             if missing:
-                self.fail(path, f"has no {', '.join(missing)} text (the study declares languages "
-                                f"{', '.join(languages)})")
+                self.fail(
+                    path, f"has no {', '.join(missing)} text (the study declares languages {', '.join(languages)})"
+                )
             translations = {code: str(value.get(code) or "") for code in languages}
             return Text(translations, languages[0])
         if len(languages) > 1 and str(value or "").strip():
-            self.fail(path, f"is only in one language; give {{{', '.join(f'{c}: ...' for c in languages)}}} "
-                            f"(the study declares languages {', '.join(languages)})")
+            self.fail(
+                path,
+                f"is only in one language; give {{{', '.join(f'{c}: ...' for c in languages)}}} "
+                f"(the study declares languages {', '.join(languages)})",
+            )
         return str(value if value is not None else "")
 
     def treatments(self, data) -> dict[str, str]:
@@ -216,10 +234,15 @@ class _Builder:
                 seen.add(item.id)
                 items.append(item)
             result[str(name)] = Instrument(
-                id=str(name), title=self.text(spec.get("title", name), f"instruments.{name}.title"), items=tuple(items),
+                id=str(name),
+                title=self.text(spec.get("title", name), f"instruments.{name}.title"),
+                items=tuple(items),
                 side_effects=any(item.type == ItemType.SEVERITY_CHECKLIST for item in items),
-                may_reveal_treatment=(any(item.type == ItemType.SEVERITY_CHECKLIST for item in items)
-                                      or self.flag(spec, "may_reveal_treatment", path)))
+                may_reveal_treatment=(
+                    any(item.type == ItemType.SEVERITY_CHECKLIST for item in items)
+                    or self.flag(spec, "may_reveal_treatment", path)
+                ),
+            )
         return result
 
     def flag(self, spec: dict, key: str, path: str) -> bool:
@@ -254,14 +277,19 @@ class _Builder:
             self.fail(f"{path}.alert_values", "must be a list of answers")
             alert_values = []
         return Item(
-            id=str(item_id), type=item_type, text=self.text(raw.get("text", ""), f"{path}.text"),
+            id=str(item_id),
+            type=item_type,
+            text=self.text(raw.get("text", ""), f"{path}.text"),
             required=bool(raw.get("required", True)),
             min_label=self.text(raw.get("min_label", ""), f"{path}.min_label"),
-            max_label=self.text(raw.get("max_label", ""), f"{path}.max_label"), choices=choices, terms=terms,
+            max_label=self.text(raw.get("max_label", ""), f"{path}.max_label"),
+            choices=choices,
+            terms=terms,
             max_length=max_length if isinstance(max_length, int) else 0,
             alert_values=tuple(str(value) for value in alert_values),
             unsolicited_report=bool(raw.get("unsolicited_report", False)),
-            show_value=self.flag(raw, "show_value", path) if item_type == ItemType.VAS else False)
+            show_value=self.flag(raw, "show_value", path) if item_type == ItemType.VAS else False,
+        )
 
     def choices(self, raw, path) -> tuple[Choice, ...]:
         if not isinstance(raw, list) or not raw:
@@ -318,8 +346,11 @@ class _Builder:
                 if name not in instruments:
                     self.fail(f"{path}.instruments", f"unknown instrument '{name}'")
             grace = self.offset(raw.get("late_grace", 0), f"{path}.late_grace")
-            offline_grace = (self.offset(raw["offline_grace"], f"{path}.offline_grace")
-                             if raw.get("offline_grace") is not None else None)
+            offline_grace = (
+                self.offset(raw["offline_grace"], f"{path}.offline_grace")
+                if raw.get("offline_grace") is not None
+                else None
+            )
             if None in (code, target, window_open, grace) or (window_close is None and fallback is None):
                 continue
             close = window_close or fallback
@@ -330,18 +361,32 @@ class _Builder:
             if grace.nominal < timedelta(0):
                 self.fail(f"{path}.late_grace", "cannot be negative")
             # A window that runs past the earliest next dose would mix two periods' data.
-            if window_close is not None and periods > 1 and min_days and \
-                    window_close.nominal + grace.nominal > timedelta(days=min_days):
-                self.fail(f"{path}.window.close",
-                          f"{window_close} (plus grace {grace}) overlaps the next dose, which may "
-                          f"come {min_days} days after this one; close it earlier or use next_dose")
+            if (
+                window_close is not None
+                and periods > 1
+                and min_days
+                and window_close.nominal + grace.nominal > timedelta(days=min_days)
+            ):
+                self.fail(
+                    f"{path}.window.close",
+                    f"{window_close} (plus grace {grace}) overlaps the next dose, which may "
+                    f"come {min_days} days after this one; close it earlier or use next_dose",
+                )
             label = str(raw.get("label", code))
-            result.append(TimePoint(
-                code=str(code), label=label, target=target,
-                participant_label=self.text(raw.get("participant_label", label), f"{path}.participant_label"),
-                window=Window(open=window_open, close=window_close, fallback_close=fallback),
-                setting=setting, instruments=tuple(str(name) for name in names),
-                optional=bool(raw.get("optional", False)), late_grace=grace, offline_grace=offline_grace))
+            result.append(
+                TimePoint(
+                    code=str(code),
+                    label=label,
+                    target=target,
+                    participant_label=self.text(raw.get("participant_label", label), f"{path}.participant_label"),
+                    window=Window(open=window_open, close=window_close, fallback_close=fallback),
+                    setting=setting,
+                    instruments=tuple(str(name) for name in names),
+                    optional=bool(raw.get("optional", False)),
+                    late_grace=grace,
+                    offline_grace=offline_grace,
+                )
+            )
         targets = [tp.target.nominal for tp in result]
         if targets != sorted(targets):
             self.fail("timepoints", "must be listed in order of their target time")
@@ -364,9 +409,13 @@ class _Builder:
             for key, value in (("start", start), ("end", end)):
                 if not _is_clock(value):
                     self.fail(f"reminders.quiet_hours.{key}", f"'{value}' is not a time like 22:00")
-        return ReminderRules(on_open=bool(data.get("on_open", True)), closing_soon_before=closing,
-                             settings=tuple(settings), quiet_start=start, quiet_end=end)
-
+        return ReminderRules(
+            on_open=bool(data.get("on_open", True)),
+            closing_soon_before=closing,
+            settings=tuple(settings),
+            quiet_start=start,
+            quiet_end=end,
+        )
 
     def follow_up(self, data, codes: set[str]) -> list[FollowUpRule]:
         if not isinstance(data, list):
@@ -390,15 +439,15 @@ class _Builder:
                 count = 2
             after = self.offset(raw.get("after", "48h"), f"{path}.after") or Offset(48, "h")
             due = self.offset(raw.get("due_within", "24h"), f"{path}.due_within") or Offset(24, "h")
-            rules.append(FollowUpRule(rule=raw["rule"], timepoints=timepoints, count=count, after=after,
-                                      due_within=due))
+            rules.append(
+                FollowUpRule(rule=raw["rule"], timepoints=timepoints, count=count, after=after, due_within=due)
+            )
         return rules
 
 
 def _is_clock(value: str) -> bool:
     parts = value.split(":")
-    return (len(parts) == 2 and all(p.isdigit() for p in parts)
-            and 0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and 0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60
 
 
 def _kind_name(kind) -> str:

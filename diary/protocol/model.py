@@ -1,9 +1,11 @@
 """The protocol as plain, frozen data. ``loader`` builds it from YAML and validates it."""
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+
 from ..vocabulary import ItemType
 
 ITEM_TYPES = tuple(ItemType)
@@ -24,7 +26,7 @@ class Offset:
     unit: str  # "m", "h" or "d"
 
     @classmethod
-    def parse(cls, text) -> "Offset":
+    def parse(cls, text) -> Offset:
         if isinstance(text, int) and text == 0:
             return cls(0, "m")
         match = _OFFSET.match(str(text).strip())
@@ -37,8 +39,7 @@ class Offset:
     @property
     def nominal(self) -> timedelta:
         """The offset as elapsed time, ignoring daylight saving (for ordering and checks)."""
-        return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[
-            self.unit] * self.amount
+        return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[self.unit] * self.amount
 
     @property
     def nominal_minutes(self) -> int:

@@ -2,13 +2,15 @@
 
 Nothing here touches the database or the clock; ``now`` is always passed in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from .model import Offset, Protocol, TimePoint
+
 
 @dataclass(frozen=True)
 class ScheduledWindow:
@@ -29,20 +31,21 @@ def apply_offset(dose_start: datetime, offset: Offset, tz: ZoneInfo) -> datetime
     if dose_start.tzinfo is None:
         raise ValueError("dose_start must be timezone-aware")
     if offset.unit != "d":
-        return (dose_start + offset.nominal).astimezone(timezone.utc)
+        return (dose_start + offset.nominal).astimezone(UTC)
     local = dose_start.astimezone(tz)
     wall = local.replace(tzinfo=None) + timedelta(days=offset.amount)
-    return wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
-def schedule_timepoint(timepoint: TimePoint, dose_start: datetime, tz: ZoneInfo,
-                       next_dose: datetime | None = None) -> ScheduledWindow:
+def schedule_timepoint(
+    timepoint: TimePoint, dose_start: datetime, tz: ZoneInfo, next_dose: datetime | None = None
+) -> ScheduledWindow:
     window = timepoint.window
     window_open = apply_offset(dose_start, window.open, tz)
     if window.close is not None:
         window_close = apply_offset(dose_start, window.close, tz)
     elif next_dose is not None:
-        window_close = next_dose.astimezone(timezone.utc)
+        window_close = next_dose.astimezone(UTC)
     else:
         window_close = apply_offset(dose_start, window.fallback_close, tz)
     # A next dose given earlier than the window's opening would leave no window at all; keep a
@@ -50,12 +53,17 @@ def schedule_timepoint(timepoint: TimePoint, dose_start: datetime, tz: ZoneInfo,
     window_close = max(window_close, window_open + timedelta(minutes=1))
     late_close = window_close + timepoint.late_grace.nominal
     return ScheduledWindow(
-        timepoint=timepoint.code, target=apply_offset(dose_start, timepoint.target, tz),
-        window_open=window_open, window_close=window_close, late_close=late_close)
+        timepoint=timepoint.code,
+        target=apply_offset(dose_start, timepoint.target, tz),
+        window_open=window_open,
+        window_close=window_close,
+        late_close=late_close,
+    )
 
 
-def schedule_period(protocol: Protocol, dose_start: datetime, tz_name: str,
-                    next_dose: datetime | None = None) -> list[ScheduledWindow]:
+def schedule_period(
+    protocol: Protocol, dose_start: datetime, tz_name: str, next_dose: datetime | None = None
+) -> list[ScheduledWindow]:
     """Every time point of one period, with its UTC window, in protocol order."""
     tz = ZoneInfo(tz_name)
     return [schedule_timepoint(tp, dose_start, tz, next_dose) for tp in protocol.timepoints]

@@ -6,21 +6,22 @@ alarm when the window opens, a "closes soon" one before it closes only if that f
 opening, both moved out of the participant's quiet hours on their own clock. Entries already
 made, missed, or no longer needed drop out; the phone re-reads the feed.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from icalendar import Alarm, Calendar, Event
 
 from ..dosing import assessments
-from flask_babel import force_locale
-from flask_babel import gettext as _
-
 from ..i18n import full_datetime
-from ..protocol.model import in_language
 from ..models import Participant
+from ..protocol.model import in_language
 from ..vocabulary import AssessmentState, ReminderKind
 from .planning import owed_reminders, quiet_hours
+
 
 def calendar_feed(participant: Participant, *, link: str, now: datetime) -> bytes:
     """The feed in the participant's language (titles, descriptions and alarms)."""
@@ -29,8 +30,10 @@ def calendar_feed(participant: Participant, *, link: str, now: datetime) -> byte
 
 
 def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> bytes:
-    alarm_text = {ReminderKind.WINDOW_OPEN: _("Your diary entry is open"),
-                  ReminderKind.CLOSING_SOON: _("Your diary entry closes soon")}
+    alarm_text = {
+        ReminderKind.WINDOW_OPEN: _("Your diary entry is open"),
+        ReminderKind.CLOSING_SOON: _("Your diary entry closes soon"),
+    }
     language = participant.language
     calendar = Calendar()
     calendar.add("prodid", "-//diary//symptom diary//EN")
@@ -45,8 +48,9 @@ def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> byt
             continue  # clinic time points are done with the study team, not from a calendar alarm
         if row.state not in (AssessmentState.UPCOMING, AssessmentState.OPEN):
             continue
-        if assessments.waits_for_the_infusion(target=row.target, dose_start=row.dose_start,
-                                              planned_start=row.planned_start):
+        if assessments.waits_for_the_infusion(
+            target=row.target, dose_start=row.dose_start, planned_start=row.planned_start
+        ):
             continue  # waits for the infusion to be recorded: its times are not known yet
         event = Event()
         event.add("uid", f"assessment-{row.id}@diary")
@@ -55,14 +59,24 @@ def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> byt
         event.add("dtend", row.window_close)
         label = in_language(row.participant_label, language)
         event.add("summary", _("Diary: Infusion %(number)s · %(label)s", number=row.period, label=label))
-        event.add("description", _("Please fill in your diary entry between %(start)s and %(end)s.",
-                                   start=full_datetime(row.window_open, participant.timezone, language),
-                                   end=full_datetime(row.window_close, participant.timezone, language))
-                  + f"\n{link}")
+        event.add(
+            "description",
+            _(
+                "Please fill in your diary entry between %(start)s and %(end)s.",
+                start=full_datetime(row.window_open, participant.timezone, language),
+                end=full_datetime(row.window_close, participant.timezone, language),
+            )
+            + f"\n{link}",
+        )
         event.add("url", link)
-        for owed in owed_reminders(protocol, row.timepoint, window_open=row.window_open,
-                                   window_close=row.window_close, tz_name=participant.timezone,
-                                   quiet=quiet_hours(participant.reminder_from, participant.reminder_until, protocol)):
+        for owed in owed_reminders(
+            protocol,
+            row.timepoint,
+            window_open=row.window_open,
+            window_close=row.window_close,
+            tz_name=participant.timezone,
+            quiet=quiet_hours(participant.reminder_from, participant.reminder_until, protocol),
+        ):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
             alarm.add("description", alarm_text[owed.kind])

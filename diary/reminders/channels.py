@@ -3,6 +3,7 @@ sent, and says so (``NoChannel``): the scheduler prints it in full and records w
 
 Messages say nothing about the drug or the condition in the subject line.
 """
+
 from __future__ import annotations
 
 import base64
@@ -10,13 +11,14 @@ import json
 import smtplib
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from functools import cached_property
 from html import escape
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
+
 from ..vocabulary import ReminderKind
 
 
@@ -38,9 +40,13 @@ class Message:
             return {
                 "subject": _("Your diary: an entry is open") if opened else _("Your diary: an entry closes soon"),
                 "hello": _("Hello,"),
-                "news": (_("Your diary entry %(label)s is open now.", label=self.label) if opened
-                         else _("Your diary entry %(label)s closes soon.", label=self.label))
-                + " " + _("Please fill it in before %(when)s.", when=self.closes),
+                "news": (
+                    _("Your diary entry %(label)s is open now.", label=self.label)
+                    if opened
+                    else _("Your diary entry %(label)s closes soon.", label=self.label)
+                )
+                + " "
+                + _("Please fill it in before %(when)s.", when=self.closes),
                 "open": _("Open your diary"),
                 "thanks": _("Thank you."),
             }
@@ -57,8 +63,10 @@ class Message:
     @property
     def html(self) -> str:
         say = self._said
-        return (f"<p>{escape(say['hello'])}</p><p>{escape(say['news'])}</p>"
-                f'<p><a href="{escape(self.link)}">{escape(say["open"])}</a></p><p>{escape(say["thanks"])}</p>')
+        return (
+            f"<p>{escape(say['hello'])}</p><p>{escape(say['news'])}</p>"
+            f'<p><a href="{escape(self.link)}">{escape(say["open"])}</a></p><p>{escape(say["thanks"])}</p>'
+        )
 
     @property
     def push_body(self) -> str:
@@ -132,14 +140,20 @@ class EmailChannel:
         boundary = uuid.uuid4().hex
         text = base64.encodebytes(message.text.encode("utf-8")).decode("ascii")
         html = base64.encodebytes(self.html(message).encode("utf-8")).decode("ascii")
-        return (f"From: {self.sender}\r\nTo: {message.to_email}\r\nSubject: {message.subject}\r\n"
+        return (
+            (
+                f"From: {self.sender}\r\nTo: {message.to_email}\r\nSubject: {message.subject}\r\n"
                 f"Date: {formatdate(usegmt=True)}\r\nMessage-ID: <{uuid.uuid4().hex}@diary>\r\n"
-                f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
-                f"--{boundary}\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
+                f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+                f'--{boundary}\r\nContent-Type: text/plain; charset="utf-8"\r\n'
                 f"Content-Transfer-Encoding: base64\r\n\r\n{text}\r\n"
-                f"--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+                f'--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
                 f"Content-Transfer-Encoding: base64\r\n\r\n{html}\r\n--{boundary}--\r\n"
-                ).replace("\n", "\r\n").replace("\r\r\n", "\r\n").encode("ascii")
+            )
+            .replace("\n", "\r\n")
+            .replace("\r\r\n", "\r\n")
+            .encode("ascii")
+        )
 
     def _build_with_email_package(self, message: Message) -> bytes:
         email = EmailMessage()
@@ -154,8 +168,9 @@ class EmailChannel:
             raise Undeliverable("no email address")
         if not message.to_email.isascii() or any(c in message.to_email for c in "\r\n ,;<>"):
             # Enrolment refuses such addresses; one stored before that rule is never sent.
-            raise Undeliverable(f"address cannot be sent without SMTPUTF8 or has forbidden characters: "
-                                f"{message.to_email!r}")
+            raise Undeliverable(
+                f"address cannot be sent without SMTPUTF8 or has forbidden characters: {message.to_email!r}"
+            )
         if not self.host:
             raise NoChannel("no SMTP server configured (DIARY_SMTP_HOST)")
         data = self.build(message)
@@ -171,8 +186,9 @@ class EmailChannel:
                     raise DeliveryFailed(f"SMTP server disconnected: {error}") from error
             except smtplib.SMTPRecipientsRefused as error:
                 self.close()
-                replies = "; ".join(f"{address}: {code} {_said(reply)}" for address, (code, reply)
-                                    in error.recipients.items())
+                replies = "; ".join(
+                    f"{address}: {code} {_said(reply)}" for address, (code, reply) in error.recipients.items()
+                )
                 raise DeliveryFailed(f"SMTP refused the recipient: {replies}") from error
             except smtplib.SMTPResponseException as error:
                 self.close()
@@ -208,13 +224,19 @@ class PushChannel:
 
         if not self.private_key:
             raise NoChannel("no web push (VAPID) key configured (run 'flask --app wsgi diary init')")
-        payload = json.dumps({"title": message.subject, "body": message.push_body,
-                              "url": message.link})
+        payload = json.dumps({"title": message.subject, "body": message.push_body, "url": message.link})
         try:
-            webpush(subscription_info={"endpoint": subscription.endpoint,
-                                       "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
-                    data=payload, vapid_private_key=self.private_key,
-                    vapid_claims={"sub": self.subject}, timeout=self.timeout, ttl=3600)
+            webpush(
+                subscription_info={
+                    "endpoint": subscription.endpoint,
+                    "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
+                },
+                data=payload,
+                vapid_private_key=self.private_key,
+                vapid_claims={"sub": self.subject},
+                timeout=self.timeout,
+                ttl=3600,
+            )
         except WebPushException as error:
             status = getattr(error.response, "status_code", None)
             if status in (404, 410):

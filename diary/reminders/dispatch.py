@@ -7,13 +7,14 @@ keeps what it is sending; rows left 'sending' by a pass that died are claimed ag
 lease has run out. Failures are retried with growing delays until the window closes; then the
 row is expired. A message no configured channel can carry is not_sent, with the reason.
 """
+
 from __future__ import annotations
 
 import time
 import uuid
-from types import SimpleNamespace
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from flask import current_app
 from flask_babel import force_locale
@@ -22,9 +23,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from ..dosing.assessments import rows_query, state_at
 from ..extensions import db
-from ..participants.links import reminder_link
 from ..i18n import when as local_when
-from ..protocol.model import in_language
 from ..models import (
     Assessment,
     Participant,
@@ -34,6 +33,8 @@ from ..models import (
     StaffMessage,
     now_utc,
 )
+from ..participants.links import reminder_link
+from ..protocol.model import in_language
 from ..safety.digest import due_digests
 from ..safety.follow_up import create_tasks, resolve_tasks
 from ..study.trial import current_study, protocol_of
@@ -78,9 +79,11 @@ class Claim:
         """Move this pass's claims on to now, if a quarter lease has passed since the last time."""
         if time.monotonic() - self._renewed < self.lease.total_seconds() / 4:
             return
-        self.recorder.execute(update(outbox).where(outbox.claim_token == self.token,
-                                                   outbox.state == ReminderState.SENDING)
-                              .values(claimed_at=self.now()))
+        self.recorder.execute(
+            update(outbox)
+            .where(outbox.claim_token == self.token, outbox.state == ReminderState.SENDING)
+            .values(claimed_at=self.now())
+        )
         self._renewed = time.monotonic()
 
 
@@ -101,10 +104,12 @@ class PassResult:
     unsent_texts: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
-                f"expired {self.expired}, cancelled {self.cancelled}, not sent (no channel) {self.not_sent}; "
-                f"study team emails sent {self.staff_sent}; follow-up tasks created {self.follow_up_tasks}, "
-                f"resolved by data {self.follow_up_resolved}")
+        return (
+            f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
+            f"expired {self.expired}, cancelled {self.cancelled}, not sent (no channel) {self.not_sent}; "
+            f"study team emails sent {self.staff_sent}; follow-up tasks created {self.follow_up_tasks}, "
+            f"resolved by data {self.follow_up_resolved}"
+        )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -115,26 +120,39 @@ def backoff(attempts: int) -> timedelta:
 # The two outboxes (reminders to participants, messages to the study team) share these
 # mechanics: the same states, due and not-after times, claims, leases and retries.
 
-def expire_overdue(now: datetime, outbox=Reminder,
-                   why: str = "the window closed before the reminder could go out") -> int:
+
+def expire_overdue(
+    now: datetime, outbox=Reminder, why: str = "the window closed before the reminder could go out"
+) -> int:
     """Rows whose time has passed before they could go out are expired, never sent late."""
-    result = db.session.execute(update(outbox).where(
-        outbox.state.in_(RETRYABLE), outbox.not_after <= now).values(state=ReminderState.EXPIRED, last_error=why))
+    result = db.session.execute(
+        update(outbox)
+        .where(outbox.state.in_(RETRYABLE), outbox.not_after <= now)
+        .values(state=ReminderState.EXPIRED, last_error=why)
+    )
     return result.rowcount or 0
 
 
 def _claimable(now: datetime, outbox=Reminder, lease: timedelta = LEASE):
     """Rows a pass may take: pending or failed, or 'sending' by a pass that died (lease over)."""
-    return or_(outbox.state.in_(RETRYABLE),
-               (outbox.state == ReminderState.SENDING) & (outbox.claimed_at < now - lease))
+    return or_(outbox.state.in_(RETRYABLE), (outbox.state == ReminderState.SENDING) & (outbox.claimed_at < now - lease))
 
 
 def candidates(now: datetime, limit: int = CLAIM_BATCH, outbox=Reminder, lease: timedelta = LEASE) -> list[int]:
     """Due rows that look free. Another pass may take them first: ``take`` decides."""
-    return list(db.session.scalars(select(outbox.id).where(
-        _claimable(now, outbox, lease), outbox.due_at <= now, outbox.not_after > now,
-        or_(outbox.next_attempt_at.is_(None), outbox.next_attempt_at <= now)
-    ).order_by(outbox.due_at, outbox.id).limit(limit)))
+    return list(
+        db.session.scalars(
+            select(outbox.id)
+            .where(
+                _claimable(now, outbox, lease),
+                outbox.due_at <= now,
+                outbox.not_after > now,
+                or_(outbox.next_attempt_at.is_(None), outbox.next_attempt_at <= now),
+            )
+            .order_by(outbox.due_at, outbox.id)
+            .limit(limit)
+        )
+    )
 
 
 def take(ids: list[int], now: datetime, token: str, outbox=Reminder, lease: timedelta = LEASE) -> list[int]:
@@ -146,11 +164,15 @@ def take(ids: list[int], now: datetime, token: str, outbox=Reminder, lease: time
     """
     if not ids:
         return []
-    db.session.execute(update(outbox).where(outbox.id.in_(ids), _claimable(now, outbox, lease)).values(
-        state=ReminderState.SENDING, claim_token=token, claimed_at=now))
+    db.session.execute(
+        update(outbox)
+        .where(outbox.id.in_(ids), _claimable(now, outbox, lease))
+        .values(state=ReminderState.SENDING, claim_token=token, claimed_at=now)
+    )
     db.session.commit()  # the claim is visible to every other pass before anything is sent
-    return list(db.session.scalars(select(outbox.id).where(outbox.claim_token == token,
-                                                         outbox.state == ReminderState.SENDING)))
+    return list(
+        db.session.scalars(select(outbox.id).where(outbox.claim_token == token, outbox.state == ReminderState.SENDING))
+    )
 
 
 def claim(now: datetime, token: str, limit: int = CLAIM_BATCH, lease: timedelta = LEASE) -> list[int]:
@@ -208,34 +230,49 @@ def _send_staff_messages(now, hold: Claim, email, result, recorder) -> None:
     db.session.commit()
     token, lease = hold.token, hold.lease
     while True:
-        if not take(candidates(hold.now(), outbox=StaffMessage, lease=lease), hold.now(), token,
-                    outbox=StaffMessage, lease=lease):
+        if not take(
+            candidates(hold.now(), outbox=StaffMessage, lease=lease),
+            hold.now(),
+            token,
+            outbox=StaffMessage,
+            lease=lease,
+        ):
             return
-        messages = db.session.execute(select(
-            StaffMessage.id, StaffMessage.kind, StaffMessage.recipient, StaffMessage.subject, StaffMessage.body,
-            StaffMessage.attempts, StaffMessage.not_after).where(
-            StaffMessage.claim_token == token, StaffMessage.state == ReminderState.SENDING)).all()
+        messages = db.session.execute(
+            select(
+                StaffMessage.id,
+                StaffMessage.kind,
+                StaffMessage.recipient,
+                StaffMessage.subject,
+                StaffMessage.body,
+                StaffMessage.attempts,
+                StaffMessage.not_after,
+            ).where(StaffMessage.claim_token == token, StaffMessage.state == ReminderState.SENDING)
+        ).all()
         db.session.commit()
         for message in messages:
             hold.renew(StaffMessage)
             values = {"claim_token": None}
             try:
-                email.send(Notice(kind=message.kind, to_email=message.recipient, subject=message.subject,
-                                  text=message.body))
+                email.send(
+                    Notice(kind=message.kind, to_email=message.recipient, subject=message.subject, text=message.body)
+                )
             except NoChannel as missing:
                 values.update(state=ReminderState.NOT_SENT, last_error=str(missing))
                 result.not_sent += 1
-                result.unsent_texts.append(f"NOT SENT ({missing}): {message.kind} to {message.recipient}\n"
-                                           f"Subject: {message.subject}\n{message.body}")
+                result.unsent_texts.append(
+                    f"NOT SENT ({missing}): {message.kind} to {message.recipient}\n"
+                    f"Subject: {message.subject}\n{message.body}"
+                )
             except Exception as failure:  # noqa: BLE001  one message's failure never stops the pass
                 retry_at = now + backoff(message.attempts + 1)
                 state = ReminderState.FAILED if retry_at < message.not_after else ReminderState.EXPIRED
-                values.update(state=state, attempts=message.attempts + 1, next_attempt_at=retry_at,
-                              last_error=str(failure)[:1000])
+                values.update(
+                    state=state, attempts=message.attempts + 1, next_attempt_at=retry_at, last_error=str(failure)[:1000]
+                )
                 result.errors.append(str(failure)[:200])
             else:
-                values.update(state=ReminderState.SENT, sent_at=now, attempts=message.attempts + 1,
-                              last_error=None)
+                values.update(state=ReminderState.SENT, sent_at=now, attempts=message.attempts + 1, last_error=None)
                 result.staff_sent += 1
             recorder.execute(update(StaffMessage).where(StaffMessage.id == message.id).values(**values))
         if len(messages) < CLAIM_BATCH:
@@ -250,38 +287,70 @@ def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
     """
     # The assessment read model, with the reminder's own columns and the participant beside it.
     rows = db.session.execute(
-        rows_query().add_columns(Reminder.id.label("reminder_id"), Reminder.kind, Reminder.channel,
-                                 Reminder.attempts, Reminder.not_after, Participant.email,
-                                 Participant.email_reminders, Participant.status.label("participant_status"),
-                                 Participant.language,
-                                 Participant.link_token_hash)
+        rows_query()
+        .add_columns(
+            Reminder.id.label("reminder_id"),
+            Reminder.kind,
+            Reminder.channel,
+            Reminder.attempts,
+            Reminder.not_after,
+            Participant.email,
+            Participant.email_reminders,
+            Participant.status.label("participant_status"),
+            Participant.language,
+            Participant.link_token_hash,
+        )
         .join(Reminder, Reminder.assessment_id == Assessment.id)
-        .where(Reminder.id.in_(ids))).all()
+        .where(Reminder.id.in_(ids))
+    ).all()
     subscriptions: dict[int, list[PushSubscription]] = {}
     if any(row.channel == ReminderChannel.PUSH for row in rows):
-        for subscription in db.session.scalars(select(PushSubscription).where(
+        for subscription in db.session.scalars(
+            select(PushSubscription).where(
                 PushSubscription.participant_id.in_({row.participant_id for row in rows}),
-                PushSubscription.ended_at.is_(None))):
+                PushSubscription.ended_at.is_(None),
+            )
+        ):
             subscriptions.setdefault(subscription.participant_id, []).append(subscription)
-    protocols = {v.id: protocol_of(v) for v in db.session.scalars(select(ProtocolVersion).where(
-        ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
+    protocols = {
+        v.id: protocol_of(v)
+        for v in db.session.scalars(
+            select(ProtocolVersion).where(ProtocolVersion.id.in_({row.protocol_version_id for row in rows}))
+        )
+    }
     db.session.commit()  # end the read: on SQLite the outcomes' writes must not wait for it
     for row in rows:
         hold.renew(Reminder)
         # Plain values, not ORM objects: each outcome's commit would expire them.
         participant = SimpleNamespace(id=row.participant_id, link_token_hash=row.link_token_hash)
-        if (state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
-                or row.participant_status != ParticipantStatus.ACTIVE):
-            _record(recorder, row.reminder_id, result, ReminderState.CANCELLED,
-                    last_error="entry completed or no longer needed")
+        if (
+            state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
+            or row.participant_status != ParticipantStatus.ACTIVE
+        ):
+            _record(
+                recorder,
+                row.reminder_id,
+                result,
+                ReminderState.CANCELLED,
+                last_error="entry completed or no longer needed",
+            )
             continue
         protocol = protocols[row.protocol_version_id]
         with force_locale(row.language):
-            label = _("Infusion %(number)s · %(label)s", number=row.period,
-                      label=in_language(protocol.timepoint(row.timepoint).participant_label, row.language))
+            label = _(
+                "Infusion %(number)s · %(label)s",
+                number=row.period,
+                label=in_language(protocol.timepoint(row.timepoint).participant_label, row.language),
+            )
             closes = local_when(row.window_close, row.timezone, now, row.language)
-        message = Message(kind=row.kind, to_email=row.email, label=label, closes=closes,
-                          link=reminder_link(participant, row.reminder_id), language=row.language)
+        message = Message(
+            kind=row.kind,
+            to_email=row.email,
+            label=label,
+            closes=closes,
+            link=reminder_link(participant, row.reminder_id),
+            language=row.language,
+        )
         try:
             if row.channel == ReminderChannel.EMAIL:
                 if not row.email_reminders:
@@ -296,8 +365,10 @@ def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
                     db.session.commit()
         except NoChannel as missing:
             _record(recorder, row.reminder_id, result, ReminderState.NOT_SENT, last_error=str(missing))
-            result.unsent_texts.append(f"NOT SENT ({missing}): {row.kind} reminder to {row.email or row.channel}\n"
-                                       f"Subject: {message.subject}\n{message.text}")
+            result.unsent_texts.append(
+                f"NOT SENT ({missing}): {row.kind} reminder to {row.email or row.channel}\n"
+                f"Subject: {message.subject}\n{message.text}"
+            )
             continue
         except (SubscriptionGone, Undeliverable) as gone:
             _record(recorder, row.reminder_id, result, ReminderState.CANCELLED, last_error=str(gone)[:1000])
@@ -309,27 +380,58 @@ def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
             retry_at = now + backoff(attempts)
             state = ReminderState.FAILED if retry_at < row.not_after else ReminderState.EXPIRED
             text = str(failure) if isinstance(failure, DeliveryFailed) else f"{type(failure).__name__}: {failure}"
-            _record(recorder, row.reminder_id, result, state, attempted=True, next_attempt_at=retry_at,
-                    last_error=text[:1000])
+            _record(
+                recorder,
+                row.reminder_id,
+                result,
+                state,
+                attempted=True,
+                next_attempt_at=retry_at,
+                last_error=text[:1000],
+            )
             result.errors.append(text[:200])
             continue
         _record(recorder, row.reminder_id, result, ReminderState.SENT, attempted=True, sent_at=now)
 
 
 # One statement for every outcome, built once: recording is on the path of every message.
-RECORD_OUTCOME = (update(Reminder).where(Reminder.id == bindparam("reminder_id"))
-                  .values(state=bindparam("state"), sent_at=bindparam("sent_at"),
-                          next_attempt_at=bindparam("next_attempt_at"), last_error=bindparam("last_error"),
-                          attempts=Reminder.attempts + bindparam("attempted"), claim_token=None))
+RECORD_OUTCOME = (
+    update(Reminder)
+    .where(Reminder.id == bindparam("reminder_id"))
+    .values(
+        state=bindparam("state"),
+        sent_at=bindparam("sent_at"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        last_error=bindparam("last_error"),
+        attempts=Reminder.attempts + bindparam("attempted"),
+        claim_token=None,
+    )
+)
 
 
-def _record(recorder, reminder_id: int, result: PassResult, state: ReminderState, *, attempted: bool = False,
-            sent_at: datetime | None = None, next_attempt_at: datetime | None = None,
-            last_error: str | None = None) -> None:
+def _record(
+    recorder,
+    reminder_id: int,
+    result: PassResult,
+    state: ReminderState,
+    *,
+    attempted: bool = False,
+    sent_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+    last_error: str | None = None,
+) -> None:
     """Write one row's outcome, durable at once (a crash after this never re-sends it)."""
-    recorder.execute(RECORD_OUTCOME, {"reminder_id": reminder_id, "state": state, "sent_at": sent_at,
-                                      "next_attempt_at": next_attempt_at, "last_error": last_error,
-                                      "attempted": int(attempted)})
+    recorder.execute(
+        RECORD_OUTCOME,
+        {
+            "reminder_id": reminder_id,
+            "state": state,
+            "sent_at": sent_at,
+            "next_attempt_at": next_attempt_at,
+            "last_error": last_error,
+            "attempted": int(attempted),
+        },
+    )
     if state == ReminderState.SENT:
         result.sent += 1
     elif state == ReminderState.CANCELLED:

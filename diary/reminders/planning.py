@@ -5,6 +5,7 @@ points whose setting the protocol names (home ones by default). A reminder that 
 the participant's quiet hours (their own clock) waits for the quiet hours to end, and is not
 sent at all if the window has closed by then.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from sqlalchemy import bindparam, not_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..events import entry_completed, reminder_channel_off
 from ..dosing.assessments import waits_for_the_infusion_sql
+from ..events import entry_completed, reminder_channel_off
 from ..extensions import db
 from ..models import Assessment, Participant, Period, ProtocolVersion, PushSubscription, Reminder, Submission
 from ..protocol import Protocol
@@ -60,8 +61,15 @@ class Owed:
     not_after: datetime
 
 
-def owed_reminders(protocol: Protocol, timepoint_code: str, *, window_open: datetime, window_close: datetime,
-                   tz_name: str, quiet: tuple[str, str]) -> list[Owed]:
+def owed_reminders(
+    protocol: Protocol,
+    timepoint_code: str,
+    *,
+    window_open: datetime,
+    window_close: datetime,
+    tz_name: str,
+    quiet: tuple[str, str],
+) -> list[Owed]:
     """The reminders one assessment is owed (before quiet hours would push them past the close)."""
     rules = protocol.reminders
     timepoint = protocol.timepoint(timepoint_code)
@@ -92,31 +100,59 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
     scheduler has just inserted does nothing. Returns how many rows this call added.
     """
     rows = db.session.execute(
-        select(Assessment.id, Assessment.timepoint, Assessment.window_open, Assessment.window_close,
-               Assessment.protocol_version_id, Participant.id.label("participant_id"), Participant.email,
-               Participant.email_reminders, Participant.push_reminders, Participant.timezone,
-               Participant.reminder_from, Participant.reminder_until)
+        select(
+            Assessment.id,
+            Assessment.timepoint,
+            Assessment.window_open,
+            Assessment.window_close,
+            Assessment.protocol_version_id,
+            Participant.id.label("participant_id"),
+            Participant.email,
+            Participant.email_reminders,
+            Participant.push_reminders,
+            Participant.timezone,
+            Participant.reminder_from,
+            Participant.reminder_until,
+        )
         .join(Period, Assessment.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
         .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-        .where(Assessment.window_close > now, Assessment.window_open <= now + horizon,
-               Assessment.not_applicable.is_(False), Submission.id.is_(None),
-               Participant.status == ParticipantStatus.ACTIVE,
-               # With only a planned start, only the pre-dose entries (BL) can be made yet.
-               not_(waits_for_the_infusion_sql()))).all()
+        .where(
+            Assessment.window_close > now,
+            Assessment.window_open <= now + horizon,
+            Assessment.not_applicable.is_(False),
+            Submission.id.is_(None),
+            Participant.status == ParticipantStatus.ACTIVE,
+            # With only a planned start, only the pre-dose entries (BL) can be made yet.
+            not_(waits_for_the_infusion_sql()),
+        )
+    ).all()
     if not rows:
         return 0
     ids = [row.id for row in rows]
     existing = {}
     for start in range(0, len(ids), 5000):  # keep each IN list a reasonable size
-        for reminder in db.session.execute(select(
-                Reminder.id, Reminder.assessment_id, Reminder.kind, Reminder.channel, Reminder.state,
-                Reminder.due_at, Reminder.not_after).where(Reminder.assessment_id.in_(ids[start:start + 5000]))):
+        for reminder in db.session.execute(
+            select(
+                Reminder.id,
+                Reminder.assessment_id,
+                Reminder.kind,
+                Reminder.channel,
+                Reminder.state,
+                Reminder.due_at,
+                Reminder.not_after,
+            ).where(Reminder.assessment_id.in_(ids[start : start + 5000]))
+        ):
             existing[(reminder.assessment_id, reminder.kind, reminder.channel)] = reminder
-    with_push = set(db.session.scalars(select(PushSubscription.participant_id).where(
-        PushSubscription.ended_at.is_(None))))
-    versions = {v.id: protocol_of(v) for v in db.session.scalars(select(ProtocolVersion).where(
-        ProtocolVersion.id.in_({row.protocol_version_id for row in rows})))}
+    with_push = set(
+        db.session.scalars(select(PushSubscription.participant_id).where(PushSubscription.ended_at.is_(None)))
+    )
+    versions = {
+        v.id: protocol_of(v)
+        for v in db.session.scalars(
+            select(ProtocolVersion).where(ProtocolVersion.id.in_({row.protocol_version_id for row in rows}))
+        )
+    }
     new_rows = []
     for row in rows:
         protocol = versions[row.protocol_version_id]
@@ -127,26 +163,47 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
             channels.append(ReminderChannel.PUSH)
         if not channels:
             continue
-        owed = owed_reminders(protocol, row.timepoint, window_open=row.window_open,
-                              window_close=row.window_close, tz_name=row.timezone,
-                              quiet=quiet_hours(row.reminder_from, row.reminder_until, protocol))
+        owed = owed_reminders(
+            protocol,
+            row.timepoint,
+            window_open=row.window_open,
+            window_close=row.window_close,
+            tz_name=row.timezone,
+            quiet=quiet_hours(row.reminder_from, row.reminder_until, protocol),
+        )
         for item in owed:
             for channel in channels:
                 known = existing.get((row.id, item.kind, channel))
                 if known is None:
-                    new_rows.append({"assessment_id": row.id, "kind": item.kind, "channel": channel,
-                                     "state": ReminderState.PENDING, "due_at": item.due_at, "not_after": item.not_after,
-                                     "attempts": 0, "created_at": now})
-                elif known.state == ReminderState.PENDING and (known.due_at, known.not_after) != (item.due_at, item.not_after):
+                    new_rows.append(
+                        {
+                            "assessment_id": row.id,
+                            "kind": item.kind,
+                            "channel": channel,
+                            "state": ReminderState.PENDING,
+                            "due_at": item.due_at,
+                            "not_after": item.not_after,
+                            "attempts": 0,
+                            "created_at": now,
+                        }
+                    )
+                elif known.state == ReminderState.PENDING and (known.due_at, known.not_after) != (
+                    item.due_at,
+                    item.not_after,
+                ):
                     # The dose time was corrected: the reminder follows the re-anchored window.
-                    db.session.execute(update(Reminder).where(Reminder.id == known.id, Reminder.state == ReminderState.PENDING)
-                                       .values(due_at=item.due_at, not_after=item.not_after))
+                    db.session.execute(
+                        update(Reminder)
+                        .where(Reminder.id == known.id, Reminder.state == ReminderState.PENDING)
+                        .values(due_at=item.due_at, not_after=item.not_after)
+                    )
     # Another scheduler may be planning the same rows right now: the unique key decides, and
     # whoever comes second simply adds nothing.
     if new_rows:
         insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
-        db.session.execute(insert(Reminder).on_conflict_do_nothing(
-            index_elements=["assessment_id", "kind", "channel"]), new_rows)
+        db.session.execute(
+            insert(Reminder).on_conflict_do_nothing(index_elements=["assessment_id", "kind", "channel"]), new_rows
+        )
     db.session.flush()
     return len(new_rows)
 
@@ -155,9 +212,11 @@ def record_opened(reminder_id: int, participant_id: int, now: datetime) -> bool:
     """The participant followed a reminder's link: the log can tell "ignored" from "opened".
     Only the first opening counts; a link of someone else's reminder records nothing."""
     own = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
-    done = db.session.execute(update(Reminder).where(
-        Reminder.id == reminder_id, Reminder.opened_at.is_(None), Reminder.assessment_id.in_(own))
-        .values(opened_at=now))
+    done = db.session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.opened_at.is_(None), Reminder.assessment_id.in_(own))
+        .values(opened_at=now)
+    )
     return done.rowcount == 1
 
 
@@ -170,16 +229,21 @@ def cancel_for(assessment_id: int, *, reason: str) -> None:
 
 
 # Built once (parameters are passed at each call).
-CANCEL_FOR = (update(Reminder.__table__)
-              .where(Reminder.__table__.c.assessment_id == bindparam("cancel_assessment"),
-                     Reminder.__table__.c.state.in_(RETRYABLE))
-              .values(state=ReminderState.CANCELLED, last_error=bindparam("cancel_reason")))
+CANCEL_FOR = (
+    update(Reminder.__table__)
+    .where(
+        Reminder.__table__.c.assessment_id == bindparam("cancel_assessment"), Reminder.__table__.c.state.in_(RETRYABLE)
+    )
+    .values(state=ReminderState.CANCELLED, last_error=bindparam("cancel_reason"))
+)
 
 
 @reminder_channel_off.connect
 def cancel_channel(participant_id: int, *, channel: str) -> None:
     """A channel turned off: its pending reminders are cancelled, not sent."""
     assessment_ids = select(Assessment.id).join(Period).where(Period.participant_id == participant_id)
-    db.session.execute(update(Reminder).where(
-        Reminder.assessment_id.in_(assessment_ids), Reminder.channel == channel,
-        Reminder.state.in_(RETRYABLE)).values(state=ReminderState.CANCELLED, last_error=f"{channel} turned off"))
+    db.session.execute(
+        update(Reminder)
+        .where(Reminder.assessment_id.in_(assessment_ids), Reminder.channel == channel, Reminder.state.in_(RETRYABLE))
+        .values(state=ReminderState.CANCELLED, last_error=f"{channel} turned off")
+    )

@@ -3,27 +3,27 @@ and counting the study figures each minute.
 
 Web server processes never run it; it is started as ``flask --app wsgi diary scheduler``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 log = logging.getLogger(__name__)
 # When this scheduler process started (its heartbeat row says so).
-STARTED = datetime.now(timezone.utc)
+STARTED = datetime.now(UTC)
 
 
 def dispatch_pass(app) -> None:
     """One pass over the reminder outbox, then this scheduler's heartbeat; a failing pass is
     logged (and beats nothing, so the status page sees it) and the next one retries."""
-    from . import dispatch
-    from ..operations import status
     from ..extensions import db
     from ..models import now_utc
+    from ..operations import status
+    from . import dispatch
 
     with app.app_context():
         started = time.perf_counter()
@@ -46,8 +46,8 @@ def dispatch_pass(app) -> None:
 def figures_pass(app) -> None:
     """Count the study figures the coordinator's pages show (``figures.refresh``)."""
     from ..extensions import db
-    from ..reporting.figures import refresh_all
     from ..models import now_utc
+    from ..reporting.figures import refresh_all
 
     with app.app_context():
         try:
@@ -63,14 +63,32 @@ def build_scheduler(app, interval: int = 60) -> BlockingScheduler:
     # so a pass delayed by a busy machine still runs instead of being skipped.
     # The first pass runs at start-up, so reminders owed while the scheduler was down go out at
     # once (those still inside their window; the rest are expired by the pass).
-    scheduler.add_job(dispatch_pass, "interval", seconds=interval, args=[app], id="dispatch",
-                      coalesce=True, max_instances=1, misfire_grace_time=max(30, interval // 2),
-                      replace_existing=True, next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(
+        dispatch_pass,
+        "interval",
+        seconds=interval,
+        args=[app],
+        id="dispatch",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=max(30, interval // 2),
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     # The study figures, each minute whatever the dispatch interval: pages show them while they
     # are at most FIGURES_MAX_AGE_SECONDS old.
-    scheduler.add_job(figures_pass, "interval", seconds=60, args=[app], id="figures", coalesce=True,
-                      max_instances=1, misfire_grace_time=30, replace_existing=True,
-                      next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(
+        figures_pass,
+        "interval",
+        seconds=60,
+        args=[app],
+        id="figures",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=30,
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     return scheduler
 
 

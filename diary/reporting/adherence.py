@@ -2,6 +2,7 @@
 
 The dashboard and the export both count with ``tally`` so that their figures agree.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -18,8 +19,12 @@ from ..study.trial import protocol_of
 from ..vocabulary import AssessmentState
 
 COMPLETED, COMPLETED_LATE, MISSED, NOT_APPLICABLE, OPEN = (
-    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
-    AssessmentState.NOT_APPLICABLE, AssessmentState.OPEN)
+    AssessmentState.COMPLETED,
+    AssessmentState.COMPLETED_LATE,
+    AssessmentState.MISSED,
+    AssessmentState.NOT_APPLICABLE,
+    AssessmentState.OPEN,
+)
 FLAGGED = AssessmentState.flagged()
 
 
@@ -108,8 +113,11 @@ class Grid:
 
 
 PAGE_SIZE = 50
-SORTS = {"code": "participant code", "compliance": "compliance, lowest first",
-         "-compliance": "compliance, highest first"}
+SORTS = {
+    "code": "participant code",
+    "compliance": "compliance, lowest first",
+    "-compliance": "compliance, highest first",
+}
 
 
 # A missed entry calls for action (a call, a note) while it is recent; older ones are history,
@@ -119,15 +127,23 @@ ATTENTION_WINDOW = timedelta(hours=48)
 
 def _judged_select(now: datetime, optional_codes: list[str], participant_filter: list):
     """Every assessment of the filtered participants with its state, worked out by the database."""
-    return (select(Period.participant_id.label("participant_id"), Participant.site.label("site"),
-                   Period.number.label("period"), Assessment.timepoint.label("timepoint"),
-                   state_sql(now).label("state"), Assessment.timepoint.in_(optional_codes).label("optional"),
-                   (Assessment.target <= now).label("past_target"),
-                   (Assessment.late_close > now - ATTENTION_WINDOW).label("recent"))
-            .select_from(Assessment).join(Period, Assessment.period_id == Period.id)
-            .join(Participant, Period.participant_id == Participant.id)
-            .outerjoin(Submission, Submission.assessment_id == Assessment.id)
-            .where(*participant_filter))
+    return (
+        select(
+            Period.participant_id.label("participant_id"),
+            Participant.site.label("site"),
+            Period.number.label("period"),
+            Assessment.timepoint.label("timepoint"),
+            state_sql(now).label("state"),
+            Assessment.timepoint.in_(optional_codes).label("optional"),
+            (Assessment.target <= now).label("past_target"),
+            (Assessment.late_close > now - ATTENTION_WINDOW).label("recent"),
+        )
+        .select_from(Assessment)
+        .join(Period, Assessment.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .outerjoin(Submission, Submission.assessment_id == Assessment.id)
+        .where(*participant_filter)
+    )
 
 
 # Each state as one bit, so "has an assessment in state X" is one integer per participant.
@@ -184,26 +200,60 @@ def count_states(now: datetime, optional_codes: list[str], participant_filter: l
 
     present = [func.max(case((st == value, 1), else_=0)) for value in STATE_BITS]
     per_participant = select(
-        literal("p").label("kind"), judged.c.participant_id, cast(null(), String), cast(null(), Integer),
-        cast(null(), String), cast(null(), String), cast(null(), Boolean),
-        total(st == COMPLETED.value), total(st == COMPLETED_LATE.value),
+        literal("p").label("kind"),
+        judged.c.participant_id,
+        cast(null(), String),
+        cast(null(), Integer),
+        cast(null(), String),
+        cast(null(), String),
+        cast(null(), Boolean),
+        total(st == COMPLETED.value),
+        total(st == COMPLETED_LATE.value),
         total(and_(counted == MISSED.value, ~optional)),
-        total(and_(counted != NOT_APPLICABLE.value, ~and_(optional, counted == MISSED.value),
-                   or_(counted.in_([COMPLETED.value, COMPLETED_LATE.value, MISSED.value]), ~optional))),
-        total(and_(st == MISSED.value, ~optional, judged.c.recent)), total(and_(st == OPEN.value, judged.c.past_target)),
-        total(st.in_([s.value for s in FLAGGED])), *present,
+        total(
+            and_(
+                counted != NOT_APPLICABLE.value,
+                ~and_(optional, counted == MISSED.value),
+                or_(counted.in_([COMPLETED.value, COMPLETED_LATE.value, MISSED.value]), ~optional),
+            )
+        ),
+        total(and_(st == MISSED.value, ~optional, judged.c.recent)),
+        total(and_(st == OPEN.value, judged.c.past_target)),
+        total(st.in_([s.value for s in FLAGGED])),
+        *present,
     ).group_by(judged.c.participant_id)
     zero = literal(0)
     per_timepoint = select(
-        literal("t"), cast(null(), Integer), judged.c.site, judged.c.period, judged.c.timepoint, st, optional,
-        func.count(), *([zero] * (6 + len(present))),
+        literal("t"),
+        cast(null(), Integer),
+        judged.c.site,
+        judged.c.period,
+        judged.c.timepoint,
+        st,
+        optional,
+        func.count(),
+        *([zero] * (6 + len(present))),
     ).group_by(judged.c.site, judged.c.period, judged.c.timepoint, st, optional)
     participants: dict[int, ParticipantRow] = {}
     states: dict[int, int] = {}
     by_site = []
-    for kind, pid, site, number, code, state_value, is_optional, first, completed_late, missed, scheduled, \
-            missed_required, overdue, flagged, *present_flags in db.session.execute(
-                union_all(per_participant, per_timepoint)):
+    for (
+        kind,
+        pid,
+        site,
+        number,
+        code,
+        state_value,
+        is_optional,
+        first,
+        completed_late,
+        missed,
+        scheduled,
+        missed_required,
+        overdue,
+        flagged,
+        *present_flags,
+    ) in db.session.execute(union_all(per_participant, per_timepoint)):
         if kind == "t":
             by_site.append((site, number, code, state_value, bool(is_optional), first))
             continue
@@ -216,18 +266,22 @@ def count_states(now: datetime, optional_codes: list[str], participant_filter: l
 
 def unacknowledged_counts(participant_filter: list) -> dict[int, int]:
     """Side-effect reports not yet reviewed, per participant."""
-    return dict(db.session.execute(
-        select(Period.participant_id, func.count(SideEffectReport.id))
-        .join(Period, SideEffectReport.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id)
-        .where(*participant_filter, SideEffectReport.acknowledged_at.is_(None))
-        .group_by(Period.participant_id)).all())
+    return dict(
+        db.session.execute(
+            select(Period.participant_id, func.count(SideEffectReport.id))
+            .join(Period, SideEffectReport.period_id == Period.id)
+            .join(Participant, Period.participant_id == Participant.id)
+            .where(*participant_filter, SideEffectReport.acknowledged_at.is_(None))
+            .group_by(Period.participant_id)
+        ).all()
+    )
 
 
 def timepoint_tallies(study: Study, now: datetime, snapshot=None) -> dict[tuple[int, str], Tally]:
     """Compliance per (period, time point) over the whole study: from the figures ``snapshot``
     (``figures.fresh``) when the caller has one, otherwise counted now."""
     from . import figures
+
     if snapshot is not None:
         return fold_timepoints(figures.timepoint_rows(study.id))[0]
     protocol = protocol_of(study.current_protocol_version)
@@ -235,9 +289,19 @@ def timepoint_tallies(study: Study, now: datetime, snapshot=None) -> dict[tuple[
     return count_states(now, optional_codes, [Participant.study_id == study.id]).by_timepoint()[0]
 
 
-def load_grid(study: Study, now: datetime, site: str | None = None, attention_only: bool = False, *,
-              search: str = "", state: str | None = None, sort: str = "code", page: int = 1,
-              page_size: int = PAGE_SIZE, live: bool = False) -> Grid:
+def load_grid(
+    study: Study,
+    now: datetime,
+    site: str | None = None,
+    attention_only: bool = False,
+    *,
+    search: str = "",
+    state: str | None = None,
+    sort: str = "code",
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+    live: bool = False,
+) -> Grid:
     """The dashboard: figures for the whole study, cells for one page only.
 
     The study's figures, and the sorting and filters that need every participant's figures,
@@ -247,6 +311,7 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     size either way.
     """
     from . import figures
+
     protocol = protocol_of(study.current_protocol_version)
     optional_codes = [tp.code for tp in protocol.timepoints if tp.optional]
     participant_filter = [Participant.study_id == study.id]
@@ -255,18 +320,23 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     if search:
         escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         participant_filter.append(Participant.code.ilike(f"%{escaped}%", escape="\\"))
-    sites = sorted(db.session.scalars(
-        select(func.distinct(Participant.site)).where(Participant.study_id == study.id)))
+    sites = sorted(db.session.scalars(select(func.distinct(Participant.site)).where(Participant.study_id == study.id)))
     snapshot = None if (search or live) else figures.fresh(study.id, now)
     unacknowledged = None  # counted for every participant when the figures are counted now
     if snapshot is not None:
         total, shown, page = figures.page_of_participants(
-            participant_filter, attention_only=attention_only, state_bit=STATE_BITS.get(state), sort=sort,
-            page=page, page_size=page_size)
+            participant_filter,
+            attention_only=attention_only,
+            state_bit=STATE_BITS.get(state),
+            sort=sort,
+            page=page,
+            page_size=page_size,
+        )
         by_timepoint, counts = fold_timepoints(figures.timepoint_rows(study.id, site=site))
     else:
-        people = db.session.execute(select(Participant.id, Participant.code).where(*participant_filter)
-                                    .order_by(Participant.code)).all()
+        people = db.session.execute(
+            select(Participant.id, Participant.code).where(*participant_filter).order_by(Participant.code)
+        ).all()
         counted = count_states(now, optional_codes, participant_filter)
         by_timepoint, counts = counted.by_timepoint()
         unacknowledged = unacknowledged_counts(participant_filter)
@@ -278,13 +348,15 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
         if state:
             ordered = [pid for pid in ordered if counted.states.get(pid, 0) & STATE_BITS[state]]
         if sort in ("compliance", "-compliance"):
+
             def key(pid):
                 value = figures_of[pid].tally.compliance_pct
                 return (value is None, value if sort == "compliance" else -(value or 0))
+
             ordered.sort(key=key)
         total = len(ordered)
         page, pages = clamp_page(page, total, page_size)
-        shown = ordered[(page - 1) * page_size: page * page_size]
+        shown = ordered[(page - 1) * page_size : page * page_size]
 
     pages = clamp_page(page, total, page_size)[1]
     participants = {p.id: p for p in db.session.scalars(select(Participant).where(Participant.id.in_(shown)))}
@@ -294,7 +366,8 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
     for cell in assessments.load(now, participant_ids=shown) if shown else []:
         row = by_id[cell.participant_id]
         row.cells[(cell.period, cell.timepoint)] = Cell(
-            cell.id, cell.state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source)
+            cell.id, cell.state, cell.target, cell.window_open, cell.window_close, cell.submitted_at, cell.source
+        )
         row.tally.add(cell.state, cell.optional)
         row.missed += cell.state == MISSED and not cell.optional and cell.late_close > now - ATTENTION_WINDOW
         row.overdue += cell.state == OPEN and cell.target <= now
@@ -303,8 +376,16 @@ def load_grid(study: Study, now: datetime, site: str | None = None, attention_on
         unacknowledged = unacknowledged_counts([Participant.id.in_(shown)]) if shown else {}
     for row in rows:
         row.unacknowledged = unacknowledged.get(row.participant.id, 0)
-    columns = [(number, tp.code, tp.label) for number in range(1, protocol.periods + 1)
-               for tp in protocol.timepoints]
-    return Grid(columns=columns, rows=rows, by_timepoint=by_timepoint, sites=sites, total=total,
-                page=page, pages=pages, counts=counts, as_of=snapshot.as_of if snapshot else now,
-                live=snapshot is None)
+    columns = [(number, tp.code, tp.label) for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
+    return Grid(
+        columns=columns,
+        rows=rows,
+        by_timepoint=by_timepoint,
+        sites=sites,
+        total=total,
+        page=page,
+        pages=pages,
+        counts=counts,
+        as_of=snapshot.as_of if snapshot else now,
+        live=snapshot is None,
+    )

@@ -12,6 +12,7 @@ The counting is ``adherence.count_states`` and ``summary.vas_sums``, the same co
 pages run: the snapshot only keeps their answer. It is derived data, replaced whole by each
 refresh, not a record.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,12 +21,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 
-from .adherence import clamp_page
-from ..settings import setting
 from ..database import reading_only
 from ..extensions import db
 from ..models import FiguresSnapshot, Participant, ParticipantFigures, Study, TimepointFigures, VasFigures
+from ..settings import setting
 from ..study.trial import protocol_of
+from .adherence import clamp_page
 
 TABLES = (ParticipantFigures, TimepointFigures, VasFigures)
 CLOCK_SKEW = timedelta(seconds=60)  # between the scheduler's host and a web server's
@@ -40,8 +41,9 @@ class Snapshot:
 def fresh(study_id: int, now: datetime) -> Snapshot | None:
     """The study's snapshot if it is recent enough to show, else None (count at the request)."""
     max_age = setting("FIGURES_MAX_AGE_SECONDS", 180)
-    row = db.session.execute(select(FiguresSnapshot.as_of, FiguresSnapshot.took_ms)
-                             .where(FiguresSnapshot.study_id == study_id)).first()
+    row = db.session.execute(
+        select(FiguresSnapshot.as_of, FiguresSnapshot.took_ms).where(FiguresSnapshot.study_id == study_id)
+    ).first()
     # A count stamped a little after ``now`` came from a scheduler on a host whose clock is ahead.
     if row is None or max_age <= 0 or not (now - timedelta(seconds=max_age) <= row.as_of <= now + CLOCK_SKEW):
         return None
@@ -58,6 +60,7 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
     transaction: call it with nothing of your own pending (the scheduler's job, a command).
     """
     from . import adherence, summary
+
     if db.session.new or db.session.dirty or db.session.deleted:
         raise RuntimeError("figures.refresh ends the session's transaction: commit your own changes first")
     db.session.rollback()  # any transaction open now might hold the write lock through the counting
@@ -72,19 +75,50 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
         vas = summary.vas_sums(study, protocol, now)
         db.session.rollback()  # the read transaction ends here; the writes below take the lock
     counted.add_unacknowledged(unacknowledged)
-    participants = [{
-        "participant_id": pid, "study_id": study_id, "scheduled": row.tally.scheduled,
-        "completed": row.tally.completed, "completed_late": row.tally.completed_late,
-        "missed": row.tally.missed, "compliance_pct": row.tally.compliance_pct,
-        "missed_required": row.missed, "overdue": row.overdue, "flagged": row.flagged,
-        "unacknowledged": row.unacknowledged, "states": counted.states.get(pid, 0),
-        "needs_attention": row.needs_attention} for pid, row in counted.participants.items()]
-    timepoints = [{"study_id": study_id, "site": site, "period": number, "timepoint": code, "state": state,
-                   "optional": optional, "count": count}
-                  for site, number, code, state, optional, count in counted.by_site]
-    sums = [{"study_id": study_id, "sequence": sequence, "dummy_sequence": dummy, "treatment": treatment,
-             "period": number, "timepoint": code, "n": n, "total": total, "squares": squares}
-            for sequence, dummy, treatment, number, code, n, total, squares in vas]
+    participants = [
+        {
+            "participant_id": pid,
+            "study_id": study_id,
+            "scheduled": row.tally.scheduled,
+            "completed": row.tally.completed,
+            "completed_late": row.tally.completed_late,
+            "missed": row.tally.missed,
+            "compliance_pct": row.tally.compliance_pct,
+            "missed_required": row.missed,
+            "overdue": row.overdue,
+            "flagged": row.flagged,
+            "unacknowledged": row.unacknowledged,
+            "states": counted.states.get(pid, 0),
+            "needs_attention": row.needs_attention,
+        }
+        for pid, row in counted.participants.items()
+    ]
+    timepoints = [
+        {
+            "study_id": study_id,
+            "site": site,
+            "period": number,
+            "timepoint": code,
+            "state": state,
+            "optional": optional,
+            "count": count,
+        }
+        for site, number, code, state, optional, count in counted.by_site
+    ]
+    sums = [
+        {
+            "study_id": study_id,
+            "sequence": sequence,
+            "dummy_sequence": dummy,
+            "treatment": treatment,
+            "period": number,
+            "timepoint": code,
+            "n": n,
+            "total": total,
+            "squares": squares,
+        }
+        for sequence, dummy, treatment, number, code, n, total, squares in vas
+    ]
     took_ms = round((time.perf_counter() - started) * 1000)
 
     connection = db.session.connection()
@@ -98,12 +132,15 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
         connection.execute(delete(model.__table__).where(model.__table__.c.study_id == study_id))
     for model, rows in ((ParticipantFigures, participants), (TimepointFigures, timepoints), (VasFigures, sums)):
         for index in range(0, len(rows), 5000):
-            connection.execute(insert(model.__table__), rows[index:index + 5000])
+            connection.execute(insert(model.__table__), rows[index : index + 5000])
     if stored is None:
         connection.execute(insert(FiguresSnapshot.__table__).values(study_id=study_id, as_of=now, took_ms=took_ms))
     else:
-        connection.execute(update(FiguresSnapshot.__table__).where(FiguresSnapshot.study_id == study_id)
-                           .values(as_of=now, took_ms=took_ms))
+        connection.execute(
+            update(FiguresSnapshot.__table__)
+            .where(FiguresSnapshot.study_id == study_id)
+            .values(as_of=now, took_ms=took_ms)
+        )
     db.session.commit()
     return Snapshot(now, took_ms)
 
@@ -111,8 +148,7 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
 def timepoint_rows(study_id: int, site: str | None = None):
     """(site, period, time point, state, optional, count) rows of the snapshot, one site or all."""
     t = TimepointFigures
-    query = (select(t.site, t.period, t.timepoint, t.state, t.optional, t.count)
-             .where(t.study_id == study_id))
+    query = select(t.site, t.period, t.timepoint, t.state, t.optional, t.count).where(t.study_id == study_id)
     if site:
         query = query.where(t.site == site)
     return db.session.execute(query).all()
@@ -120,13 +156,19 @@ def timepoint_rows(study_id: int, site: str | None = None):
 
 def vas_rows(study_id: int):
     v = VasFigures
-    return [tuple(row) for row in db.session.execute(
-        select(v.sequence, v.dummy_sequence, v.treatment, v.period, v.timepoint, v.n, v.total, v.squares)
-        .where(v.study_id == study_id))]
+    return [
+        tuple(row)
+        for row in db.session.execute(
+            select(v.sequence, v.dummy_sequence, v.treatment, v.period, v.timepoint, v.n, v.total, v.squares).where(
+                v.study_id == study_id
+            )
+        )
+    ]
 
 
-def page_of_participants(participant_filter: list, *, attention_only: bool, state_bit: int | None, sort: str,
-                         page: int, page_size: int) -> tuple[int, list[int], int]:
+def page_of_participants(
+    participant_filter: list, *, attention_only: bool, state_bit: int | None, sort: str, page: int, page_size: int
+) -> tuple[int, list[int], int]:
     """(total, participant ids of the page, page) sorted and filtered on the snapshot's figures.
 
     Every participant of the filter is listed, with or without figures (one enrolled since the

@@ -1,5 +1,6 @@
 """A participant's record as a coordinator reviews it: the timeline of assessments with their
 states, the fatigue chart, side-effect reports, reminders and audit events."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..dosing import assessments
-from ..study.blinding import Blinding
 from ..dosing.assessments import AssessmentRow
-from ..reporting.charts import Point, line_chart
 from ..extensions import db
 from ..models import Assessment, AuditEvent, Participant, Period, Reminder, SideEffectReport
 from ..protocol.model import in_language
+from ..reporting.charts import Point, line_chart
+from ..study.blinding import Blinding
 from ..study.trial import protocol_of
 from ..vocabulary import ItemType
 
@@ -39,8 +40,7 @@ def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str
         if value is None or row.dose_start is None or row.collected_at is None:
             continue
         hours = (row.collected_at - row.dose_start).total_seconds() / 3600
-        series.setdefault(f"Infusion {row.period}", []).append(
-            Point(hours, int(value), f"{row.timepoint} VAS {value}"))
+        series.setdefault(f"Infusion {row.period}", []).append(Point(hours, int(value), f"{row.timepoint} VAS {value}"))
     return series
 
 
@@ -70,18 +70,30 @@ def participant_record(participant: Participant, now: datetime, blinding: Blindi
     timeline = assessments.load(now, participant_ids=[participant.id], with_values=True)
     protocol = protocol_of(participant.study.current_protocol_version)
     series = vas_series(timeline, protocol.vas_item())
-    chart = line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion",
-                       y_label="fatigue VAS (0-100)") if series else None
+    chart = (
+        line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion", y_label="fatigue VAS (0-100)")
+        if series
+        else None
+    )
     reports = db.session.scalars(
-        select(SideEffectReport).join(Period).where(Period.participant_id == participant.id)
+        select(SideEffectReport)
+        .join(Period)
+        .where(Period.participant_id == participant.id)
         .options(selectinload(SideEffectReport.period))
-        .order_by(SideEffectReport.reported_at.desc())).all()
+        .order_by(SideEffectReport.reported_at.desc())
+    ).all()
     reminders = db.session.execute(
         select(Reminder, Assessment.timepoint, Period.number)
-        .join(Assessment, Reminder.assessment_id == Assessment.id).join(Period, Assessment.period_id == Period.id)
+        .join(Assessment, Reminder.assessment_id == Assessment.id)
+        .join(Period, Assessment.period_id == Period.id)
         .where(Period.participant_id == participant.id)
-        .order_by(Reminder.due_at.desc(), Reminder.id.desc()).limit(HISTORY_LIMIT)).all()
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.participant_id == participant.id,
-                                                         AuditEvent.action.not_in(blinding.hidden_audit_actions))
-                                .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(HISTORY_LIMIT)).all()
+        .order_by(Reminder.due_at.desc(), Reminder.id.desc())
+        .limit(HISTORY_LIMIT)
+    ).all()
+    events = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.participant_id == participant.id, AuditEvent.action.not_in(blinding.hidden_audit_actions))
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(HISTORY_LIMIT)
+    ).all()
     return ParticipantRecord(participant, timeline, chart, reports, reminders, events)

@@ -4,6 +4,7 @@ A scheduler pass calls ``create_tasks(now)``; each rule that fires adds a task w
 what raised it, inserted with ON CONFLICT DO NOTHING, so a task exists once however many passes
 (or schedulers) see the same thing. Coordinators close a task by recording how the call went.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -14,17 +15,17 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..dosing import assessments
-from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
 from ..localtime import local_datetime
 from ..models import Assessment, FollowUpTask, Participant, Period, SideEffectReport, StaffUser, Submission
 from ..protocol.model import FollowUpRule, Protocol
 from ..study.trial import protocol_of
 from ..vocabulary import (
+    CALL_OUTCOMES,
     AssessmentState,
     AuditAction,
-    CALL_OUTCOMES,
     FollowUpOutcome,
     ParticipantStatus,
     ReviewState,
@@ -34,33 +35,57 @@ from ..vocabulary import (
 MISSED = AssessmentState.MISSED
 
 
-def _task(participant_id: int, rule: FollowUpRule, key: str, reason: str, fired_at: datetime,
-          now: datetime) -> dict:
-    return {"participant_id": participant_id, "rule": rule.rule, "key": key[:200], "reason": reason,
-            "due_at": fired_at + rule.due_within.nominal, "created_at": now}
+def _task(participant_id: int, rule: FollowUpRule, key: str, reason: str, fired_at: datetime, now: datetime) -> dict:
+    return {
+        "participant_id": participant_id,
+        "rule": rule.rule,
+        "key": key[:200],
+        "reason": reason,
+        "due_at": fired_at + rule.due_within.nominal,
+        "created_at": now,
+    }
 
 
 def missed_timepoint(rule: FollowUpRule, rows, now: datetime) -> list[dict]:
     """A named time point (the primary one, say) was missed."""
-    return [_task(row.participant_id, rule, f"missed_timepoint:{row.id}",
-                  f"Missed {row.timepoint} ({row.label}) of infusion {row.period}; its window closed "
-                  f"{local_datetime(row.late_close, row.timezone)}.", row.late_close, now)
-            for row in rows if row.state == MISSED and row.timepoint in rule.timepoints]
+    return [
+        _task(
+            row.participant_id,
+            rule,
+            f"missed_timepoint:{row.id}",
+            f"Missed {row.timepoint} ({row.label}) of infusion {row.period}; its window closed "
+            f"{local_datetime(row.late_close, row.timezone)}.",
+            row.late_close,
+            now,
+        )
+        for row in rows
+        if row.state == MISSED and row.timepoint in rule.timepoints
+    ]
 
 
 def missed_in_a_row(rule: FollowUpRule, rows, now: datetime, home: set[str]) -> list[dict]:
     """``count`` home entries missed one after the other (optional ones do not count)."""
     tasks, run = [], []
     for row in rows:  # one participant's rows, in time order
-        if row.timepoint not in home or row.optional or row.state in (AssessmentState.UPCOMING,
-                                                                        AssessmentState.OPEN,
-                                                                        AssessmentState.NOT_APPLICABLE):
+        if (
+            row.timepoint not in home
+            or row.optional
+            or row.state in (AssessmentState.UPCOMING, AssessmentState.OPEN, AssessmentState.NOT_APPLICABLE)
+        ):
             continue
         run = run + [row] if row.state == MISSED else []
         if len(run) == rule.count:
             codes = ", ".join(f"infusion {r.period} {r.timepoint}" for r in run)
-            tasks.append(_task(row.participant_id, rule, f"missed_in_a_row:{row.id}",
-                               f"{rule.count} home entries missed in a row: {codes}.", row.late_close, now))
+            tasks.append(
+                _task(
+                    row.participant_id,
+                    rule,
+                    f"missed_in_a_row:{row.id}",
+                    f"{rule.count} home entries missed in a row: {codes}.",
+                    row.late_close,
+                    now,
+                )
+            )
             run = []
     return tasks
 
@@ -80,27 +105,53 @@ def silent(rule: FollowUpRule, rows, now: datetime, last_entry: datetime | None)
     if not missed:
         return []
     hours = int(rule.after.nominal.total_seconds() // 3600)
-    return [_task(rows[0].participant_id, rule, f"silent:{rows[0].participant_id}:{since.isoformat()}",
-                  f"No diary entry for more than {hours} hours while entries were due "
-                  f"(last entry {local_datetime(since, rows[0].timezone) if last_entry else 'none yet'}; "
-                  f"{len(missed)} missed since).", fired_at, now)]
+    return [
+        _task(
+            rows[0].participant_id,
+            rule,
+            f"silent:{rows[0].participant_id}:{since.isoformat()}",
+            f"No diary entry for more than {hours} hours while entries were due "
+            f"(last entry {local_datetime(since, rows[0].timezone) if last_entry else 'none yet'}; "
+            f"{len(missed)} missed since).",
+            fired_at,
+            now,
+        )
+    ]
 
 
 def severe_unreviewed(rule: FollowUpRule, now: datetime, study_id: int) -> list[dict]:
     """A severe side effect not reviewed ``after`` it was reported."""
     late = now - rule.after.nominal
     reports = db.session.execute(
-        select(SideEffectReport.id, SideEffectReport.term, SideEffectReport.reported_at, Period.participant_id,
-               Period.number)
+        select(
+            SideEffectReport.id,
+            SideEffectReport.term,
+            SideEffectReport.reported_at,
+            Period.participant_id,
+            Period.number,
+        )
         .join(Period, SideEffectReport.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
-        .where(Participant.study_id == study_id, Participant.status == ParticipantStatus.ACTIVE,
-               SideEffectReport.review_state == ReviewState.NEW, SideEffectReport.reported_at <= late,
-               (SideEffectReport.severity == Severity.SEVERE) | SideEffectReport.alert.is_(True))).all()
-    return [_task(report.participant_id, rule, f"severe_unreviewed:{report.id}",
-                  f"Severe {report.term.replace('_', ' ')} (infusion {report.number}) not reviewed "
-                  f"{int(rule.after.nominal.total_seconds() // 60)} minutes after it was reported.",
-                  report.reported_at + rule.after.nominal, now) for report in reports]
+        .where(
+            Participant.study_id == study_id,
+            Participant.status == ParticipantStatus.ACTIVE,
+            SideEffectReport.review_state == ReviewState.NEW,
+            SideEffectReport.reported_at <= late,
+            (SideEffectReport.severity == Severity.SEVERE) | SideEffectReport.alert.is_(True),
+        )
+    ).all()
+    return [
+        _task(
+            report.participant_id,
+            rule,
+            f"severe_unreviewed:{report.id}",
+            f"Severe {report.term.replace('_', ' ')} (infusion {report.number}) not reviewed "
+            f"{int(rule.after.nominal.total_seconds() // 60)} minutes after it was reported.",
+            report.reported_at + rule.after.nominal,
+            now,
+        )
+        for report in reports
+    ]
 
 
 def create_tasks(study, now: datetime) -> int:
@@ -110,15 +161,21 @@ def create_tasks(study, now: datetime) -> int:
         return 0
     home = {tp.code for tp in protocol.timepoints if tp.setting in protocol.reminders.settings}
     rows_by_participant: dict[int, list] = defaultdict(list)
-    for row in assessments.load(now, study_id=study.id,
-                                where=(Participant.status == ParticipantStatus.ACTIVE,),
-                                order_by=(Participant.id, Period.number, Assessment.target)):
+    for row in assessments.load(
+        now,
+        study_id=study.id,
+        where=(Participant.status == ParticipantStatus.ACTIVE,),
+        order_by=(Participant.id, Period.number, Assessment.target),
+    ):
         rows_by_participant[row.participant_id].append(row)
-    last_entries = dict(db.session.execute(
-        select(Period.participant_id, func.max(Submission.collected_at))
-        .join(Assessment, Assessment.period_id == Period.id)
-        .join(Submission, Submission.assessment_id == Assessment.id)
-        .group_by(Period.participant_id)).all())
+    last_entries = dict(
+        db.session.execute(
+            select(Period.participant_id, func.max(Submission.collected_at))
+            .join(Assessment, Assessment.period_id == Period.id)
+            .join(Submission, Submission.assessment_id == Assessment.id)
+            .group_by(Period.participant_id)
+        ).all()
+    )
     tasks = []
     for rule in protocol.follow_up:
         if rule.rule == "severe_unreviewed":
@@ -155,7 +212,8 @@ def resolve_tasks(study, now: datetime) -> int:
     open_tasks = db.session.execute(
         select(FollowUpTask.id, FollowUpTask.rule, FollowUpTask.key, FollowUpTask.participant_id, Participant.status)
         .join(Participant, FollowUpTask.participant_id == Participant.id)
-        .where(Participant.study_id == study.id, FollowUpTask.closed_at.is_(None))).all()
+        .where(Participant.study_id == study.id, FollowUpTask.closed_at.is_(None))
+    ).all()
     if not open_tasks:
         return 0
 
@@ -168,17 +226,44 @@ def resolve_tasks(study, now: datetime) -> int:
                 except (IndexError, ValueError):
                     continue
         return found
+
     by_assessment, by_report = keyed(ASSESSMENT_KEYED), keyed(("severe_unreviewed",))
-    arrived = dict(db.session.execute(select(Submission.assessment_id, Submission.submitted_at).where(
-        Submission.assessment_id.in_(set(by_assessment.values())))).all()) if by_assessment else {}
-    reviewed = dict(db.session.execute(select(SideEffectReport.id, SideEffectReport.acknowledged_at).where(
-        SideEffectReport.id.in_(set(by_report.values())), SideEffectReport.review_state != ReviewState.NEW)).all()
-    ) if by_report else {}
+    arrived = (
+        dict(
+            db.session.execute(
+                select(Submission.assessment_id, Submission.submitted_at).where(
+                    Submission.assessment_id.in_(set(by_assessment.values()))
+                )
+            ).all()
+        )
+        if by_assessment
+        else {}
+    )
+    reviewed = (
+        dict(
+            db.session.execute(
+                select(SideEffectReport.id, SideEffectReport.acknowledged_at).where(
+                    SideEffectReport.id.in_(set(by_report.values())), SideEffectReport.review_state != ReviewState.NEW
+                )
+            ).all()
+        )
+        if by_report
+        else {}
+    )
     silent_ids = {task.participant_id for task in open_tasks if task.rule == "silent"}
-    last_entry = dict(db.session.execute(
-        select(Period.participant_id, func.max(Submission.collected_at))
-        .join(Assessment, Assessment.period_id == Period.id).join(Submission, Submission.assessment_id == Assessment.id)
-        .where(Period.participant_id.in_(silent_ids)).group_by(Period.participant_id)).all()) if silent_ids else {}
+    last_entry = (
+        dict(
+            db.session.execute(
+                select(Period.participant_id, func.max(Submission.collected_at))
+                .join(Assessment, Assessment.period_id == Period.id)
+                .join(Submission, Submission.assessment_id == Assessment.id)
+                .where(Period.participant_id.in_(silent_ids))
+                .group_by(Period.participant_id)
+            ).all()
+        )
+        if silent_ids
+        else {}
+    )
     closed = 0
     for task in open_tasks:
         when, why = None, None
@@ -194,16 +279,26 @@ def resolve_tasks(study, now: datetime) -> int:
                 when, why = now, "the participant made an entry since"
         if when is None:
             continue
-        done = db.session.execute(update(FollowUpTask).where(FollowUpTask.id == task.id,
-                                                             FollowUpTask.closed_at.is_(None))
-                                  .values(closed_at=min(when, now), outcome=FollowUpOutcome.RESOLVED_BY_DATA,
-                                          note=f"Resolved by data: {why}.")
-                                  .execution_options(synchronize_session=False))
+        done = db.session.execute(
+            update(FollowUpTask)
+            .where(FollowUpTask.id == task.id, FollowUpTask.closed_at.is_(None))
+            .values(
+                closed_at=min(when, now), outcome=FollowUpOutcome.RESOLVED_BY_DATA, note=f"Resolved by data: {why}."
+            )
+            .execution_options(synchronize_session=False)
+        )
         if done.rowcount == 1:
             closed += 1
-            audit.record(actor=audit.SYSTEM, action=AuditAction.RESOLVE_FOLLOW_UP, entity="follow_up_task", entity_id=task.id,
-                         participant_id=task.participant_id, now=now, field=task.rule,
-                         new=f"{FollowUpOutcome.RESOLVED_BY_DATA}: {why}")
+            audit.record(
+                actor=audit.SYSTEM,
+                action=AuditAction.RESOLVE_FOLLOW_UP,
+                entity="follow_up_task",
+                entity_id=task.id,
+                participant_id=task.participant_id,
+                now=now,
+                field=task.rule,
+                new=f"{FollowUpOutcome.RESOLVED_BY_DATA}: {why}",
+            )
     return closed
 
 
@@ -214,24 +309,39 @@ def close_task(task: FollowUpTask, outcome: str, note: str, *, by: StaffUser, no
     note = (note or "").strip()
     if not note:
         raise Refused("A note is required: what was said or done.", field="note")
-    done = db.session.execute(update(FollowUpTask).where(FollowUpTask.id == task.id, FollowUpTask.closed_at.is_(None))
-                              .values(closed_at=now, outcome=outcome, note=note, closed_by_id=by.id)
-                              .execution_options(synchronize_session=False))
+    done = db.session.execute(
+        update(FollowUpTask)
+        .where(FollowUpTask.id == task.id, FollowUpTask.closed_at.is_(None))
+        .values(closed_at=now, outcome=outcome, note=note, closed_by_id=by.id)
+        .execution_options(synchronize_session=False)
+    )
     db.session.refresh(task)
     if done.rowcount != 1:
         raise Refused("This follow-up was already closed.", status=409)
-    audit.record(actor=audit.staff_actor(by), action=AuditAction.CLOSE_FOLLOW_UP, entity="follow_up_task", entity_id=task.id,
-                 participant_id=task.participant_id, now=now, field=task.rule, new=f"{outcome}: {note}")
+    audit.record(
+        actor=audit.staff_actor(by),
+        action=AuditAction.CLOSE_FOLLOW_UP,
+        entity="follow_up_task",
+        entity_id=task.id,
+        participant_id=task.participant_id,
+        now=now,
+        field=task.rule,
+        new=f"{outcome}: {note}",
+    )
 
 
 def tasks(study_id: int, *, limit: int = 50, offset: int = 0, closed: bool = False):
     """Open tasks, the most overdue first (or closed ones, the latest closed first), with their
     participant codes and contact details (for the list to show masked), in one query."""
-    query = (select(FollowUpTask, Participant.code, Participant.email, Participant.phone).join(Participant, FollowUpTask.participant_id == Participant.id)
-             .where(Participant.study_id == study_id))
+    query = (
+        select(FollowUpTask, Participant.code, Participant.email, Participant.phone)
+        .join(Participant, FollowUpTask.participant_id == Participant.id)
+        .where(Participant.study_id == study_id)
+    )
     if closed:
-        query = query.where(FollowUpTask.closed_at.is_not(None)).order_by(FollowUpTask.closed_at.desc(),
-                                                                         FollowUpTask.id.desc())
+        query = query.where(FollowUpTask.closed_at.is_not(None)).order_by(
+            FollowUpTask.closed_at.desc(), FollowUpTask.id.desc()
+        )
     else:
         query = query.where(FollowUpTask.closed_at.is_(None)).order_by(FollowUpTask.due_at, FollowUpTask.id)
     return db.session.execute(query.limit(limit).offset(offset)).all()
@@ -239,5 +349,6 @@ def tasks(study_id: int, *, limit: int = 50, offset: int = 0, closed: bool = Fal
 
 def count_tasks(study_id: int, *, closed: bool = False) -> int:
     state = FollowUpTask.closed_at.is_not(None) if closed else FollowUpTask.closed_at.is_(None)
-    return db.session.scalar(select(func.count()).select_from(FollowUpTask).join(Participant).where(
-        Participant.study_id == study_id, state))
+    return db.session.scalar(
+        select(func.count()).select_from(FollowUpTask).join(Participant).where(Participant.study_id == study_id, state)
+    )

@@ -11,6 +11,7 @@ values identifies every participant's sequence (TRIAL.md, Blinding).
 
 Imports only the vocabulary and the error type: every other module may import it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ guessing) to 1 (every guess right). Both are reported with a normal-theory confi
 interval, as in the R package BI. Counts are a 3 x 2 table: rows guess "first treatment",
 guess "second treatment", "don't know"; columns the treatment actually given.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,8 @@ def james(counts: list[list[int]]) -> Index | None:
         for j in range(2):
             extra = sum(w[r][j] * rows[r] + w[i][r] * named[r] for r in range(2))
             numerator += p[i][j] * (1 - dont_know) ** 2 * ((1 - dont_know) * w[i][j] - (1 + kappa) * extra) ** 2
-    v1 = numerator / (4 * expected_raw ** 2)
-    v2 = (dont_know * (1 - dont_know)
-          - (1 - dont_know) * (1 + kappa) * (dont_know + (1 - dont_know) * (1 + kappa) / 4))
+    v1 = numerator / (4 * expected_raw**2)
+    v2 = dont_know * (1 - dont_know) - (1 - dont_know) * (1 + kappa) * (dont_know + (1 - dont_know) * (1 + kappa) / 4)
     return Index(estimate, math.sqrt(max(0.0, (v1 + v2) / total)))
 
 

@@ -1,5 +1,6 @@
 """The randomization list: loading it (unblinded role) and claiming its next free slot at
 enrolment."""
+
 from __future__ import annotations
 
 import csv
@@ -10,13 +11,12 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..governance import audit
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
 from ..models import Participant, RandomizationSlot, Study
-from .trial import protocol_of
 from ..vocabulary import AuditAction
-
+from .trial import protocol_of
 
 # The site column's width in the database (randomization_slot.site, participant.site).
 SITE_LENGTH = 80
@@ -57,11 +57,14 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise Refused("The file is not UTF-8 text.")
+        raise Refused("The file is not UTF-8 text.") from None
     protocol = protocol_of(study.current_protocol_version)
     rows = parse_randomization_csv(text, protocol.sequences)
-    existing = set(db.session.execute(select(RandomizationSlot.site, RandomizationSlot.position)
-                                      .where(RandomizationSlot.study_id == study.id)).all())
+    existing = set(
+        db.session.execute(
+            select(RandomizationSlot.site, RandomizationSlot.position).where(RandomizationSlot.study_id == study.id)
+        ).all()
+    )
     clashes = [f"{site} {position}" for site, position, _ in rows if (site, position) in existing]
     if clashes:
         raise Refused("These slots already exist and were not changed: " + ", ".join(clashes[:20]))
@@ -69,13 +72,25 @@ def load_randomization_list(study: Study, data: bytes, *, actor: str, now: datet
     try:
         with db.session.begin_nested():  # the unique (site, position) decides a race with another upload
             for (site, position, sequence), dummy in zip(rows, dummies):
-                db.session.add(RandomizationSlot(study_id=study.id, site=site, position=position,
-                                                 sequence=sequence, dummy_sequence=dummy))
+                db.session.add(
+                    RandomizationSlot(
+                        study_id=study.id, site=site, position=position, sequence=sequence, dummy_sequence=dummy
+                    )
+                )
     except IntegrityError:
-        raise Refused("Another upload added some of these slots at the same time; nothing was changed. "
-                      "Reload the page to see the list.", status=409) from None
-    audit.record(actor=actor, action=AuditAction.UPLOAD_RANDOMIZATION, entity="randomization_slot", entity_id=None,
-                 now=now, new=f"{len(rows)} slots")
+        raise Refused(
+            "Another upload added some of these slots at the same time; nothing was changed. "
+            "Reload the page to see the list.",
+            status=409,
+        ) from None
+    audit.record(
+        actor=actor,
+        action=AuditAction.UPLOAD_RANDOMIZATION,
+        entity="randomization_slot",
+        entity_id=None,
+        now=now,
+        new=f"{len(rows)} slots",
+    )
     return len(rows)
 
 
@@ -88,13 +103,20 @@ def next_sequence(study: Study, site: str) -> RandomizationSlot:
     """
     slot = db.session.scalars(
         select(RandomizationSlot)
-        .where(RandomizationSlot.study_id == study.id, RandomizationSlot.site == site,
-               RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.position).limit(1)
-        .with_for_update(skip_locked=True)).first()
+        .where(
+            RandomizationSlot.study_id == study.id,
+            RandomizationSlot.site == site,
+            RandomizationSlot.participant_id.is_(None),
+        )
+        .order_by(RandomizationSlot.position)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
     if slot is None:
-        raise Refused(f"The randomization list has no free slot left for site {site}. "
-                      "Ask the unblinded team member to upload more.")
+        raise Refused(
+            f"The randomization list has no free slot left for site {site}. "
+            "Ask the unblinded team member to upload more."
+        )
     return slot
 
 
@@ -131,27 +153,38 @@ def ensure_dummy_allocation(study: Study) -> int:
     """
     db.session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
     protocol = protocol_of(study.current_protocol_version)
-    slots = db.session.execute(select(RandomizationSlot.id, RandomizationSlot.sequence)
-                               .where(RandomizationSlot.study_id == study.id,
-                                      RandomizationSlot.dummy_sequence.is_(None))).all()
+    slots = db.session.execute(
+        select(RandomizationSlot.id, RandomizationSlot.sequence).where(
+            RandomizationSlot.study_id == study.id, RandomizationSlot.dummy_sequence.is_(None)
+        )
+    ).all()
     connection = db.session.connection()
     if slots:
         table = RandomizationSlot.__table__
         connection.execute(
-            update(table).where(table.c.id == bindparam("slot_id"), table.c.dummy_sequence.is_(None))
+            update(table)
+            .where(table.c.id == bindparam("slot_id"), table.c.dummy_sequence.is_(None))
             .values(dummy_sequence=bindparam("dummy")),
-            [{"slot_id": slot_id, "dummy": dummy}
-             for (slot_id, _), dummy in zip(slots, _shuffled([sequence for _, sequence in slots]))])
+            [
+                {"slot_id": slot_id, "dummy": dummy}
+                for (slot_id, _), dummy in zip(slots, _shuffled([sequence for _, sequence in slots]))
+            ],
+        )
     missing = db.session.execute(
         select(Participant.id, RandomizationSlot.dummy_sequence)
         .outerjoin(RandomizationSlot, RandomizationSlot.participant_id == Participant.id)
-        .where(Participant.study_id == study.id, Participant.dummy_sequence.is_(None))).all()
+        .where(Participant.study_id == study.id, Participant.dummy_sequence.is_(None))
+    ).all()
     if missing:
         sequences = list(protocol.sequences)
         table = Participant.__table__
         connection.execute(
-            update(table).where(table.c.id == bindparam("participant_id"), table.c.dummy_sequence.is_(None))
+            update(table)
+            .where(table.c.id == bindparam("participant_id"), table.c.dummy_sequence.is_(None))
             .values(dummy_sequence=bindparam("dummy")),
-            [{"participant_id": participant_id, "dummy": from_slot or _draw.choice(sequences)}
-             for participant_id, from_slot in missing])
+            [
+                {"participant_id": participant_id, "dummy": from_slot or _draw.choice(sequences)}
+                for participant_id, from_slot in missing
+            ],
+        )
     return len(missing)

@@ -1,12 +1,13 @@
 """The study and its protocol versions."""
+
 from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from ..settings import setting
 from ..extensions import db
 from ..models import ProtocolVersion, Study, now_utc
 from ..protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
+from ..settings import setting
 from ..vocabulary import AuditAction, Role
 
 # Parsed protocols by the hash of their text. Versions never change once stored, so a process
@@ -22,7 +23,8 @@ def protocol_of(version: ProtocolVersion) -> Protocol:
         if len(_BY_SHA256) >= 64:
             _BY_SHA256.clear()  # a bound for the test suite's many protocols; a trial has a few
         protocol = _BY_SHA256[version.sha256] = parse_protocol(
-            version.source_text, source=f"protocol {version.sha256[:12]}")
+            version.source_text, source=f"protocol {version.sha256[:12]}"
+        )
     return protocol
 
 
@@ -44,8 +46,7 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     Returns the study and whether a new protocol version was stored. Assessments keep pointing
     at the version they were scheduled under.
     """
-    path = (protocol_path or setting("PROTOCOL_FILE", None)
-            or shipped_protocol_path(setting("PROTOCOL")))
+    path = protocol_path or setting("PROTOCOL_FILE", None) or shipped_protocol_path(setting("PROTOCOL"))
     protocol = load_protocol(path)
     sha = protocol_sha256(protocol.source_text)
     study = current_study()
@@ -60,8 +61,14 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     if any(v.version == label for v in versions):
         # Same declared version, different text: keep both, distinguishable.
         label = f"{protocol.version}+{sha[:8]}"
-    version = ProtocolVersion(study=study, protocol_id=protocol.id, version=label,
-                              source_text=protocol.source_text, sha256=sha, loaded_at=now_utc())
+    version = ProtocolVersion(
+        study=study,
+        protocol_id=protocol.id,
+        version=label,
+        source_text=protocol.source_text,
+        sha256=sha,
+        loaded_at=now_utc(),
+    )
     db.session.add(version)
     db.session.flush()
     return study, True
@@ -69,21 +76,32 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
 
 def unblind(study: Study, *, user, now) -> None:
     """Reveal the treatment names in exports. Irreversible, and only for the unblinded role."""
-    from ..governance import audit
     from ..errors import Refused
+    from ..governance import audit
 
     if user.role != Role.UNBLINDED:
         raise Refused("Only the unblinded role can unblind the study.", status=403)
     # One conditional statement: of two unblinding at once, one does it and one is told.
-    done = db.session.execute(update(Study).where(Study.id == study.id, Study.unblinded_at.is_(None))
-                              .values(unblinded_at=now, unblinded_by_id=user.id)
-                              .execution_options(synchronize_session=False))
+    done = db.session.execute(
+        update(Study)
+        .where(Study.id == study.id, Study.unblinded_at.is_(None))
+        .values(unblinded_at=now, unblinded_by_id=user.id)
+        .execution_options(synchronize_session=False)
+    )
     db.session.refresh(study)
     if done.rowcount != 1:
         raise Refused("The study is already unblinded.", status=409)
-    audit.record(actor=audit.staff_actor(user), action=AuditAction.UNBLIND, entity="study", entity_id=study.id,
-                 field="unblinded_at", old=None, new=now.isoformat(), now=now,
-                 reason="treatment key revealed in exports")
+    audit.record(
+        actor=audit.staff_actor(user),
+        action=AuditAction.UNBLIND,
+        entity="study",
+        entity_id=study.id,
+        field="unblinded_at",
+        old=None,
+        new=now.isoformat(),
+        now=now,
+        reason="treatment key revealed in exports",
+    )
 
 
 def site_contact(site: str) -> str:

@@ -1,6 +1,7 @@
 """Rebuild the catalogs: extract the participant-facing texts (babel.cfg) into messages.pot and
 write es/LC_MESSAGES/messages.po from ``spanish.SPANISH``. Run by ``make translations``; the
 .po files are committed, the compiled .mo files are built by ``make install`` (and at start)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,9 +18,27 @@ ROOT = HERE.parent.parent
 def main() -> int:
     from diary.translations.spanish import SPANISH
 
-    subprocess.run([Path(sys.executable).parent / "pybabel", "extract", "-F", str(ROOT / "babel.cfg"),
-                    "-k", "_", "-k", "gettext", "-k", "ngettext:1,2", "--no-location", "--omit-header",
-                    "-o", str(HERE / "messages.pot"), str(ROOT)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            Path(sys.executable).parent / "pybabel",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_",
+            "-k",
+            "gettext",
+            "-k",
+            "ngettext:1,2",
+            "--no-location",
+            "--omit-header",
+            "-o",
+            str(HERE / "messages.pot"),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     with open(HERE / "messages.pot", "rb") as handle:
         template = read_po(handle)
     catalog = Catalog(locale="es", project="diary", fuzzy=False)

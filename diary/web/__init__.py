@@ -1,5 +1,6 @@
 """The web layer: every blueprint, form and request helper. Nothing outside ``diary.web``
 imports it; views read the request, call a rule, then redirect or render."""
+
 from __future__ import annotations
 
 from flask import Flask, abort, current_app, g, has_request_context, request
@@ -7,12 +8,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
-from ..participants.enrolment import mask_email, mask_phone
-from .times import staff_time
 from ..extensions import babel, compress
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
+from ..participants.enrolment import mask_email, mask_phone
 from ..protocol.model import in_language
 from ..vocabulary import TEMPLATE_GLOBALS
+from .times import staff_time
 
 
 class BoundedInt(IntegerConverter):
@@ -83,9 +84,11 @@ def init_app(app: Flask) -> None:
 
 # Everything the pages use is served by the diary itself: no inline script or style, no other
 # origin, no framing. Participant links carry a token in the path, so referrers stay on site.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
-                           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 
 

@@ -2,18 +2,20 @@
 
 The unblinded role is the only one that sees sequences.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from ..governance import audit
-from ..study.blinding import blinding_for
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
+from ..governance.staff import change_user as change_staff_user
+from ..governance.staff import create_user
 from ..models import Participant, RandomizationSlot, StaffUser, now_utc
+from ..study.blinding import blinding_for
 from ..study.randomization import load_randomization_list
-from ..governance.staff import change_user as change_staff_user, create_user
 from ..study.trial import require_study
 from ..vocabulary import Allocation, Role
 from .auth import roles_required
@@ -30,8 +32,14 @@ def users():
     if form.validate_on_submit():
         try:
             # The admin chose this password: the person sets their own at first sign-in.
-            user = create_user(form.email.data, form.password.data, form.role.data,
-                               actor=audit.staff_actor(g.staff), now=now_utc(), temporary=True)
+            user = create_user(
+                form.email.data,
+                form.password.data,
+                form.role.data,
+                actor=audit.staff_actor(g.staff),
+                now=now_utc(),
+                temporary=True,
+            )
         except Refused as refusal:
             db.session.rollback()
             form.email.errors.append(refusal.message)
@@ -43,8 +51,7 @@ def users():
     elif request.method == "POST":
         status = 422
     accounts = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
-    return render_template("admin/users.html", form=form, accounts=accounts,
-                           change_form=UserChangeForm()), status
+    return render_template("admin/users.html", form=form, accounts=accounts, change_form=UserChangeForm()), status
 
 
 @bp.post("/users/<int:user_id>")
@@ -58,8 +65,9 @@ def change_user(user_id):
         flash("That change could not be made.", "error")
         return redirect(url_for(".users")), 303
     try:
-        change_staff_user(user, role=form.role.data, active=form.active.data, by=g.staff, now=now_utc(),
-                          reason=form.reason.data)
+        change_staff_user(
+            user, role=form.role.data, active=form.active.data, by=g.staff, now=now_utc(), reason=form.reason.data
+        )
     except Refused as refusal:
         db.session.rollback()
         flash(refusal.message, "error")
@@ -71,6 +79,7 @@ def change_user(user_id):
 
 # --- Randomization (unblinded) -----------------------------------------------------------------
 
+
 @bp.route("/randomization", methods=["GET", "POST"])
 @roles_required(Role.UNBLINDED)
 def randomization():
@@ -81,8 +90,9 @@ def randomization():
     status = 200
     if form.validate_on_submit():
         try:
-            count = load_randomization_list(study, form.file.data.read(1_000_000),
-                                            actor=audit.staff_actor(g.staff), now=now_utc())
+            count = load_randomization_list(
+                study, form.file.data.read(1_000_000), actor=audit.staff_actor(g.staff), now=now_utc()
+            )
         except Refused as refusal:
             db.session.rollback()
             form.file.errors.append(refusal.message)
@@ -94,9 +104,14 @@ def randomization():
     elif request.method == "POST":
         status = 422
     slots = db.session.execute(
-        select(RandomizationSlot, Participant.code).outerjoin(Participant, RandomizationSlot.participant_id == Participant.id)
+        select(RandomizationSlot, Participant.code)
+        .outerjoin(Participant, RandomizationSlot.participant_id == Participant.id)
         .where(RandomizationSlot.study_id == study.id)
-        .order_by(RandomizationSlot.site, RandomizationSlot.position)).all()
-    free = db.session.scalar(select(func.count()).select_from(RandomizationSlot).where(
-        RandomizationSlot.study_id == study.id, RandomizationSlot.participant_id.is_(None)))
+        .order_by(RandomizationSlot.site, RandomizationSlot.position)
+    ).all()
+    free = db.session.scalar(
+        select(func.count())
+        .select_from(RandomizationSlot)
+        .where(RandomizationSlot.study_id == study.id, RandomizationSlot.participant_id.is_(None))
+    )
     return render_template("admin/randomization.html", form=form, slots=slots, free=free), status

@@ -1,4 +1,5 @@
 """Analysts' pages: the study summary, the export download, and unblinding (unblinded role)."""
+
 from __future__ import annotations
 
 import tempfile
@@ -6,20 +7,19 @@ from pathlib import Path
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, send_file, url_for
 
-from ..governance import audit
-from ..reporting import figures
-from ..reporting.adherence import timepoint_tallies
-from ..reporting.charts import Point, line_chart
 from ..errors import Refused
 from ..exports import export_study, zip_bundle
 from ..exports.writers import FORMATS
 from ..extensions import db
+from ..governance import audit
 from ..models import now_utc
-from ..study.trial import protocol_of, require_study, unblind
-from ..study.blinding import SMALL_CELL, blinding_for
-from ..vocabulary import Allocation
+from ..reporting import figures
+from ..reporting.adherence import timepoint_tallies
+from ..reporting.charts import Point, line_chart
 from ..reporting.summary import blinding_guess_summary, vas_change_summary
-from ..vocabulary import Role
+from ..study.blinding import SMALL_CELL, blinding_for
+from ..study.trial import protocol_of, require_study, unblind
+from ..vocabulary import Allocation, Role
 from .auth import roles_required
 from .forms import BaseForm
 
@@ -36,32 +36,62 @@ def summary():
     blinding = blinding_for(study, g.staff.role)
     now = now_utc()
     snapshot = figures.fresh(study.id, now)
-    rows = vas_change_summary(study, protocol, blinding.split, now, min_cell=blinding.min_cell,
-                              sums=figures.vas_rows(study.id) if snapshot is not None else None)
+    rows = vas_change_summary(
+        study,
+        protocol,
+        blinding.split,
+        now,
+        min_cell=blinding.min_cell,
+        sums=figures.vas_rows(study.id) if snapshot is not None else None,
+    )
     series: dict[str, list[Point]] = {}
     for row in rows:
         if not row.shown:
             continue
         series.setdefault(f"{row.group}, infusion {row.period}", []).append(
-            Point(row.nominal_hours, row.mean, f"{row.timepoint}: mean {row.mean}%, SD {row.sd}, n {row.n}",
-                  spread=row.sd))
+            Point(
+                row.nominal_hours, row.mean, f"{row.timepoint}: mean {row.mean}%, SD {row.sd}, n {row.n}", spread=row.sd
+            )
+        )
     lowest = min([row.mean - (row.sd or 0) for row in rows if row.shown] + [-60])
     floor = max(-100, 20 * int(lowest // 20))
-    chart = line_chart(series, title="Mean % change of the fatigue VAS from baseline, with SD",
-                       y_label="% change from baseline", y_range=(floor, 40),
-                       y_ticks=tuple(range(floor, 41, 20))) if series else None
+    chart = (
+        line_chart(
+            series,
+            title="Mean % change of the fatigue VAS from baseline, with SD",
+            y_label="% change from baseline",
+            y_range=(floor, 40),
+            y_ticks=tuple(range(floor, 41, 20)),
+        )
+        if series
+        else None
+    )
     tallies = timepoint_tallies(study, now, snapshot)
-    adherence = [(number, tp.code, tp.label, tallies.get((number, tp.code)))
-                 for number in range(1, protocol.periods + 1) for tp in protocol.timepoints]
+    adherence = [
+        (number, tp.code, tp.label, tallies.get((number, tp.code)))
+        for number in range(1, protocol.periods + 1)
+        for tp in protocol.timepoints
+    ]
     # The guesses against the treatment given show the true allocation: unblinded readers only.
     guesses = blinding_guess_summary(study, protocol) if blinding.allocation is Allocation.TRUE else None
-    treatment_label = ((lambda code: protocol.treatments.get(code, code)) if blinding.drug_names
-                       else (lambda code: f"treatment {code}"))
-    return render_template("analysis/summary.html", rows=rows, chart=chart, split=blinding.split,
-                           small_cell=SMALL_CELL, adherence=adherence, guesses=guesses,
-                           treatment_label=treatment_label,
-                           unblinded=study.unblinded_at is not None, as_of=snapshot.as_of if snapshot else now,
-                           live=snapshot is None)
+    treatment_label = (
+        (lambda code: protocol.treatments.get(code, code))
+        if blinding.drug_names
+        else (lambda code: f"treatment {code}")
+    )
+    return render_template(
+        "analysis/summary.html",
+        rows=rows,
+        chart=chart,
+        split=blinding.split,
+        small_cell=SMALL_CELL,
+        adherence=adherence,
+        guesses=guesses,
+        treatment_label=treatment_label,
+        unblinded=study.unblinded_at is not None,
+        as_of=snapshot.as_of if snapshot else now,
+        live=snapshot is None,
+    )
 
 
 @bp.route("/exports", methods=["GET", "POST"])
@@ -74,8 +104,9 @@ def exports():
             return render_template("analysis/exports.html", form=form, study=study), 400
         fmt = request.form.get("format", "csv")
         if fmt not in FORMATS:
-            return render_template("analysis/exports.html", form=form, study=study,
-                                   error="Choose CSV, Parquet or XLSX."), 422
+            return render_template(
+                "analysis/exports.html", form=form, study=study, error="Choose CSV, Parquet or XLSX."
+            ), 422
         identified = request.form.get("identified") == "yes"
         if identified and g.staff.role != Role.ADMIN:
             abort(403)
@@ -85,21 +116,34 @@ def exports():
         archive = tempfile.TemporaryFile(prefix="diary-export-")
         try:
             with tempfile.TemporaryDirectory(prefix="diary-export-") as folder:
-                export_study(Path(folder), study=study, now=now, fmt=fmt, identified=identified,
-                             reason=request.form.get("reason"), actor=audit.staff_actor(g.staff),
-                             role=g.staff.role, free_text=request.form.get("free_text") != "no",
-                             standards=request.form.get("standards") == "yes",
-                             without_side_effects=request.form.get("side_effects") == "no")
+                export_study(
+                    Path(folder),
+                    study=study,
+                    now=now,
+                    fmt=fmt,
+                    identified=identified,
+                    reason=request.form.get("reason"),
+                    actor=audit.staff_actor(g.staff),
+                    role=g.staff.role,
+                    free_text=request.form.get("free_text") != "no",
+                    standards=request.form.get("standards") == "yes",
+                    without_side_effects=request.form.get("side_effects") == "no",
+                )
                 zip_bundle(Path(folder), archive)
         except Refused as refusal:
             archive.close()
             db.session.rollback()
-            return render_template("analysis/exports.html", form=form, study=study,
-                                   error=refusal.message), refusal.status
+            return render_template(
+                "analysis/exports.html", form=form, study=study, error=refusal.message
+            ), refusal.status
         archive.seek(0)
         db.session.commit()
-        return send_file(archive, mimetype="application/zip", as_attachment=True,
-                         download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip")
+        return send_file(
+            archive,
+            mimetype="application/zip",
+            as_attachment=True,
+            download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip",
+        )
     return render_template("analysis/exports.html", form=form, study=study)
 
 

@@ -4,6 +4,7 @@
 new name, so a page never meets a stale copy, and an unchanged one is never fetched again.
 Read once per process and served from memory (small files); Flask-Compress compresses them.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """The request side of who is asking: the participant's remembered phone (a signed cookie) and
 the staff session, plus the role check every staff view is wrapped in. The rules behind them
 (PINs, links, sign-in checks) live in ``pins``, ``links`` and ``staff``."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -11,8 +12,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
 
 from ..extensions import db
-from ..models import Participant, StaffUser, now_utc
 from ..governance.staff import record_sign_out, second_factor_required
+from ..models import Participant, StaffUser, now_utc
 
 PARTICIPANT_COOKIE = "diary_phone"
 
@@ -27,12 +28,23 @@ def remember_phone(response, participant: Participant) -> None:
     It names the PIN generation and the link, so a PIN reset or a reissued link ends it.
     """
     days = current_app.config["PARTICIPANT_REMEMBER_DAYS"]
-    value = _serializer().dumps({"p": participant.id, "g": participant.pin_generation,
-                                 "s": participant.session_generation or 0,
-                                 "l": (participant.link_token_hash or "")[:16]})
-    response.set_cookie(PARTICIPANT_COOKIE, value, max_age=max(1, int(days * 86400)), httponly=True,
-                        samesite="Lax", path="/p",
-                        secure=request.is_secure or current_app.config["BASE_URL"].startswith("https://"))
+    value = _serializer().dumps(
+        {
+            "p": participant.id,
+            "g": participant.pin_generation,
+            "s": participant.session_generation or 0,
+            "l": (participant.link_token_hash or "")[:16],
+        }
+    )
+    response.set_cookie(
+        PARTICIPANT_COOKIE,
+        value,
+        max_age=max(1, int(days * 86400)),
+        httponly=True,
+        samesite="Lax",
+        path="/p",
+        secure=request.is_secure or current_app.config["BASE_URL"].startswith("https://"),
+    )
 
 
 def forget_phone(response) -> None:
@@ -53,11 +65,14 @@ def remembered_participant() -> Participant | None:
         participant = db.session.scalar(_PARTICIPANT, {"id": int(data["p"])})
     except (BadSignature, KeyError, TypeError, ValueError, OverflowError):
         return None
-    if (participant is None or participant.pin_hash is None
-            or participant.pin_generation != data.get("g")
-            or (participant.session_generation or 0) != data.get("s", 0)
-            or participant.link_revoked_at is not None
-            or (participant.link_token_hash or "")[:16] != data.get("l")):
+    if (
+        participant is None
+        or participant.pin_hash is None
+        or participant.pin_generation != data.get("g")
+        or (participant.session_generation or 0) != data.get("s", 0)
+        or participant.link_revoked_at is not None
+        or (participant.link_token_hash or "")[:16] != data.get("l")
+    ):
         return None
     return participant
 
@@ -65,6 +80,7 @@ def remembered_participant() -> Participant | None:
 # --- Staff -------------------------------------------------------------------------------------
 # Sessions hold the staff id, the account's session generation and the last activity. Logging
 # out bumps the generation, so a copy of the old cookie no longer works anywhere.
+
 
 def start_staff_session(user: StaffUser, now: datetime) -> None:
     session.clear()
@@ -87,8 +103,12 @@ def current_staff(now: datetime) -> StaffUser | None:
     user = db.session.get(StaffUser, staff_id)
     idle = timedelta(minutes=current_app.config["STAFF_IDLE_MINUTES"])
     seen = session.get("staff_seen", 0)
-    if (user is None or not user.active or user.session_generation != session.get("staff_generation")
-            or now.timestamp() - seen > idle.total_seconds()):
+    if (
+        user is None
+        or not user.active
+        or user.session_generation != session.get("staff_generation")
+        or now.timestamp() - seen > idle.total_seconds()
+    ):
         if user is not None and user.session_generation == session.get("staff_generation"):
             # The session ran out (idle, or the account was deactivated): on the record.
             record_sign_out(user, now=now, why="idle timeout" if user.active else "account deactivated")

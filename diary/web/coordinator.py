@@ -3,39 +3,37 @@ the audit trail (signing in is ``signin.py``). Views stay thin; the rules live i
 
 Coordinators are blinded: no page here shows a sequence or a treatment.
 """
+
 from __future__ import annotations
 
 import secrets
 from zoneinfo import ZoneInfo
 
 import segno
-from flask_babel import force_locale
 from flask import (
-    Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, session,
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
     url_for,
 )
+from flask_babel import force_locale
 from sqlalchemy import case, func, select
 
-from ..governance import audit
-from ..governance.actions import AlreadyDone, take_key
-from ..reporting.adherence import SORTS, clamp_page, load_grid
-from ..study.blinding import CODE_BREAKERS, blinding_for
-from ..entries.corrections import correct_value, correctable_items, stored_item_id
 from ..dosing.infusions import plan_dose, record_dose
-from ..participants.enrolment import (
-    change_contact,
-    enroll,
-    participant_link,
-    reissue_link,
-    reveal_contact,
-    revoke_link,
-    withdraw,
-)
+from ..entries.corrections import correct_value, correctable_items, stored_item_id
 from ..entries.recording import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
+from ..governance import audit
+from ..governance.actions import AlreadyDone, take_key
 from ..localtime import from_local_clock, local_datetime, plausible
-from ..safety.follow_up import close_task, count_tasks, tasks
 from ..models import (
     Assessment,
     AuditEvent,
@@ -47,14 +45,25 @@ from ..models import (
     StaffUser,
     now_utc,
 )
-from ..safety.alerts import break_code, broken_code, participant_by_code
-from ..reporting.participant_record import participant_record, staff_answers
+from ..participants.enrolment import (
+    change_contact,
+    enroll,
+    participant_link,
+    reissue_link,
+    reveal_contact,
+    revoke_link,
+    withdraw,
+)
 from ..participants.pins import reset_pin
+from ..reporting.adherence import SORTS, clamp_page, load_grid
+from ..reporting.participant_record import participant_record, staff_answers
+from ..safety.alerts import break_code, broken_code, participant_by_code
+from ..safety.follow_up import close_task, count_tasks, tasks
 from ..safety.side_effects import acknowledge as acknowledge_report
+from ..study.blinding import CODE_BREAKERS, blinding_for
 from ..study.trial import protocol_of, require_study, site_contact
-from ..vocabulary import AssessmentState, AuditAction, FOLLOW_UP_LABELS, FollowUpOutcome, Role, Severity
+from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, AuditAction, FollowUpOutcome, Role, Severity
 from .auth import roles_required
-from .times import staff_time
 from .forms import (
     AcknowledgeForm,
     BaseForm,
@@ -68,6 +77,7 @@ from .forms import (
     ReasonForm,
     WithdrawForm,
 )
+from .times import staff_time
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -82,6 +92,7 @@ def actor() -> str:
 
 # --- Adherence at a glance ---------------------------------------------------------------------
 
+
 @bp.get("/")
 @roles_required(*READERS)
 def dashboard():
@@ -92,15 +103,36 @@ def dashboard():
     state = request.args.get("state") if request.args.get("state") in AssessmentState.__members__.values() else None
     sort = request.args.get("sort") if request.args.get("sort") in SORTS else "code"
     now = now_utc()
-    grid = load_grid(study, now, site=site, attention_only=attention, search=search, state=state, sort=sort,
-                     page=_page_number())
-    query = {key: value for key, value in (("site", site), ("attention", "1" if attention else None),
-                                           ("q", search or None), ("state", state),
-                                           ("sort", sort if sort != "code" else None)) if value}
-    return render_template("coordinator/dashboard.html", grid=grid, site=site, attention=attention,
-                           search=search, state=state, sort=sort, sorts=SORTS, query=query,
-                           now_is_past=lambda moment: now >= moment, tasks=tasks(study.id, limit=20),
-                           open_count=count_tasks(study.id), follow_up_form=FollowUpForm(), when=staff_time)
+    grid = load_grid(
+        study, now, site=site, attention_only=attention, search=search, state=state, sort=sort, page=_page_number()
+    )
+    query = {
+        key: value
+        for key, value in (
+            ("site", site),
+            ("attention", "1" if attention else None),
+            ("q", search or None),
+            ("state", state),
+            ("sort", sort if sort != "code" else None),
+        )
+        if value
+    }
+    return render_template(
+        "coordinator/dashboard.html",
+        grid=grid,
+        site=site,
+        attention=attention,
+        search=search,
+        state=state,
+        sort=sort,
+        sorts=SORTS,
+        query=query,
+        now_is_past=lambda moment: now >= moment,
+        tasks=tasks(study.id, limit=20),
+        open_count=count_tasks(study.id),
+        follow_up_form=FollowUpForm(),
+        when=staff_time,
+    )
 
 
 LIST_PAGE = 50  # rows a page of the side-effect and follow-up lists
@@ -119,13 +151,28 @@ def follow_up():
     closed = request.args.get("closed") == "1"
     page, pages = _pages(total := count_tasks(study.id, closed=closed), LIST_PAGE)
     rows = tasks(study.id, closed=closed, limit=LIST_PAGE, offset=(page - 1) * LIST_PAGE)
-    closers = dict(db.session.execute(select(StaffUser.id, StaffUser.email).where(
-        StaffUser.id.in_({row[0].closed_by_id for row in rows if row[0].closed_by_id}))).all())
+    closers = dict(
+        db.session.execute(
+            select(StaffUser.id, StaffUser.email).where(
+                StaffUser.id.in_({row[0].closed_by_id for row in rows if row[0].closed_by_id})
+            )
+        ).all()
+    )
     now = now_utc()
-    return render_template("coordinator/follow_up.html", tasks=rows, total=total, page=page, pages=pages,
-                           closed=closed, query={"closed": "1"} if closed else {}, closers=closers,
-                           outcome_labels={o.value: label for o, label in FOLLOW_UP_LABELS.items()},
-                           follow_up_form=FollowUpForm(), now_is_past=lambda moment: now >= moment, when=staff_time)
+    return render_template(
+        "coordinator/follow_up.html",
+        tasks=rows,
+        total=total,
+        page=page,
+        pages=pages,
+        closed=closed,
+        query={"closed": "1"} if closed else {},
+        closers=closers,
+        outcome_labels={o.value: label for o, label in FOLLOW_UP_LABELS.items()},
+        follow_up_form=FollowUpForm(),
+        now_is_past=lambda moment: now >= moment,
+        when=staff_time,
+    )
 
 
 @bp.post("/follow-up/<int:task_id>/close")
@@ -169,8 +216,9 @@ def code_break():
             else:
                 db.session.commit()
                 return redirect(url_for(".code_broken", code=participant.code), 303)
-    return render_template("coordinator/code_break.html", form=form, participant=None, revealed=None), \
-        422 if request.method == "POST" else 200
+    return render_template(
+        "coordinator/code_break.html", form=form, participant=None, revealed=None
+    ), 422 if request.method == "POST" else 200
 
 
 @bp.get("/code-break/<code>")
@@ -182,18 +230,21 @@ def code_broken(code):
         revealed = broken_code(participant, g.staff)
     except Refused:
         return redirect(url_for(".code_break"))
-    response = make_response(render_template("coordinator/code_break.html", form=None,
-                                             participant=participant, revealed=revealed))
+    response = make_response(
+        render_template("coordinator/code_break.html", form=None, participant=participant, revealed=revealed)
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 # --- Participants ------------------------------------------------------------------------------
 
+
 def _participant(code: str) -> Participant:
     study = require_study()
-    participant = db.session.scalar(select(Participant).where(
-        Participant.study_id == study.id, Participant.code == code))
+    participant = db.session.scalar(
+        select(Participant).where(Participant.study_id == study.id, Participant.code == code)
+    )
     if participant is None:
         abort(404)
     return participant
@@ -205,13 +256,21 @@ def participant(code):
     participant = _participant(code)
     now = now_utc()
     record = participant_record(participant, now, blinding_for(participant.study, g.staff.role))
+    protocol = protocol_of(participant.study.current_protocol_version)
     return render_template(
-        "coordinator/participant.html", participant=participant, timeline=record.timeline, chart=record.chart,
-        reports=record.reports, events=record.events, reminders=record.reminders,
+        "coordinator/participant.html",
+        participant=participant,
+        timeline=record.timeline,
+        chart=record.chart,
+        reports=record.reports,
+        events=record.events,
+        reminders=record.reminders,
         when=lambda t: staff_time(t, participant.timezone),
-        answers=lambda values, protocol=protocol_of(participant.study.current_protocol_version):
-            staff_answers(protocol, values),
-        reason_form=ReasonForm(), periods=participant.periods, now=now)
+        answers=lambda values: staff_answers(protocol, values),
+        reason_form=ReasonForm(),
+        periods=participant.periods,
+        now=now,
+    )
 
 
 @bp.post("/participants/<code>/contact/show")
@@ -224,11 +283,25 @@ def show_contact(code):
     now = now_utc()
     reveal_contact(participant, by=g.staff, now=now)
     db.session.commit()
-    reminders = db.session.scalars(select(Reminder).join(Assessment).join(Period).where(
-        Period.participant_id == participant.id).order_by(Reminder.due_at.desc()).limit(20)).all()
-    response = make_response(render_template("coordinator/contact.html", participant=participant, shown=True,
-                                             now=now, reminders=reminders, form=None,
-                                             when=lambda t: staff_time(t, participant.timezone)))
+    reminders = db.session.scalars(
+        select(Reminder)
+        .join(Assessment)
+        .join(Period)
+        .where(Period.participant_id == participant.id)
+        .order_by(Reminder.due_at.desc())
+        .limit(20)
+    ).all()
+    response = make_response(
+        render_template(
+            "coordinator/contact.html",
+            participant=participant,
+            shown=True,
+            now=now,
+            reminders=reminders,
+            form=None,
+            when=lambda t: staff_time(t, participant.timezone),
+        )
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -241,8 +314,14 @@ def contact(code):
     form = ContactForm(obj=participant if request.method == "GET" else None)
     if form.validate_on_submit():
         try:
-            changed = change_contact(participant, email=form.email.data, phone=form.phone.data,
-                                     reason=form.reason.data, by=g.staff, now=now_utc())
+            changed = change_contact(
+                participant,
+                email=form.email.data,
+                phone=form.phone.data,
+                reason=form.reason.data,
+                by=g.staff,
+                now=now_utc(),
+            )
         except Refused as refusal:
             db.session.rollback()
             getattr(form, refusal.field or "reason").errors.append(refusal.message)
@@ -250,8 +329,9 @@ def contact(code):
             db.session.commit()
             flash("Contact details saved." if changed else "Nothing changed.")
             return redirect(url_for(".participant", code=participant.code))
-    return render_template("coordinator/contact.html", participant=participant, shown=False, form=form), \
-        422 if request.method == "POST" else 200
+    return render_template(
+        "coordinator/contact.html", participant=participant, shown=False, form=form
+    ), 422 if request.method == "POST" else 200
 
 
 @bp.route("/enrol", methods=["GET", "POST"])
@@ -268,9 +348,17 @@ def enrol():
         try:
             take_key(form.posted_key, "enroll", actor=actor(), now=now)
             participant, token = enroll(
-                study, site=form.site.data, timezone=form.timezone.data, email=form.email.data,
-                phone=form.phone.data, reminder_from=form.reminder_from.data,
-                reminder_until=form.reminder_until.data, language=form.language.data, actor=actor(), now=now)
+                study,
+                site=form.site.data,
+                timezone=form.timezone.data,
+                email=form.email.data,
+                phone=form.phone.data,
+                reminder_from=form.reminder_from.data,
+                reminder_until=form.reminder_until.data,
+                language=form.language.data,
+                actor=actor(),
+                now=now,
+            )
         except AlreadyDone as done:
             db.session.rollback()
             flash(done.message, "error")
@@ -303,18 +391,26 @@ def link_sheet(code):
     participant = _participant(code)
     shown = session.get(ONE_TIME_LINK)
     if not shown or shown.get("code") != participant.code:
-        flash("The link is shown only once, right after it is made. To give the participant a new "
-              "one, reissue the link.", "error")
+        flash(
+            "The link is shown only once, right after it is made. To give the participant a new one, reissue the link.",
+            "error",
+        )
         return redirect(url_for(".participant", code=code))
     session.pop(ONE_TIME_LINK)
     link = participant_link(shown["token"])
     qr = segno.make(link, error="m").svg_inline(scale=5, dark="#1b1f24")
     # The sheet is the participant's: printed in their language (the staff notes stay English).
     with force_locale(participant.language):
-        sheet = render_template("coordinator/link_sheet.html", participant=participant, link=link, qr=qr,
-                                site_phone=site_contact(participant.site))
-    response = make_response(render_template("coordinator/link.html", participant=participant, sheet=sheet,
-                                             heading=shown["heading"]))
+        sheet = render_template(
+            "coordinator/link_sheet.html",
+            participant=participant,
+            link=link,
+            qr=qr,
+            site_phone=site_contact(participant.site),
+        )
+    response = make_response(
+        render_template("coordinator/link.html", participant=participant, sheet=sheet, heading=shown["heading"])
+    )
     response.headers["Cache-Control"] = "no-store"  # the back button must not bring it back
     return response
 
@@ -340,19 +436,23 @@ def _confirmed_action(code: str, *, action: str, template: str, perform, done, f
             return render_template(template, form=form, participant=participant), refusal.status
         db.session.commit()
         return done(participant, result)
-    return render_template(template, form=form, participant=participant), \
-        422 if request.method == "POST" else 200
+    return render_template(template, form=form, participant=participant), 422 if request.method == "POST" else 200
 
 
 @bp.route("/participants/<code>/reissue-link", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def reissue(code):
     return _confirmed_action(
-        code, action=AuditAction.REISSUE_LINK, template="coordinator/reissue.html",
-        perform=lambda participant, form, now: reissue_link(participant, actor=actor(), now=now,
-                                                           reason=form.reason.data),
+        code,
+        action=AuditAction.REISSUE_LINK,
+        template="coordinator/reissue.html",
+        perform=lambda participant, form, now: reissue_link(
+            participant, actor=actor(), now=now, reason=form.reason.data
+        ),
         done=lambda participant, token: _show_link_once(
-            participant, token, "New link issued; the old one no longer works"))
+            participant, token, "New link issued; the old one no longer works"
+        ),
+    )
 
 
 @bp.route("/participants/<code>/reset-pin", methods=["GET", "POST"])
@@ -363,22 +463,32 @@ def reset(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action=AuditAction.RESET_PIN, template="coordinator/reset_pin.html",
+        code,
+        action=AuditAction.RESET_PIN,
+        template="coordinator/reset_pin.html",
         perform=lambda participant, form, now: reset_pin(participant, actor=actor(), now=now, reason=form.reason.data),
-        done=done)
+        done=done,
+    )
 
 
 @bp.route("/participants/<code>/revoke-link", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def revoke(code):
     def done(participant, _):
-        flash(f"The link of {participant.code} is revoked: their phone is signed out. Reissue a link to give a new one.")
+        flash(
+            f"The link of {participant.code} is revoked: their phone is signed out. Reissue a link to give a new one."
+        )
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action=AuditAction.REVOKE_LINK, template="coordinator/revoke_link.html",
-        perform=lambda participant, form, now: revoke_link(participant, actor=actor(), now=now, reason=form.reason.data),
-        done=done)
+        code,
+        action=AuditAction.REVOKE_LINK,
+        template="coordinator/revoke_link.html",
+        perform=lambda participant, form, now: revoke_link(
+            participant, actor=actor(), now=now, reason=form.reason.data
+        ),
+        done=done,
+    )
 
 
 @bp.route("/participants/<code>/withdraw", methods=["GET", "POST"])
@@ -389,13 +499,19 @@ def withdraw_participant(code):
         return redirect(url_for(".participant", code=participant.code))
 
     return _confirmed_action(
-        code, action=AuditAction.WITHDRAW, template="coordinator/withdraw.html", form_class=WithdrawForm,
-        perform=lambda participant, form, now: withdraw(participant, actor=actor(), now=now, reason=form.reason.data,
-                                                        category=form.category.data),
-        done=done)
+        code,
+        action=AuditAction.WITHDRAW,
+        template="coordinator/withdraw.html",
+        form_class=WithdrawForm,
+        perform=lambda participant, form, now: withdraw(
+            participant, actor=actor(), now=now, reason=form.reason.data, category=form.category.data
+        ),
+        done=done,
+    )
 
 
 # --- Dosing ------------------------------------------------------------------------------------
+
 
 def _period_of(participant: Participant, number: int) -> Period:
     period = next((p for p in participant.periods if p.number == number), None)
@@ -417,14 +533,20 @@ def _dosing_page(code: str, number: int, planning: bool):
         if not plausible(form.start.data):
             form.start.errors.append("That date is not plausible for this study; please check the year.")
         elif start is None:
-            form.start.errors.append(f"That time does not exist in {participant.timezone} "
-                                     "(the clocks skipped it that day).")
+            form.start.errors.append(
+                f"That time does not exist in {participant.timezone} (the clocks skipped it that day)."
+            )
         else:
             rule = plan_dose if planning else record_dose
             now = now_utc()
             try:
-                take_key(form.posted_key, "plan_dose" if planning else "record_dose", actor=actor(),
-                         now=now, participant_id=participant.id)
+                take_key(
+                    form.posted_key,
+                    "plan_dose" if planning else "record_dose",
+                    actor=actor(),
+                    now=now,
+                    participant_id=participant.id,
+                )
                 rule(participant, number, start, actor=actor(), now=now, reason=form.reason.data)
             except AlreadyDone as already:
                 db.session.rollback()
@@ -436,14 +558,25 @@ def _dosing_page(code: str, number: int, planning: bool):
             else:
                 db.session.commit()
                 verb = "planned for" if planning else "recorded at"
-                flash(f"Infusion {number} of {participant.code} {verb} "
-                      f"{local_datetime(start, participant.timezone)} ({participant.timezone}).")
+                flash(
+                    f"Infusion {number} of {participant.code} {verb} "
+                    f"{local_datetime(start, participant.timezone)} ({participant.timezone})."
+                )
                 return redirect(url_for(".participant", code=code))
     status = 422 if request.method == "POST" else 200
-    planned_local = (period.planned_start.astimezone(ZoneInfo(participant.timezone)).strftime("%Y-%m-%d %H:%M")
-                     if period.planned_start else None)
-    return render_template("coordinator/dose.html", form=form, participant=participant,
-                           period=period, planning=planning, planned_local=planned_local), status
+    planned_local = (
+        period.planned_start.astimezone(ZoneInfo(participant.timezone)).strftime("%Y-%m-%d %H:%M")
+        if period.planned_start
+        else None
+    )
+    return render_template(
+        "coordinator/dose.html",
+        form=form,
+        participant=participant,
+        period=period,
+        planning=planning,
+        planned_local=planned_local,
+    ), status
 
 
 @bp.route("/participants/<code>/dose/<int:number>", methods=["GET", "POST"])
@@ -459,6 +592,7 @@ def plan(code, number):
 
 
 # --- Entries on the participant's behalf, and corrections --------------------------------------
+
 
 def _assessment(assessment_id: int) -> Assessment:
     assessment = db.session.get(Assessment, assessment_id)
@@ -487,12 +621,20 @@ def enter(assessment_id):
                 if not plausible(meta.collected.data):
                     raise Refused("That date is not plausible for this study; please check the year.")
                 if collected is None:
-                    raise Refused(f"That time does not exist in {participant.timezone} "
-                                  "(the clocks skipped it that day).")
-                record_submission(assessment, request.form, now=now_utc(), actor=actor(),
-                                  source=meta.source.data, reason=meta.reason.data,
-                                  entered_by_id=g.staff.id, collected_at=collected,
-                                  idempotency_key=request.form.get("idempotency_key") or None)
+                    raise Refused(
+                        f"That time does not exist in {participant.timezone} (the clocks skipped it that day)."
+                    )
+                record_submission(
+                    assessment,
+                    request.form,
+                    now=now_utc(),
+                    actor=actor(),
+                    source=meta.source.data,
+                    reason=meta.reason.data,
+                    entered_by_id=g.staff.id,
+                    collected_at=collected,
+                    idempotency_key=request.form.get("idempotency_key") or None,
+                )
             except InvalidAnswers as invalid:
                 db.session.rollback()
                 errors = invalid.errors
@@ -501,15 +643,25 @@ def enter(assessment_id):
                 meta.collected.errors.append(refusal.message)
             else:
                 db.session.commit()
-                flash(f"{timepoint.label} of infusion {assessment.period.number} entered "
-                      f"({meta.source.data.replace('_', ' ')}).")
+                flash(
+                    f"{timepoint.label} of infusion {assessment.period.number} entered "
+                    f"({meta.source.data.replace('_', ' ')})."
+                )
                 return redirect(url_for(".participant", code=participant.code))
     status = 422 if request.method == "POST" else 200
-    return render_template("coordinator/enter.html", assessment=assessment, participant=participant,
-                           timepoint=timepoint, instruments=protocol.instruments_for(timepoint),
-                           meta=meta, errors=errors, form=request.form, field_name=field_name,
-                           when=lambda t: staff_time(t, participant.timezone),
-                           key=request.form.get("idempotency_key") or secrets.token_hex(16)), status
+    return render_template(
+        "coordinator/enter.html",
+        assessment=assessment,
+        participant=participant,
+        timepoint=timepoint,
+        instruments=protocol.instruments_for(timepoint),
+        meta=meta,
+        errors=errors,
+        form=request.form,
+        field_name=field_name,
+        when=lambda t: staff_time(t, participant.timezone),
+        key=request.form.get("idempotency_key") or secrets.token_hex(16),
+    ), status
 
 
 @bp.route("/assessments/<int:assessment_id>/correct", methods=["GET", "POST"])
@@ -525,8 +677,9 @@ def correct(assessment_id):
     form.item.choices = [(key, label) for key, label, _, _ in items]
     if form.validate_on_submit():
         try:
-            correct_value(submission, form.item.data, form.value.data or "", reason=form.reason.data,
-                          actor=actor(), now=now_utc())
+            correct_value(
+                submission, form.item.data, form.value.data or "", reason=form.reason.data, actor=actor(), now=now_utc()
+            )
         except Refused as refusal:
             db.session.rollback()
             form.value.errors.append(refusal.message)
@@ -535,13 +688,17 @@ def correct(assessment_id):
             flash("The value is corrected; the old value is kept in the audit trail.")
             return redirect(url_for(".participant", code=participant.code))
     current = {(v.instrument, v.item): v.value for v in submission.values}
-    values = [(label, current.get((instrument.id, stored_item_id(item)), "—")) for key, label, instrument, item in items]
+    values = [
+        (label, current.get((instrument.id, stored_item_id(item)), "—")) for key, label, instrument, item in items
+    ]
     status = 422 if request.method == "POST" else 200
-    return render_template("coordinator/correct.html", form=form, assessment=assessment,
-                           participant=participant, values=values), status
+    return render_template(
+        "coordinator/correct.html", form=form, assessment=assessment, participant=participant, values=values
+    ), status
 
 
 # --- Side effects ------------------------------------------------------------------------------
+
 
 @bp.get("/side-effects")
 @roles_required(*COORDINATOR)
@@ -551,24 +708,53 @@ def side_effects():
     filters = [Participant.study_id == require_study().id]
     if not show_all:
         filters.append(SideEffectReport.acknowledged_at.is_(None))
-    total = db.session.scalar(select(func.count()).select_from(SideEffectReport)
-                              .join(Period, SideEffectReport.period_id == Period.id)
-                              .join(Participant, Period.participant_id == Participant.id).where(*filters))
+    total = db.session.scalar(
+        select(func.count())
+        .select_from(SideEffectReport)
+        .join(Period, SideEffectReport.period_id == Period.id)
+        .join(Participant, Period.participant_id == Participant.id)
+        .where(*filters)
+    )
     page, pages = _pages(total, LIST_PAGE)
-    severity_rank = case((SideEffectReport.alert.is_(True), 0), (SideEffectReport.severity == Severity.SEVERE, 0),
-                         (SideEffectReport.severity == Severity.MODERATE, 1), else_=2)
+    severity_rank = case(
+        (SideEffectReport.alert.is_(True), 0),
+        (SideEffectReport.severity == Severity.SEVERE, 0),
+        (SideEffectReport.severity == Severity.MODERATE, 1),
+        else_=2,
+    )
     rows = db.session.execute(
         select(SideEffectReport, Participant.code, Period.number)
         .join(Period, SideEffectReport.period_id == Period.id)
-        .join(Participant, Period.participant_id == Participant.id).where(*filters)
-        .order_by(SideEffectReport.acknowledged_at.is_not(None), severity_rank, SideEffectReport.reported_at.desc(),
-                  SideEffectReport.id.desc())
-        .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)).all()
-    acknowledgers = dict(db.session.execute(select(StaffUser.id, StaffUser.email).where(
-        StaffUser.id.in_({report.acknowledged_by_id for report, _, _ in rows if report.acknowledged_by_id}))).all())
-    return render_template("coordinator/side_effects.html", rows=rows, form=AcknowledgeForm(), now=now_utc(),
-                           show_all=show_all, acknowledgers=acknowledgers, total=total, page=page, pages=pages,
-                           query={"all": "1"} if show_all else {})
+        .join(Participant, Period.participant_id == Participant.id)
+        .where(*filters)
+        .order_by(
+            SideEffectReport.acknowledged_at.is_not(None),
+            severity_rank,
+            SideEffectReport.reported_at.desc(),
+            SideEffectReport.id.desc(),
+        )
+        .limit(LIST_PAGE)
+        .offset((page - 1) * LIST_PAGE)
+    ).all()
+    acknowledgers = dict(
+        db.session.execute(
+            select(StaffUser.id, StaffUser.email).where(
+                StaffUser.id.in_({report.acknowledged_by_id for report, _, _ in rows if report.acknowledged_by_id})
+            )
+        ).all()
+    )
+    return render_template(
+        "coordinator/side_effects.html",
+        rows=rows,
+        form=AcknowledgeForm(),
+        now=now_utc(),
+        show_all=show_all,
+        acknowledgers=acknowledgers,
+        total=total,
+        page=page,
+        pages=pages,
+        query={"all": "1"} if show_all else {},
+    )
 
 
 @bp.post("/side-effects/<int:report_id>/acknowledge")
@@ -593,6 +779,7 @@ def acknowledge(report_id):
 
 
 # --- Audit trail -------------------------------------------------------------------------------
+
 
 def _page_number() -> int:
     """?page=N, clamped to what a page number can be (never an overflow)."""
@@ -622,10 +809,23 @@ def audit_trail():
         filters.append(AuditEvent.actor.contains(who))
     page = _page_number()
     events = db.session.execute(
-        select(AuditEvent, Participant.code).outerjoin(Participant, AuditEvent.participant_id == Participant.id)
-        .where(*filters).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE)).all()
-    actions = db.session.scalars(select(func.distinct(AuditEvent.action))
-                                 .where(AuditEvent.action.not_in(hidden)).order_by(AuditEvent.action)).all()
-    return render_template("coordinator/audit.html", events=events[:AUDIT_PAGE], more=len(events) > AUDIT_PAGE,
-                           page=page, actions=actions, code=code, action=action, who=who)
+        select(AuditEvent, Participant.code)
+        .outerjoin(Participant, AuditEvent.participant_id == Participant.id)
+        .where(*filters)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(AUDIT_PAGE + 1)
+        .offset((page - 1) * AUDIT_PAGE)
+    ).all()
+    actions = db.session.scalars(
+        select(func.distinct(AuditEvent.action)).where(AuditEvent.action.not_in(hidden)).order_by(AuditEvent.action)
+    ).all()
+    return render_template(
+        "coordinator/audit.html",
+        events=events[:AUDIT_PAGE],
+        more=len(events) > AUDIT_PAGE,
+        page=page,
+        actions=actions,
+        code=code,
+        action=action,
+        who=who,
+    )

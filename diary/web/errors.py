@@ -1,4 +1,5 @@
 """Error pages a participant understands, and the pages for the refusals the rules raise."""
+
 from __future__ import annotations
 
 from flask import Flask, g, render_template, request
@@ -8,23 +9,26 @@ from flask_wtf.csrf import CSRFError
 from ..errors import Refused
 from ..extensions import db
 
+
 def _messages() -> dict[int, tuple[str, str]]:
     """Title and text per status, in the language of the request."""
     return {
         400: (_("Something was wrong with that request"), _("Please go back and try again. Nothing was saved.")),
-        403: (_("This page is not for you"),
-              _("You do not have access to this page. If you think you should, contact your study team.")),
+        403: (
+            _("This page is not for you"),
+            _("You do not have access to this page. If you think you should, contact your study team."),
+        ),
         404: (_("Page not found"), _("The page you asked for does not exist. Please check the link.")),
         405: (_("That did not work"), _("This page cannot be used that way. Nothing was saved.")),
         409: (_("That could not be saved"), _("It was already done, or it is no longer possible.")),
-        413: (_("That was too much to send"),
-              _("What you sent was larger than the diary accepts. Nothing was saved.")),
+        413: (_("That was too much to send"), _("What you sent was larger than the diary accepts. Nothing was saved.")),
         422: (_("That could not be saved"), _("Please check your answers and try again.")),
         429: (_("Please wait a moment"), _("Too many attempts. Please wait and try again later.")),
         503: (_("The diary is busy"), _("Please try again in a moment. Nothing was saved.")),
-        500: (_("Sorry, something went wrong on our side"),
-              _("Nothing you entered was half-saved. Please try again in a few minutes, or contact your "
-                "study team.")),
+        500: (
+            _("Sorry, something went wrong on our side"),
+            _("Nothing you entered was half-saved. Please try again in a few minutes, or contact your study team."),
+        ),
     }
 
 
@@ -57,8 +61,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return render_error(400, _("This form has expired or did not come from this site. "
-                                   "Please reload the page and try again. Nothing was saved."))
+        return render_error(
+            400,
+            _(
+                "This form has expired or did not come from this site. "
+                "Please reload the page and try again. Nothing was saved."
+            ),
+        )
 
     @app.errorhandler(Refused)
     def refused(error):

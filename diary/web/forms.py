@@ -1,5 +1,6 @@
 """Staff forms (WTForms with Flask-WTF's CSRF). Participant entry forms are rendered from the
 protocol instead, since their items come from a file, not from code."""
+
 from __future__ import annotations
 
 import secrets
@@ -8,13 +9,19 @@ from zoneinfo import available_timezones
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
-    BooleanField, DateTimeField, EmailField, HiddenField, PasswordField, SelectField, StringField,
+    BooleanField,
+    DateTimeField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
 
-from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..governance.passwords import MIN_PASSWORD_LENGTH
+from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..vocabulary import (
     CALL_OUTCOMES,
     FOLLOW_UP_LABELS,
@@ -54,15 +61,22 @@ class LoginForm(BaseForm):
 
 
 class CodeForm(BaseForm):
-    code = StringField("Code from your authenticator app (or a recovery code)",
-                       validators=[DataRequired(message="Type the code."), Length(max=32)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "text"})
+    code = StringField(
+        "Code from your authenticator app (or a recovery code)",
+        validators=[DataRequired(message="Type the code."), Length(max=32)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text"},
+    )
 
 
 class PasswordForm(BaseForm):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
-    new = PasswordField("New password", validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+    new = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(min=MIN_PASSWORD_LENGTH, max=1000, message=f"At least {MIN_PASSWORD_LENGTH} characters."),
+        ],
+    )
     confirm = PasswordField("New password again", validators=[DataRequired()])
 
     def validate_confirm(self, field):
@@ -85,12 +99,21 @@ class EnrolForm(OnceForm):
     site = SelectField("Site", validators=[DataRequired()])
     timezone = StringField("Time zone (IANA name)", validators=[DataRequired(), Length(max=64)])
     email = EmailField("Email for reminders", validators=[Optional(), Email(), Length(max=254)])
-    phone = StringField("Phone (optional)", validators=[Optional(), Length(max=40),
-                        Regexp(r"^[0-9 +().-]{5,40}$", message="Digits, spaces and + ( ) - only.")])
+    phone = StringField(
+        "Phone (optional)",
+        validators=[
+            Optional(),
+            Length(max=40),
+            Regexp(r"^[0-9 +().-]{5,40}$", message="Digits, spaces and + ( ) - only."),
+        ],
+    )
     reminder_from = StringField("Reminders from", default="08:00", validators=[Optional(), CLOCK])
     reminder_until = StringField("Reminders until", default="21:00", validators=[Optional(), CLOCK])
-    language = SelectField("Language of the diary and reminders", default=DEFAULT_LANGUAGE,
-                           choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
+    language = SelectField(
+        "Language of the diary and reminders",
+        default=DEFAULT_LANGUAGE,
+        choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+    )
 
     def validate_timezone(self, field):
         if field.data not in available_timezones():
@@ -110,8 +133,14 @@ class LocalDateTimeField(DateTimeField):
     FORMATS = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
 
     def __init__(self, label=None, validators=None, **kwargs):
-        kwargs.setdefault("render_kw", {"placeholder": "2026-11-25 14:30", "autocomplete": "off",
-                                        "pattern": r"\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}"})
+        kwargs.setdefault(
+            "render_kw",
+            {
+                "placeholder": "2026-11-25 14:30",
+                "autocomplete": "off",
+                "pattern": r"\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}",
+            },
+        )
         super().__init__(label, validators, format=self.FORMATS, **kwargs)
 
     def process_formdata(self, valuelist):
@@ -124,8 +153,10 @@ class LocalDateTimeField(DateTimeField):
 
 
 class DoseForm(OnceForm):
-    start = LocalDateTimeField("Infusion start (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
-                               validators=[InputRequired(message="Give the date and time the infusion started.")])
+    start = LocalDateTimeField(
+        "Infusion start (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
+        validators=[InputRequired(message="Give the date and time the infusion started.")],
+    )
     reason = TextAreaField("Reason for the correction", validators=[Optional(), Length(max=2000)])
 
 
@@ -140,15 +171,20 @@ class ContactForm(BaseForm):
 
 
 class WithdrawForm(ReasonForm):
-    category = SelectField("Why does the participant leave?",
-                           choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
-                           validators=[DataRequired(message="Choose why the participant leaves.")])
+    category = SelectField(
+        "Why does the participant leave?",
+        choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
+        validators=[DataRequired(message="Choose why the participant leaves.")],
+    )
 
 
 class AcknowledgeForm(BaseForm):
     note = TextAreaField("Note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
-    state = SelectField("Review", choices=[(state.value, state.value) for state in ReviewState
-                                           if state is not ReviewState.NEW], default=ReviewState.REVIEWED.value)
+    state = SelectField(
+        "Review",
+        choices=[(state.value, state.value) for state in ReviewState if state is not ReviewState.NEW],
+        default=ReviewState.REVIEWED.value,
+    )
 
 
 class FollowUpForm(BaseForm):
@@ -176,16 +212,21 @@ class ProxyEntryForm(BaseForm):
     source = SelectField("Source", choices=SOURCES, validators=[DataRequired()])
     collected = LocalDateTimeField(
         "When the answers were given (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
-        validators=[InputRequired(message="Give the date and time the answers were given.")])
+        validators=[InputRequired(message="Give the date and time the answers were given.")],
+    )
     reason = TextAreaField("Reason", validators=REASON)
 
 
 class UserForm(BaseForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     role = SelectField("Role", choices=ROLES)
-    password = PasswordField("Initial password", validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=1000,
-                               message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+    password = PasswordField(
+        "Initial password",
+        validators=[
+            DataRequired(),
+            Length(min=MIN_PASSWORD_LENGTH, max=1000, message=f"At least {MIN_PASSWORD_LENGTH} characters."),
+        ],
+    )
 
 
 class UserChangeForm(BaseForm):

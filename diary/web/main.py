@@ -1,4 +1,5 @@
 """Pages that belong to no audience in particular: the landing page and a health check."""
+
 from flask import Blueprint, render_template
 from sqlalchemy import text
 

@@ -1,9 +1,9 @@
 """Operations for staff: the status page (and its JSON for monitoring), and the banner every
 staff page carries while the scheduler is silent or safety messages cannot be delivered."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, render_template
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db

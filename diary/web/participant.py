@@ -3,6 +3,7 @@
 Pages are server-rendered and work without JavaScript. Every rule (windows, one submission,
 valid answers) lives in ``entries``; these views read the form, call it and render.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,18 @@ from functools import wraps
 from pathlib import Path
 
 from flask import (
-    Blueprint, abort, current_app, g, make_response, redirect, render_template, request, url_for,
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
 )
-from flask_babel import gettext as _
 from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager, joinedload
@@ -23,8 +32,6 @@ from werkzeug.datastructures import MultiDict
 from wtforms.validators import ValidationError
 
 from ..dosing import assessments
-from ..governance import audit
-from ..participants import links, pins
 from ..dosing.assessments import AssessmentRow
 from ..entries.recording import (
     InvalidAnswers,
@@ -39,14 +46,16 @@ from ..entries.recording import (
 )
 from ..errors import Refused
 from ..extensions import csrf, db
+from ..governance import audit
 from ..i18n import LANGUAGE_NAMES, LANGUAGES, full_datetime
-from ..localtime import plausible
 from ..i18n import when as local_when
+from ..localtime import plausible
 from ..models import Assessment, Participant, Period, now_utc
+from ..participants import links, pins
+from ..participants.preferences import set_channels, set_language, subscribe_push
+from ..protocol.model import in_language
 from ..reminders.calendar import calendar_feed
 from ..reminders.planning import record_opened
-from ..protocol.model import in_language
-from ..participants.preferences import set_channels, set_language, subscribe_push
 from ..study.trial import protocol_of, site_contact
 from ..vocabulary import AssessmentState, AuditAction, ItemType, ParticipantStatus, Severity, severity_label
 from . import auth
@@ -54,8 +63,12 @@ from .assets import asset
 from .errors import render_error
 
 COMPLETED, COMPLETED_LATE, MISSED, OPEN, UPCOMING = (
-    AssessmentState.COMPLETED, AssessmentState.COMPLETED_LATE, AssessmentState.MISSED,
-    AssessmentState.OPEN, AssessmentState.UPCOMING)
+    AssessmentState.COMPLETED,
+    AssessmentState.COMPLETED_LATE,
+    AssessmentState.MISSED,
+    AssessmentState.OPEN,
+    AssessmentState.UPCOMING,
+)
 
 bp = Blueprint("participant", __name__, url_prefix="/p")
 
@@ -77,6 +90,7 @@ def participant_required(view):
 
 
 # --- Link and PIN ------------------------------------------------------------------------------
+
 
 @bp.route("/<token>", methods=["GET", "POST"])
 def link(token):
@@ -107,10 +121,18 @@ def link(token):
             if minutes:
                 return _pin_page(participant, token, False, now, status=429)
             left = current_app.config["PIN_MAX_ATTEMPTS"] - participant.pin_failed_count
-            return _pin_page(participant, token, False, now, status=401,
-                             error=ngettext("That PIN is not right. %(num)d try left before the diary locks for a while.",
-                                            "That PIN is not right. %(num)d tries left before the diary locks for a while.",
-                                            left))
+            return _pin_page(
+                participant,
+                token,
+                False,
+                now,
+                status=401,
+                error=ngettext(
+                    "That PIN is not right. %(num)d try left before the diary locks for a while.",
+                    "That PIN is not right. %(num)d tries left before the diary locks for a while.",
+                    left,
+                ),
+            )
     except Refused as refusal:
         db.session.rollback()
         return _pin_page(participant, token, choosing, now, status=422, error=refusal.message)
@@ -122,9 +144,15 @@ def link(token):
 
 def _pin_page(participant, token, choosing, now, status=200, error=None):
     minutes = pins.locked_minutes(participant, now)
-    return render_template("participant/pin.html", token=token, choosing=choosing, error=error,
-                           study_name=participant.study.name, site_phone=site_contact(participant.site),
-                           locked_minutes=minutes), 429 if minutes else status
+    return render_template(
+        "participant/pin.html",
+        token=token,
+        choosing=choosing,
+        error=error,
+        study_name=participant.study.name,
+        site_phone=site_contact(participant.site),
+        locked_minutes=minutes,
+    ), 429 if minutes else status
 
 
 @bp.post("/sign-out")
@@ -139,10 +167,12 @@ def sign_out():
 
 # --- Today and history -------------------------------------------------------------------------
 
+
 def _rows(participant: Participant, now: datetime, *, with_values: bool = False) -> list[AssessmentRow]:
     """Every scheduled assessment of the participant, in time order."""
-    return assessments.load(now, participant_ids=[participant.id], with_values=with_values,
-                            order_by=(Assessment.window_open,))
+    return assessments.load(
+        now, participant_ids=[participant.id], with_values=with_values, order_by=(Assessment.window_open,)
+    )
 
 
 @bp.get("/today")
@@ -153,10 +183,14 @@ def today():
     open_rows = [row for row in rows if row.state == OPEN]
     upcoming = [row for row in rows if row.state == UPCOMING][:1]
     recent_missed = [row for row in rows if row.state == MISSED and (now - row.late_close).days < 3]
-    return render_template("participant/today.html", open_rows=open_rows, upcoming=upcoming,
-                           missed=recent_missed, when=lambda t: local_when(t, participant.timezone, now,
-                                                                           participant.language),
-                           now=now)
+    return render_template(
+        "participant/today.html",
+        open_rows=open_rows,
+        upcoming=upcoming,
+        missed=recent_missed,
+        when=lambda t: local_when(t, participant.timezone, now, participant.language),
+        now=now,
+    )
 
 
 @bp.get("/history")
@@ -166,9 +200,12 @@ def history():
     rows = [row for row in _rows(participant, now, with_values=True) if row.submission_id is not None]
     rows.reverse()
     protocol = protocol_of(participant.study.current_protocol_version)
-    return render_template("participant/history.html", rows=rows,
-                           when=lambda t: full_datetime(t, participant.timezone, participant.language),
-                           describe=lambda row: _describe(protocol, row.timepoint, row.values))
+    return render_template(
+        "participant/history.html",
+        rows=rows,
+        when=lambda t: full_datetime(t, participant.timezone, participant.language),
+        describe=lambda row: _describe(protocol, row.timepoint, row.values),
+    )
 
 
 def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | None]]:
@@ -182,9 +219,11 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
     for instrument in protocol.instruments_for(protocol.timepoint(timepoint_code)):
         for item in instrument.items:
             if item.type == ItemType.SEVERITY_CHECKLIST:
-                reported = [f"{tr(term.label)}: {severity_label(values[(instrument.id, f'{item.id}.{term.code}')])}"
-                            for term in item.terms
-                            if values.get((instrument.id, f"{item.id}.{term.code}"), Severity.NONE) != Severity.NONE]
+                reported = [
+                    f"{tr(term.label)}: {severity_label(values[(instrument.id, f'{item.id}.{term.code}')])}"
+                    for term in item.terms
+                    if values.get((instrument.id, f"{item.id}.{term.code}"), Severity.NONE) != Severity.NONE
+                ]
                 lines.append((tr(item.text), "; ".join(reported) or _("None of these"), None))
                 continue
             value = values.get((instrument.id, item.id))
@@ -193,8 +232,17 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
                     lines.append((tr(item.text), _("Not answered"), None))
                 continue
             if item.type == ItemType.VAS:
-                lines.append((tr(item.text), _("Marked on the line between “%(low)s” and “%(high)s”",
-                                                low=tr(item.min_label), high=tr(item.max_label)), int(value)))
+                lines.append(
+                    (
+                        tr(item.text),
+                        _(
+                            "Marked on the line between “%(low)s” and “%(high)s”",
+                            low=tr(item.min_label),
+                            high=tr(item.max_label),
+                        ),
+                        int(value),
+                    )
+                )
             elif item.type == ItemType.NRS:
                 lines.append((tr(item.text), _("%(value)s out of 10", value=value), None))
             elif item.type == ItemType.SINGLE_CHOICE:
@@ -207,6 +255,7 @@ def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | No
 
 # --- The entry form ----------------------------------------------------------------------------
 
+
 def _own_assessment(assessment_id: int) -> Assessment:
     """The participant's own assessment; anyone else's is simply 'not found' (nothing revealed)."""
     # What the entry rules read, in this one query: the period, the protocol version and any
@@ -218,10 +267,14 @@ def _own_assessment(assessment_id: int) -> Assessment:
 
 
 # Built once (each request passes its ids): every entry page and submit runs it.
-_OWN_ASSESSMENT = (select(Assessment).join(Period)
-                   .where(Assessment.id == bindparam("assessment"), Period.participant_id == bindparam("participant"))
-                   .options(contains_eager(Assessment.period),
-                            joinedload(Assessment.protocol_version), joinedload(Assessment.submission)))
+_OWN_ASSESSMENT = (
+    select(Assessment)
+    .join(Period)
+    .where(Assessment.id == bindparam("assessment"), Period.participant_id == bindparam("participant"))
+    .options(
+        contains_eager(Assessment.period), joinedload(Assessment.protocol_version), joinedload(Assessment.submission)
+    )
+)
 
 
 def _entry_context(assessment: Assessment):
@@ -245,21 +298,31 @@ def entry(assessment_id):
 def _closed_message(assessment: Assessment, now: datetime) -> str | None:
     if window_refusal(assessment, now) is None:
         return None  # the usual case: no need to say the opening time in the participant's words
-    return window_refusal(assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now,
-                                                            g.participant.language))
+    return window_refusal(
+        assessment, now, opens=local_when(assessment.window_open, g.participant.timezone, now, g.participant.language)
+    )
 
 
 def _render_form(assessment, form, errors, *, key, status=200, notice=None):
     protocol, timepoint, instruments = _entry_context(assessment)
     now = now_utc()
     return render_template(
-        "participant/entry.html", assessment=assessment, timepoint=timepoint,
-        instruments=instruments, form=form, errors=errors, key=key, notice=notice, min_viewport=protocol.min_viewport_px,
+        "participant/entry.html",
+        assessment=assessment,
+        timepoint=timepoint,
+        instruments=instruments,
+        form=form,
+        errors=errors,
+        key=key,
+        notice=notice,
+        min_viewport=protocol.min_viewport_px,
         stamp=entry_stamp(assessment, g.participant.id, now, current_app.config["SECRET_KEY"]),
-        field_name=field_name, period=assessment.period.number,
+        field_name=field_name,
+        period=assessment.period.number,
         contact=site_contact(g.participant.site),
         closes=local_when(assessment.window_close, g.participant.timezone, now, g.participant.language),
-        late=now >= assessment.window_close), status
+        late=now >= assessment.window_close,
+    ), status
 
 
 @bp.post("/entry/<int:assessment_id>")
@@ -275,9 +338,17 @@ def submit(assessment_id):
         validate_csrf(form.get("csrf_token"))
     except ValidationError:
         # Nothing is stored; the typed answers come back with a fresh token.
-        return _render_form(assessment, form, {}, key=key, status=400, notice=_(
-            "This page was open for a long time, so for your safety it needs one more tap. "
-            "Your answers are still here: please check them and press the button again."))
+        return _render_form(
+            assessment,
+            form,
+            {},
+            key=key,
+            status=400,
+            notice=_(
+                "This page was open for a long time, so for your safety it needs one more tap. "
+                "Your answers are still here: please check them and press the button again."
+            ),
+        )
     if assessment.submission is not None:
         # A retried or double-tapped submit of the same form lands on the confirmation.
         if assessment.submission.idempotency_key == key:
@@ -295,15 +366,27 @@ def submit(assessment_id):
         if answers.errors:
             return _render_form(assessment, form, answers.errors, key=key, status=422)
         return render_template(
-            "participant/review.html", assessment=assessment, timepoint=timepoint, form=form,
-            key=key, lines=_describe(protocol, assessment.timepoint, answers.values),
-            alerts=answers.alerts, contact=site_contact(g.participant.site),
-            period=assessment.period.number)
+            "participant/review.html",
+            assessment=assessment,
+            timepoint=timepoint,
+            form=form,
+            key=key,
+            lines=_describe(protocol, assessment.timepoint, answers.values),
+            alerts=answers.alerts,
+            contact=site_contact(g.participant.site),
+            period=assessment.period.number,
+        )
     try:
         submission, _created = record_submission(
-            assessment, form, now=now, actor=audit.participant_actor(g.participant),
-            idempotency_key=key, device_time=form.get("device_time"),
-            device=device_facts(form.get("device"), request.user_agent.string), language=get_locale().language)
+            assessment,
+            form,
+            now=now,
+            actor=audit.participant_actor(g.participant),
+            idempotency_key=key,
+            device_time=form.get("device_time"),
+            device=device_facts(form.get("device"), request.user_agent.string),
+            language=get_locale().language,
+        )
     except InvalidAnswers as invalid:
         db.session.rollback()
         return _render_form(assessment, form, invalid.errors, key=key, status=422)
@@ -343,8 +426,13 @@ def sync(assessment_id):
     made_at, device_now = _device_moment(data.get("made_at")), _device_moment(data.get("device_now"))
     if made_at is None or device_now is None:
         return {"status": "refused", "message": _("Something was wrong with that request")}, 400
-    fields = MultiDict([(str(name), str(value)) for name, values in data["fields"].items()
-                        for value in (values if isinstance(values, list) else [values])])
+    fields = MultiDict(
+        [
+            (str(name), str(value))
+            for name, values in data["fields"].items()
+            for value in (values if isinstance(values, list) else [values])
+        ]
+    )
     if assessment.submission is not None and assessment.submission.idempotency_key == key:
         return {"status": "already", "saved_url": url_for(".saved", assessment_id=assessment.id)}, 200
     now = now_utc()
@@ -357,19 +445,33 @@ def sync(assessment_id):
     elif assessment.submission is None:
         timepoint = protocol.timepoint(assessment.timepoint)
         refusal = offline_refusal(
-            assessment, made_at=made_at, device_now=device_now, now=now,
+            assessment,
+            made_at=made_at,
+            device_now=device_now,
+            now=now,
             grace=(timepoint.offline_grace or protocol.offline_grace).nominal,
-            clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"])) or \
-            stamp_refusal(assessment, g.participant.id, fields.get("stamp"), made_at + (now - device_now),
-                          current_app.config["SECRET_KEY"])
+            clock_tolerance=timedelta(minutes=current_app.config["OFFLINE_CLOCK_TOLERANCE_MINUTES"]),
+        ) or stamp_refusal(
+            assessment,
+            g.participant.id,
+            fields.get("stamp"),
+            made_at + (now - device_now),
+            current_app.config["SECRET_KEY"],
+        )
     try:
         if refusal:
             raise Refused(refusal, status=409)
-        record_submission(assessment, fields, now=now, actor=audit.participant_actor(g.participant),
-                          idempotency_key=key, device_time=data.get("made_at"),
-                          made_offline_at=made_at + (now - device_now),
-                          device=device_facts(fields.get("device") if isinstance(fields, dict) else None,
-                                              request.user_agent.string), language=get_locale().language)
+        record_submission(
+            assessment,
+            fields,
+            now=now,
+            actor=audit.participant_actor(g.participant),
+            idempotency_key=key,
+            device_time=data.get("made_at"),
+            made_offline_at=made_at + (now - device_now),
+            device=device_facts(fields.get("device") if isinstance(fields, dict) else None, request.user_agent.string),
+            language=get_locale().language,
+        )
     except InvalidAnswers:
         db.session.rollback()
         refusal = _("Please check your answers and try again.")  # the sync has no form to mark
@@ -378,10 +480,17 @@ def sync(assessment_id):
         db.session.rollback()
         refusal, status = refused.message, refused.status
     if refusal:
-        audit.record(actor=audit.participant_actor(g.participant), action=AuditAction.OFFLINE_ENTRY_REFUSED, entity="assessment",
-                     entity_id=assessment.id, participant_id=g.participant.id, now=now,
-                     field=f"period {assessment.period.number} {assessment.timepoint}",
-                     new=f"made {made_at.isoformat()} on the phone's clock, sent {now.isoformat()}", reason=refusal)
+        audit.record(
+            actor=audit.participant_actor(g.participant),
+            action=AuditAction.OFFLINE_ENTRY_REFUSED,
+            entity="assessment",
+            entity_id=assessment.id,
+            participant_id=g.participant.id,
+            now=now,
+            field=f"period {assessment.period.number} {assessment.timepoint}",
+            new=f"made {made_at.isoformat()} on the phone's clock, sent {now.isoformat()}",
+            reason=refusal,
+        )
         db.session.commit()
         return {"status": "refused", "message": refusal}, status
     saved_url = url_for(".saved", assessment_id=assessment.id)
@@ -401,34 +510,49 @@ def saved(assessment_id):
     following = [row for row in _rows(participant, now) if row.state in (OPEN, UPCOMING)]
     stored = {(v.instrument, v.item): v.value for v in submission.values}
     return render_template(
-        "participant/saved.html", assessment=assessment, submission=submission,
-        label=protocol.timepoint(assessment.timepoint).participant_label, period=assessment.period.number,
-        lines=_describe(protocol, assessment.timepoint, stored), following=following[:1],
+        "participant/saved.html",
+        assessment=assessment,
+        submission=submission,
+        label=protocol.timepoint(assessment.timepoint).participant_label,
+        period=assessment.period.number,
+        lines=_describe(protocol, assessment.timepoint, stored),
+        following=following[:1],
         saved_at=local_when(submission.submitted_at, participant.timezone, now, participant.language),
         when=lambda t: local_when(t, participant.timezone, now, participant.language),
-        contact=site_contact(participant.site) if submission.alert else None)
+        contact=site_contact(participant.site) if submission.alert else None,
+    )
 
 
 # --- Reminders: channels, web push, calendar ---------------------------------------------------
+
 
 @bp.route("/settings", methods=["GET", "POST"])
 @participant_required
 def settings():
     participant = g.participant
     if request.method == "POST":
-        set_channels(participant, {"email_reminders": request.form.get("email") == "on",
-                                   "push_reminders": request.form.get("push") == "on",
-                                   "calendar_feed": request.form.get("calendar") == "on"}, now=now_utc())
+        set_channels(
+            participant,
+            {
+                "email_reminders": request.form.get("email") == "on",
+                "push_reminders": request.form.get("push") == "on",
+                "calendar_feed": request.form.get("calendar") == "on",
+            },
+            now=now_utc(),
+        )
         if request.form.get("language") in LANGUAGES:
             set_language(participant, request.form["language"], now=now_utc())
         db.session.commit()
         return redirect(url_for(".settings", saved=1))
     feed = url_for(".calendar", token=links.signed_link_token(participant, "calendar"), _external=False)
-    return render_template("participant/settings.html", participant=participant,
-                           calendar_url=current_app.config["BASE_URL"].rstrip("/") + feed,
-                           vapid_key=current_app.config.get("VAPID_PUBLIC_KEY") or "",
-                           saved=request.args.get("saved"),
-                           languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
+    return render_template(
+        "participant/settings.html",
+        participant=participant,
+        calendar_url=current_app.config["BASE_URL"].rstrip("/") + feed,
+        vapid_key=current_app.config.get("VAPID_PUBLIC_KEY") or "",
+        saved=request.args.get("saved"),
+        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+    )
 
 
 @bp.post("/push/subscribe")
@@ -448,8 +572,12 @@ def push_subscribe():
 def calendar(token):
     """The calendar feed, opened by a calendar app without cookies: the signed token is the key."""
     participant = links.participant_by_signed_token(token, "calendar")
-    if (participant is None or participant.link_revoked_at is not None or not participant.calendar_feed
-            or participant.status != ParticipantStatus.ACTIVE):
+    if (
+        participant is None
+        or participant.link_revoked_at is not None
+        or not participant.calendar_feed
+        or participant.status != ParticipantStatus.ACTIVE
+    ):
         abort(404)
     body = calendar_feed(participant, link=links.reminder_link(participant), now=now_utc())
     response = make_response(body)
@@ -463,8 +591,15 @@ def service_worker():
     """Served under /p/ so that its scope covers the diary pages. The app shell it caches is
     written into it (fingerprinted names), so a new release installs a new worker."""
     source = (Path(current_app.static_folder) / "sw.js").read_text(encoding="utf-8")
-    shell = [url_for("participant.offline"), asset("diary.css"), asset("diary.js"), asset("icon-192.png"),
-             asset("icon-512.png"), asset("icon-maskable-512.png"), url_for("participant.web_manifest")]
+    shell = [
+        url_for("participant.offline"),
+        asset("diary.css"),
+        asset("diary.js"),
+        asset("icon-192.png"),
+        asset("icon-512.png"),
+        asset("icon-maskable-512.png"),
+        url_for("participant.web_manifest"),
+    ]
     body = source.replace("/*SHELL*/[]", json.dumps(shell))
     response = make_response(body)
     response.headers["Content-Type"] = "text/javascript; charset=utf-8"
@@ -477,9 +612,14 @@ def web_manifest():
     """What makes the diary installable (and, on iPhones, able to get web push): its name,
     start page, scope and icons, all served by the diary itself."""
     manifest = {
-        "name": _("Symptom diary"), "short_name": _("Diary"), "id": url_for("participant.today"),
-        "start_url": url_for("participant.today"), "scope": url_for("participant.today").rsplit("/", 1)[0] + "/",
-        "display": "standalone", "background_color": "#ffffff", "theme_color": "#1f5f8b",
+        "name": _("Symptom diary"),
+        "short_name": _("Diary"),
+        "id": url_for("participant.today"),
+        "start_url": url_for("participant.today"),
+        "scope": url_for("participant.today").rsplit("/", 1)[0] + "/",
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": "#1f5f8b",
         "lang": get_locale().language,
         "icons": [
             {"src": asset("icon-192.png"), "sizes": "192x192", "type": "image/png", "purpose": "any"},

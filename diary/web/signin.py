@@ -4,6 +4,7 @@ changing one's password. Its own blueprint, under the same /staff addresses the 
 The rules (throttles, lockout, TOTP, recovery codes) live in ``diary.governance``; this module
 holds only their request side.
 """
+
 from __future__ import annotations
 
 import threading
@@ -74,8 +75,12 @@ def login():
         if user.totp_enabled_at is not None:
             # The password was right; the session starts only after the second factor.
             session.clear()
-            session[PENDING] = {"id": user.id, "g": user.session_generation, "at": now.timestamp(),
-                                "next": _safe_next(form.next.data)}
+            session[PENDING] = {
+                "id": user.id,
+                "g": user.session_generation,
+                "at": now.timestamp(),
+                "next": _safe_next(form.next.data),
+            }
             db.session.commit()
             return redirect(url_for(".second_step"))
         start_staff_session(user, now)
@@ -100,8 +105,12 @@ def second_step():
     pending = session.get(PENDING)
     now = now_utc()
     user = db.session.get(StaffUser, pending["id"]) if pending else None
-    if (user is None or not user.active or user.session_generation != pending.get("g")
-            or now.timestamp() - pending.get("at", 0) > SECOND_STEP_SECONDS):
+    if (
+        user is None
+        or not user.active
+        or user.session_generation != pending.get("g")
+        or now.timestamp() - pending.get("at", 0) > SECOND_STEP_SECONDS
+    ):
         session.pop(PENDING, None)
         flash("Please sign in again.", "error")
         return redirect(url_for(".login"))
@@ -139,20 +148,25 @@ def second_factor_setup():
         else:
             session.pop("totp_pending", None)
             db.session.commit()
-            response = make_response(render_template("coordinator/recovery_codes.html", codes=codes,
-                                                     home=_home_for(g.staff)))
+            response = make_response(
+                render_template("coordinator/recovery_codes.html", codes=codes, home=_home_for(g.staff))
+            )
             response.headers["Cache-Control"] = "no-store"
             return response
     uri = second_factor.provisioning_uri(g.staff, secret)
     qr = segno.make(uri, error="m").svg_inline(scale=4, dark="#1b1f24")
-    return render_template("coordinator/second_factor.html", form=form, qr=qr, secret=secret,
-                           enabled=g.staff.totp_enabled_at is not None), 422 if request.method == "POST" else 200
+    return render_template(
+        "coordinator/second_factor.html", form=form, qr=qr, secret=secret, enabled=g.staff.totp_enabled_at is not None
+    ), 422 if request.method == "POST" else 200
 
 
 def _home_for(user: StaffUser) -> str:
-    return {Role.ADMIN: url_for("admin.users"), Role.UNBLINDED: url_for("admin.randomization"),
-            Role.EMERGENCY: url_for("staff.code_break"),
-            Role.ANALYST: url_for("staff.dashboard")}.get(user.role, url_for("staff.dashboard"))
+    return {
+        Role.ADMIN: url_for("admin.users"),
+        Role.UNBLINDED: url_for("admin.randomization"),
+        Role.EMERGENCY: url_for("staff.code_break"),
+        Role.ANALYST: url_for("staff.dashboard"),
+    }.get(user.role, url_for("staff.dashboard"))
 
 
 @bp.post("/logout")

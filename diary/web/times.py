@@ -1,5 +1,6 @@
 """Times as staff pages show them: on a clock people at the site read (the participant's own
 zone on their pages, the site's elsewhere), labelled with the zone, and the UTC instant on hover."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -23,5 +24,8 @@ def staff_time(moment: datetime | None, tz_name: str | None = None) -> Markup:
     local = moment.astimezone(ZoneInfo(tz_name or site_zone()))
     utc = moment.astimezone(ZoneInfo("UTC"))
     return Markup('<time datetime="{}" title="{} UTC">{} {}</time>').format(
-        utc.isoformat(timespec="minutes"), f"{utc:%Y-%m-%d %H:%M}", f"{local:%a %Y-%m-%d %H:%M}",
-        escape(local.tzname() or tz_name))
+        utc.isoformat(timespec="minutes"),
+        f"{utc:%Y-%m-%d %H:%M}",
+        f"{local:%a %Y-%m-%d %H:%M}",
+        escape(local.tzname() or tz_name),
+    )
