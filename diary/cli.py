@@ -118,7 +118,8 @@ def demo_command(seed, if_empty):
 @click.argument("email")
 @click.option("--role", type=click.Choice([role.value for role in Role]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def create_user_command(email, role, password_stdin):
+@click.option("--site", help="The one site an investigator controls (default: every site).")
+def create_user_command(email, role, password_stdin, site):
     """Create a staff account."""
     from .governance.staff import create_user
 
@@ -127,7 +128,7 @@ def create_user_command(email, role, password_stdin):
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = create_user(email, password, role, actor=ActorKind.CLI, now=now_utc())
+        user = create_user(email, password, role, actor=ActorKind.CLI, now=now_utc(), site=site)
     except Refused as error:
         fail(error.message)
     db.session.commit()
@@ -230,6 +231,54 @@ def dose_command(code, period, start, reason):
         f"Infusion {period} of {code} recorded at {dose_start.isoformat()} "
         f"({len(recorded.assessments)} assessments scheduled)."
     )
+
+
+@diary_cli.command("lock")
+@click.option("--reason", required=True, help="Why the data are locked (e.g. database lock before unblinding).")
+def lock_command(reason):
+    """Lock the study's data: every change answers 423 and the scheduler sends nothing."""
+    from .governance.lock import lock_study
+    from .study.trial import require_study
+
+    study = require_study()
+    try:
+        lock_study(study, reason=reason, actor=ActorKind.CLI, by_id=None, now=now_utc())
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo(f"Locked at {study.locked_at:%Y-%m-%d %H:%M:%S} UTC: {reason}")
+
+
+@diary_cli.command("unlock")
+@click.option("--reason", required=True, help="Why the data must change again.")
+def unlock_command(reason):
+    """Unlock the study's data (audited with the reason)."""
+    from .governance.lock import unlock_study
+    from .study.trial import require_study
+
+    try:
+        unlock_study(require_study(), reason=reason, actor=ActorKind.CLI, now=now_utc())
+    except Refused as error:
+        fail(error.message)
+    db.session.commit()
+    click.echo("Unlocked.")
+
+
+@diary_cli.command("audit-review")
+def audit_review_command():
+    """Run the audit-trail checks and print what each finds (exit 0; review them on the web)."""
+    from .reporting.audit_review import CHECKS, run_checks
+    from .study.trial import require_study
+
+    found = run_checks(require_study(), now_utc())
+    for check in CHECKS:
+        cases = found[check.name]
+        click.echo(f"{check.name}: {len(cases)} {'case' if len(cases) == 1 else 'cases'} ({check.looks_for})")
+        for case in cases[:20]:
+            when = f"{case.at:%Y-%m-%d %H:%M} UTC " if case.at else ""
+            click.echo(f"  {case.participant or '-'} {when}{case.what}")
+        if len(cases) > 20:
+            click.echo(f"  and {len(cases) - 20} more")
 
 
 @diary_cli.command("scheduler")

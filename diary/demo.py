@@ -20,6 +20,7 @@ from .governance import audit
 from .governance.staff import create_user
 from .models import Participant, RandomizationSlot, StaffUser
 from .participants.enrolment import enroll, participant_link
+from .reporting.audit_review import record_review
 from .safety.follow_up import create_tasks
 from .study.randomization import ensure_dummy_allocation
 from .study.trial import ensure_study, protocol_of
@@ -33,6 +34,7 @@ DEMO_LOGINS = {
     "unblinded": ("unblinded@demo.diary", "demo-unblinded-pass"),
     "admin": ("admin@demo.diary", "demo-admin-pass"),
     "emergency": ("emergency@demo.diary", "demo-emergency-pass"),
+    "investigator": ("investigator@demo.diary", "demo-investigator-pass"),
 }
 # How long ago each participant's infusions started: (infusion 1, infusion 2 or None).
 # Chosen so that different windows are open right now across the ten participants.
@@ -138,6 +140,15 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
     db.session.flush()
     # The coordinators' home page opens on the follow-up calls the simulated misses call for.
     result.follow_up_tasks = create_tasks(study, now)
+    # The investigator has looked at one audit-trail check once, so the review log is not empty.
+    investigator = db.session.scalar(select(StaffUser).where(StaffUser.email == DEMO_LOGINS["investigator"][0]))
+    record_review(
+        study,
+        "unusual_hours",
+        "First look at the night-time entries: each one was checked by phone.",
+        by=investigator,
+        now=now,
+    )
     return result
 
 

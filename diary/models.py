@@ -28,6 +28,9 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 from .i18n import LANGUAGES
 from .vocabulary import (
+    ChangeRequestState,
+    ChangeRequestType,
+    DecidedBy,
     FollowUpOutcome,
     ParticipantStatus,
     ReminderChannel,
@@ -36,6 +39,7 @@ from .vocabulary import (
     ReviewState,
     Role,
     Severity,
+    SignatureKind,
     Source,
     StaffMessageKind,
     SubmissionMode,
@@ -82,6 +86,11 @@ class Study(db.Model):
     # Set once, by the unblinded role; never cleared (unblinding is irreversible).
     unblinded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     unblinded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    # While set, no data may change (every write answers 423) and the scheduler sends nothing;
+    # unlocking clears it (with a reason, in the audit trail).
+    locked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    locked_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    lock_reason: Mapped[Optional[str]] = mapped_column(Text)
 
     protocol_versions: Mapped[list[ProtocolVersion]] = relationship(
         back_populates="study", order_by="ProtocolVersion.id"
@@ -116,6 +125,13 @@ class Participant(db.Model):
         CheckConstraint(sql_in("status", ParticipantStatus), name="status"),
         CheckConstraint("sequence IS NULL OR length(sequence) > 0", name="sequence"),
         CheckConstraint(sql_in("withdrawal_reason", WithdrawalReason, nullable=True), name="withdrawal_reason"),
+        CheckConstraint(
+            sql_in("discontinuation_reason", WithdrawalReason, nullable=True), name="discontinuation_reason"
+        ),
+        CheckConstraint(
+            sql_in("discontinuation_decided_by", DecidedBy, nullable=True), name="discontinuation_decided_by"
+        ),
+        CheckConstraint(sql_in("withdrawal_decided_by", DecidedBy, nullable=True), name="withdrawal_decided_by"),
         CheckConstraint(sql_in("language", LANGUAGES), name="language"),
     )
 
@@ -133,6 +149,11 @@ class Participant(db.Model):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     withdrawn_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     withdrawal_reason: Mapped[Optional[str]] = mapped_column(String(32))
+    # Treatment stopped, diary continues (status discontinued); and who decided either stop.
+    discontinued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    discontinuation_reason: Mapped[Optional[str]] = mapped_column(String(32))
+    discontinuation_decided_by: Mapped[Optional[str]] = mapped_column(String(16))
+    withdrawal_decided_by: Mapped[Optional[str]] = mapped_column(String(16))
     # The dummy allocation blinded analysts' exports carry before unblinding (randomization.py):
     # drawn once, kept, so their programs see the same data export after export.
     dummy_sequence: Mapped[Optional[str]] = mapped_column(String(16))
@@ -274,6 +295,11 @@ class ItemValue(db.Model):
     instrument: Mapped[str] = mapped_column(String(64))
     item: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(Text)
+    # The value as first stored, kept when a change is applied (None while never changed), with
+    # when it last changed and the change request that changed it (None for a staff correction).
+    original_value: Mapped[Optional[str]] = mapped_column(Text)
+    changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    change_request_id: Mapped[Optional[int]] = mapped_column(ForeignKey("change_request.id"))
 
     submission: Mapped[Submission] = relationship(back_populates="values")
 
@@ -338,6 +364,8 @@ class StaffUser(db.Model):
     role: Mapped[str] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # The site whose participants an investigator controls (None: every site).
+    site: Mapped[Optional[str]] = mapped_column(String(80))
     # Bumped at logout so that a copied session cookie stops working.
     session_generation: Mapped[int] = mapped_column(Integer, default=0)
     # An account an admin created signs in with the admin's password once, then must set its own.
@@ -487,6 +515,73 @@ class ActionKey(db.Model):
     actor: Mapped[str] = mapped_column(String(300))
     participant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("participant.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class ChangeRequest(db.Model):
+    """A request to change a value a participant entered (a DCR): opened by a coordinator with the
+    source of the correct value, decided by an investigator other than the requester, applied
+    only when approved."""
+
+    __table_args__ = (
+        CheckConstraint(sql_in("kind", ChangeRequestType), name="kind"),
+        CheckConstraint(sql_in("state", ChangeRequestState), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    instrument: Mapped[str] = mapped_column(String(64))
+    item: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    # Where the correct value comes from ("phone call with the participant"), and when.
+    source: Mapped[str] = mapped_column(Text)
+    source_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_value: Mapped[Optional[str]] = mapped_column(Text)
+    proposed_value: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(12), default=ChangeRequestState.OPEN.value, index=True)
+    decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    decided_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    decision_note: Mapped[Optional[str]] = mapped_column(Text)
+
+    submission: Mapped[Submission] = relationship()
+    requested_by: Mapped[StaffUser] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[decided_by_id])
+
+
+class Signature(db.Model):
+    """The investigator's sign-off of one participant-period (or its waiver), with the SHA-256 of
+    the period's values it covers: a later change makes the hashes differ, and the signature
+    invalid, without anything else having to remember to say so. A new signature is a new row."""
+
+    __table_args__ = (CheckConstraint(sql_in("kind", SignatureKind), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("period.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    meaning: Mapped[str] = mapped_column(Text)
+    values_sha256: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    signed_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    period: Mapped[Period] = relationship()
+    signed_by: Mapped[StaffUser] = relationship()
+
+
+class AuditReview(db.Model):
+    """A reviewer's record of one audit-trail check: what they looked at and concluded."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    check: Mapped[str] = mapped_column(String(64))
+    cases: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text)
+    reviewed_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    reviewed_by: Mapped[StaffUser] = relationship()
 
 
 class AuditEvent(db.Model):

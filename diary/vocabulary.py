@@ -11,7 +11,24 @@ from enum import StrEnum
 
 class ParticipantStatus(StrEnum):
     ACTIVE = "active"
+    # Stopped treatment (no more infusions) but stays in follow-up: the diary keeps asking for the
+    # entries of the current period, with reminders (ICH E6(R3) 3.16.1(u)).
+    DISCONTINUED = "discontinued"
+    # Withdrew consent: no further contact; the data already given is kept.
     WITHDRAWN = "withdrawn"
+
+    @classmethod
+    def in_diary(cls) -> tuple[ParticipantStatus, ...]:
+        """Participants the diary still asks for entries, reminds and follows up."""
+        return (cls.ACTIVE, cls.DISCONTINUED)
+
+
+class DecidedBy(StrEnum):
+    """Who decided that a participant stops treatment or leaves the study."""
+
+    PARTICIPANT = "participant"
+    INVESTIGATOR = "investigator"
+    SPONSOR = "sponsor"
 
 
 class WithdrawalReason(StrEnum):
@@ -99,6 +116,8 @@ class Role(StrEnum):
     UNBLINDED = "unblinded"
     # May break the code of one participant in an emergency (and nothing else of the blind).
     EMERGENCY = "emergency"
+    # Controls the site's participant data: approves or rejects change requests, signs periods.
+    INVESTIGATOR = "investigator"
 
 
 class Allocation(StrEnum):
@@ -229,6 +248,56 @@ class ReminderState(StrEnum):
         return (cls.PENDING, cls.SENDING, cls.FAILED)
 
 
+class ChangeRequestType(StrEnum):
+    """Why a participant's value should change (the C-Path eCOA consortium's categories)."""
+
+    ENTERED_IN_ERROR = "entered_in_error"
+    WRONG_TIMEPOINT = "wrong_timepoint"
+    DUPLICATE = "duplicate"
+    WRONG_PARTICIPANT = "wrong_participant"
+    OTHER = "other"
+
+
+CHANGE_REQUEST_LABELS = {
+    ChangeRequestType.ENTERED_IN_ERROR: "Entered in error, as reported by the participant",
+    ChangeRequestType.WRONG_TIMEPOINT: "Entered at the wrong time point",
+    ChangeRequestType.DUPLICATE: "Duplicate entry",
+    ChangeRequestType.WRONG_PARTICIPANT: "Entered for the wrong participant",
+    ChangeRequestType.OTHER: "Other",
+}
+
+
+class ChangeRequestState(StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class SignatureKind(StrEnum):
+    """What the investigator did with a participant-period: signed it, or waived the signature."""
+
+    SIGNED = "signed"
+    WAIVED = "waived"
+
+
+class SignatureStatus(StrEnum):
+    """A participant-period's sign-off as of now (worked out, never stored)."""
+
+    NOT_SIGNED = "not_signed"
+    SIGNED = "signed"
+    WAIVED = "waived"
+    # Signed (or waived), then a value changed: the period is listed to re-sign.
+    INVALID = "invalid"
+
+
+SIGNATURE_TEXT = {
+    SignatureStatus.NOT_SIGNED: "not signed",
+    SignatureStatus.SIGNED: "signed",
+    SignatureStatus.WAIVED: "waived",
+    SignatureStatus.INVALID: "changed since signed: to re-sign",
+}
+
+
 class AuditAction(StrEnum):
     """What an audit event records (``audit.record`` refuses any other word)."""
 
@@ -275,6 +344,15 @@ class AuditAction(StrEnum):
     UPLOAD_RANDOMIZATION = "upload_randomization"
     VIEW_CONTACT = "view_contact"
     WITHDRAW = "withdraw"
+    DISCONTINUE = "discontinue"
+    REQUEST_CHANGE = "request_change"
+    APPROVE_CHANGE = "approve_change"
+    REJECT_CHANGE = "reject_change"
+    SIGN_PERIOD = "sign_period"
+    WAIVE_SIGNATURE = "waive_signature"
+    LOCK_STUDY = "lock_study"
+    UNLOCK_STUDY = "unlock_study"
+    REVIEW_AUDIT_CHECK = "review_audit_check"
 
 
 class ActorKind(StrEnum):
@@ -343,4 +421,6 @@ TEMPLATE_GLOBALS = {
     "ReminderChannel": ReminderChannel,
     "AuditAction": AuditAction,
     "ExportFormat": ExportFormat,
+    "SignatureStatus": SignatureStatus,
+    "SIGNATURE_TEXT": SIGNATURE_TEXT,
 }

@@ -215,3 +215,39 @@ def answers_for(protocol, code: str, vas: int = 40, **extra) -> dict:
                     form[field_name(instrument, item, term.code)] = "none"
     form.update(extra)
     return form
+
+
+_readiness = iter(range(1, 10**6))
+
+
+def ready_for_the_truth(study):
+    """Lock the study with every participant-period signed (or waived, when it had no infusion)
+    by an investigator, as the true allocation and unblinding require. Uses the real rules."""
+    import pyotp
+
+    from diary.governance.lock import is_locked, lock_study
+    from diary.governance.signoff import sign_all, unsigned_periods
+    from diary.models import now_utc
+
+    from .staff_helpers import PASSWORD, TOTP_SECRET, make_staff
+
+    investigator = make_staff("investigator", f"investigator-{next(_readiness)}@site.test")
+    now = now_utc()
+    periods = [period for period, _status in unsigned_periods(study.id)]
+    code = pyotp.TOTP(TOTP_SECRET).at(now)
+    sign_all(periods, by=investigator, password=PASSWORD, code=code, now=now)
+    waiting = [period for period, _status in unsigned_periods(study.id)]
+    if waiting:
+        later = now + timedelta(seconds=31)
+        sign_all(
+            waiting,
+            by=investigator,
+            password=PASSWORD,
+            code=pyotp.TOTP(TOTP_SECRET).at(later),
+            now=later,
+            kind="waived",
+            reason="no infusion given",
+        )
+    if not is_locked(study):
+        lock_study(study, reason="database lock before unblinding", actor="test", by_id=None, now=now)
+    db.session.commit()

@@ -14,7 +14,7 @@ PASSWORD = "correct horse battery"
 _cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 # Roles that must use a second factor get this authenticator secret in tests.
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-SECOND_FACTOR_ROLES = ("admin", "unblinded", "emergency")
+SECOND_FACTOR_ROLES = ("admin", "unblinded", "emergency", "investigator")
 
 
 def totp_now() -> str:

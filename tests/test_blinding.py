@@ -36,6 +36,7 @@ from diary.study.blinding import Blinding, blinding_for
 from diary.study.trial import protocol_of, unblind
 from diary.vocabulary import Allocation, Role, Split
 
+from .conftest import ready_for_the_truth
 from .participant_helpers import csrf_from, sign_in
 from .staff_helpers import login_as, make_staff
 from .test_reminders import smtp, text_of  # noqa: F401  (smtp: a real aiosmtpd server)
@@ -466,6 +467,7 @@ def test_no_blinded_role_sees_a_drug_or_a_true_sequence_and_the_unblinded_role_d
     summary = keyholder.get("/staff/summary").get_data(as_text=True)
     assert "sequence AB" in summary and "dummy" not in summary and _sealed_names_in(pages, protocol) == []
 
+    ready_for_the_truth(db.session.merge(trial_study()))
     unblind(db.session.merge(trial_study()), user=make_staff("unblinded", "keyholder-route@site.test"), now=now_utc())
     db.session.commit()
     for role in ("unblinded", "coordinator", "analyst"):

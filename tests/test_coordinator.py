@@ -28,8 +28,8 @@ from .conftest import answers_for, assessment_of
 from .participant_helpers import action_key_from, csrf_from, participant_with_day1_open
 from .staff_helpers import PASSWORD, any_csrf, login_as, make_staff
 
-ROLES = ["admin", "coordinator", "analyst", "unblinded"]
-READERS = {"coordinator", "analyst", "admin"}
+ROLES = ["admin", "coordinator", "analyst", "unblinded", "investigator"]
+READERS = {"coordinator", "analyst", "admin", "investigator"}
 
 
 @pytest.fixture
@@ -60,14 +60,28 @@ ROUTES = [
     ("GET", "/staff/assessments/{assessment}/enter", {"coordinator"}),
     ("POST", "/staff/assessments/{assessment}/enter", {"coordinator"}),
     ("GET", "/staff/assessments/{done}/correct", {"coordinator"}),
-    ("POST", "/staff/assessments/{done}/correct", {"coordinator"}),
+    # {done} is the participant's own entry: no one edits it in place (a change request instead).
+    ("POST", "/staff/assessments/{done}/correct", set()),
+    ("GET", "/staff/assessments/{done}/request-change", {"coordinator", "investigator"}),
+    ("POST", "/staff/assessments/{done}/request-change", {"coordinator", "investigator"}),
+    ("GET", "/staff/change-requests", {"coordinator", "investigator"}),
+    ("POST", "/staff/change-requests/1/decide", {"investigator"}),
+    ("GET", "/staff/sign-off", {"investigator"}),
+    ("POST", "/staff/periods/1/sign", {"investigator"}),
+    ("POST", "/staff/sign-off/all", {"investigator"}),
+    ("GET", "/staff/audit-review", {"admin", "coordinator", "investigator"}),
+    ("POST", "/staff/audit-review", {"admin", "coordinator", "investigator"}),
+    ("GET", "/staff/participants/{code}/discontinue", {"coordinator"}),
+    ("POST", "/staff/participants/{code}/discontinue", {"coordinator"}),
+    ("GET", "/staff/admin/lock", {"admin"}),
+    ("POST", "/staff/admin/lock", {"admin"}),
     ("GET", "/staff/side-effects", {"coordinator"}),
     ("POST", "/staff/side-effects/{report}/acknowledge", {"coordinator"}),
     ("GET", "/staff/password", set(ROLES)),
     ("GET", "/staff/admin/users", {"admin"}),
     ("POST", "/staff/admin/users", {"admin"}),
     ("POST", "/staff/admin/users/1", {"admin"}),
-    ("GET", "/staff/summary", {"coordinator", "analyst", "admin", "unblinded"}),
+    ("GET", "/staff/summary", {"coordinator", "analyst", "admin", "unblinded", "investigator"}),
     ("GET", "/staff/exports", {"analyst", "admin", "unblinded"}),
     ("POST", "/staff/exports", {"analyst", "admin", "unblinded"}),
     ("GET", "/staff/unblind", {"unblinded"}),
@@ -418,7 +432,16 @@ def test_withdrawal_marks_remaining_not_applicable_and_deletes_nothing(client, s
 def test_correction_needs_a_reason_and_keeps_the_old_value(client, study, someone):
     protocol = protocol_of(study.current_protocol_version)
     day1 = assessment_of(someone, 1, "D1")
-    record_submission(day1, answers_for(protocol, "D1", vas=63), now=now_utc(), actor="p")
+    # Entered by the study team from the paper log: theirs to correct with a reason.
+    record_submission(
+        day1,
+        answers_for(protocol, "D1", vas=63),
+        now=now_utc(),
+        actor="p",
+        source="paper",
+        reason="paper log",
+        collected_at=day1.window_open + timedelta(minutes=1),
+    )
     db.session.commit()
     login_as(client, "coordinator")
     page = client.get(f"/staff/assessments/{day1.id}/correct").get_data(as_text=True)

@@ -22,7 +22,7 @@ from diary.models import AuditEvent, now_utc
 from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of, unblind
 
-from .conftest import answers_for, assessment_of
+from .conftest import answers_for, assessment_of, ready_for_the_truth
 from .staff_helpers import any_csrf, login_as, make_staff
 
 # The contract from DESIGN.md, written out here as the specification the export must meet.
@@ -68,6 +68,9 @@ CONTRACT = {
         "instrument",
         "item",
         "value",
+        "value_as_entered",
+        "change_request_id",
+        "days_entry_to_change",
         "submitted_utc",
         "collected_utc",
         "minutes_from_dose",
@@ -97,6 +100,8 @@ CONTRACT = {
         "source_d3",
         "auc_n_points",
         "excluded_reason",
+        "values_changed_late",
+        "signature_status",
         "code_broken_utc",
         "allocation_is_dummy",
     ],
@@ -141,6 +146,10 @@ CONTRACT = {
         "status",
         "withdrawn_utc",
         "withdrawal_reason",
+        "withdrawal_decided_by",
+        "discontinued_utc",
+        "discontinuation_reason",
+        "discontinuation_decided_by",
         "periods_dosed",
         "has_baseline_all_periods",
         "has_primary_both_periods",
@@ -159,6 +168,7 @@ CONTRACT = {
         "new_value",
         "reason",
     ],
+    "audit_reviews": ["review_id", "check", "cases", "reviewer_role", "reviewed_utc", "note"],
     "data_dictionary": [
         "table",
         "column",
@@ -442,6 +452,7 @@ def test_no_identifiers_in_the_export(study, tmp_path, client):
 def test_blinded_and_unblinded_exports_differ_only_in_treatment(demo, study, tmp_path):
     """With the true allocation, unblinding fills in the drug names and changes nothing else."""
     blinded_dir, unblinded_dir = tmp_path / "blinded", tmp_path / "unblinded"
+    ready_for_the_truth(study)
     write_bundle(blinded_dir, study=study, now=demo, true_allocation=True)
     unblind(study, user=make_staff("unblinded"), now=demo)
     db.session.commit()
@@ -554,6 +565,9 @@ def test_unblinding_is_confirmed_audited_and_irreversible(client, study):
     assert unconfirmed.status_code == 422
     db.session.refresh(study)
     assert study.unblinded_at is None
+    refused = client.post("/staff/unblind", data={"csrf_token": any_csrf(client), "confirm": "UNBLIND"})
+    assert refused.status_code == 409 and "Lock the study first" in refused.get_data(as_text=True)
+    ready_for_the_truth(study)
     assert client.post("/staff/unblind", data={"csrf_token": any_csrf(client), "confirm": "UNBLIND"}).status_code == 302
     db.session.refresh(study)
     assert study.unblinded_at is not None and study.unblinded_by_id == user.id

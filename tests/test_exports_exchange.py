@@ -27,7 +27,7 @@ from diary.participants.enrolment import enroll, withdraw
 from diary.study.randomization import load_randomization_list
 from diary.study.trial import protocol_of, unblind
 
-from .conftest import answers_for, assessment_of
+from .conftest import answers_for, assessment_of, ready_for_the_truth
 from .staff_helpers import any_csrf, login_as, make_staff
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -252,6 +252,7 @@ def test_web_exports_give_the_dummy_to_blinded_roles_and_the_truth_to_the_unblin
 
 
 def test_after_unblinding_every_role_gets_the_true_allocation_with_drug_names(client, demo, study):
+    ready_for_the_truth(study)
     unblind(study, user=make_staff("unblinded"), now=demo)
     db.session.commit()
     login_as(client, "analyst")
@@ -267,6 +268,11 @@ def test_after_unblinding_every_role_gets_the_true_allocation_with_drug_names(cl
 def test_the_cli_asks_for_the_true_allocation_explicitly(runner, demo, tmp_path):
     dummy = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "d")])
     assert dummy.exit_code == 0 and "DUMMY allocation" in dummy.output
+    refused = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "t"), "--true-allocation"])
+    assert refused.exit_code == 1 and "Lock the study first" in refused.output
+    from diary.study.trial import require_study
+
+    ready_for_the_truth(require_study())
     true = runner.invoke(args=["diary", "export", "--out", str(tmp_path / "t"), "--true-allocation"])
     assert true.exit_code == 0 and "DUMMY" not in true.output
     assert json.loads((tmp_path / "t" / "manifest.json").read_text())["allocation_is_dummy"] is False

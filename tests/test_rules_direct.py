@@ -557,18 +557,33 @@ def test_validate_answers_refuses_each_kind_of_bad_answer(study):
     assert severe.alerts and severe.values[("side_effects", "symptoms.nausea")] == "severe"
 
 
+def test_correct_value_refuses_a_participants_own_entry(dosed):
+    """A value the participant entered changes only through a change request (403 here)."""
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    submission, _ = record_submission(entry, answers_for(protocol, "M80", vas=40), now=entry.window_open, actor="test")
+    with pytest.raises(Refused, match="never edited in place") as refusal:
+        correct_value(submission, "fatigue_vas.fatigue", "41", reason="phone call", actor="test", now=NOW)
+    assert refusal.value.status == 403
+    assert {v.value for v in submission.values if v.item == "fatigue"} == {"40"}
+
+
 def test_correct_value_refuses_without_reason_unknown_items_bad_or_same_values(dosed):
     participant, _ = dosed
     protocol = protocol_of(participant.study.current_protocol_version)
     entry = assessment_of(participant, 1, "M80")
-    submission, _ = record_submission(
+    submission, _ = record_submission(  # entered by the study team from the paper sheet
         entry,
         answers_for(protocol, "M80", vas=40, **{"side_effects.symptoms.nausea": "mild"}),
-        now=entry.window_open,
+        now=NOW + timedelta(days=1),
         actor="test",
+        source=Source.PAPER,
+        reason="paper sheet",
+        collected_at=entry.window_open,
     )
     vas, nausea = "fatigue_vas.fatigue", "side_effects.symptoms.nausea"
-    common = dict(actor="test", now=NOW)
+    common = dict(actor="test", now=NOW + timedelta(days=1))
     for reason in ("", "  "):
         with pytest.raises(Refused, match="needs a reason"):
             correct_value(submission, vas, "41", reason=reason, **common)

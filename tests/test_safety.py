@@ -158,11 +158,14 @@ def test_staff_can_correct_a_side_effect_answer_with_a_reason(client, study, pro
     """A checklist answer is corrected like any other: the report follows, the old value is in the audit."""
     participant = dosed(study, "P-COR001", now_utc() - timedelta(days=3))
     d1 = assessment_of(participant, 1, "D1")
-    record_submission(
+    record_submission(  # taken by phone: the study team's entry, theirs to correct
         d1,
         answers_for(protocol, "D1", **{"side_effects.symptoms.headache": "mild"}),
-        now=d1.window_open + timedelta(minutes=1),
+        now=now_utc(),
         actor="t",
+        source="phone_interview",
+        reason="called in",
+        collected_at=d1.window_open + timedelta(minutes=1),
     )
     db.session.commit()
     login_as(client, "coordinator")

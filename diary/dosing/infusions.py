@@ -17,6 +17,7 @@ from sqlalchemy import select
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
+from ..governance.lock import refuse_if_locked
 from ..models import Assessment, Participant, Period
 from ..protocol.schedule import schedule_period
 from ..study.trial import protocol_of
@@ -31,8 +32,13 @@ def _checked_period(participant: Participant, period_number: int, protocol) -> t
     row lock and then sees the first's start (so it is a correction and needs a reason); SQLite
     runs one writer at a time.
     """
+    refuse_if_locked(participant.study)
     if participant.status != ParticipantStatus.ACTIVE:
-        raise Refused("This participant has withdrawn; no infusion can be planned or recorded.", status=409)
+        raise Refused(
+            f"This participant has {'withdrawn' if participant.status == ParticipantStatus.WITHDRAWN else 'stopped their infusions'}; "
+            "no infusion can be planned or recorded.",
+            status=409,
+        )
     locked = db.session.scalars(
         select(Period)
         .where(Period.participant_id == participant.id)

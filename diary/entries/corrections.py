@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -9,10 +10,11 @@ from sqlalchemy import select
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
+from ..governance.lock import refuse_if_locked
 from ..models import ItemValue, SideEffectReport, Submission
 from ..safety.alerts import review_due
 from ..study.trial import protocol_of
-from ..vocabulary import AuditAction, ItemType, Severity
+from ..vocabulary import AuditAction, ItemType, Severity, Source
 from .recording import Answers, _validate_item, field_name
 
 
@@ -87,12 +89,28 @@ def _correct_side_effect(submission: Submission, item, term, new_value: str) -> 
     report.review_due_at = review_due(report, protocol, report.reported_at)
 
 
-def correct_value(
-    submission: Submission, key: str, raw_value: str, *, reason: str, actor: str, now: datetime
-) -> ItemValue:
-    """Change one answered item. The new value is validated like a participant's answer."""
-    if not (reason and reason.strip()):
-        raise Refused("A correction needs a reason.")
+@dataclass
+class Change:
+    """A checked new value for one item of a submission, and the stored row it replaces."""
+
+    instrument: object
+    item: object
+    term: object | None
+    stored_item: str
+    new_value: str
+    stored: ItemValue | None
+    # The stored value when the change was checked (the row itself changes when it is applied).
+    old_value: str | None
+
+    @property
+    def field(self) -> str:
+        return f"{self.instrument.id}.{self.stored_item}"
+
+
+def checked_change(submission: Submission, key: str, raw_value: str) -> Change:
+    """Validate a new value for item ``key`` like a participant's answer, and read the stored one
+    afresh under a row lock (two changes at once must each see the other's value, so the audit
+    trail's old values chain without a gap). Refuses an unknown item, a bad value, the same value."""
     items = {k: (instrument, item) for k, _, instrument, item in correctable_items(submission)}
     if key not in items:
         raise Refused("That item cannot be corrected here.")
@@ -114,8 +132,6 @@ def correct_value(
         new_value = answers.values.get((instrument.id, item.id))
         if new_value is None:
             raise Refused("Give the new value.")
-    # Read afresh under a row lock: two corrections at once must each see the other's value,
-    # so the audit trail's old values chain without a gap.
     stored = db.session.scalars(
         select(ItemValue)
         .where(
@@ -126,17 +142,60 @@ def correct_value(
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
-    old_value = stored.value if stored else None
-    if old_value == new_value:
+    change = Change(instrument, item, term, stored_item, new_value, stored, stored.value if stored else None)
+    if change.old_value == new_value:
         raise Refused("The new value is the same as the stored one.")
-    if term is not None or item.unsolicited_report:
-        _correct_side_effect(submission, item, term, new_value)
+    return change
+
+
+def apply_change(
+    submission: Submission, change: Change, *, now: datetime, change_request_id: int | None = None
+) -> ItemValue:
+    """Store a checked change: the side-effect report follows it, and the value as first stored
+    is kept on the row (``original_value``) with when it changed and by which request."""
+    if change.term is not None or change.item.unsolicited_report:
+        _correct_side_effect(submission, change.item, change.term, change.new_value)
+    stored = change.stored
     if stored is None:
-        stored = ItemValue(submission=submission, instrument=instrument.id, item=stored_item, value=new_value)
+        stored = ItemValue(
+            submission=submission, instrument=change.instrument.id, item=change.stored_item, value=change.new_value
+        )
         db.session.add(stored)
     else:
-        stored.value = new_value
+        if stored.changed_at is None:
+            stored.original_value = stored.value
+        stored.value = change.new_value
+    stored.changed_at = now
+    stored.change_request_id = change_request_id
+    return stored
+
+
+PARTICIPANT_VALUE = (
+    "A value the participant entered is never edited in place: open a change request, with its source, "
+    "for an investigator to approve."
+)
+
+
+def correct_value(
+    submission: Submission, key: str, raw_value: str, *, reason: str, actor: str, now: datetime
+) -> ItemValue:
+    """Change one answered item of an entry the study team made (on paper, by phone, at the
+    clinic), with a reason. A participant's own entry changes only through a change request
+    (``change_requests``). The new value is validated like a participant's answer."""
+    refuse_if_locked(submission.assessment.period.participant.study)
+    if submission.source == Source.PARTICIPANT:
+        raise Refused(PARTICIPANT_VALUE, status=403)
+    if not (reason and reason.strip()):
+        raise Refused("A correction needs a reason.")
+    change = checked_change(submission, key, raw_value)
+    stored = apply_change(submission, change, now=now)
     period = submission.assessment.period
+    instrument, stored_item, old_value, new_value = (
+        change.instrument,
+        change.stored_item,
+        change.old_value,
+        change.new_value,
+    )
     audit.record(
         actor=actor,
         action=AuditAction.CORRECT_VALUE,

@@ -13,10 +13,13 @@ from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy import func, select
 
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
+from ..governance.lock import refuse_until_ready_for_the_truth
+from ..models import AuditEvent
 from ..study.blinding import OPERATOR, Allocation, blinding_for
 from ..study.randomization import ensure_dummy_allocation
 from ..study.trial import protocol_of
@@ -36,6 +39,7 @@ TABLE_ORDER = [
     "adherence",
     "participants",
     "audit_trail",
+    "audit_reviews",
     "data_dictionary",
 ]
 # Starter programs copied into every bundle (analysis/primary.py and analysis/primary.R).
@@ -144,6 +148,10 @@ def write_bundle(
         "exported_utc": iso_utc(now),
         "blinded": blinded,
         "unblinded_utc": None if blinded else iso_utc(study.unblinded_at),
+        # The data's lock (None when exported from unlocked data), and which state of the trail it
+        # reflects: the last audit event's id when the export began.
+        "locked_utc": iso_utc(study.locked_at) if study.locked_at else None,
+        "snapshot": f"audit-event-{db.session.scalar(select(func.max(AuditEvent.id))) or 0}",
         "allocation_is_dummy": dummy,
         "allocation": (
             "DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
@@ -239,6 +247,10 @@ def export_study(
     if identified and not reason:
         raise Refused("An identified export needs a reason: it carries emails and phone numbers.")
     blinding = blinding_for(study, role, true_allocation=bool(true_allocation))
+    if role == OPERATOR and true_allocation and study.unblinded_at is None:
+        # The operator's --true-allocation export: only on locked, signed data. (The unblinded
+        # role's own exports carry the truth throughout, for the DSMB's reviews.)
+        refuse_until_ready_for_the_truth(study)
     manifest = write_bundle(
         out_dir,
         study=study,

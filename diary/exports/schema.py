@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 from ..vocabulary import (
     AssessmentState,
+    DecidedBy,
     ItemType,
     ParticipantStatus,
+    Role,
     Severity,
+    SignatureStatus,
     Source,
     SubmissionMode,
     WithdrawalReason,
@@ -270,6 +273,29 @@ TABLES: dict[str, list[Column]] = {
             allowed=FROM_PROTOCOL,
             free_text=True,
         ),
+        Column(
+            "value_as_entered",
+            STRING,
+            "The answer as the participant (or the study team) first stored it; equal to value unless an "
+            "approved change request or a staff correction changed it since. Run the analysis on this "
+            "column for the as-entered data.",
+            allowed=FROM_PROTOCOL,
+            free_text=True,
+        ),
+        Column(
+            "change_request_id",
+            INTEGER,
+            "The approved change request that set value (see audit_trail, entity change_request). Empty "
+            "when the value was never changed, or was corrected by the study team on its own entry.",
+        ),
+        Column(
+            "days_entry_to_change",
+            NUMBER,
+            "Days from when the answers were given (collected_utc) to the last change of this value. "
+            "Empty when never changed.",
+            unit="days",
+            precision="rounded to 2 decimals",
+        ),
         SUBMITTED,
         COLLECTED,
         MINUTES,
@@ -341,6 +367,20 @@ TABLES: dict[str, list[Column]] = {
             "Entries of this period left out of the endpoints and why (a BL "
             "given after the infusion started; an entry a corrected infusion time left outside its "
             "window). Empty when nothing was excluded.",
+        ),
+        Column(
+            "values_changed_late",
+            BOOLEAN,
+            "True when a VAS these endpoints use was changed more than the protocol's late_change_days "
+            "(default 7) after it was given: run the analysis with and without these periods, or on "
+            "responses.value_as_entered.",
+        ),
+        Column(
+            "signature_status",
+            STRING,
+            "The investigator's sign-off of this participant-period: signed, waived, invalid (changed "
+            "after signing, to re-sign) or not_signed.",
+            allowed=listed(SignatureStatus),
         ),
         CODE_BROKEN,
         DUMMY,
@@ -472,6 +512,30 @@ TABLES: dict[str, list[Column]] = {
             "words are in audit_trail). Empty when active.",
             allowed=listed(WithdrawalReason),
         ),
+        Column(
+            "withdrawal_decided_by",
+            STRING,
+            "Who decided the withdrawal. Empty when not withdrawn.",
+            allowed=listed(DecidedBy),
+        ),
+        Column(
+            "discontinued_utc",
+            DATETIME,
+            "When treatment was discontinued while the diary continued (ISO 8601, UTC). Empty otherwise.",
+            unit="UTC",
+        ),
+        Column(
+            "discontinuation_reason",
+            STRING,
+            "Why treatment was discontinued, as a category. Empty otherwise.",
+            allowed=listed(WithdrawalReason),
+        ),
+        Column(
+            "discontinuation_decided_by",
+            STRING,
+            "Who decided to discontinue treatment. Empty otherwise.",
+            allowed=listed(DecidedBy),
+        ),
         Column("periods_dosed", INTEGER, "Periods whose infusion start is recorded.", unit="count"),
         Column(
             "has_baseline_all_periods",
@@ -499,7 +563,7 @@ TABLES: dict[str, list[Column]] = {
             STRING,
             "Who did it, by role, never by name: a staff role, participant, operator "
             "(the server's command line) or system.",
-            allowed="admin; coordinator; analyst; unblinded; emergency; participant; operator; system",
+            allowed=listed([*Role, "participant", "operator", "system"]),
         ),
         Column(
             "action",
@@ -525,6 +589,15 @@ TABLES: dict[str, list[Column]] = {
             free_text=True,
         ),
         Column("reason", STRING, "Why, in the words of the person who did it.", free_text=True),
+    ],
+    # The risk-based review of the audit trail (ICH E6(R3) 4.2.3): each check a reviewer looked at.
+    "audit_reviews": [
+        Column("review_id", INTEGER, "Order of the review."),
+        Column("check", STRING, "The named check the reviewer looked at (see docs/coordinator-guide.md)."),
+        Column("cases", INTEGER, "How many cases the check listed when it was reviewed.", unit="count"),
+        Column("reviewer_role", STRING, "Who reviewed, by role.", allowed=listed(Role)),
+        Column("reviewed_utc", DATETIME, "When (ISO 8601, UTC).", unit="UTC"),
+        Column("note", STRING, "What the reviewer concluded.", free_text=True),
     ],
     # Only in an identified export, asked for by an authorised user (rule 7).
     "participants_identified": [

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from ..models import Assessment, ItemValue, Participant, Period
-from ..vocabulary import ItemType
+from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
 from .tables import ExportContext, responses_query, side_effects
 
 DATASET_JSON_VERSION = "1.1.0"
@@ -126,6 +126,30 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             ("EPOCH", "Epoch"),
         ),
     ),
+    "DS": (
+        "Disposition",
+        _vars(
+            *COMMON,
+            ("DSSEQ", "Sequence Number", "integer", 3),
+            ("DSTERM", "Reported Term for the Disposition Event"),
+            ("DSDECOD", "Standardized Disposition Term"),
+            ("DSCAT", "Category for Disposition Event"),
+            ("DSSCAT", "Subcategory for Disposition Event"),
+            ("EPOCH", "Epoch"),
+            ("DSSTDTC", "Start Date/Time of Disposition Event", "datetime"),
+            ("DSSTDY", "Study Day of Start of Disposition Event", "integer"),
+        ),
+    ),
+}
+
+# The stop reasons as CDISC's NCOMPLT codelist words them.
+DSDECOD = {
+    WithdrawalReason.PARTICIPANT_DECISION: "WITHDRAWAL BY SUBJECT",
+    WithdrawalReason.ADVERSE_EVENT: "ADVERSE EVENT",
+    WithdrawalReason.LOST_TO_FOLLOW_UP: "LOST TO FOLLOW-UP",
+    WithdrawalReason.INVESTIGATOR_DECISION: "PHYSICIAN DECISION",
+    WithdrawalReason.PROTOCOL_DEVIATION: "PROTOCOL DEVIATION",
+    WithdrawalReason.OTHER: "OTHER",
 }
 
 
@@ -140,6 +164,9 @@ class Subject:
     sequence: str
     withdrawn: datetime | None
     site: str
+    withdrawal_reason: str | None = None
+    discontinued: datetime | None = None
+    discontinuation_reason: str | None = None
 
 
 @lru_cache(maxsize=8192)
@@ -193,6 +220,9 @@ class Builder:
                 Participant.sequence,
                 Participant.withdrawn_at,
                 Participant.site,
+                Participant.withdrawal_reason,
+                Participant.discontinued_at,
+                Participant.discontinuation_reason,
             )
             .where(Participant.study_id == self.ctx.study.id)
             .order_by(Participant.code)
@@ -231,6 +261,9 @@ class Builder:
                 sequence=self.ctx.sequence(person.code, person.sequence),
                 withdrawn=person.withdrawn_at,
                 site=person.site,
+                withdrawal_reason=person.withdrawal_reason,
+                discontinued=person.discontinued_at,
+                discontinuation_reason=person.discontinuation_reason,
             )
         return subjects
 
@@ -337,9 +370,24 @@ class Builder:
         )
         order = self.ctx.order
         sequence, code_seen = 0, None
-        for code, _, period, _, _, timepoint, instrument_id, item_id, value, _, collected, _, _ in self.ctx.stream(
-            query
-        ):
+        for (
+            code,
+            _,
+            period,
+            _,
+            _,
+            timepoint,
+            instrument_id,
+            item_id,
+            value,
+            _,
+            _,
+            _,
+            _,
+            collected,
+            _,
+            _,
+        ) in self.ctx.stream(query):
             found = items.get((instrument_id, item_id))
             if found is None or value is None:
                 continue
@@ -391,6 +439,55 @@ class Builder:
                 study_day(reported, subject),
                 epoch(reported, subject),
             ]
+
+    def ds(self):
+        """Consent, then how the subject left treatment and the study: discontinued treatment
+        (the diary continued), withdrawn, or completed (every infusion given and its last window
+        closed); a subject still in the study has only the consent record."""
+        for subject in self.subjects.values():
+            events = [
+                ("INFORMED CONSENT OBTAINED", "INFORMED CONSENT OBTAINED", "PROTOCOL MILESTONE", "", subject.enrolled)
+            ]
+            if subject.discontinued:
+                reason = subject.discontinuation_reason or WithdrawalReason.OTHER
+                events.append(
+                    (
+                        WITHDRAWAL_LABELS[reason],
+                        DSDECOD[reason],
+                        "DISPOSITION EVENT",
+                        "STUDY TREATMENT",
+                        subject.discontinued,
+                    )
+                )
+            if subject.withdrawn:
+                reason = subject.withdrawal_reason or WithdrawalReason.OTHER
+                events.append(
+                    (
+                        WITHDRAWAL_LABELS[reason],
+                        DSDECOD[reason],
+                        "DISPOSITION EVENT",
+                        "STUDY PARTICIPATION",
+                        subject.withdrawn,
+                    )
+                )
+            elif len(subject.doses) == self.ctx.protocol.periods:
+                end = self._period_end(subject, max(subject.doses))
+                if end is not None and end <= self.ctx.now:
+                    events.append(("COMPLETED", "COMPLETED", "DISPOSITION EVENT", "STUDY PARTICIPATION", end))
+            for number, (term, decoded, category, subcategory, moment) in enumerate(events, start=1):
+                yield [
+                    self.studyid,
+                    "DS",
+                    subject.usubjid,
+                    number,
+                    term,
+                    decoded,
+                    category,
+                    subcategory,
+                    epoch(moment, subject) if category == "DISPOSITION EVENT" else "SCREENING",
+                    local_dtc(moment, subject.tz),
+                    study_day(moment, subject),
+                ]
 
 
 def _csv_cell(value) -> str:

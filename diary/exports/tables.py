@@ -8,15 +8,17 @@ stream with ``yield_per`` so the study is never held in memory at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 
 from sqlalchemy import select
 
 from ..dosing.assessments import rows_query, state_at
+from ..governance.signoff import statuses_for_study as signature_statuses
 from ..models import (
     Assessment,
     AuditEvent,
+    AuditReview,
     ItemValue,
     Participant,
     Period,
@@ -28,7 +30,7 @@ from ..models import (
 from ..protocol import Protocol
 from ..reporting.adherence import Tally
 from ..study.blinding import ALLOCATION_EVENTS
-from ..vocabulary import ActorKind, AssessmentState, AuditAction, ItemType, SubmissionMode
+from ..vocabulary import ActorKind, AssessmentState, AuditAction, ItemType, SignatureStatus, SubmissionMode
 from .endpoints import compute_endpoints, pct_change
 
 BATCH = 5000
@@ -190,6 +192,9 @@ def responses_query(ctx: ExportContext, instruments: list[str]):
             ItemValue.instrument,
             ItemValue.item,
             ItemValue.value,
+            ItemValue.original_value,
+            ItemValue.change_request_id,
+            ItemValue.changed_at,
             Submission.submitted_at,
             Submission.collected_at,
             Submission.source,
@@ -222,6 +227,9 @@ def responses(ctx: ExportContext):
         instrument,
         item,
         value,
+        original_value,
+        change_request_id,
+        changed_at,
         submitted_at,
         collected_at,
         source,
@@ -230,8 +238,10 @@ def responses(ctx: ExportContext):
         if collected_at != last_collected:
             last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
         shown_sequence, treatment_code, name = ctx.allocation(code, sequence, number, treatment)
+        as_entered = original_value if changed_at is not None else value
+        days_to_change = None if changed_at is None else round((changed_at - collected_at).total_seconds() / 86400, 2)
         if blank and (instrument, item) in blank:
-            value = None
+            value = as_entered = None
         yield (
             code,
             shown_sequence,
@@ -243,6 +253,9 @@ def responses(ctx: ExportContext):
             instrument,
             item,
             value,
+            as_entered,
+            change_request_id,
+            days_to_change,
             submitted_at,
             collected_at,
             minutes,
@@ -266,7 +279,7 @@ def _vas_periods(ctx: ExportContext):
     instrument, item = ctx.protocol.vas_item()
     vas = (
         rows_query()
-        .add_columns(ItemValue.value)
+        .add_columns(ItemValue.value, ItemValue.changed_at)
         .outerjoin(
             ItemValue,
             (ItemValue.submission_id == Submission.id)
@@ -298,9 +311,11 @@ def fatigue_endpoints(ctx: ExportContext):
         if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60
     ]
     flags = ctx.endpoint_flags = []  # (code, baseline, pct_change_d3) for the participants table
+    late = timedelta(days=ctx.protocol.late_change_days)
+    signatures = signature_statuses(ctx.study.id)
     for group in _vas_periods(ctx):
         first = group[0]
-        values, excluded, d3 = {}, [], None
+        values, excluded, d3, changed_late = {}, [], None, False
         for row in group:
             state = state_at(row, ctx.now)
             if row.timepoint == "D3":
@@ -313,6 +328,7 @@ def fatigue_endpoints(ctx: ExportContext):
                 )
                 continue
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
+            changed_late = changed_late or (row.changed_at is not None and row.changed_at - row.collected_at > late)
         result = compute_endpoints(values, auc_timepoints)
         flags.append((first.code, result.baseline_vas, result.pct_change_d3))
         sequence, treatment_code, name = ctx.allocation(first.code, first.sequence, first.period, first.treatment)
@@ -338,6 +354,8 @@ def fatigue_endpoints(ctx: ExportContext):
             d3[1] if d3 else None,
             result.auc_n_points,
             "; ".join(excluded) or None,
+            changed_late,
+            signatures.get(first.period_id, SignatureStatus.NOT_SIGNED),
             first.code_broken_at,
             ctx.dummy,
         )
@@ -458,6 +476,10 @@ def participants(ctx: ExportContext):
             Participant.status,
             Participant.withdrawn_at,
             Participant.withdrawal_reason,
+            Participant.withdrawal_decided_by,
+            Participant.discontinued_at,
+            Participant.discontinuation_reason,
+            Participant.discontinuation_decided_by,
             Participant.code_broken_at,
         )
         .where(Participant.study_id == ctx.study.id)
@@ -473,6 +495,10 @@ def participants(ctx: ExportContext):
             row.status,
             row.withdrawn_at,
             row.withdrawal_reason,
+            row.withdrawal_decided_by,
+            row.discontinued_at,
+            row.discontinuation_reason,
+            row.discontinuation_decided_by,
             dosed.get(row.code, 0),
             baselines.get(row.code, 0) == periods,
             primaries.get(row.code, 0) == periods,
@@ -496,6 +522,8 @@ def _actor_role(actor: str, staff_roles: dict[str, str]) -> str:
 # Events about the study's data that an analyst may read. Staff accounts, sign-ins and PINs are
 # left out (they name people and say nothing about the data).
 DATA_ENTITIES = (
+    "change_request",
+    "signature",
     "participant",
     "period",
     "assessment",
@@ -597,6 +625,25 @@ def participants_identified(ctx: ExportContext):
         yield tuple(row)
 
 
+def audit_reviews(ctx: ExportContext):
+    """The review log of the audit-trail checks (``reporting/audit_review.py``)."""
+    rows = ctx.connection.execute(
+        select(
+            AuditReview.id,
+            AuditReview.check,
+            AuditReview.cases,
+            StaffUser.role,
+            AuditReview.reviewed_at,
+            AuditReview.note,
+        )
+        .join(StaffUser, AuditReview.reviewed_by_id == StaffUser.id)
+        .where(AuditReview.study_id == ctx.study.id)
+        .order_by(AuditReview.id)
+    )
+    for review_id, check, cases, role, at, note in rows:
+        yield review_id, check, cases, role, at, None if ctx.no_free_text else note
+
+
 BUILDERS = {
     "assessments": assessments,
     "responses": responses,
@@ -606,5 +653,6 @@ BUILDERS = {
     "adherence": adherence,
     "participants": participants,
     "audit_trail": audit_trail,
+    "audit_reviews": audit_reviews,
     "participants_identified": participants_identified,
 }

@@ -168,3 +168,39 @@ def remaining_recovery_codes(user: StaffUser) -> int:
             select(RecoveryCode.id).where(RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None))
         ).all()
     )
+
+
+def reauthenticate(user: StaffUser, password: str, code: str, *, now: datetime) -> None:
+    """The two components of an electronic signature (21 CFR 11.200(a)): the signer's password
+    and a current code from their authenticator app (a recovery code does not sign). Failures
+    are throttled and audited like a sign-in's; the caller commits them before answering."""
+    from .passwords import verify_secret
+
+    if user.totp_enabled_at is None or not user.totp_secret:
+        raise Refused("Set up your authenticator app first: a signature needs its code.", status=403)
+    key = f"second-factor:{user.id}"
+    _throttle_rows([key])
+    if reserve_attempt(key, ACCOUNT_LIMIT, now) is not None:
+        raise Refused("Too many wrong attempts. Please wait 15 minutes and try again.", status=429)
+    if not verify_secret(user.password_hash, password or ""):
+        audit.record(
+            actor=audit.staff_actor(user),
+            action=AuditAction.SECOND_FACTOR_FAILED,
+            entity="staff_user",
+            entity_id=user.id,
+            now=now,
+            reason="a signature's password was not right",
+        )
+        raise Refused("The password is not right.", status=401, field="password")
+    step = matching_step(user.totp_secret, "".join((code or "").split()), now)
+    if step is None or not use_step(user, step):
+        audit.record(
+            actor=audit.staff_actor(user),
+            action=AuditAction.SECOND_FACTOR_FAILED,
+            entity="staff_user",
+            entity_id=user.id,
+            now=now,
+            reason="a signature's code was not right or already used",
+        )
+        raise Refused("That code is not right, or was already used: type the current one.", status=401, field="code")
+    clear_attempts(key)

@@ -20,7 +20,7 @@ from . import audit
 from .passwords import MIN_PASSWORD_LENGTH, hash_secret, verify_secret
 
 # Roles that must sign in with a second factor whatever the installation says.
-SECOND_FACTOR_ROLES = (Role.ADMIN, Role.UNBLINDED, Role.EMERGENCY)
+SECOND_FACTOR_ROLES = (Role.ADMIN, Role.UNBLINDED, Role.EMERGENCY, Role.INVESTIGATOR)
 ACCOUNT_LIMIT, ADDRESS_LIMIT = 5, 20  # failures within the window before a lock
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LOCK = timedelta(minutes=15)
@@ -51,10 +51,18 @@ def check_password_rules(password: str) -> None:
 
 
 def create_user(
-    email: str, password: str, role: str, *, actor: str, now: datetime, temporary: bool = False
+    email: str,
+    password: str,
+    role: str,
+    *,
+    actor: str,
+    now: datetime,
+    temporary: bool = False,
+    site: str | None = None,
 ) -> StaffUser:
     """A staff account. ``temporary``: the password was chosen by someone else (an admin), so
-    the person must set their own at first sign-in."""
+    the person must set their own at first sign-in. ``site``: the one site an investigator
+    controls (None: every site)."""
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
         raise Refused(f"'{email}' is not an email address.")
@@ -71,6 +79,7 @@ def create_user(
         created_at=now,
         session_generation=0,
         must_change_password=temporary,
+        site=(site or "").strip() or None,
     )
     try:
         with db.session.begin_nested():  # the unique email decides a race the check above lost

@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
+from ..governance.lock import refuse_if_locked
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
 from ..models import Assessment, Participant, Period, Study
 from ..study.randomization import dummy_for, next_sequence
 from ..study.trial import protocol_of
-from ..vocabulary import AuditAction, ParticipantStatus, Role, WithdrawalReason
+from ..vocabulary import AuditAction, DecidedBy, ParticipantStatus, Role, WithdrawalReason
 from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
 from .preferences import check_reminder_hours
 
@@ -144,6 +145,7 @@ def enroll(
     The sequence is given (by the unblinded role or a script) or taken from the next free slot of
     the site's randomization list. Periods are created now; their schedules when dosed.
     """
+    refuse_if_locked(study)
     protocol = protocol_of(study.current_protocol_version)
     site = site.strip()
     if not site:
@@ -217,7 +219,7 @@ def enroll(
 
 def reissue_link(participant: Participant, *, actor: str, now: datetime, reason: str | None = None) -> str:
     """A new link; the old one stops working at once."""
-    if participant.status != ParticipantStatus.ACTIVE:
+    if participant.status not in ParticipantStatus.in_diary():
         raise Refused("This participant has withdrawn; their link cannot be reissued.", status=409)
     token = secrets.token_urlsafe(32)
     participant.link_token_hash = hash_token(token)
@@ -256,18 +258,33 @@ def revoke_link(participant: Participant, *, actor: str, now: datetime, reason: 
     )
 
 
+def _check_stop(participant: Participant, reason: str, category: str, decided_by: str, what: str) -> None:
+    refuse_if_locked(participant.study)
+    if not reason or not reason.strip():
+        raise Refused(f"A reason is required to {what}.")
+    if category not in set(WithdrawalReason):
+        raise Refused(f"Choose why: {', '.join(WithdrawalReason)}.", field="category")
+    if decided_by not in set(DecidedBy):
+        raise Refused(f"Say who decided: {', '.join(DecidedBy)}.", field="decided_by")
+
+
 def withdraw(
-    participant: Participant, *, actor: str, now: datetime, reason: str, category: str = WithdrawalReason.OTHER
+    participant: Participant,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    category: str = WithdrawalReason.OTHER,
+    decided_by: str = DecidedBy.PARTICIPANT,
 ) -> int:
-    """Withdraw: remaining assessments become not_applicable; nothing is deleted.
+    """Withdrawal of consent: no further contact. Remaining assessments become not_applicable;
+    the data already given is kept (nothing is deleted).
 
     ``category`` is the reason an analyst counts (exported); ``reason`` the words, kept in the
-    audit trail. Returns how many assessments were marked not applicable.
+    audit trail; ``decided_by`` who decided. Returns how many assessments were marked not
+    applicable. A participant who only stops treatment is ``discontinue``d instead.
     """
-    if not reason or not reason.strip():
-        raise Refused("A reason is required to withdraw a participant.")
-    if category not in set(WithdrawalReason):
-        raise Refused(f"Choose why the participant leaves: {', '.join(WithdrawalReason)}.", field="category")
+    _check_stop(participant, reason, category, decided_by, "withdraw a participant")
     # Locked and read afresh: two withdrawals at once must not both pass the check below.
     db.session.execute(
         select(Participant)
@@ -277,9 +294,11 @@ def withdraw(
     ).scalar_one()
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Refused("This participant is already withdrawn.", status=409)
+    previous = participant.status
     participant.status = ParticipantStatus.WITHDRAWN
     participant.withdrawn_at = now
     participant.withdrawal_reason = category
+    participant.withdrawal_decided_by = decided_by
     remaining = db.session.scalars(
         select(Assessment)
         .join(Period)
@@ -299,9 +318,49 @@ def withdraw(
         entity_id=participant.id,
         participant_id=participant.id,
         field="status",
-        old=ParticipantStatus.ACTIVE,
-        new=f"{ParticipantStatus.WITHDRAWN} ({category}); entries closed as not applicable: {closed or 'none'}",
+        old=previous,
+        new=f"{ParticipantStatus.WITHDRAWN} ({category}, decided by the {decided_by}); "
+        f"entries closed as not applicable: {closed or 'none'}",
         reason=reason.strip(),
         now=now,
     )
     return len(remaining)
+
+
+def discontinue(
+    participant: Participant,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    category: str = WithdrawalReason.OTHER,
+    decided_by: str = DecidedBy.INVESTIGATOR,
+) -> None:
+    """Treatment discontinued, follow-up continues: no more infusions can be planned or
+    recorded, but the diary keeps asking for the entries already scheduled, with reminders and
+    follow-up calls, until the participant completes them or withdraws."""
+    _check_stop(participant, reason, category, decided_by, "discontinue treatment")
+    db.session.execute(
+        select(Participant)
+        .where(Participant.id == participant.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if participant.status != ParticipantStatus.ACTIVE:
+        raise Refused(f"This participant is already {participant.status}.", status=409)
+    participant.status = ParticipantStatus.DISCONTINUED
+    participant.discontinued_at = now
+    participant.discontinuation_reason = category
+    participant.discontinuation_decided_by = decided_by
+    audit.record(
+        actor=actor,
+        action=AuditAction.DISCONTINUE,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        field="status",
+        old=ParticipantStatus.ACTIVE,
+        new=f"{ParticipantStatus.DISCONTINUED} ({category}, decided by the {decided_by}); the diary continues",
+        reason=reason.strip(),
+        now=now,
+    )

@@ -140,6 +140,14 @@ class _Builder:
         if isinstance(min_viewport, bool) or not isinstance(min_viewport, int) or not 200 <= min_viewport <= 2000:
             self.fail("min_viewport_px", "must be a whole number of CSS pixels from 200 to 2000")
             min_viewport = 320
+        late_change_days = data.get("late_change_days", 7)
+        if (
+            isinstance(late_change_days, bool)
+            or not isinstance(late_change_days, int)
+            or not 0 <= late_change_days <= 365
+        ):
+            self.fail("late_change_days", "must be a whole number of days from 0 to 365")
+            late_change_days = 7
         return Protocol(
             id=str(protocol_id),
             version=str(version),
@@ -155,6 +163,7 @@ class _Builder:
             severe_review_within=review_within or Offset(24, "h"),
             offline_grace=offline_grace or Offset(24, "h"),
             min_viewport_px=min_viewport,
+            late_change_days=late_change_days,
             languages=self.languages,
         )
 

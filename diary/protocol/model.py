@@ -192,6 +192,9 @@ class Protocol:
     # Narrower than this (CSS pixels), the entry form says it cannot be shown as the validated
     # instrument (the fatigue line would be shorter than argued for).
     min_viewport_px: int = 320
+    # A participant's value changed more than this many days after it was entered flags the
+    # endpoints computed from it (``values_changed_late``), for a sensitivity analysis.
+    late_change_days: int = 7
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)
 

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from ..dosing.assessments import rows_query, state_at
 from ..extensions import db
+from ..governance.lock import is_locked
 from ..i18n import when as local_when
 from ..models import (
     Assessment,
@@ -99,11 +100,15 @@ class PassResult:
     follow_up_tasks: int = 0
     follow_up_resolved: int = 0
     digests: int = 0
+    # The study is locked: the pass planned, sent and opened nothing.
+    locked: bool = False
     errors: list[str] = field(default_factory=list)
     # Messages no channel could carry, in full, for the scheduler to print (the demo's console).
     unsent_texts: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        if self.locked:
+            return "the study is locked: nothing planned, sent or opened"
         return (
             f"planned {self.planned}, sent {self.sent}, failed {self.failed} (will retry), "
             f"expired {self.expired}, cancelled {self.cancelled}, not sent (no channel) {self.not_sent}; "
@@ -185,6 +190,10 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     now = now or now_utc()
     config = (app or current_app).config
     result = PassResult()
+    if is_locked(current_study()):
+        db.session.commit()
+        result.locked = True
+        return result
     # Each step commits on its own: on SQLite a write transaction holds the database's one write
     # lock, and a step's reads must not keep it (another scheduler's lease renewals, and every
     # participant's submit, wait for it).
@@ -325,7 +334,7 @@ def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
         participant = SimpleNamespace(id=row.participant_id, link_token_hash=row.link_token_hash)
         if (
             state_at(row, now) not in (AssessmentState.OPEN, AssessmentState.UPCOMING)
-            or row.participant_status != ParticipantStatus.ACTIVE
+            or row.participant_status not in ParticipantStatus.in_diary()
         ):
             _record(
                 recorder,

@@ -122,7 +122,7 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
             Assessment.window_open <= now + horizon,
             Assessment.not_applicable.is_(False),
             Submission.id.is_(None),
-            Participant.status == ParticipantStatus.ACTIVE,
+            Participant.status.in_(ParticipantStatus.in_diary()),
             # With only a planned start, only the pre-dose entries (BL) can be made yet.
             not_(waits_for_the_infusion_sql()),
         )

@@ -134,7 +134,7 @@ def severe_unreviewed(rule: FollowUpRule, now: datetime, study_id: int) -> list[
         .join(Participant, Period.participant_id == Participant.id)
         .where(
             Participant.study_id == study_id,
-            Participant.status == ParticipantStatus.ACTIVE,
+            Participant.status.in_(ParticipantStatus.in_diary()),
             SideEffectReport.review_state == ReviewState.NEW,
             SideEffectReport.reported_at <= late,
             (SideEffectReport.severity == Severity.SEVERE) | SideEffectReport.alert.is_(True),
@@ -164,7 +164,7 @@ def create_tasks(study, now: datetime) -> int:
     for row in assessments.load(
         now,
         study_id=study.id,
-        where=(Participant.status == ParticipantStatus.ACTIVE,),
+        where=(Participant.status.in_(ParticipantStatus.in_diary()),),
         order_by=(Participant.id, Period.number, Assessment.target),
     ):
         rows_by_participant[row.participant_id].append(row)
@@ -267,7 +267,7 @@ def resolve_tasks(study, now: datetime) -> int:
     closed = 0
     for task in open_tasks:
         when, why = None, None
-        if task.status != ParticipantStatus.ACTIVE:
+        if task.status not in ParticipantStatus.in_diary():
             when, why = now, "the participant withdrew"
         elif task.id in by_assessment and by_assessment[task.id] in arrived:
             when, why = arrived[by_assessment[task.id]], "the missing entry arrived"

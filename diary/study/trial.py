@@ -81,6 +81,9 @@ def unblind(study: Study, *, user, now) -> None:
 
     if user.role != Role.UNBLINDED:
         raise Refused("Only the unblinded role can unblind the study.", status=403)
+    from ..governance.lock import refuse_until_ready_for_the_truth
+
+    refuse_until_ready_for_the_truth(study)
     # One conditional statement: of two unblinding at once, one does it and one is told.
     done = db.session.execute(
         update(Study)

@@ -216,4 +216,6 @@ SPANISH = {
     "Reminders are on for this phone.": "Los recordatorios están activados en este teléfono.",
     "That did not work. Please try again later.": "Eso no funcionó. Por favor inténtelo más tarde.",
     "Notifications are blocked or not supported in this browser.": "Los avisos están bloqueados o este navegador no los admite.",
+    "The study is closed": "El estudio está cerrado",
+    "The study's data are locked, so nothing more can be saved. Please contact your study team.": "Los datos del estudio están bloqueados, así que no se puede guardar nada más. Por favor comuníquese con su equipo del estudio.",
 }

@@ -8,11 +8,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
-from ..extensions import babel, compress
+from ..extensions import babel, compress, db
+from ..governance.lock import is_locked
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
 from ..participants.enrolment import mask_email, mask_phone
 from ..protocol.model import in_language
+from ..study.trial import current_study
 from ..vocabulary import TEMPLATE_GLOBALS
+from .errors import render_error
 from .times import staff_time
 
 
@@ -75,6 +78,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_unstorable_input)
     app.after_request(_security_headers)
     app.before_request(_read_only_for_safe_methods)
+    app.before_request(_refuse_writes_while_locked)
     app.teardown_request(lambda error: READ_ONLY.set(False))
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
@@ -123,6 +127,47 @@ def _security_headers(response):
 def _read_only_for_safe_methods():
     """GET and HEAD only read: their SQLite transactions do not take the write lock."""
     READ_ONLY.set(request.method in ("GET", "HEAD", "OPTIONS"))
+
+
+# What may still be posted while the study is locked: signing in and out (staff and participants)
+# and one's own password; staff accounts (an account must be closable at any time); the lock page
+# itself; exports and unblinding (they read; unblinding needs the lock); the emergency code break;
+# sign-off and audit-trail reviews (they endorse or review the data, and change none of it).
+WHILE_LOCKED = {
+    "signin.login",
+    "signin.second_step",
+    "signin.second_factor_setup",
+    "signin.logout",
+    "signin.password",
+    "participant.link",
+    "participant.sign_out",
+    "admin.users",
+    "admin.change_user",
+    "admin.lock",
+    "analysis.exports",
+    "analysis.unblind_study",
+    "staff.code_break",
+    "staff.show_contact",
+    "staff.sign_period",
+    "staff.sign_all_periods",
+    "staff.audit_review",
+}
+
+
+def _refuse_writes_while_locked():
+    """Every other POST answers 423 while the study is locked, before its view runs."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in WHILE_LOCKED or request.endpoint is None:
+        return None
+    study = current_study()
+    if not is_locked(study):
+        return None
+    db.session.rollback()
+    if request.blueprint == "participant":
+        return render_error(423)
+    return render_error(
+        423,
+        f"The study was locked on {study.locked_at:%Y-%m-%d %H:%M} UTC ({study.lock_reason}): its data cannot change.",
+    )
 
 
 def _refuse_unstorable_input():

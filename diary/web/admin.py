@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
+from ..governance.lock import lock_study, unlock_study
+from ..governance.signoff import unsigned_periods
 from ..governance.staff import change_user as change_staff_user
 from ..governance.staff import create_user
 from ..models import Participant, RandomizationSlot, StaffUser, now_utc
@@ -19,7 +21,7 @@ from ..study.randomization import load_randomization_list
 from ..study.trial import require_study
 from ..vocabulary import Allocation, Role
 from .auth import roles_required
-from .forms import RandomizationForm, UserChangeForm, UserForm
+from .forms import LockForm, RandomizationForm, UserChangeForm, UserForm
 
 bp = Blueprint("admin", __name__, url_prefix="/staff/admin")
 
@@ -115,3 +117,31 @@ def randomization():
         .where(RandomizationSlot.study_id == study.id, RandomizationSlot.participant_id.is_(None))
     )
     return render_template("admin/randomization.html", form=form, slots=slots, free=free), status
+
+
+@bp.route("/lock", methods=["GET", "POST"])
+@roles_required(Role.ADMIN)
+def lock():
+    """Lock the study's data before unblinding, or unlock it; both with a reason."""
+    study = require_study()
+    form = LockForm()
+    status = 200
+    if form.validate_on_submit():
+        now = now_utc()
+        try:
+            if request.form.get("action") == "unlock":
+                unlock_study(study, reason=form.reason.data, actor=audit.staff_actor(g.staff), now=now)
+            else:
+                lock_study(study, reason=form.reason.data, actor=audit.staff_actor(g.staff), by_id=g.staff.id, now=now)
+        except Refused as refusal:
+            db.session.rollback()
+            form.reason.errors.append(refusal.message)
+            status = refusal.status
+        else:
+            db.session.commit()
+            flash("The study is locked." if study.locked_at else "The study is unlocked.")
+            return redirect(url_for(".lock"))
+    elif request.method == "POST":
+        status = 422
+    waiting = unsigned_periods(study.id)
+    return render_template("admin/lock.html", form=form, study=study, waiting=waiting), status

@@ -152,19 +152,18 @@ def exports():
 def unblind_study():
     study = require_study()
     form = BaseForm()
-    error = None
+    error, status = None, 200
     if request.method == "POST" and form.validate_on_submit():
         if request.form.get("confirm", "").strip() != "UNBLIND":
-            error = "Type UNBLIND in capitals to confirm."
+            error, status = "Type UNBLIND in capitals to confirm.", 422
         else:
             try:
                 unblind(study, user=g.staff, now=now_utc())
             except Refused as refusal:
                 db.session.rollback()
-                error = refusal.message
+                error, status = refusal.message, refusal.status
             else:
                 db.session.commit()
                 flash("The study is unblinded. Exports now carry the drug names.")
                 return redirect(url_for(".unblind_study"))
-    status = 422 if error else 200
     return render_template("analysis/unblind.html", form=form, study=study, error=error), status

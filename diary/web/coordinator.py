@@ -27,16 +27,21 @@ from flask_babel import force_locale
 from sqlalchemy import case, func, select
 
 from ..dosing.infusions import plan_dose, record_dose
-from ..entries.corrections import correct_value, correctable_items, stored_item_id
+from ..entries.change_requests import decide, may_decide, open_request, open_requests
+from ..entries.corrections import PARTICIPANT_VALUE, correct_value, correctable_items, stored_item_id
 from ..entries.recording import InvalidAnswers, field_name, record_submission
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
 from ..governance.actions import AlreadyDone, take_key
+from ..governance.signoff import MEANING, sign_all, unsigned_periods
+from ..governance.signoff import sign_period as sign_off_period
+from ..governance.signoff import statuses as signature_statuses
 from ..localtime import from_local_clock, local_datetime, plausible
 from ..models import (
     Assessment,
     AuditEvent,
+    ChangeRequest,
     FollowUpTask,
     Participant,
     Period,
@@ -47,6 +52,7 @@ from ..models import (
 )
 from ..participants.enrolment import (
     change_contact,
+    discontinue,
     enroll,
     participant_link,
     reissue_link,
@@ -56,32 +62,48 @@ from ..participants.enrolment import (
 )
 from ..participants.pins import reset_pin
 from ..reporting.adherence import SORTS, clamp_page, load_grid
+from ..reporting.audit_review import CHECKS, REVIEWERS, record_review, reviews, run_checks
 from ..reporting.participant_record import participant_record, staff_answers
 from ..safety.alerts import break_code, broken_code, participant_by_code
 from ..safety.follow_up import close_task, count_tasks, tasks
 from ..safety.side_effects import acknowledge as acknowledge_report
 from ..study.blinding import CODE_BREAKERS, blinding_for
 from ..study.trial import protocol_of, require_study, site_contact
-from ..vocabulary import FOLLOW_UP_LABELS, AssessmentState, AuditAction, FollowUpOutcome, Role, Severity
+from ..vocabulary import (
+    CHANGE_REQUEST_LABELS,
+    FOLLOW_UP_LABELS,
+    AssessmentState,
+    AuditAction,
+    FollowUpOutcome,
+    Role,
+    Severity,
+    Source,
+)
 from .auth import roles_required
+from .errors import render_error
 from .forms import (
     AcknowledgeForm,
+    AuditReviewForm,
     BaseForm,
+    ChangeRequestForm,
     CodeBreakForm,
     ContactForm,
     CorrectionForm,
+    DecisionForm,
+    DiscontinueForm,
     DoseForm,
     EnrolForm,
     FollowUpForm,
     ProxyEntryForm,
     ReasonForm,
+    SignPeriodForm,
     WithdrawForm,
 )
 from .times import staff_time
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-READERS = (Role.COORDINATOR, Role.ANALYST, Role.ADMIN)
+READERS = (Role.COORDINATOR, Role.ANALYST, Role.ADMIN, Role.INVESTIGATOR)
 COORDINATOR = (Role.COORDINATOR,)
 EVERY_ROLE = tuple(Role)
 
@@ -257,8 +279,10 @@ def participant(code):
     now = now_utc()
     record = participant_record(participant, now, blinding_for(participant.study, g.staff.role))
     protocol = protocol_of(participant.study.current_protocol_version)
+    signatures = signature_statuses([period.id for period in participant.periods])
     return render_template(
         "coordinator/participant.html",
+        signatures=signatures,
         participant=participant,
         timeline=record.timeline,
         chart=record.chart,
@@ -504,7 +528,38 @@ def withdraw_participant(code):
         template="coordinator/withdraw.html",
         form_class=WithdrawForm,
         perform=lambda participant, form, now: withdraw(
-            participant, actor=actor(), now=now, reason=form.reason.data, category=form.category.data
+            participant,
+            actor=actor(),
+            now=now,
+            reason=form.reason.data,
+            category=form.category.data,
+            decided_by=form.decided_by.data,
+        ),
+        done=done,
+    )
+
+
+@bp.route("/participants/<code>/discontinue", methods=["GET", "POST"])
+@roles_required(*COORDINATOR)
+def discontinue_participant(code):
+    """The infusions stop (treatment discontinued); the diary, its reminders and follow-up continue."""
+
+    def done(participant, _result):
+        flash(f"{participant.code} has no more infusions; their diary continues with its remaining entries.")
+        return redirect(url_for(".participant", code=participant.code))
+
+    return _confirmed_action(
+        code,
+        action=AuditAction.DISCONTINUE,
+        template="coordinator/discontinue.html",
+        form_class=DiscontinueForm,
+        perform=lambda participant, form, now: discontinue(
+            participant,
+            actor=actor(),
+            now=now,
+            reason=form.reason.data,
+            category=form.category.data,
+            decided_by=form.decided_by.data,
         ),
         done=done,
     )
@@ -667,11 +722,17 @@ def enter(assessment_id):
 @bp.route("/assessments/<int:assessment_id>/correct", methods=["GET", "POST"])
 @roles_required(*COORDINATOR)
 def correct(assessment_id):
+    """A value the study team entered, corrected with a reason. A participant's own entry
+    changes only through a change request an investigator approves."""
     assessment = _assessment(assessment_id)
     submission = assessment.submission
     participant = assessment.period.participant
     if submission is None:
         abort(404)
+    if submission.source == Source.PARTICIPANT:
+        if request.method == "GET":
+            return redirect(url_for(".request_change", assessment_id=assessment_id))
+        raise Refused(PARTICIPANT_VALUE, status=403)
     items = correctable_items(submission)
     form = CorrectionForm()
     form.item.choices = [(key, label) for key, label, _, _ in items]
@@ -694,6 +755,236 @@ def correct(assessment_id):
     status = 422 if request.method == "POST" else 200
     return render_template(
         "coordinator/correct.html", form=form, assessment=assessment, participant=participant, values=values
+    ), status
+
+
+# --- The investigator's control: change requests and sign-off -----------------------------------
+
+REQUESTERS = (Role.COORDINATOR, Role.INVESTIGATOR)
+INVESTIGATOR = (Role.INVESTIGATOR,)
+SIGNATURE_TEXT = {
+    "not_signed": "not signed",
+    "signed": "signed",
+    "waived": "waived",
+    "invalid": "changed since signed: to re-sign",
+}
+
+
+@bp.route("/assessments/<int:assessment_id>/request-change", methods=["GET", "POST"])
+@roles_required(*REQUESTERS)
+def request_change(assessment_id):
+    """Ask for a participant's value to change: the source, its time and the proposed value."""
+    assessment = _assessment(assessment_id)
+    submission = assessment.submission
+    participant = assessment.period.participant
+    if submission is None:
+        abort(404)
+    items = correctable_items(submission)
+    form = ChangeRequestForm()
+    form.item.choices = [(key, label) for key, label, _, _ in items]
+    status = 422 if request.method == "POST" else 200
+    if form.validate_on_submit():
+        source_at = from_local_clock(form.source_at.data, participant.timezone)
+        try:
+            if not plausible(form.source_at.data) or source_at is None:
+                raise Refused("That date and time is not plausible on the participant's clock; please check it.")
+            change_request = open_request(
+                submission,
+                form.item.data,
+                form.value.data or "",
+                kind=form.kind.data,
+                source=form.source.data,
+                source_at=source_at,
+                reason=form.reason.data,
+                by=g.staff,
+                now=now_utc(),
+            )
+        except Refused as refusal:
+            db.session.rollback()
+            form.value.errors.append(refusal.message)
+            status = refusal.status if refusal.status != 400 else 422
+        else:
+            db.session.commit()
+            flash(
+                f"Change request {change_request.id} is waiting for an investigator; the value is unchanged until then."
+            )
+            return redirect(url_for(".participant", code=participant.code))
+    current = {(v.instrument, v.item): v.value for v in submission.values}
+    values = [
+        (label, current.get((instrument.id, stored_item_id(item)), "—")) for key, label, instrument, item in items
+    ]
+    return render_template(
+        "coordinator/request_change.html", form=form, assessment=assessment, participant=participant, values=values
+    ), status
+
+
+@bp.get("/change-requests")
+@roles_required(*REQUESTERS)
+def change_requests():
+    study = require_study()
+    waiting = open_requests(study.id, site=g.staff.site if g.staff.role == Role.INVESTIGATOR else None)
+    return render_template(
+        "coordinator/change_requests.html",
+        requests=waiting,
+        form=DecisionForm(),
+        may_decide=lambda change_request: may_decide(g.staff, change_request),
+        labels=CHANGE_REQUEST_LABELS,
+    )
+
+
+def _reauthenticated(perform, back: str):
+    """Run a signing action. A wrong password or code is kept (it counts toward the throttle and
+    is audited) and said on the page it came from; a refusal of the action itself is its page."""
+    try:
+        perform()
+    except Refused as refusal:
+        if refusal.status in (401, 429):
+            db.session.commit()
+        else:
+            db.session.rollback()
+        if refusal.status in (401, 422, 429, 400):
+            flash(refusal.message, "error")
+            return redirect(back, 303)
+        return render_error(refusal.status, refusal.message)
+    db.session.commit()
+    return None
+
+
+@bp.post("/change-requests/<int:request_id>/decide")
+@roles_required(*INVESTIGATOR)
+def decide_change(request_id):
+    change_request = db.session.get(ChangeRequest, request_id)
+    if change_request is None or change_request.submission.assessment.period.participant.study_id != require_study().id:
+        abort(404)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        flash("Give your password and a code from your authenticator app.", "error")
+        return redirect(url_for(".change_requests"), 303)
+    refused = _reauthenticated(
+        lambda: decide(
+            change_request,
+            approve=form.decision.data == "approve",
+            note=form.note.data,
+            by=g.staff,
+            password=form.password.data,
+            code=form.code.data,
+            now=now_utc(),
+        ),
+        url_for(".change_requests"),
+    )
+    if refused:
+        return refused
+    flash(f"Change request {change_request.id} is {change_request.state}.")
+    return redirect(url_for(".change_requests"))
+
+
+@bp.get("/sign-off")
+@roles_required(*INVESTIGATOR)
+def sign_off():
+    """The periods of this investigator's site to sign, and those to re-sign after a change."""
+    study = require_study()
+    waiting = [
+        (period, status)
+        for period, status in unsigned_periods(study.id)
+        if g.staff.site is None or period.participant.site == g.staff.site
+    ]
+    return render_template("coordinator/sign_off.html", waiting=waiting, form=SignPeriodForm(), meaning=MEANING)
+
+
+@bp.post("/periods/<int:period_id>/sign")
+@roles_required(*INVESTIGATOR)
+def sign_period(period_id):
+    period = db.session.get(Period, period_id)
+    if period is None or period.participant.study_id != require_study().id:
+        abort(404)
+    form = SignPeriodForm()
+    back = request.form.get("back") or url_for(".sign_off")
+    if not back.startswith("/staff/"):
+        back = url_for(".sign_off")
+    if not form.validate_on_submit():
+        flash("Give your password and a code from your authenticator app.", "error")
+        return redirect(back, 303)
+    refused = _reauthenticated(
+        lambda: sign_off_period(
+            period,
+            by=g.staff,
+            password=form.password.data,
+            code=form.code.data,
+            now=now_utc(),
+            kind=form.kind.data,
+            reason=form.reason.data,
+        ),
+        back,
+    )
+    if refused:
+        return refused
+    flash(f"{period.participant.code}, infusion {period.number}: {form.kind.data}.")
+    return redirect(back)
+
+
+@bp.post("/sign-off/all")
+@roles_required(*INVESTIGATOR)
+def sign_all_periods():
+    """Sign every listed period that has data (or waive them all, with one reason): one
+    re-authentication, one signature and audit event per period."""
+    study = require_study()
+    form = SignPeriodForm()
+    if not form.validate_on_submit():
+        flash("Give your password and a code from your authenticator app.", "error")
+        return redirect(url_for(".sign_off"), 303)
+    periods = [
+        period
+        for period, _status in unsigned_periods(study.id)
+        if g.staff.site is None or period.participant.site == g.staff.site
+    ]
+    done = []
+    refused = _reauthenticated(
+        lambda: done.append(
+            sign_all(
+                periods,
+                by=g.staff,
+                password=form.password.data,
+                code=form.code.data,
+                now=now_utc(),
+                kind=form.kind.data,
+                reason=form.reason.data,
+            )
+        ),
+        url_for(".sign_off"),
+    )
+    if refused:
+        return refused
+    flash(f"{done[0]} participant-periods {form.kind.data}.")
+    return redirect(url_for(".sign_off"))
+
+
+# --- Risk-based review of the audit trail ------------------------------------------------------
+
+
+@bp.route("/audit-review", methods=["GET", "POST"])
+@roles_required(*REVIEWERS)
+def audit_review():
+    """The named checks over the audit trail, each with its cases, and the review log."""
+    study = require_study()
+    now = now_utc()
+    form = AuditReviewForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            record_review(study, form.check.data, form.note.data, by=g.staff, now=now)
+        except Refused as refusal:
+            db.session.rollback()
+            flash(refusal.message, "error")
+            status = refusal.status
+        else:
+            db.session.commit()
+            flash(f"Review of {form.check.data} recorded.")
+            return redirect(url_for(".audit_review"))
+    elif request.method == "POST":
+        flash("A review needs a note.", "error")
+        status = 422
+    return render_template(
+        "coordinator/audit_review.html", checks=CHECKS, found=run_checks(study, now), reviews=reviews(study)
     ), status
 
 

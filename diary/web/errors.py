@@ -23,6 +23,10 @@ def _messages() -> dict[int, tuple[str, str]]:
         409: (_("That could not be saved"), _("It was already done, or it is no longer possible.")),
         413: (_("That was too much to send"), _("What you sent was larger than the diary accepts. Nothing was saved.")),
         422: (_("That could not be saved"), _("Please check your answers and try again.")),
+        423: (
+            _("The study is closed"),
+            _("The study's data are locked, so nothing more can be saved. Please contact your study team."),
+        ),
         429: (_("Please wait a moment"), _("Too many attempts. Please wait and try again later.")),
         503: (_("The diary is busy"), _("Please try again in a moment. Nothing was saved.")),
         500: (

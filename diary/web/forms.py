@@ -24,9 +24,12 @@ from ..governance.passwords import MIN_PASSWORD_LENGTH
 from ..i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES
 from ..vocabulary import (
     CALL_OUTCOMES,
+    CHANGE_REQUEST_LABELS,
     FOLLOW_UP_LABELS,
     SOURCE_LABELS,
     WITHDRAWAL_LABELS,
+    ChangeRequestType,
+    DecidedBy,
     ReviewState,
     Role,
     Source,
@@ -176,6 +179,11 @@ class WithdrawForm(ReasonForm):
         choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
         validators=[DataRequired(message="Choose why the participant leaves.")],
     )
+    decided_by = SelectField(
+        "Who decided?",
+        choices=[(d.value, d.value.capitalize()) for d in DecidedBy],
+        default=DecidedBy.PARTICIPANT.value,
+    )
 
 
 class AcknowledgeForm(BaseForm):
@@ -215,6 +223,71 @@ class ProxyEntryForm(BaseForm):
         validators=[InputRequired(message="Give the date and time the answers were given.")],
     )
     reason = TextAreaField("Reason", validators=REASON)
+
+
+class ChangeRequestForm(BaseForm):
+    item = SelectField("Item", validators=[DataRequired()])
+    value = StringField("Proposed value", validators=[Length(max=2000)])
+    kind = SelectField(
+        "What kind of error",
+        choices=[("", "Choose…")] + [(kind.value, CHANGE_REQUEST_LABELS[kind]) for kind in ChangeRequestType],
+        validators=[DataRequired(message="Choose what kind of error it is.")],
+    )
+    source = StringField(
+        "Source of the correct value (e.g. phone call with the participant)",
+        validators=[DataRequired(message="Name the source."), Length(max=500)],
+    )
+    source_at = LocalDateTimeField(
+        "When (participant's local time, YYYY-MM-DD HH:MM, 24-hour)",
+        validators=[InputRequired(message="Give the date and time of the source.")],
+    )
+    reason = TextAreaField("Why the value should change", validators=REASON)
+
+
+class SignForm(BaseForm):
+    """An electronic signature's two components, typed again at the moment of signing."""
+
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1000)])
+    code = StringField(
+        "Code from your authenticator app",
+        validators=[DataRequired(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+
+
+class DecisionForm(SignForm):
+    decision = SelectField("Decision", choices=[("approve", "Approve and apply"), ("reject", "Reject")])
+    note = TextAreaField("Note (required to reject)", validators=[Length(max=2000)])
+
+
+class SignPeriodForm(SignForm):
+    kind = SelectField("Sign-off", choices=[("signed", "Sign"), ("waived", "Waive the signature")])
+    reason = TextAreaField("Reason (required to waive)", validators=[Length(max=2000)])
+
+
+class DiscontinueForm(WithdrawForm):
+    """The same questions as a withdrawal; only the consequence differs (the diary continues)."""
+
+    category = SelectField(
+        "Why do the infusions stop?",
+        choices=[("", "Choose…")] + [(w.value, WITHDRAWAL_LABELS[w]) for w in WithdrawalReason],
+        validators=[DataRequired(message="Choose why the infusions stop.")],
+    )
+
+    decided_by = SelectField(
+        "Who decided?",
+        choices=[(d.value, d.value.capitalize()) for d in DecidedBy],
+        default=DecidedBy.INVESTIGATOR.value,
+    )
+
+
+class LockForm(BaseForm):
+    reason = TextAreaField("Reason", validators=REASON)
+
+
+class AuditReviewForm(BaseForm):
+    check = HiddenField(validators=[DataRequired()])
+    note = TextAreaField("Review note", validators=[DataRequired(message="A note is required."), Length(max=2000)])
 
 
 class UserForm(BaseForm):

@@ -81,7 +81,7 @@ def participant_required(view):
         participant = auth.remembered_participant()
         if participant is None:
             return render_template("participant/signed_out.html"), 401
-        if participant.status != ParticipantStatus.ACTIVE:
+        if participant.status not in ParticipantStatus.in_diary():
             return render_template("participant/ended.html"), 403
         g.participant = participant
         return view(*args, **kwargs)
@@ -102,7 +102,7 @@ def link(token):
     if reminder_id is not None and record_opened(reminder_id, participant.id, now_utc()):
         db.session.commit()
     g.language = participant.language  # the PIN pages in the participant's own language
-    if participant.status != ParticipantStatus.ACTIVE:
+    if participant.status not in ParticipantStatus.in_diary():
         return render_template("participant/ended.html"), 403
     remembered = auth.remembered_participant()
     if request.method == "GET" and remembered is not None and remembered.id == participant.id:
@@ -576,7 +576,7 @@ def calendar(token):
         participant is None
         or participant.link_revoked_at is not None
         or not participant.calendar_feed
-        or participant.status != ParticipantStatus.ACTIVE
+        or participant.status not in ParticipantStatus.in_diary()
     ):
         abort(404)
     body = calendar_feed(participant, link=links.reminder_link(participant), now=now_utc())
