@@ -228,6 +228,7 @@ def test_review_happens_once_and_the_second_is_told_who_was_first(dosed):
     report = _reports(dosed, nausea="severe")["nausea"]
     first, second = make_staff(Role.COORDINATOR, "first@site.test"), make_staff(Role.COORDINATOR, "second@site.test")
     review(report, "called: resolved", state=ReviewState.AE_RECORDED, by=first, now=NOW)
+    assert _last_action(report.period.participant).field == "nausea (severe)"
     with pytest.raises(Refused, match="already acknowledged by first@site.test") as refusal:
         review(report, "me too", by=second, now=NOW)
     assert refusal.value.status == 409
@@ -360,7 +361,7 @@ from diary.entries.recording import (  # noqa: E402
     window_refusal,
 )
 from diary.models import Submission  # noqa: E402
-from diary.vocabulary import Source  # noqa: E402
+from diary.vocabulary import AssessmentState, Source  # noqa: E402
 
 SECRET = "test-secret"
 
@@ -654,3 +655,188 @@ def test_compute_endpoints_needs_a_baseline_and_d7_for_the_area():
     assert no_baseline.vas_d3 == 40 and no_baseline.hours_from_dose_d7 == 168.0
     empty = compute_endpoints({}, [])
     assert empty.hours_from_dose_d1 is None and empty.vas_d1 is None
+
+
+# --- The read model of assessments, and the edges the mutation run found untested -------------
+
+from diary.dosing import assessments as read_model  # noqa: E402
+from diary.entries import recording  # noqa: E402
+from diary.entries.recording import device_facts  # noqa: E402
+
+
+def test_load_filters_by_study_and_participants_and_reads_values_only_when_asked(dosed, study):
+    participant, _ = dosed
+    other, _ = enroll_other(study)
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    record_submission(entry, answers_for(protocol, "M80", vas=33), now=entry.window_open, actor="test")
+    db.session.commit()
+    every = read_model.load(NOW, study_id=study.id)
+    assert {row.participant_id for row in every} == {participant.id, other.id}
+    mine = read_model.load(NOW, participant_ids=[participant.id], with_values=True)
+    assert {row.participant_id for row in mine} == {participant.id}
+    assert next(row for row in mine if row.id == entry.id).values[("fatigue_vas", "fatigue")] == "33"
+    bare = read_model.load(NOW, participant_ids=[participant.id])
+    assert next(row for row in bare if row.id == entry.id).values == {}
+    assert read_model.load(NOW, participant_ids=[]) == []
+
+
+def enroll_other(study):
+    from diary.participants.enrolment import enroll
+
+    other = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="BA", actor="test", now=NOW - timedelta(days=5), code="P-OTHER9"
+    )
+    record_dose(other[0], 1, NOW - timedelta(days=1), actor="test", now=NOW)
+    return other
+
+
+def test_is_late_only_for_an_open_entry_from_its_windows_close():
+    from types import SimpleNamespace
+
+    row = SimpleNamespace(window_close=NOW)
+    assert read_model.is_late(row, AssessmentState.OPEN, NOW) is True
+    assert read_model.is_late(row, AssessmentState.OPEN, NOW - timedelta(seconds=1)) is False
+    assert read_model.is_late(row, AssessmentState.MISSED, NOW + timedelta(hours=1)) is False
+
+
+def test_a_staff_entry_for_an_entry_no_longer_needed_is_refused(dosed):
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    entry.not_applicable = True
+    with pytest.raises(Refused, match="no longer needed") as refusal:
+        record_submission(
+            entry,
+            answers_for(protocol, "M80"),
+            now=NOW + timedelta(hours=3),
+            actor="test",
+            source=Source.PAPER,
+            reason="paper",
+            collected_at=entry.window_open,
+        )
+    assert refusal.value.status == 409
+
+
+def test_a_staff_entry_is_audited_as_a_proxy_entry_with_when_it_was_given(dosed):
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    stored, _ = record_submission(
+        entry,
+        answers_for(protocol, "M80"),
+        now=NOW + timedelta(hours=3),
+        actor="test",
+        source=Source.PAPER,
+        reason="paper",
+        collected_at=entry.window_open,
+        device_time="x" * 100,
+    )
+    event = _last_action(participant)
+    assert event.action == "proxy_entry" and f"; collected {entry.window_open.isoformat()}" in event.new_value
+    assert stored.device_time == "x" * 64
+
+
+def test_a_participants_own_entry_is_audited_as_submit_without_a_collection_note(dosed):
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    stored, _ = record_submission(
+        entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test", device_time=""
+    )
+    event = _last_action(participant)
+    assert event.action == "submit" and "collected" not in event.new_value and stored.device_time is None
+
+
+def test_a_submission_row_missing_a_column_is_refused_before_anything_is_stored(dosed, monkeypatch):
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    entry = assessment_of(participant, 1, "M80")
+    monkeypatch.setattr(recording, "SUBMISSION_COLUMNS", (*recording.SUBMISSION_COLUMNS, "a_new_column"))
+    with pytest.raises(RuntimeError, match="a_new_column"):
+        record_submission(entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test")
+    assert _submissions() == 0
+
+
+def _stored_elsewhere(entry, key):
+    """A submission for ``entry`` written by another connection after ``entry`` was read (a
+    double tap that raced this request): the session still believes it has none."""
+    from sqlalchemy import insert
+
+    session = db.session()
+    assert entry.submission is None and entry.period.participant  # read (and cached) now
+    session.expire_on_commit = False
+    try:
+        session.commit()  # ends the read, keeping what was read
+    finally:
+        session.expire_on_commit = True
+    with db.engine.begin() as other:
+        other.execute(
+            insert(Submission).values(
+                assessment_id=entry.id,
+                submitted_at=NOW,
+                collected_at=NOW,
+                source=Source.PARTICIPANT,
+                idempotency_key=key,
+                alert=False,
+                submission_mode="online",
+            )
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
+def test_a_submit_that_lost_the_race_is_told_or_given_the_winners_entry(dosed, backend):
+    participant, _ = dosed
+    protocol = protocol_of(participant.study.current_protocol_version)
+    db.session.commit()
+    entry = assessment_of(participant, 1, "M80")
+    _stored_elsewhere(entry, "key-1")
+    earlier, created = record_submission(
+        entry, answers_for(protocol, "M80"), now=entry.window_open, actor="test", idempotency_key="key-1"
+    )
+    assert created is False and earlier.assessment_id == entry.id
+    db.session.commit()
+    other = assessment_of(participant, 1, "M120")
+    _stored_elsewhere(other, "key-2")
+    with pytest.raises(Refused, match="already been saved") as refusal:
+        record_submission(
+            other, answers_for(protocol, "M120"), now=other.window_open, actor="test", idempotency_key="key-3"
+        )
+    assert refusal.value.status == 409
+    db.session.commit()
+    third = assessment_of(participant, 1, "M230")
+    with pytest.raises(Refused, match="already used for another entry"):
+        record_submission(
+            third, answers_for(protocol, "M230"), now=third.window_open, actor="test", idempotency_key="key-1"
+        )
+
+
+def test_device_facts_read_json_keep_the_plausible_and_name_the_browser():
+    agent = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120.0.0.0 Mobile Safari/537.36"
+    facts = device_facts(
+        '{"viewport_width": 390.4, "viewport_height": 100, "device_pixel_ratio": 10.0, '
+        '"zoom": 0.05, "text_scale": true}',
+        agent,
+    )
+    assert facts == {"viewport_width": 390, "viewport_height": 100, "device_pixel_ratio": 10.0, "browser": "Chrome 120"}
+    assert device_facts("x" * 600, None) == {}
+    assert device_facts("{not json", "") == {}
+    assert device_facts({"viewport_width": float("nan"), "zoom": 10.0}, "curl/8") == {"zoom": 10.0}
+    assert device_facts(["not", "a", "mapping"], "Mozilla/5.0 Firefox/121.0") == {"browser": "Firefox 121"}
+
+
+def test_offline_refusal_takes_an_entry_made_exactly_now(dosed):
+    participant, _ = dosed
+    entry = assessment_of(participant, 1, "M80")
+    now = entry.window_open + timedelta(minutes=5)
+    assert (
+        offline_refusal(
+            entry,
+            made_at=now,
+            device_now=now,
+            now=now,
+            grace=timedelta(hours=24),
+            clock_tolerance=timedelta(minutes=10),
+        )
+        is None
+    )
