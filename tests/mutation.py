@@ -52,8 +52,13 @@ PACKAGES = {
         ["tests/test_rules_direct.py", "tests/test_safety.py"],
     ),
     "entries": (
-        ["diary/entries/recording.py", "diary/entries/corrections.py"],
-        ["tests/test_rules_direct.py", "tests/test_rules_pinned.py", "tests/test_rules_once.py"],
+        ["diary/entries/recording.py", "diary/entries/corrections.py", "diary/entries/change_requests.py"],
+        [
+            "tests/test_rules_direct.py",
+            "tests/test_rules_pinned.py",
+            "tests/test_rules_once.py",
+            "tests/test_governance.py",
+        ],
     ),
     "endpoints": (["diary/exports/endpoints.py"], ["tests/test_rules_direct.py", "tests/test_rules_pinned.py"]),
     "schedule": (
