@@ -78,7 +78,7 @@ def demo(server):  # noqa: F811
         )
         code = db.session.scalar(select(Participant.code).where(Participant.id != participant.id))
         report = db.session.scalar(select(SideEffectReport.id))
-        for role in ("coordinator", "admin", "analyst", "unblinded"):
+        for role in ("coordinator", "admin", "analyst", "unblinded", "investigator"):
             make_staff(role)
         db.session.commit()
         db.session.remove()
@@ -152,9 +152,13 @@ STAFF_PAGES = {
         "/staff/participants/{code}/contact",
         "/staff/participants/{code}/link",
         "/staff/participants/{code}/withdraw",
+        "/staff/participants/{code}/discontinue",
         "/staff/participants/{code}/reset-pin",
         "/staff/participants/{code}/reissue-link",
         "/staff/assessments/{done}/correct",
+        "/staff/assessments/{done}/request-change",
+        "/staff/change-requests",
+        "/staff/audit-review",
         "/staff/enrol",
         "/staff/side-effects",
         "/staff/follow-up",
@@ -166,7 +170,8 @@ STAFF_PAGES = {
         "/staff/second-factor",
     ],
     "analyst": ["SIGN-IN", "/staff/summary", "/staff/exports"],
-    "admin": ["SIGN-IN", "/staff/admin/users", "/staff/status"],
+    "admin": ["SIGN-IN", "/staff/admin/users", "/staff/status", "/staff/admin/lock"],
+    "investigator": ["SIGN-IN", "/staff/sign-off", "/staff/change-requests", "/staff/audit-review"],
     "unblinded": ["SIGN-IN", "/staff/admin/randomization", "/staff/unblind", "/staff/code-break", "/staff/summary"],
 }
 
