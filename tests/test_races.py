@@ -428,3 +428,133 @@ def test_schedulers_counting_the_figures_at_once_leave_one_whole_snapshot(app, s
     assert stored_rows == again
     assert sum(row.count for row in again) == db.session.scalar(select(func.count()).select_from(Assessment))
     assert fresh(study.id, datetime.fromisoformat(latest) + timedelta(seconds=1)) is not None
+
+
+# --- The investigator's control: decided once, signed once, locked once -------------------------
+
+
+def decide_request(worker: int, request_id: int, minute: int):
+    import pyotp
+
+    from diary.entries.change_requests import decide
+    from diary.errors import Refused
+    from diary.models import ChangeRequest, StaffUser
+
+    from .staff_helpers import PASSWORD, TOTP_SECRET
+
+    investigator = db.session.scalar(select(StaffUser).where(StaffUser.email == f"inv{worker}@site.test"))
+    change_request = db.session.get(ChangeRequest, request_id)
+    now = now_utc().replace(second=0, microsecond=0) + timedelta(minutes=minute)
+    try:
+        decide(
+            change_request,
+            approve=True,
+            note="",
+            by=investigator,
+            password=PASSWORD,
+            code=pyotp.TOTP(TOTP_SECRET).at(now),
+            now=now,
+        )
+        db.session.commit()
+        return "applied"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.status
+
+
+def sign_same_period(worker: int, period_id: int, minute: int):
+    import pyotp
+
+    from diary.errors import Refused
+    from diary.governance.signoff import sign_period
+    from diary.models import Period, StaffUser
+
+    from .staff_helpers import PASSWORD, TOTP_SECRET
+
+    investigator = db.session.scalar(select(StaffUser).where(StaffUser.email == f"inv{worker}@site.test"))
+    now = now_utc().replace(second=0, microsecond=0) + timedelta(minutes=minute)
+    try:
+        sign_period(
+            db.session.get(Period, period_id),
+            by=investigator,
+            password=PASSWORD,
+            code=pyotp.TOTP(TOTP_SECRET).at(now),
+            now=now,
+        )
+        db.session.commit()
+        return "signed"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.status
+
+
+def lock_once(worker: int):
+    from diary.errors import Refused
+    from diary.governance.lock import lock_study
+    from diary.study.trial import require_study
+
+    try:
+        lock_study(require_study(), reason=f"lock by {worker}", actor=f"admin{worker}", by_id=None, now=now_utc())
+        db.session.commit()
+        return "locked"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.status
+
+
+def _dosed_participant_with_d1(study, code):
+    protocol = protocol_of(study.current_protocol_version)
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc() - timedelta(days=5), code=code
+    )
+    record_dose(participant, 1, now_utc() - timedelta(days=3), actor="t", now=now_utc())
+    d1 = assessment_of(participant, 1, "D1")
+    record_submission(d1, answers_for(protocol, "D1", vas=50), now=d1.window_open, actor="t")
+    db.session.commit()
+    return participant, d1
+
+
+def test_two_investigators_deciding_one_change_request_apply_it_once(app, study):
+    from diary.entries.change_requests import open_request
+    from diary.models import ItemValue
+
+    from .staff_helpers import make_staff
+
+    _participant, d1 = _dosed_participant_with_d1(study, "P-RACE-DCR")
+    for worker in range(2):
+        make_staff("investigator", f"inv{worker}@site.test")
+    request = open_request(
+        d1.submission,
+        "fatigue_vas.fatigue",
+        "5",
+        kind="entered_in_error",
+        source="call",
+        source_at=now_utc() - timedelta(minutes=5),
+        reason="typo",
+        by=make_staff("coordinator"),
+        now=now_utc(),
+    )
+    db.session.commit()
+    results = race(app, decide_request, (0, request.id, 1), (1, request.id, 2))
+    assert sorted(results, key=str) == [409, "applied"]
+    assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "approve_change")) == 1
+    assert db.session.scalars(select(ItemValue.value).where(ItemValue.item == "fatigue")).all() == ["5"]
+
+
+def test_two_investigators_signing_one_period_sign_it_once(app, study):
+    from diary.models import Signature
+
+    from .staff_helpers import make_staff
+
+    participant, _ = _dosed_participant_with_d1(study, "P-RACE-SIG")
+    for worker in range(2):
+        make_staff("investigator", f"inv{worker}@site.test")
+    results = race(app, sign_same_period, (0, participant.periods[0].id, 1), (1, participant.periods[0].id, 2))
+    assert sorted(results, key=str) == [409, "signed"]
+    assert db.session.scalar(select(func.count(Signature.id))) == 1
+
+
+def test_two_admins_locking_at_once_lock_once(app, study):
+    results = race(app, lock_once, (0,), (1,))
+    assert sorted(results, key=str) == [409, "locked"]
+    assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "lock_study")) == 1

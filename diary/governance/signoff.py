@@ -86,7 +86,9 @@ def may_sign(user: StaffUser, participant: Participant) -> bool:
 
 
 def _check(period: Period, by: StaffUser, kind: str, reason: str | None) -> SignatureStatus:
-    """Refuse what may not be signed; return the period's status now."""
+    """Refuse what may not be signed; return the period's status now. The period's row is locked
+    first: of two investigators signing it at once, the second waits and then finds it signed."""
+    db.session.execute(select(Period.id).where(Period.id == period.id).with_for_update())
     if not may_sign(by, period.participant):
         raise Refused("Only an investigator of this participant's site can sign their data.", status=403)
     if kind not in set(SignatureKind):
