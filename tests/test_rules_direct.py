@@ -555,7 +555,11 @@ def test_validate_answers_refuses_each_kind_of_bad_answer(study):
     assert "500 characters" in errors(**{"side_effects.other": "x" * 501})["side_effects.other"]
     assert errors(**{"side_effects.other": ""}) == {}  # optional
     severe = validate_answers(protocol, "D1", {**good, "side_effects.symptoms.nausea": "severe"})
-    assert severe.alerts and severe.values[("side_effects", "symptoms.nausea")] == "severe"
+    assert len(severe.alerts) == 1 and "severe" in severe.alerts[0]
+    assert severe.values[("side_effects", "symptoms.nausea")] == "severe"
+    assert validate_answers(protocol, "D1", good).alerts == []
+    mild = validate_answers(protocol, "D1", {**good, "side_effects.symptoms.nausea": "mild"})
+    assert mild.alerts == [] and mild.values[("side_effects", "symptoms.nausea")] == "mild"
 
 
 def test_correct_value_refuses_a_participants_own_entry(dosed):
