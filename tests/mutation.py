@@ -212,6 +212,8 @@ def main() -> int:
             killed = sum(1 for _m, survived in results if not survived)
             figures[package] = (killed, len(results), time.monotonic() - started)
             survivors += [m for m, survived in results if survived]
+            for mutant in (m for m, survived in results if survived):
+                print(f"  survived: {mutant.path}:{mutant.line}  {mutant.what}", flush=True)
             print(
                 f"{package}: {killed}/{len(results)} killed ({100 * killed / max(1, len(results)):.1f} %) "
                 f"in {figures[package][2]:.0f} s",

@@ -188,6 +188,7 @@ def test_correcting_a_start_re_judges_the_entries_and_says_so_in_the_audit_trail
 
 from diary.entries.recording import record_submission  # noqa: E402
 from diary.models import FollowUpTask, SideEffectReport, StaffMessage  # noqa: E402
+from diary.participants.enrolment import withdraw  # noqa: E402,F811
 from diary.safety.alerts import (  # noqa: E402
     alert_severe_answers,
     break_code,
@@ -844,3 +845,160 @@ def test_offline_refusal_takes_an_entry_made_exactly_now(dosed):
         )
         is None
     )
+
+
+# --- Follow-up tasks: created at their edges, resolved by data --------------------------------
+
+from datetime import UTC, datetime  # noqa: E402
+
+from diary.models import AuditEvent as _Event  # noqa: E402
+from diary.safety.follow_up import create_tasks, resolve_tasks  # noqa: E402
+
+DOSE = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def _dosed_at(study, code, dose=DOSE, status=None):
+    from diary.participants.enrolment import enroll
+
+    participant, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=dose - timedelta(days=2), code=code
+    )
+    record_dose(participant, 1, dose, actor="t", now=dose + timedelta(minutes=5))
+    db.session.commit()
+    return participant
+
+
+def _tasks(participant, rule=None):
+    query = select(FollowUpTask).where(FollowUpTask.participant_id == participant.id)
+    if rule:
+        query = query.where(FollowUpTask.rule == rule)
+    return db.session.scalars(query.order_by(FollowUpTask.id)).all()
+
+
+def test_a_silent_task_fires_exactly_48_hours_after_the_last_entry_for_what_was_missed_since(study):
+    protocol = protocol_of(study.current_protocol_version)
+    participant = _dosed_at(study, "P-SIL001")
+    m230 = assessment_of(participant, 1, "M230")
+    last = m230.window_open + timedelta(minutes=5)
+    record_submission(m230, answers_for(protocol, "M230"), now=last, actor="t")
+    db.session.commit()
+    assert create_tasks(study, last + timedelta(hours=48) - timedelta(seconds=1)) == 0 or not _tasks(
+        participant, "silent"
+    )
+    create_tasks(study, last + timedelta(hours=48))
+    assert len(_tasks(participant, "silent")) == 1
+
+
+def test_a_severe_report_task_fires_exactly_at_its_hour_and_only_for_severe_or_alerting_new_reports(study):
+    protocol = protocol_of(study.current_protocol_version)
+    participant = _dosed_at(study, "P-SEV001")
+    d1 = assessment_of(participant, 1, "D1")
+    at = d1.window_open + timedelta(minutes=5)
+    record_submission(
+        d1,
+        answers_for(
+            protocol, "D1", **{"side_effects.symptoms.vomiting": "severe", "side_effects.symptoms.headache": "moderate"}
+        ),
+        now=at,
+        actor="t",
+    )
+    db.session.commit()
+    create_tasks(study, at + timedelta(hours=1))
+    created = _tasks(participant, "severe_unreviewed")
+    assert len(created) == 1 and "vomiting" in created[0].reason and "headache" not in created[0].reason
+
+
+def test_resolve_tasks_closes_each_kind_by_its_own_data_and_nothing_else(study):
+    protocol = protocol_of(study.current_protocol_version)
+    coordinator = make_staff(Role.COORDINATOR)
+    waiting = _dosed_at(study, "P-RES001")  # misses D3, stays silent: its tasks stay open
+    back = _dosed_at(study, "P-RES002")  # misses D3, then the study team enters it from paper
+    reviewed = _dosed_at(study, "P-RES003")  # a severe report, reviewed later
+    gone = _dosed_at(study, "P-RES004")  # withdraws
+    stopped = _dosed_at(study, "P-RES005")  # stops infusions: still followed up
+    d1 = assessment_of(reviewed, 1, "D1")
+    record_submission(
+        d1, answers_for(protocol, "D1", **{"side_effects.symptoms.vomiting": "severe"}), now=d1.window_open, actor="t"
+    )
+    db.session.commit()
+    late = assessment_of(waiting, 1, "D3").late_close + timedelta(minutes=1)
+    create_tasks(study, late)
+    db.session.commit()
+    before = {p.code: {t.rule for t in _tasks(p)} for p in (waiting, back, reviewed, gone, stopped)}
+    assert "missed_timepoint" in before["P-RES002"] and "severe_unreviewed" in before["P-RES003"]
+    assert resolve_tasks(study, late) == 0  # nothing changed yet
+
+    d3 = assessment_of(back, 1, "D3")
+    stored, _ = record_submission(
+        d3,
+        answers_for(protocol, "D3"),
+        now=late + timedelta(hours=1),
+        actor="t",
+        source=Source.PAPER,
+        reason="paper diary",
+        collected_at=d3.window_open,
+    )
+    report = db.session.scalars(select(SideEffectReport).where(SideEffectReport.severity == "severe")).one()
+    review(report, "called: better", by=coordinator, now=late + timedelta(hours=2))
+    withdraw(gone, actor="t", now=late + timedelta(hours=3), reason="moved away")
+    from diary.participants.enrolment import discontinue
+
+    discontinue(stopped, actor="t", now=late + timedelta(hours=3), reason="rash")
+    db.session.commit()
+    now = late + timedelta(hours=4)
+    closed = resolve_tasks(study, now)
+    db.session.commit()
+    # The missed D3 that arrived, the run of misses it ended and the silence it broke, the reviewed
+    # report's task, and every task of the one who left; a run keyed to an entry that never came
+    # stays open.
+    every = db.session.scalars(select(FollowUpTask)).all()
+    assert closed == len([t for t in every if t.closed_at is not None])
+    assert {t.rule for t in _tasks(back) if t.closed_at} == {"missed_timepoint", "missed_in_a_row", "silent"}
+    assert [t.rule for t in _tasks(back) if t.closed_at is None] == ["missed_in_a_row"]  # the D1-D2 run
+    arrived = _tasks(back, "missed_timepoint")[0]
+    assert arrived.outcome == "resolved_by_data" and arrived.closed_at == stored.submitted_at
+    assert "the missing entry arrived" in arrived.note
+    seen = _tasks(reviewed, "severe_unreviewed")[0]
+    assert seen.closed_at == late + timedelta(hours=2) and "the report was reviewed" in seen.note
+    assert all(t.closed_at == now and "withdrew" in t.note for t in _tasks(gone))
+    assert _tasks(waiting) and all(t.closed_at is None for t in _tasks(waiting))
+    assert _tasks(stopped) and all(t.closed_at is None for t in _tasks(stopped))
+    assert [t.closed_at for t in _tasks(reviewed) if t.rule != "severe_unreviewed"] == [None] * (
+        len(_tasks(reviewed)) - 1
+    )
+    events = db.session.scalars(select(_Event).where(_Event.action == "resolve_follow_up")).all()
+    assert len(events) == closed and {e.actor for e in events} == {"system"}
+    assert resolve_tasks(study, now + timedelta(hours=1)) == 0  # closed once
+
+
+def test_a_silent_task_resolves_only_with_an_entry_made_after_its_silence_began(study):
+    protocol = protocol_of(study.current_protocol_version)
+    participant = _dosed_at(study, "P-RES006")
+    m230 = assessment_of(participant, 1, "M230")
+    last = m230.window_open + timedelta(minutes=5)
+    record_submission(m230, answers_for(protocol, "M230"), now=last, actor="t")
+    db.session.commit()
+    create_tasks(study, last + timedelta(hours=49))
+    db.session.commit()
+    silent_task = _tasks(participant, "silent")[0]
+    assert resolve_tasks(study, last + timedelta(hours=50)) == 0
+    d7 = assessment_of(participant, 1, "D7")
+    record_submission(d7, answers_for(protocol, "D7"), now=d7.window_open, actor="t")
+    db.session.commit()
+    assert resolve_tasks(study, d7.window_open + timedelta(minutes=1)) >= 1
+    db.session.refresh(silent_task)
+    assert silent_task.closed_at is not None and "made an entry since" in silent_task.note
+
+
+def test_resolve_tasks_skips_a_task_whose_key_names_no_record(study):
+    participant = _dosed_at(study, "P-RES007")
+    db.session.add(
+        FollowUpTask(
+            participant_id=participant.id, rule="missed_timepoint", key="missed_timepoint:x", reason="odd", due_at=DOSE
+        )
+    )
+    db.session.add(
+        FollowUpTask(participant_id=participant.id, rule="severe_unreviewed", key="broken", reason="odd", due_at=DOSE)
+    )
+    db.session.commit()
+    assert resolve_tasks(study, DOSE + timedelta(days=1)) == 0
