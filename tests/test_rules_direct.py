@@ -1002,3 +1002,25 @@ def test_resolve_tasks_skips_a_task_whose_key_names_no_record(study):
     )
     db.session.commit()
     assert resolve_tasks(study, DOSE + timedelta(days=1)) == 0
+
+
+def test_silence_is_measured_from_each_participants_own_last_entry_and_counts_what_they_missed(study):
+    from diary.safety.follow_up import count_tasks
+
+    protocol = protocol_of(study.current_protocol_version)
+    quiet, busy = _dosed_at(study, "P-QUIET1"), _dosed_at(study, "P-BUSY01")
+    m230 = assessment_of(quiet, 1, "M230")
+    record_submission(m230, answers_for(protocol, "M230"), now=m230.window_open, actor="t")
+    for code in ("M230", "D1", "D2", "D3"):
+        entry = assessment_of(busy, 1, code)
+        record_submission(entry, answers_for(protocol, code), now=entry.window_open, actor="t")
+    db.session.commit()
+    d3 = assessment_of(quiet, 1, "D3")
+    create_tasks(study, d3.late_close + timedelta(minutes=1))
+    db.session.commit()
+    silent_tasks = _tasks(quiet, "silent")
+    assert len(silent_tasks) == 1 and silent_tasks[0].key.endswith(m230.window_open.isoformat())
+    assert "3 missed since" in silent_tasks[0].reason  # D1, D2 and D3 closed since M230
+    assert _tasks(busy, "silent") == []
+    open_count = len(db.session.scalars(select(FollowUpTask).where(FollowUpTask.closed_at.is_(None))).all())
+    assert count_tasks(study.id) == open_count > 0 and count_tasks(study.id, closed=True) == 0
