@@ -601,3 +601,61 @@ def test_the_cli_locks_unlocks_and_runs_the_review(runner, study):
     assert result.exit_code == 0 and all(f"{check.name}: 0 cases" in result.output for check in CHECKS)
     assert runner.invoke(args=["diary", "unlock", "--reason", "query"]).exit_code == 0
     assert db.session.scalar(select(func.count(ChangeRequest.id))) == 0
+
+
+def test_open_requests_lists_the_waiting_ones_of_a_site_oldest_first(study):
+    from diary.entries.change_requests import open_requests
+
+    here = _dosed_with_entries(study, "P-LST001", timepoints=("D1", "D3"))
+    there, _ = enroll(
+        study,
+        site="ELSEWHERE",
+        timezone="UTC",
+        sequence="BA",
+        actor="t",
+        now=now_utc() - timedelta(days=12),
+        code="P-LST002",
+    )
+    record_dose(there, 1, now_utc() - timedelta(days=10), actor="t", now=now_utc())
+    protocol = protocol_of(study.current_protocol_version)
+    d1 = assessment_of(there, 1, "D1")
+    record_submission(d1, answers_for(protocol, "D1", vas=50), now=d1.window_open, actor="t")
+    coordinator, investigator, now = make_staff(Role.COORDINATOR), make_staff(Role.INVESTIGATOR), now_utc()
+    first = _request(assessment_of(here, 1, "D1").submission, "5", coordinator, now - timedelta(minutes=2))
+    second = _request(d1.submission, "6", coordinator, now - timedelta(minutes=1))
+    third = _request(assessment_of(here, 1, "D3").submission, "7", coordinator, now)
+    db.session.commit()
+    assert [r.id for r in open_requests(study.id)] == [first.id, second.id, third.id]
+    assert [r.id for r in open_requests(study.id, site="NIH-CC")] == [first.id, third.id]
+    assert open_requests(study.id + 1) == []
+    clock = Clock(now)
+    moment, code = clock.tick()
+    decide(first, approve=False, note="no source", by=investigator, password=PASSWORD, code=code, now=moment)
+    assert [r.id for r in open_requests(study.id, site="NIH-CC")] == [third.id]
+
+
+def test_a_request_whose_value_changed_since_is_not_applied(study):
+    participant = _dosed_with_entries(study, "P-STALE1", timepoints=("D1",))
+    submission = assessment_of(participant, 1, "D1").submission
+    coordinator, investigator = make_staff(Role.COORDINATOR), make_staff(Role.INVESTIGATOR)
+    now = now_utc()
+    source_now = open_request(
+        submission,
+        VAS,
+        "5",
+        kind=ChangeRequestType.OTHER,
+        source="call",
+        source_at=now,
+        reason="the source is now",
+        by=coordinator,
+        now=now,
+    )  # a source at this very moment
+    db.session.commit()
+    value = next(v for v in submission.values if v.item == "fatigue")
+    value.value = "49"  # changed by another way since the request was made
+    db.session.commit()
+    clock = Clock(now)
+    moment, code = clock.tick()
+    with pytest.raises(Refused, match="value changed after this request") as refusal:
+        decide(source_now, approve=True, note="", by=investigator, password=PASSWORD, code=code, now=moment)
+    assert refusal.value.status == 409
