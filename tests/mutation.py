@@ -135,9 +135,16 @@ def _sites(tree: ast.Module):
 
 
 def mutants_of(path: str) -> list[Mutant]:
-    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    """Every mutation of the file, but no comparison turned on a line marked
+    ``# pragma: no mutate`` (one whose two forms are equivalent, the reason written beside it;
+    the line's other mutants, a negated condition for one, still run)."""
+    source = (ROOT / path).read_text(encoding="utf-8")
+    tree, lines = ast.parse(source), source.split("\n")
+    turned = {op.__name__ for op in TURNS}
     return [
-        Mutant(path, index, getattr(node, "lineno", 0), what) for index, (node, what, _apply) in enumerate(_sites(tree))
+        Mutant(path, index, getattr(node, "lineno", 0), what)
+        for index, (node, what, _apply) in enumerate(_sites(tree))
+        if not (what.split(" -> ")[0] in turned and "pragma: no mutate" in lines[getattr(node, "lineno", 1) - 1])
     ]
 
 
