@@ -120,14 +120,7 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
     step = matching_step(user.totp_secret, "".join(code.split()), now)
     if step is not None:
         if not use_step(user, step):
-            audit.record(
-                actor=audit.staff_actor(user),
-                action=AuditAction.SECOND_FACTOR_FAILED,
-                entity="staff_user",
-                entity_id=user.id,
-                now=now,
-                reason="a code already used",
-            )
+            _audit_failure(user, now, "a code already used")
             raise Refused("That code was already used. Wait for the next one in your app.", status=401, field="code")
         kind = "authenticator code"
     else:
@@ -141,13 +134,7 @@ def check(user: StaffUser, code: str, *, now: datetime) -> str:
             .values(used_at=now)
         )
         if used.rowcount != 1:
-            audit.record(
-                actor=audit.staff_actor(user),
-                action=AuditAction.SECOND_FACTOR_FAILED,
-                entity="staff_user",
-                entity_id=user.id,
-                now=now,
-            )
+            _audit_failure(user, now)
             raise Refused("That code is not right.", status=401, field="code")
         kind = "recovery code"
         audit.record(
@@ -170,6 +157,18 @@ def remaining_recovery_codes(user: StaffUser) -> int:
     )
 
 
+def _audit_failure(user: StaffUser, now: datetime, reason: str | None = None) -> None:
+    """A wrong or replayed code (or a signature's wrong password), in the audit trail."""
+    audit.record(
+        actor=audit.staff_actor(user),
+        action=AuditAction.SECOND_FACTOR_FAILED,
+        entity="staff_user",
+        entity_id=user.id,
+        now=now,
+        reason=reason,
+    )
+
+
 def reauthenticate(user: StaffUser, password: str, code: str, *, now: datetime) -> None:
     """The two components of an electronic signature (21 CFR 11.200(a)): the signer's password
     and a current code from their authenticator app (a recovery code does not sign). Failures
@@ -183,24 +182,10 @@ def reauthenticate(user: StaffUser, password: str, code: str, *, now: datetime) 
     if reserve_attempt(key, ACCOUNT_LIMIT, now) is not None:
         raise Refused("Too many wrong attempts. Please wait 15 minutes and try again.", status=429)
     if not verify_secret(user.password_hash, password or ""):
-        audit.record(
-            actor=audit.staff_actor(user),
-            action=AuditAction.SECOND_FACTOR_FAILED,
-            entity="staff_user",
-            entity_id=user.id,
-            now=now,
-            reason="a signature's password was not right",
-        )
+        _audit_failure(user, now, "a signature's password was not right")
         raise Refused("The password is not right.", status=401, field="password")
     step = matching_step(user.totp_secret, "".join((code or "").split()), now)
     if step is None or not use_step(user, step):
-        audit.record(
-            actor=audit.staff_actor(user),
-            action=AuditAction.SECOND_FACTOR_FAILED,
-            entity="staff_user",
-            entity_id=user.id,
-            now=now,
-            reason="a signature's code was not right or already used",
-        )
+        _audit_failure(user, now, "a signature's code was not right or already used")
         raise Refused("That code is not right, or was already used: type the current one.", status=401, field="code")
     clear_attempts(key)

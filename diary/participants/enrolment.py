@@ -258,6 +258,16 @@ def revoke_link(participant: Participant, *, actor: str, now: datetime, reason: 
     )
 
 
+def _locked_afresh(participant: Participant) -> None:
+    """Lock the participant's row and read it again (two stops at once see each other)."""
+    db.session.execute(
+        select(Participant)
+        .where(Participant.id == participant.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
 def _check_stop(participant: Participant, reason: str, category: str, decided_by: str, what: str) -> None:
     refuse_if_locked(participant.study)
     if not reason or not reason.strip():
@@ -285,13 +295,7 @@ def withdraw(
     applicable. A participant who only stops treatment is ``discontinue``d instead.
     """
     _check_stop(participant, reason, category, decided_by, "withdraw a participant")
-    # Locked and read afresh: two withdrawals at once must not both pass the check below.
-    db.session.execute(
-        select(Participant)
-        .where(Participant.id == participant.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    _locked_afresh(participant)  # two withdrawals at once must not both pass the check below
     if participant.status == ParticipantStatus.WITHDRAWN:
         raise Refused("This participant is already withdrawn.", status=409)
     previous = participant.status
@@ -340,12 +344,7 @@ def discontinue(
     recorded, but the diary keeps asking for the entries already scheduled, with reminders and
     follow-up calls, until the participant completes them or withdraws."""
     _check_stop(participant, reason, category, decided_by, "discontinue treatment")
-    db.session.execute(
-        select(Participant)
-        .where(Participant.id == participant.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    _locked_afresh(participant)
     if participant.status != ParticipantStatus.ACTIVE:
         raise Refused(f"This participant is already {participant.status}.", status=409)
     participant.status = ParticipantStatus.DISCONTINUED
