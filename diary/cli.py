@@ -382,6 +382,65 @@ def export_command(
     click.echo(f"Exported to {out} in {time.monotonic() - started:.1f} s, {state}.")
 
 
+@diary_cli.command("archive")
+@click.option("--site", required=True, help="The site whose archive to build (e.g. NIH-CC).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="A new or empty folder.")
+@click.option(
+    "--as-of", "as_of", help="UTC time 'YYYY-MM-DD HH:MM' the data are judged at (default: the lock, else now)."
+)
+@click.option("--language", help="The PDFs' language (default: DIARY_SITE_LANGUAGES for the site, else English).")
+def archive_command(site, out_dir, as_of, language):
+    """Build a site's archive: a PDF diary per participant, the site's tables, staff access,
+    protocol versions and a manifest of SHA-256 hashes (audited)."""
+    from .archive.build import archive_moment, build_site_archive, site_language
+    from .archive.custody import record_built
+    from .documents import render_pdf
+    from .i18n import LANGUAGES
+    from .study.trial import require_study
+
+    study = require_study()
+    moment = None
+    if as_of:
+        moment = parse_local_time(as_of, "UTC")
+    language = language or site_language(site, current_app.config.get("SITE_LANGUAGES") or {})
+    if language not in LANGUAGES:
+        fail(f"'{language}' is not a language of the diary ({', '.join(LANGUAGES)}).")
+    started = time.monotonic()
+    try:
+        manifest = build_site_archive(
+            Path(out_dir),
+            study=study,
+            site=site,
+            as_of=archive_moment(study, moment, now_utc()),
+            language=language,
+            render_pdf=render_pdf,
+            app_version=current_app.config["DIARY_VERSION"],
+        )
+    except Refused as error:
+        fail(error.message)
+    record_built(actor=ActorKind.CLI, site=site, manifest=manifest, now=now_utc())
+    db.session.commit()
+    click.echo(
+        f"Archive of site {site} written to {out_dir} in {time.monotonic() - started:.1f} s: "
+        f"{manifest['participants']} participants, {len(manifest['files'])} files, as of {manifest['as_of_utc']}, "
+        f"allocation {manifest['allocation']}."
+    )
+    click.echo(f"  archive sha256 {manifest['archive_sha256']} (sha256sum of SHA256SUMS)")
+
+
+@diary_cli.command("verify-archive")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def verify_archive_command(folder):
+    """Check a site's archive with no database: every file's hash, and every endpoint recomputed
+    from its raw tables (exit 1 on any problem)."""
+    from .archive.verify import summary, verify_archive
+
+    report = verify_archive(Path(folder))
+    click.echo(summary(report))
+    if not report.ok:
+        sys.exit(1)
+
+
 @diary_cli.command("send-reminders")
 def send_reminders_command():
     """Make one dispatch pass over the reminder outbox and say what it did."""

@@ -37,6 +37,9 @@ DEFAULT_TIMEZONE = "America/New_York"
 # Each site's clock, for its daily digest ({"NIH-CC": "America/New_York"}; DEFAULT_TIMEZONE
 # otherwise), and the local hour the digest goes out (to the site's alert recipients; None: none).
 SITE_TIMEZONES = {}
+# The language of each site's archive (its participants' paper diaries, README): {"HUVH": "es"};
+# English otherwise (i18n.LANGUAGES).
+SITE_LANGUAGES = {}
 DIGEST_HOUR = 8
 # How long a scheduler's claim on an outbox row holds without renewal (it renews every quarter).
 OUTBOX_LEASE_SECONDS = 60

@@ -184,6 +184,9 @@ class Participant(db.Model):
     code_broken_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
     # Bumped when the participant signs out: every remembered phone must enter the PIN again.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Asked at enrolment: to be told their treatment order once the study is unblinded (ICH E6(R3)
+    # 2.8.10); their diary shows it then, and only then.
+    told_treatment_order: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     study: Mapped[Study] = relationship()
     periods: Mapped[list[Period]] = relationship(back_populates="participant", order_by="Period.number")
@@ -582,6 +585,28 @@ class AuditReview(db.Model):
     reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     reviewed_by: Mapped[StaffUser] = relationship()
+
+
+class SiteArchive(db.Model):
+    """One site's archive as built on the web: the zip kept under the instance folder, its
+    SHA-256, and its custody (downloaded, confirmed received by the site)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    site: Mapped[str] = mapped_column(String(80))
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The archive's own hash (manifest ``archive_sha256``) and the zip's, as downloaded.
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    zip_sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(200))
+    built_by_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    downloaded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    received_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    received_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    built_by: Mapped[StaffUser] = relationship(foreign_keys=[built_by_id])
+    received_by: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[received_by_id])
 
 
 class AuditEvent(db.Model):

@@ -353,6 +353,13 @@ class AuditAction(StrEnum):
     LOCK_STUDY = "lock_study"
     UNLOCK_STUDY = "unlock_study"
     REVIEW_AUDIT_CHECK = "review_audit_check"
+    # A site's archive (its custody: built, downloaded, confirmed received by the site).
+    ARCHIVE_BUILT = "archive_built"
+    ARCHIVE_DOWNLOADED = "archive_downloaded"
+    ARCHIVE_RECEIVED = "archive_received"
+    # A participant took a copy of their own answers (PDF or CSV).
+    OWN_DATA_DOWNLOADED = "own_data_downloaded"
+    CHANGE_TOLD_TREATMENT = "change_told_treatment"
 
 
 class ActorKind(StrEnum):

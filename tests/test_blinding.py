@@ -165,6 +165,7 @@ def staff_pages(app, client) -> list[Document]:
         "user_id": [1],
         "task_id": [1],
         "report_id": [1],
+        "archive_id": [1],
     }
     documents = []
     for rule in app.url_map.iter_rules():
@@ -199,6 +200,36 @@ def web_exports(client) -> list[Document]:
     return documents
 
 
+def pdf_document(name: str, content: bytes) -> Document:
+    from pypdf import PdfReader
+
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+    return Document(name, " ".join(text.split()))
+
+
+def web_archives(client) -> list[Document]:
+    """The site's archive as its coordinator (or investigator) builds and downloads it: every
+    table, Dataset-JSON and paper-diary PDF in the zip."""
+    page = client.get("/staff/archive")
+    if page.status_code != 200:
+        return []
+    html = page.get_data(as_text=True)
+    built = client.post("/staff/archive", data={"csrf_token": csrf_from(html), "site": "NIH-CC"})
+    assert built.status_code == 302, built.get_data(as_text=True)[:300]
+    link = re.search(r'href="(/staff/archive/\d+/download)"', client.get("/staff/archive").get_data(as_text=True))
+    packed = zipfile.ZipFile(io.BytesIO(client.get(link.group(1)).get_data()))
+    files = {name.split("/", 1)[1]: packed.read(name) for name in packed.namelist()}
+    data = {name[len("data/") :]: content for name, content in files.items() if name.startswith("data/")}
+    documents = bundle_documents("archive/data", data)
+    documents += [pdf_document(f"archive/{name}", content) for name, content in files.items() if name.endswith(".pdf")]
+    documents += [
+        Document(f"archive/{name}", content.decode("utf-8"))
+        for name, content in files.items()
+        if name.endswith((".txt", ".yaml")) or name.startswith("staff/")
+    ]
+    return documents
+
+
 def cli_exports(runner, tmp_path) -> list[Document]:
     """The command line's export as the operator runs it by default, in every format."""
     documents = []
@@ -226,6 +257,12 @@ def participant_pages(app) -> list[Document]:
             response = phone.get(url)
             if response.status_code == 200:
                 documents.append(html_document(f"{participant.code}{url}", response.get_data(as_text=True)))
+        own = phone.get("/p/history/my-answers.csv")
+        assert own.status_code == 200
+        documents.append(Document(f"{participant.code}/my-answers.csv", own.get_data(as_text=True)))
+        documents.append(
+            pdf_document(f"{participant.code}/my-answers.pdf", phone.get("/p/history/my-answers.pdf").get_data())
+        )
         feed = phone.get(f"/p/calendar/{signed_link_token(participant, 'calendar')}.ics")
         assert feed.status_code == 200
         documents.append(Document(f"{participant.code}/calendar.ics", feed.get_data(as_text=True)))
@@ -395,7 +432,7 @@ def trial(app, study, smtp, runner, tmp_path):  # noqa: F811
 def _read_as(app, role: str, trial) -> list[Document]:
     client = app.test_client()
     login_as(client, role, f"{role}-reader@site.test")
-    return staff_pages(app, client) + web_exports(client) + trial["shared"]
+    return staff_pages(app, client) + web_exports(client) + web_archives(client) + trial["shared"]
 
 
 def test_no_blinded_role_can_recover_the_allocation(app, trial):

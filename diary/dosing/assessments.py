@@ -106,8 +106,11 @@ def load(
     where=(),
     order_by=None,
     with_values: bool = False,
+    session=None,
 ) -> list[AssessmentRow]:
     """Assessment rows for a study or a set of participants, judged at ``now``.
+
+    ``session``: another session than the app's (a site archive reads its own snapshot).
 
     A fixed number of queries whatever the number of rows: the rows, the protocol versions
     they were scheduled under, and (``with_values``) the answered items.
@@ -120,12 +123,13 @@ def load(
     query = query.where(*where)
     if order_by is None:
         order_by = (Participant.code, Period.number, Assessment.target)
-    raw = db.session.execute(query.order_by(*order_by)).all()
-    protocols = protocols_by_version({row.protocol_version_id for row in raw})
+    session = session or db.session
+    raw = session.execute(query.order_by(*order_by)).all()
+    protocols = protocols_by_version({row.protocol_version_id for row in raw}, session)
     values: dict[int, dict[tuple[str, str], str]] = {}
     submission_ids = [row.submission_id for row in raw if row.submission_id is not None]
     if with_values and submission_ids:
-        for value in db.session.execute(
+        for value in session.execute(
             select(ItemValue.submission_id, ItemValue.instrument, ItemValue.item, ItemValue.value)
             .where(ItemValue.submission_id.in_(submission_ids))
             .order_by(ItemValue.id)
@@ -169,13 +173,15 @@ def load(
     return rows
 
 
-def protocols_by_version(version_ids) -> dict[int, Protocol]:
+def protocols_by_version(version_ids, session=None) -> dict[int, Protocol]:
     """Parsed protocols by version id, in one query (parsing is cached per process)."""
     if not version_ids:
         return {}
     return {
         version.id: protocol_of(version)
-        for version in db.session.scalars(select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))
+        for version in (session or db.session).scalars(
+            select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids)))
+        )
     }
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import zipfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +30,18 @@ from .schema import TABLES, dictionary_rows
 from .sdtm import write_domains
 from .tables import BUILDERS, ExportContext
 from .writers import FORMATS, WRITERS, iso_utc
+
+# Audit events that record who took a copy of the data, not a change to it.
+CUSTODY_ACTIONS = tuple(
+    str(action)
+    for action in (
+        AuditAction.EXPORT,
+        AuditAction.IDENTIFIED_EXPORT,
+        AuditAction.ARCHIVE_BUILT,
+        AuditAction.ARCHIVE_DOWNLOADED,
+        AuditAction.ARCHIVE_RECEIVED,
+    )
+)
 
 TABLE_ORDER = [
     "assessments",
@@ -67,6 +80,9 @@ def write_bundle(
     standards: bool = False,
     without_side_effects: bool = False,
     blinding=None,
+    site: str | None = None,
+    allocation_withheld: bool = False,
+    connection=None,
 ) -> dict:
     """Write every table of ``study`` into ``out_dir`` and return the manifest.
 
@@ -83,6 +99,10 @@ def write_bundle(
     Dataset-JSON) under sdtm/ and FHIR NDJSON under fhir/ (they about triple the export's time,
     so they are asked for).
 
+    A site's archive passes ``site`` (only its participants), ``allocation_withheld`` (sequence
+    and treatment columns blank, for readers who see no allocation) and the ``connection`` of
+    its own snapshot, so the archive's other files read the same state of the database.
+
     ``progress(table, rows_written)`` is called as batches are written (for a progress bar).
     The database is read in one read-only transaction, so the tables agree with each other.
     """
@@ -92,7 +112,7 @@ def write_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = protocol_of(study.current_protocol_version)
     blinding = blinding or blinding_for(study, OPERATOR, true_allocation=true_allocation)
-    if blinding.allocation is Allocation.NONE:
+    if blinding.allocation is Allocation.NONE and not allocation_withheld:
         raise Refused("This role receives no export of the study's data.", status=403)
     blinded = not blinding.drug_names
     dummy = blinding.is_dummy
@@ -101,40 +121,34 @@ def write_bundle(
         ensure_dummy_allocation(study)
         db.session.commit()
     files, stats = {}, {}
-    with db.engine.connect() as connection:
-        # One snapshot for every table: SQLite's read transaction gives it without the write lock;
-        # PostgreSQL needs REPEATABLE READ for it.
-        options = {"diary_readonly": True}
-        if connection.dialect.name == "postgresql":
-            options["isolation_level"] = "REPEATABLE READ"
-        connection = connection.execution_options(**options)
-        with connection.begin():
-            ctx = ExportContext(
-                connection=connection,
-                study=study,
-                protocol=protocol,
-                blinded=blinded,
-                now=now,
-                dummy=dummy,
-                no_free_text=not free_text,
-                without_side_effects=without_side_effects,
+    with snapshot(connection) as connection:
+        last_event = last_data_event(connection)
+        ctx = ExportContext(
+            connection=connection,
+            study=study,
+            protocol=protocol,
+            blinded=blinded,
+            now=now,
+            dummy=dummy,
+            no_free_text=not free_text,
+            without_side_effects=without_side_effects,
+            site=site,
+            allocation_withheld=allocation_withheld,
+        )
+        tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
+        for table in tables:
+            rows = iter(dictionary_rows(protocol, identified)) if table == "data_dictionary" else BUILDERS[table](ctx)
+            path = out_dir / f"{table}.{fmt}"
+            count = WRITERS[fmt](
+                path,
+                TABLES[table],
+                rows,
+                (lambda n, table=table: progress(table, n)) if progress else None,
+                **({"stats": stats} if fmt == ExportFormat.XLSX else {}),
             )
-            tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
-            for table in tables:
-                rows = (
-                    iter(dictionary_rows(protocol, identified)) if table == "data_dictionary" else BUILDERS[table](ctx)
-                )
-                path = out_dir / f"{table}.{fmt}"
-                count = WRITERS[fmt](
-                    path,
-                    TABLES[table],
-                    rows,
-                    (lambda n, table=table: progress(table, n)) if progress else None,
-                    **({"stats": stats} if fmt == ExportFormat.XLSX else {}),
-                )
-                files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
-            if standards:
-                _write_standards(out_dir, ctx, now, files, progress)
+            files[path.name] = {"table": table, "rows": count, "sha256": sha256_of(path)}
+        if standards:
+            _write_standards(out_dir, ctx, now, files, progress)
     (out_dir / "analysis").mkdir(exist_ok=True)
     for program in sorted(ANALYSIS_PROGRAMS.glob("primary.*")):
         target = out_dir / "analysis" / program.name
@@ -151,12 +165,15 @@ def write_bundle(
         # The data's lock (None when exported from unlocked data), and which state of the trail it
         # reflects: the last audit event's id when the export began.
         "locked_utc": iso_utc(study.locked_at) if study.locked_at else None,
-        "snapshot": f"audit-event-{db.session.scalar(select(func.max(AuditEvent.id))) or 0}",
+        "snapshot": f"audit-event-{last_event}",
+        **({"site": site} if site is not None else {}),
         "allocation_is_dummy": dummy,
         "allocation": (
             "DUMMY: sequence and treatment_code are a stored random permutation of the randomization "
             "list, for writing and testing programs; results mean nothing about the treatments"
             if dummy
+            else "withheld: sequence and treatment columns are blank until the study is unblinded"
+            if allocation_withheld
             else "true allocation" + (" (blinded: treatment names withheld)" if blinded else "")
         ),
         "standards": "sdtm/ (SDTM-shaped CSV and Dataset-JSON v1.1) and fhir/ (FHIR R4 NDJSON)"
@@ -190,6 +207,30 @@ def write_bundle(
         manifest["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+@contextmanager
+def snapshot(connection=None):
+    """A read-only connection in one transaction, so every table read through it agrees: SQLite's
+    read transaction gives that without the write lock; PostgreSQL needs REPEATABLE READ. Given
+    an open ``connection`` (an archive's own snapshot), it is used as it is."""
+    if connection is not None:
+        yield connection
+        return
+    with db.engine.connect() as connection:
+        options = {"diary_readonly": True}
+        if connection.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        connection = connection.execution_options(**options)
+        with connection.begin():
+            yield connection
+
+
+def last_data_event(connection) -> int:
+    """The last audit event that can change what an export holds (the snapshot it reflects).
+    Custody events (exports, archives built, downloaded, received) leave the data as it was, so
+    an archive built twice from unchanged data names the same snapshot."""
+    return connection.scalar(select(func.max(AuditEvent.id)).where(AuditEvent.action.not_in(CUSTODY_ACTIONS))) or 0
 
 
 def _write_standards(out_dir: Path, ctx: ExportContext, now: datetime, files: dict, progress) -> None:

@@ -131,7 +131,7 @@ def questionnaire_responses(ctx: ExportContext):
         .join(Assessment, Assessment.period_id == Period.id)
         .join(Submission, Submission.assessment_id == Assessment.id)
         .join(ItemValue, ItemValue.submission_id == Submission.id)
-        .where(Participant.study_id == ctx.study.id)
+        .where(ctx.in_scope)
         .order_by(Participant.code, Period.number, Assessment.target, ItemValue.instrument, ItemValue.id)
     )
     for (code, number, timepoint, instrument_id), rows in groupby(

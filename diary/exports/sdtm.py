@@ -224,7 +224,7 @@ class Builder:
                 Participant.discontinued_at,
                 Participant.discontinuation_reason,
             )
-            .where(Participant.study_id == self.ctx.study.id)
+            .where(self.ctx.in_scope)
             .order_by(Participant.code)
         ).all()
         periods = connection.execute(
@@ -237,7 +237,7 @@ class Builder:
             )
             .join(Assessment, Assessment.period_id == Period.id, isouter=True)
             .join(Participant, Participant.id == Period.participant_id)
-            .where(Participant.study_id == self.ctx.study.id)
+            .where(self.ctx.in_scope)
             .group_by(Period.participant_id, Period.number, Period.treatment, Period.dose_start)
         ).all()
         by_participant: dict[int, list] = {}
@@ -247,7 +247,8 @@ class Builder:
         for person in people:
             doses, codes, ends = {}, {}, {}
             for _, number, treatment, dose_start, last_close in by_participant.get(person.id, []):
-                codes[number] = self.ctx.allocation(person.code, person.sequence, number, treatment)[1]
+                # Blank when the allocation is withheld (a site's archive before unblinding).
+                codes[number] = self.ctx.allocation(person.code, person.sequence, number, treatment)[1] or ""
                 if dose_start is not None:
                     doses[number] = dose_start
                     ends[number] = last_close
@@ -284,7 +285,9 @@ class Builder:
             planned = subject.sequence
             received = "".join(subject.codes[n] for n in sorted(subject.doses))
             arm = " then ".join(self._treatment_name(c) for c in self.ctx.protocol.sequences.get(planned, ()))
-            if not received:
+            if self.ctx.allocation_withheld:
+                planned = arm = actual_code = actual = None
+            elif not received:
                 actual_code, actual = "NOTTRT", "Not Treated"
             else:
                 actual_code = received
@@ -314,8 +317,8 @@ class Builder:
                 code = subject.codes[number]
                 elements.append(
                     (
-                        code,
-                        self._treatment_name(code),
+                        code or None,
+                        self._treatment_name(code) if code else None,
                         f"TREATMENT {number}",
                         subject.doses[number],
                         self._period_end(subject, number),
@@ -346,7 +349,7 @@ class Builder:
                     "EX",
                     subject.usubjid,
                     seq,
-                    self._treatment_name(subject.codes[number]),
+                    self._treatment_name(subject.codes[number]) if subject.codes[number] else "MASKED",
                     "INTRAVENOUS",
                     local_dtc(start, subject.tz),
                     study_day(start, subject),

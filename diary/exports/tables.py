@@ -56,6 +56,12 @@ class ExportContext:
     dummies: dict = field(default_factory=dict)
     # Filled while fatigue_endpoints is written, so the participants table need not recompute it.
     endpoint_flags: list | None = None
+    # One site's participants only (a site's archive), or one participant's (their own download).
+    site: str | None = None
+    participant_code: str | None = None
+    # Sequence, treatment code and drug name left blank: a site's archive before unblinding, whose
+    # readers (investigators, coordinators) see no allocation.
+    allocation_withheld: bool = False
 
     def __post_init__(self):
         self._last_key, self._last = None, None
@@ -74,14 +80,29 @@ class ExportContext:
                 ).all()
             )
 
-    def sequence(self, code: str, sequence: str) -> str:
+    @property
+    def in_scope(self):
+        """The condition on ``Participant`` every table's query carries: the study, and the
+        site or the participant when the export is scoped to one."""
+        condition = Participant.study_id == self.study.id
+        if self.site is not None:
+            condition = condition & (Participant.site == self.site)
+        if self.participant_code is not None:
+            condition = condition & (Participant.code == self.participant_code)
+        return condition
+
+    def sequence(self, code: str, sequence: str) -> str | None:
         """The participant's sequence under the allocation this export carries."""
+        if self.allocation_withheld:
+            return None
         return self.dummies.get(code) or sequence if self.dummy else sequence
 
     def allocation(self, code: str, sequence: str, period: int, treatment: str) -> tuple[str, str, str | None]:
         """(sequence, treatment_code, drug name) of a participant's period under the allocation
         this export carries; the drug name only after unblinding. Rows of one period come
         together, so the last answer is kept."""
+        if self.allocation_withheld:
+            return None, None, None
         key = (code, period)
         if key != self._last_key:
             shown, masked = sequence, treatment
@@ -101,9 +122,7 @@ class ExportContext:
         Participants come in code order, so the concatenated chunks keep the statement's order.
         """
         ids = (
-            self.connection.execute(
-                select(Participant.id).where(Participant.study_id == self.study.id).order_by(Participant.code)
-            )
+            self.connection.execute(select(Participant.id).where(self.in_scope).order_by(Participant.code))
             .scalars()
             .all()
         )
@@ -114,10 +133,17 @@ class ExportContext:
             )
 
 
+def to_the_second(moment: datetime) -> datetime:
+    """A time at the precision the export writes it (whole seconds): every derived column is
+    computed from the times as exported, so an analyst recomputing it from the CSV gets the same
+    number (and ``verify-archive`` does, with no database)."""
+    return moment.replace(microsecond=0)
+
+
 def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
     if moment is None or dose is None:
         return None
-    return round((moment - dose).total_seconds() / 60, 1)
+    return round((to_the_second(moment) - to_the_second(dose)).total_seconds() / 60, 1)
 
 
 def assessments(ctx: ExportContext):
@@ -132,7 +158,7 @@ def assessments(ctx: ExportContext):
             Submission.text_scale,
             Submission.browser,
         )
-        .where(Participant.study_id == ctx.study.id)
+        .where(ctx.in_scope)
         .order_by(Participant.code, Period.number, Assessment.target)
     )
     order, now, dummy = ctx.order, ctx.now, ctx.dummy
@@ -204,14 +230,16 @@ def responses_query(ctx: ExportContext, instruments: list[str]):
         .join(Assessment, Assessment.period_id == Period.id)
         .join(Submission, Submission.assessment_id == Assessment.id)
         .join(ItemValue, ItemValue.submission_id == Submission.id)
-        .where(Participant.study_id == ctx.study.id, ItemValue.instrument.in_(instruments))
+        .where(ctx.in_scope, ItemValue.instrument.in_(instruments))
     )
 
 
-def responses(ctx: ExportContext):
+def responses(ctx: ExportContext, instruments: list[str] | None = None):
     """The biggest table by far, so its loop is kept lean: rows of one submission are adjacent,
-    and the per-submission values (treatment, minutes from dose) are computed once for them."""
-    query = responses_query(ctx, _response_instruments(ctx)).order_by(
+    and the per-submission values (treatment, minutes from dose) are computed once for them.
+
+    ``instruments``: others than the table's (a participant's own copy adds the side effects)."""
+    query = responses_query(ctx, instruments or _response_instruments(ctx)).order_by(
         Participant.code, Period.number, Assessment.target, ItemValue.id
     )
     blank = ctx.free_text_items if ctx.no_free_text else set()
@@ -286,7 +314,7 @@ def _vas_periods(ctx: ExportContext):
             & (ItemValue.instrument == instrument)
             & (ItemValue.item == item),
         )
-        .where(Participant.study_id == ctx.study.id, Period.dose_start.is_not(None))
+        .where(ctx.in_scope, Period.dose_start.is_not(None))
         .order_by(Participant.code, Period.number, Assessment.target)
     )
     for _, group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
@@ -294,7 +322,7 @@ def _vas_periods(ctx: ExportContext):
 
 
 def _hours_from_dose(row) -> float:
-    return (row.collected_at - row.dose_start).total_seconds() / 3600
+    return (to_the_second(row.collected_at) - to_the_second(row.dose_start)).total_seconds() / 3600
 
 
 def fatigue_endpoints(ctx: ExportContext):
@@ -420,7 +448,7 @@ def side_effects(ctx: ExportContext):
         )
         .join(Period, SideEffectReport.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
-        .where(Participant.study_id == ctx.study.id)
+        .where(ctx.in_scope)
         .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id)
     )
     for row in rows:
@@ -444,9 +472,7 @@ def side_effects(ctx: ExportContext):
 
 def adherence(ctx: ExportContext):
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(
-        rows_query().where(Participant.study_id == ctx.study.id).order_by(Participant.code, Period.number)
-    )
+    rows = ctx.stream(rows_query().where(ctx.in_scope).order_by(Participant.code, Period.number))
     for (code, number), group in groupby(rows, key=lambda r: (r.code, r.period)):
         tally = Tally()
         for row in group:
@@ -482,7 +508,7 @@ def participants(ctx: ExportContext):
             Participant.discontinuation_decided_by,
             Participant.code_broken_at,
         )
-        .where(Participant.study_id == ctx.study.id)
+        .where(ctx.in_scope)
         .order_by(Participant.code)
     )
     for row in rows:
@@ -555,11 +581,7 @@ def audit_trail(ctx: ExportContext):
     """Who (by role) changed what, when, from what, to what, and why. Events that name the
     allocation (``blinding.ALLOCATION_EVENTS``) are left out entirely, whoever exports."""
     staff_roles = dict(ctx.connection.execute(select(StaffUser.email, StaffUser.role)).all())
-    codes = dict(
-        ctx.connection.execute(
-            select(Participant.id, Participant.code).where(Participant.study_id == ctx.study.id)
-        ).all()
-    )
+    codes = dict(ctx.connection.execute(select(Participant.id, Participant.code).where(ctx.in_scope)).all())
     rows = ctx.connection.execute(
         select(
             AuditEvent.id,
@@ -577,7 +599,7 @@ def audit_trail(ctx: ExportContext):
             AuditEvent.entity.in_(DATA_ENTITIES),
             AuditEvent.action.not_in(ALLOCATION_EVENTS + STAFF_ACTIONS),
             (AuditEvent.participant_id.is_(None))
-            | (AuditEvent.participant_id.in_(select(Participant.id).where(Participant.study_id == ctx.study.id))),
+            | (AuditEvent.participant_id.in_(select(Participant.id).where(ctx.in_scope))),
         )
         .order_by(AuditEvent.id)
         .execution_options(yield_per=BATCH)
@@ -618,7 +640,7 @@ def participants_identified(ctx: ExportContext):
             Participant.status,
             Participant.enrolled_at,
         )
-        .where(Participant.study_id == ctx.study.id)
+        .where(ctx.in_scope)
         .order_by(Participant.code)
     )
     for row in rows:

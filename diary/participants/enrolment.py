@@ -139,8 +139,12 @@ def enroll(
     reminder_from: str | None = None,
     reminder_until: str | None = None,
     language: str = DEFAULT_LANGUAGE,
+    told_treatment_order: bool = False,
 ) -> tuple[Participant, str]:
     """Enrol a participant and issue their personal link. Returns the participant and the token.
+
+    ``told_treatment_order``: they asked to be told their treatment order once the study is
+    unblinded (``study.blinding.treatment_order_for``).
 
     The sequence is given (by the unblinded role or a script) or taken from the next free slot of
     the site's randomization list. Periods are created now; their schedules when dosed.
@@ -180,6 +184,7 @@ def enroll(
         reminder_from=reminder_from,
         reminder_until=reminder_until,
         language=language,
+        told_treatment_order=bool(told_treatment_order),
         link_token_hash=hash_token(token),
         link_issued_at=now,
         pin_generation=0,

@@ -70,6 +70,27 @@ def set_language(participant: Participant, language: str, *, now: datetime) -> b
     return True
 
 
+def set_told_treatment_order(participant: Participant, wanted: bool, *, now: datetime) -> bool:
+    """Whether the participant wants their diary to show their treatment order once the study is
+    unblinded (they may change their mind at any time); returns whether it changed."""
+    wanted = bool(wanted)
+    if participant.told_treatment_order == wanted:
+        return False
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.CHANGE_TOLD_TREATMENT,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        field="told_treatment_order",
+        old=participant.told_treatment_order,
+        new=wanted,
+        now=now,
+    )
+    participant.told_treatment_order = wanted
+    return True
+
+
 def subscribe_push(participant: Participant, data, *, now: datetime) -> PushSubscription:
     """Store a browser's push subscription (the JSON a browser's PushManager gives)."""
     if not isinstance(data, dict):

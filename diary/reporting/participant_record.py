@@ -44,9 +44,10 @@ def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str
     return series
 
 
-def staff_answers(protocol, values: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+def staff_answers(protocol, values: dict[tuple[str, str], str], language: str = "en") -> list[tuple[str, str]]:
     """An entry's answers as staff read them: (the instrument's title, the answer by its label),
-    in English; the side-effect checklist is listed with the side effects, not here."""
+    in English unless ``language`` (a site's archive); the side-effect checklist is listed with
+    the side effects, not here."""
     lines = []
     for (instrument_id, item_id), value in values.items():
         instrument = protocol.instruments.get(instrument_id)
@@ -58,9 +59,9 @@ def staff_answers(protocol, values: dict[tuple[str, str], str]) -> list[tuple[st
         if item.type == ItemType.SEVERITY_CHECKLIST:
             continue
         if item.type == ItemType.SINGLE_CHOICE:
-            value = next((in_language(c.label, "en") for c in item.choices if c.code == value), value)
-        title = in_language(instrument.title, "en")
-        lines.append((title if len(instrument.items) == 1 else f"{title}: {in_language(item.text, 'en')}", value))
+            value = next((in_language(c.label, language) for c in item.choices if c.code == value), value)
+        title = in_language(instrument.title, language)
+        lines.append((title if len(instrument.items) == 1 else f"{title}: {in_language(item.text, language)}", value))
     return lines
 
 

@@ -88,5 +88,18 @@ def blinding_for(study, reader: str, *, true_allocation: bool = False) -> Blindi
     return Blinding(reader, Allocation.NONE, drug_names=False)
 
 
+def treatment_order_for(study, participant, protocol) -> list[tuple[int, str]] | None:
+    """A participant's own treatment order for their diary, [(infusion number, sealed name)]: only
+    once the whole study is unblinded, and only if they asked to be told (ICH E6(R3) 2.8.10).
+    None otherwise: before unblinding no participant page carries an arm, whoever asks (an
+    emergency code break leaves the study blinded, so it does not count)."""
+    if study.unblinded_at is None or not participant.told_treatment_order:
+        return None
+    codes = protocol.sequences.get(participant.sequence)
+    if not codes:
+        return None
+    return [(number, protocol.treatments.get(code) or code) for number, code in enumerate(codes, start=1)]
+
+
 def may_break_code(reader: str) -> bool:
     return reader in CODE_BREAKERS

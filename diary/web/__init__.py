@@ -56,7 +56,7 @@ def json_depth(body: bytes) -> int:
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, assets, coordinator, errors, main, operations, participant, signin
+    from . import admin, analysis, archive, assets, coordinator, errors, main, operations, participant, signin
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
@@ -67,6 +67,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(analysis.bp)
     app.register_blueprint(operations.bp)
+    app.register_blueprint(archive.bp)
     assets.init_app(app)
     compress.init_app(app)
     errors.init_app(app)
@@ -145,6 +146,9 @@ WHILE_LOCKED = {
     "admin.change_user",
     "admin.lock",
     "analysis.exports",
+    # A site's archive only reads the data: the end-of-study copy is taken after the lock.
+    "archive.build",
+    "archive.received",
     "analysis.unblind_study",
     "staff.code_break",
     "staff.show_contact",

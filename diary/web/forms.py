@@ -117,6 +117,7 @@ class EnrolForm(OnceForm):
         default=DEFAULT_LANGUAGE,
         choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
     )
+    told_treatment_order = BooleanField("They want to be told their treatment order once the study is unblinded")
 
     def validate_timezone(self, field):
         if field.data not in available_timezones():
@@ -310,3 +311,11 @@ class UserChangeForm(BaseForm):
 
 class RandomizationForm(BaseForm):
     file = FileField("Randomization list (CSV: site, position, sequence)", validators=[FileRequired()])
+
+
+class ArchiveForm(BaseForm):
+    site = SelectField("Site", validators=[DataRequired(message="Choose a site.")])
+
+
+class ConfirmForm(BaseForm):
+    """A button with nothing to fill in but the CSRF token."""

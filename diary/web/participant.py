@@ -6,10 +6,13 @@ valid answers) lives in ``entries``; these views read the form, call it and rend
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import secrets
 from datetime import datetime, timedelta
 from functools import wraps
+from itertools import groupby
 from pathlib import Path
 
 from flask import (
@@ -31,6 +34,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms.validators import ValidationError
 
+from ..documents import render_pdf
 from ..dosing import assessments
 from ..dosing.assessments import AssessmentRow
 from ..entries.recording import (
@@ -45,6 +49,7 @@ from ..entries.recording import (
     window_refusal,
 )
 from ..errors import Refused
+from ..exports.own_data import OWN_COLUMNS, own_answers
 from ..extensions import csrf, db
 from ..governance import audit
 from ..i18n import LANGUAGE_NAMES, LANGUAGES, full_datetime
@@ -52,12 +57,21 @@ from ..i18n import when as local_when
 from ..localtime import plausible
 from ..models import Assessment, Participant, Period, now_utc
 from ..participants import links, pins
-from ..participants.preferences import set_channels, set_language, subscribe_push
+from ..participants.preferences import set_channels, set_language, set_told_treatment_order, subscribe_push
 from ..protocol.model import in_language
 from ..reminders.calendar import calendar_feed
 from ..reminders.planning import record_opened
+from ..study.blinding import treatment_order_for
 from ..study.trial import protocol_of, site_contact
-from ..vocabulary import AssessmentState, AuditAction, ItemType, ParticipantStatus, Severity, severity_label
+from ..vocabulary import (
+    AssessmentState,
+    AuditAction,
+    ExportFormat,
+    ItemType,
+    ParticipantStatus,
+    Severity,
+    severity_label,
+)
 from . import auth
 from .assets import asset
 from .errors import render_error
@@ -179,6 +193,8 @@ def _rows(participant: Participant, now: datetime, *, with_values: bool = False)
 @participant_required
 def today():
     participant, now = g.participant, now_utc()
+    study = participant.study
+    order = treatment_order_for(study, participant, protocol_of(study.current_protocol_version))
     rows = _rows(participant, now)
     open_rows = [row for row in rows if row.state == OPEN]
     upcoming = [row for row in rows if row.state == UPCOMING][:1]
@@ -190,6 +206,8 @@ def today():
         missed=recent_missed,
         when=lambda t: local_when(t, participant.timezone, now, participant.language),
         now=now,
+        treatment_order=order,
+        site_phone=site_contact(participant.site) if order else None,
     )
 
 
@@ -206,6 +224,59 @@ def history():
         when=lambda t: full_datetime(t, participant.timezone, participant.language),
         describe=lambda row: _describe(protocol, row.timepoint, row.values),
     )
+
+
+def _own_copy(kind: str):
+    """The participant's own answers as a file (CSV or PDF), in their language; audited."""
+    participant, now = g.participant, now_utc()
+    rows = own_answers(participant.study, participant, now, severity_text=severity_label)
+    audit.record(
+        actor=audit.participant_actor(participant),
+        action=AuditAction.OWN_DATA_DOWNLOADED,
+        entity="participant",
+        entity_id=participant.id,
+        participant_id=participant.id,
+        new=f"{kind}, {len(rows)} answers",
+        now=now,
+    )
+    db.session.commit()
+    name = f"my-diary-{participant.code}.{kind}"
+    if kind == ExportFormat.CSV:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=OWN_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        # With a byte-order mark, so a spreadsheet opens the accents of Spanish answers right.
+        body, mimetype = "\ufeff" + text.getvalue(), "text/csv; charset=utf-8"
+    else:
+        body = render_pdf(
+            "archive/own_answers.html",
+            participant.language,
+            participant=participant,
+            entries=[
+                (key, list(group))
+                for key, group in groupby(rows, key=lambda r: (r["infusion"], r["time_point"], r["answered"]))
+            ],
+            as_of=now,
+        )
+        mimetype = "application/pdf"
+    response = make_response(body)
+    response.headers["Content-Type"] = mimetype
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/history/my-answers.csv")
+@participant_required
+def own_csv():
+    return _own_copy(ExportFormat.CSV)
+
+
+@bp.get("/history/my-answers.pdf")
+@participant_required
+def own_pdf():
+    return _own_copy("pdf")
 
 
 def _describe(protocol, timepoint_code, values) -> list[tuple[str, str, int | None]]:
@@ -542,6 +613,7 @@ def settings():
         )
         if request.form.get("language") in LANGUAGES:
             set_language(participant, request.form["language"], now=now_utc())
+        set_told_treatment_order(participant, request.form.get("told_treatment_order") == "on", now=now_utc())
         db.session.commit()
         return redirect(url_for(".settings", saved=1))
     feed = url_for(".calendar", token=links.signed_link_token(participant, "calendar"), _external=False)
