@@ -11,11 +11,11 @@ every font and carries no clock of its own, so the same page renders to the same
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import render_template
+from flask import current_app, render_template
 from flask_babel import force_locale
-from weasyprint import HTML
 
 from .i18n import locale_of
 
@@ -34,6 +34,11 @@ def utc_time(moment: datetime | None) -> str:
 
 def render_pdf(template: str, language: str, **context) -> bytes:
     """``template`` rendered in ``language`` and written as PDF/A-3b."""
+    # Imported here: WeasyPrint needs the system's Pango, and a server without it should still
+    # serve the diary (only the PDFs then fail, saying why).
+    from weasyprint import CSS, HTML
+
     with force_locale(locale_of(language)):
         html = render_template(template, language=language, paper_time=paper_time, utc_time=utc_time, **context)
-    return HTML(string=html).write_pdf(pdf_variant="pdf/a-3b")
+    style = CSS(filename=str(Path(current_app.static_folder) / "print.css"))
+    return HTML(string=html).write_pdf(stylesheets=[style], pdf_variant="pdf/a-3b")

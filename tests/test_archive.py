@@ -260,6 +260,20 @@ def test_a_participants_pdf_reads_like_a_paper_diary_with_its_audit_trail(study,
     assert AuditAction.ASSIGN_RANDOMIZATION_SLOT not in text
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_site_archive_prints_in_the_sites_language(app, study, trial, tmp_path, backend):
+    """DIARY_SITE_LANGUAGES picks the PDFs' language: Spanish headings and the questions as the
+    protocol words them in Spanish."""
+    app.config["SITE_LANGUAGES"] = {SITE: "es"}
+    result = app.test_cli_runner().invoke(args=["diary", "archive", "--site", SITE, "--out", str(tmp_path / "es")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "es" / "manifest.json").read_text())["language"] == "es"
+    text = pdf_text(tmp_path / "es" / "participants" / f"{trial.first.code}.pdf")
+    fatigue = trial.protocol.instruments["fatigue_vas"]
+    assert f"Diario de {trial.first.code}" in text and "Respuestas dadas" in text and "Registro de auditoría" in text
+    assert in_language(fatigue.title, "es") in text and "Answers given" not in text
+
+
 def test_the_allocation_is_in_an_archive_only_after_unblinding(study, trial, tmp_path):
     """Before: no sequence, no treatment code, no sealed name in any file or PDF (the protocol's
     names sealed). After the lock and unblinding: each participant's true sequence and drugs."""

@@ -93,7 +93,13 @@ def test_fatigue_timecourse_recomputed_from_the_database(bundle, study):
                     continue
                 sub = assessment.submission
                 vas = _vas(sub) if sub else None
-                hours = round((sub.collected_at - period.dose_start).total_seconds() / 3600, 2) if sub else None
+                # At the second, as the export writes the times it derives from (tables.to_the_second).
+                seconds = (
+                    (sub.collected_at.replace(microsecond=0) - period.dose_start.replace(microsecond=0))
+                    if sub
+                    else None
+                )
+                hours = round(seconds.total_seconds() / 3600, 2) if sub else None
                 pct = round((vas - baseline) / baseline * 100, 2) if vas is not None and baseline else None
                 expected[(participant.code, str(period.number), code)] = (
                     participant.sequence,

@@ -8,6 +8,7 @@ would. Run with DIARY_TEST_DATABASE_URL set, each test runs on PostgreSQL too.
 from __future__ import annotations
 
 import multiprocessing
+import time
 import traceback
 from collections import Counter
 from datetime import timedelta
@@ -558,3 +559,47 @@ def test_two_admins_locking_at_once_lock_once(app, study):
     results = race(app, lock_once, (0,), (1,))
     assert sorted(results, key=str) == [409, "locked"]
     assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "lock_study")) == 1
+
+
+def confirm_archive(worker: int, archive_id: int, staff_id: int):
+    from diary.archive.custody import confirm_received
+    from diary.errors import Refused
+    from diary.models import SiteArchive
+
+    archive = db.session.get(SiteArchive, archive_id)
+    db.session.commit()  # both have read "not yet received" (on SQLite, outside the write lock)
+    time.sleep(0.3)
+    try:
+        confirm_received(actor=f"staff:inv{worker}@site.test", staff_id=staff_id, archive=archive, now=now_utc())
+        db.session.commit()
+        return "received"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.status
+
+
+def test_two_people_confirming_one_archive_received_record_it_once(app, study):
+    """The site's investigator and coordinator press *Confirm received* at the same moment: one
+    receipt, one audit event, the other told 409."""
+    from diary.models import SiteArchive
+
+    from .staff_helpers import make_staff
+
+    people = [make_staff("investigator", "inv0@site.test"), make_staff("coordinator", "inv1@site.test")]
+    archive = SiteArchive(
+        study_id=study.id,
+        site="NIH-CC",
+        as_of=now_utc(),
+        archive_sha256="a" * 64,
+        zip_sha256="b" * 64,
+        file_name="archive.zip",
+        built_by_id=people[0].id,
+        built_at=now_utc(),
+    )
+    db.session.add(archive)
+    db.session.commit()
+    archive_id, people_ids = archive.id, {p.id for p in people}
+    results = race(app, confirm_archive, (0, archive_id, people[0].id), (1, archive_id, people[1].id))
+    assert sorted(results, key=str) == [409, "received"]
+    assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "archive_received")) == 1
+    assert db.session.get(SiteArchive, archive_id).received_by_id in people_ids

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
+
 from ..errors import Refused
+from ..extensions import db
 from ..governance import audit
+from ..models import SiteArchive
 from ..vocabulary import AuditAction, Role
 
 # The site's own staff take its archive: the investigator (who keeps the essential records) and
@@ -51,10 +55,18 @@ def record_downloaded(*, actor: str, archive, now: datetime) -> None:
 
 
 def confirm_received(*, actor: str, staff_id: int, archive, now: datetime) -> None:
-    """The site says it holds the archive: once, by its investigator or coordinator."""
+    """The site says it holds the archive: once. One conditional UPDATE decides between two
+    people confirming at the same moment: one records it, the other is told (409)."""
     if archive.received_at is not None:
         raise Refused("This archive's receipt is already confirmed.", status=409)
-    archive.received_at, archive.received_by_id = now, staff_id
+    done = db.session.execute(
+        update(SiteArchive)
+        .where(SiteArchive.id == archive.id, SiteArchive.received_at.is_(None))
+        .values(received_at=now, received_by_id=staff_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done != 1:
+        raise Refused("This archive's receipt is already confirmed.", status=409)
     audit.record(
         actor=actor,
         action=AuditAction.ARCHIVE_RECEIVED,

@@ -380,7 +380,7 @@ def enrol():
                 reminder_from=form.reminder_from.data,
                 reminder_until=form.reminder_until.data,
                 language=form.language.data,
-                told_treatment_order=form.told_treatment_order.data,
+                told_treatment_order=form.tell_after_unblinding.data,
                 actor=actor(),
                 now=now,
             )

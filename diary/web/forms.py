@@ -117,7 +117,9 @@ class EnrolForm(OnceForm):
         default=DEFAULT_LANGUAGE,
         choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
     )
-    told_treatment_order = BooleanField("They want to be told their treatment order once the study is unblinded")
+    tell_after_unblinding = BooleanField(
+        "They want to know, once the study is unblinded, which study drug they had when"
+    )
 
     def validate_timezone(self, field):
         if field.data not in available_timezones():
