@@ -347,11 +347,16 @@ def test_sdtm_dm_se_ex_ae_follow_the_participants_and_periods(bundle, study):
 
 @FORMAT_ONLY
 def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bundle):
-    from jsonschema import Draft202012Validator
+    """Every domain against CDISC's own published v1.1 schema (tests/schemas/README.md)."""
+    from jsonschema import Draft201909Validator
 
-    validator = Draft202012Validator(json.loads((SCHEMAS / "dataset-json-1-1.schema.json").read_text()))
+    from diary.exports.sdtm import DOMAINS
+
+    schema = json.loads((SCHEMAS / "dataset-json-1-1.schema.json").read_text())
+    assert schema["$id"] == "https://cdisc.org/dataset-json/model" and schema["additionalProperties"] is False
+    validator = Draft201909Validator(schema)
     kinds = {"integer": int, "double": (int, float), "string": str, "datetime": str}
-    for domain in ("dm", "se", "ex", "qs", "ae"):
+    for domain in (name.lower() for name in DOMAINS):
         document = json.loads((bundle / "sdtm" / f"{domain}.json").read_text())
         errors = sorted(validator.iter_errors(document), key=str)
         assert errors == [], (domain, errors[:3])
@@ -371,6 +376,63 @@ def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bund
     broken = json.loads((bundle / "sdtm" / "dm.json").read_text())
     broken["datasetJSONVersion"], broken["columns"][0]["dataType"] = "1.0", "text"
     assert len(list(validator.iter_errors(broken))) == 2
+    # v1.1 has no isReferenceData (a 1.0 attribute): the published schema refuses it.
+    assert (
+        len(
+            list(
+                validator.iter_errors(
+                    {**json.loads((bundle / "sdtm" / "ds.json").read_text()), "isReferenceData": False}
+                )
+            )
+        )
+        == 1
+    )
+
+
+@FORMAT_ONLY
+def test_define_xml_is_valid_define_2_1_and_describes_every_variable(bundle):
+    """define.xml against the published Define-XML 2.1 XSDs (shipped by odmlib): valid; every
+    variable of every domain has an ItemDef with its origin, every derived one a method, every
+    codelist exactly the values the domain holds; the HTML lists the same variables."""
+    import xml.etree.ElementTree as ET
+
+    import odmlib
+    import xmlschema
+
+    from diary.exports.define import DEF, ODM
+    from diary.exports.sdtm import DOMAINS
+
+    schema = xmlschema.XMLSchema(str(Path(odmlib.__file__).parent / "schemas" / "define" / "2.1" / "define2-1-0.xsd"))
+    define = bundle / "sdtm" / "define.xml"
+    assert list(schema.iter_errors(str(define))) == []
+    ns = {"odm": ODM, "def": DEF}
+    root = ET.parse(define).getroot()
+    items = {item.get("OID"): item for item in root.iterfind(".//odm:ItemDef", ns)}
+    methods = {method.get("OID") for method in root.iterfind(".//odm:MethodDef", ns)}
+    codelists = {cl.get("OID"): cl for cl in root.iterfind(".//odm:CodeList", ns)}
+    described = 0
+    for name, (_, variables) in DOMAINS.items():
+        group = root.find(f".//odm:ItemGroupDef[@OID='IG.{name}']", ns)
+        refs = {ref.get("ItemOID"): ref for ref in group.iterfind("odm:ItemRef", ns)}
+        assert list(refs) == [f"IT.{name}.{v.name}" for v in variables]
+        rows = read_csv(bundle / "sdtm" / f"{name.lower()}.csv")
+        for variable in variables:
+            item = items[f"IT.{name}.{variable.name}"]
+            origin = item.find("def:Origin", ns).get("Type")
+            assert origin in {"Collected", "Derived", "Assigned", "Protocol"}
+            if origin == "Derived":
+                assert refs[item.get("OID")].get("MethodOID") in methods, variable.name
+            reference = item.find("odm:CodeListRef", ns)
+            if reference is not None:
+                listed = {entry.get("CodedValue") for entry in codelists[reference.get("CodeListOID")]}
+                assert listed == {row[variable.name] for row in rows if row[variable.name]}, variable.name
+            described += 1
+    assert described == len(items) > 60
+    page = (bundle / "sdtm" / "define.html").read_text()
+    assert page.count("<tr><td>") == described and "<script" not in page and "stylesheet" not in page
+    # The schema does refuse what Define-XML 2.1 does not allow.
+    broken = define.read_text().replace('def:DefineVersion="2.1.0"', 'def:DefineVersion="2.1.0" Bogus="x"', 1)
+    assert len(list(schema.iter_errors(broken))) == 1
 
 
 # --- FHIR --------------------------------------------------------------------------------------

@@ -240,6 +240,8 @@ def _write_standards(out_dir: Path, ctx: ExportContext, now: datetime, files: di
         for suffix in ("csv", "json"):
             name = f"sdtm/{domain.lower()}.{suffix}"
             files[name] = {"table": f"sdtm_{domain.lower()}", "rows": count, "sha256": sha256_of(out_dir / name)}
+    for name in ("sdtm/define.xml", "sdtm/define.html"):
+        files[name] = {"table": "define", "rows": None, "sha256": sha256_of(out_dir / name)}
     for resource, count in write_fhir(out_dir, ctx, progress=progress).items():
         name = f"fhir/{resource}.ndjson"
         files[name] = {"table": f"fhir_{resource}", "rows": count, "sha256": sha256_of(out_dir / name)}

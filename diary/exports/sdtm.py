@@ -6,8 +6,9 @@ allocation (true or dummy), the same blinding and the same free-text choice. Dat
 habit: ISO 8601 on the participant's own clock as collected (no offset), and study days counted
 from the first infusion (RFSTDTC), day 1 being that day and no day 0.
 
-This is SDTM-*shaped*: the variables, names and codes of the SDTM Implementation Guide for these
-domains, without a define.xml or controlled-terminology review, which a sponsor adds.
+The variables, names and codes of the SDTM Implementation Guide 3.4 for these domains, described
+by a Define-XML 2.1 file (``define.py``) written beside them; no controlled-terminology review,
+which a sponsor adds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 
 from ..models import Assessment, ItemValue, Participant, Period
 from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
+from .define import DomainFile, write_define
 from .tables import ExportContext, responses_query, side_effects
 
 DATASET_JSON_VERSION = "1.1.0"
@@ -541,6 +543,19 @@ def write_domains(
         counts[name] = count
         if progress:
             progress(f"sdtm/{name.lower()}", count)
+    version = ctx.study.current_protocol_version
+    write_define(
+        folder,
+        [
+            DomainFile(name, label, variables, folder / f"{name.lower()}.csv")
+            for name, (label, variables) in DOMAINS.items()
+        ],
+        study_oid=ctx.protocol.id,
+        study_name=ctx.study.name,
+        mdv=f"MDV.{ctx.protocol.id}.{version.version}",
+        now=now,
+        app_version=app_version,
+    )
     return counts
 
 
@@ -585,7 +600,6 @@ def dataset_json_header(
         "studyOID": ctx.protocol.id,
         "metaDataVersionOID": f"MDV.{ctx.protocol.id}.{version.version}",
         "itemGroupOID": f"IG.{name}",
-        "isReferenceData": False,
         "records": records,
         "name": name,
         "label": label,
