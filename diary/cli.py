@@ -22,7 +22,7 @@ from .models import Participant, now_utc
 from .operations.backups import backup_sqlite
 from .protocol import ProtocolError
 from .study.blinding import OPERATOR
-from .vocabulary import ActorKind, AuditAction, ExportFormat, Role
+from .vocabulary import ActorKind, AuditAction, ExportFormat, Role, Sex
 
 diary_cli = AppGroup("diary", help="Run and manage the diary.")
 
@@ -151,7 +151,17 @@ def create_user_command(email, role, password_stdin, site):
     show_default=True,
     help="Language of the diary, reminders and printed sheet.",
 )
-def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, reminder_until, language):
+@click.option(
+    "--sex",
+    type=click.Choice([str(code) for code in Sex]),
+    default="U",
+    show_default=True,
+    help="CDISC SEX (U: not collected).",
+)
+@click.option("--birth-year", type=int, help="Year of birth (the export gives the age at enrolment).")
+def enroll_command(
+    code, site, tz_name, sequence, email, phone, reminder_from, reminder_until, language, sex, birth_year
+):
     """Enrol a participant and print their personal link."""
     from .participants.enrolment import enroll, participant_link
     from .study.trial import require_study
@@ -168,6 +178,8 @@ def enroll_command(code, site, tz_name, sequence, email, phone, reminder_from, r
             reminder_from=reminder_from,
             reminder_until=reminder_until,
             language=language,
+            sex=sex,
+            birth_year=birth_year,
             actor=ActorKind.CLI,
             now=now_utc(),
         )

@@ -40,6 +40,8 @@ SITE_TIMEZONES = {}
 # The language of each site's archive (its participants' paper diaries, README): {"HUVH": "es"};
 # English otherwise (i18n.LANGUAGES).
 SITE_LANGUAGES = {}
+# Each site's country, ISO 3166-1 alpha-3, for the SDTM demographics (DM.COUNTRY).
+SITE_COUNTRIES = {"NIH-CC": "USA"}
 DIGEST_HOUR = 8
 # How long a scheduler's claim on an outbox row holds without renewal (it renews every quarter).
 OUTBOX_LEASE_SECONDS = 60

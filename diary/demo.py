@@ -24,7 +24,7 @@ from .reporting.audit_review import record_review
 from .safety.follow_up import create_tasks
 from .study.randomization import ensure_dummy_allocation
 from .study.trial import ensure_study, protocol_of
-from .vocabulary import ActorKind, ItemType
+from .vocabulary import ActorKind, ItemType, Sex
 
 SITE = "NIH-CC"
 TIMEZONE = "America/New_York"
@@ -110,6 +110,10 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
             now=enrolled_at,
             code=_demo_code(rng),
             email=f"participant{index + 1:02d}@demo.diary",
+            # Demographics from the index, not the seeded generator, so the simulated entries stay
+            # as they were; the last participant's sex was not collected.
+            sex=Sex.UNKNOWN if index == len(STAGES) - 1 else (Sex.FEMALE, Sex.MALE)[index % 2],
+            birth_year=1950 + (index * 7) % 45,
         )
         result.participants += 1
         if index == LINK_STAGE:

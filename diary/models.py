@@ -39,6 +39,7 @@ from .vocabulary import (
     ReviewState,
     Role,
     Severity,
+    Sex,
     SignatureKind,
     Source,
     StaffMessageKind,
@@ -133,6 +134,7 @@ class Participant(db.Model):
         ),
         CheckConstraint(sql_in("withdrawal_decided_by", DecidedBy, nullable=True), name="withdrawal_decided_by"),
         CheckConstraint(sql_in("language", LANGUAGES), name="language"),
+        CheckConstraint(sql_in("sex", Sex), name="sex"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,6 +189,10 @@ class Participant(db.Model):
     # Asked at enrolment: to be told their treatment order once the study is unblinded (ICH E6(R3)
     # 2.8.10); their diary shows it then, and only then.
     told_treatment_order: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Collected at enrolment for the SDTM demographics (DM.SEX, DM.AGE): sex in CDISC's codes (U
+    # when not collected), and the year of birth only (a full date of birth identifies).
+    sex: Mapped[str] = mapped_column(String(1), default=Sex.UNKNOWN.value, server_default=Sex.UNKNOWN.value)
+    birth_year: Mapped[Optional[int]] = mapped_column(Integer)
 
     study: Mapped[Study] = relationship()
     periods: Mapped[list[Period]] = relationship(back_populates="participant", order_by="Period.number")

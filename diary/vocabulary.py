@@ -9,6 +9,17 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class Sex(StrEnum):
+    """Sex as collected at enrolment, in CDISC's SEX codes; U when not collected or not known."""
+
+    FEMALE = "F"
+    MALE = "M"
+    UNKNOWN = "U"
+
+
+SEX_LABELS = {Sex.FEMALE: "Female", Sex.MALE: "Male", Sex.UNKNOWN: "Not collected / unknown"}
+
+
 class ParticipantStatus(StrEnum):
     ACTIVE = "active"
     # Stopped treatment (no more infusions) but stays in follow-up: the diary keeps asking for the

@@ -368,7 +368,8 @@ def test_dataset_json_validates_against_the_v1_1_schema_and_matches_the_csv(bund
             for value, column in zip(row, columns):
                 assert value is None or isinstance(value, kinds[column["dataType"]]), (domain, column, value)
                 if column["dataType"] == "datetime" and value is not None:
-                    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", value)
+                    # ISO 8601, complete or (a year of birth) truncated, as SDTM allows.
+                    assert re.fullmatch(r"\d{4}(-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})?", value), value
                 assert ("" if value is None else str(value)) == from_csv[column["name"]]
                 if column["dataType"] == "string" and value is not None:
                     assert len(value) <= column["length"]
@@ -419,7 +420,11 @@ def test_define_xml_is_valid_define_2_1_and_describes_every_variable(bundle):
         for variable in variables:
             item = items[f"IT.{name}.{variable.name}"]
             origin = item.find("def:Origin", ns).get("Type")
-            assert origin in {"Collected", "Derived", "Assigned", "Protocol"}
+            assert origin in {"Collected", "Derived", "Assigned", "Protocol", "Not Available"}
+            if origin == "Not Available":  # not collected: always null, and the define says why
+                assert {row[variable.name] for row in rows} <= {""}
+                comment = root.find(f".//def:CommentDef[@OID='{item.get(f'{{{DEF}}}CommentOID')}']", ns)
+                assert "Not collected by the diary" in "".join(comment.itertext())
             if origin == "Derived":
                 assert refs[item.get("OID")].get("MethodOID") in methods, variable.name
             reference = item.find("odm:CodeListRef", ns)
@@ -433,6 +438,75 @@ def test_define_xml_is_valid_define_2_1_and_describes_every_variable(bundle):
     # The schema does refuse what Define-XML 2.1 does not allow.
     broken = define.read_text().replace('def:DefineVersion="2.1.0"', 'def:DefineVersion="2.1.0" Bogus="x"', 1)
     assert len(list(schema.iter_errors(broken))) == 1
+
+
+@FORMAT_ONLY
+def test_sdtm_demographics_arms_baseline_flag_and_visits_follow_sdtmig(study, demo, tmp_path):
+    """DM: SEX and COUNTRY never null, AGE from the year of birth, the arm null rules (not treated:
+    ACTARMCD null and ARMNRS; stopped after infusion 1: the planned arm, never a lone code); QS:
+    one QSLOBXFL per subject and test, on the last record before the first infusion; EX: the
+    infusion day's VISITNUM is the pre-dose entry's."""
+    from diary.exports.sdtm import DOMAINS
+
+    untreated, _ = enroll(
+        study, site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=demo, sex="F", birth_year=1970
+    )
+    half, _ = enroll(study, site="NIH-CC", timezone="UTC", sequence="BA", actor="t", now=demo - timedelta(days=9))
+    record_dose(half, 1, demo - timedelta(days=8), actor="t", now=demo - timedelta(days=8))
+    withdraw(half, actor="t", now=demo - timedelta(days=1), reason="moved away", category="lost_to_follow_up")
+    db.session.commit()
+    write_bundle(tmp_path, study=study, now=demo, true_allocation=True, standards=True)
+    dm = {row["SUBJID"]: row for row in read_csv(tmp_path / "sdtm" / "dm.csv")}
+    people = {p.code: p for p in db.session.scalars(select(Participant))}
+    assert [v.name for v in DOMAINS["DM"][1]][-3:] == ["ARMNRS", "ACTARMUD", "COUNTRY"]
+    for code, row in dm.items():
+        person = people[code]
+        assert row["SEX"] == person.sex and row["SEX"] in {"F", "M", "U"}
+        assert row["COUNTRY"] == "USA"
+        if person.birth_year:
+            assert (row["BRTHDTC"], row["AGEU"]) == (str(person.birth_year), "YEARS")
+            assert int(row["AGE"]) == int(row["RFICDTC"][:4]) - person.birth_year
+        else:
+            assert row["AGE"] == row["AGEU"] == row["BRTHDTC"] == ""
+        if row["RFXSTDTC"]:
+            assert row["ACTARMCD"] == row["ARMCD"] and row["ACTARM"] == row["ARM"] and row["ARMNRS"] == ""
+    assert {row["SEX"] for row in dm.values()} >= {"F", "M", "U"}
+    assert (dm[untreated.code]["ACTARMCD"], dm[untreated.code]["ARMNRS"]) == ("", "ASSIGNED, NOT TREATED")
+    assert dm[untreated.code]["SEX"] == "F" and dm[untreated.code]["ARMCD"] == "AB"
+    assert (dm[half.code]["ARMCD"], dm[half.code]["ACTARMCD"]) == ("BA", "BA")
+
+    qs = read_csv(tmp_path / "sdtm" / "qs.csv")
+    first_dose = {row["USUBJID"]: row["RFXSTDTC"] for row in dm.values()}
+    flagged = Counter((row["USUBJID"], row["QSTESTCD"]) for row in qs if row["QSLOBXFL"] == "Y")
+    assert flagged and set(flagged.values()) == {1}
+    for (subject, test), _ in flagged.items():
+        before = [
+            r for r in qs if r["USUBJID"] == subject and r["QSTESTCD"] == test and r["QSDTC"] < first_dose[subject]
+        ]
+        assert max(before, key=lambda r: r["QSDTC"])["QSLOBXFL"] == "Y"
+    assert {row["QSLOBXFL"] for row in qs} == {"", "Y"}
+    baseline_visits = {(r["USUBJID"], r["VISITNUM"]) for r in qs if r["VISIT"].endswith(" BL")}
+    ex = read_csv(tmp_path / "sdtm" / "ex.csv")
+    assert ex and all((r["USUBJID"], r["VISITNUM"]) in baseline_visits or r["USUBJID"].endswith(half.code) for r in ex)
+    assert {r["VISIT"].split()[-1] for r in ex} == {"BL"}
+
+
+def test_demographics_refusals_where_the_rule_lives():
+    from diary.errors import Refused
+    from diary.participants.enrolment import check_demographics
+
+    now = now_utc()
+    assert check_demographics("", None, now) == ("U", None)
+    assert check_demographics(" f ", "1968", now) == ("F", 1968)
+    for sex, year, field in (
+        ("X", None, "sex"),
+        ("M", "nineteen", "birth_year"),
+        ("M", now.year, "birth_year"),
+        ("M", 1800, "birth_year"),
+    ):
+        with pytest.raises(Refused) as refused:
+            check_demographics(sex, year, now)
+        assert refused.value.field == field and refused.value.status == 422
 
 
 # --- FHIR --------------------------------------------------------------------------------------
@@ -697,3 +771,48 @@ def test_the_r_starter_program_reads_the_csv_as_it_is_and_agrees(crossover):
     )
     assert types.stdout.split() == ["logical", "logical", "numeric"], types.stdout + types.stderr
     assert len(read_csv(bundle / "side_effects.csv")) == 8  # the flag was read from real rows
+
+
+@FORMAT_ONLY
+def test_sex_and_year_of_birth_are_taken_at_enrolment_on_the_web_and_the_command_line(runner, client, study):
+    load_randomization_list(study, b"site,position,sequence\nNIH-CC,1,AB\n", actor="t", now=now_utc())
+    db.session.commit()
+    result = runner.invoke(
+        args=[
+            "diary",
+            "enroll",
+            "--site",
+            "NIH-CC",
+            "--code",
+            "P-DM01",
+            "--sequence",
+            "AB",
+            "--sex",
+            "M",
+            "--birth-year",
+            "1960",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    login_as(client, "coordinator")
+    form = client.get("/staff/enrol").get_data(as_text=True)
+    assert 'name="sex"' in form and 'name="birth_year"' in form
+    from .participant_helpers import action_key_from, csrf_from
+
+    posted = client.post(
+        "/staff/enrol",
+        data={
+            "csrf_token": csrf_from(form),
+            "action_key": action_key_from(form),
+            "site": "NIH-CC",
+            "timezone": "UTC",
+            "sex": "F",
+            "birth_year": "1975",
+        },
+    )
+    assert posted.status_code == 303, posted.get_data(as_text=True)[:500]
+    people = {p.code: (p.sex, p.birth_year) for p in db.session.scalars(select(Participant))}
+    assert people.pop("P-DM01") == ("M", 1960)
+    assert list(people.values()) == [("F", 1975)]
+    refused = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--birth-year", "1800"])
+    assert refused.exit_code != 0 and "year of birth" in refused.output

@@ -41,6 +41,8 @@ REQUIRED = {
     "USUBJID",
     "SUBJID",
     "SITEID",
+    "SEX",
+    "COUNTRY",
     "SESEQ",
     "ETCD",
     "SESTDTC",
@@ -71,6 +73,13 @@ ORIGINS = {
     "USUBJID": DERIVED,
     "SUBJID": ASSIGNED,
     "SITEID": ASSIGNED,
+    "BRTHDTC": COLLECTED_BY_INVESTIGATOR,
+    "AGE": DERIVED,
+    "AGEU": ASSIGNED,
+    "SEX": COLLECTED_BY_INVESTIGATOR,
+    "ARMNRS": DERIVED,
+    "ACTARMUD": DERIVED,
+    "COUNTRY": ASSIGNED,
     "RFSTDTC": DERIVED,
     "RFENDTC": DERIVED,
     "RFXSTDTC": DERIVED,
@@ -95,6 +104,7 @@ ORIGINS = {
     "QSSTRESC": DERIVED,
     "QSSTRESN": DERIVED,
     "QSDTC": COLLECTED_FROM_SUBJECT,
+    "QSLOBXFL": DERIVED,
     "AETERM": COLLECTED_FROM_SUBJECT,
     "AEDECOD": ASSIGNED,
     "AECAT": ASSIGNED,
@@ -115,6 +125,13 @@ STUDY_DAY = (
     "when on or after it; the day before RFSTDTC is -1 (no day 0)."
 )
 SEQUENCE = "Sequential number of the record within the subject, in the order the records occur."
+# Variables the diary does not collect, left null, and why (define.xml says so: Origin "Not
+# Available" with this comment).
+NOT_COLLECTED = {
+    name: "Not collected by the diary: participants report the side effect and its severity; seriousness, "
+    "action taken, causality, outcome and end are assessed on the site's adverse-event form."
+    for name in ("AESER", "AEACN", "AEREL", "AEOUT", "AEENDTC", "AEENDY")
+}
 # How each derived variable is computed (a variable named here is Derived; see ORIGINS).
 METHODS = {
     "USUBJID": "STUDYID, a hyphen and SUBJID.",
@@ -122,8 +139,11 @@ METHODS = {
     "RFENDTC": "End of the last element: the close of the last infusion's last diary window, or the withdrawal.",
     "RFXSTDTC": "Start of the subject's first infusion.",
     "RFXENDTC": "Start of the subject's last infusion (each infusion lasts 40 minutes).",
-    "ACTARMCD": "The treatment codes of the infusions actually given, in order; NOTTRT when none was given.",
-    "ACTARM": "The treatment names of the infusions actually given, in order; Not Treated when none was given.",
+    "AGE": "Year of RFICDTC minus the year of birth (only the year is collected): one more than the exact age before the birthday.",
+    "ACTARMCD": "ARMCD when the infusions given follow the planned sequence (all or the first ones); UNPLAN otherwise; null when none was given.",
+    "ACTARM": "ARM when the infusions given follow the planned sequence; Unplanned Treatment otherwise; null when none was given.",
+    "ARMNRS": "ASSIGNED, NOT TREATED when no infusion was given.",
+    "ACTARMUD": "The treatments actually given, in order, when they follow no planned arm.",
     "ETCD": "SCRN before the first infusion, then the treatment code of each infusion given.",
     "ELEMENT": "The element's description: Screening, or the treatment of the infusion.",
     "TAETORD": "The element's order in the subject's arm (1 screening, then 2, 3 for the infusions).",
@@ -132,12 +152,17 @@ METHODS = {
     "QSSTRESC": "QSORRES, unchanged (the scales are collected in their standard units).",
     "QSSTRESN": "QSORRES as a number.",
     "EPOCH": "SCREENING before the first infusion, then TREATMENT n from the start of infusion n.",
-    "VISITNUM": "Period x 100 plus the time point's order in the protocol (EX: period x 100).",
-    "VISIT": "PERIOD n and the protocol's time point code (EX: PERIOD n INFUSION).",
+    "QSLOBXFL": "Y on the last record of each QSTESTCD with QSDTC before RFXSTDTC (the first infusion).",
+    "VISITNUM": "Period x 100 plus the time point's order in the protocol (EX: that of the period's first time point, the infusion day's).",
+    "VISIT": "PERIOD n and the protocol's time point code (EX: the period's first time point).",
 }
 # Variables whose values are listed as a codelist, with the variable that decodes them.
 CODELISTS = {
     "ARMCD": "ARM",
+    "SEX": None,
+    "AGEU": None,
+    "COUNTRY": None,
+    "ARMNRS": None,
     "ACTARMCD": "ACTARM",
     "ETCD": "ELEMENT",
     "EPOCH": None,
@@ -147,6 +172,7 @@ CODELISTS = {
     "AECAT": None,
     "AEPRESP": None,
     "AESEV": None,
+    "QSLOBXFL": None,
     "DSDECOD": None,
     "DSCAT": None,
     "DSSCAT": None,
@@ -174,6 +200,8 @@ def _method_of(name: str) -> str | None:
 
 
 def origin_of(name: str) -> tuple[str, str | None]:
+    if name in NOT_COLLECTED:
+        return ("Not Available", None)
     if name in ORIGINS:
         return ORIGINS[name]
     if name.endswith("SEQ") or name.endswith("DY"):
@@ -270,6 +298,10 @@ def build_define(
             length = None
             if data_type in ("text", "integer", "float"):
                 length = max((len(v) for v in values), default=1)
+            if variable.name in NOT_COLLECTED:
+                rendering_note = NOT_COLLECTED[variable.name]
+            else:
+                rendering_note = method or ""
             codelist_oid = None
             if variable.name in CODELISTS and values:
                 decode_by = CODELISTS[variable.name]
@@ -302,7 +334,7 @@ def build_define(
                     variable.label,
                     data_type,
                     kind + (f" ({source})" if source else ""),
-                    method or "",
+                    rendering_note,
                     codelist_oid or "",
                 )
             )
@@ -311,6 +343,7 @@ def build_define(
         _sub(leaf, "title", DEF).text = f"{domain.name.lower()}.json"
 
     for oid, variable, data_type, length, digits, codelist_oid, kind, source in item_defs:
+        comment = f"COM.{variable.name}" if variable.name in NOT_COLLECTED else None
         item = _sub(
             version,
             "ItemDef",
@@ -320,6 +353,7 @@ def build_define(
             Length=length,
             SignificantDigits=digits,
             SASFieldName=variable.name,
+            **({f"{{{DEF}}}CommentOID": comment} if comment else {}),
         )
         _described(item, variable.label)
         if codelist_oid:
@@ -340,6 +374,9 @@ def build_define(
     for oid, (name, text) in sorted(methods.items()):
         method = _sub(version, "MethodDef", OID=oid, Name=name, Type="Computation")
         _described(method, text)
+    used = {variable.name for domain in domains for variable in domain.variables}
+    for name in sorted(used & set(NOT_COLLECTED)):
+        _described(_sub(version, "CommentDef", DEF, OID=f"COM.{name}"), NOT_COLLECTED[name])
     return ET.ElementTree(root), rendering
 
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from ..models import Assessment, ItemValue, Participant, Period
+from ..settings import setting
 from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
 from .define import DomainFile, write_define
 from .tables import ExportContext, responses_query, side_effects
@@ -60,10 +61,17 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             ("RFXENDTC", "Date/Time of Last Study Treatment", "datetime"),
             ("RFICDTC", "Date/Time of Informed Consent", "datetime"),
             ("SITEID", "Study Site Identifier"),
+            ("BRTHDTC", "Date/Time of Birth", "datetime"),
+            ("AGE", "Age", "integer"),
+            ("AGEU", "Age Units"),
+            ("SEX", "Sex"),
             ("ARMCD", "Planned Arm Code"),
             ("ARM", "Description of Planned Arm"),
             ("ACTARMCD", "Actual Arm Code"),
             ("ACTARM", "Description of Actual Arm"),
+            ("ARMNRS", "Reason Arm and/or Actual Arm is Null"),
+            ("ACTARMUD", "Description of Unplanned Actual Arm"),
+            ("COUNTRY", "Country"),
         ),
     ),
     "SE": (
@@ -106,6 +114,7 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             ("QSORRES", "Finding in Original Units"),
             ("QSSTRESC", "Character Result/Finding in Std Format"),
             ("QSSTRESN", "Numeric Finding in Standard Units", "double"),
+            ("QSLOBXFL", "Last Observation Before Exposure Flag"),
             ("VISITNUM", "Visit Number", "integer"),
             ("VISIT", "Visit Name"),
             ("EPOCH", "Epoch"),
@@ -123,8 +132,14 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             ("AECAT", "Category for Adverse Event"),
             ("AEPRESP", "Pre-Specified Adverse Event"),
             ("AESEV", "Severity/Intensity"),
+            ("AESER", "Serious Event"),
+            ("AEACN", "Action Taken with Study Treatment"),
+            ("AEREL", "Causality"),
+            ("AEOUT", "Outcome of Adverse Event"),
             ("AESTDTC", "Start Date/Time of Adverse Event", "datetime"),
+            ("AEENDTC", "End Date/Time of Adverse Event", "datetime"),
             ("AESTDY", "Study Day of Start of Adverse Event", "integer"),
+            ("AEENDY", "Study Day of End of Adverse Event", "integer"),
             ("EPOCH", "Epoch"),
         ),
     ),
@@ -169,6 +184,14 @@ class Subject:
     withdrawal_reason: str | None = None
     discontinued: datetime | None = None
     discontinuation_reason: str | None = None
+    sex: str = "U"
+    birth_year: int | None = None
+
+
+def age_at(subject: Subject) -> int:
+    """Age in whole years at consent (RFICDTC) from the year of birth alone: the year of consent
+    minus the year of birth, which is one year more than the exact age until the birthday."""
+    return subject.enrolled.astimezone(subject.tz).year - subject.birth_year
 
 
 @lru_cache(maxsize=8192)
@@ -225,6 +248,8 @@ class Builder:
                 Participant.withdrawal_reason,
                 Participant.discontinued_at,
                 Participant.discontinuation_reason,
+                Participant.sex,
+                Participant.birth_year,
             )
             .where(self.ctx.in_scope)
             .order_by(Participant.code)
@@ -267,6 +292,8 @@ class Builder:
                 withdrawal_reason=person.withdrawal_reason,
                 discontinued=person.discontinued_at,
                 discontinuation_reason=person.discontinuation_reason,
+                sex=person.sex,
+                birth_year=person.birth_year,
             )
         return subjects
 
@@ -282,18 +309,25 @@ class Builder:
         return end
 
     def dm(self):
+        """SDTMIG 3.4's null rules for the arms: not treated, ACTARMCD and ACTARM are null and
+        ARMNRS says why; treated along the planned sequence (fully or not), the actual arm is the
+        planned one; any other order is UNPLAN, described in ACTARMUD. Withheld allocation: null."""
+        sequences = self.ctx.protocol.sequences
+        countries = setting("SITE_COUNTRIES", None) or {}
         for code, subject in self.subjects.items():
             doses = [subject.doses[n] for n in sorted(subject.doses)]
             planned = subject.sequence
-            received = "".join(subject.codes[n] for n in sorted(subject.doses))
-            arm = " then ".join(self._treatment_name(c) for c in self.ctx.protocol.sequences.get(planned, ()))
+            received = tuple(subject.codes[n] for n in sorted(subject.doses))
+            arm = " then ".join(self._treatment_name(c) for c in sequences.get(planned, ()))
+            actual_code = actual = unplanned = None
+            reason = None if received else "ASSIGNED, NOT TREATED"
             if self.ctx.allocation_withheld:
-                planned = arm = actual_code = actual = None
-            elif not received:
-                actual_code, actual = "NOTTRT", "Not Treated"
-            else:
-                actual_code = received
-                actual = " then ".join(self._treatment_name(subject.codes[n]) for n in sorted(subject.doses))
+                planned = arm = None
+            elif received and tuple(sequences.get(planned, ()))[: len(received)] == received:
+                actual_code, actual = planned, arm
+            elif received:
+                actual_code, actual = "UNPLAN", "Unplanned Treatment"
+                unplanned = " then ".join(self._treatment_name(c) for c in received)
             last = self._period_end(subject, max(subject.doses)) if subject.doses else None
             yield [
                 self.studyid,
@@ -306,10 +340,17 @@ class Builder:
                 local_dtc(doses[-1] if doses else None, subject.tz),
                 local_dtc(subject.enrolled, subject.tz),
                 subject.site,
+                str(subject.birth_year) if subject.birth_year else None,
+                age_at(subject) if subject.birth_year else None,
+                "YEARS" if subject.birth_year else None,
+                subject.sex,
                 planned,
                 arm,
                 actual_code,
                 actual,
+                reason,
+                unplanned,
+                countries.get(subject.site),
             ]
 
     def se(self):
@@ -343,6 +384,7 @@ class Builder:
                 ]
 
     def ex(self):
+        first = self.ctx.protocol.timepoints[0].code
         for subject in self.subjects.values():
             for seq, number in enumerate(sorted(subject.doses), start=1):
                 start = subject.doses[number]
@@ -356,8 +398,9 @@ class Builder:
                     local_dtc(start, subject.tz),
                     study_day(start, subject),
                     f"TREATMENT {number}",
-                    number * 100,
-                    f"PERIOD {number} INFUSION",
+                    # The visit of the infusion day, numbered as QS numbers it (the pre-dose entry).
+                    number * 100 + self.ctx.order[first],
+                    f"PERIOD {number} {first}",
                 ]
 
     def qs(self):
@@ -374,7 +417,7 @@ class Builder:
             .order_by(Participant.code, Period.number, Assessment.target, ItemValue.id)
         )
         order = self.ctx.order
-        sequence, code_seen = 0, None
+        sequence, code_seen, held = 0, None, []
         for (
             code,
             _,
@@ -398,25 +441,34 @@ class Builder:
                 continue
             instrument, item = found
             if code != code_seen:
-                subject, code_seen, sequence = self.subjects[code], code, 0
+                yield from _flag_last_before_exposure(held)
+                subject, code_seen, sequence, held = self.subjects[code], code, 0, []
             sequence += 1
-            yield [
-                self.studyid,
-                "QS",
-                subject.usubjid,
-                sequence,
-                item_id.upper()[:8],
-                item.text[:40],
-                instrument.title,
-                value,
-                value,
-                float(value),
-                period * 100 + order.get(timepoint, 0),
-                f"PERIOD {period} {timepoint}",
-                epoch(collected, subject),
-                local_dtc(collected, subject.tz),
-                study_day(collected, subject),
-            ]
+            held.append(
+                (
+                    subject,
+                    collected,
+                    [
+                        self.studyid,
+                        "QS",
+                        subject.usubjid,
+                        sequence,
+                        item_id.upper()[:8],
+                        item.text[:40],
+                        instrument.title,
+                        value,
+                        value,
+                        float(value),
+                        None,
+                        period * 100 + order.get(timepoint, 0),
+                        f"PERIOD {period} {timepoint}",
+                        epoch(collected, subject),
+                        local_dtc(collected, subject.tz),
+                        study_day(collected, subject),
+                    ],
+                )
+            )
+        yield from _flag_last_before_exposure(held)
 
     def ae(self):
         labels = {
@@ -440,8 +492,16 @@ class Builder:
                 "SOLICITED" if solicited else "UNSOLICITED",
                 "Y" if solicited else "",
                 (severity or "").upper(),
+                # Seriousness, action, causality, outcome and end are not collected by the diary
+                # (the site's AE form holds them): null, with the reason in define.xml.
+                None,
+                None,
+                None,
+                None,
                 local_dtc(reported, subject.tz),
+                None,
                 study_day(reported, subject),
+                None,
                 epoch(reported, subject),
             ]
 
@@ -493,6 +553,22 @@ class Builder:
                     local_dtc(moment, subject.tz),
                     study_day(moment, subject),
                 ]
+
+
+QSLOBXFL = 10  # the flag's place in a QS record
+
+
+def _flag_last_before_exposure(held: list) -> list:
+    """One subject's QS records with QSLOBXFL "Y" on the last one of each test before the first
+    infusion (RFXSTDTC), as SDTMIG defines the baseline flag."""
+    last: dict[str, list] = {}
+    for subject, collected, record in held:
+        first = min(subject.doses.values()) if subject.doses else None
+        if first is not None and collected < first:
+            last[record[4]] = record
+    for record in last.values():
+        record[QSLOBXFL] = "Y"
+    return [record for _, _, record in held]
 
 
 def _csv_cell(value) -> str:

@@ -18,7 +18,7 @@ from ..i18n import DEFAULT_LANGUAGE, LANGUAGES
 from ..models import Assessment, Participant, Period, Study
 from ..study.randomization import dummy_for, next_sequence
 from ..study.trial import protocol_of
-from ..vocabulary import AuditAction, DecidedBy, ParticipantStatus, Role, WithdrawalReason
+from ..vocabulary import AuditAction, DecidedBy, ParticipantStatus, Role, Sex, WithdrawalReason
 from .links import hash_token, participant_link  # noqa: F401  (participant_link: callers' name for it)
 from .preferences import check_reminder_hours
 
@@ -125,6 +125,22 @@ def change_contact(
     return changed
 
 
+def check_demographics(sex: str | None, birth_year, now: datetime) -> tuple[str, int | None]:
+    """Sex in CDISC's codes (empty: U, not collected) and a plausible year of birth (or none)."""
+    sex = (sex or Sex.UNKNOWN).strip().upper()
+    if sex not in set(Sex):
+        raise Refused("Sex is F, M or U (not collected).", field="sex")
+    if birth_year in (None, ""):
+        return sex, None
+    try:
+        year = int(birth_year)
+    except (TypeError, ValueError):
+        raise Refused("The year of birth is a year such as 1968.", field="birth_year") from None
+    if not now.year - 120 <= year <= now.year - 12:
+        raise Refused(f"A year of birth between {now.year - 120} and {now.year - 12}, please.", field="birth_year")
+    return sex, year
+
+
 def enroll(
     study: Study,
     *,
@@ -140,6 +156,8 @@ def enroll(
     reminder_until: str | None = None,
     language: str = DEFAULT_LANGUAGE,
     told_treatment_order: bool = False,
+    sex: str = Sex.UNKNOWN,
+    birth_year: int | None = None,
 ) -> tuple[Participant, str]:
     """Enrol a participant and issue their personal link. Returns the participant and the token.
 
@@ -158,6 +176,7 @@ def enroll(
     if language not in LANGUAGES:
         raise Refused(f"Unknown language '{language}'; the diary speaks {', '.join(LANGUAGES)}.", field="language")
     email, phone = check_contact(email, phone)
+    sex, birth_year = check_demographics(sex, birth_year, now)
     reminder_from, reminder_until = check_reminder_hours(reminder_from, reminder_until)
     slot = None
     if sequence is None:
@@ -185,6 +204,8 @@ def enroll(
         reminder_until=reminder_until,
         language=language,
         told_treatment_order=bool(told_treatment_order),
+        sex=sex,
+        birth_year=birth_year,
         link_token_hash=hash_token(token),
         link_issued_at=now,
         pin_generation=0,

@@ -381,6 +381,8 @@ def enrol():
                 reminder_until=form.reminder_until.data,
                 language=form.language.data,
                 told_treatment_order=form.tell_after_unblinding.data,
+                sex=form.sex.data,
+                birth_year=form.birth_year.data or None,
                 actor=actor(),
                 now=now,
             )

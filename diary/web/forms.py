@@ -26,12 +26,14 @@ from ..vocabulary import (
     CALL_OUTCOMES,
     CHANGE_REQUEST_LABELS,
     FOLLOW_UP_LABELS,
+    SEX_LABELS,
     SOURCE_LABELS,
     WITHDRAWAL_LABELS,
     ChangeRequestType,
     DecidedBy,
     ReviewState,
     Role,
+    Sex,
     Source,
     WithdrawalReason,
 )
@@ -116,6 +118,14 @@ class EnrolForm(OnceForm):
         "Language of the diary and reminders",
         default=DEFAULT_LANGUAGE,
         choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+    )
+    sex = SelectField(
+        "Sex", default=Sex.UNKNOWN.value, choices=[(str(code), label) for code, label in SEX_LABELS.items()]
+    )
+    birth_year = StringField(
+        "Year of birth (optional)",
+        validators=[Optional(), Regexp(r"^(19|20)[0-9]{2}$", message="A year such as 1968.")],
+        render_kw={"inputmode": "numeric", "autocomplete": "off"},
     )
     tell_after_unblinding = BooleanField(
         "They want to know, once the study is unblinded, which study drug they had when"
