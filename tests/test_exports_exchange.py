@@ -491,6 +491,32 @@ def test_sdtm_demographics_arms_baseline_flag_and_visits_follow_sdtmig(study, de
     assert {r["VISIT"].split()[-1] for r in ex} == {"BL"}
 
 
+@FORMAT_ONLY
+def test_the_trial_design_domains_describe_two_sequences_three_epochs_and_every_visit(bundle, study):
+    protocol = protocol_of(study.current_protocol_version)
+    te = read_csv(bundle / "sdtm" / "te.csv")
+    ta = read_csv(bundle / "sdtm" / "ta.csv")
+    tv = read_csv(bundle / "sdtm" / "tv.csv")
+    ts = {row["TSPARMCD"]: row["TSVAL"] for row in read_csv(bundle / "sdtm" / "ts.csv")}
+    assert [row["ETCD"] for row in te] == ["SCRN", "A", "B"]
+    arms = {arm: [(r["TAETORD"], r["ETCD"], r["EPOCH"]) for r in ta if r["ARMCD"] == arm] for arm in protocol.sequences}
+    assert arms == {
+        "AB": [("1", "SCRN", "SCREENING"), ("2", "A", "TREATMENT 1"), ("3", "B", "TREATMENT 2")],
+        "BA": [("1", "SCRN", "SCREENING"), ("2", "B", "TREATMENT 1"), ("3", "A", "TREATMENT 2")],
+    }
+    # Every subject's elements (SE) follow their arm's design, epoch by epoch.
+    arm_of = {row["USUBJID"]: row["ARMCD"] for row in read_csv(bundle / "sdtm" / "dm.csv")}
+    for element in read_csv(bundle / "sdtm" / "se.csv"):
+        planned = {(etcd, epoch) for _, etcd, epoch in arms[arm_of[element["USUBJID"]]]}
+        assert (element["ETCD"], element["EPOCH"]) in planned, element
+    visits = {row["VISITNUM"] for row in tv}
+    assert len(tv) == protocol.periods * len(protocol.timepoints) == len(visits)
+    for domain in ("qs", "ex"):
+        assert {row["VISITNUM"] for row in read_csv(bundle / "sdtm" / f"{domain}.csv")} <= visits, domain
+    assert ts["TITLE"] == protocol.title and ts["INTMODEL"] == "CROSS-OVER" and ts["NARMS"] == "2"
+    assert ts["TBLIND"] == "DOUBLE BLIND" and ts["RANDOM"] == "Y"
+
+
 def test_demographics_refusals_where_the_rule_lives():
     from diary.errors import Refused
     from diary.participants.enrolment import check_demographics

@@ -33,6 +33,10 @@ CLASSES = {
     "QS": ("FINDINGS", "One record per questionnaire per question per time point per visit per subject"),
     "AE": ("EVENTS", "One record per adverse event per subject"),
     "DS": ("EVENTS", "One record per disposition status or protocol milestone per subject"),
+    "TE": ("TRIAL DESIGN", "One record per planned Element"),
+    "TA": ("TRIAL DESIGN", "One record per planned Element per Arm"),
+    "TV": ("TRIAL DESIGN", "One record per planned Visit per Arm"),
+    "TS": ("TRIAL DESIGN", "One record per trial summary parameter value"),
 }
 # Required variables (SDTMIG 3.4 Core "Req"): Mandatory="Yes" in the define.
 REQUIRED = {
@@ -58,6 +62,12 @@ REQUIRED = {
     "DSSEQ",
     "DSTERM",
     "DSDECOD",
+    "ELEMENT",
+    "TAETORD",
+    "TSSEQ",
+    "TSPARMCD",
+    "TSPARM",
+    "TSVAL",
 }
 
 COLLECTED_FROM_SUBJECT = ("Collected", "Subject")
@@ -119,6 +129,20 @@ ORIGINS = {
     "EPOCH": DERIVED,
     "VISITNUM": DERIVED,
     "VISIT": DERIVED,
+    "TESTRL": PROTOCOL,
+    "TEENRL": PROTOCOL,
+    "TABRANCH": PROTOCOL,
+    "TVSTRL": PROTOCOL,
+    "TVENRL": PROTOCOL,
+    "TSPARMCD": PROTOCOL,
+    "TSPARM": PROTOCOL,
+    "TSVAL": PROTOCOL,
+}
+# Where a name means the planned trial rather than a subject's data: the trial design domains.
+DESIGN_ORIGINS = {
+    (domain, name): PROTOCOL
+    for domain in ("TE", "TA", "TV")
+    for name in ("ETCD", "ELEMENT", "TAETORD", "EPOCH", "ARMCD", "ARM", "VISITNUM", "VISIT")
 }
 STUDY_DAY = (
     "Study day of the date: the date (on the participant's clock) minus the date of RFSTDTC, plus 1 "
@@ -176,6 +200,7 @@ CODELISTS = {
     "DSDECOD": None,
     "DSCAT": None,
     "DSSCAT": None,
+    "TSPARMCD": "TSPARM",
 }
 
 
@@ -199,7 +224,9 @@ def _method_of(name: str) -> str | None:
     return None
 
 
-def origin_of(name: str) -> tuple[str, str | None]:
+def origin_of(name: str, domain: str = "") -> tuple[str, str | None]:
+    if (domain, name) in DESIGN_ORIGINS:
+        return DESIGN_ORIGINS[(domain, name)]
     if name in NOT_COLLECTED:
         return ("Not Available", None)
     if name in ORIGINS:
@@ -278,7 +305,7 @@ def build_define(
         _described(group, domain.label)
         for order, variable in enumerate(domain.variables, start=1):
             oid = f"IT.{domain.name}.{variable.name}"
-            kind, source = origin_of(variable.name)
+            kind, source = origin_of(variable.name, domain.name)
             method = _method_of(variable.name) if kind == "Derived" else None
             method_oid = None
             if method:

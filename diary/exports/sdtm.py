@@ -159,6 +159,56 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
     ),
 }
 
+# The trial design domains: the planned trial, from the protocol (no subject in them).
+DESIGN = ("STUDYID", "Study Identifier", "string", 1), ("DOMAIN", "Domain Abbreviation")
+DOMAINS.update(
+    {
+        "TE": (
+            "Trial Elements",
+            _vars(
+                *DESIGN,
+                ("ETCD", "Element Code", "string", 2),
+                ("ELEMENT", "Description of Element"),
+                ("TESTRL", "Rule for Start of Element"),
+                ("TEENRL", "Rule for End of Element"),
+            ),
+        ),
+        "TA": (
+            "Trial Arms",
+            _vars(
+                *DESIGN,
+                ("ARMCD", "Planned Arm Code", "string", 2),
+                ("ARM", "Description of Planned Arm"),
+                ("TAETORD", "Planned Order of Element within Arm", "integer", 3),
+                ("ETCD", "Element Code"),
+                ("ELEMENT", "Description of Element"),
+                ("TABRANCH", "Branch"),
+                ("EPOCH", "Epoch"),
+            ),
+        ),
+        "TV": (
+            "Trial Visits",
+            _vars(
+                *DESIGN,
+                ("VISITNUM", "Visit Number", "integer", 2),
+                ("VISIT", "Visit Name"),
+                ("TVSTRL", "Visit Start Rule"),
+                ("TVENRL", "Visit End Rule"),
+            ),
+        ),
+        "TS": (
+            "Trial Summary",
+            _vars(
+                *DESIGN,
+                ("TSSEQ", "Sequence Number", "integer", 3),
+                ("TSPARMCD", "Trial Summary Parameter Short Name", "string", 2),
+                ("TSPARM", "Trial Summary Parameter"),
+                ("TSVAL", "Parameter Value"),
+            ),
+        ),
+    }
+)
+
 # The stop reasons as CDISC's NCOMPLT codelist words them.
 DSDECOD = {
     WithdrawalReason.PARTICIPANT_DECISION: "WITHDRAWAL BY SUBJECT",
@@ -505,6 +555,84 @@ class Builder:
                 epoch(reported, subject),
             ]
 
+    # --- The trial design, from the protocol ---------------------------------------------------
+
+    def _element(self, code: str) -> str:
+        return self._treatment_name(code)
+
+    def te(self):
+        protocol = self.ctx.protocol
+        yield [self.studyid, "TE", "SCRN", "Screening", "Informed consent", "Start of the first infusion"]
+        for code in sorted(protocol.treatments):
+            yield [
+                self.studyid,
+                "TE",
+                code,
+                self._element(code),
+                f"Start of an infusion of treatment {code}",
+                f"Start of the next infusion, or the close of the last diary window of this one "
+                f"(infusions at least {protocol.min_days_between_doses} days apart)",
+            ]
+
+    def ta(self):
+        for arm, codes in sorted(self.ctx.protocol.sequences.items()):
+            description = " then ".join(self._element(c) for c in codes)
+            yield [self.studyid, "TA", arm, description, 1, "SCRN", "Screening", f"Randomized to {arm}", "SCREENING"]
+            for order, code in enumerate(codes, start=2):
+                yield [
+                    self.studyid,
+                    "TA",
+                    arm,
+                    description,
+                    order,
+                    code,
+                    self._element(code),
+                    None,
+                    f"TREATMENT {order - 1}",
+                ]
+
+    def tv(self):
+        protocol = self.ctx.protocol
+        order = self.ctx.order
+        for number in range(1, protocol.periods + 1):
+            for timepoint in protocol.timepoints:
+                window = timepoint.window
+                close = (
+                    f"{_offset_text(window.close)} from the start of infusion {number}"
+                    if window.close is not None
+                    else f"the start of infusion {number + 1}"
+                    if number < protocol.periods
+                    else f"{_offset_text(window.fallback_close)} from the start of infusion {number}"
+                    if window.fallback_close is not None
+                    else ""
+                )
+                yield [
+                    self.studyid,
+                    "TV",
+                    number * 100 + order[timepoint.code],
+                    f"PERIOD {number} {timepoint.code}",
+                    f"Diary window opens {_offset_text(window.open)} from the start of infusion {number} "
+                    f"({timepoint.label})",
+                    f"Window closes at {close}" if close else None,
+                ]
+
+    def ts(self):
+        protocol = self.ctx.protocol
+        parameters = [
+            ("TITLE", "Trial Title", protocol.title),
+            ("STYPE", "Study Type", "INTERVENTIONAL"),
+            ("INTMODEL", "Intervention Model", "CROSS-OVER" if protocol.periods > 1 else "PARALLEL"),
+            ("RANDOM", "Trial is Randomized", "Y"),
+            ("TBLIND", "Trial Blinding Schema", "DOUBLE BLIND"),
+            ("NARMS", "Planned Number of Arms", str(len(protocol.sequences))),
+            ("ROUTE", "Route of Administration", "INTRAVENOUS"),
+        ]
+        parameters += [
+            ("TRT", "Investigational Therapy or Treatment", self._element(c)) for c in sorted(protocol.treatments)
+        ]
+        for number, (code, name, value) in enumerate(parameters, start=1):
+            yield [self.studyid, "TS", number, code, name, value]
+
     def ds(self):
         """Consent, then how the subject left treatment and the study: discontinued treatment
         (the diary continued), withdrawn, or completed (every infusion given and its last window
@@ -553,6 +681,11 @@ class Builder:
                     local_dtc(moment, subject.tz),
                     study_day(moment, subject),
                 ]
+
+
+def _offset_text(offset) -> str:
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    return f"{offset.amount:+d} {units[offset.unit]}"
 
 
 QSLOBXFL = 10  # the flag's place in a QS record
