@@ -341,6 +341,12 @@ class SideEffectReport(db.Model):
     )
     # Severe reports must be reviewed by then (the protocol's safety.severe_review_within).
     review_due_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # A verbatim (unsolicited) report coded by the study team: the dictionary's term, who coded it,
+    # when and why (solicited terms are coded in the protocol itself).
+    coded_term: Mapped[Optional[str]] = mapped_column(String(200))
+    coded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    coded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    coding_reason: Mapped[Optional[str]] = mapped_column(Text)
 
     period: Mapped[Period] = relationship()
     submission: Mapped[Optional[Submission]] = relationship()

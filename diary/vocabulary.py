@@ -371,6 +371,8 @@ class AuditAction(StrEnum):
     # A participant took a copy of their own answers (PDF or CSV).
     OWN_DATA_DOWNLOADED = "own_data_downloaded"
     CHANGE_TOLD_TREATMENT = "change_told_treatment"
+    # A verbatim side effect coded (or recoded) to the protocol's dictionary.
+    CODE_SIDE_EFFECT = "code_side_effect"
 
 
 class ActorKind(StrEnum):

@@ -298,7 +298,7 @@ def test_the_allocation_is_in_an_archive_only_after_unblinding(backend, study, t
         rows = read_csv(before / "data" / f"{table}.csv")
         assert rows and {row["sequence"] for row in rows} == {""}, table
     assert {row["ARMCD"] for row in read_csv(before / "data" / "sdtm" / "dm.csv")} == {""}
-    assert SEALED in (before / "protocol" / "ketamine-fatigue-crossover-1.2.yaml").read_text()
+    assert SEALED in (before / "protocol" / "ketamine-fatigue-crossover-1.3.yaml").read_text()
 
     ready_for_the_truth(study)
     unblind(study, user=make_staff(Role.UNBLINDED), now=now_utc())

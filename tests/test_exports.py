@@ -132,6 +132,7 @@ CONTRACT = {
         "severity",
         "solicited",
         "verbatim",
+        "coded_term",
         "reported_utc",
         "minutes_from_dose",
         "allocation_is_dummy",

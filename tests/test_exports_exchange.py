@@ -428,7 +428,16 @@ def test_define_xml_is_valid_define_2_1_and_describes_every_variable(bundle):
             if origin == "Derived":
                 assert refs[item.get("OID")].get("MethodOID") in methods, variable.name
             reference = item.find("odm:CodeListRef", ns)
-            if reference is not None:
+            external = reference is not None and codelists[reference.get("CodeListOID")].find(
+                "odm:ExternalCodeList", ns
+            )
+            if external is not None and reference is not None:  # the coding dictionary, named by the protocol
+                assert (variable.name, external.get("Dictionary"), external.get("Version")) == (
+                    "AEDECOD",
+                    "MedDRA",
+                    "27.1",
+                )
+            elif reference is not None:
                 listed = {entry.get("CodedValue") for entry in codelists[reference.get("CodeListOID")]}
                 assert listed == {row[variable.name] for row in rows if row[variable.name]}, variable.name
             described += 1

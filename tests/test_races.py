@@ -603,3 +603,42 @@ def test_two_people_confirming_one_archive_received_record_it_once(app, study):
     assert sorted(results, key=str) == [409, "received"]
     assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "archive_received")) == 1
     assert db.session.get(SiteArchive, archive_id).received_by_id in people_ids
+
+
+def code_report(worker: int, report_id: int, term: str):
+    from diary.errors import Refused
+    from diary.models import SideEffectReport, StaffUser
+    from diary.safety.coding import code_side_effect
+
+    report = db.session.get(SideEffectReport, report_id)
+    coder = db.session.scalar(select(StaffUser).where(StaffUser.email == f"coder{worker}@site.test"))
+    _ = report.coded_term, report.period.participant.study  # both coders have the report open
+    db.session.commit()
+    time.sleep(0.3)
+    try:
+        code_side_effect(report, term, reason="matched the LLT", by=coder, now=now_utc(), seen=None)
+        db.session.commit()
+        return "coded"
+    except Refused as refusal:
+        db.session.rollback()
+        return refusal.status
+
+
+def test_two_coders_coding_one_report_at_once_code_it_once(app, study):
+    """Two coordinators code the same verbatim report to different terms at the same moment: one
+    term stands, one audit event, the other told 409."""
+    from diary.models import SideEffectReport
+
+    from .staff_helpers import make_staff
+
+    participant, _ = _dosed_participant_with_d1(study, "P-RACE-CODE")
+    protocol = protocol_of(study.current_protocol_version)
+    day3 = assessment_of(participant, 1, "D3")
+    form = answers_for(protocol, "D3", **{"side_effects.other": "metallic taste"})
+    record_submission(day3, form, now=day3.window_open + timedelta(minutes=1), actor="t")
+    for worker in range(2):
+        make_staff("coordinator", f"coder{worker}@site.test")
+    report_id = db.session.scalar(select(SideEffectReport.id).where(SideEffectReport.solicited.is_(False)))
+    results = race(app, code_report, (0, report_id, "Dysgeusia"), (1, report_id, "Taste disorder"))
+    assert sorted(results, key=str) == [409, "coded"]
+    assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "code_side_effect")) == 1

@@ -156,6 +156,12 @@ NOT_COLLECTED = {
     "action taken, causality, outcome and end are assessed on the site's adverse-event form."
     for name in ("AESER", "AEACN", "AEREL", "AEOUT", "AEENDTC", "AEENDY")
 }
+# Other variables whose define entry carries a comment.
+COMMENTS = {
+    **NOT_COLLECTED,
+    "AEDECOD": "Checklist side effects are coded in the protocol; what participants write in their own words "
+    "is coded by the study team (staff page Coding, audited). Null while a verbatim report is not coded yet.",
+}
 # How each derived variable is computed (a variable named here is Derived; see ORIGINS).
 METHODS = {
     "USUBJID": "STUDYID, a hyphen and SUBJID.",
@@ -257,7 +263,14 @@ def _significant_digits(values: list[str]) -> int:
 
 
 def build_define(
-    domains: list[DomainFile], *, study_oid: str, study_name: str, mdv: str, now: datetime, app_version: str
+    domains: list[DomainFile],
+    *,
+    study_oid: str,
+    study_name: str,
+    mdv: str,
+    now: datetime,
+    app_version: str,
+    coding: tuple[str, str] | None = None,
 ):
     """(the define.xml tree, the rows of its HTML rendering)."""
     root = ET.Element(
@@ -330,7 +343,10 @@ def build_define(
             else:
                 rendering_note = method or ""
             codelist_oid = None
-            if variable.name in CODELISTS and values:
+            if variable.name == "AEDECOD" and coding:
+                codelist_oid = "CL.AEDECOD"
+                codelists[codelist_oid] = (variable.name, data_type, coding)
+            elif variable.name in CODELISTS and values:
                 decode_by = CODELISTS[variable.name]
                 decodes = {}
                 index, decode_index = (
@@ -370,7 +386,7 @@ def build_define(
         _sub(leaf, "title", DEF).text = f"{domain.name.lower()}.json"
 
     for oid, variable, data_type, length, digits, codelist_oid, kind, source in item_defs:
-        comment = f"COM.{variable.name}" if variable.name in NOT_COLLECTED else None
+        comment = f"COM.{variable.name}" if variable.name in COMMENTS else None
         item = _sub(
             version,
             "ItemDef",
@@ -389,6 +405,9 @@ def build_define(
 
     for oid, (name, data_type, decodes) in sorted(codelists.items()):
         codelist = _sub(version, "CodeList", OID=oid, Name=name, DataType=data_type)
+        if isinstance(decodes, tuple):  # an external dictionary: (name, version)
+            _sub(codelist, "ExternalCodeList", Dictionary=decodes[0], Version=decodes[1])
+            continue
         for value in sorted(decodes):
             if decodes[value] is not None:
                 listed = _sub(codelist, "CodeListItem", CodedValue=value)
@@ -402,8 +421,8 @@ def build_define(
         method = _sub(version, "MethodDef", OID=oid, Name=name, Type="Computation")
         _described(method, text)
     used = {variable.name for domain in domains for variable in domain.variables}
-    for name in sorted(used & set(NOT_COLLECTED)):
-        _described(_sub(version, "CommentDef", DEF, OID=f"COM.{name}"), NOT_COLLECTED[name])
+    for name in sorted(used & set(COMMENTS)):
+        _described(_sub(version, "CommentDef", DEF, OID=f"COM.{name}"), COMMENTS[name])
     return ET.ElementTree(root), rendering
 
 

@@ -454,6 +454,13 @@ TABLES: dict[str, list[Column]] = {
         ),
         Column("verbatim", STRING, "The participant's own words for a free-text report.", free_text=True),
         Column(
+            "coded_term",
+            STRING,
+            "The term in the protocol's coding dictionary (its name and version are in the data "
+            "dictionary's description of sdtm/ae AEDECOD and in define.xml): the protocol's own for a "
+            "checklist answer, the study team's for a free-text report (empty until coded).",
+        ),
+        Column(
             "reported_utc",
             DATETIME,
             "When the participant reported it: the collection time of the entry that carried it (ISO 8601, UTC).",

@@ -529,16 +529,19 @@ class Builder:
         }
         sequence: dict[str, int] = {}
         for row in side_effects(self.ctx):
-            code, term, severity, solicited, verbatim, reported = row[0], row[6], row[7], row[8], row[9], row[10]
+            code, term, severity, solicited, verbatim, coded, reported = row[0], *row[6:12]
             subject = self.subjects[code]
             sequence[code] = sequence.get(code, 0) + 1
+            # AETERM is never empty: the participant's words, or (free text withheld) the coded
+            # term, or a placeholder saying the words were withheld.
+            reported_term = labels.get(term, "") if solicited else (verbatim or coded or "OTHER (VERBATIM WITHHELD)")
             yield [
                 self.studyid,
                 "AE",
                 subject.usubjid,
                 sequence[code],
-                labels.get(term, "") if solicited else (verbatim or ""),
-                labels.get(term, "") if solicited else "",
+                reported_term,
+                coded,
                 "SOLICITED" if solicited else "UNSOLICITED",
                 "Y" if solicited else "",
                 (severity or "").upper(),
@@ -764,6 +767,7 @@ def write_domains(
         mdv=f"MDV.{ctx.protocol.id}.{version.version}",
         now=now,
         app_version=app_version,
+        coding=ctx.protocol.coding,
     )
     return counts
 

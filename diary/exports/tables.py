@@ -444,6 +444,7 @@ def side_effects(ctx: ExportContext):
             SideEffectReport.severity,
             SideEffectReport.solicited,
             SideEffectReport.verbatim,
+            SideEffectReport.coded_term,
             SideEffectReport.reported_at,
         )
         .join(Period, SideEffectReport.period_id == Period.id)
@@ -451,6 +452,12 @@ def side_effects(ctx: ExportContext):
         .where(ctx.in_scope)
         .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id)
     )
+    coded = {
+        term.code: term.coded or None
+        for instrument in ctx.protocol.instruments.values()
+        for item in instrument.items
+        for term in item.terms
+    }
     for row in rows:
         _, treatment_code, name = ctx.allocation(row.code, row.sequence, row.number, row.treatment)
         yield (
@@ -464,6 +471,7 @@ def side_effects(ctx: ExportContext):
             row.severity,
             bool(row.solicited),
             None if ctx.no_free_text else row.verbatim,
+            coded.get(row.term) if row.solicited else row.coded_term,
             row.reported_at,
             _minutes(row.reported_at, row.dose_start),
             ctx.dummy,

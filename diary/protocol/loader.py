@@ -148,6 +148,15 @@ class _Builder:
         ):
             self.fail("late_change_days", "must be a whole number of days from 0 to 365")
             late_change_days = 7
+        coding = data.get("coding")
+        if coding is not None:
+            if not isinstance(coding, dict) or not coding.get("dictionary") or not coding.get("version"):
+                self.fail(
+                    "coding", "must name the dictionary and its version, e.g. {dictionary: MedDRA, version: '27.1'}"
+                )
+                coding = None
+            else:
+                coding = (str(coding["dictionary"]), str(coding["version"]))
         return Protocol(
             id=str(protocol_id),
             version=str(version),
@@ -164,6 +173,7 @@ class _Builder:
             offline_grace=offline_grace or Offset(24, "h"),
             min_viewport_px=min_viewport,
             late_change_days=late_change_days,
+            coding=coding,
             languages=self.languages,
         )
 
@@ -312,7 +322,13 @@ class _Builder:
             if entry["code"] in seen:
                 self.fail(f"{path}[{index}].code", f"duplicate code '{entry['code']}'")
             seen.add(entry["code"])
-            result.append(Choice(str(entry["code"]), self.text(entry["label"], f"{path}[{index}].label")))
+            coded = entry.get("coded", "")
+            if not isinstance(coded, str):
+                self.fail(f"{path}[{index}].coded", "must be the term as the coding dictionary words it")
+                coded = ""
+            result.append(
+                Choice(str(entry["code"]), self.text(entry["label"], f"{path}[{index}].label"), coded.strip())
+            )
         return tuple(result)
 
     def timepoints(self, data, instruments, periods, min_days) -> list[TimePoint]:

@@ -76,6 +76,8 @@ def in_language(text, language: str | None) -> str:
 class Choice:
     code: str
     label: str
+    # A solicited side effect's term in the protocol's coding dictionary (``Protocol.coding``).
+    coded: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,9 @@ class Protocol:
     # A participant's value changed more than this many days after it was entered flags the
     # endpoints computed from it (``values_changed_late``), for a sensitivity analysis.
     late_change_days: int = 7
+    # The dictionary side effects are coded in, and its version: (name, version), e.g. ("MedDRA",
+    # "27.1"); None when the protocol codes nothing. No licensed dictionary ships with the diary.
+    coding: tuple[str, str] | None = None
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)
 

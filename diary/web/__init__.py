@@ -56,7 +56,7 @@ def json_depth(body: bytes) -> int:
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, archive, assets, coordinator, errors, main, operations, participant, signin
+    from . import admin, analysis, archive, assets, coding, coordinator, errors, main, operations, participant, signin
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
@@ -68,6 +68,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(analysis.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(archive.bp)
+    app.register_blueprint(coding.bp)
     assets.init_app(app)
     compress.init_app(app)
     errors.init_app(app)

@@ -331,3 +331,10 @@ class ArchiveForm(BaseForm):
 
 class ConfirmForm(BaseForm):
     """A button with nothing to fill in but the CSRF token."""
+
+
+class CodingForm(BaseForm):
+    term = StringField("Dictionary term", validators=[DataRequired(message="Give the term."), Length(max=200)])
+    reason = StringField("Why this term", validators=[DataRequired(message="Say why."), Length(max=2000)])
+    # The term the page showed (empty: not coded), so a coding made meanwhile is not overwritten.
+    seen = HiddenField(validators=[Length(max=200)])
