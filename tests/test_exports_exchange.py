@@ -851,3 +851,63 @@ def test_sex_and_year_of_birth_are_taken_at_enrolment_on_the_web_and_the_command
     assert list(people.values()) == [("F", 1975)]
     refused = runner.invoke(args=["diary", "enroll", "--site", "NIH-CC", "--sequence", "AB", "--birth-year", "1800"])
     assert refused.exit_code != 0 and "year of birth" in refused.output
+
+
+# SDTMIG 3.4's Expected variables of the domains written (Core "Exp"), which must be present.
+EXPECTED = {
+    "DM": {
+        "RFSTDTC",
+        "RFENDTC",
+        "RFXSTDTC",
+        "RFXENDTC",
+        "RFICDTC",
+        "AGE",
+        "AGEU",
+        "ARMCD",
+        "ARM",
+        "ACTARMCD",
+        "ACTARM",
+    },
+    "SE": {"TAETORD", "EPOCH", "SEENDTC", "SESTDY", "SEENDY"},
+    "EX": {"EXSTDTC", "EPOCH", "EXSTDY"},
+    "QS": {"QSCAT", "QSORRES", "QSSTRESC", "QSSTRESN", "QSLOBXFL", "VISITNUM", "QSDTC", "QSDY"},
+    "AE": {"AESER", "AEACN", "AEREL", "AESTDTC", "AEENDTC", "AESTDY", "AEENDY", "EPOCH"},
+    "DS": {"EPOCH", "DSSTDTC", "DSSTDY"},
+    "TA": {"TABRANCH", "EPOCH"},
+    "TE": {"TEENRL"},
+    "TV": {"VISIT", "TVSTRL"},
+}
+ISO_8601 = re.compile(r"\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2})?)?)?)?")
+
+
+@FORMAT_ONLY
+def test_sdtmig_variable_level_rules_hold_for_every_domain(bundle):
+    """What the open CORE engine checks at the variable level, written as tests (CORE itself does
+    not install here: its pinned dependencies build from source): names and labels within SAS
+    limits, Required variables never null (AEDECOD null only for a verbatim report not coded),
+    Expected variables present, --SEQ unique per subject, no study day 0, --DTC in ISO 8601."""
+    from diary.exports.define import REQUIRED
+    from diary.exports.sdtm import DOMAINS
+
+    for domain, (label, variables) in DOMAINS.items():
+        names = [v.name for v in variables]
+        assert len(label) <= 40 and all(re.fullmatch(r"[A-Z][A-Z0-9]{0,7}", n) for n in names), domain
+        assert all(len(v.label) <= 40 for v in variables), domain
+        assert EXPECTED.get(domain, set()) <= set(names), (domain, EXPECTED[domain] - set(names))
+        rows = read_csv(bundle / "sdtm" / f"{domain.lower()}.csv")
+        assert rows, domain
+        for row in rows:
+            for name in set(names) & REQUIRED:
+                if name == "AEDECOD" and row["AECAT"] == "UNSOLICITED":
+                    continue
+                assert row[name] != "", (domain, name, row)
+            assert row["DOMAIN"] == domain
+            for name in names:
+                if name.endswith("DY") and row[name]:
+                    assert int(row[name]) != 0, (domain, name)
+                if name.endswith("DTC") and row[name]:
+                    assert ISO_8601.fullmatch(row[name]), (domain, name, row[name])
+        sequence = next((n for n in names if n.endswith("SEQ") and n != "TSSEQ"), None)
+        if sequence:
+            keys = [(row["USUBJID"], row[sequence]) for row in rows]
+            assert len(keys) == len(set(keys)), domain
