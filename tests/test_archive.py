@@ -298,7 +298,8 @@ def test_the_allocation_is_in_an_archive_only_after_unblinding(backend, study, t
         rows = read_csv(before / "data" / f"{table}.csv")
         assert rows and {row["sequence"] for row in rows} == {""}, table
     assert {row["ARMCD"] for row in read_csv(before / "data" / "sdtm" / "dm.csv")} == {""}
-    assert SEALED in (before / "protocol" / "ketamine-fatigue-crossover-1.3.yaml").read_text()
+    sealed_protocol = (before / "protocol" / "ketamine-fatigue-crossover-1.3.yaml").read_text()
+    assert SEALED in sealed_protocol and "dose:" not in sealed_protocol and "unit: mg/kg" in sealed_protocol
 
     ready_for_the_truth(study)
     unblind(study, user=make_staff(Role.UNBLINDED), now=now_utc())

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -911,3 +911,38 @@ def test_sdtmig_variable_level_rules_hold_for_every_domain(bundle):
         if sequence:
             keys = [(row["USUBJID"], row[sequence]) for row in rows]
             assert len(keys) == len(set(keys)), domain
+
+
+@FORMAT_ONLY
+def test_ex_carries_the_protocols_dose_only_with_the_drug_names_and_sv_every_visit(study, demo, tmp_path):
+    """EX: form, route and the infusion's end (start + the protocol's 40 minutes) always; dose and
+    unit, which differ between the drugs, only once the names are shown. SV: a visit for every
+    VISITNUM of QS and EX, spanning its records."""
+    protocol = protocol_of(study.current_protocol_version)
+    write_bundle(tmp_path / "blinded", study=study, now=demo, true_allocation=True, standards=True)
+    ex = read_csv(tmp_path / "blinded" / "sdtm" / "ex.csv")
+    assert ex and {(r["EXDOSE"], r["EXDOSU"], r["EXDOSFRM"], r["EXROUTE"]) for r in ex} == {
+        ("", "", "SOLUTION", "INTRAVENOUS")
+    }
+    for row in ex:
+        start = datetime.fromisoformat(row["EXSTDTC"])
+        assert datetime.fromisoformat(row["EXENDTC"]) - start == timedelta(minutes=40)
+    qs = read_csv(tmp_path / "blinded" / "sdtm" / "qs.csv")
+    sv = read_csv(tmp_path / "blinded" / "sdtm" / "sv.csv")
+    visits = {(r["USUBJID"], r["VISITNUM"]): r for r in sv}
+    assert len(visits) == len(sv)
+    for row in qs:
+        visit = visits[(row["USUBJID"], row["VISITNUM"])]
+        assert visit["SVSTDTC"] <= row["QSDTC"] <= visit["SVENDTC"] and visit["VISIT"] == row["VISIT"]
+    for row in ex:
+        assert visits[(row["USUBJID"], row["VISITNUM"])]["SVSTDTC"] <= row["EXSTDTC"]
+
+    ready_for_the_truth(study)
+    unblind(study, user=make_staff("unblinded"), now=now_utc())
+    db.session.commit()
+    write_bundle(tmp_path / "open", study=study, now=demo, standards=True)
+    sequences = {r["USUBJID"]: r["ARMCD"] for r in read_csv(tmp_path / "open" / "sdtm" / "dm.csv")}
+    for row in read_csv(tmp_path / "open" / "sdtm" / "ex.csv"):
+        code = protocol.sequences[sequences[row["USUBJID"]]][int(row["EXSEQ"]) - 1]
+        assert (float(row["EXDOSE"]), row["EXDOSU"]) == (protocol.doses[code].dose, "mg/kg")
+        assert row["EXTRT"] == protocol.treatments[code]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -336,6 +337,9 @@ def _write_protocols(folder: Path, session, study, *, sealed: bool) -> dict[int,
             if sealed:
                 for sealed_name in protocol_of(version).treatments.values():
                     text = text.replace(sealed_name, SEALED)
+                # The doses differ between the drugs, so they are sealed too (the key is dropped, so
+                # the file still loads for verify-archive).
+                text = re.sub(r",?[ \t]*\bdose:[ \t]*[0-9.eE+-]+", "", text)
             (folder.parent / name).write_text(text, encoding="utf-8")
             names[version.id] = name
             writer.writerow(

@@ -33,6 +33,7 @@ CLASSES = {
     "QS": ("FINDINGS", "One record per questionnaire per question per time point per visit per subject"),
     "AE": ("EVENTS", "One record per adverse event per subject"),
     "DS": ("EVENTS", "One record per disposition status or protocol milestone per subject"),
+    "SV": ("SPECIAL PURPOSE", "One record per actual visit per subject"),
     "TE": ("TRIAL DESIGN", "One record per planned Element"),
     "TA": ("TRIAL DESIGN", "One record per planned Element per Arm"),
     "TV": ("TRIAL DESIGN", "One record per planned Visit per Arm"),
@@ -107,6 +108,12 @@ ORIGINS = {
     "EXTRT": PROTOCOL,
     "EXROUTE": PROTOCOL,
     "EXSTDTC": COLLECTED_BY_INVESTIGATOR,
+    "SVSTDTC": DERIVED,
+    "SVENDTC": DERIVED,
+    "EXENDTC": DERIVED,
+    "EXDOSE": PROTOCOL,
+    "EXDOSU": PROTOCOL,
+    "EXDOSFRM": PROTOCOL,
     "QSTESTCD": PROTOCOL,
     "QSTEST": PROTOCOL,
     "QSCAT": PROTOCOL,
@@ -159,6 +166,9 @@ NOT_COLLECTED = {
 # Other variables whose define entry carries a comment.
 COMMENTS = {
     **NOT_COLLECTED,
+    "EXDOSE": "The protocol's dose of the treatment given. Null while the drug names are withheld (blinded): "
+    "the doses differ between the drugs.",
+    "EXDOSU": "The protocol's unit of the dose; null while the drug names are withheld, as EXDOSE.",
     "AEDECOD": "Checklist side effects are coded in the protocol; what participants write in their own words "
     "is coded by the study team (staff page Coding, audited). Null while a verbatim report is not coded yet.",
 }
@@ -179,6 +189,9 @@ METHODS = {
     "TAETORD": "The element's order in the subject's arm (1 screening, then 2, 3 for the infusions).",
     "SESTDTC": "Start of the element: enrolment for screening, the infusion start for a treatment.",
     "SEENDTC": "Start of the next element, or the close of the last diary window, or the withdrawal.",
+    "SVSTDTC": "The earliest of the visit's entries (QSDTC) and, for the infusion day's visit, the infusion start.",
+    "SVENDTC": "The latest of the visit's entries and, for the infusion day's visit, the infusion start.",
+    "EXENDTC": "EXSTDTC plus the protocol's infusion length (the end of the infusion is not recorded).",
     "QSSTRESC": "QSORRES, unchanged (the scales are collected in their standard units).",
     "QSSTRESN": "QSORRES as a number.",
     "EPOCH": "SCREENING before the first infusion, then TREATMENT n from the start of infusion n.",
@@ -197,6 +210,8 @@ CODELISTS = {
     "ETCD": "ELEMENT",
     "EPOCH": None,
     "EXROUTE": None,
+    "EXDOSU": None,
+    "EXDOSFRM": None,
     "QSTESTCD": "QSTEST",
     "QSCAT": None,
     "AECAT": None,

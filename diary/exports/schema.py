@@ -200,8 +200,9 @@ TABLES: dict[str, list[Column]] = {
             STRING,
             "State of the assessment at export time, judged by collected_utc: after_dose "
             "is a pre-dose entry given after the infusion started; out_of_window an entry a corrected "
-            "infusion time left outside its window. Both are kept and left out of the endpoints.",
-            allowed=listed(AssessmentState),
+            "infusion time left outside its window. Both are kept and left out of the endpoints. "
+            "not_done: an optional time point (such as D2) left unanswered, which is not missed.",
+            allowed=listed(list(AssessmentState) + ["not_done"]),
         ),
         SUBMITTED,
         COLLECTED,
@@ -422,7 +423,7 @@ TABLES: dict[str, list[Column]] = {
             "status",
             STRING,
             "State of the assessment at export time (as in assessments).",
-            allowed=listed(AssessmentState),
+            allowed=listed(list(AssessmentState) + ["not_done"]),
         ),
         Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
         DUMMY,
@@ -683,6 +684,8 @@ def dictionary_rows(protocol, identified: bool = False):
             values = column.allowed
             if values == FROM_PROTOCOL:
                 values = allowed.get((table, column.name)) or allowed.get((None, column.name), "")
+            if column.type == BOOLEAN:
+                values = "TRUE; FALSE"  # as the files spell them
             precision = column.precision or ("full precision" if column.type == NUMBER else "")
             yield (
                 table,

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from ..models import Assessment, ItemValue, Participant, Period
+from ..dosing.assessments import rows_query
+from ..models import Assessment, ItemValue, Participant, Period, Submission
 from ..settings import setting
 from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
 from .define import DomainFile, write_define
@@ -95,12 +96,17 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             *COMMON,
             ("EXSEQ", "Sequence Number", "integer", 3),
             ("EXTRT", "Name of Treatment"),
+            ("EXDOSE", "Dose", "double"),
+            ("EXDOSU", "Dose Units"),
+            ("EXDOSFRM", "Dose Form"),
             ("EXROUTE", "Route of Administration"),
-            ("EXSTDTC", "Start Date/Time of Treatment", "datetime"),
-            ("EXSTDY", "Study Day of Start of Treatment", "integer"),
-            ("EPOCH", "Epoch"),
             ("VISITNUM", "Visit Number", "integer"),
             ("VISIT", "Visit Name"),
+            ("EPOCH", "Epoch"),
+            ("EXSTDTC", "Start Date/Time of Treatment", "datetime"),
+            ("EXENDTC", "End Date/Time of Treatment", "datetime"),
+            ("EXSTDY", "Study Day of Start of Treatment", "integer"),
+            ("EXENDY", "Study Day of End of Treatment", "integer"),
         ),
     ),
     "QS": (
@@ -141,6 +147,19 @@ DOMAINS: dict[str, tuple[str, list[Variable]]] = {
             ("AESTDY", "Study Day of Start of Adverse Event", "integer"),
             ("AEENDY", "Study Day of End of Adverse Event", "integer"),
             ("EPOCH", "Epoch"),
+        ),
+    ),
+    "SV": (
+        "Subject Visits",
+        _vars(
+            *COMMON,
+            ("VISITNUM", "Visit Number", "integer", 3),
+            ("VISIT", "Visit Name"),
+            ("EPOCH", "Epoch"),
+            ("SVSTDTC", "Start Date/Time of Observation", "datetime"),
+            ("SVENDTC", "End Date/Time of Observation", "datetime"),
+            ("SVSTDY", "Study Day of Start of Observation", "integer"),
+            ("SVENDY", "Study Day of End of Observation", "integer"),
         ),
     ),
     "DS": (
@@ -434,23 +453,42 @@ class Builder:
                 ]
 
     def ex(self):
+        """One record per infusion. Dose and unit differ between the drugs, so they are given only
+        where the drug names are (after unblinding); form and route when every treatment shares
+        them or the treatment is known. The end is the start plus the protocol's infusion length."""
         first = self.ctx.protocol.timepoints[0].code
+        doses = self.ctx.protocol.doses
+
+        def shared(attribute):
+            values = {getattr(dose, attribute) for dose in doses.values()}
+            return values.pop() if len(values) == 1 and len(doses) == len(self.ctx.protocol.treatments) else None
+
         for subject in self.subjects.values():
             for seq, number in enumerate(sorted(subject.doses), start=1):
                 start = subject.doses[number]
+                code = subject.codes[number]
+                dose = doses.get(code)
+                named = bool(code) and self.ctx.treatment(code) is not None
+                duration = dose.duration if dose else shared("duration")
+                end = start + duration.nominal if duration else None
                 yield [
                     self.studyid,
                     "EX",
                     subject.usubjid,
                     seq,
-                    self._treatment_name(subject.codes[number]) if subject.codes[number] else "MASKED",
-                    "INTRAVENOUS",
-                    local_dtc(start, subject.tz),
-                    study_day(start, subject),
-                    f"TREATMENT {number}",
+                    self._treatment_name(code) if code else "MASKED",
+                    dose.dose if dose and named else None,
+                    (dose.unit or None) if dose and named else None,
+                    (dose.form if dose else shared("form")) or None,
+                    (dose.route if dose else shared("route")) or None,
                     # The visit of the infusion day, numbered as QS numbers it (the pre-dose entry).
                     number * 100 + self.ctx.order[first],
                     f"PERIOD {number} {first}",
+                    f"TREATMENT {number}",
+                    local_dtc(start, subject.tz),
+                    local_dtc(end, subject.tz) if end else None,
+                    study_day(start, subject),
+                    study_day(end, subject) if end else None,
                 ]
 
     def qs(self):
@@ -556,6 +594,40 @@ class Builder:
                 study_day(reported, subject),
                 None,
                 epoch(reported, subject),
+            ]
+
+    def sv(self):
+        """One record per visit a subject had: each time point with an entry, numbered as QS
+        numbers it; the pre-dose time point's visit also spans the infusion (EX's visit)."""
+        first = self.ctx.protocol.timepoints[0].code
+        order = self.ctx.order
+        entries = self.ctx.stream(
+            rows_query()
+            .where(self.ctx.in_scope, Submission.id.is_not(None))
+            .order_by(Participant.code, Period.number, Assessment.target)
+        )
+        visits: dict[tuple[str, int], list] = {}
+        for row in entries:
+            visits.setdefault((row.code, row.period * 100 + order.get(row.timepoint, 0)), [row.timepoint, []])[
+                1
+            ].append(row.collected_at)
+        for code, subject in self.subjects.items():
+            for number, start in subject.doses.items():
+                visits.setdefault((code, number * 100 + order[first]), [first, []])[1].append(start)
+        for (code, visitnum), (timepoint, moments) in sorted(visits.items()):
+            subject = self.subjects[code]
+            begin, end = min(moments), max(moments)
+            yield [
+                self.studyid,
+                "SV",
+                subject.usubjid,
+                visitnum,
+                f"PERIOD {visitnum // 100} {timepoint}",
+                epoch(begin, subject),
+                local_dtc(begin, subject.tz),
+                local_dtc(end, subject.tz),
+                study_day(begin, subject),
+                study_day(end, subject),
             ]
 
     # --- The trial design, from the protocol ---------------------------------------------------

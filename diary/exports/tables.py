@@ -146,8 +146,18 @@ def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
     return round((to_the_second(moment) - to_the_second(dose)).total_seconds() / 60, 1)
 
 
+# An optional time point (such as D2) left unanswered is not done, not missed: the export says so
+# in ``status`` (the diary's own state stays missed; adherence already leaves it out).
+NOT_DONE = "not_done"
+
+
+def exported_status(state: AssessmentState, optional: bool) -> str:
+    return NOT_DONE if optional and state == AssessmentState.MISSED else state
+
+
 def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
+    optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
     rows = ctx.stream(
         rows_query()
         .add_columns(
@@ -178,7 +188,7 @@ def assessments(ctx: ExportContext):
             nominal.get(row.timepoint),
             row.window_open,
             row.window_close,
-            state_at(row, now),
+            exported_status(state_at(row, now), optional.get(row.timepoint, False)),
             row.submitted_at,
             row.collected_at,
             _minutes(row.collected_at, row.dose_start),
@@ -358,6 +368,8 @@ def fatigue_endpoints(ctx: ExportContext):
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
             changed_late = changed_late or (row.changed_at is not None and row.changed_at - row.collected_at > late)
         result = compute_endpoints(values, auc_timepoints)
+        if result.baseline_vas == 0:
+            excluded.append("baseline is 0: percent changes from it are undefined")
         flags.append((first.code, result.baseline_vas, result.pct_change_d3))
         sequence, treatment_code, name = ctx.allocation(first.code, first.sequence, first.period, first.treatment)
         yield (
@@ -393,6 +405,7 @@ def fatigue_timecourse(ctx: ExportContext):
     """Participant x period x time point in long form, ready to plot or model the whole curve:
     the same VAS, baseline and exclusions as ``fatigue_endpoints``."""
     with_vas = {tp.code for tp in ctx.protocol.timepoints if ctx.protocol.vas_item()[0] in tp.instruments}
+    optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
     for group in _vas_periods(ctx):
         states = [(row, state_at(row, ctx.now)) for row in group]
         baseline = next(
@@ -423,7 +436,7 @@ def fatigue_timecourse(ctx: ExportContext):
                 vas,
                 None if pct is None else round(pct, 2),
                 hours,
-                state,
+                exported_status(state, optional.get(row.timepoint, False)),
                 row.source,
                 ctx.dummy,
             )

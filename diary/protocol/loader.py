@@ -18,6 +18,7 @@ from .model import (
     ITEM_TYPES,
     SETTINGS,
     Choice,
+    Dose,
     FollowUpRule,
     Instrument,
     Item,
@@ -121,6 +122,7 @@ class _Builder:
         if periods < 1:
             self.fail("periods", "must be at least 1")
         treatments = self.treatments(data.get("treatments"))
+        doses = self.doses(data.get("treatments"))
         sequences = self.sequences(data.get("sequences"), treatments, periods)
         min_days = data.get("min_days_between_doses", 0)
         if not isinstance(min_days, int) or isinstance(min_days, bool) or min_days < 0:
@@ -174,6 +176,7 @@ class _Builder:
             min_viewport_px=min_viewport,
             late_change_days=late_change_days,
             coding=coding,
+            doses=doses,
             languages=self.languages,
         )
 
@@ -208,6 +211,30 @@ class _Builder:
             if not isinstance(name, str) or not name:
                 self.fail(path, "needs a sealed_name (shown only after unblinding)")
             result[str(code)] = name or ""
+        return result
+
+    def doses(self, data) -> dict[str, Dose]:
+        """Optional per treatment: dose (a number), unit, form, route, duration (an offset)."""
+        result = {}
+        for code, value in (data or {}).items() if isinstance(data, dict) else ():
+            if not isinstance(value, dict):
+                continue
+            path = f"treatments.{code}"
+            dose = value.get("dose")
+            if dose is not None and (isinstance(dose, bool) or not isinstance(dose, (int, float)) or dose <= 0):
+                self.fail(f"{path}.dose", "must be a positive number (its unit in unit)")
+                dose = None
+            duration = self.offset(value["duration"], f"{path}.duration") if "duration" in value else None
+            words = {}
+            for key in ("unit", "form", "route"):
+                word = value.get(key, "")
+                if not isinstance(word, str):
+                    self.fail(f"{path}.{key}", "must be text")
+                    word = ""
+                words[key] = word.strip()
+            if dose is not None and not words["unit"]:
+                self.fail(f"{path}.unit", "is required with a dose")
+            result[str(code)] = Dose(dose=dose, duration=duration, **words)
         return result
 
     def sequences(self, data, treatments, periods) -> dict[str, tuple[str, ...]]:

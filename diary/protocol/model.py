@@ -73,6 +73,18 @@ def in_language(text, language: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class Dose:
+    """How one masked treatment is given, for SDTM EX: dose and unit (withheld while blinded, as
+    they differ between the drugs), the dose form, the route and how long the infusion lasts."""
+
+    dose: float | None = None
+    unit: str = ""
+    form: str = ""
+    route: str = ""
+    duration: Offset | None = None
+
+
+@dataclass(frozen=True)
 class Choice:
     code: str
     label: str
@@ -200,6 +212,8 @@ class Protocol:
     # The dictionary side effects are coded in, and its version: (name, version), e.g. ("MedDRA",
     # "27.1"); None when the protocol codes nothing. No licensed dictionary ships with the diary.
     coding: tuple[str, str] | None = None
+    # Each masked treatment's dose, unit, form, route and infusion length (``Dose``), by code.
+    doses: dict[str, Dose] = field(default_factory=dict)
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)
 
