@@ -20,7 +20,7 @@ def test_init_is_repeatable(runner, ctx):
     stamp(directory=str(MIGRATIONS))  # the fixture built the schema with create_all
     result = runner.invoke(args=["diary", "init"])
     assert result.exit_code == 0, result.output
-    assert "protocol ketamine-fatigue-crossover version 1.2" in result.output
+    assert "protocol ketamine-fatigue-crossover version 1.3" in result.output
 
 
 def test_init_creates_the_schema_through_migrations(tmp_path):
