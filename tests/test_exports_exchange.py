@@ -946,3 +946,34 @@ def test_ex_carries_the_protocols_dose_only_with_the_drug_names_and_sv_every_vis
         code = protocol.sequences[sequences[row["USUBJID"]]][int(row["EXSEQ"]) - 1]
         assert (float(row["EXDOSE"]), row["EXDOSU"]) == (protocol.doses[code].dose, "mg/kg")
         assert row["EXTRT"] == protocol.treatments[code]
+
+
+@FORMAT_ONLY
+def test_minutes_and_hours_from_dose_recompute_exactly_from_the_exported_times(bundle):
+    """Derived times come from the times as written (to the second), so an analyst recomputing
+    them from the CSV gets every value, to the last digit."""
+
+    def moment(text):
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+
+    checked = 0
+    for table in ("assessments", "responses"):
+        rows = read_csv(bundle / f"{table}.csv")
+        doses = {}
+        if table == "responses":
+            doses = {
+                (r["participant_id"], r["period"]): r["dose_start_utc"]
+                for r in read_csv(bundle / "assessments.csv")
+                if r["dose_start_utc"]
+            }
+        for row in rows:
+            dose = row.get("dose_start_utc") or doses.get((row["participant_id"], row["period"]))
+            if not row["minutes_from_dose"] or not dose:
+                continue
+            minutes = round((moment(row["collected_utc"]) - moment(dose)).total_seconds() / 60, 1)
+            assert float(row["minutes_from_dose"]) == minutes, (table, row)
+            checked += 1
+    assert checked > 200
+    for row in read_csv(bundle / "fatigue_timecourse.csv"):
+        if row["hours_from_dose"]:
+            assert float(row["hours_from_dose"]) == round(float(row["hours_from_dose"]), 2)

@@ -254,7 +254,9 @@ def responses(ctx: ExportContext, instruments: list[str] | None = None):
     )
     blank = ctx.free_text_items if ctx.no_free_text else set()
     order, dummy = ctx.order, ctx.dummy
-    last_collected = minutes = None
+    # Rows of one submission share their minutes from dose; the key holds the dose too, as two
+    # entries given at one moment can belong to two periods (D14 of one, BL of the next).
+    last_key = minutes = None
     for (
         code,
         sequence,
@@ -273,8 +275,8 @@ def responses(ctx: ExportContext, instruments: list[str] | None = None):
         source,
         mode,
     ) in ctx.stream(query):
-        if collected_at != last_collected:
-            last_collected, minutes = collected_at, _minutes(collected_at, dose_start)
+        if (collected_at, dose_start) != last_key:
+            last_key, minutes = (collected_at, dose_start), _minutes(collected_at, dose_start)
         shown_sequence, treatment_code, name = ctx.allocation(code, sequence, number, treatment)
         as_entered = original_value if changed_at is not None else value
         days_to_change = None if changed_at is None else round((changed_at - collected_at).total_seconds() / 86400, 2)
