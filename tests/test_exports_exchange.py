@@ -781,6 +781,59 @@ def test_the_python_starter_program_reproduces_the_d3_means_and_fits_the_model(c
     assert re.search(r"^PERIOD1 term=C\(arm\)\[T\.B\] estimate=-?[\d.]+", result.stdout, re.M), result.stdout
 
 
+def _models(output) -> dict[str, tuple[float, float, float, int]]:
+    return {
+        label: (float(estimate), float(low), float(high), int(df))
+        for label, estimate, low, high, df in re.findall(
+            r"^(MIXED|MIXEDALL) term=\S+ estimate=(-?[\d.]+) ci_low=(-?[\d.]+) ci_high=(-?[\d.]+) df=(\d+)",
+            output,
+            re.M,
+        )
+    }
+
+
+@FORMAT_ONLY
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not installed (.ci/run installs r-base-core)")
+def test_both_starter_programs_give_the_same_t_based_intervals_on_complete_cases_and_all_data(crossover, study):
+    """One participant has D3 in period 1 only: the complete-case model leaves them out, the
+    all-data one keeps them; Python's interval is t-based on nlme's degrees of freedom, so it
+    agrees with R's (a normal interval would be narrower)."""
+    bundle = crossover
+    rows = read_csv(bundle / "fatigue_endpoints.csv")
+    dropped = next(r for r in rows if r["period"] == "2")
+    dropped["pct_change_d3"] = ""
+    with open(bundle / "fatigue_endpoints.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    people = read_csv(bundle / "participants.csv")
+    for person in people:
+        if person["participant_id"] == dropped["participant_id"]:
+            person["has_primary_both_periods"] = "FALSE"
+    with open(bundle / "participants.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(people[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(people)
+    python = subprocess.run(
+        [sys.executable, str(bundle / "analysis" / "primary.py"), str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    r = subprocess.run(
+        ["Rscript", str(bundle / "analysis" / "primary.R"), str(bundle)], capture_output=True, text=True, timeout=120
+    )
+    assert python.returncode == 0 and r.returncode == 0, python.stderr + r.stderr
+    assert "complete cases" in python.stdout and "complete cases" in r.stdout
+    from_python, from_r = _models(python.stdout), _models(r.stdout)
+    assert from_python.keys() == from_r.keys() == {"MIXED", "MIXEDALL"}
+    assert from_python["MIXED"][3] == 7 - 2 and from_python["MIXEDALL"][3] == 15 - 8 - 2
+    for label in ("MIXED", "MIXEDALL"):
+        assert from_python[label][3] == from_r[label][3]
+        for mine, theirs in zip(from_python[label][:3], from_r[label][:3]):
+            assert mine == pytest.approx(theirs, abs=0.05), (label, from_python, from_r)
+
+
 @FORMAT_ONLY
 @pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript is not installed (.ci/run installs r-base-core)")
 def test_the_r_starter_program_reads_the_csv_as_it_is_and_agrees(crossover):

@@ -4,8 +4,8 @@
 # Uses base R; the mixed model needs the recommended package nlme.
 #
 # It prints the mean % change of the fatigue VAS at D3 by treatment and period, fits the
-# crossover model (treatment, period and sequence fixed, participant random) and the
-# period-1-only comparison. Before unblinding the treatment is the masked code, and for blinded
+# crossover model (treatment, period and sequence fixed, participant random) on the complete
+# cases and on all available data, with t-based 95% intervals, and the period-1-only comparison. Before unblinding the treatment is the masked code, and for blinded
 # roles the allocation is a dummy (see allocation_is_dummy).
 
 args <- commandArgs(trailingOnly = TRUE)
@@ -38,18 +38,32 @@ complete <- participants$participant_id[participants$has_primary_both_periods]
 model_data <- d3[d3$participant_id %in% complete, ]
 cat(sprintf("COMPLETE participants=%d\n", length(unique(model_data$participant_id))))
 
-if (length(unique(model_data$participant_id)) >= 3 && length(unique(model_data$arm)) == 2 &&
-    requireNamespace("nlme", quietly = TRUE)) {
-  model_data$arm <- factor(model_data$arm)
-  model_data$period <- factor(model_data$period)
-  model_data$sequence <- factor(model_data$sequence)
-  fit <- nlme::lme(pct_change_d3 ~ arm + period + sequence, random = ~ 1 | participant_id, data = model_data,
+# The primary analysis uses complete cases (both periods' D3); MIXEDALL uses every participant
+# with any D3. nlme's intervals are t-based.
+cat("MODEL MIXED: complete cases (D3 in both periods); MIXEDALL: all available D3 values; t-based 95% CI\n")
+mixed <- function(data, label) {
+  data$arm <- factor(data$arm)
+  data$period <- factor(data$period)
+  data$sequence <- factor(data$sequence)
+  fit <- nlme::lme(pct_change_d3 ~ arm + period + sequence, random = ~ 1 | participant_id, data = data,
                    method = "REML")
   table <- summary(fit)$tTable
   term <- grep("^arm", rownames(table), value = TRUE)[1]
-  cat(sprintf("MIXED term=%s estimate=%.4f p=%.4f\n", term, table[term, "Value"], table[term, "p-value"]))
+  ci <- nlme::intervals(fit, which = "fixed")$fixed
+  cat(sprintf("%s term=%s estimate=%.4f ci_low=%.4f ci_high=%.4f df=%d p=%.4f\n", label, term, table[term, "Value"],
+              ci[term, "lower"], ci[term, "upper"], as.integer(table[term, "DF"]), table[term, "p-value"]))
+}
+if (length(unique(model_data$participant_id)) >= 3 && length(unique(model_data$arm)) == 2 &&
+    requireNamespace("nlme", quietly = TRUE)) {
+  mixed(model_data, "MIXED")
 } else {
   cat("MIXED skipped: fewer than 3 complete participants, one arm only, or nlme missing\n")
+}
+if (length(unique(d3$participant_id)) >= 3 && length(unique(d3$arm)) == 2 && length(unique(d3$period)) == 2 &&
+    requireNamespace("nlme", quietly = TRUE)) {
+  mixed(d3, "MIXEDALL")
+} else {
+  cat("MIXEDALL skipped: too few participants, or nlme missing\n")
 }
 
 first <- d3[d3$period == 1, ]
