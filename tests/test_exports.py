@@ -510,6 +510,8 @@ def test_csv_parquet_and_xlsx_hold_the_same_values(demo, study, tmp_path):
         sheet = load_workbook(tmp_path / "xlsx" / f"{table}.xlsx", read_only=True).active
         cells = list(sheet.iter_rows(values_only=True))
         assert list(cells[0]) == columns
+        # The sheet says its own size (readers that trust <dimension> see every row).
+        assert (sheet.max_row, sheet.max_column) == (len(cells), len(columns)), table
         # A row's empty trailing cells do not exist in the sheet: pad them back as empty.
         from_xlsx = [same(tuple(row) + (None,) * (len(columns) - len(row))) for row in cells[1:]]
         assert from_csv and from_csv == from_parquet == from_xlsx, table

@@ -140,9 +140,30 @@ def write_xlsx(path: Path, columns: list[Column], rows, progress=None, stats: di
         if progress:
             progress(len(batch))
     workbook.save(path)
+    _add_dimension(path, len(columns), count + 1)
     if stats is not None:
         stats["xlsx_characters_replaced"] = stats.get("xlsx_characters_replaced", 0) + replaced
     return count
+
+
+def _add_dimension(path: Path, width: int, height: int) -> None:
+    """Write the sheet's <dimension> (openpyxl's write-only mode leaves it out, so readers that
+    trust it, and openpyxl's own read-only mode, see an empty or unsized sheet)."""
+    import shutil
+    import zipfile
+
+    from openpyxl.utils import get_column_letter
+
+    sheet_name = "xl/worksheets/sheet1.xml"
+    dimension = f'<dimension ref="A1:{get_column_letter(max(width, 1))}{max(height, 1)}"/>'
+    rewritten = path.with_suffix(".tmp")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == sheet_name and b"<dimension" not in data:
+                data = data.replace(b"<sheetViews>", dimension.encode() + b"<sheetViews>", 1)
+            target.writestr(item, data)
+    shutil.move(rewritten, path)
 
 
 WRITERS = {ExportFormat.CSV: write_csv, ExportFormat.PARQUET: write_parquet, ExportFormat.XLSX: write_xlsx}
