@@ -378,6 +378,8 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
         zero["baseline_vas"] == "0"
         and zero["pct_change_d3"] == zero["responder_d3"] == zero["auc_pct_change_0_7d"] == ""
     )
+    assert zero["excluded_reason"] == "baseline is 0: percent changes from it are undefined"
+    assert rows["P-NOD301"]["excluded_reason"] == ""
     no_d3 = rows["P-NOD301"]
     assert no_d3["vas_d3"] == no_d3["pct_change_d3"] == no_d3["responder_d3"] == ""
     assert no_d3["pct_change_d1"] == "-20.0" and no_d3["auc_pct_change_0_7d"] != ""
@@ -385,6 +387,11 @@ def test_endpoints_on_hand_made_cases(study, tmp_path):
     assert (late["pct_change_d3"], late["responder_d3"]) == ("-30.0", "TRUE")
     statuses = {(r["participant_id"], r["timepoint"]): r["status"] for r in read_csv(out, "assessments")}
     assert statuses[("P-LATE01", "D3")] == "completed_late"
+    # D2 is optional: left unanswered it is not done, not missed (D1, which is not, is missed).
+    assert statuses[("P-ZERO01", "D2")] == "not_done" and statuses[("P-LATE01", "M80")] == "missed"
+    dictionary = {(r["table"], r["column"]): r["allowed_values"] for r in read_csv(out, "data_dictionary")}
+    assert "not_done" in dictionary[("assessments", "status")].split("; ")
+    assert dictionary[("fatigue_endpoints", "responder_d3")] == "TRUE; FALSE"
     proxy = rows["P-PROXY1"]
     assert (proxy["pct_change_d3"], proxy["responder_d3"]) == ("-25.0", "TRUE")
     sources = {(r["participant_id"], r["timepoint"]): r["source"] for r in read_csv(out, "responses")}

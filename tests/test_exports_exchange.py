@@ -11,7 +11,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from diary.demo import build_demo
 from diary.dosing.infusions import record_dose
 from diary.entries.recording import record_submission
 from diary.exports import write_bundle
+from diary.exports.sdtm import DSDECOD
 from diary.extensions import db
 from diary.models import AuditEvent, ItemValue, Participant, RandomizationSlot, StaffUser, now_utc
 from diary.participants.enrolment import enroll, withdraw
@@ -1030,3 +1031,50 @@ def test_minutes_and_hours_from_dose_recompute_exactly_from_the_exported_times(b
     for row in read_csv(bundle / "fatigue_timecourse.csv"):
         if row["hours_from_dose"]:
             assert float(row["hours_from_dose"]) == round(float(row["hours_from_dose"]), 2)
+
+
+@FORMAT_ONLY
+def test_ds_rows_equal_the_participants_dispositions(study, demo, tmp_path):
+    """DS: consent for every subject; treatment discontinued, withdrawn or completed exactly as the
+    participants table says, with the dates it gives (on the participant's clock)."""
+    from zoneinfo import ZoneInfo
+
+    from diary.participants.enrolment import discontinue
+
+    stopping = db.session.scalars(
+        select(Participant).where(Participant.withdrawn_at.is_(None)).order_by(Participant.code.desc())
+    ).first()
+    discontinue(stopping, actor="t", now=demo, reason="nausea after infusion 1", category="adverse_event")
+    db.session.commit()
+    write_bundle(tmp_path, study=study, now=demo, true_allocation=True, standards=True)
+    people = {row["participant_id"]: row for row in read_csv(tmp_path / "participants.csv")}
+    zones = {p.code: ZoneInfo(p.timezone) for p in db.session.scalars(select(Participant))}
+    ds: dict[str, dict[str, dict]] = {}
+    for row in read_csv(tmp_path / "sdtm" / "ds.csv"):
+        ds.setdefault(row["USUBJID"].removeprefix(f"{row['STUDYID']}-"), {})[row["DSSCAT"] or row["DSDECOD"]] = row
+
+    def local(utc_text):
+        return datetime.strptime(utc_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+    assert ds.keys() == people.keys()
+    for code, person in people.items():
+        events = ds[code]
+        assert "INFORMED CONSENT OBTAINED" in events
+        zone = zones[code]
+        if person["status"] == "withdrawn":
+            row = events["STUDY PARTICIPATION"]
+            assert row["DSDECOD"] == DSDECOD[person["withdrawal_reason"]]
+            assert row["DSSTDTC"] == local(person["withdrawn_utc"]).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+        elif "STUDY PARTICIPATION" in events:
+            assert events["STUDY PARTICIPATION"]["DSDECOD"] == "COMPLETED" and person["status"] != "withdrawn"
+        if person["discontinued_utc"]:
+            row = events["STUDY TREATMENT"]
+            assert row["DSDECOD"] == DSDECOD[person["discontinuation_reason"]]
+            assert row["DSSTDTC"] == local(person["discontinued_utc"]).astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
+        else:
+            assert "STUDY TREATMENT" not in events
+    assert (
+        people[stopping.code]["status"] == "discontinued"
+        and ds[stopping.code]["STUDY TREATMENT"]["DSDECOD"] == "ADVERSE EVENT"
+    )
+    assert any(p["status"] == "withdrawn" for p in people.values())
