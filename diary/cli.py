@@ -453,6 +453,31 @@ def verify_archive_command(folder):
         sys.exit(1)
 
 
+protocol_cli = AppGroup("protocol", help="Work on a protocol file: check it before it is loaded.")
+diary_cli.add_command(protocol_cli)
+
+
+@protocol_cli.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def protocol_check_command(path):
+    """Validate a protocol file without a database: every problem at once, each with its path
+    inside the file (exit 1), or a summary of what the file declares (exit 0)."""
+    from .protocol.loader import load_protocol
+
+    try:
+        protocol = load_protocol(path)
+    except ProtocolError as error:
+        for where, message in error.problems:
+            click.echo(f"{error.source}: {where}: {message}")
+        click.echo(f"{len(error.problems)} {'problem' if len(error.problems) == 1 else 'problems'}.")
+        sys.exit(1)
+    click.echo(
+        f"{path}: protocol {protocol.id} version {protocol.version}: {protocol.periods} periods, "
+        f"{len(protocol.sequences)} sequences, {len(protocol.timepoints)} time points, "
+        f"{len(protocol.instruments)} instruments, languages {', '.join(protocol.languages)}. No problems."
+    )
+
+
 @diary_cli.command("send-reminders")
 def send_reminders_command():
     """Make one dispatch pass over the reminder outbox and say what it did."""

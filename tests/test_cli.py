@@ -2,6 +2,7 @@
 
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -203,3 +204,27 @@ def test_a_study_protocol_file_replaces_the_shipped_one(tmp_path):
     own.write_text("id: broken\n")
     broken = app.test_cli_runner().invoke(args=["diary", "init"])
     assert broken.exit_code != 0 and f"{own}: periods: is required" in broken.output
+
+
+def test_protocol_check_names_every_problem_with_its_path_and_needs_no_database(tmp_path):
+    """`flask diary protocol check FILE`: every problem at once, each with its path in the file
+    (exit 1); the shipped protocol passes (exit 0); no database is opened or created."""
+    from .conftest import make_app
+
+    database = tmp_path / "never.sqlite"
+    runner = make_app(f"sqlite:///{database}").test_cli_runner()
+    shipped = Path(__file__).resolve().parent.parent / "diary" / "protocols" / "ketamine-fatigue-crossover.yaml"
+    good = runner.invoke(args=["diary", "protocol", "check", str(shipped)])
+    assert good.exit_code == 0 and "No problems" in good.output and "version 1.3" in good.output
+    text = shipped.read_text(encoding="utf-8")
+    broken = text.replace("periods: 2", "periods: 0", 1).replace(
+        "min_days_between_doses: 13", "min_days_between_doses: -2", 1
+    )
+    path = tmp_path / "broken.yaml"
+    path.write_text(broken, encoding="utf-8")
+    result = runner.invoke(args=["diary", "protocol", "check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: periods: must be at least 1" in result.output
+    assert f"{path}: min_days_between_doses: must be a whole number of days, 0 or more" in result.output
+    assert result.output.strip().endswith("problems.") and result.output.count(f"{path}: ") >= 2
+    assert not database.exists()
