@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..exports.bundle import sha256_of
 from ..exports.endpoints import compute_endpoints
+from ..exports.writers import cell_text
 from ..protocol.loader import parse_protocol
 from ..vocabulary import AssessmentState
 
@@ -55,14 +57,6 @@ class Verification:
         return not self.problems
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_archive(folder: Path) -> Verification:
     folder = Path(folder)
     result = Verification()
@@ -88,7 +82,7 @@ def verify_archive(folder: Path) -> Verification:
             result.problems.append(f"{name}: missing")
             continue
         result.files_checked += 1
-        if _sha256(path) != expected:
+        if sha256_of(path) != expected:
             result.problems.append(f"{name}: SHA-256 differs from the manifest (changed or damaged)")
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     for name in sorted(present - set(listed) - {MANIFEST, SUMS}):
@@ -107,17 +101,6 @@ def _rows(path: Path):
 
 def _moment(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
-
-
-def _cell(value) -> str:
-    """A value as the export's CSV writes it (writers._text)."""
-    if value is None:
-        return ""
-    if value is True:
-        return "TRUE"
-    if value is False:
-        return "FALSE"
-    return str(value)
 
 
 def _check_endpoints(folder: Path, manifest: dict, result: Verification) -> None:
@@ -157,7 +140,7 @@ def _check_endpoints(folder: Path, manifest: dict, result: Verification) -> None
         result.endpoint_rows += 1
         for column in ENDPOINT_COLUMNS:
             result.endpoint_cells += 1
-            mine = _cell(getattr(recomputed, column))
+            mine = cell_text(getattr(recomputed, column))
             if mine != row[column]:
                 result.problems.append(
                     f"fatigue_endpoints.csv {key[0]} infusion {key[1]} {column}: exported {row[column]!r}, "

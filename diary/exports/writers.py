@@ -23,7 +23,8 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _text(value) -> str:
+def cell_text(value) -> str:
+    """A value as the CSV writer writes it (verify-archive compares recomputed values this way)."""
     if value is None:
         return ""
     if value is True:
@@ -59,7 +60,7 @@ def write_csv(path: Path, columns: list[Column], rows, progress=None) -> int:
                                 last_moment, last_text = value, iso_utc(value)
                             row[i] = last_text
                         elif value is not None:
-                            row[i] = _text(value)
+                            row[i] = cell_text(value)
                     converted.append(row)
                 batch = converted
             writer.writerows(batch)
