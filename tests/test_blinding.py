@@ -41,7 +41,7 @@ from .participant_helpers import csrf_from, sign_in
 from .staff_helpers import login_as, make_staff
 from .test_reminders import smtp, text_of  # noqa: F401  (smtp: a real aiosmtpd server)
 
-BLINDED_STAFF = ("coordinator", "analyst", "admin", "emergency")
+BLINDED_STAFF = ("coordinator", "investigator", "analyst", "admin", "emergency")
 SEQUENCE_WORD = re.compile(r"(?<![\w-])(AB|BA)(?![\w-])")
 
 
