@@ -15,34 +15,20 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
 from ..exports.bundle import sha256_of
-from ..exports.endpoints import compute_endpoints
+from ..exports.endpoints import Endpoints, compute_endpoints
 from ..exports.writers import cell_text
 from ..protocol.loader import parse_protocol
 from ..vocabulary import AssessmentState
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
-# The endpoint columns recomputed, in fatigue_endpoints.csv's names (Endpoints' fields).
-ENDPOINT_COLUMNS = (
-    "baseline_vas",
-    "vas_d1",
-    "vas_d3",
-    "vas_d7",
-    "pct_change_d1",
-    "pct_change_d3",
-    "pct_change_d7",
-    "responder_d3",
-    "auc_pct_change_0_7d",
-    "hours_from_dose_d1",
-    "hours_from_dose_d3",
-    "hours_from_dose_d7",
-    "auc_n_points",
-)
+# The endpoint columns recomputed: Endpoints' fields, named as in fatigue_endpoints.csv.
+ENDPOINT_COLUMNS = tuple(column.name for column in fields(Endpoints))
 
 
 @dataclass

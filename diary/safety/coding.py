@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
 
 from ..errors import Refused
 from ..extensions import db
@@ -34,6 +35,8 @@ def to_code(study_id: int, site: str | None = None) -> list[SideEffectReport]:
     )
     if site is not None:
         query = query.where(Participant.site == site)
+    # The page names each report's participant: loaded with the reports, not one query each.
+    query = query.options(selectinload(SideEffectReport.period).selectinload(Period.participant))
     reports = db.session.scalars(query.order_by(SideEffectReport.reported_at, SideEffectReport.id)).all()
     return sorted(reports, key=lambda report: report.coded_term is not None)
 
