@@ -362,6 +362,7 @@ from diary.entries.recording import (  # noqa: E402
     window_refusal,
 )
 from diary.models import Submission  # noqa: E402
+from diary.protocol.schedule import accepting_entries  # noqa: E402
 from diary.vocabulary import AssessmentState, Source  # noqa: E402
 
 SECRET = "test-secret"
@@ -481,7 +482,43 @@ def test_collection_refusal_at_each_edge(enrolled):
     assert collection_refusal(baseline, NOW, NOW) is None
     assert collection_refusal(baseline, baseline.window_open, later) is None
     assert collection_refusal(baseline, baseline.window_open - timedelta(seconds=1), later) == OUTSIDE_WINDOW
+    # Until the infusion is recorded, BL's window closes at a start nobody knows yet.
+    assert collection_refusal(baseline, baseline.late_close, later) is None
+    record_dose(participant, 1, NOW + timedelta(hours=1, minutes=30), actor="test", now=later)
     assert collection_refusal(baseline, baseline.late_close, later) == OUTSIDE_WINDOW
+    assert collection_refusal(baseline, baseline.late_close - timedelta(seconds=1), later) is None
+
+
+def test_a_baseline_waiting_for_its_infusion_takes_entries_past_the_planned_start(enrolled):
+    """window_refusal, stamp_refusal and accepting_entries keep BL open until the start is recorded."""
+    participant, _ = enrolled
+    planned = NOW + timedelta(hours=1)
+    plan_dose(participant, 1, planned, actor="test", now=NOW)
+    baseline = assessment_of(participant, 1, "BL")
+    late = planned + timedelta(minutes=10)
+    assert window_refusal(baseline, late) is None
+    stamp = entry_stamp(baseline, participant.id, late, SECRET)
+    assert stamp_refusal(baseline, participant.id, stamp, late, SECRET) is None
+    assert accepting_entries(window_open=baseline.window_open, late_close=baseline.late_close, now=late) is False
+    assert accepting_entries(
+        window_open=baseline.window_open, late_close=baseline.late_close, now=late, until_the_infusion=True
+    )
+    assert not accepting_entries(
+        window_open=baseline.window_open,
+        late_close=baseline.late_close,
+        now=baseline.window_open - timedelta(seconds=1),
+        until_the_infusion=True,
+    )
+    record_dose(participant, 1, planned + timedelta(minutes=30), actor="test", now=planned + timedelta(hours=1))
+    assert window_refusal(baseline, late) is None  # before the actual start
+    assert "has passed" in window_refusal(baseline, planned + timedelta(minutes=30))
+    assert "not open" in stamp_refusal(
+        baseline,
+        participant.id,
+        entry_stamp(baseline, participant.id, planned + timedelta(minutes=31), SECRET),
+        planned + timedelta(minutes=31),
+        SECRET,
+    )
 
 
 def test_stamp_refusal_takes_only_this_entrys_form_served_while_it_was_open(dosed):
@@ -699,10 +736,13 @@ def enroll_other(study):
 def test_is_late_only_for_an_open_entry_from_its_windows_close():
     from types import SimpleNamespace
 
-    row = SimpleNamespace(window_close=NOW)
+    row = SimpleNamespace(window_close=NOW, target=NOW - timedelta(hours=1), dose_start=NOW, planned_start=None)
     assert read_model.is_late(row, AssessmentState.OPEN, NOW) is True
     assert read_model.is_late(row, AssessmentState.OPEN, NOW - timedelta(seconds=1)) is False
     assert read_model.is_late(row, AssessmentState.MISSED, NOW + timedelta(hours=1)) is False
+    # A baseline waiting for its planned infusion is open past its close, and not late.
+    waiting = SimpleNamespace(**{**vars(row), "dose_start": None, "planned_start": NOW})
+    assert read_model.is_late(waiting, AssessmentState.OPEN, NOW + timedelta(hours=1)) is False
 
 
 def test_a_staff_entry_for_an_entry_no_longer_needed_is_refused(dosed):

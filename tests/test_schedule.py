@@ -215,3 +215,20 @@ def test_post_dose_time_points_wait_until_the_infusion_is_recorded():
         )
         == OPEN
     )
+
+
+def test_a_pre_dose_time_point_stays_open_past_its_close_until_the_infusion_is_recorded():
+    """BL of a planned infusion not yet recorded: open after its planned close (not missed, not
+    late); once recorded, its window rules again."""
+    waiting = dict(
+        window_open=OPEN_AT,
+        window_close=CLOSE_AT,
+        late_close=CLOSE_AT,
+        collected_at=None,
+        not_applicable=False,
+        pre_dose=True,
+    )
+    assert state_of(**waiting, now=CLOSE_AT + D, dosed=False) == OPEN
+    assert state_of(**waiting, now=OPEN_AT - timedelta(seconds=1), dosed=False) == UPCOMING
+    assert state_of(**waiting, now=CLOSE_AT + D, dosed=True, dose_start=CLOSE_AT) == MISSED
+    assert state_of(**{**waiting, "not_applicable": True}, now=CLOSE_AT + D, dosed=False) == NOT_APPLICABLE

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from diary.dosing.assessments import state_of_assessment
 from diary.dosing.infusions import plan_dose, record_dose
 from diary.entries.recording import record_submission
 from diary.errors import Refused
@@ -296,3 +297,47 @@ def test_a_planned_baseline_gets_its_reminder_but_post_dose_entries_wait(study):
     db.session.commit()
     owed = set(db.session.scalars(select(Assessment.timepoint).join(Reminder, Reminder.assessment_id == Assessment.id)))
     assert owed == {"BL"}
+
+
+def test_a_baseline_stays_open_past_the_planned_start_until_the_infusion_is_recorded(client, study, protocol):
+    """The infusion planned 10 minutes ago has not started (it will, 30 minutes late): BL opened
+    now is accepted over HTTP, and once the start is recorded it counts as a baseline, completed."""
+    participant, token = _enrol(study, code="P-LATE01")
+    planned = (now_utc() - timedelta(minutes=10)).replace(microsecond=0)
+    plan_dose(participant, 1, planned, actor="t", now=planned - timedelta(hours=2))
+    db.session.commit()
+    bl = assessment_of(participant, 1, "BL")
+    assert bl.window_close == planned < now_utc()
+
+    today = sign_in(client, token).get_data(as_text=True)
+    assert f"/p/entry/{bl.id}" in today
+    html = client.get(f"/p/entry/{bl.id}").get_data(as_text=True)
+    assert "has passed" not in html
+    form = {
+        **answers_for(protocol, "BL", vas=58),
+        "csrf_token": csrf_from(html),
+        "idempotency_key": key_from(html),
+        "step": "submit",
+    }
+    assert client.post(f"/p/entry/{bl.id}", data=form).status_code == 302
+
+    actual = planned + timedelta(minutes=30)
+    record_dose(participant, 1, actual, actor="t", now=actual + timedelta(minutes=1))
+    db.session.commit()
+    db.session.refresh(bl)
+    assert bl.window_close == actual
+    assert state_of_assessment(bl, actual + timedelta(hours=1)) == "completed"
+
+
+def test_once_the_infusion_is_recorded_a_baseline_not_given_is_missed(study):
+    """The wait ends with the recorded start: BL's window then closes there, as the protocol says."""
+    participant, _ = _enrol(study, code="P-LATE02")
+    planned = (now_utc() - timedelta(minutes=10)).replace(microsecond=0)
+    plan_dose(participant, 1, planned, actor="t", now=planned - timedelta(hours=2))
+    db.session.commit()
+    bl = assessment_of(participant, 1, "BL")
+    assert state_of_assessment(bl, now_utc()) == "open"
+    record_dose(participant, 1, planned + timedelta(minutes=5), actor="t", now=now_utc())
+    db.session.commit()
+    db.session.refresh(bl)
+    assert state_of_assessment(bl, now_utc()) == "missed"

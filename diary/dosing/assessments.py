@@ -217,6 +217,17 @@ def waits_for_the_infusion_sql():
     return and_(Period.dose_start.is_(None), not_(is_pre_dose_sql()))
 
 
+def open_until_the_infusion(*, target: datetime, dose_start: datetime | None, planned_start: datetime | None) -> bool:
+    """A time point before an infusion that is planned but not recorded (BL): its window closes
+    at the actual start, so it stays open past its planned close until the start is recorded."""
+    return dose_start is None and is_pre_dose(target=target, dose_start=dose_start, planned_start=planned_start)
+
+
+def open_until_the_infusion_sql():
+    """``open_until_the_infusion`` over ``Assessment`` joined to its ``Period`` (never NULL)."""
+    return and_(Period.dose_start.is_(None), is_pre_dose_sql())
+
+
 def state_of(
     *,
     window_open: datetime,
@@ -236,7 +247,8 @@ def state_of(
     is judged by when its answers were given (``collected_at``) against the current windows, so a
     corrected infusion time re-judges it: a pre-dose entry (BL) given after the infusion started
     is ``after_dose``, any other entry now outside its window ``out_of_window``. Until the
-    infusion is recorded (``dosed``), post-dose time points wait as upcoming.
+    infusion is recorded (``dosed``), post-dose time points wait as upcoming and pre-dose ones
+    stay open past their planned close (the window closes at the actual start).
     """
     if collected_at is not None:
         if pre_dose and dose_start is not None and collected_at >= dose_start:
@@ -248,7 +260,7 @@ def state_of(
         return AssessmentState.NOT_APPLICABLE
     if now < window_open or (not dosed and not pre_dose):
         return AssessmentState.UPCOMING
-    if now < late_close:
+    if now < late_close or (pre_dose and not dosed):
         return AssessmentState.OPEN
     return AssessmentState.MISSED
 
@@ -291,7 +303,7 @@ def state_sql(now: datetime):
         ),
         (Assessment.not_applicable.is_(True), S.NOT_APPLICABLE.value),
         (or_(at < Assessment.window_open, waits_for_the_infusion_sql()), S.UPCOMING.value),
-        (at < Assessment.late_close, S.OPEN.value),
+        (or_(at < Assessment.late_close, open_until_the_infusion_sql()), S.OPEN.value),
         else_=S.MISSED.value,
     )
 
@@ -315,5 +327,7 @@ def state_of_assessment(assessment: Assessment, now: datetime) -> AssessmentStat
 
 
 def is_late(row, state: AssessmentState, now: datetime) -> bool:
-    """Open, but past the window's close: inside the protocol's late grace."""
-    return state == AssessmentState.OPEN and now >= row.window_close
+    """Open, but past the window's close: inside the protocol's late grace. A baseline waiting
+    for its infusion is not late: its window closes at the start nobody has recorded yet."""
+    waiting = open_until_the_infusion(target=row.target, dose_start=row.dose_start, planned_start=row.planned_start)
+    return state == AssessmentState.OPEN and now >= row.window_close and not waiting

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..dosing.assessments import waits_for_the_infusion
+from ..dosing.assessments import open_until_the_infusion, waits_for_the_infusion
 from ..errors import Refused
 from ..events import entry_completed
 from ..extensions import db
@@ -139,6 +139,13 @@ def _waits_for_the_infusion(assessment: Assessment) -> bool:
     )
 
 
+def _open_until_the_infusion(assessment: Assessment) -> bool:
+    period = assessment.period
+    return open_until_the_infusion(
+        target=assessment.target, dose_start=period.dose_start, planned_start=period.planned_start
+    )
+
+
 def window_refusal(assessment: Assessment, now: datetime, opens: str | None = None) -> str | None:
     """Why a participant cannot make this entry at ``now``, or None when they can (rule 2).
 
@@ -154,7 +161,12 @@ def window_refusal(assessment: Assessment, now: datetime, opens: str | None = No
             if opens
             else _("This entry is not open yet. Please come back when it opens.")
         )
-    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=now):
+    if not accepting_entries(
+        window_open=assessment.window_open,
+        late_close=assessment.late_close,
+        now=now,
+        until_the_infusion=_open_until_the_infusion(assessment),
+    ):
         return _(
             "Sorry, the time for this entry has passed, so it cannot be saved. "
             "That is all right: just do the next one when it opens."
@@ -175,7 +187,12 @@ def collection_refusal(assessment: Assessment, collected_at: datetime | None, no
         return "The answers cannot have been given in the future."
     if _waits_for_the_infusion(assessment):
         return "Record the infusion start before entering answers given after it."
-    if not accepting_entries(window_open=assessment.window_open, late_close=assessment.late_close, now=collected_at):
+    if not accepting_entries(
+        window_open=assessment.window_open,
+        late_close=assessment.late_close,
+        now=collected_at,
+        until_the_infusion=_open_until_the_infusion(assessment),
+    ):
         return OUTSIDE_WINDOW
     return None
 
@@ -210,7 +227,10 @@ def stamp_refusal(
         mine, served_at = False, None
     if not mine:
         return _("This entry was not made on a form the diary gave for it, so it cannot be counted.")
-    if not (assessment.window_open <= served_at <= assessment.late_close):
+    if not (
+        assessment.window_open <= served_at
+        and (served_at <= assessment.late_close or _open_until_the_infusion(assessment))
+    ):
         return _("This entry's form was opened when the entry was not open, so it cannot be counted.")
     if made_at < served_at:
         return _("The answers cannot have been given before the form was opened.")

@@ -69,6 +69,14 @@ def schedule_period(
     return [schedule_timepoint(tp, dose_start, tz, next_dose) for tp in protocol.timepoints]
 
 
-def accepting_entries(*, window_open: datetime, late_close: datetime, now: datetime) -> bool:
-    """Whether a participant's entry is accepted at ``now`` (the server decides, rule 2)."""
-    return window_open <= now < late_close
+def accepting_entries(
+    *, window_open: datetime, late_close: datetime, now: datetime, until_the_infusion: bool = False
+) -> bool:
+    """Whether a participant's entry is accepted at ``now`` (the server decides, rule 2).
+
+    ``until_the_infusion``: a time point before an infusion that is planned but not recorded yet
+    (BL). Its window closes at the actual start, which nobody knows yet, so it stays open past
+    the planned one: a late infusion must not cost the baseline (and the endpoint its
+    denominator). Recording the start re-windows it.
+    """
+    return window_open <= now and (until_the_infusion or now < late_close)
