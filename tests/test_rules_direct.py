@@ -652,7 +652,18 @@ def test_correct_value_refuses_without_reason_unknown_items_bad_or_same_values(d
 
 # --- endpoints: percentage change, the area under the curve, responders -----------------------
 
-from diary.exports.endpoints import auc_pct_change, auc_points_used, compute_endpoints, pct_change  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from diary.exports import endpoints as endpoint_rules  # noqa: E402
+from diary.exports.endpoints import auc_pct_change, auc_points_used, pct_change  # noqa: E402
+from diary.protocol import load_protocol, shipped_protocol_path  # noqa: E402
+
+SHIPPED_PLAN = load_protocol(shipped_protocol_path("ketamine-fatigue-crossover")).endpoints
+
+
+def compute_endpoints(values, curve):
+    """The shipped protocol's endpoints of one period, as attributes (``pct_change_d3``)."""
+    return SimpleNamespace(**endpoint_rules.compute_endpoints(SHIPPED_PLAN, values, curve))
 
 
 def test_pct_change_is_undefined_without_a_score_or_a_non_zero_baseline():

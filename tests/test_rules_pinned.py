@@ -4,6 +4,7 @@ planted off-by-one fails here."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,7 +55,8 @@ def test_a_day_based_window_close_keeps_the_local_clock_across_daylight_saving()
 
 def _endpoints(bl, d1, d3, d7):
     values = {"BL": (-1.0, bl), "D1": (24.0, d1), "D3": (72.0, d3), "D7": (168.0, d7)}
-    return compute_endpoints({k: v for k, v in values.items() if v[1] is not None}, ["D1", "D3", "D7"])
+    given = {k: v for k, v in values.items() if v[1] is not None}
+    return SimpleNamespace(**compute_endpoints(PROTOCOL.endpoints, given, ["D1", "D3", "D7"]))
 
 
 def test_d3_at_exactly_minus_20_percent_is_a_responder():

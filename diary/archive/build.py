@@ -355,8 +355,50 @@ def _write_protocols(folder: Path, session, study, *, sealed: bool) -> dict[int,
     return names
 
 
+def recompute_text(protocol) -> str:
+    """How to recompute the protocol's declared endpoints by hand, for the archive's README."""
+    plan = protocol.endpoints
+    if plan is None:
+        return "RECOMPUTING THE ENDPOINTS BY HAND\n  The protocol declares no endpoints.\n"
+    baseline = (
+        f"the {plan.baseline[0]} entry"
+        if len(plan.baseline) == 1
+        else f"the mean of the {', '.join(plan.baseline)} entries given"
+    )
+    lines = [
+        "RECOMPUTING THE ENDPOINTS BY HAND",
+        "  From data/assessments.csv keep entries whose status is completed or completed_late; from",
+        f"  data/responses.csv take the {plan.label} (instrument {plan.instrument}, item {plan.item}) of each entry.",
+        f"  Hours from dose = (collected_utc - dose_start_utc) in hours. Baseline = {baseline}.",
+        f"  Changes at {', '.join(plan.at)}: change = value - baseline; percent change = (value -",
+        "  baseline) / baseline x 100 (none when the baseline is 0 or missing). The protocol declares:",
+        f"  {', '.join(plan.changes)}.",
+    ]
+    for responder in plan.responders:
+        bounds = " and ".join(
+            text
+            for text in (
+                f"<= {responder.at_most:g}" if responder.at_most is not None else "",
+                f">= {responder.at_least:g}" if responder.at_least is not None else "",
+            )
+            if text
+        )
+        lines.append(f"  {responder.name}: {responder.of} {bounds}.")
+    if plan.auc is not None:
+        hours = f"{plan.auc.hours:g}"
+        needs = f", computed only when {plan.auc.requires} is present" if plan.auc.requires else ""
+        lines += [
+            f"  The AUC of {plan.auc.change} from hour 0 (value 0) to hour {hours} is the trapezoid rule over the",
+            f"  post-dose entries, interpolated to hour {hours} (or the last value carried to it){needs}",
+            f"  and at least {plan.auc.min_points} point(s).",
+        ]
+    lines.append(f"  Primary: {plan.primary}. Compare with data/{plan.endpoints_table}.csv.")
+    return "\n".join(lines) + "\n"
+
+
 def readme_text(study, site: str, as_of: datetime, withheld: bool) -> str:
     return README_TEMPLATE.format(
+        recompute=recompute_text(protocol_of(study.current_protocol_version)),
         study=study.name,
         site=site,
         as_of=iso_utc(as_of),
@@ -404,15 +446,7 @@ CHECKING IT IS UNCHANGED
   (with the application: flask diary verify-archive THIS-FOLDER, which also recomputes the
   endpoints below from the raw tables)
 
-RECOMPUTING THE ENDPOINTS BY HAND
-  From data/assessments.csv keep entries whose status is completed or completed_late; from
-  data/responses.csv take the fatigue VAS (instrument and item named vas in the protocol file) of each entry.
-  Hours from dose = (collected_utc - dose_start_utc) in hours. Baseline = the BL entry.
-  Percent change = (VAS - baseline) / baseline x 100 (none when the baseline is 0 or missing).
-  The AUC of percent change from hour 0 (value 0) to hour 168 is the trapezoid rule over the
-  post-dose entries, interpolated to hour 168 (or the last value carried to it), computed only
-  when D7 is present. Compare with data/fatigue_endpoints.csv.
-
+{recompute}
 Times are UTC (ending in Z) in the tables; in the PDFs they are the participant's local time.
 """
 

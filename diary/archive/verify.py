@@ -3,7 +3,7 @@
 Every file's SHA-256 against SHA256SUMS and the manifest, the whole against ``archive_sha256``,
 files missing or added; then every exported endpoint recomputed from the raw tables
 (assessments.csv and responses.csv) with the protocol file the archive carries, and compared
-with fatigue_endpoints.csv cell by cell as the export writes it.
+with the protocol's endpoints table (fatigue_endpoints.csv) cell by cell as the export writes it.
 
 Runs as ``flask diary verify-archive DIR`` or, without the app's configuration, as
 ``python -m diary.archive.verify DIR``.
@@ -15,20 +15,18 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from ..exports.bundle import sha256_of
-from ..exports.endpoints import Endpoints, compute_endpoints
+from ..exports.endpoints import auc_timepoints, compute_endpoints, endpoint_columns
 from ..exports.writers import cell_text
 from ..protocol.loader import parse_protocol
 from ..vocabulary import AssessmentState
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
-# The endpoint columns recomputed: Endpoints' fields, named as in fatigue_endpoints.csv.
-ENDPOINT_COLUMNS = tuple(column.name for column in fields(Endpoints))
 
 
 @dataclass
@@ -91,9 +89,13 @@ def _moment(text: str) -> datetime:
 
 def _check_endpoints(folder: Path, manifest: dict, result: Verification) -> None:
     protocol = parse_protocol((folder / manifest["protocol_file"]).read_text(encoding="utf-8"))
-    instrument, item = protocol.vas_item()
+    plan = protocol.endpoints
+    if plan is None:
+        return  # the protocol declares no endpoints: there are none to recompute
+    instrument, item = plan.instrument, plan.item
     codes = {tp.code for tp in protocol.timepoints}
-    auc_timepoints = [tp.code for tp in protocol.timepoints if 0 < tp.target.nominal_minutes <= 7 * 24 * 60]
+    curve = auc_timepoints(protocol)
+    table = f"{plan.endpoints_table}.csv"
     counted = {str(state) for state in AssessmentState.counted()}
     data = folder / "data"
     vas = {
@@ -112,30 +114,25 @@ def _check_endpoints(folder: Path, manifest: dict, result: Verification) -> None
             continue
         hours = (_moment(row["collected_utc"]) - _moment(row["dose_start_utc"])).total_seconds() / 3600
         by_period[key][row["timepoint"]] = (hours, int(value))
-    exported = list(_rows(data / "fatigue_endpoints.csv"))
+    exported = list(_rows(data / table))
     seen = set()
     for row in exported:
         key = (row["participant_id"], row["period"])
         seen.add(key)
         if key not in by_period:
-            result.problems.append(
-                f"fatigue_endpoints.csv {key[0]} infusion {key[1]}: no dosed period in assessments.csv"
-            )
+            result.problems.append(f"{table} {key[0]} infusion {key[1]}: no dosed period in assessments.csv")
             continue
-        recomputed = compute_endpoints(by_period[key], auc_timepoints)
+        recomputed = compute_endpoints(plan, by_period[key], curve)
         result.endpoint_rows += 1
-        for column in ENDPOINT_COLUMNS:
+        for column in endpoint_columns(plan):
             result.endpoint_cells += 1
-            mine = cell_text(getattr(recomputed, column))
+            mine = cell_text(recomputed[column])
             if mine != row[column]:
                 result.problems.append(
-                    f"fatigue_endpoints.csv {key[0]} infusion {key[1]} {column}: exported {row[column]!r}, "
-                    f"recomputed {mine!r}"
+                    f"{table} {key[0]} infusion {key[1]} {column}: exported {row[column]!r}, recomputed {mine!r}"
                 )
     for key in sorted(set(by_period) - seen):
-        result.problems.append(
-            f"assessments.csv {key[0]} infusion {key[1]}: dosed, but no row in fatigue_endpoints.csv"
-        )
+        result.problems.append(f"assessments.csv {key[0]} infusion {key[1]}: dosed, but no row in {table}")
 
 
 def main(argv: list[str] | None = None) -> int:

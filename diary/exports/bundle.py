@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import zipfile
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,9 +25,9 @@ from ..study.randomization import ensure_dummy_allocation
 from ..study.trial import protocol_of
 from ..vocabulary import AuditAction, ExportFormat, Role
 from .fhir import write_fhir
-from .schema import TABLES, dictionary_rows
+from .schema import dictionary_rows, tables_for
 from .sdtm import write_domains
-from .tables import BUILDERS, ExportContext
+from .tables import ExportContext, builder
 from .writers import FORMATS, WRITERS, iso_utc
 
 # Audit events that record who took a copy of the data, not a change to it.
@@ -43,11 +42,12 @@ CUSTODY_ACTIONS = tuple(
     )
 )
 
+# Starter programs copied into every bundle (analysis/primary.py and analysis/primary.R).
+ANALYSIS_PROGRAMS = Path(__file__).parent / "analysis"
 TABLE_ORDER = [
     "assessments",
     "responses",
-    "fatigue_endpoints",
-    "fatigue_timecourse",
+    # the protocol's two endpoint tables come here (``table_order``)
     "side_effects",
     "adherence",
     "participants",
@@ -55,8 +55,36 @@ TABLE_ORDER = [
     "audit_reviews",
     "data_dictionary",
 ]
-# Starter programs copied into every bundle (analysis/primary.py and analysis/primary.R).
-ANALYSIS_PROGRAMS = Path(__file__).parent / "analysis"
+
+
+def analysis_programs(protocol) -> list[Path]:
+    """The starter programs for the protocol's design: a crossover's (split by period), or a
+    parallel study's (split by arm); none without declared endpoints."""
+    plan = protocol.endpoints
+    if plan is None:
+        return []
+    folder = ANALYSIS_PROGRAMS if plan.split == "period" else ANALYSIS_PROGRAMS / "parallel"
+    return sorted(folder.glob("primary.*"))
+
+
+def starter_program(protocol, program: Path) -> str:
+    """A starter program for this protocol: written for the shipped one's names (the table
+    fatigue_endpoints, the primary endpoint pct_change_d3), which are replaced by the protocol's."""
+    plan = protocol.endpoints
+    return (
+        program.read_text(encoding="utf-8")
+        .replace("fatigue_endpoints", plan.endpoints_table)
+        .replace("pct_change_d3", plan.primary)
+    )
+
+
+def table_order(protocol) -> list[str]:
+    """The bundle's tables in order, with the protocol's endpoint tables after responses."""
+    plan = protocol.endpoints
+    order = list(TABLE_ORDER)
+    if plan is not None:
+        order[2:2] = [plan.endpoints_table, plan.timecourse_table]
+    return order
 
 
 def sha256_of(path: Path) -> str:
@@ -135,13 +163,19 @@ def write_bundle(
             site=site,
             allocation_withheld=allocation_withheld,
         )
-        tables = TABLE_ORDER[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
+        order = table_order(protocol)
+        tables = order[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]
+        schema = tables_for(protocol)
         for table in tables:
-            rows = iter(dictionary_rows(protocol, identified)) if table == "data_dictionary" else BUILDERS[table](ctx)
+            rows = (
+                iter(dictionary_rows(protocol, identified))
+                if table == "data_dictionary"
+                else builder(protocol, table)(ctx)
+            )
             path = out_dir / f"{table}.{fmt}"
             count = WRITERS[fmt](
                 path,
-                TABLES[table],
+                schema[table],
                 rows,
                 (lambda n, table=table: progress(table, n)) if progress else None,
                 **({"stats": stats} if fmt == ExportFormat.XLSX else {}),
@@ -150,9 +184,9 @@ def write_bundle(
         if standards:
             _write_standards(out_dir, ctx, now, files, progress)
     (out_dir / "analysis").mkdir(exist_ok=True)
-    for program in sorted(ANALYSIS_PROGRAMS.glob("primary.*")):
+    for program in analysis_programs(protocol):
         target = out_dir / "analysis" / program.name
-        shutil.copyfile(program, target)
+        target.write_text(starter_program(protocol, program), encoding="utf-8")
         files[f"analysis/{program.name}"] = {"table": "program", "rows": None, "sha256": sha256_of(target)}
     version = study.current_protocol_version
     manifest = {

@@ -1,28 +1,10 @@
-"""The trial's fatigue endpoints, per participant and period (TRIAL.md). Pure functions."""
+"""The endpoints a protocol declares (``EndpointPlan``), per participant and period. Pure functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..protocol.model import EndpointPlan, Protocol
 
-AUC_END_HOURS = 168.0
-RESPONDER_THRESHOLD = -20.0
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    baseline_vas: int | None
-    vas_d1: int | None
-    vas_d3: int | None
-    vas_d7: int | None
-    pct_change_d1: float | None
-    pct_change_d3: float | None
-    pct_change_d7: float | None
-    responder_d3: bool | None
-    auc_pct_change_0_7d: float | None
-    hours_from_dose_d1: float | None = None
-    hours_from_dose_d3: float | None = None
-    hours_from_dose_d7: float | None = None
-    auc_n_points: int | None = None
+AUC_END_HOURS = 168.0  # the shipped protocol's area: 7 days
 
 
 def pct_change(score: int | None, baseline: int | None) -> float | None:
@@ -63,47 +45,95 @@ def auc_pct_change(points: list[tuple[float, float]], end: float = AUC_END_HOURS
     return area
 
 
-def compute_endpoints(vas_by_timepoint: dict[str, tuple[float, int]], auc_timepoints: list[str]) -> Endpoints:
-    """Endpoints from {time point code: (hours from dose, VAS)} of one participant's period.
+def change(score: float | None, baseline: float | None) -> float | None:
+    """score - baseline; undefined when either is missing."""
+    if score is None or baseline is None:
+        return None
+    return score - baseline
 
-    ``auc_timepoints`` are the post-dose time points up to D7 that enter the area.
+
+CHANGE = {"change": change, "pct_change": pct_change}
+
+
+def auc_timepoints(protocol: Protocol) -> list[str]:
+    """The time points on the area's curve: after the anchor, up to the area's end."""
+    auc = protocol.endpoints.auc
+    if auc is None:
+        return []
+    end = auc.to.nominal_minutes
+    return [tp.code for tp in protocol.timepoints if 0 < tp.target.nominal_minutes <= end]
+
+
+def endpoint_columns(plan: EndpointPlan) -> list[str]:
+    """The columns ``compute_endpoints`` fills, in the table's order."""
+    at = [code.lower() for code in plan.at]
+    columns = [f"baseline_{plan.name}"] + [f"{plan.name}_{code}" for code in at]
+    for kind in plan.changes:
+        columns += [f"{kind}_{code}" for code in at]
+    columns += [responder.name for responder in plan.responders]
+    if plan.auc is not None:
+        columns.append(plan.auc.name)
+    columns += [f"hours_from_dose_{code}" for code in at]
+    if plan.auc is not None:
+        columns.append("auc_n_points")
+    return columns
+
+
+def baseline_of(plan: EndpointPlan, values: dict[str, tuple[float, float]]) -> float | None:
+    """The baseline: the one baseline time point's value, or the mean of those given."""
+    given = [values[code][1] for code in plan.baseline if code in values]
+    if not given:
+        return None
+    if len(plan.baseline) == 1:
+        return given[0]
+    return sum(given) / len(given)
+
+
+def compute_endpoints(
+    plan: EndpointPlan, values: dict[str, tuple[float, int]], curve_timepoints: list[str]
+) -> dict[str, object]:
+    """Endpoints from {time point code: (hours from the anchor, value)} of one participant's
+    period, as {column: value} in ``endpoint_columns`` order.
+
+    ``curve_timepoints`` are the time points that enter the area (``auc_timepoints``).
     """
+    baseline = baseline_of(plan, values)
+    result: dict[str, object] = {f"baseline_{plan.name}": _round(baseline) if len(plan.baseline) > 1 else baseline}
 
-    def vas(code):
-        entry = vas_by_timepoint.get(code)
+    def value(code):
+        entry = values.get(code)
         return None if entry is None else entry[1]
 
-    baseline = vas("BL")
-    d1, d3, d7 = vas("D1"), vas("D3"), vas("D7")
-    pct_d1, pct_d3, pct_d7 = (pct_change(v, baseline) for v in (d1, d3, d7))
-    auc = n_points = None
-    if pct_d7 is not None:
-        points = [
-            (vas_by_timepoint[code][0], pct_change(vas_by_timepoint[code][1], baseline))
-            for code in auc_timepoints
-            if code in vas_by_timepoint
-        ]
-        auc, n_points = auc_pct_change(points), auc_points_used(points)
-
-    def hours(code):
-        entry = vas_by_timepoint.get(code)
-        return None if entry is None else _round(entry[0], 2)
-
-    return Endpoints(
-        baseline_vas=baseline,
-        vas_d1=d1,
-        vas_d3=d3,
-        vas_d7=d7,
-        pct_change_d1=_round(pct_d1),
-        pct_change_d3=_round(pct_d3),
-        pct_change_d7=_round(pct_d7),
-        responder_d3=None if pct_d3 is None else pct_d3 <= RESPONDER_THRESHOLD,
-        auc_pct_change_0_7d=_round(auc, 1),
-        hours_from_dose_d1=hours("D1"),
-        hours_from_dose_d3=hours("D3"),
-        hours_from_dose_d7=hours("D7"),
-        auc_n_points=n_points,
-    )
+    exact = {}
+    for code in plan.at:
+        result[f"{plan.name}_{code.lower()}"] = value(code)
+    for kind in plan.changes:
+        for code in plan.at:
+            exact[f"{kind}_{code.lower()}"] = CHANGE[kind](value(code), baseline)
+            result[f"{kind}_{code.lower()}"] = _round(exact[f"{kind}_{code.lower()}"])
+    for responder in plan.responders:
+        judged = exact[responder.of]
+        result[responder.name] = None if judged is None else responder.responds(judged)
+    auc = plan.auc
+    if auc is not None:
+        area = n_points = None
+        needed = True if auc.requires is None else CHANGE[auc.change](value(auc.requires), baseline) is not None
+        if needed:
+            points = [
+                (values[code][0], CHANGE[auc.change](values[code][1], baseline))
+                for code in curve_timepoints
+                if code in values
+            ]
+            points = [(hours, measured) for hours, measured in points if measured is not None]
+            if auc_points_used(points, auc.hours) >= auc.min_points:
+                area, n_points = auc_pct_change(points, auc.hours), auc_points_used(points, auc.hours)
+        result[auc.name] = _round(area, 1)
+    for code in plan.at:
+        entry = values.get(code)
+        result[f"hours_from_dose_{code.lower()}"] = None if entry is None else _round(entry[0], 2)
+    if auc is not None:
+        result["auc_n_points"] = n_points
+    return result
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

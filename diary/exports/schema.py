@@ -124,19 +124,6 @@ SOURCE = Column(
 )
 
 
-def _pct(day: str) -> Column:
-    return Column(
-        f"pct_change_{day}",
-        NUMBER,
-        f"% change of the fatigue VAS from baseline at {day.upper()}: (vas_{day} - baseline_vas) / "
-        "baseline_vas x 100; negative = less fatigue. Empty when the baseline is missing or 0, "
-        f"or {day.upper()} was not entered.",
-        unit="%",
-        precision=ROUNDED_PCT,
-    )
-
-
-ROUNDED_PCT = "rounded to 2 decimals (responder_d3 is judged before rounding)"
 CODE_BROKEN = Column(
     "code_broken_utc",
     DATETIME,
@@ -144,17 +131,6 @@ CODE_BROKEN = Column(
     "emergency (ISO 8601, UTC); the rest of the study stays blinded. Empty when it was not.",
     unit="UTC",
 )
-
-
-def _hours(day: str) -> Column:
-    return Column(
-        f"hours_from_dose_{day}",
-        NUMBER,
-        f"Hours from the infusion start to when the {day.upper()} "
-        f"answers were given (collected_utc), as used in the endpoints. Empty when vas_{day} is.",
-        unit="hours",
-        precision="rounded to 2 decimals (the endpoints use the exact time)",
-    )
 
 
 TABLES: dict[str, list[Column]] = {
@@ -304,130 +280,6 @@ TABLES: dict[str, list[Column]] = {
         MODE,
         DUMMY,
     ],
-    "fatigue_endpoints": [
-        PARTICIPANT,
-        SEQUENCE,
-        PERIOD,
-        TREATMENT_CODE,
-        TREATMENT,
-        Column(
-            "baseline_vas",
-            INTEGER,
-            "Fatigue VAS at BL of this period (the baseline). Empty when BL was not entered.",
-            unit="mm (0-100)",
-        ),
-        Column("vas_d1", INTEGER, "Fatigue VAS at D1. Empty when not entered.", unit="mm (0-100)"),
-        Column(
-            "vas_d3", INTEGER, "Fatigue VAS at D3 (the primary time point). Empty when not entered.", unit="mm (0-100)"
-        ),
-        Column("vas_d7", INTEGER, "Fatigue VAS at D7. Empty when not entered.", unit="mm (0-100)"),
-        _pct("d1"),
-        _pct("d3"),
-        _pct("d7"),
-        Column(
-            "responder_d3",
-            BOOLEAN,
-            "pct_change_d3 <= -20 (a reduction of at least 20%). Empty when pct_change_d3 is empty.",
-            allowed="true; false",
-        ),
-        Column(
-            "auc_pct_change_0_7d",
-            NUMBER,
-            "Trapezoidal area under the % change curve over hours 0-168 "
-            "after the infusion start, using actual entry times, with BL at 0% at hour 0; entries after "
-            "168 h are interpolated to 168 h, and the last value before 168 h is carried to 168 h. Empty "
-            "when the baseline is missing or 0, or D7 was not entered.",
-            unit="% x hours",
-            precision="rounded to 1 decimal",
-        ),
-        _hours("d1"),
-        _hours("d3"),
-        _hours("d7"),
-        Column(
-            "status_d3",
-            STRING,
-            "State of the D3 assessment (the primary time point) at export time.",
-            allowed=listed(AssessmentState),
-        ),
-        Column(
-            "source_d3",
-            STRING,
-            "Who entered D3. " + SOURCE.description + " Empty when D3 was not entered.",
-            allowed=listed(Source),
-        ),
-        Column(
-            "auc_n_points",
-            INTEGER,
-            "Measured post-dose points the AUC stands on (up to 168 h, plus the "
-            "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
-            unit="count",
-        ),
-        Column(
-            "excluded_reason",
-            STRING,
-            "Entries of this period left out of the endpoints and why (a BL "
-            "given after the infusion started; an entry a corrected infusion time left outside its "
-            "window). Empty when nothing was excluded.",
-        ),
-        Column(
-            "values_changed_late",
-            BOOLEAN,
-            "True when a VAS these endpoints use was changed more than the protocol's late_change_days "
-            "(default 7) after it was given: run the analysis with and without these periods, or on "
-            "responses.value_as_entered.",
-        ),
-        Column(
-            "signature_status",
-            STRING,
-            "The investigator's sign-off of this participant-period: signed, waived, invalid (changed "
-            "after signing, to re-sign) or not_signed.",
-            allowed=listed(SignatureStatus),
-        ),
-        CODE_BROKEN,
-        DUMMY,
-    ],
-    "fatigue_timecourse": [
-        PARTICIPANT,
-        SEQUENCE,
-        PERIOD,
-        TREATMENT_CODE,
-        TREATMENT,
-        TIMEPOINT,
-        TIMEPOINT_ORDER,
-        Column(
-            "baseline_vas",
-            INTEGER,
-            "Fatigue VAS at BL of this period. Empty when BL was not entered or "
-            "does not count (status of BL after_dose).",
-            unit="mm (0-100)",
-        ),
-        Column("vas", INTEGER, "Fatigue VAS at this time point as entered. Empty when not entered.", unit="mm (0-100)"),
-        Column(
-            "pct_change",
-            NUMBER,
-            "(vas - baseline_vas) / baseline_vas x 100, as in fatigue_endpoints; 0 at "
-            "BL. Empty when either is missing, the baseline is 0, or the entry does not count (status "
-            "after_dose or out_of_window).",
-            unit="%",
-            precision=ROUNDED_PCT,
-        ),
-        Column(
-            "hours_from_dose",
-            NUMBER,
-            "Hours from the infusion start to when the answers were given "
-            "(negative before it). Empty when nothing was entered.",
-            unit="hours",
-            precision="rounded to 2 decimals",
-        ),
-        Column(
-            "status",
-            STRING,
-            "State of the assessment at export time (as in assessments).",
-            allowed=listed(list(AssessmentState) + ["not_done"]),
-        ),
-        Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
-        DUMMY,
-    ],
     "side_effects": [
         PARTICIPANT,
         PERIOD,
@@ -548,15 +400,15 @@ TABLES: dict[str, list[Column]] = {
         Column(
             "has_baseline_all_periods",
             BOOLEAN,
-            "TRUE when every period of the protocol has a baseline VAS "
+            "TRUE when every period of the protocol has a baseline {short} "
             "that counts (both periods, in a two-period crossover).",
             allowed="TRUE; FALSE",
         ),
         Column(
             "has_primary_both_periods",
             BOOLEAN,
-            "TRUE when pct_change_d3 (the primary endpoint) can be "
-            "computed in every period of the protocol: the complete-case population of the crossover "
+            "TRUE when {primary} (the primary endpoint) can be "
+            "computed in every period of the protocol: the complete-case population of the {design}"
             "analysis.",
             allowed="TRUE; FALSE",
         ),
@@ -677,7 +529,7 @@ def dictionary_rows(protocol, identified: bool = False):
     """Every column of every table in the bundle; codes from the protocol are listed from it, so a
     study's own protocol file yields its own dictionary."""
     allowed = protocol_allowed(protocol)
-    for table, columns in TABLES.items():
+    for table, columns in tables_for(protocol).items():
         if table in IDENTIFIED_ONLY and not identified:
             continue
         for column in columns:
@@ -697,3 +549,270 @@ def dictionary_rows(protocol, identified: bool = False):
                 column.free_text,
                 column.description,
             )
+
+
+# --- The endpoint tables, from the protocol's declaration (``EndpointPlan``) ------------------
+
+
+def tables_for(protocol) -> dict[str, list[Column]]:
+    """Every table of a bundle in order, with the two endpoint tables (named and shaped by the
+    protocol's ``endpoints:``) after responses; none when the protocol declares no endpoints."""
+    plan = protocol.endpoints
+    tables = {}
+    for table, columns in TABLES.items():
+        if table == "participants":
+            columns = [_participants_column(column, plan) for column in columns]
+        tables[table] = columns
+        if table == "responses" and plan is not None:
+            tables[plan.endpoints_table] = endpoints_columns(plan)
+            tables[plan.timecourse_table] = timecourse_columns(plan)
+    return tables
+
+
+def _participants_column(column: Column, plan) -> Column:
+    if "{" not in column.description:
+        return column
+    if plan is None:  # a protocol without endpoints: the columns are there, and always FALSE
+        text = column.description.format(short="value", primary="the primary endpoint (none declared)", design="")
+    else:
+        design = "crossover " if plan.split == "period" else ""
+        text = column.description.format(short=_short(plan), primary=plan.primary, design=design)
+    return Column(column.name, column.type, text, allowed=column.allowed)
+
+
+def _short(plan) -> str:
+    """The measure as a sentence names it: 'VAS' of "Fatigue VAS"."""
+    return plan.label.split()[-1]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _rounded(plan) -> str:
+    judged = [responder.name for responder in plan.responders]
+    return "rounded to 2 decimals" + (f" ({', '.join(judged)} is judged before rounding)" if judged else "")
+
+
+def _hours_text(plan) -> str:
+    return _number(plan.auc.hours) if plan.auc else ""
+
+
+def _change_column(plan, kind: str, code: str) -> Column:
+    day, name = code.lower(), plan.name
+    lower = f"; {plan.negative}" if plan.negative else ""
+    if kind == "pct_change":
+        return Column(
+            f"pct_change_{day}",
+            NUMBER,
+            f"% change of the {_lower_first(plan.label)} from baseline at {code}: ({name}_{day} - baseline_{name}) / "
+            f"baseline_{name} x 100{lower}. Empty when the baseline is missing or 0, "
+            f"or {code} was not entered.",
+            unit="%",
+            precision=_rounded(plan),
+        )
+    return Column(
+        f"change_{day}",
+        NUMBER,
+        f"Change of the {_lower_first(plan.label)} from baseline at {code}: {name}_{day} - baseline_{name}{lower}. "
+        f"Empty when the baseline is missing or {code} was not entered.",
+        unit=plan.unit,
+        precision=_rounded(plan),
+    )
+
+
+def _baseline_text(plan) -> str:
+    if len(plan.baseline) == 1:
+        return f"{plan.label} at {plan.baseline[0]} of this period"
+    return f"Mean {_lower_first(plan.label)} over {', '.join(plan.baseline)} of this period (those entered)"
+
+
+def endpoints_columns(plan) -> list[Column]:
+    primary = plan.primary_at
+    columns = [
+        PARTICIPANT,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        Column(
+            f"baseline_{plan.name}",
+            INTEGER if len(plan.baseline) == 1 else NUMBER,
+            f"{_baseline_text(plan)} (the baseline). Empty when {' and '.join(plan.baseline)} was not entered.",
+            unit=plan.unit,
+        ),
+    ]
+    for code in plan.at:
+        marker = " (the primary time point)" if code == primary else ""
+        columns.append(
+            Column(
+                f"{plan.name}_{code.lower()}",
+                INTEGER,
+                f"{plan.label} at {code}{marker}. Empty when not entered.",
+                unit=plan.unit,
+            )
+        )
+    for kind in plan.changes:
+        columns += [_change_column(plan, kind, code) for code in plan.at]
+    for responder in plan.responders:
+        bounds = []
+        if responder.at_most is not None:
+            bounds.append(f"{responder.of} <= {_number(responder.at_most)}")
+        if responder.at_least is not None:
+            bounds.append(f"{responder.of} >= {_number(responder.at_least)}")
+        meaning = (
+            f" (a reduction of at least {_number(-responder.at_most)}%)"
+            if responder.change == "pct_change"
+            and responder.at_most is not None
+            and responder.at_most < 0
+            and responder.at_least is None
+            else ""
+        )
+        columns.append(
+            Column(
+                responder.name,
+                BOOLEAN,
+                f"{' and '.join(bounds)}{meaning}. Empty when {responder.of} is empty.",
+                allowed="true; false",
+            )
+        )
+    auc = plan.auc
+    if auc is not None:
+        hours, pct = _hours_text(plan), auc.change == "pct_change"
+        needs = f", or {auc.requires} was not entered" if auc.requires else ""
+        fewer = f", or fewer than {auc.min_points} points were measured" if auc.min_points > 1 else ""
+        columns.append(
+            Column(
+                auc.name,
+                NUMBER,
+                f"Trapezoidal area under the {'% change' if pct else 'change'} curve over hours 0-{hours} "
+                f"after the infusion start, using actual entry times, with {' and '.join(plan.baseline)} at "
+                f"{'0%' if pct else '0'} at hour 0; entries after {hours} h are interpolated to {hours} h, and the last "
+                f"value before {hours} h is carried to {hours} h. Empty when the baseline is missing"
+                f"{' or 0' if pct else ''}{needs}{fewer}.",
+                unit=f"{'%' if pct else plan.unit.split(' (')[0]} x hours",
+                precision="rounded to 1 decimal",
+            )
+        )
+    for code in plan.at:
+        columns.append(
+            Column(
+                f"hours_from_dose_{code.lower()}",
+                NUMBER,
+                f"Hours from the infusion start to when the {code} "
+                f"answers were given (collected_utc), as used in the endpoints. Empty when {plan.name}_{code.lower()} is.",
+                unit="hours",
+                precision="rounded to 2 decimals (the endpoints use the exact time)",
+            )
+        )
+    columns += [
+        Column(
+            f"status_{primary.lower()}",
+            STRING,
+            f"State of the {primary} assessment (the primary time point) at export time.",
+            allowed=listed(AssessmentState),
+        ),
+        Column(
+            f"source_{primary.lower()}",
+            STRING,
+            f"Who entered {primary}. " + SOURCE.description + f" Empty when {primary} was not entered.",
+            allowed=listed(Source),
+        ),
+    ]
+    if auc is not None:
+        columns.append(
+            Column(
+                "auc_n_points",
+                INTEGER,
+                f"Measured post-dose points the AUC stands on (up to {_hours_text(plan)} h, plus the "
+                "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
+                unit="count",
+            )
+        )
+    columns += [
+        Column(
+            "excluded_reason",
+            STRING,
+            "Entries of this period left out of the endpoints and why (a BL "
+            "given after the infusion started; an entry a corrected infusion time left outside its "
+            "window). Empty when nothing was excluded.",
+        ),
+        Column(
+            "values_changed_late",
+            BOOLEAN,
+            f"True when a {_short(plan)} these endpoints use was changed more than the protocol's late_change_days "
+            "(default 7) after it was given: run the analysis with and without these periods, or on "
+            "responses.value_as_entered.",
+        ),
+        Column(
+            "signature_status",
+            STRING,
+            "The investigator's sign-off of this participant-period: signed, waived, invalid (changed "
+            "after signing, to re-sign) or not_signed.",
+            allowed=listed(SignatureStatus),
+        ),
+        CODE_BROKEN,
+        DUMMY,
+    ]
+    return columns
+
+
+def timecourse_columns(plan) -> list[Column]:
+    name, baseline = plan.name, " and ".join(plan.baseline)
+    changes = {
+        "change": Column(
+            "change",
+            NUMBER,
+            f"{name} - baseline_{name}, as in {plan.endpoints_table}; 0 at {baseline}. Empty when either is "
+            "missing or the entry does not count (status after_dose or out_of_window).",
+            unit=plan.unit,
+            precision=_rounded(plan),
+        ),
+        "pct_change": Column(
+            "pct_change",
+            NUMBER,
+            f"({name} - baseline_{name}) / baseline_{name} x 100, as in {plan.endpoints_table}; 0 at "
+            f"{baseline}. Empty when either is missing, the baseline is 0, or the entry does not count (status "
+            "after_dose or out_of_window).",
+            unit="%",
+            precision=_rounded(plan),
+        ),
+    }
+    return [
+        PARTICIPANT,
+        SEQUENCE,
+        PERIOD,
+        TREATMENT_CODE,
+        TREATMENT,
+        TIMEPOINT,
+        TIMEPOINT_ORDER,
+        Column(
+            f"baseline_{name}",
+            INTEGER if len(plan.baseline) == 1 else NUMBER,
+            f"{_baseline_text(plan)}. Empty when {baseline} was not entered or "
+            f"does not count (status of {baseline} after_dose).",
+            unit=plan.unit,
+        ),
+        Column(name, INTEGER, f"{plan.label} at this time point as entered. Empty when not entered.", unit=plan.unit),
+        *(changes[kind] for kind in plan.changes),
+        Column(
+            "hours_from_dose",
+            NUMBER,
+            "Hours from the infusion start to when the answers were given "
+            "(negative before it). Empty when nothing was entered.",
+            unit="hours",
+            precision="rounded to 2 decimals",
+        ),
+        Column(
+            "status",
+            STRING,
+            "State of the assessment at export time (as in assessments).",
+            allowed=listed(list(AssessmentState) + ["not_done"]),
+        ),
+        Column("source", STRING, SOURCE.description + " Empty when nothing was entered.", allowed=SOURCE.allowed),
+        DUMMY,
+    ]

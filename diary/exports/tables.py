@@ -31,7 +31,7 @@ from ..protocol import Protocol
 from ..reporting.adherence import Tally
 from ..study.blinding import ALLOCATION_EVENTS
 from ..vocabulary import ActorKind, AssessmentState, AuditAction, ItemType, SignatureStatus, SubmissionMode
-from .endpoints import compute_endpoints, pct_change
+from .endpoints import CHANGE, auc_timepoints, baseline_of, compute_endpoints
 
 BATCH = 5000
 # Participants per query: each query sorts only this many participants' rows, so neither the
@@ -54,7 +54,7 @@ class ExportContext:
     # ``Protocol.revealing_instruments``) left out, for a blinded statistician who asks.
     without_side_effects: bool = False
     dummies: dict = field(default_factory=dict)
-    # Filled while fatigue_endpoints is written, so the participants table need not recompute it.
+    # Filled while the endpoints table is written, so the participants table need not recompute it.
     endpoint_flags: list | None = None
     # One site's participants only (a site's archive), or one participant's (their own download).
     site: str | None = None
@@ -313,53 +313,52 @@ EXCLUDED = {
 }
 
 
-def _vas_periods(ctx: ExportContext):
-    """Each dosed period's assessments with their fatigue VAS, one group per participant and
-    period: the one read both fatigue tables are built from."""
-    instrument, item = ctx.protocol.vas_item()
-    vas = (
+def _measure_periods(ctx: ExportContext):
+    """Each dosed period's assessments with the endpoints' measure, one group per participant and
+    period: the one read both endpoint tables are built from."""
+    plan = ctx.protocol.endpoints
+    measured = (
         rows_query()
         .add_columns(ItemValue.value, ItemValue.changed_at)
         .outerjoin(
             ItemValue,
             (ItemValue.submission_id == Submission.id)
-            & (ItemValue.instrument == instrument)
-            & (ItemValue.item == item),
+            & (ItemValue.instrument == plan.instrument)
+            & (ItemValue.item == plan.item),
         )
         .where(ctx.in_scope, Period.dose_start.is_not(None))
         .order_by(Participant.code, Period.number, Assessment.target)
     )
-    for _, group in groupby(ctx.stream(vas), key=lambda r: (r.code, r.period)):
-        yield list(group)  # one participant's period: at most a dozen rows
+    for _, group in groupby(ctx.stream(measured), key=lambda r: (r.code, r.period)):
+        yield list(group)  # one participant's period: a few dozen rows at most
 
 
 def _hours_from_dose(row) -> float:
     return (to_the_second(row.collected_at) - to_the_second(row.dose_start)).total_seconds() / 3600
 
 
-def fatigue_endpoints(ctx: ExportContext):
-    """Every dosed period gets a row, with or without entries; endpoints computed once, here.
+def endpoints_table(ctx: ExportContext):
+    """Every dosed period gets a row, with or without entries; the protocol's endpoints
+    (``EndpointPlan``) computed once, here.
 
-    Each VAS counts at the hours between the infusion start and when it was given
+    Each value counts at the hours between the infusion start and when it was given
     (``collected_at``); entries that are ``after_dose`` or ``out_of_window`` are left out and
     named in ``excluded_reason``.
     """
+    plan = ctx.protocol.endpoints
     codes = set(ctx.order)
-    auc_timepoints = [
-        tp.code
-        for tp in ctx.protocol.timepoints
-        if tp.target.nominal_minutes > 0 and tp.target.nominal_minutes <= 7 * 24 * 60
-    ]
-    flags = ctx.endpoint_flags = []  # (code, baseline, pct_change_d3) for the participants table
+    curve = auc_timepoints(ctx.protocol)
+    baseline_column = f"baseline_{plan.name}"
+    flags = ctx.endpoint_flags = []  # (code, baseline, primary) for the participants table
     late = timedelta(days=ctx.protocol.late_change_days)
     signatures = signature_statuses(ctx.study.id)
-    for group in _vas_periods(ctx):
+    for group in _measure_periods(ctx):
         first = group[0]
-        values, excluded, d3, changed_late = {}, [], None, False
+        values, excluded, primary, changed_late = {}, [], None, False
         for row in group:
             state = state_at(row, ctx.now)
-            if row.timepoint == "D3":
-                d3 = (state, row.source)
+            if row.timepoint == plan.primary_at:
+                primary = (state, row.source)
             if row.value is None or row.timepoint not in codes:
                 continue
             if state not in AssessmentState.counted():
@@ -369,32 +368,22 @@ def fatigue_endpoints(ctx: ExportContext):
                 continue
             values[row.timepoint] = (_hours_from_dose(row), int(row.value))
             changed_late = changed_late or (row.changed_at is not None and row.changed_at - row.collected_at > late)
-        result = compute_endpoints(values, auc_timepoints)
-        if result.baseline_vas == 0:
+        result = compute_endpoints(plan, values, curve)
+        if result[baseline_column] == 0 and "pct_change" in plan.changes:
             excluded.append("baseline is 0: percent changes from it are undefined")
-        flags.append((first.code, result.baseline_vas, result.pct_change_d3))
+        flags.append((first.code, result[baseline_column], result[plan.primary]))
         sequence, treatment_code, name = ctx.allocation(first.code, first.sequence, first.period, first.treatment)
+        n_points = result.pop("auc_n_points", _ABSENT)
         yield (
             first.code,
             sequence,
             first.period,
             treatment_code,
             name,
-            result.baseline_vas,
-            result.vas_d1,
-            result.vas_d3,
-            result.vas_d7,
-            result.pct_change_d1,
-            result.pct_change_d3,
-            result.pct_change_d7,
-            result.responder_d3,
-            result.auc_pct_change_0_7d,
-            result.hours_from_dose_d1,
-            result.hours_from_dose_d3,
-            result.hours_from_dose_d7,
-            d3[0] if d3 else None,
-            d3[1] if d3 else None,
-            result.auc_n_points,
+            *result.values(),
+            primary[0] if primary else None,
+            primary[1] if primary else None,
+            *(() if n_points is _ABSENT else (n_points,)),
             "; ".join(excluded) or None,
             changed_late,
             signatures.get(first.period_id, SignatureStatus.NOT_SIGNED),
@@ -403,28 +392,32 @@ def fatigue_endpoints(ctx: ExportContext):
         )
 
 
-def fatigue_timecourse(ctx: ExportContext):
+_ABSENT = object()
+
+
+def timecourse_table(ctx: ExportContext):
     """Participant x period x time point in long form, ready to plot or model the whole curve:
-    the same VAS, baseline and exclusions as ``fatigue_endpoints``."""
-    with_vas = {tp.code for tp in ctx.protocol.timepoints if ctx.protocol.vas_item()[0] in tp.instruments}
+    the same measure, baseline and exclusions as the endpoints table."""
+    plan = ctx.protocol.endpoints
+    with_measure = {tp.code for tp in ctx.protocol.timepoints if plan.instrument in tp.instruments}
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    for group in _vas_periods(ctx):
+    for group in _measure_periods(ctx):
         states = [(row, state_at(row, ctx.now)) for row in group]
-        baseline = next(
-            (
-                int(row.value)
+        baseline = baseline_of(
+            plan,
+            {
+                row.timepoint: (0.0, int(row.value))
                 for row, state in states
-                if row.timepoint == "BL" and row.value is not None and state not in EXCLUDED
-            ),
-            None,
+                if row.timepoint in plan.baseline and row.value is not None and state not in EXCLUDED
+            },
         )
         for row, state in states:
-            if row.timepoint not in with_vas:
+            if row.timepoint not in with_measure:
                 continue
-            vas = None if row.value is None else int(row.value)
-            counts = vas is not None and state not in EXCLUDED
+            value = None if row.value is None else int(row.value)
+            counts = value is not None and state not in EXCLUDED
             hours = None if row.collected_at is None else round(_hours_from_dose(row), 2)
-            pct = pct_change(vas, baseline) if counts else None
+            changes = [CHANGE[kind](value, baseline) if counts else None for kind in plan.changes]
             sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
             yield (
                 row.code,
@@ -434,9 +427,9 @@ def fatigue_timecourse(ctx: ExportContext):
                 name,
                 row.timepoint,
                 ctx.order.get(row.timepoint),
-                baseline,
-                vas,
-                None if pct is None else round(pct, 2),
+                baseline if len(plan.baseline) == 1 or baseline is None else round(baseline, 2),
+                value,
+                *(None if measured is None else round(measured, 2) for measured in changes),
                 hours,
                 exported_status(state, optional.get(row.timepoint, False)),
                 row.source,
@@ -508,13 +501,15 @@ def participants(ctx: ExportContext):
     the primary endpoint in every period is in the complete-case crossover analysis)."""
     periods = ctx.protocol.periods
     dosed, baselines, primaries = {}, {}, {}
-    if ctx.endpoint_flags is None:  # fatigue_endpoints, written first in a bundle, fills them
-        for _ in fatigue_endpoints(ctx):
+    if ctx.protocol.endpoints is None:
+        ctx.endpoint_flags = []
+    if ctx.endpoint_flags is None:  # the endpoints table, written first in a bundle, fills them
+        for _ in endpoints_table(ctx):
             pass
-    for code, baseline, pct_d3 in ctx.endpoint_flags:
+    for code, baseline, primary in ctx.endpoint_flags:
         dosed[code] = dosed.get(code, 0) + 1
         baselines[code] = baselines.get(code, 0) + (baseline is not None)
-        primaries[code] = primaries.get(code, 0) + (pct_d3 is not None)
+        primaries[code] = primaries.get(code, 0) + (primary is not None)
     rows = ctx.connection.execute(
         select(
             Participant.code,
@@ -692,8 +687,6 @@ def audit_reviews(ctx: ExportContext):
 BUILDERS = {
     "assessments": assessments,
     "responses": responses,
-    "fatigue_endpoints": fatigue_endpoints,
-    "fatigue_timecourse": fatigue_timecourse,
     "side_effects": side_effects,
     "adherence": adherence,
     "participants": participants,
@@ -701,3 +694,13 @@ BUILDERS = {
     "audit_reviews": audit_reviews,
     "participants_identified": participants_identified,
 }
+
+
+def builder(protocol, table: str):
+    """The function that yields ``table``'s rows: the protocol names its endpoint tables."""
+    plan = protocol.endpoints
+    if plan is not None and table == plan.endpoints_table:
+        return endpoints_table
+    if plan is not None and table == plan.timecourse_table:
+        return timecourse_table
+    return BUILDERS[table]

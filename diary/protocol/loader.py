@@ -14,17 +14,22 @@ import yaml
 
 from ..vocabulary import ItemType
 from .model import (
+    CHANGES,
     FOLLOW_UP_RULES,
     ITEM_TYPES,
     SETTINGS,
+    SPLITS,
+    AreaUnderCurve,
     Choice,
     Dose,
+    EndpointPlan,
     FollowUpRule,
     Instrument,
     Item,
     Offset,
     Protocol,
     ReminderRules,
+    Responder,
     Text,
     TimePoint,
     Window,
@@ -178,6 +183,7 @@ class _Builder:
             coding=coding,
             doses=doses,
             languages=self.languages,
+            endpoints=self.endpoints(data.get("endpoints"), instruments, timepoints),
         )
 
     def text(self, value, path) -> str:
@@ -495,6 +501,125 @@ class _Builder:
                 FollowUpRule(rule=raw["rule"], timepoints=timepoints, count=count, after=after, due_within=due)
             )
         return rules
+
+    def endpoints(self, data, instruments, timepoints) -> EndpointPlan | None:
+        """The ``endpoints:`` section: every name in it must be the protocol's own."""
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            self.fail("endpoints", "must be a mapping (table, measure, baseline, at, primary, ...)")
+            return None
+        codes = [tp.code for tp in timepoints]
+        problems = len(self.problems)
+        table = self.require(data, "table", "endpoints")
+        if table is not None and not table.replace("_", "").isalnum():
+            self.fail("endpoints.table", "must be a name of letters, digits and _ (files <table>_endpoints.csv)")
+        measure = self.require(data, "measure", "endpoints", dict) or {}
+        instrument_id, _, item_id = str(measure.get("item", "")).partition(".")
+        item = None
+        if instrument_id not in instruments:
+            self.fail(
+                "endpoints.measure.item", f"'{measure.get('item')}' must name an instrument's item (instrument.item)"
+            )
+        else:
+            item = next((i for i in instruments[instrument_id].items if i.id == item_id), None)
+            if item is None:
+                self.fail("endpoints.measure.item", f"instrument '{instrument_id}' has no item '{item_id}'")
+            elif item.type not in (ItemType.VAS, ItemType.NRS):
+                self.fail(
+                    "endpoints.measure.item", f"'{measure['item']}' is {item.type}: endpoints need a vas or nrs item"
+                )
+        name = str(measure.get("name", item_id or "value"))
+        label = str(measure.get("label", name))
+
+        def timepoint_list(key, value):
+            listed = value if isinstance(value, list) else [value]
+            if not listed or not all(isinstance(code, str) for code in listed):
+                self.fail(f"endpoints.{key}", "must name one or more time points")
+                return ()
+            for code in listed:
+                if code not in codes:
+                    self.fail(f"endpoints.{key}", f"'{code}' is not a time point of this protocol")
+            return tuple(listed)
+
+        baseline = data.get("baseline")
+        if isinstance(baseline, dict) and "mean_of" in baseline:
+            baseline = timepoint_list("baseline.mean_of", baseline["mean_of"])
+        elif isinstance(baseline, dict) and "timepoint" in baseline:
+            baseline = timepoint_list("baseline.timepoint", baseline["timepoint"])[:1]
+        else:
+            self.fail("endpoints.baseline", "must be {timepoint: CODE} or {mean_of: [CODE, ...]}")
+            baseline = ()
+        at = timepoint_list("at", data.get("at", []))
+        changes = data.get("changes", ["pct_change"])
+        if not isinstance(changes, list) or not changes or any(change not in CHANGES for change in changes):
+            self.fail("endpoints.changes", f"must list one or both of {', '.join(CHANGES)}")
+            changes = ["pct_change"]
+        changes = [change for change in CHANGES if change in changes]  # the columns' fixed order
+
+        def change_at(spec, path):
+            if not isinstance(spec, dict):
+                self.fail(path, "must be a mapping such as {change: pct_change, at: D3}")
+                return None, None
+            change, code = spec.get("change"), spec.get("at")
+            if change not in changes:
+                self.fail(f"{path}.change", f"must be one of the changes declared: {', '.join(changes)}")
+            if code not in at:
+                self.fail(f"{path}.at", f"'{code}' must be one of endpoints.at: {', '.join(at)}")
+            return change, code
+
+        responders = []
+        for index, spec in enumerate(data.get("responders", []) or []):
+            path = f"endpoints.responders[{index}]"
+            change, code = change_at(spec, path)
+            bounds = {key: spec.get(key) for key in ("at_most", "at_least")} if isinstance(spec, dict) else {}
+            if not any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds.values()):
+                self.fail(path, "needs a threshold: at_most or at_least, a number")
+            responders.append(Responder(change=change, at=code, **bounds))
+        auc = None
+        if data.get("auc") is not None:
+            spec = data["auc"]
+            if not isinstance(spec, dict) or spec.get("change") not in changes:
+                self.fail("endpoints.auc.change", f"must be one of the changes declared: {', '.join(changes)}")
+                spec = spec if isinstance(spec, dict) else {}
+            to = self.offset(spec.get("to"), "endpoints.auc.to")
+            if to is not None and to.nominal.total_seconds() <= 0:
+                self.fail("endpoints.auc.to", "must be after the anchor (e.g. 7d)")
+            requires = spec.get("requires")
+            if requires is not None and requires not in codes:
+                self.fail("endpoints.auc.requires", f"'{requires}' is not a time point of this protocol")
+            min_points = spec.get("min_points", 1)
+            if isinstance(min_points, bool) or not isinstance(min_points, int) or min_points < 1:
+                self.fail("endpoints.auc.min_points", "must be a whole number of at least 1")
+                min_points = 1
+            auc = AreaUnderCurve(
+                change=spec.get("change"), to=to or Offset(1, "d"), requires=requires, min_points=min_points
+            )
+        primary = data.get("primary")
+        primary_change, primary_at = change_at(primary, "endpoints.primary")
+        split = data.get("split", "period")
+        if split not in SPLITS:
+            self.fail("endpoints.split", f"must be one of {', '.join(SPLITS)}")
+        if len(self.problems) > problems:
+            return None
+        unit = str(measure.get("unit") or {ItemType.VAS: "mm (0-100)", ItemType.NRS: "points (0-10)"}[item.type])
+        return EndpointPlan(
+            table=table,
+            instrument=instrument_id,
+            item=item_id,
+            name=name,
+            label=label,
+            baseline=baseline,
+            at=at,
+            changes=tuple(changes),
+            responders=tuple(responders),
+            auc=auc,
+            primary_change=primary_change,
+            primary_at=primary_at,
+            split=split,
+            unit=unit,
+            negative=str(measure.get("negative", "")),
+        )
 
 
 def _is_clock(value: str) -> bool:

@@ -184,6 +184,89 @@ class FollowUpRule:
     due_within: Offset = Offset(24, "h")  # the task's own deadline, from when it is created
 
 
+CHANGES = ("change", "pct_change")
+SPLITS = ("period", "arm")
+
+
+@dataclass(frozen=True)
+class Responder:
+    """A participant-period responds when one change at one time point passes a threshold."""
+
+    change: str  # "change" or "pct_change"
+    at: str  # a time point code
+    at_most: float | None = None
+    at_least: float | None = None
+
+    @property
+    def of(self) -> str:
+        return f"{self.change}_{self.at.lower()}"
+
+    @property
+    def name(self) -> str:
+        return f"responder_{self.at.lower()}"
+
+    def responds(self, value: float) -> bool:
+        if self.at_most is not None and value > self.at_most:
+            return False
+        return self.at_least is None or value >= self.at_least
+
+
+@dataclass(frozen=True)
+class AreaUnderCurve:
+    """The area under one change's curve from the anchor (0 at hour 0) to ``to``, by the
+    trapezoid rule over the measured points; computed only when ``requires`` has a value and at
+    least ``min_points`` points carry it."""
+
+    change: str
+    to: Offset
+    requires: str | None = None
+    min_points: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"auc_{self.change}_0_{self.to}"
+
+    @property
+    def hours(self) -> float:
+        return self.to.nominal.total_seconds() / 3600
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """The endpoints a protocol declares (``endpoints:``): one measure, its baseline, the changes
+    from it at named time points, responders, an area, which of them is primary, and the
+    analysis split. Exports, the summary, the data dictionary and the starter programs read it."""
+
+    table: str  # files <table>_endpoints and <table>_timecourse
+    instrument: str
+    item: str
+    name: str  # column stem: baseline_<name>, <name>_<time point>
+    label: str  # "Fatigue VAS"
+    baseline: tuple[str, ...]  # one time point, or several whose mean is the baseline
+    at: tuple[str, ...]
+    changes: tuple[str, ...] = ("pct_change",)
+    responders: tuple[Responder, ...] = ()
+    auc: AreaUnderCurve | None = None
+    primary_change: str = "pct_change"
+    primary_at: str = ""
+    split: str = "period"
+    unit: str = ""
+    # What a negative change means, in the dictionary's words ("negative = less fatigue").
+    negative: str = ""
+
+    @property
+    def primary(self) -> str:
+        return f"{self.primary_change}_{self.primary_at.lower()}"
+
+    @property
+    def endpoints_table(self) -> str:
+        return f"{self.table}_endpoints"
+
+    @property
+    def timecourse_table(self) -> str:
+        return f"{self.table}_timecourse"
+
+
 @dataclass(frozen=True)
 class Protocol:
     id: str
@@ -216,6 +299,8 @@ class Protocol:
     doses: dict[str, Dose] = field(default_factory=dict)
     # Languages the participant-facing texts are given in; the first is the default.
     languages: tuple[str, ...] = ("en",)
+    # The declared endpoints (``EndpointPlan``); None for a protocol that declares none.
+    endpoints: EndpointPlan | None = None
 
     def timepoint(self, code: str) -> TimePoint:
         for timepoint in self.timepoints:

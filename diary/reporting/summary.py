@@ -1,4 +1,6 @@
-"""The study summary: mean and SD of the fatigue VAS % change by time point and period.
+"""The study summary: mean and SD of the endpoints' measure (the fatigue VAS in the shipped
+protocol) changed from baseline, by time point and period, as the protocol's primary change
+(% change, or change) declares it.
 
 The split is the blinding guard's (``blinding.Blinding.split``): by treatment once unblinded, by
 true sequence for the unblinded role before, by the dummy allocation for blinded analysts and
@@ -40,19 +42,24 @@ class SummaryRow:
 def vas_sums(
     study: Study, protocol: Protocol, now: datetime
 ) -> list[tuple[str, str | None, str, int, str, int, float, float]]:
-    """n, sum and sum of squares of the VAS % change from the period's baseline, per
-    (sequence, dummy sequence, treatment, period, time point): every split's means and SDs add
-    up from these.
+    """n, sum and sum of squares of the measure's change (or % change) from the period's baseline,
+    per (sequence, dummy sequence, treatment, period, time point): every split's means and SDs
+    add up from these.
 
     Counted by the database: each counted entry (judged inside its window, ``state_sql``) is
-    set beside its period's counted BL.
+    set beside its period's counted baseline (the mean of the baseline time points entered).
     """
-    instrument, item = protocol.vas_item()
+    plan = protocol.endpoints
+    if plan is None:
+        return []
+    instrument, item = plan.instrument, plan.item
     counted = [state.value for state in COUNTED]
     value = cast(ItemValue.value, Float)
     # Each entry beside its period's baseline, by a window over the period (no self-join: on
     # PostgreSQL a join of two CTE scans at 5,000 participants ran past the statement timeout).
-    baseline = func.max(case((Assessment.timepoint == "BL", value))).over(partition_by=(Participant.id, Period.number))
+    baseline = func.avg(case((Assessment.timepoint.in_(plan.baseline), value))).over(
+        partition_by=(Participant.id, Period.number)
+    )
     vas = (
         select(
             Participant.sequence,
@@ -75,7 +82,12 @@ def vas_sums(
         )
         .where(Participant.study_id == study.id, state_sql(now).in_(counted))
     ).subquery("vas")
-    pct = (vas.c.value - vas.c.base) * 100.0 / vas.c.base
+    if plan.primary_change == "pct_change":
+        pct = (vas.c.value - vas.c.base) * 100.0 / vas.c.base
+        defined = (vas.c.base.is_not(None), vas.c.base != 0)
+    else:
+        pct = vas.c.value - vas.c.base
+        defined = (vas.c.base.is_not(None),)
     return [
         tuple(row)
         for row in db.session.execute(
@@ -89,7 +101,7 @@ def vas_sums(
                 func.sum(pct),
                 func.sum(pct * pct),
             )
-            .where(vas.c.timepoint != "BL", vas.c.base.is_not(None), vas.c.base != 0)
+            .where(vas.c.timepoint.not_in(plan.baseline), *defined)
             .group_by(vas.c.sequence, vas.c.dummy_sequence, vas.c.treatment, vas.c.period, vas.c.timepoint)
         ).all()
     ]

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from ..errors import Refused
 from ..exports import export_study, zip_bundle
+from ..exports.bundle import table_order
 from ..exports.writers import FORMATS
 from ..extensions import db
 from ..governance import audit
@@ -44,24 +45,36 @@ def summary():
         min_cell=blinding.min_cell,
         sums=figures.vas_rows(study.id) if snapshot is not None else None,
     )
+    plan = protocol.endpoints
+    percent = plan is None or plan.primary_change == "pct_change"
+    unit = "%" if percent else ""
     series: dict[str, list[Point]] = {}
     for row in rows:
         if not row.shown:
             continue
         series.setdefault(f"{row.group}, infusion {row.period}", []).append(
             Point(
-                row.nominal_hours, row.mean, f"{row.timepoint}: mean {row.mean}%, SD {row.sd}, n {row.n}", spread=row.sd
+                row.nominal_hours,
+                row.mean,
+                f"{row.timepoint}: mean {row.mean}{unit}, SD {row.sd}, n {row.n}",
+                spread=row.sd,
             )
         )
-    lowest = min([row.mean - (row.sd or 0) for row in rows if row.shown] + [-60])
-    floor = max(-100, 20 * int(lowest // 20))
+    if percent:
+        lowest = min([row.mean - (row.sd or 0) for row in rows if row.shown] + [-60])
+        floor = max(-100, 20 * int(lowest // 20))
+    else:  # a change on the measure's own scale (an 11-point NRS: -10 to 10)
+        lowest = min([row.mean - (row.sd or 0) for row in rows if row.shown] + [-5])
+        floor, step = max(-100, 5 * int(lowest // 5)), 5
+    label = plan.label if plan else "measure"
+    change_words = f"{'% change' if percent else 'change'} of the {label[:1].lower() + label[1:]}"
     chart = (
         line_chart(
             series,
-            title="Mean % change of the fatigue VAS from baseline, with SD",
-            y_label="% change from baseline",
-            y_range=(floor, 40),
-            y_ticks=tuple(range(floor, 41, 20)),
+            title=f"Mean {change_words} from baseline, with SD",
+            y_label=f"{'% change' if percent else 'change'} from baseline",
+            y_range=(floor, 40) if percent else (floor, 10),
+            y_ticks=tuple(range(floor, 41, 20)) if percent else tuple(range(floor, 11, step)),
         )
         if series
         else None
@@ -83,6 +96,9 @@ def summary():
         "analysis/summary.html",
         rows=rows,
         chart=chart,
+        change_words=change_words,
+        measure_words=f"{label[:1].lower() + label[1:]} ratings",
+        percent=percent,
         split=blinding.split,
         small_cell=SMALL_CELL,
         adherence=adherence,
@@ -101,7 +117,7 @@ def exports():
     form = BaseForm()
     if request.method == "POST":
         if not form.validate_on_submit():
-            return render_template("analysis/exports.html", form=form, study=study), 400
+            return render_template("analysis/exports.html", form=form, study=study, tables=_table_names(study)), 400
         fmt = request.form.get("format", "csv")
         if fmt not in FORMATS:
             return render_template(
@@ -144,7 +160,7 @@ def exports():
             as_attachment=True,
             download_name=f"diary-export-{now:%Y%m%dT%H%M%SZ}.zip",
         )
-    return render_template("analysis/exports.html", form=form, study=study)
+    return render_template("analysis/exports.html", form=form, study=study, tables=_table_names(study))
 
 
 @bp.route("/unblind", methods=["GET", "POST"])
@@ -167,3 +183,8 @@ def unblind_study():
                 flash("The study is unblinded. Exports now carry the drug names.")
                 return redirect(url_for(".unblind_study"))
     return render_template("analysis/unblind.html", form=form, study=study, error=error), status
+
+
+def _table_names(study) -> list[str]:
+    """The bundle's tables as the protocol names them (its endpoint tables among them)."""
+    return [t for t in table_order(protocol_of(study.current_protocol_version)) if t != "data_dictionary"]
