@@ -478,6 +478,36 @@ def protocol_check_command(path):
     )
 
 
+@protocol_cli.command("preview")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--timezone", "tz_name", required=True, help="The participant's IANA time zone, e.g. Europe/Madrid.")
+@click.option("--start", required=True, help='The first anchor (infusion or day 1), local: "YYYY-MM-DD HH:MM".')
+@click.option("--every", "every_days", type=int, default=None, help="Days between periods (default: minimum gap + 1).")
+def protocol_preview_command(path, tz_name, start, every_days):
+    """Print one participant's calendar under a protocol file, without a database: each time
+    point's window in local time across the periods, its reminders (moved out of quiet hours),
+    and the daylight-saving changes that fall inside a window."""
+    from zoneinfo import available_timezones
+
+    from .protocol.loader import load_protocol
+    from .reminders.preview import preview, preview_text
+
+    try:
+        protocol = load_protocol(path)
+    except ProtocolError as error:
+        for where, message in error.problems:
+            click.echo(f"{error.source}: {where}: {message}")
+        click.echo("Fix these first (flask diary protocol check).")
+        sys.exit(1)
+    if tz_name not in available_timezones():
+        raise click.BadParameter(f"'{tz_name}' is not a time zone (e.g. America/New_York)", param_hint="--timezone")
+    try:
+        first = datetime.strptime(start, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise click.BadParameter('give it as "YYYY-MM-DD HH:MM"', param_hint="--start") from None
+    click.echo(preview_text(preview(protocol, tz_name, first, every_days)))
+
+
 @diary_cli.command("send-reminders")
 def send_reminders_command():
     """Make one dispatch pass over the reminder outbox and say what it did."""

@@ -87,6 +87,7 @@ ROUTES = [
     ("GET", "/staff/archive", {"coordinator", "investigator"}),
     ("POST", "/staff/archive", {"coordinator", "investigator"}),
     ("GET", "/staff/coding", {"coordinator", "investigator"}),
+    ("GET", "/staff/protocol", {"admin", "coordinator", "investigator"}),
     ("POST", "/staff/coding/{report}", {"coordinator", "investigator"}),
     ("GET", "/staff/unblind", {"unblinded"}),
     ("POST", "/staff/unblind", {"unblinded"}),

@@ -9,7 +9,7 @@ same schedule and reminder rules the running study uses (``schedule_period``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from ..protocol import Protocol
@@ -49,29 +49,43 @@ class Preview:
     anchors: tuple[datetime, ...]  # each period's planned anchor, local
     quiet: tuple[str, str]
     rows: list[PreviewRow] = field(default_factory=list)
-
-    @property
-    def clock_changes(self) -> list[str]:
-        seen: list[str] = []
-        for row in self.rows:
-            seen += [change for change in row.clock_changes if change not in seen]
-        return seen
+    # Every daylight-saving change from the first window's opening to the last one's late
+    # close, with where it falls: "clocks go forward 1 h on ... (between period 1 D3 and D7)".
+    clock_changes: list[str] = field(default_factory=list)
 
 
 def clock_changes_between(start: datetime, end: datetime, tz: ZoneInfo) -> list[str]:
     """The daylight-saving changes of ``tz`` between two instants, in words, hour by hour."""
+    return [text for _, text in _changes(start, end, tz)]
+
+
+def _changes(start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[datetime, str]]:
+    # Arithmetic in UTC: aware datetimes of one ZoneInfo add and subtract on the wall clock.
     changes = []
-    moment = start.astimezone(tz)
-    offset = moment.utcoffset()
-    step = timedelta(hours=1)
+    moment = start.astimezone(UTC)
+    end = end.astimezone(UTC)
+    offset = moment.astimezone(tz).utcoffset()
     while moment < end:
-        following = (moment + step).astimezone(tz)
-        if following.utcoffset() != offset:
-            delta = following.utcoffset() - offset
+        following = moment + timedelta(hours=1)
+        if following.astimezone(tz).utcoffset() != offset:
+            # The exact instant, to the second: the first one with the new offset.
+            low, high = moment, following
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                low, high = (low, middle) if middle.astimezone(tz).utcoffset() != offset else (middle, high)
+            high = high.replace(second=0, microsecond=0)  # zones change clocks on whole minutes
+            after = high.astimezone(tz)
+            delta = after.utcoffset() - offset
             hours = abs(delta.total_seconds()) / 3600
             way = "forward" if delta > timedelta(0) else "back"
-            changes.append(f"clocks go {way} {hours:g} h on {following:%Y-%m-%d} ({following:%H:%M %Z} after)")
-            offset = following.utcoffset()
+            changes.append(
+                (
+                    after,
+                    f"clocks go {way} {hours:g} h on {after:%Y-%m-%d}: "
+                    f"{high.astimezone(timezone(offset)):%H:%M} {low.astimezone(tz):%Z} becomes {after:%H:%M %Z}",
+                )
+            )
+            offset = after.utcoffset()
         moment = following
     return changes
 
@@ -91,7 +105,7 @@ def preview(protocol: Protocol, tz_name: str, start: datetime, every_days: int |
     result = Preview(protocol.id, protocol.version, tz_name, tuple(anchors), quiet)
     for number, anchor in enumerate(anchors, 1):
         following = anchors[number] if number < len(anchors) else None
-        windows = schedule_period(protocol, anchor.astimezone(ZoneInfo("UTC")), tz_name, following)
+        windows = schedule_period(protocol, anchor.astimezone(UTC), tz_name, following)
         for window in windows:
             timepoint = protocol.timepoint(window.timepoint)
             owed = owed_reminders(
@@ -125,6 +139,28 @@ def preview(protocol: Protocol, tz_name: str, start: datetime, every_days: int |
                     clock_changes=tuple(clock_changes_between(window.window_open, window.late_close, tz)),
                 )
             )
+    if result.rows:
+        # Compared in UTC: aware datetimes of one ZoneInfo compare on the wall clock.
+        first_open = min(row.opens.astimezone(UTC) for row in result.rows)
+        last_close = max(row.late_close.astimezone(UTC) for row in result.rows)
+        for moment, text in _changes(first_open, last_close, tz):
+            at = moment.astimezone(UTC)
+            inside = [
+                f"period {r.period} {r.timepoint}"
+                for r in result.rows
+                if r.opens.astimezone(UTC) <= at < r.late_close.astimezone(UTC)
+            ]
+            before = [r for r in result.rows if r.target.astimezone(UTC) < at]
+            after = [r for r in result.rows if r.target.astimezone(UTC) >= at]
+            where = (
+                f"inside the window of {', '.join(inside)}"
+                if inside
+                else "between "
+                + (f"period {before[-1].period} {before[-1].timepoint}" if before else "the start")
+                + " and "
+                + (f"period {after[0].period} {after[0].timepoint}" if after else "the end")
+            )
+            result.clock_changes.append(f"{text}, {where}")
     return result
 
 
@@ -153,9 +189,10 @@ def preview_text(result: Preview) -> str:
                 lines.append(f"         reminder {reminder.kind} {_local(reminder.at)}{moved}")
             for change in row.clock_changes:
                 lines.append(f"         DST: {change} inside this window")
-    changes = result.clock_changes
     lines.append("")
-    lines.append(
-        "Daylight-saving changes inside windows: " + ("; ".join(changes) if changes else "none in this calendar.")
-    )
+    if result.clock_changes:
+        lines.append("Daylight-saving changes (day offsets keep the local clock; hour offsets are elapsed time):")
+        lines += [f"  DST: {change}" for change in result.clock_changes]
+    else:
+        lines.append("Daylight-saving changes: none in this calendar.")
     return "\n".join(lines)

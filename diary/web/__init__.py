@@ -56,7 +56,20 @@ def json_depth(body: bytes) -> int:
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, analysis, archive, assets, coding, coordinator, errors, main, operations, participant, signin
+    from . import (
+        admin,
+        analysis,
+        archive,
+        assets,
+        coding,
+        coordinator,
+        errors,
+        main,
+        operations,
+        participant,
+        protocols,
+        signin,
+    )
 
     app.url_map.converters["int"] = BoundedInt  # before any rule is added
 
@@ -69,6 +82,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(operations.bp)
     app.register_blueprint(archive.bp)
     app.register_blueprint(coding.bp)
+    app.register_blueprint(protocols.bp)
     assets.init_app(app)
     compress.init_app(app)
     errors.init_app(app)

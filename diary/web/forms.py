@@ -338,3 +338,22 @@ class CodingForm(BaseForm):
     reason = StringField("Why this term", validators=[DataRequired(message="Say why."), Length(max=2000)])
     # The term the page showed (empty: not coded), so a coding made meanwhile is not overwritten.
     seen = HiddenField(validators=[Length(max=200)])
+
+
+class PreviewForm(BaseForm):
+    """The calendar preview's question: read from the query string (a GET changes nothing)."""
+
+    class Meta(BaseForm.Meta):
+        csrf = False
+
+    timezone = StringField(
+        "Time zone (IANA name)", default="America/New_York", validators=[DataRequired(), Length(max=64)]
+    )
+    start = LocalDateTimeField(
+        "First infusion or day 1 (local time, YYYY-MM-DD HH:MM, 24-hour)",
+        validators=[InputRequired(message="Give the date and time of the first anchor.")],
+    )
+
+    def validate_timezone(self, field):
+        if field.data not in available_timezones():
+            raise ValidationError("Not a time zone: give an IANA name such as Europe/Madrid.")
