@@ -89,7 +89,10 @@ def init_command():
 @diary_cli.command("demo")
 @click.option("--seed", default=20191018, show_default=True, help="Seed for the simulated answers.")
 @click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) if participants exist.")
-def demo_command(seed, if_empty):
+@click.option(
+    "--protocol", "protocol_name", default=None, help="A shipped protocol by name (default: the configured one)."
+)
+def demo_command(seed, if_empty, protocol_name):
     """Build the demo study: 10 simulated participants around today, and staff accounts."""
     from .demo import build_demo, has_participants
 
@@ -98,7 +101,7 @@ def demo_command(seed, if_empty):
         return
 
     try:
-        result = build_demo(now=now_utc(), seed=seed)
+        result = build_demo(now=now_utc(), seed=seed, protocol_name=protocol_name)
     except Refused as error:
         fail(error.message)
     db.session.commit()

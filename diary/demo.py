@@ -20,6 +20,8 @@ from .governance import audit
 from .governance.staff import create_user
 from .models import Participant, RandomizationSlot, StaffUser
 from .participants.enrolment import enroll, participant_link
+from .protocol import shipped_protocol_path
+from .protocol.loader import shipped_protocols
 from .reporting.audit_review import record_review
 from .safety.follow_up import create_tasks
 from .study.randomization import ensure_dummy_allocation
@@ -76,16 +78,22 @@ def has_participants() -> bool:
     return bool(db.session.scalar(select(func.count()).select_from(Participant)))
 
 
-def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
-    study, _ = ensure_study()
+def build_demo(*, now: datetime, seed: int = 20191018, protocol_name: str | None = None) -> DemoResult:
+    """The demo study under the configured protocol, or the shipped protocol ``protocol_name``
+    (then the empty study takes that protocol as its current version)."""
+    if protocol_name is not None and not shipped_protocol_path(protocol_name).exists():
+        raise Refused(f"No shipped protocol '{protocol_name}'; the diary ships {', '.join(shipped_protocols())}.")
     if has_participants():
         raise Refused("The database already holds participants; the demo needs an empty study.")
+    study, _ = ensure_study(shipped_protocol_path(protocol_name) if protocol_name else None)
+    protocol = protocol_of(study.current_protocol_version)
+    if study.slug != protocol.id:  # an empty study that another protocol created: it is this one now
+        study.slug, study.name = protocol.id, protocol.title
+    if not protocol.has_infusions:
+        return _build_daily_demo(study, protocol, now=now, seed=seed)
     rng = random.Random(seed)
     result = DemoResult()
-    for role, (email, password) in DEMO_LOGINS.items():
-        if not db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
-            create_user(email, password, role, actor=ActorKind.DEMO, now=now)
-        result.logins[role] = (email, password)
+    _staff(result, now)
 
     # The trial's allocation: 4 in sequence AB, 6 in BA, in a shuffled randomization list,
     # then ten free slots so that a coordinator trying the demo can enrol someone new.
@@ -99,7 +107,6 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
     db.session.flush()
     ensure_dummy_allocation(study)  # the list's sequences shuffled over its slots, as an upload does
 
-    protocol = protocol_of(study.current_protocol_version)
     for index, (first_ago, second_ago) in enumerate(STAGES):
         enrolled_at = now - first_ago - timedelta(days=3)
         participant, token = enroll(
@@ -141,6 +148,17 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
                     result,
                     always_missed=(index, period.number, assessment.timepoint) in ALWAYS_MISSED,
                 )
+    return _finish(study, result, now)
+
+
+def _staff(result: DemoResult, now: datetime) -> None:
+    for role, (email, password) in DEMO_LOGINS.items():
+        if not db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
+            create_user(email, password, role, actor=ActorKind.DEMO, now=now)
+        result.logins[role] = (email, password)
+
+
+def _finish(study, result: DemoResult, now: datetime) -> DemoResult:
     db.session.flush()
     # The coordinators' home page opens on the follow-up calls the simulated misses call for.
     result.follow_up_tasks = create_tasks(study, now)
@@ -154,6 +172,99 @@ def build_demo(*, now: datetime, seed: int = 20191018) -> DemoResult:
         now=now,
     )
     return result
+
+
+# How often a simulated entry reports each side effect as mild.
+MILD_CHANCE = {"headache": 0.12, "dizziness": 0.10, "constipation": 0.08}
+
+# A study without infusions (anchored to randomization): how many days ago each of the ten
+# participants was randomized, so that each stage of a 28-day diary is on show.
+DAILY_STAGES = [44, 40, 37, 34, 31, 29, 18, 9, 3, 0]
+DAILY_LINK_STAGE = 7  # a participant mid-diary, with tonight's entry to make
+# Fraction of the baseline the measure falls by at the last time point, by masked arm.
+DAILY_EFFECT = {0: 0.35, 1: 0.15}
+
+
+def _build_daily_demo(study, protocol, *, now: datetime, seed: int) -> DemoResult:
+    """Ten participants randomized over the last month, their evening entries simulated: the
+    endpoints' measure falls from its baseline, more in the first arm than in the second."""
+    rng = random.Random(seed)
+    result = DemoResult()
+    _staff(result, now)
+    arms = list(protocol.sequences)
+    allocation = [arms[i % len(arms)] for i in range(20)]
+    rng.shuffle(allocation)
+    for position, sequence in enumerate(allocation, start=1):
+        db.session.add(RandomizationSlot(study_id=study.id, site=SITE, position=position, sequence=sequence))
+    db.session.flush()
+    ensure_dummy_allocation(study)
+    plan = protocol.endpoints
+    last = max(tp.target.nominal for tp in protocol.timepoints)
+    for index, days_ago in enumerate(DAILY_STAGES):
+        enrolled_at = (now - timedelta(days=days_ago, hours=rng.uniform(2, 6))).replace(second=0, microsecond=0)
+        participant, token = enroll(
+            study,
+            site=SITE,
+            timezone=TIMEZONE,
+            actor=ActorKind.DEMO,
+            now=enrolled_at,
+            code=_demo_code(rng),
+            email=f"participant{index + 1:02d}@demo.diary",
+            sex=(Sex.FEMALE, Sex.MALE)[index % 2],
+            birth_year=1950 + (index * 7) % 45,
+        )
+        result.participants += 1
+        if index == DAILY_LINK_STAGE:
+            result.link, result.link_code = participant_link(token), participant.code
+        period = participant.periods[0]
+        baseline = rng.uniform(5.5, 8.0)
+        effect = DAILY_EFFECT[arms.index(period.treatment) % 2]
+        for assessment in sorted(period.assessments, key=lambda a: a.target):
+            if assessment.late_close > now:
+                continue  # open now or to come: left for the person trying the demo
+            if rng.random() < 0.08:
+                result.missed += 1
+                continue
+            timepoint = protocol.timepoint(assessment.timepoint)
+            progress = timepoint.target.nominal / last
+            measured = {}
+            if plan is not None:
+                value = baseline * (1 - effect * progress) + rng.gauss(0, 0.8)
+                measured[(plan.instrument, plan.item)] = round(min(10, max(0, value)))
+            span = (assessment.window_close - assessment.window_open).total_seconds()
+            at = assessment.window_open + timedelta(seconds=rng.uniform(0.1, 0.8) * span)
+            form = _form(protocol, timepoint, rng, measured=measured)
+            record_submission(
+                assessment, form, now=at, actor=audit.participant_actor(participant), device_time=at.isoformat()
+            )
+            result.submissions += 1
+    return _finish(study, result, now)
+
+
+def _form(protocol, timepoint, rng, *, vas: int = 0, measured: dict | None = None) -> dict:
+    """An entry's form as the phone posts it: ``vas`` for a VAS, the endpoints' measure from
+    ``measured``, other answers drawn from ``rng`` (in a fixed order, so a seed repeats)."""
+    measured = measured or {}
+    form = {}
+    for instrument in protocol.instruments_for(timepoint):
+        for item in instrument.items:
+            name = field_name(instrument, item)
+            if (instrument.id, item.id) in measured:
+                form[name] = str(measured[(instrument.id, item.id)])
+                if item.type == ItemType.VAS:
+                    form[f"{name}.touched"] = "1"
+            elif item.type == ItemType.VAS:
+                form[name], form[f"{name}.touched"] = str(vas), "1"
+            elif item.type == ItemType.NRS:
+                form[name] = str(rng.randint(3, 7))
+            elif item.type == ItemType.SINGLE_CHOICE:
+                form[name] = rng.choice(item.choices).code
+            elif item.type == ItemType.SEVERITY_CHECKLIST:
+                for term in item.terms:
+                    chance = MILD_CHANCE.get(term.code)
+                    severity = "mild" if chance is not None and rng.random() < chance else "none"
+                    form[field_name(instrument, item, term.code)] = severity
+    return form
 
 
 def _demo_code(rng: random.Random) -> str:
@@ -174,24 +285,7 @@ def _simulate(assessment, period, baseline, protocol, rng, now, result, always_m
     timepoint = protocol.timepoint(assessment.timepoint)
     effect = 0 if timepoint.code == "BL" else EFFECT[period.treatment].get(timepoint.code, 0)
     vas = round(min(100, max(0, baseline * (1 + effect / 100) + rng.gauss(0, 5))))
-    form = {}
-    for instrument in protocol.instruments_for(timepoint):
-        for item in instrument.items:
-            name = field_name(instrument, item)
-            if item.type == ItemType.VAS:
-                form[name], form[f"{name}.touched"] = str(vas), "1"
-            elif item.type == ItemType.NRS:
-                form[name] = str(rng.randint(3, 7))
-            elif item.type == ItemType.SINGLE_CHOICE:
-                form[name] = rng.choice(item.choices).code
-            elif item.type == ItemType.SEVERITY_CHECKLIST:
-                for term in item.terms:
-                    severity = "none"
-                    if term.code == "headache" and rng.random() < 0.12:
-                        severity = "mild"
-                    elif term.code == "dizziness" and rng.random() < 0.10:
-                        severity = "mild"
-                    form[field_name(instrument, item, term.code)] = severity
+    form = _form(protocol, timepoint, rng, vas=vas)
     participant = period.participant
     record_submission(assessment, form, now=at, actor=audit.participant_actor(participant), device_time=at.isoformat())
     result.submissions += 1

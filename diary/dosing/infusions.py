@@ -25,6 +25,41 @@ from ..vocabulary import AuditAction, ParticipantStatus
 from .assessments import state_of_assessment
 
 
+def refuse_without_infusions(protocol) -> None:
+    """A protocol anchored to randomization has no infusion to plan, record or correct."""
+    if not protocol.has_infusions:
+        raise Refused(
+            "This protocol has no infusions: its schedule counts from randomization (day 1 is the randomization date).",
+            status=409,
+        )
+
+
+def start_at_randomization(participant: Participant, *, actor: str, now: datetime) -> Period:
+    """A protocol without infusions: period 1's schedule counts from randomization (``now``, the
+    enrolment): day 1 is the randomization date, so the anchor is that date's start on the
+    participant's clock and every time point (its evening entry included) falls after it. The
+    assessments exist from the start. Audited as the period's anchor."""
+    version = participant.study.current_protocol_version
+    period = participant.periods[0]
+    tz = ZoneInfo(participant.timezone)
+    day_one = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    period.dose_start = day_one.replace(tzinfo=tz, fold=0).astimezone(now.tzinfo)
+    period.dose_recorded_at = now
+    _materialise(period, participant, version, None)
+    audit.record(
+        actor=actor,
+        action=AuditAction.RECORD_DOSE,
+        entity="period",
+        entity_id=period.id,
+        participant_id=participant.id,
+        field="period 1 dose_start",
+        now=now,
+        new=period.dose_start.isoformat(),
+        reason=f"day 1 is the randomization date ({day_one:%Y-%m-%d}); the protocol has no infusions",
+    )
+    return period
+
+
 def _checked_period(participant: Participant, period_number: int, protocol) -> tuple[Period, dict]:
     """The participant's periods, locked and read afresh for this transaction.
 
@@ -33,6 +68,7 @@ def _checked_period(participant: Participant, period_number: int, protocol) -> t
     runs one writer at a time.
     """
     refuse_if_locked(participant.study)
+    refuse_without_infusions(protocol)
     if participant.status != ParticipantStatus.ACTIVE:
         raise Refused(
             f"This participant has {'withdrawn' if participant.status == ParticipantStatus.WITHDRAWN else 'stopped their infusions'}; "

@@ -69,12 +69,14 @@ def analysis_programs(protocol) -> list[Path]:
 
 def starter_program(protocol, program: Path) -> str:
     """A starter program for this protocol: written for the shipped one's names (the table
-    fatigue_endpoints, the primary endpoint pct_change_d3), which are replaced by the protocol's."""
+    fatigue_endpoints, the primary endpoint pct_change_d3, the baseline baseline_vas), which are
+    replaced by the protocol's."""
     plan = protocol.endpoints
     return (
         program.read_text(encoding="utf-8")
         .replace("fatigue_endpoints", plan.endpoints_table)
         .replace("pct_change_d3", plan.primary)
+        .replace("baseline_vas", f"baseline_{plan.name}")
     )
 
 
@@ -84,6 +86,8 @@ def table_order(protocol) -> list[str]:
     order = list(TABLE_ORDER)
     if plan is not None:
         order[2:2] = [plan.endpoints_table, plan.timecourse_table]
+    if any(instrument.score for instrument in protocol.instruments.values()):
+        order[2:2] = ["scores"]
     return order
 
 

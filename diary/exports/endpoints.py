@@ -73,7 +73,7 @@ def endpoint_columns(plan: EndpointPlan) -> list[str]:
     columns += [responder.name for responder in plan.responders]
     if plan.auc is not None:
         columns.append(plan.auc.name)
-    columns += [f"hours_from_dose_{code}" for code in at]
+    columns += [f"{plan.hours_stem}_{code}" for code in at]
     if plan.auc is not None:
         columns.append("auc_n_points")
     return columns
@@ -130,7 +130,7 @@ def compute_endpoints(
         result[auc.name] = _round(area, 1)
     for code in plan.at:
         entry = values.get(code)
-        result[f"hours_from_dose_{code.lower()}"] = None if entry is None else _round(entry[0], 2)
+        result[f"{plan.hours_stem}_{code.lower()}"] = None if entry is None else _round(entry[0], 2)
     if auc is not None:
         result["auc_n_points"] = n_points
     return result

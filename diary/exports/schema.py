@@ -522,6 +522,12 @@ def protocol_allowed(protocol) -> dict[tuple[str | None, str], str]:
         (None, "item"): listed(item.id for i in response_instruments for item in i.items),
         (None, "value"): listed(values),
         (None, "term"): listed(terms + ["other"]),
+        ("scores", "instrument"): listed(name for name, i in protocol.instruments.items() if i.score),
+        ("scores", "score"): listed(
+            f"{name}.{i.score.name} = {' + '.join(item if item not in i.score.reverse else f'reversed {item}' for item in i.score.items)}"
+            for name, i in protocol.instruments.items()
+            if i.score
+        ),
     }
 
 
@@ -563,10 +569,40 @@ def tables_for(protocol) -> dict[str, list[Column]]:
         if table == "participants":
             columns = [_participants_column(column, plan) for column in columns]
         tables[table] = columns
+        if table == "responses" and any(i.score for i in protocol.instruments.values()):
+            tables["scores"] = SCORES
         if table == "responses" and plan is not None:
             tables[plan.endpoints_table] = endpoints_columns(plan)
             tables[plan.timecourse_table] = timecourse_columns(plan)
     return tables
+
+
+SCORES = [
+    PARTICIPANT,
+    SEQUENCE,
+    PERIOD,
+    TREATMENT_CODE,
+    TREATMENT,
+    TIMEPOINT,
+    TIMEPOINT_ORDER,
+    Column(
+        "instrument", STRING, "The scale (an instrument of the protocol that declares a score).", allowed=FROM_PROTOCOL
+    ),
+    Column("score", STRING, "The score's name, as the protocol declares it (e.g. total).", allowed=FROM_PROTOCOL),
+    Column(
+        "value",
+        INTEGER,
+        "The sum of the score's items, each reverse-scored item counted as its range's top minus the "
+        "answer (the protocol's score.reverse), from the values as they stand (after any change). "
+        "Empty unless every item of the score is answered.",
+    ),
+    Column("items_answered", INTEGER, "How many of the score's items were answered.", unit="count"),
+    Column("items", INTEGER, "How many items the score adds up.", unit="count"),
+    Column("min", INTEGER, "The lowest value the score can take."),
+    Column("max", INTEGER, "The highest value the score can take."),
+    Column("collected_utc", DATETIME, "When the answers were given (ISO 8601, UTC).", unit="UTC"),
+    DUMMY,
+]
 
 
 def _participants_column(column: Column, plan) -> Column:
@@ -690,7 +726,7 @@ def endpoints_columns(plan) -> list[Column]:
                 auc.name,
                 NUMBER,
                 f"Trapezoidal area under the {'% change' if pct else 'change'} curve over hours 0-{hours} "
-                f"after the infusion start, using actual entry times, with {' and '.join(plan.baseline)} at "
+                f"after {plan.anchor_words}, using actual entry times, with {' and '.join(plan.baseline)} at "
                 f"{'0%' if pct else '0'} at hour 0; entries after {hours} h are interpolated to {hours} h, and the last "
                 f"value before {hours} h is carried to {hours} h. Empty when the baseline is missing"
                 f"{' or 0' if pct else ''}{needs}{fewer}.",
@@ -701,9 +737,9 @@ def endpoints_columns(plan) -> list[Column]:
     for code in plan.at:
         columns.append(
             Column(
-                f"hours_from_dose_{code.lower()}",
+                f"{plan.hours_stem}_{code.lower()}",
                 NUMBER,
-                f"Hours from the infusion start to when the {code} "
+                f"Hours from {plan.anchor_words} to when the {code} "
                 f"answers were given (collected_utc), as used in the endpoints. Empty when {plan.name}_{code.lower()} is.",
                 unit="hours",
                 precision="rounded to 2 decimals (the endpoints use the exact time)",
@@ -728,7 +764,7 @@ def endpoints_columns(plan) -> list[Column]:
             Column(
                 "auc_n_points",
                 INTEGER,
-                f"Measured post-dose points the AUC stands on (up to {_hours_text(plan)} h, plus the "
+                f"Measured {'post-dose' if plan.anchor == 'infusion' else 'post-randomization'} points the AUC stands on (up to {_hours_text(plan)} h, plus the "
                 "first one after it, towards which the curve is interpolated). Empty when the AUC is.",
                 unit="count",
             )
@@ -800,9 +836,9 @@ def timecourse_columns(plan) -> list[Column]:
         Column(name, INTEGER, f"{plan.label} at this time point as entered. Empty when not entered.", unit=plan.unit),
         *(changes[kind] for kind in plan.changes),
         Column(
-            "hours_from_dose",
+            plan.hours_stem,
             NUMBER,
-            "Hours from the infusion start to when the answers were given "
+            f"Hours from {plan.anchor_words} to when the answers were given "
             "(negative before it). Empty when nothing was entered.",
             unit="hours",
             precision="rounded to 2 decimals",

@@ -437,6 +437,44 @@ def timecourse_table(ctx: ExportContext):
             )
 
 
+def scores(ctx: ExportContext):
+    """Each declared scale total (``Instrument.score``) of each entry that asked the scale: the
+    sum of its items with the reversed ones turned round, from the values as they stand now.
+    Empty when an item is unanswered. Written only for a protocol that declares a score."""
+    scored = {name: i for name, i in ctx.protocol.instruments.items() if i.score is not None}
+    if not scored:
+        return
+    query = responses_query(ctx, list(scored)).order_by(
+        Participant.code, Period.number, Assessment.target, ItemValue.instrument, ItemValue.id
+    )
+    for (code, sequence, number, treatment, _dose, timepoint, instrument), group in groupby(
+        ctx.stream(query), key=lambda r: tuple(r[:7])
+    ):
+        rows = list(group)
+        answers = {row.item: row.value for row in rows}
+        scale = scored[instrument]
+        low, high = scale.score_range()
+        shown_sequence, treatment_code, name = ctx.allocation(code, sequence, number, treatment)
+        yield (
+            code,
+            shown_sequence,
+            number,
+            treatment_code,
+            name,
+            timepoint,
+            ctx.order.get(timepoint),
+            instrument,
+            scale.score.name,
+            scale.score_of(answers),
+            sum(1 for item in scale.score.items if answers.get(item) not in (None, "")),
+            len(scale.score.items),
+            low,
+            high,
+            rows[0].collected_at,
+            ctx.dummy,
+        )
+
+
 def side_effects(ctx: ExportContext):
     if ctx.without_side_effects:
         return
@@ -687,6 +725,7 @@ def audit_reviews(ctx: ExportContext):
 BUILDERS = {
     "assessments": assessments,
     "responses": responses,
+    "scores": scores,
     "side_effects": side_effects,
     "adherence": adherence,
     "participants": participants,

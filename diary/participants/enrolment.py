@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..dosing.infusions import start_at_randomization
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
@@ -240,6 +241,8 @@ def enroll(
             now=now,
             new=f"site={slot.site} position={slot.position} sequence={slot.sequence}",
         )
+    if not protocol.has_infusions:  # day 1 is the randomization date: the diary starts now
+        start_at_randomization(participant, actor=actor, now=now)
     return participant, token
 
 

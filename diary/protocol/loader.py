@@ -14,6 +14,7 @@ import yaml
 
 from ..vocabulary import ItemType
 from .model import (
+    ANCHORS,
     CHANGES,
     FOLLOW_UP_RULES,
     ITEM_TYPES,
@@ -30,6 +31,7 @@ from .model import (
     Protocol,
     ReminderRules,
     Responder,
+    Score,
     Text,
     TimePoint,
     Window,
@@ -50,6 +52,11 @@ class ProtocolError(ValueError):
 
 def shipped_protocol_path(name: str) -> Path:
     return SHIPPED / f"{name}.yaml"
+
+
+def shipped_protocols() -> list[str]:
+    """The names of the protocols the diary ships (``flask diary demo --protocol NAME``)."""
+    return sorted(path.stem for path in SHIPPED.glob("*.yaml"))
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -126,6 +133,12 @@ class _Builder:
         periods = self.require(data, "periods", "", int) or 0
         if periods < 1:
             self.fail("periods", "must be at least 1")
+        anchor = data.get("anchor", "infusion")
+        if anchor not in ANCHORS:
+            self.fail("anchor", f"must be one of {', '.join(ANCHORS)}")
+            anchor = "infusion"
+        elif anchor == "randomization" and periods != 1:
+            self.fail("anchor", "randomization anchors one period: a study without infusions has periods: 1")
         treatments = self.treatments(data.get("treatments"))
         doses = self.doses(data.get("treatments"))
         sequences = self.sequences(data.get("sequences"), treatments, periods)
@@ -133,6 +146,7 @@ class _Builder:
         if not isinstance(min_days, int) or isinstance(min_days, bool) or min_days < 0:
             self.fail("min_days_between_doses", "must be a whole number of days, 0 or more")
             min_days = 0
+        self.anchor = anchor
         instruments = self.instruments(data.get("instruments"))
         timepoints = self.timepoints(data.get("timepoints"), instruments, periods, min_days)
         reminders = self.reminders(data.get("reminders", {}))
@@ -184,6 +198,7 @@ class _Builder:
             doses=doses,
             languages=self.languages,
             endpoints=self.endpoints(data.get("endpoints"), instruments, timepoints),
+            anchor=anchor,
         )
 
     def text(self, value, path) -> str:
@@ -289,6 +304,7 @@ class _Builder:
                 id=str(name),
                 title=self.text(spec.get("title", name), f"instruments.{name}.title"),
                 items=tuple(items),
+                score=self.score(spec.get("score"), items, path),
                 side_effects=any(item.type == ItemType.SEVERITY_CHECKLIST for item in items),
                 may_reveal_treatment=(
                     any(item.type == ItemType.SEVERITY_CHECKLIST for item in items)
@@ -296,6 +312,33 @@ class _Builder:
                 ),
             )
         return result
+
+    def score(self, spec, items, path) -> Score | None:
+        """An instrument's declared total: its name, the items summed, the ones reversed."""
+        if spec is None:
+            return None
+        path = f"{path}.score"
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            self.fail(path, "must be {name: total, items: [ITEM, ...], reverse: [ITEM, ...]}")
+            return None
+        numeric = {item.id for item in items if item.type in (ItemType.VAS, ItemType.NRS)}
+        summed = spec.get("items")
+        if not isinstance(summed, list) or len(summed) < 2:
+            self.fail(f"{path}.items", "must list the two or more items the total adds up")
+            summed = []
+        for name in summed:
+            if name not in numeric:
+                self.fail(f"{path}.items", f"'{name}' is not a vas or nrs item of this instrument")
+        reverse = spec.get("reverse", []) or []
+        if not isinstance(reverse, list):
+            self.fail(f"{path}.reverse", "must list items of the score")
+            reverse = []
+        for name in reverse:
+            if name not in summed:
+                self.fail(f"{path}.reverse", f"'{name}' is not one of the score's items")
+        if spec["name"] in {item.id for item in items}:
+            self.fail(f"{path}.name", f"'{spec['name']}' is already an item of this instrument")
+        return Score(name=spec["name"], items=tuple(str(n) for n in summed), reverse=tuple(str(n) for n in reverse))
 
     def flag(self, spec: dict, key: str, path: str) -> bool:
         value = spec.get(key, False)
@@ -445,6 +488,13 @@ class _Builder:
                     offline_grace=offline_grace,
                 )
             )
+        if self.anchor == "randomization":
+            for timepoint in result:
+                if timepoint.window.open.nominal < timedelta(0):
+                    self.fail(
+                        f"timepoints ({timepoint.code}).window.open",
+                        "opens before randomization, which anchors this protocol (nothing comes before day 1)",
+                    )
         targets = [tp.target.nominal for tp in result]
         if targets != sorted(targets):
             self.fail("timepoints", "must be listed in order of their target time")
@@ -619,6 +669,7 @@ class _Builder:
             split=split,
             unit=unit,
             negative=str(measure.get("negative", "")),
+            anchor=self.anchor,
         )
 
 

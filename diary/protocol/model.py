@@ -12,6 +12,7 @@ ITEM_TYPES = tuple(ItemType)
 SETTINGS = ("clinic", "home", "clinic_or_home")
 
 _OFFSET = re.compile(r"^([+-]?)(\d+)\s*(m|min|h|d)$")
+_CLOCK_OFFSET = re.compile(r"^(\d+)\s*d\s*@\s*(\d{1,2}):(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -24,29 +25,43 @@ class Offset:
 
     amount: int
     unit: str  # "m", "h" or "d"
+    # "HH:MM" for a day offset at a clock time ("6d@18:00": six calendar days after the anchor's
+    # date, at 18:00 on the participant's clock), as a daily diary's evening entry needs.
+    clock: str | None = None
 
     @classmethod
     def parse(cls, text) -> Offset:
         if isinstance(text, int) and text == 0:
             return cls(0, "m")
+        clocked = _CLOCK_OFFSET.match(str(text).strip())
+        if clocked:
+            days, hours, minutes = (int(part) for part in clocked.groups())
+            if hours > 23 or minutes > 59:
+                raise ValueError(f"'{text}' names no clock time (00:00 to 23:59)")
+            return cls(days, "d", f"{hours:02d}:{minutes:02d}")
         match = _OFFSET.match(str(text).strip())
         if not match:
-            raise ValueError(f"'{text}' is not an offset like -60m, 24h or 7d")
+            raise ValueError(f"'{text}' is not an offset like -60m, 24h, 7d or 6d@18:00")
         sign, number, unit = match.groups()
         amount = -int(number) if sign == "-" else int(number)
         return cls(amount, "m" if unit == "min" else unit)
 
     @property
     def nominal(self) -> timedelta:
-        """The offset as elapsed time, ignoring daylight saving (for ordering and checks)."""
-        return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[self.unit] * self.amount
+        """The offset as elapsed time, ignoring daylight saving (for ordering and checks). A clock
+        offset counts from the anchor's midnight (its protocol anchors on a date)."""
+        base = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[self.unit] * self.amount
+        if self.clock is None:
+            return base
+        hours, minutes = self.clock.split(":")
+        return base + timedelta(hours=int(hours), minutes=int(minutes))
 
     @property
     def nominal_minutes(self) -> int:
         return int(self.nominal.total_seconds() // 60)
 
     def __str__(self) -> str:
-        return f"{self.amount}{self.unit}"
+        return f"{self.amount}{self.unit}" + (f"@{self.clock}" if self.clock else "")
 
 
 class Text(str):
@@ -116,6 +131,17 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Score:
+    """A multi-item scale's total the protocol declares: the sum of ``items``, each of
+    ``reverse`` counted the other way round (its range's top minus the answer). Undefined
+    unless every item is answered."""
+
+    name: str
+    items: tuple[str, ...]
+    reverse: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Instrument:
     id: str
     title: str
@@ -126,6 +152,27 @@ class Instrument:
     # dissociation, the participants' guesses), whatever the software hides: the data
     # dictionary says so, and an export --without-side-effects leaves them out.
     may_reveal_treatment: bool = False
+    score: Score | None = None
+
+    def score_of(self, answers: dict[str, str]) -> int | None:
+        """The declared total from {item id: answer}, or None (no score, or an item unanswered)."""
+        if self.score is None:
+            return None
+        total = 0
+        for item in self.items:
+            if item.id not in self.score.items:
+                continue
+            answer = answers.get(item.id)
+            if answer is None or answer == "" or not str(answer).lstrip("-").isdigit():
+                return None
+            value = int(answer)
+            total += item.range[1] - value if item.id in self.score.reverse else value
+        return total
+
+    def score_range(self) -> tuple[int, int]:
+        """The lowest and highest total the score can take."""
+        items = [item for item in self.items if self.score and item.id in self.score.items]
+        return sum(item.range[0] for item in items), sum(item.range[1] for item in items)
 
 
 @dataclass(frozen=True)
@@ -164,6 +211,10 @@ class ReminderRules:
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"
 
+
+# What the schedule counts from: each period's infusion start (recorded by the study team), or,
+# for a study without infusions, randomization (day 1 is the randomization date).
+ANCHORS = ("infusion", "randomization")
 
 FOLLOW_UP_RULES = ("missed_timepoint", "missed_in_a_row", "silent", "severe_unreviewed")
 
@@ -253,6 +304,17 @@ class EndpointPlan:
     unit: str = ""
     # What a negative change means, in the dictionary's words ("negative = less fatigue").
     negative: str = ""
+    # What the hours count from: the protocol's anchor (``ANCHORS``).
+    anchor: str = "infusion"
+
+    @property
+    def hours_stem(self) -> str:
+        """The hours columns' stem: hours_from_dose_<tp>, or hours_from_randomization_<tp>."""
+        return "hours_from_dose" if self.anchor == "infusion" else "hours_from_randomization"
+
+    @property
+    def anchor_words(self) -> str:
+        return "the infusion start" if self.anchor == "infusion" else "the start of day 1 (the randomization date)"
 
     @property
     def primary(self) -> str:
@@ -301,6 +363,13 @@ class Protocol:
     languages: tuple[str, ...] = ("en",)
     # The declared endpoints (``EndpointPlan``); None for a protocol that declares none.
     endpoints: EndpointPlan | None = None
+    # What the schedule counts from (``ANCHORS``).
+    anchor: str = "infusion"
+
+    @property
+    def has_infusions(self) -> bool:
+        """Whether the study team records infusions; else day 1 is the randomization date."""
+        return self.anchor == "infusion"
 
     def timepoint(self, code: str) -> TimePoint:
         for timepoint in self.timepoints:

@@ -25,7 +25,8 @@ def apply_offset(dose_start: datetime, offset: Offset, tz: ZoneInfo) -> datetime
     """The UTC instant ``offset`` after ``dose_start``.
 
     Minutes and hours count elapsed time. Days move the local calendar date and keep the local
-    clock time, so a 09:00 infusion has its Day 7 at 09:00 even across a daylight-saving change.
+    clock time, so a 09:00 infusion has its Day 7 at 09:00 even across a daylight-saving change;
+    a clock offset ("6d@18:00") sets the local clock time on that date instead.
     A local time that does not exist (spring forward) resolves to the instant just after the gap.
     """
     if dose_start.tzinfo is None:
@@ -34,6 +35,9 @@ def apply_offset(dose_start: datetime, offset: Offset, tz: ZoneInfo) -> datetime
         return (dose_start + offset.nominal).astimezone(UTC)
     local = dose_start.astimezone(tz)
     wall = local.replace(tzinfo=None) + timedelta(days=offset.amount)
+    if offset.clock is not None:  # "6d@18:00": that calendar day, at that clock time
+        hours, minutes = offset.clock.split(":")
+        wall = wall.replace(hour=int(hours), minute=int(minutes), second=0, microsecond=0)
     return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 

@@ -44,6 +44,7 @@ def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> byt
     for row in rows:
         protocol = protocols[row.protocol_version_id]
         timepoint = protocol.timepoint(row.timepoint)
+        with_infusions = protocol.has_infusions
         if timepoint.setting not in protocol.reminders.settings:
             continue  # clinic time points are done with the study team, not from a calendar alarm
         if row.state not in (AssessmentState.UPCOMING, AssessmentState.OPEN):
@@ -58,7 +59,12 @@ def _calendar_feed(participant: Participant, *, link: str, now: datetime) -> byt
         event.add("dtstart", row.window_open)
         event.add("dtend", row.window_close)
         label = in_language(row.participant_label, language)
-        event.add("summary", _("Diary: Infusion %(number)s · %(label)s", number=row.period, label=label))
+        event.add(
+            "summary",
+            _("Diary: Infusion %(number)s · %(label)s", number=row.period, label=label)
+            if with_infusions
+            else _("Diary: %(label)s", label=label),
+        )
         event.add(
             "description",
             _(

@@ -346,11 +346,9 @@ def _send_batch(ids, now, email, push, result, recorder, hold: Claim) -> None:
             continue
         protocol = protocols[row.protocol_version_id]
         with force_locale(row.language):
-            label = _(
-                "Infusion %(number)s · %(label)s",
-                number=row.period,
-                label=in_language(protocol.timepoint(row.timepoint).participant_label, row.language),
-            )
+            label = in_language(protocol.timepoint(row.timepoint).participant_label, row.language)
+            if protocol.has_infusions:  # else day 1 is the randomization date: no infusion to number
+                label = _("Infusion %(number)s · %(label)s", number=row.period, label=label)
             closes = local_when(row.window_close, row.timezone, now, row.language)
         message = Message(
             kind=row.kind,

@@ -32,15 +32,19 @@ class ParticipantRecord:
     events: list[AuditEvent]
 
 
-def vas_series(rows: list[AssessmentRow], vas_item: tuple[str, str]) -> dict[str, list[Point]]:
-    """Fatigue VAS by infusion, at hours from the infusion start of each entry."""
+def vas_series(
+    rows: list[AssessmentRow], vas_item: tuple[str, str], name: str = "VAS", period_word: str = "Infusion"
+) -> dict[str, list[Point]]:
+    """The endpoints' measure (the fatigue VAS) by period, at hours from each period's anchor."""
     series: dict[str, list[Point]] = {}
     for row in rows:
         value = row.values.get(vas_item)
         if value is None or row.dose_start is None or row.collected_at is None:
             continue
         hours = (row.collected_at - row.dose_start).total_seconds() / 3600
-        series.setdefault(f"Infusion {row.period}", []).append(Point(hours, int(value), f"{row.timepoint} VAS {value}"))
+        series.setdefault(f"{period_word} {row.period}", []).append(
+            Point(hours, int(value), f"{row.timepoint} {name} {value}")
+        )
     return series
 
 
@@ -70,12 +74,33 @@ def participant_record(participant: Participant, now: datetime, blinding: Blindi
     events the blinding guard lets ``blinding``'s reader see)."""
     timeline = assessments.load(now, participant_ids=[participant.id], with_values=True)
     protocol = protocol_of(participant.study.current_protocol_version)
-    series = vas_series(timeline, protocol.vas_item())
-    chart = (
-        line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion", y_label="fatigue VAS (0-100)")
-        if series
-        else None
-    )
+    plan = protocol.endpoints
+    if plan is None or plan.name == "vas":  # the shipped protocol's chart, as it was
+        series = vas_series(timeline, protocol.vas_item())
+        chart = (
+            line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion", y_label="fatigue VAS (0-100)")
+            if series
+            else None
+        )
+    else:
+        series = vas_series(
+            timeline,
+            (plan.instrument, plan.item),
+            plan.name.upper(),
+            "Infusion" if protocol.has_infusions else "Period",
+        )
+        top = 10 if plan.unit.startswith("points") else 100
+        chart = (
+            line_chart(
+                series,
+                title=f"{plan.label} of {participant.code}",
+                y_label=f"{plan.label} ({plan.unit})",
+                y_range=(0, top),
+                y_ticks=tuple(range(0, top + 1, top // 5 if top >= 5 else 1)),
+            )
+            if series
+            else None
+        )
     reports = db.session.scalars(
         select(SideEffectReport)
         .join(Period)

@@ -26,7 +26,7 @@ from flask import (
 from flask_babel import force_locale
 from sqlalchemy import case, func, select
 
-from ..dosing.infusions import plan_dose, record_dose
+from ..dosing.infusions import plan_dose, record_dose, refuse_without_infusions
 from ..entries.change_requests import decide, may_decide, open_request, open_requests
 from ..entries.corrections import PARTICIPANT_VALUE, correct_value, correctable_items, stored_item_id
 from ..entries.recording import InvalidAnswers, field_name, record_submission
@@ -293,6 +293,7 @@ def participant(code):
         answers=lambda values: staff_answers(protocol, values),
         reason_form=ReasonForm(),
         periods=participant.periods,
+        with_infusions=protocol.has_infusions,
         now=now,
     )
 
@@ -582,6 +583,10 @@ def _dosing_page(code: str, number: int, planning: bool):
     """Plan an infusion ahead, or record (correct) its actual start: one form, two rules."""
     participant = _participant(code)
     period = _period_of(participant, number)
+    try:
+        refuse_without_infusions(protocol_of(participant.study.current_protocol_version))
+    except Refused as refusal:
+        return render_error(refusal.status, refusal.message)
     form = DoseForm()
     shown = period.planned_start if planning else period.dose_start
     if request.method == "GET" and shown is not None:

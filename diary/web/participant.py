@@ -103,6 +103,22 @@ def participant_required(view):
     return wrapped
 
 
+@bp.context_processor
+def _entry_words():
+    """How an entry is named to its participant: "Infusion 2 · Day 3" in a study with infusions,
+    "Day 3" in one anchored to randomization (no infusion to number)."""
+    participant = g.get("participant")
+    with_infusions = participant is None or protocol_of(participant.study.current_protocol_version).has_infusions
+
+    def entry_title(number, label) -> str:
+        label = in_language(label, participant.language if participant else None)
+        if with_infusions:
+            return _("Infusion %(number)s · %(label)s", number=number, label=label)
+        return label
+
+    return {"with_infusions": with_infusions, "entry_title": entry_title}
+
+
 # --- Link and PIN ------------------------------------------------------------------------------
 
 
