@@ -48,6 +48,28 @@ def vas_series(
     return series
 
 
+def _measure_chart(protocol, timeline: list[AssessmentRow], code: str) -> str | None:
+    """The endpoints' measure by period (the fatigue VAS by infusion, in the shipped protocol)."""
+    plan = protocol.endpoints
+    if plan is None:
+        return None
+    item = next(i for i in protocol.instruments[plan.instrument].items if i.id == plan.item)
+    low, high = item.range
+    period_word = "infusion" if protocol.has_infusions else "period"
+    series = vas_series(timeline, (plan.instrument, plan.item), plan.name.upper(), period_word.capitalize())
+    if not series:
+        return None
+    label = plan.label[:1].lower() + plan.label[1:]
+    ticks = (0, 25, 50, 75, 100) if item.type == ItemType.VAS else tuple(range(low, high + 1, 2))
+    return line_chart(
+        series,
+        title=f"{plan.label} of {code} by {period_word}",
+        y_label=f"{label} ({low}-{high})",
+        y_range=(low, high),
+        y_ticks=ticks,
+    )
+
+
 def staff_answers(protocol, values: dict[tuple[str, str], str], language: str = "en") -> list[tuple[str, str]]:
     """An entry's answers as staff read them: (the instrument's title, the answer by its label),
     in English unless ``language`` (a site's archive); the side-effect checklist is listed with
@@ -74,33 +96,7 @@ def participant_record(participant: Participant, now: datetime, blinding: Blindi
     events the blinding guard lets ``blinding``'s reader see)."""
     timeline = assessments.load(now, participant_ids=[participant.id], with_values=True)
     protocol = protocol_of(participant.study.current_protocol_version)
-    plan = protocol.endpoints
-    if plan is None or plan.name == "vas":  # the shipped protocol's chart, as it was
-        series = vas_series(timeline, protocol.vas_item())
-        chart = (
-            line_chart(series, title=f"Fatigue VAS of {participant.code} by infusion", y_label="fatigue VAS (0-100)")
-            if series
-            else None
-        )
-    else:
-        series = vas_series(
-            timeline,
-            (plan.instrument, plan.item),
-            plan.name.upper(),
-            "Infusion" if protocol.has_infusions else "Period",
-        )
-        top = 10 if plan.unit.startswith("points") else 100
-        chart = (
-            line_chart(
-                series,
-                title=f"{plan.label} of {participant.code}",
-                y_label=f"{plan.label} ({plan.unit})",
-                y_range=(0, top),
-                y_ticks=tuple(range(0, top + 1, top // 5 if top >= 5 else 1)),
-            )
-            if series
-            else None
-        )
+    chart = _measure_chart(protocol, timeline, participant.code)
     reports = db.session.scalars(
         select(SideEffectReport)
         .join(Period)
