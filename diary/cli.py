@@ -22,7 +22,7 @@ from .models import Participant, now_utc
 from .operations.backups import backup_sqlite
 from .protocol import ProtocolError
 from .study.blinding import OPERATOR
-from .vocabulary import ActorKind, AuditAction, ExportFormat, Role, Sex
+from .vocabulary import ActorKind, AmendmentState, AuditAction, ExportFormat, Role, Sex
 
 diary_cli = AppGroup("diary", help="Run and manage the diary.")
 
@@ -63,6 +63,8 @@ def init_command():
         study, new_version = ensure_study()
     except ProtocolError as error:
         fail(f"the protocol cannot be loaded:\n{error}")
+    except Refused as refusal:
+        fail(refusal.message)
     if new_version:
         version = study.current_protocol_version
         audit.record(
@@ -509,6 +511,76 @@ def protocol_preview_command(path, tz_name, start, every_days):
     except ValueError:
         raise click.BadParameter('give it as "YYYY-MM-DD HH:MM"', param_hint="--start") from None
     click.echo(preview_text(preview(protocol, tz_name, first, every_days)))
+
+
+def _staff_by_email(email: str):
+    from sqlalchemy import select
+
+    from .models import StaffUser
+
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if user is None or not user.active:
+        fail(f"No active staff account {email}.")
+    return user
+
+
+@protocol_cli.command("amend")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--reason", required=True, help="Why (the ethics committee's approval, or the reason).")
+@click.option("--by", "email", required=True, help="The admin proposing it (their staff e-mail).")
+def protocol_amend_command(path, reason, email):
+    """Propose an amendment of the running protocol: prints every change, classified. An additive
+    one applies at once; a critical one waits for a second person (protocol approve)."""
+    from .dosing.amendments import propose_amendment
+    from .study.trial import require_study
+
+    proposer = _staff_by_email(email)
+    study = require_study()
+    try:
+        amendment = propose_amendment(
+            study,
+            Path(path).read_text(encoding="utf-8"),
+            reason=reason,
+            actor=audit.staff_actor(proposer),
+            proposed_by=proposer,
+            now=now_utc(),
+        )
+    except Refused as refusal:
+        db.session.rollback()
+        fail(refusal.message)
+    db.session.commit()
+    for line in amendment.changes.splitlines():
+        click.echo(f"  {line}")
+    if amendment.state == AmendmentState.APPLIED:
+        click.echo(
+            f"Amendment {amendment.id} ({amendment.classification}) applied: version {amendment.version} is current."
+        )
+    else:
+        click.echo(
+            f"Amendment {amendment.id} is critical: it waits for a second person's approval "
+            f"(flask diary protocol approve {amendment.id} --by EMAIL, or the Protocol page)."
+        )
+
+
+@protocol_cli.command("approve")
+@click.argument("amendment_id", type=int)
+@click.option("--by", "email", required=True, help="The approver (an admin or investigator, not the proposer).")
+def protocol_approve_command(amendment_id, email):
+    """Approve (and so apply) a critical amendment: a second person's decision."""
+    from .dosing.amendments import approve_amendment
+    from .models import ProtocolAmendment
+
+    approver = _staff_by_email(email)
+    amendment = db.session.get(ProtocolAmendment, amendment_id)
+    if amendment is None:
+        fail(f"No amendment {amendment_id}.")
+    try:
+        version = approve_amendment(amendment, approver=approver, actor=audit.staff_actor(approver), now=now_utc())
+    except Refused as refusal:
+        db.session.rollback()
+        fail(refusal.message)
+    db.session.commit()
+    click.echo(f"Amendment {amendment_id} approved by {approver.email}: version {version.version} is current.")
 
 
 @diary_cli.command("send-reminders")

@@ -16,11 +16,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -28,6 +30,8 @@ from sqlalchemy.types import TypeDecorator
 from .extensions import db
 from .i18n import LANGUAGES
 from .vocabulary import (
+    AmendmentClass,
+    AmendmentState,
     ChangeRequestState,
     ChangeRequestType,
     DecidedBy,
@@ -597,6 +601,46 @@ class AuditReview(db.Model):
     reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     reviewed_by: Mapped[StaffUser] = relationship()
+
+
+class ProtocolAmendment(db.Model):
+    """A new version of the running protocol as proposed: its text, why, what it changes (each
+    change classified, ``protocol.diff``), who proposed it and, for a critical one, who else
+    approved it. Applying it adds the ``ProtocolVersion`` it names."""
+
+    __table_args__ = (
+        CheckConstraint(sql_in("state", AmendmentState), name="state"),
+        CheckConstraint(sql_in("classification", AmendmentClass), name="classification"),
+        # One amendment waits at a time: two proposed at once, the database keeps one.
+        Index(
+            "ix_protocol_amendment_one_waiting",
+            "study_id",
+            unique=True,
+            sqlite_where=text("state = 'proposed'"),
+            postgresql_where=text("state = 'proposed'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    base_version_id: Mapped[int] = mapped_column(ForeignKey("protocol_version.id"))
+    version: Mapped[str] = mapped_column(String(40))
+    source_text: Mapped[str] = mapped_column(Text, deferred=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    classification: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[str] = mapped_column(Text)  # one classified change a line
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(300))  # the audit actor
+    proposed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    approved_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("staff_user.id"))
+    approved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    applied_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("protocol_version.id"))
+    applied_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    proposer: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[proposed_by_id])
+    approver: Mapped[Optional[StaffUser]] = relationship(foreign_keys=[approved_by_id])
 
 
 class SiteArchive(db.Model):

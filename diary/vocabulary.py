@@ -148,6 +148,21 @@ class Split(StrEnum):
     POOLED = "pooled"  # everyone together
 
 
+class AmendmentState(StrEnum):
+    """Where a proposed protocol amendment stands."""
+
+    PROPOSED = "proposed"  # a critical one, waiting for a second person's approval
+    APPLIED = "applied"  # the study's current version from then on
+    WITHDRAWN = "withdrawn"
+
+
+class AmendmentClass(StrEnum):
+    """How much an amendment changes (``protocol.diff``): additive ones apply at once."""
+
+    ADDITIVE = "additive"
+    CRITICAL = "critical"
+
+
 class ReviewState(StrEnum):
     """Where a side-effect report stands with the study team."""
 
@@ -313,6 +328,11 @@ class AuditAction(StrEnum):
     """What an audit event records (``audit.record`` refuses any other word)."""
 
     ACKNOWLEDGE_SIDE_EFFECT = "acknowledge_side_effect"
+    APPLY_AMENDMENT = "apply_amendment"
+    APPROVE_AMENDMENT = "approve_amendment"
+    PROPOSE_AMENDMENT = "propose_amendment"
+    REWINDOW_BY_AMENDMENT = "rewindow_by_amendment"
+    WITHDRAW_AMENDMENT = "withdraw_amendment"
     ASSIGN_RANDOMIZATION_SLOT = "assign_randomization_slot"
     BREAK_CODE = "break_code"
     CHANGE_ACTIVE = "change_active"
@@ -443,4 +463,6 @@ TEMPLATE_GLOBALS = {
     "ExportFormat": ExportFormat,
     "SignatureStatus": SignatureStatus,
     "SIGNATURE_TEXT": SIGNATURE_TEXT,
+    "AmendmentState": AmendmentState,
+    "AmendmentClass": AmendmentClass,
 }

@@ -35,14 +35,42 @@ def demo_bundle(study, tmp_path):
     return out
 
 
+# Added since the golden copy, deliberately: the protocol version each entry was scheduled under
+# (issue 31's amendments). The comparison takes it out again; nothing else may differ.
+ADDED_COLUMN = "protocol_version"
+
+
+def _without_added_column(name: str, data: bytes) -> bytes:
+    if name == "assessments.csv":
+        lines = data.decode().splitlines()
+        cut = lines[0].split(",").index(ADDED_COLUMN)
+        kept = []
+        for line in lines:
+            cells = line.split(",")
+            assert len(cells) == len(lines[0].split(",")), "a cell with a comma: compare another way"
+            kept.append(",".join(cells[:cut] + cells[cut + 1 :]) + "\n")
+        return "".join(kept).encode()
+    if name == "data_dictionary.csv":
+        lines = data.decode().splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(f"assessments,{ADDED_COLUMN},")).encode()
+    return data
+
+
 def test_the_shipped_protocols_exports_are_unchanged_byte_for_byte(demo_bundle):
     """Every file of the bundle (with SDTM, Define-XML, FHIR and the starter programs) hashes as
-    before; where a copy is kept, the first differing line is shown."""
+    before, less the protocol_version column added since; where a copy is kept, the first
+    differing line is shown."""
     sums = _golden_sums()
     written = sorted(str(path.relative_to(demo_bundle)) for path in demo_bundle.rglob("*") if path.is_file())
     assert [name for name in written if name != "manifest.json"] == sorted(sums)
+    header = (demo_bundle / "assessments.csv").read_text().splitlines()[0].split(",")
+    versions = {
+        row.split(",")[header.index(ADDED_COLUMN)]
+        for row in (demo_bundle / "assessments.csv").read_text().splitlines()[1:]
+    }
+    assert versions == {"1.3"}  # the added column names the version
     for name, digest in sums.items():
-        data = (demo_bundle / name).read_bytes()
+        data = _without_added_column(name, (demo_bundle / name).read_bytes())
         kept = GOLDEN / name
         if kept.exists():
             for number, (old, new) in enumerate(zip(kept.read_text().splitlines(), data.decode().splitlines()), 1):
@@ -145,12 +173,16 @@ def test_the_dictionary_and_file_names_follow_the_declaration():
 def test_a_study_with_another_declaration_exports_it(study, tmp_path, app):
     """The demo study exported under another declaration: the files carry its names and values,
     and the starter programs read its table and primary endpoint."""
-    from diary.study.trial import ensure_study
+    from diary.dosing.amendments import approve_amendment, propose_amendment
 
-    path = tmp_path / "energy.yaml"
-    path.write_text(with_endpoints(OTHER_PLAN).replace('version: "1.3"', 'version: "1.3-energy"'), encoding="utf-8")
+    from .staff_helpers import make_staff
+
+    text = with_endpoints(OTHER_PLAN).replace('version: "1.3"', 'version: "1.3-energy"')
     build_demo(now=NOW)
-    ensure_study(path)
+    proposer, approver = make_staff("admin", "proposer@site.test"), make_staff("admin", "approver@site.test")
+    amendment = propose_amendment(study, text, reason="new endpoints", actor="t", proposed_by=proposer, now=NOW)
+    assert amendment.classification == "critical" and "critical: endpoints" in amendment.changes
+    approve_amendment(amendment, approver=approver, actor="t", now=NOW)
     db.session.commit()
     out = tmp_path / "bundle"
     write_bundle(out, study=study, now=NOW, true_allocation=True)

@@ -222,6 +222,13 @@ TABLES: dict[str, list[Column]] = {
             allowed="Chrome N; Safari N; Firefox N; Edge N; Samsung Internet N",
         ),
         CODE_BROKEN,
+        Column(
+            "protocol_version",
+            STRING,
+            "The protocol version this entry was scheduled under, and answered under once made: an "
+            "amendment moves entries still to come to its version and leaves answered ones as they were.",
+            allowed=FROM_PROTOCOL,
+        ),
         DUMMY,
     ],
     "responses": [
@@ -522,6 +529,7 @@ def protocol_allowed(protocol) -> dict[tuple[str | None, str], str]:
         (None, "item"): listed(item.id for i in response_instruments for item in i.items),
         (None, "value"): listed(values),
         (None, "term"): listed(terms + ["other"]),
+        ("assessments", "protocol_version"): "the study's protocol versions (see the protocol files)",
         ("scores", "instrument"): listed(name for name, i in protocol.instruments.items() if i.score),
         ("scores", "score"): listed(
             f"{name}.{i.score.name} = {' + '.join(item if item not in i.score.reverse else f'reversed {item}' for item in i.score.items)}"

@@ -22,6 +22,7 @@ from ..models import (
     ItemValue,
     Participant,
     Period,
+    ProtocolVersion,
     SideEffectReport,
     StaffUser,
     Study,
@@ -172,6 +173,12 @@ def assessments(ctx: ExportContext):
         .order_by(Participant.code, Period.number, Assessment.target)
     )
     order, now, dummy = ctx.order, ctx.now, ctx.dummy
+    # Each entry names the protocol version it was scheduled (and, once made, answered) under.
+    versions = dict(
+        ctx.connection.execute(
+            select(ProtocolVersion.id, ProtocolVersion.version).where(ProtocolVersion.study_id == ctx.study.id)
+        ).all()
+    )
     for row in rows:
         sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
         yield (
@@ -204,6 +211,7 @@ def assessments(ctx: ExportContext):
             row.text_scale,
             row.browser,
             row.code_broken_at,
+            versions.get(row.protocol_version_id),
             dummy,
         )
 

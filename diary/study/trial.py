@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from ..errors import Refused
 from ..extensions import db
-from ..models import ProtocolVersion, Study, now_utc
+from ..models import Participant, ProtocolVersion, Study, now_utc
 from ..protocol import Protocol, load_protocol, parse_protocol, protocol_sha256, shipped_protocol_path
 from ..settings import setting
 from ..vocabulary import AuditAction, Role
@@ -40,6 +41,10 @@ def require_study() -> Study:
     return study
 
 
+def _has_participants(study: Study) -> bool:
+    return db.session.scalar(select(Participant.id).where(Participant.study_id == study.id).limit(1)) is not None
+
+
 def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     """Create the study on first run; add a protocol version when the protocol file changed.
 
@@ -57,6 +62,14 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     versions = study.protocol_versions
     if versions and versions[-1].sha256 == sha:
         return study, False
+    if versions and _has_participants(study):
+        # A running study changes protocol only by an amendment: classified, with a reason, and
+        # a second person's approval when it is critical (``dosing.amendments``).
+        raise Refused(
+            f"The protocol file {path} differs from the running version {versions[-1].version}, and the "
+            "study has participants: amend it instead (flask diary protocol amend FILE --reason ...).",
+            status=409,
+        )
     label = protocol.version
     if any(v.version == label for v in versions):
         # Same declared version, different text: keep both, distinguishable.
@@ -76,7 +89,6 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
 
 def unblind(study: Study, *, user, now) -> None:
     """Reveal the treatment names in exports. Irreversible, and only for the unblinded role."""
-    from ..errors import Refused
     from ..governance import audit
 
     if user.role != Role.UNBLINDED:

@@ -357,3 +357,32 @@ class PreviewForm(BaseForm):
     def validate_timezone(self, field):
         if field.data not in available_timezones():
             raise ValidationError("Not a time zone: give an IANA name such as Europe/Madrid.")
+
+
+class AmendmentForm(BaseForm):
+    """A proposed amendment: the whole new protocol text, why, and (to propose, not to check)
+    the admin's password and second factor typed again."""
+
+    text = TextAreaField(
+        "The amended protocol (the whole YAML file)",
+        validators=[DataRequired(message="Paste the whole amended protocol."), Length(max=200_000)],
+    )
+    reason = TextAreaField(
+        "Reason (the ethics committee's approval, or why)", validators=[Optional(), Length(max=2000)]
+    )
+    password = PasswordField("Your password", validators=[Optional(), Length(max=1000)])
+    code = StringField(
+        "Code from your authenticator app",
+        validators=[Optional(), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+
+
+class ApproveAmendmentForm(SignForm):
+    """A second person's approval: their password and second factor typed again."""
+
+
+class WithdrawAmendmentForm(BaseForm):
+    reason = TextAreaField(
+        "Why it is withdrawn", validators=[DataRequired(message="A reason is required."), Length(max=2000)]
+    )
