@@ -230,3 +230,51 @@ def test_the_protocols_standards_exports_validate(study, tmp_path):
         assert list(validator.iter_errors(json.loads(document.read_text()))) == [], document.name
     schema = xmlschema.XMLSchema(str(Path(odmlib.__file__).parent / "schemas" / "define" / "2.1" / "define2-1-0.xsd"))
     assert list(schema.iter_errors(str(out / "sdtm" / "define.xml"))) == []
+
+
+PAGES = {
+    Role.COORDINATOR: [
+        "/staff/",
+        "/staff/follow-up",
+        "/staff/enrol",
+        "/staff/side-effects",
+        "/staff/summary",
+        "/staff/protocol",
+        "/staff/change-requests",
+        "/staff/audit-review",
+        "/staff/archive",
+        "/staff/coding",
+    ],
+    Role.INVESTIGATOR: ["/staff/sign-off", "/staff/change-requests", "/staff/protocol"],
+    Role.ANALYST: ["/staff/summary", "/staff/exports"],
+    Role.ADMIN: ["/staff/audit", "/staff/admin/lock", "/staff/protocol", "/staff/status"],
+}
+
+
+@both
+def test_every_staff_page_shows_the_demo_under_either_protocol(client, study):
+    """The demo loaded around now: each role's pages render, each participant's page too, and
+    the summary speaks of the protocol's measure and change."""
+    protocol = protocol_of(study.current_protocol_version)
+    build_demo(now=now_utc())
+    db.session.commit()
+    plan_ = protocol.endpoints
+    for role, paths in PAGES.items():
+        login_as(client, role, f"{role}-pages@site.test")
+        for path in paths:
+            page = client.get(path)
+            assert page.status_code == 200, (role, path, page.status_code)
+            if path == "/staff/summary":
+                words = "% change" if plan_.primary_change == "pct_change" else "change"
+                label = plan_.label[:1].lower() + plan_.label[1:]
+                assert f"Mean {words} of the {label} from each period" in page.get_data(as_text=True)
+        client.post("/staff/logout", data={"csrf_token": any_csrf(client)})
+    login_as(client, Role.COORDINATOR, "coordinator-pages@site.test")
+    from diary.models import Participant
+
+    charted = 0
+    for code in db.session.scalars(select(Participant.code)).all():
+        page = client.get(f"/staff/participants/{code}")
+        assert page.status_code == 200, code
+        charted += f"{plan_.label} of {code}" in page.get_data(as_text=True)  # the measure's chart
+    assert charted >= 5

@@ -55,6 +55,7 @@ CONTRACT = {
         "text_scale",
         "browser",
         "code_broken_utc",
+        "protocol_version",
         "allocation_is_dummy",
     ],
     "responses": [

@@ -41,6 +41,17 @@ def require_study() -> Study:
     return study
 
 
+def _study_name(protocol: Protocol) -> str:
+    """DIARY_STUDY_NAME, else the protocol's title. The shipped default name is the default
+    protocol's: another protocol run without a name of its own takes its title."""
+    from .. import config
+
+    name = setting("STUDY_NAME", None)
+    if name == config.STUDY_NAME and protocol.id != config.PROTOCOL:
+        name = None
+    return name or protocol.title
+
+
 def _has_participants(study: Study) -> bool:
     return db.session.scalar(select(Participant.id).where(Participant.study_id == study.id).limit(1)) is not None
 
@@ -56,7 +67,7 @@ def ensure_study(protocol_path=None) -> tuple[Study, bool]:
     sha = protocol_sha256(protocol.source_text)
     study = current_study()
     if study is None:
-        study = Study(slug=protocol.id, name=setting("STUDY_NAME", None) or protocol.title)
+        study = Study(slug=protocol.id, name=_study_name(protocol))
         db.session.add(study)
         db.session.flush()
     versions = study.protocol_versions
