@@ -10,6 +10,7 @@ import struct
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from diary.exports import write_bundle
@@ -173,3 +174,23 @@ def test_a_sync_without_csrf_or_with_garbage_stores_nothing(client, study):
         client.post(f"/p/entry/{theirs.id}/sync", json={"fields": {}}, headers={"X-CSRFToken": csrf}).status_code == 404
     )
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
+
+
+@pytest.mark.parametrize("path", ["/p/sw.js", "/p/manifest.webmanifest"])
+def test_the_worker_and_the_manifest_revalidate_with_a_304(client, study, path):
+    """A phone checks both on every start (no-cache): unchanged, the answer is a 304 with no
+    body, compressed or not; a changed body (another language) has another ETag."""
+    first = client.get(path, headers={"Accept-Encoding": "gzip"})
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "no-cache" and etag
+    again = client.get(path, headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+    assert again.status_code == 304 and again.data == b""
+    # Uncompressed, the body (and so the ETag) is another one, revalidated the same way.
+    plain_etag = client.get(path).headers["ETag"]
+    plain = client.get(path, headers={"If-None-Match": plain_etag})
+    assert plain.status_code == 304 and plain.data == b""
+    stale = client.get(path, headers={"If-None-Match": '"not-this-one"'})
+    assert stale.status_code == 200 and stale.data
+    if path.endswith("webmanifest"):
+        spanish = client.get(path, headers={"Accept-Language": "es"})
+        assert spanish.status_code == 200 and spanish.headers["ETag"] != etag

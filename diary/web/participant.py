@@ -692,7 +692,14 @@ def service_worker():
     response = make_response(body)
     response.headers["Content-Type"] = "text/javascript; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"
-    return response
+    return _revalidated(response)
+
+
+def _revalidated(response):
+    """``no-cache`` makes the phone ask on every start; a strong ETag over the body lets the
+    server answer an unchanged worker or manifest with a 304 and no body."""
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.get("/manifest.webmanifest")
@@ -718,7 +725,8 @@ def web_manifest():
     response = make_response(json.dumps(manifest, ensure_ascii=False))
     response.headers["Content-Type"] = "application/manifest+json; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"
-    return response
+    response.headers["Vary"] = "Cookie, Accept-Language"  # its language is the reader's
+    return _revalidated(response)
 
 
 @bp.get("/offline")
