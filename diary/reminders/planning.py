@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, not_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..database import reading_only
 from ..dosing.assessments import waits_for_the_infusion_sql
 from ..events import entry_completed, reminder_channel_off
 from ..extensions import db
@@ -92,13 +93,35 @@ def quiet_hours(reminder_from: str | None, reminder_until: str | None, protocol:
     return protocol.reminders.quiet_start, protocol.reminders.quiet_end
 
 
-def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
+# Rows written per transaction when the scheduler plans in short transactions: on SQLite each
+# write transaction holds the one write lock, and a participant's submit waits behind it.
+WRITE_BATCH = 500
+
+
+def plan(now: datetime, horizon: timedelta = timedelta(days=3), *, short_transactions: bool = False) -> int:
     """Make sure every reminder owed for windows closing after ``now`` (and opening within the
     horizon) has its outbox row, and that pending rows follow re-anchored windows.
 
     Idempotent: rows are keyed by (assessment, kind, channel), and inserting a row another
     scheduler has just inserted does nothing. Returns how many rows this call added.
+
+    ``short_transactions`` (the scheduler's pass): the reading and judging run in a read
+    transaction (on SQLite, without the write lock), and the writes commit in batches of
+    ``WRITE_BATCH``, so no submit waits for the whole pass.
     """
+    if short_transactions:
+        db.session.commit()  # whatever came before is done: the read starts its own transaction
+        with reading_only():
+            new_rows, moves = _owed(now, horizon)
+            db.session.commit()  # the read transaction ends before any write begins
+    else:
+        new_rows, moves = _owed(now, horizon)
+    _write_owed(new_rows, moves, commit_each=short_transactions)
+    return len(new_rows)
+
+
+def _owed(now: datetime, horizon: timedelta):
+    """What planning should write: (new outbox rows, moves of pending rows to new times)."""
     rows = db.session.execute(
         select(
             Assessment.id,
@@ -128,7 +151,7 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
         )
     ).all()
     if not rows:
-        return 0
+        return [], []
     ids = [row.id for row in rows]
     existing = {}
     for start in range(0, len(ids), 5000):  # keep each IN list a reasonable size
@@ -153,7 +176,7 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
             select(ProtocolVersion).where(ProtocolVersion.id.in_({row.protocol_version_id for row in rows}))
         )
     }
-    new_rows = []
+    new_rows, moves = [], []
     for row in rows:
         protocol = versions[row.protocol_version_id]
         channels = []
@@ -192,20 +215,36 @@ def plan(now: datetime, horizon: timedelta = timedelta(days=3)) -> int:
                     item.not_after,
                 ):
                     # The dose time was corrected: the reminder follows the re-anchored window.
-                    db.session.execute(
-                        update(Reminder)
-                        .where(Reminder.id == known.id, Reminder.state == ReminderState.PENDING)
-                        .values(due_at=item.due_at, not_after=item.not_after)
-                    )
+                    moves.append({"moved_id": known.id, "moved_due": item.due_at, "moved_not_after": item.not_after})
+    return new_rows, moves
+
+
+def _write_owed(new_rows: list[dict], moves: list[dict], *, commit_each: bool) -> None:
     # Another scheduler may be planning the same rows right now: the unique key decides, and
-    # whoever comes second simply adds nothing.
-    if new_rows:
-        insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+    # whoever comes second simply adds nothing. A move applies only to a row still pending.
+    insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+    for start in range(0, len(moves), WRITE_BATCH):
+        db.session.execute(MOVE_PENDING, moves[start : start + WRITE_BATCH])
+        if commit_each:
+            db.session.commit()
+    for start in range(0, len(new_rows), WRITE_BATCH):
         db.session.execute(
-            insert(Reminder).on_conflict_do_nothing(index_elements=["assessment_id", "kind", "channel"]), new_rows
+            insert(Reminder).on_conflict_do_nothing(index_elements=["assessment_id", "kind", "channel"]),
+            new_rows[start : start + WRITE_BATCH],
         )
+        if commit_each:
+            db.session.commit()
     db.session.flush()
-    return len(new_rows)
+
+
+MOVE_PENDING = (
+    update(Reminder.__table__)
+    .where(
+        Reminder.__table__.c.id == bindparam("moved_id"),
+        Reminder.__table__.c.state == ReminderState.PENDING,
+    )
+    .values(due_at=bindparam("moved_due"), not_after=bindparam("moved_not_after"))
+)
 
 
 def record_opened(reminder_id: int, participant_id: int, now: datetime) -> bool:

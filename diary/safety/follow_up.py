@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..database import reading_only
 from ..dosing import assessments
 from ..errors import Refused
 from ..extensions import db
@@ -154,11 +155,31 @@ def severe_unreviewed(rule: FollowUpRule, now: datetime, study_id: int) -> list[
     ]
 
 
-def create_tasks(study, now: datetime) -> int:
-    """Evaluate every follow-up rule of the protocol at ``now``; returns the tasks added."""
+# Tasks written per transaction when the scheduler works in short transactions (SQLite: each
+# holds the one write lock a participant's submit needs).
+WRITE_BATCH = 500
+
+
+def create_tasks(study, now: datetime, *, short_transactions: bool = False) -> int:
+    """Evaluate every follow-up rule of the protocol at ``now``; returns the tasks added.
+
+    ``short_transactions`` (the scheduler's pass): the rules are judged in a read transaction
+    (on SQLite, without the write lock) and the new tasks written in batches, each committed."""
     protocol: Protocol = protocol_of(study.current_protocol_version)
     if not protocol.follow_up:
         return 0
+    if not short_transactions:
+        return _insert_tasks(_fired(study, protocol, now), commit_each=False)
+    study_id = study.id
+    db.session.commit()  # whatever came before is done: the read starts its own transaction
+    with reading_only():
+        fired = _fired(db.session.get(type(study), study_id), protocol, now)
+        db.session.commit()  # the read transaction ends before any write begins
+    return _insert_tasks(fired, commit_each=True)
+
+
+def _fired(study, protocol: Protocol, now: datetime) -> list[dict]:
+    """The tasks the rules call for at ``now`` that do not exist yet."""
     home = {tp.code for tp in protocol.timepoints if tp.setting in protocol.reminders.settings}
     rows_by_participant: dict[int, list] = defaultdict(list)
     for row in assessments.load(
@@ -189,13 +210,25 @@ def create_tasks(study, now: datetime) -> int:
             elif rule.rule == "silent":
                 tasks += silent(rule, rows, now, last_entries.get(participant_id))
     if not tasks:
-        return 0
-    known = set(db.session.scalars(select(FollowUpTask.key).where(FollowUpTask.key.in_([t["key"] for t in tasks]))))
-    new = [task for task in tasks if task["key"] not in known]
-    if new:
-        # Another scheduler may be adding the same tasks right now: the unique key decides.
-        insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
-        db.session.execute(insert(FollowUpTask).on_conflict_do_nothing(index_elements=["key"]), new)
+        return []
+    keys = [t["key"] for t in tasks]
+    known = set()
+    for start in range(0, len(keys), 5000):  # keep each IN list a reasonable size
+        known.update(
+            db.session.scalars(select(FollowUpTask.key).where(FollowUpTask.key.in_(keys[start : start + 5000])))
+        )
+    return [task for task in tasks if task["key"] not in known]
+
+
+def _insert_tasks(new: list[dict], *, commit_each: bool) -> int:
+    # Another scheduler may be adding the same tasks right now: the unique key decides.
+    insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
+    for start in range(0, len(new), WRITE_BATCH):
+        db.session.execute(
+            insert(FollowUpTask).on_conflict_do_nothing(index_elements=["key"]), new[start : start + WRITE_BATCH]
+        )
+        if commit_each:
+            db.session.commit()
     return len(new)
 
 
