@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -518,3 +519,73 @@ def test_preferred_reminder_hours_replace_the_default_quiet_hours(app, study):
         )
     ).one()
     assert row.due_at == datetime(2026, 3, 11, 10, 0, tzinfo=UTC)
+
+
+def _scheduler_that_dies(url, smtp_port, queue):
+    """A scheduler that claims its first batch of reminders and dies before sending them (a
+    killed process, a lost machine): its claims stay leased."""
+    from diary.reminders import dispatch
+
+    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port, MAIL_FROM="d@site.test", OUTBOX_LEASE_SECONDS=2)
+
+    def die(ids, *args, **kwargs):
+        queue.put(len(ids))
+        queue.close()
+        queue.join_thread()  # the message leaves before the process does
+        os._exit(1)
+
+    dispatch._send_batch = die
+    try:
+        with app.app_context():
+            dispatch.run_pass(app, now=DAY1_OPEN)
+        queue.put("the pass claimed nothing")
+    except Exception as error:  # noqa: BLE001  the test reads it
+        queue.put(repr(error))
+
+
+def _scheduler_that_lives(url, smtp_port, queue):
+    """The other scheduler: a pass at once (the claims are still leased), then one each half
+    second until it has sent something, as its interval would."""
+    from diary.reminders import dispatch
+
+    app = make_app(url, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port, MAIL_FROM="d@site.test", OUTBOX_LEASE_SECONDS=2)
+    passes, started = [], time.monotonic()
+    try:
+        with app.app_context():
+            while time.monotonic() - started < 30:
+                result = dispatch.run_pass(app, now=DAY1_OPEN + timedelta(seconds=time.monotonic() - started))
+                passes.append(result.sent)
+                if result.sent:
+                    break
+                time.sleep(0.5)
+    except Exception as error:  # noqa: BLE001  the test reads it
+        passes.append(repr(error))
+    queue.put((passes, time.monotonic() - started))
+
+
+def test_a_second_scheduler_takes_over_what_a_dead_one_claimed(app, smtp, study):
+    """Two scheduler processes: one claims the due reminders and dies; the other sends them once
+    the claim's lease ends (2 s here; 60 s by default, so within two minutes with a one-minute
+    pass), each exactly once."""
+    for n in range(3):
+        enrol_dosed(study, f"P-FAIL{n:02d}")
+    db.session.commit()
+    plan(DAY1_OPEN)
+    db.session.commit()
+    owed = db.session.scalar(select(func.count(Reminder.id)).where(Reminder.due_at <= DAY1_OPEN))
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    db.session.remove()
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    dying = context.Process(target=_scheduler_that_dies, args=(url, smtp.port, queue))
+    dying.start()
+    claimed = queue.get(timeout=120)
+    dying.join(timeout=30)
+    assert dying.exitcode == 1 and claimed == owed
+    living = context.Process(target=_scheduler_that_lives, args=(url, smtp.port, queue))
+    living.start()
+    passes, took = queue.get(timeout=120)
+    living.join(timeout=30)
+    assert passes[0] == 0  # the dead one's claims are respected while their lease lasts
+    assert passes[-1] == owed and took < 10
+    assert sorted(m["To"] for m in smtp.inbox.messages) == sorted(f"p-fail{n:02d}@example.org" for n in range(3))
