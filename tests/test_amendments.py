@@ -101,6 +101,10 @@ def test_compare_classifies_each_kind_of_change():
     assert [c.kind for c in compare(old, no_endpoint)] == [CRITICAL]
     design = dataclasses.replace(old, version="2", periods=3)
     assert classification(compare(old, design)) == REFUSED
+    renamed = dataclasses.replace(old, version="2", treatments={**old.treatments, "A": "another drug"})
+    said = " ".join(str(c) for c in compare(old, renamed))
+    assert "treatments: [A, B] -> [A, B]" in said  # a blinded admin reads it: codes, never names
+    assert "ketamine" not in said and "another drug" not in said
     assert [c.kind for c in compare(old, old)] == [REFUSED]  # the same version twice
     other = dataclasses.replace(old, id="another")
     assert [c.text for c in compare(old, other)] == [

@@ -402,10 +402,10 @@ def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypa
     """The scheduler's count runs in a read transaction: while it counts, another connection
     writes at once (no busy wait). It used to run inside the write transaction its first query
     had begun, holding submits off for the whole count."""
-    import sqlite3
-
     from diary.reporting import adherence
     from diary.reporting.figures import refresh_all
+
+    from .test_scheduler_transactions import write_meanwhile
 
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's single write lock; PostgreSQL writers do not shut each other out")
@@ -415,15 +415,7 @@ def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypa
     counting = adherence.count_states
 
     def count_and_meanwhile_write(*args, **kwargs):
-        other = sqlite3.connect(path, timeout=0)  # no waiting: a held write lock fails at once
-        try:
-            other.execute("UPDATE study SET name = name || ''")
-            other.commit()
-            written.append(True)
-        except sqlite3.OperationalError as error:
-            written.append(str(error))
-        finally:
-            other.close()
+        write_meanwhile(path, written)
         return counting(*args, **kwargs)
 
     monkeypatch.setattr(adherence, "count_states", count_and_meanwhile_write)

@@ -34,7 +34,7 @@ def _sqlite_only():
         pytest.skip("SQLite's single write lock; PostgreSQL writers do not shut each other out")
 
 
-def _write_meanwhile(path: str, written: list) -> None:
+def write_meanwhile(path: str, written: list) -> None:
     """Another connection writes at once (no waiting): a held write lock fails it."""
     other = sqlite3.connect(path, timeout=0)
     try:
@@ -73,7 +73,7 @@ def test_planning_judges_without_holding_the_write_lock(app, study, monkeypatch)
 
     def owed_and_meanwhile_write(*args, **kwargs):
         if not written:
-            _write_meanwhile(db.engine.url.database, written)
+            write_meanwhile(db.engine.url.database, written)
         return owed(*args, **kwargs)
 
     monkeypatch.setattr(planning, "owed_reminders", owed_and_meanwhile_write)
@@ -90,7 +90,7 @@ def test_the_follow_up_rules_judge_without_holding_the_write_lock(app, study, mo
 
     def judge_and_meanwhile_write(*args, **kwargs):
         if not written:
-            _write_meanwhile(db.engine.url.database, written)
+            write_meanwhile(db.engine.url.database, written)
         return rule(*args, **kwargs)
 
     monkeypatch.setattr(follow_up, "missed_in_a_row", judge_and_meanwhile_write)

