@@ -1,5 +1,6 @@
 """The benchmarks still run (at a tiny size): figures are measured there, not asserted here."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,8 @@ def test_deployment_benchmark_runs_on_postgresql():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "killed app server 2 and scheduler 2 after 2 of 6" in result.stdout, result.stdout
+    # Killed once about a third had submitted (how many exactly depends on the threads' timing).
+    assert re.search(r"killed app server 2 and scheduler 2 after [1-5] of 6 ", result.stdout), result.stdout
     assert (
         "RESULT deployment-postgresql stored=6 duplicates=0 losses=0 server_errors=0 reminders_per_owed=1.000"
         in result.stdout
