@@ -411,7 +411,12 @@ def test_calendar_feed_has_one_event_per_home_entry_still_to_make(client, study)
     """The feed lists the home entries still to come or open (not clinic ones, not past ones)."""
     from diary.participants.links import signed_link_token
 
-    participant = enrol_dosed(study, "P-CAL001", dose=(now_utc() - timedelta(hours=22)).replace(microsecond=0))
+    # Where it is early afternoon now: at night on the participant's clock, quiet hours would
+    # push Day 1's reminders past its close, and the event would rightly carry no alarm.
+    now = now_utc()
+    offset = (13 - now.hour + 12) % 24 - 12
+    zone = "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+    participant = enrol_dosed(study, "P-CAL001", tz=zone, dose=(now - timedelta(hours=22)).replace(microsecond=0))
     db.session.commit()
     response = client.get(f"/p/calendar/{signed_link_token(participant, 'calendar')}.ics")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/calendar")
