@@ -1,17 +1,27 @@
-"""Web benchmark: a participant's submit and Today page, against a bare Flask app, same settings.
+"""Web benchmark: a participant's submit and Today page against a bare Flask app, driven by wrk.
 
-Both run under gunicorn with the project's settings (2 threaded workers) on the same engine
-(a SQLite file, and PostgreSQL when reachable). The bare app's endpoints do the least a diary
-request must: one INSERT of a similar row (submit), one template of the same size (Today).
-Participants with Day 1 open are built through the diary's own functions; each submit is a
-real form (CSRF token, idempotency key) fetched before the clock starts. A bounded load
-generator drives 1, 10 and 50 clients, interleaving diary and bare runs three times; the
-median ratio is reported. Ends with lines such as
+Like with like: both apps run under gunicorn with the project's settings (2 threaded workers,
+as `make run` starts it) on the same engine (a SQLite file, and PostgreSQL when reachable), and
+the bare app builds its engine with the diary's own settings (`diary.database.engine_options`,
+and on SQLite `tune_sqlite`: WAL, synchronous=NORMAL, the same busy timeout); each run starts by
+reading the settings of a connection on both sides and stops if they differ. The bare app does
+the least a diary request must: one INSERT of a similar row (submit), one template of the same
+size (Today).
 
-    RESULT submit-sqlite-c10 ratio=0.42 p99_ratio=3.1
+The load generator is wrk (`wrk_prepared.lua`, the same script for both sides). Every diary
+submit is a real accepted entry: participants with Day 1 open are built through the diary's own
+functions and each one's form (cookie, CSRF token, idempotency key) is fetched before the clock
+starts; no form is sent twice. After each run the database is checked: every accepted submit
+stored (lost), none stored twice (duplicated). wrk's own CPU time is measured, so the output says
+how busy the client was (near 100% of its threads would mean the client, not the server, set
+the pace). Runs of ``--duration`` seconds interleave diary and bare ``--rounds`` times at 1, 10
+and 50 clients; the median ratio of rates, and of p99 latencies, is reported:
 
-    .venv/bin/python benchmarks/web.py [--requests 150] [--clients 1 10 50] [--engines sqlite postgresql]
-Goal: submit >= 0.4x the bare rate at every level with p99 <= 4x; Today >= 0.3x.
+    RESULT submit-sqlite-c10 ratio=0.42 p99_ratio=3.1 lost=0 duplicated=0 client_busy=0.21
+
+    .venv/bin/python benchmarks/web.py [--duration 2] [--rounds 3] [--clients 1 10 50]
+                                       [--engines sqlite postgresql]
+Goal (issue 32): submit >= 0.5x the bare INSERT at every level with p99 <= 3x; Today >= 0.5x.
 """
 
 from __future__ import annotations
@@ -19,22 +29,26 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+SCRIPT = Path(__file__).resolve().parent / "wrk_prepared.lua"
 PG_ADMIN = os.environ.get("DIARY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 BARE_APP = """
@@ -42,8 +56,14 @@ import os
 from datetime import datetime, timezone
 from flask import Flask, render_template_string, request
 from sqlalchemy import create_engine, text
+from diary.database import engine_options, tune_sqlite
+from web import connection_settings
+
 app = Flask(__name__)
-engine = create_engine(os.environ["BARE_DATABASE_URL"], pool_pre_ping=True)
+url = os.environ["BARE_DATABASE_URL"]
+engine = create_engine(url, **engine_options(url, {}))
+if url.startswith("sqlite"):
+    tune_sqlite(engine)
 PAGE = "<!doctype html><html><body>{% for n in range(size) %}<p>entry {{ n }} open until {{ now }}</p>{% endfor %}</body></html>"
 
 @app.post("/submit")
@@ -57,7 +77,51 @@ def submit():
 @app.get("/today")
 def today():
     return render_template_string(PAGE, size=int(os.environ.get("BARE_PAGE_SIZE", "40")), now=datetime.now(timezone.utc))
+
+@app.get("/settings")
+def settings():
+    with engine.connect() as connection:
+        return connection_settings(connection)
 """
+
+SIDE_EFFECTS = (
+    "headache",
+    "dizziness",
+    "nausea",
+    "vomiting",
+    "drowsiness",
+    "restlessness",
+    "vivid_dreams",
+    "visual_changes",
+    "time_distortion",
+    "detachment",
+)
+
+
+def connection_settings(connection) -> dict:
+    """What decides a commit's cost on this connection, and the pool it came from."""
+    pool = connection.engine.pool
+    settings = {"pool": type(pool).__name__, "pool_size": pool.size() if hasattr(pool, "size") else None}
+    if connection.dialect.name == "sqlite":
+        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+            settings[name] = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+    else:
+        for name in ("synchronous_commit", "statement_timeout", "default_transaction_isolation", "fsync"):
+            settings[name] = connection.exec_driver_sql(f"SHOW {name}").scalar()
+    return settings
+
+
+def diary_settings(url: str, secret: str) -> dict:
+    """The settings of a connection the diary's own engine hands out (as its workers build it)."""
+    from diary import create_app
+    from diary.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": secret})
+    with app.app_context():
+        with db.engine.connect() as connection:
+            settings = connection_settings(connection)
+        db.engine.dispose()
+    return settings
 
 
 def free_port() -> int:
@@ -79,10 +143,6 @@ def wait_up(url: str) -> None:
 
 def gunicorn(app_spec: str, port: int, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """A server with the project's settings; its log (tracebacks of any 5xx) goes to ``log``."""
-    # Idle connections are kept 75 s (as a proxy in front of the app keeps a phone's): each
-    # submit's connection is opened when its form is fetched, before the clock starts, and with
-    # gunicorn's 2 s default a few were closed just as their POST went out (a client-side race
-    # both sides would meet, reported as errors).
     return subprocess.Popen(
         [
             str(BIN / "gunicorn"),
@@ -94,8 +154,6 @@ def gunicorn(app_spec: str, port: int, env: dict, cwd: Path, log: Path) -> subpr
             "gthread",
             "--threads",
             "4",
-            "--keep-alive",
-            "75",
             app_spec,
         ],
         cwd=cwd,
@@ -105,7 +163,7 @@ def gunicorn(app_spec: str, port: int, env: dict, cwd: Path, log: Path) -> subpr
     )
 
 
-def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
+def build(url: str, secret: str, count: int, first: int) -> list[tuple[str, int]]:
     """``count`` participants with Day 1 open; returns (phone cookie, Day 1 assessment id) each."""
     from itsdangerous import URLSafeTimedSerializer
 
@@ -121,7 +179,7 @@ def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
     with app.app_context():
         study, now = require_study(), now_utc()
         serializer = URLSafeTimedSerializer(secret, salt="diary-participant-phone")
-        for n in range(count):
+        for n in range(first, first + count):
             participant, _ = enroll(
                 study,
                 site="NIH-CC",
@@ -148,7 +206,8 @@ def build(url: str, secret: str, count: int) -> list[tuple[str, int]]:
     return phones
 
 
-def prepare_submit(base: str, cookie: str, assessment: int) -> tuple[requests.Session, dict]:
+def prepare_submit(base: str, cookie: str, assessment: int) -> tuple[str, dict]:
+    """Fetch the participant's Day 1 form; returns the Cookie header and the filled form."""
     session = requests.Session()
     session.cookies.set("diary_phone", cookie, path="/p")
     page = session.get(f"{base}/p/entry/{assessment}", timeout=30).text
@@ -162,74 +221,87 @@ def prepare_submit(base: str, cookie: str, assessment: int) -> tuple[requests.Se
         "blinding_guess.guess": "dont_know",
         "side_effects.other": "",
     }
-    for term in (
-        "headache",
-        "dizziness",
-        "nausea",
-        "vomiting",
-        "drowsiness",
-        "restlessness",
-        "vivid_dreams",
-        "visual_changes",
-        "time_distortion",
-        "detachment",
-    ):
+    for term in SIDE_EFFECTS:
         form[f"side_effects.symptoms.{term}"] = "none"
-    return session, form
+    return "; ".join(f"{c.name}={c.value}" for c in session.cookies), form
 
 
-def drive(jobs: list, clients: int) -> dict:
-    """Run the prepared jobs (callables returning a status) on ``clients`` threads; time them."""
-    latencies, errors, lock = [], [0], threading.Lock()
-    queue = list(jobs)
-
-    def worker():
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job = queue.pop()
-            started = time.perf_counter()
-            status = job()
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies.append(elapsed)
-                if status >= 500 or status == 0:
-                    errors[0] += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+def wrk(base: str, lines: list[str], clients: int, duration: int, mode: str, folder: Path) -> dict:
+    """One wrk run over the prepared request lines; wrk's figures and its own CPU time."""
+    threads = min(clients, 2)
+    requests_file = folder / "requests.tsv"
+    requests_file.write_text("\n".join(lines) + "\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The servers are running, not waited for, so the children's usage that grows is wrk's.
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    finished = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(clients),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(SCRIPT),
+            base,
+            "--",
+            str(requests_file),
+            str(threads),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 90,
+    )
     wall = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rate": len(latencies) / wall,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "errors": errors[0],
-    }
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    found = re.search(r"^WRK (.*)$", finished.stdout, re.M)
+    if finished.returncode != 0 or not found:
+        raise SystemExit(f"wrk failed: {finished.stdout[-800:]} {finished.stderr[-800:]}")
+    figures = {name: int(value) for name, value in (pair.split("=") for pair in found.group(1).split())}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures["rate"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    figures["p99"] = figures["p99_us"] / 1000
+    figures["p50"] = figures["p50_us"] / 1000
+    figures["client_busy"] = cpu / (wall * threads)
+    figures["errors"] = figures["client_errors"] + figures["server_errors"] + figures["socket_errors"]
+    if figures["client_busy"] > 0.9:
+        # The client, not the server, set the pace: the run measures nothing about the app.
+        raise SystemExit(f"wrk was busy {figures['client_busy']:.0%} of its threads' time: the client is saturated")
+    return figures
 
 
-def call(session, method, url, data=None):
-    def job():
-        try:
-            return session.request(method, url, data=data, allow_redirects=False, timeout=60).status_code
-        except requests.RequestException as error:
-            print(f"  {method} {url}: {type(error).__name__}: {error}"[:300], file=sys.stderr)
-            return 0
+def stored_check(url: str, assessments: list[int]) -> tuple[int, int]:
+    """How many of ``assessments`` have a stored submission, and how many have more than one."""
+    from sqlalchemy import bindparam, create_engine, text
 
-    return job
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT assessment_id, count(*) FROM submission WHERE assessment_id IN :ids GROUP BY assessment_id"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": assessments},
+        ).all()
+    engine.dispose()
+    return len(rows), sum(1 for _, count in rows if count > 1)
 
 
-def run_engine(engine: str, args) -> list[str]:
-    results = []
-    with tempfile.TemporaryDirectory(prefix="diary-web-") as folder:
-        folder = Path(folder)
+def line(method: str, path: str, cookie: str = "", body: str = "") -> str:
+    return f"{method}\t{path}\t{cookie}\t{body}"
+
+
+class Engine:
+    """One engine's diary and bare servers, and the participants built for its runs."""
+
+    def __init__(self, engine: str, folder: Path, args):
+        self.engine, self.folder, self.args = engine, folder, args
         if engine == "sqlite":
-            diary_url, bare_url = f"sqlite:///{folder}/diary.sqlite", f"sqlite:///{folder}/bare.sqlite"
+            self.diary_url, self.bare_url = f"sqlite:///{folder}/diary.sqlite", f"sqlite:///{folder}/bare.sqlite"
         else:
             import psycopg
 
@@ -238,79 +310,139 @@ def run_engine(engine: str, args) -> list[str]:
                     c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
                     c.execute(f"CREATE DATABASE {name}")
             base = PG_ADMIN.rsplit("/", 1)[0]
-            diary_url, bare_url = f"{base}/diary_bench_web", f"{base}/bare_bench_web"
-        secret = "bench-web-secret"
+            self.diary_url, self.bare_url = f"{base}/diary_bench_web", f"{base}/bare_bench_web"
+        self.secret = "bench-web-secret"
+        self.built = 0
+
+    def start(self) -> list[subprocess.Popen]:
         env = {
             **os.environ,
-            "DIARY_DATABASE_URL": diary_url,
-            "DIARY_SECRET_KEY": secret,
-            "DIARY_INSTANCE_PATH": str(folder / "instance"),
+            "DIARY_DATABASE_URL": self.diary_url,
+            "DIARY_SECRET_KEY": self.secret,
+            "DIARY_INSTANCE_PATH": str(self.folder / "instance"),
             "DIARY_BASE_URL": "http://127.0.0.1",
-            "BARE_DATABASE_URL": bare_url,
+            "BARE_DATABASE_URL": self.bare_url,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).resolve().parent)]),
         }
         subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "diary", "init"], cwd=ROOT, env=env, check=True, capture_output=True
         )
         from sqlalchemy import create_engine, text
 
-        bare_engine = create_engine(bare_url)
+        bare_engine = create_engine(self.bare_url)
         with bare_engine.begin() as connection:
-            kind = "INTEGER PRIMARY KEY AUTOINCREMENT" if engine == "sqlite" else "SERIAL PRIMARY KEY"
+            kind = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.engine == "sqlite" else "SERIAL PRIMARY KEY"
             connection.execute(
                 text(f"CREATE TABLE bench_item (id {kind}, assessment_id INTEGER, payload TEXT, created_at TIMESTAMP)")
             )
-            if engine == "sqlite":
-                connection.execute(text("PRAGMA journal_mode=WAL"))
         bare_engine.dispose()
-        (folder / "bare_app.py").write_text(BARE_APP)
-        rounds = 3
-        phones = build(diary_url, secret, args.requests * len(args.clients) * rounds + args.requests)
+        (self.folder / "bare_app.py").write_text(BARE_APP)
         diary_port, bare_port = free_port(), free_port()
+        self.diary, self.bare = f"http://127.0.0.1:{diary_port}", f"http://127.0.0.1:{bare_port}"
         servers = [
-            gunicorn("wsgi:app", diary_port, env, ROOT, folder / "diary.log"),
-            gunicorn("bare_app:app", bare_port, env, folder, folder / "bare.log"),
+            gunicorn("wsgi:app", diary_port, env, ROOT, self.folder / "diary.log"),
+            gunicorn("bare_app:app", bare_port, env, self.folder, self.folder / "bare.log"),
         ]
-        diary, bare = f"http://127.0.0.1:{diary_port}", f"http://127.0.0.1:{bare_port}"
+        wait_up(f"{self.diary}/healthz")
+        wait_up(f"{self.bare}/today")
+        return servers
+
+    def check_settings(self) -> str:
+        """Both sides' connection settings, which must be the same."""
+        diary = diary_settings(self.diary_url, self.secret)
+        bare = requests.get(f"{self.bare}/settings", timeout=10).json()
+        if diary != bare:
+            raise SystemExit(f"{self.engine}: the bare app's settings differ from the diary's: {bare} != {diary}")
+        return ", ".join(f"{name}={value}" for name, value in sorted(diary.items()))
+
+    def forms(self, count: int) -> list[tuple[int, str, dict]]:
+        """``count`` new participants' Day 1 forms: (assessment, cookie header, form)."""
+        phones = build(self.diary_url, self.secret, count, self.built)
+        self.built += count
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            prepared = list(pool.map(lambda phone: prepare_submit(self.diary, *phone), phones))
+        return [(assessment, cookie, form) for (_, assessment), (cookie, form) in zip(phones, prepared)]
+
+    def submit_run(self, clients: int, pool_size: int) -> dict:
+        """The diary's submits: each form once; then the database says what was stored."""
+        for _attempt in range(4):
+            forms = self.forms(pool_size)
+            lines = [line("POST", f"/p/entry/{a}", cookie, urlencode(form)) for a, cookie, form in forms]
+            figures = wrk(self.diary, lines, clients, self.args.duration, "once", self.folder)
+            if not figures["exhausted"]:
+                break
+            pool_size *= 2  # faster than the calibration said: the run is discarded, not counted
+        else:
+            raise SystemExit("the prepared forms ran out four times")
+        stored, duplicated = stored_check(self.diary_url, [a for a, _, _ in forms])
+        figures["stored"], figures["duplicated"] = stored, duplicated
+        # Accepted (a redirect to the saved page) but not stored; a submit in flight when wrk
+        # stopped may be stored with no response counted, never the other way round.
+        figures["lost"] = max(0, figures["redirects"] - stored)
+        figures["forms"] = forms
+        return figures
+
+    def bare_submit_run(self, clients: int, forms: list) -> dict:
+        lines = [line("POST", "/submit", "", urlencode({**form, "assessment": a})) for a, _, form in forms]
+        return wrk(self.bare, lines, clients, self.args.duration, "cycle", self.folder)
+
+
+def run_engine(engine: str, args) -> list[str]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="diary-web-") as folder:
+        bench = Engine(engine, Path(folder), args)
+        servers = bench.start()
         try:
-            wait_up(f"{diary}/healthz")
-            wait_up(f"{bare}/today")
-            today_cookie = phones.pop()[0]
+            print(f"{engine} settings, same on both sides: {bench.check_settings()}")
+            # Calibration (also the servers' warm-up): how many forms a run needs, with room.
+            probe = bench.submit_run(10, 400 * args.duration)
+            pool_size = int(probe["rate"] * args.duration * 1.6) + 20
+            today_cookie = bench.forms(1)[0][1]
             for clients in args.clients:
                 submit_pairs, today_pairs = [], []
-                for _ in range(rounds):
-                    batch, phones = phones[: args.requests], phones[args.requests :]
-                    prepared = [prepare_submit(diary, cookie, assessment) for cookie, assessment in batch]
-                    diary_jobs = [call(s, "POST", f"{diary}/p/entry/{a}", f) for (s, f), (_, a) in zip(prepared, batch)]
-                    bare_session = requests.Session()
-                    bare_jobs = [
-                        call(bare_session, "POST", f"{bare}/submit", {**f, "assessment": a})
-                        for (_, f), (_, a) in zip(prepared, batch)
-                    ]
-                    submit_pairs.append((drive(diary_jobs, clients), drive(bare_jobs, clients)))
-                    today_session = requests.Session()
-                    today_session.cookies.set("diary_phone", today_cookie, path="/p")
-                    diary_today = [call(today_session, "GET", f"{diary}/p/today") for _ in range(args.requests)]
-                    bare_today = [call(requests.Session(), "GET", f"{bare}/today") for _ in range(args.requests)]
-                    today_pairs.append((drive(diary_today, clients), drive(bare_today, clients)))
+                for _ in range(args.rounds):
+                    diary = bench.submit_run(clients, pool_size)
+                    bare = bench.bare_submit_run(clients, diary["forms"])
+                    submit_pairs.append((diary, bare))
+                    today = [line("GET", "/p/today", today_cookie)]
+                    today_pairs.append(
+                        (
+                            wrk(bench.diary, today, clients, args.duration, "cycle", bench.folder),
+                            wrk(bench.bare, [line("GET", "/today")], clients, args.duration, "cycle", bench.folder),
+                        )
+                    )
                 for name, pairs in (("submit", submit_pairs), ("today", today_pairs)):
                     ratio = statistics.median(d["rate"] / b["rate"] for d, b in pairs)
                     p99_ratio = statistics.median(d["p99"] / b["p99"] for d, b in pairs)
-                    d, b = pairs[len(pairs) // 2]
+                    busy = max(max(d["client_busy"], b["client_busy"]) for d, b in pairs)
+                    errors = sum(d["errors"] + b["errors"] for d, b in pairs)
+                    d, b = sorted(pairs, key=lambda pair: pair[0]["rate"] / pair[1]["rate"])[len(pairs) // 2]
+                    checked = ""
+                    if name == "submit":
+                        lost = sum(p[0]["lost"] for p in pairs)
+                        duplicated = sum(p[0]["duplicated"] for p in pairs)
+                        accepted = sum(p[0]["redirects"] for p in pairs)
+                        stored = sum(p[0]["stored"] for p in pairs)
+                        checked = f" lost={lost} duplicated={duplicated}"
+                        print(f"{engine} submit c={clients}: {accepted} accepted, {stored} stored,{checked}")
                     print(
                         f"{engine} {name} c={clients}: diary {d['rate']:.0f} req/s p50 {d['p50']:.1f} ms "
-                        f"p99 {d['p99']:.1f} ms errors {sum(p[0]['errors'] for p in pairs)} | bare "
-                        f"{b['rate']:.0f} req/s p50 {b['p50']:.1f} ms p99 {b['p99']:.1f} ms"
+                        f"p99 {d['p99']:.1f} ms | bare {b['rate']:.0f} req/s p50 {b['p50']:.1f} ms "
+                        f"p99 {b['p99']:.1f} ms | errors {errors} | wrk busy at most {busy:.0%} of its threads"
                     )
-                    results.append(f"RESULT {name}-{engine}-c{clients} ratio={ratio:.2f} p99_ratio={p99_ratio:.1f}")
+                    results.append(
+                        f"RESULT {name}-{engine}-c{clients} ratio={ratio:.2f} p99_ratio={p99_ratio:.1f}"
+                        f"{checked} errors={errors} client_busy={busy:.2f}"
+                    )
         finally:
             for server in servers:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=15)
             for name in ("diary.log", "bare.log"):
                 errors = [
-                    line
-                    for line in (folder / name).read_text(errors="replace").splitlines()
-                    if "Error" in line or "Traceback" in line or "WORKER TIMEOUT" in line
+                    text
+                    for text in (Path(folder) / name).read_text(errors="replace").splitlines()
+                    if "Error" in text or "Traceback" in text or "WORKER TIMEOUT" in text
                 ]
                 if errors:
                     print(f"{engine} {name}: " + " | ".join(errors[-5:]))
@@ -319,10 +451,13 @@ def run_engine(engine: str, args) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=150, help="requests per run and side")
+    parser.add_argument("--duration", type=int, default=2, help="seconds a wrk run lasts")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved diary/bare pairs per level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--engines", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
     lines = []
     for engine in args.engines:
         if engine == "postgresql":

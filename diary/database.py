@@ -28,21 +28,29 @@ def reading_only():
         READ_ONLY.reset(token)
 
 
-def init_app(app: Flask) -> None:
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+def engine_options(url: str, config) -> dict:
+    """The engine's settings for ``url``; the web benchmark's bare app is built with the same."""
+    options: dict = {}
     if url.startswith("sqlite"):
         # Writers wait for each other (busy timeout) instead of failing at once.
-        options.setdefault("connect_args", {}).setdefault("timeout", 30)
+        options["connect_args"] = {"timeout": 30}
     else:
         # A connection the server dropped (restart, failover, idle timeout) is replaced before
         # use instead of failing a request; no statement runs for ever.
-        options.setdefault("pool_pre_ping", True)
-        options.setdefault("pool_size", app.config.get("DATABASE_POOL_SIZE", 5))
-        options.setdefault("max_overflow", app.config.get("DATABASE_MAX_OVERFLOW", 10))
-        options.setdefault("pool_recycle", 1800)
-        timeout_ms = int(app.config.get("DATABASE_STATEMENT_TIMEOUT_MS", 30000))
-        options.setdefault("connect_args", {}).setdefault("options", f"-c statement_timeout={timeout_ms}")
+        options["pool_pre_ping"] = True
+        options["pool_size"] = config.get("DATABASE_POOL_SIZE", 5)
+        options["max_overflow"] = config.get("DATABASE_MAX_OVERFLOW", 10)
+        options["pool_recycle"] = 1800
+        timeout_ms = int(config.get("DATABASE_STATEMENT_TIMEOUT_MS", 30000))
+        options["connect_args"] = {"options": f"-c statement_timeout={timeout_ms}"}
+    return options
+
+
+def init_app(app: Flask) -> None:
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    for name, value in engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config).items():
+        # What the deployment configured wins, key by key.
+        options[name] = {**value, **options.get(name, {})} if isinstance(value, dict) else options.get(name, value)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     with app.app_context():

@@ -1,9 +1,12 @@
 """The benchmarks still run (at a tiny size): figures are measured there, not asserted here."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,14 +95,18 @@ def test_dashboard_benchmark_runs_and_prints_its_results():
     assert "RESULT adherence-snapshot-5 ratio=" in result.stdout
 
 
-def test_web_benchmark_runs_both_sides_without_errors():
-    """Tiny run of the web benchmark: the diary and the bare app both answer, no 5xx."""
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+def test_web_benchmark_drives_both_sides_with_wrk_and_checks_the_database():
+    """Tiny run of the web benchmark: same settings on both sides, every accepted submit stored
+    once, no error, and the client far from saturated."""
     result = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "web.py"),
-            "--requests",
-            "5",
+            "--duration",
+            "1",
+            "--rounds",
+            "1",
             "--clients",
             "1",
             "--engines",
@@ -109,6 +116,37 @@ def test_web_benchmark_runs_both_sides_without_errors():
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "RESULT submit-sqlite-c1 ratio=" in result.stdout and "RESULT today-sqlite-c1 ratio=" in result.stdout
-    assert "errors 0" in result.stdout and "errors 1" not in result.stdout
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    settings = re.search(r"sqlite settings, same on both sides: (.*)", result.stdout).group(1)
+    assert "synchronous=1" in settings and "journal_mode=wal" in settings
+    accepted, stored = map(int, re.search(r"submit c=1: (\d+) accepted, (\d+) stored", result.stdout).groups())
+    assert accepted > 20 and stored >= accepted
+    submit = re.search(
+        r"RESULT submit-sqlite-c1 ratio=([\d.]+) .*lost=0 duplicated=0 errors=0 client_busy=([\d.]+)", result.stdout
+    )
+    assert submit, result.stdout
+    assert 0 < float(submit.group(1)) and float(submit.group(2)) < 0.5
+    assert re.search(r"RESULT today-sqlite-c1 ratio=[\d.]+ p99_ratio=[\d.]+ errors=0", result.stdout)
+
+
+def test_the_web_benchmarks_settings_check_tells_a_bare_engine_from_the_diarys(tmp_path):
+    """The flaw the old harness had (a bare SQLite engine committing with synchronous=FULL while
+    the diary uses NORMAL) is what the benchmark's settings check finds."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from web import connection_settings
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from sqlalchemy import create_engine
+
+    from diary.database import engine_options, tune_sqlite
+
+    url = f"sqlite:///{tmp_path}/bare.sqlite"
+    tuned, plain = create_engine(url, **engine_options(url, {})), create_engine(url)
+    tune_sqlite(tuned)
+    with tuned.connect() as connection:
+        diary_like = connection_settings(connection)
+    with plain.connect() as connection:
+        untuned = connection_settings(connection)
+    assert diary_like["synchronous"] == 1 and diary_like["busy_timeout"] == 30000
+    assert untuned["synchronous"] == 2 and untuned != diary_like
