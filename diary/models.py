@@ -217,7 +217,7 @@ class Period(db.Model):
     treatment: Mapped[str] = mapped_column(String(8))  # masked code: A or B
     # Set ahead by a coordinator; the assessments open against it until the dose is recorded.
     planned_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    dose_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    dose_start: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
     dose_recorded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     participant: Mapped[Participant] = relationship(back_populates="periods")
@@ -249,7 +249,7 @@ class Assessment(db.Model):
     window_open: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     window_close: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # End of the grace the protocol allows; entries between close and this are completed_late.
-    late_close: Mapped[datetime] = mapped_column(UTCDateTime)
+    late_close: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     not_applicable: Mapped[bool] = mapped_column(Boolean, default=False)
 
     period: Mapped[Period] = relationship(back_populates="assessments")
@@ -272,7 +272,7 @@ class Submission(db.Model):
     # participant's own entry; the paper's date or the interview's time for staff entries).
     # States, minutes from dose and endpoints use collected_at. The phone's clock is kept too.
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     device_time: Mapped[Optional[str]] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20), default=Source.PARTICIPANT.value)
     reason: Mapped[Optional[str]] = mapped_column(Text)
@@ -763,6 +763,20 @@ class SchedulerHeartbeat(db.Model):
     last_pass_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_pass_ms: Mapped[int] = mapped_column(Integer)
     last_summary: Mapped[str] = mapped_column(String(500))
+
+
+class PassWatermark(db.Model):
+    """How far a scheduler step has judged the study: the next pass looks only at what changed
+    since ``through`` (with an overlap, for writes that committed late), and judges everything
+    again once ``full_at`` is an hour old or the protocol version changed. Derived data: losing
+    it costs one full pass, nothing else."""
+
+    __tablename__ = "pass_watermark"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # "planning", "follow_up"
+    through: Mapped[datetime] = mapped_column(UTCDateTime)
+    full_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    protocol_version_id: Mapped[Optional[int]] = mapped_column(Integer)
 
 
 class HardDeleteRefused(Exception):

@@ -117,8 +117,9 @@ def test_batched_writes_add_every_row_once(app, study, monkeypatch):
 # --- Real processes: a pass beside a stream of writes ------------------------------------------
 
 
-def _bulk_study(study, participants: int) -> None:
-    """``participants`` dosed participants with e-mail, written through the models' tables."""
+def _bulk_study(study, participants: int, *, days_ago: int = 4) -> None:
+    """``participants`` dosed participants with e-mail, written through the models' tables;
+    infusion 1 between ``days_ago`` days and three days more before now."""
     now = now_utc()
     version = study.current_protocol_version
     protocol = protocol_of(version)
@@ -127,7 +128,7 @@ def _bulk_study(study, participants: int) -> None:
     period_id = (db.session.scalar(select(func.max(Period.id))) or 0) + 1
     for offset in range(participants):
         number = first_id + offset
-        dose = now - timedelta(days=4, hours=offset % 72)
+        dose = now - timedelta(days=days_ago, hours=offset % 72)
         people.append(
             {
                 "id": number,

@@ -197,13 +197,13 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     # Each step commits on its own: on SQLite a write transaction holds the database's one write
     # lock, and a step's reads must not keep it (another scheduler's lease renewals, and every
     # participant's submit, wait for it).
-    result.planned = plan(now, short_transactions=True)
+    result.planned = plan(now, short_transactions=True, since_last_pass=True)
     db.session.commit()
     result.expired = expire_overdue(now)
     db.session.commit()
     study = current_study()
     if study is not None:
-        result.follow_up_tasks = create_tasks(study, now, short_transactions=True)
+        result.follow_up_tasks = create_tasks(study, now, short_transactions=True, since_last_pass=True)
         db.session.commit()
         result.follow_up_resolved = resolve_tasks(study, now)
         db.session.commit()

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, not_, select, update
+from sqlalchemy import bindparam, func, not_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..database import reading_only
+from ..dosing import changes
 from ..dosing.assessments import waits_for_the_infusion_sql
 from ..events import entry_completed, reminder_channel_off
 from ..extensions import db
@@ -98,31 +99,54 @@ def quiet_hours(reminder_from: str | None, reminder_until: str | None, protocol:
 WRITE_BATCH = 500
 
 
-def plan(now: datetime, horizon: timedelta = timedelta(days=3), *, short_transactions: bool = False) -> int:
+def plan(
+    now: datetime,
+    horizon: timedelta = timedelta(days=3),
+    *,
+    short_transactions: bool = False,
+    since_last_pass: bool = False,
+) -> int:
     """Make sure every reminder owed for windows closing after ``now`` (and opening within the
     horizon) has its outbox row, and that pending rows follow re-anchored windows.
 
     Idempotent: rows are keyed by (assessment, kind, channel), and inserting a row another
     scheduler has just inserted does nothing. Returns how many rows this call added.
 
-    ``short_transactions`` (the scheduler's pass): the reading and judging run in a read
-    transaction (on SQLite, without the write lock), and the writes commit in batches of
-    ``WRITE_BATCH``, so no submit waits for the whole pass.
+    ``short_transactions``: the reading and judging run in read transactions (on SQLite,
+    without the write lock), and the writes commit in batches of ``WRITE_BATCH``, so no submit
+    waits for the whole pass. ``since_last_pass`` (the scheduler's pass): only participants
+    something happened to since the last pass, or with a window coming into the horizon, are
+    looked at (``dosing/changes.py``), a chunk at a time.
     """
-    if short_transactions:
-        db.session.commit()  # whatever came before is done: the read starts its own transaction
-        with reading_only():
-            new_rows, moves = _owed(now, horizon)
-            db.session.commit()  # the read transaction ends before any write begins
+    if since_last_pass:
+        version_id = db.session.scalar(select(func.max(ProtocolVersion.id)))
+        scope = changes.since_last_pass(WATERMARK, None, now, version_id, horizon=horizon)
     else:
-        new_rows, moves = _owed(now, horizon)
-    _write_owed(new_rows, moves, commit_each=short_transactions)
-    return len(new_rows)
+        scope = changes.Since(full=True)
+    added = 0
+    for chunk in changes.chunks(None, scope) if since_last_pass else [None]:
+        if short_transactions:
+            db.session.commit()  # whatever came before is done: the read starts its own transaction
+            with reading_only():
+                new_rows, moves = _owed(now, horizon, chunk)
+                db.session.commit()  # the read transaction ends before any write begins
+        else:
+            new_rows, moves = _owed(now, horizon, chunk)
+        _write_owed(new_rows, moves, commit_each=short_transactions)
+        added += len(new_rows)
+    if since_last_pass:
+        changes.passed(WATERMARK, now, scope, version_id)
+    return added
 
 
-def _owed(now: datetime, horizon: timedelta):
-    """What planning should write: (new outbox rows, moves of pending rows to new times)."""
-    rows = db.session.execute(
+# The name of planning's watermark (``PassWatermark``).
+WATERMARK = "planning"
+
+
+def _owed(now: datetime, horizon: timedelta, participant_ids: list[int] | None = None):
+    """What planning should write: (new outbox rows, moves of pending rows to new times), for
+    every participant or those of ``participant_ids``."""
+    query = (
         select(
             Assessment.id,
             Assessment.timepoint,
@@ -149,7 +173,10 @@ def _owed(now: datetime, horizon: timedelta):
             # With only a planned start, only the pre-dose entries (BL) can be made yet.
             not_(waits_for_the_infusion_sql()),
         )
-    ).all()
+    )
+    if participant_ids is not None:
+        query = query.where(Participant.id.in_(participant_ids))
+    rows = db.session.execute(query).all()
     if not rows:
         return [], []
     ids = [row.id for row in rows]

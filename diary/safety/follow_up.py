@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..database import reading_only
-from ..dosing import assessments
+from ..dosing import assessments, changes
 from ..errors import Refused
 from ..extensions import db
 from ..governance import audit
@@ -160,48 +160,77 @@ def severe_unreviewed(rule: FollowUpRule, now: datetime, study_id: int) -> list[
 WRITE_BATCH = 500
 
 
-def create_tasks(study, now: datetime, *, short_transactions: bool = False) -> int:
+def create_tasks(study, now: datetime, *, short_transactions: bool = False, since_last_pass: bool = False) -> int:
     """Evaluate every follow-up rule of the protocol at ``now``; returns the tasks added.
 
-    ``short_transactions`` (the scheduler's pass): the rules are judged in a read transaction
-    (on SQLite, without the write lock) and the new tasks written in batches, each committed."""
-    protocol: Protocol = protocol_of(study.current_protocol_version)
+    ``short_transactions``: the rules are judged in read transactions (on SQLite, without the
+    write lock) and the new tasks written in batches, each committed.
+    ``since_last_pass`` (the scheduler's pass): only the participants something happened to
+    since the last pass are judged (``dosing/changes.py``), a chunk at a time, so a pass with
+    nothing new costs a few statements at any study size."""
+    version = study.current_protocol_version
+    protocol: Protocol = protocol_of(version)
     if not protocol.follow_up:
         return 0
-    if not short_transactions:
-        return _insert_tasks(_fired(study, protocol, now), commit_each=False)
-    study_id = study.id
-    db.session.commit()  # whatever came before is done: the read starts its own transaction
-    with reading_only():
-        fired = _fired(db.session.get(type(study), study_id), protocol, now)
-        db.session.commit()  # the read transaction ends before any write begins
-    return _insert_tasks(fired, commit_each=True)
+    study_id, version_id = study.id, version.id
+    if since_last_pass:
+        lookbacks = [rule.after.nominal for rule in protocol.follow_up if rule.rule == "silent"]
+        scope = changes.since_last_pass(WATERMARK, study_id, now, version_id, lookbacks=lookbacks)
+    else:
+        scope = changes.Since(full=True)
+    added = _insert_tasks(_severe_unreviewed_tasks(protocol, now, study_id), commit_each=short_transactions)
+    for chunk in changes.chunks(study_id, scope):
+        if short_transactions:
+            db.session.commit()  # whatever came before is done: the read starts its own transaction
+            with reading_only():
+                fired = _fired(study_id, protocol, now, chunk)
+                db.session.commit()  # the read transaction ends before any write begins
+        else:
+            fired = _fired(study_id, protocol, now, chunk)
+        added += _insert_tasks(fired, commit_each=short_transactions)
+    if since_last_pass:
+        changes.passed(WATERMARK, now, scope, version_id)
+    return added
 
 
-def _fired(study, protocol: Protocol, now: datetime) -> list[dict]:
-    """The tasks the rules call for at ``now`` that do not exist yet."""
+# The name of the follow-up rules' watermark (``PassWatermark``).
+WATERMARK = "follow_up"
+
+
+def _severe_unreviewed_tasks(protocol: Protocol, now: datetime, study_id: int) -> list[dict]:
+    """Tasks for severe reports left unreviewed (one query over the unreviewed reports)."""
+    tasks = []
+    for rule in protocol.follow_up:
+        if rule.rule == "severe_unreviewed":
+            tasks += severe_unreviewed(rule, now, study_id)
+    return _not_yet_known(tasks)
+
+
+def _fired(study_id: int, protocol: Protocol, now: datetime, participant_ids: list[int]) -> list[dict]:
+    """The tasks the rules call for at ``now`` for these participants that do not exist yet."""
     home = {tp.code for tp in protocol.timepoints if tp.setting in protocol.reminders.settings}
     rows_by_participant: dict[int, list] = defaultdict(list)
     for row in assessments.load(
         now,
-        study_id=study.id,
+        study_id=study_id,
+        participant_ids=participant_ids,
         where=(Participant.status.in_(ParticipantStatus.in_diary()),),
         order_by=(Participant.id, Period.number, Assessment.target),
     ):
         rows_by_participant[row.participant_id].append(row)
+    if not rows_by_participant:
+        return []
     last_entries = dict(
         db.session.execute(
             select(Period.participant_id, func.max(Submission.collected_at))
             .join(Assessment, Assessment.period_id == Period.id)
             .join(Submission, Submission.assessment_id == Assessment.id)
+            .where(Period.participant_id.in_(list(rows_by_participant)))
             .group_by(Period.participant_id)
         ).all()
     )
     tasks = []
     for rule in protocol.follow_up:
-        if rule.rule == "severe_unreviewed":
-            tasks += severe_unreviewed(rule, now, study.id)
-            continue
         for participant_id, rows in rows_by_participant.items():
             if rule.rule == "missed_timepoint":
                 tasks += missed_timepoint(rule, rows, now)
@@ -209,6 +238,10 @@ def _fired(study, protocol: Protocol, now: datetime) -> list[dict]:
                 tasks += missed_in_a_row(rule, rows, now, home)
             elif rule.rule == "silent":
                 tasks += silent(rule, rows, now, last_entries.get(participant_id))
+    return _not_yet_known(tasks)
+
+
+def _not_yet_known(tasks: list[dict]) -> list[dict]:
     if not tasks:
         return []
     keys = [t["key"] for t in tasks]
