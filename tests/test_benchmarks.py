@@ -150,3 +150,32 @@ def test_the_web_benchmarks_settings_check_tells_a_bare_engine_from_the_diarys(t
         untuned = connection_settings(connection)
     assert diary_like["synchronous"] == 1 and diary_like["busy_timeout"] == 30000
     assert untuned["synchronous"] == 2 and untuned != diary_like
+
+
+def test_scale_benchmark_measures_every_step_at_two_sizes():
+    """Tiny run of the scale benchmark on a SQLite file: the study is built, each measurement
+    runs in its own process, and the growth factors are printed."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "scale.py"),
+            "--sizes",
+            "20",
+            "60",
+            "--export-sizes",
+            "20",
+            "--database",
+            "sqlite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for size in (20, 60):
+        for step in ("build", "first-pass", "steady-pass", "entries-pass", "figures", "page-adherence"):
+            assert f"RESULT {step}-{size} " in result.stdout, (step, size)
+    assert re.search(r"RESULT export-20 s=[\d.]+ mb=\d+", result.stdout)
+    steady = re.search(r"steady-pass +[\d.]+ s +\d+ MB +queries=(\d+) planned=0 tasks=0", result.stdout)
+    assert steady, result.stdout
+    assert "RESULT growth steady-pass x=" in result.stdout
