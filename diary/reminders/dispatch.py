@@ -37,7 +37,7 @@ from ..models import (
 from ..participants.links import reminder_link
 from ..protocol.model import in_language
 from ..safety.digest import due_digests
-from ..safety.follow_up import create_tasks, resolve_tasks
+from ..safety.follow_up import judge
 from ..study.trial import current_study, protocol_of
 from ..vocabulary import AssessmentState, ParticipantStatus, ReminderChannel, ReminderState
 from .channels import (
@@ -203,10 +203,7 @@ def run_pass(app=None, now: datetime | None = None) -> PassResult:
     db.session.commit()
     study = current_study()
     if study is not None:
-        result.follow_up_tasks = create_tasks(study, now, short_transactions=True, since_last_pass=True)
-        db.session.commit()
-        result.follow_up_resolved = resolve_tasks(study, now)
-        db.session.commit()
+        result.follow_up_tasks, result.follow_up_resolved = judge(study, now)
         result.digests = due_digests(study, now, config)
     db.session.commit()
     email, push = EmailChannel(config), PushChannel(config)

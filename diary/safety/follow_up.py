@@ -160,24 +160,35 @@ def severe_unreviewed(rule: FollowUpRule, now: datetime, study_id: int) -> list[
 WRITE_BATCH = 500
 
 
-def create_tasks(study, now: datetime, *, short_transactions: bool = False, since_last_pass: bool = False) -> int:
-    """Evaluate every follow-up rule of the protocol at ``now``; returns the tasks added.
+def create_tasks(study, now: datetime, *, short_transactions: bool = False) -> int:
+    """Evaluate every follow-up rule of the protocol at ``now`` for every participant; returns
+    the tasks added. ``short_transactions``: the rules are judged in read transactions (on
+    SQLite, without the write lock) and the new tasks written in batches, each committed. The
+    scheduler's pass calls ``judge`` instead, which looks only at what changed."""
+    protocol: Protocol = protocol_of(study.current_protocol_version)
+    return _create(study.id, protocol, now, changes.Since(full=True), short_transactions=short_transactions)
 
-    ``short_transactions``: the rules are judged in read transactions (on SQLite, without the
-    write lock) and the new tasks written in batches, each committed.
-    ``since_last_pass`` (the scheduler's pass): only the participants something happened to
-    since the last pass are judged (``dosing/changes.py``), a chunk at a time, so a pass with
-    nothing new costs a few statements at any study size."""
+
+def judge(study, now: datetime) -> tuple[int, int]:
+    """The scheduler's pass: (tasks raised, tasks resolved by data) for the participants
+    something happened to since the last pass (``dosing/changes.py``), a chunk at a time, in
+    short transactions. A pass with nothing new costs a few statements at any study size."""
     version = study.current_protocol_version
     protocol: Protocol = protocol_of(version)
+    study_id, version_id = study.id, version.id
+    lookbacks = [rule.after.nominal for rule in protocol.follow_up if rule.rule == "silent"]
+    scope = changes.since_last_pass(WATERMARK, study_id, now, version_id, lookbacks=lookbacks)
+    created = _create(study_id, protocol, now, scope, short_transactions=True) if protocol.follow_up else 0
+    db.session.commit()
+    resolved = resolve_tasks(study, now, participant_ids=None if scope.full else scope.participant_ids)
+    changes.passed(WATERMARK, now, scope, version_id)
+    db.session.commit()
+    return created, resolved
+
+
+def _create(study_id: int, protocol: Protocol, now: datetime, scope: changes.Since, *, short_transactions: bool):
     if not protocol.follow_up:
         return 0
-    study_id, version_id = study.id, version.id
-    if since_last_pass:
-        lookbacks = [rule.after.nominal for rule in protocol.follow_up if rule.rule == "silent"]
-        scope = changes.since_last_pass(WATERMARK, study_id, now, version_id, lookbacks=lookbacks)
-    else:
-        scope = changes.Since(full=True)
     added = _insert_tasks(_severe_unreviewed_tasks(protocol, now, study_id), commit_each=short_transactions)
     for chunk in changes.chunks(study_id, scope):
         if short_transactions:
@@ -188,8 +199,6 @@ def create_tasks(study, now: datetime, *, short_transactions: bool = False, sinc
         else:
             fired = _fired(study_id, protocol, now, chunk)
         added += _insert_tasks(fired, commit_each=short_transactions)
-    if since_last_pass:
-        changes.passed(WATERMARK, now, scope, version_id)
     return added
 
 
@@ -269,16 +278,30 @@ def _insert_tasks(new: list[dict], *, commit_each: bool) -> int:
 ASSESSMENT_KEYED = ("missed_timepoint", "missed_in_a_row")
 
 
-def resolve_tasks(study, now: datetime) -> int:
+def resolve_tasks(study, now: datetime, *, participant_ids=None) -> int:
     """Close the open tasks whose cause is gone, as "resolved by data" (audited; a pass never
     reopens them, since their keys stay taken): the missed entry arrived (online, by offline sync
     or entered by staff), the severe report was reviewed, the participant spoke again after a
-    silence, or the participant withdrew. Returns how many closed. A fixed number of queries over
-    the open tasks only."""
+    silence, or the participant withdrew. Returns how many closed.
+
+    Every open task of the study, or (``participant_ids``: the scheduler's pass) those of the
+    participants something happened to; each cause above is an audited change of its
+    participant. A fixed number of queries per chunk of participants."""
+    study_id = study.id
+    if participant_ids is None:
+        return _resolve(study_id, now, ())
+    ids = sorted(participant_ids)
+    return sum(
+        _resolve(study_id, now, (FollowUpTask.participant_id.in_(ids[start : start + changes.CHUNK]),))
+        for start in range(0, len(ids), changes.CHUNK)
+    )
+
+
+def _resolve(study_id: int, now: datetime, where) -> int:
     open_tasks = db.session.execute(
         select(FollowUpTask.id, FollowUpTask.rule, FollowUpTask.key, FollowUpTask.participant_id, Participant.status)
         .join(Participant, FollowUpTask.participant_id == Participant.id)
-        .where(Participant.study_id == study.id, FollowUpTask.closed_at.is_(None))
+        .where(Participant.study_id == study_id, FollowUpTask.closed_at.is_(None), *where)
     ).all()
     if not open_tasks:
         return 0
