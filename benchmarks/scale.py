@@ -320,6 +320,7 @@ def _pass(url: str) -> dict:
     app = make_app(url)
     with app.app_context():
         statements = _count_statements(db.engine)
+        writes = _write_transactions(db.engine)
         started = time.perf_counter()
         result = run_pass(app)
         seconds = time.perf_counter() - started
@@ -327,6 +328,7 @@ def _pass(url: str) -> dict:
         "s": seconds,
         "mb": peak_rss_mb(),
         "queries": statements[0],
+        "longest_write_ms": round(max(writes, default=0) * 1000),
         "planned": result.planned,
         "tasks": result.follow_up_tasks,
     }
@@ -344,6 +346,30 @@ def _count_statements(engine) -> list[int]:
     return count
 
 
+def _write_transactions(engine) -> list[float]:
+    """How long each write transaction lasts (on SQLite, how long it holds the one write lock
+    a participant's submit needs): from its BEGIN to its commit or rollback."""
+    from sqlalchemy import event
+
+    from diary.database import READ_ONLY
+
+    spans, started = [], {}
+
+    @event.listens_for(engine, "begin")
+    def begin(connection):
+        options = connection.get_execution_options()
+        if not (options.get("diary_readonly") or READ_ONLY.get() or options.get("isolation_level") == "AUTOCOMMIT"):
+            started[id(connection)] = time.perf_counter()
+
+    def end(connection):
+        if id(connection) in started:
+            spans.append(time.perf_counter() - started.pop(id(connection)))
+
+    event.listen(engine, "commit", end)
+    event.listen(engine, "rollback", end)
+    return spans
+
+
 def child_first_pass(url: str) -> dict:
     return _pass(url)
 
@@ -357,6 +383,7 @@ def child_entries_pass(url: str) -> dict:
     from sqlalchemy import select
 
     from diary.entries.recording import record_submission
+    from diary.errors import Refused
     from diary.extensions import db
     from diary.models import Assessment, Participant, Period, Submission, now_utc
     from diary.study.trial import protocol_of, require_study
@@ -373,7 +400,7 @@ def child_entries_pass(url: str) -> dict:
             .outerjoin(Submission, Submission.assessment_id == Assessment.id)
             .where(
                 Assessment.window_open <= now,
-                Assessment.window_close > now,
+                Assessment.window_close > now + timedelta(minutes=10),
                 Assessment.not_applicable.is_(False),
                 Period.dose_start.is_not(None),
                 Submission.id.is_(None),
@@ -383,7 +410,11 @@ def child_entries_pass(url: str) -> dict:
         ).all()
         made = 0
         for assessment in open_ones:
-            record_submission(assessment, _form(protocol, assessment.timepoint, rng), now=now_utc(), actor="bench")
+            try:
+                record_submission(assessment, _form(protocol, assessment.timepoint, rng), now=now_utc(), actor="bench")
+            except Refused:  # its window closed while the others were made (refused before any write)
+                continue
+            db.session.commit()  # each entry its own transaction, as a participant's submit is
             made += 1
         db.session.commit()
         db.session.remove()
@@ -393,16 +424,18 @@ def child_entries_pass(url: str) -> dict:
 
 
 def child_figures(url: str) -> dict:
+    from diary.extensions import db
     from diary.models import now_utc
     from diary.reporting.figures import refresh
     from diary.study.trial import require_study
 
     app = make_app(url)
     with app.app_context():
+        writes = _write_transactions(db.engine)
         started = time.perf_counter()
         refresh(require_study(), now_utc())
         seconds = time.perf_counter() - started
-    return {"s": seconds, "mb": peak_rss_mb()}
+    return {"s": seconds, "mb": peak_rss_mb(), "longest_write_ms": round(max(writes, default=0) * 1000)}
 
 
 def child_pages(url: str) -> dict:
@@ -492,7 +525,10 @@ def main() -> None:
                 figures[name] = child(name, url)
                 extra = " ".join(f"{key}={value}" for key, value in figures[name].items() if key not in ("s", "mb"))
                 print(f"  {name:13} {figures[name]['s']:7.2f} s  {figures[name]['mb']:6.0f} MB  {extra}")
-                lines.append(f"RESULT {name}-{size} s={figures[name]['s']:.2f} mb={figures[name]['mb']:.0f}")
+                lines.append(
+                    f"RESULT {name}-{size} s={figures[name]['s']:.2f} mb={figures[name]['mb']:.0f}"
+                    f" longest_write_ms={figures[name]['longest_write_ms']}"
+                )
             pages = child("pages", url)["pages"]
             for page, result in pages.items():
                 print(

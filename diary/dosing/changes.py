@@ -28,8 +28,11 @@ from sqlalchemy import select, union, update
 from ..extensions import db
 from ..models import Assessment, AuditEvent, Participant, PassWatermark, Period, Submission
 
-# Longer than any write transaction can last (statements time out at 30 s).
-OVERLAP = timedelta(minutes=10)
+# Longer than a web request's write transaction lasts (statements time out at 30 s). Each pass
+# judges again whoever changed in this much time before the last one, so it is kept short: at
+# 50,000 participants 10 minutes meant some 1,800 participants judged again every pass. A
+# longer transaction (a command's) whose changes it misses is caught by the hourly full pass.
+OVERLAP = timedelta(minutes=2)
 FULL_EVERY = timedelta(hours=1)
 # Participants judged together: a full pass over a large study holds this many at a time.
 CHUNK = 2000
