@@ -687,13 +687,16 @@ class AuditEvent(db.Model):
 
 
 class FiguresSnapshot(db.Model):
-    """When a study's figures were last counted, and how long the counting took."""
+    """When a study's figures were last counted, how long the counting took, and which
+    generation of the figures rows is the count (the rows of a new count are written beside the
+    old ones in short transactions, then this row moves to them)."""
 
     __tablename__ = "figures_snapshot"
 
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     took_ms: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ParticipantFigures(db.Model):
@@ -702,6 +705,7 @@ class ParticipantFigures(db.Model):
     __tablename__ = "figures_participant"
 
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     scheduled: Mapped[int] = mapped_column(Integer)
     completed: Mapped[int] = mapped_column(Integer)
@@ -724,6 +728,7 @@ class TimepointFigures(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
     site: Mapped[str] = mapped_column(String(80))
     period: Mapped[int] = mapped_column(Integer)
     timepoint: Mapped[str] = mapped_column(String(16))
@@ -741,6 +746,7 @@ class VasFigures(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
     sequence: Mapped[str] = mapped_column(String(16))
     dummy_sequence: Mapped[Optional[str]] = mapped_column(String(16))
     treatment: Mapped[str] = mapped_column(String(8))

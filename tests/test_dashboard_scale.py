@@ -423,3 +423,65 @@ def test_counting_the_figures_leaves_sqlite_free_for_writes(app, study, monkeypa
     results = refresh_all(now_utc())
     assert written == [True]
     assert [snapshot is not None for _, snapshot in results] == [True]
+
+
+def test_a_new_count_is_written_in_short_batches_beside_the_one_shown(app, study, monkeypatch):
+    """The count's rows go in a few at a time, each batch committed, while the pages go on
+    showing the previous count; one short transaction then moves the snapshot, and the count
+    before that is dropped at the next refresh. On SQLite another connection writes after every
+    batch without waiting."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from diary.models import FiguresSnapshot, ParticipantFigures
+    from diary.reporting import figures
+
+    from .test_scheduler_transactions import write_meanwhile
+
+    many_participants(study, 12)
+    now = now_utc()
+    refresh(study, now)
+    first = db.session.scalar(select(FiguresSnapshot.generation))
+    monkeypatch.setattr(figures, "WRITE_BATCH", 5)
+    shown_meanwhile, rows_per_transaction, pending, written = [], [], [0], []
+
+    def watch(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO figures_"):
+            pending[0] += len(parameters) if executemany else 1
+        if statement.startswith("INSERT INTO figures_participant"):
+            # Mid-count: the pages still read the count before, whole.
+            total, ids, _page = figures.page_of_participants(
+                [Participant.study_id == study.id],
+                attention_only=False,
+                state_bit=None,
+                sort="code",
+                page=1,
+                page_size=100,
+            )
+            shown_meanwhile.append((total, len(ids), len(set(ids))))
+
+    def committed(session):
+        rows_per_transaction.append(pending[0])
+        pending[0] = 0
+        if db.engine.dialect.name == "sqlite":
+            write_meanwhile(db.engine.url.database, written)
+
+    event.listen(db.engine, "before_cursor_execute", watch)
+    event.listen(Session, "after_commit", committed)
+    try:
+        refresh(study, now + timedelta(minutes=1))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
+        event.remove(Session, "after_commit", committed)
+    assert len(shown_meanwhile) == 3  # 12 participants' rows in batches of 5
+    assert set(shown_meanwhile) == {(12, 12, 12)}
+    assert sum(rows_per_transaction) >= 12 and max(rows_per_transaction) <= 5
+    if db.engine.dialect.name == "sqlite":
+        assert written and set(written) == {True}
+    second = db.session.scalar(select(FiguresSnapshot.generation))
+    assert second > first
+    kept = set(db.session.scalars(select(ParticipantFigures.generation)))
+    assert kept == {first, second}  # the previous count stays for a page that read it just then
+    refresh(study, now + timedelta(minutes=2))
+    third = db.session.scalar(select(FiguresSnapshot.generation))
+    assert set(db.session.scalars(select(ParticipantFigures.generation))) == {second, third}

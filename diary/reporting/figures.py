@@ -11,15 +11,22 @@ at the request, as before. The participants shown on a page are always judged at
 The counting is ``adherence.count_states`` and ``summary.vas_sums``, the same code the live
 pages run: the snapshot only keeps their answer. It is derived data, replaced whole by each
 refresh, not a record.
+
+A new count is written as a new *generation* of rows beside the current one, in batches each
+committed (on SQLite every write transaction holds the one write lock a participant's submit
+needs, and 50,000 participants' rows in one would hold it for seconds); one short transaction
+then moves the snapshot to it. The generation before stays until the next count, so a page
+that read the snapshot just before the move still finds its rows.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
 from ..database import reading_only
 from ..extensions import db
@@ -29,6 +36,8 @@ from ..study.trial import protocol_of
 from .adherence import clamp_page
 
 TABLES = (ParticipantFigures, TimepointFigures, VasFigures)
+# Rows written per transaction (each commit lets a waiting submit in).
+WRITE_BATCH = 2000
 CLOCK_SKEW = timedelta(seconds=60)  # between the scheduler's host and a web server's
 
 
@@ -121,34 +130,74 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
     ]
     took_ms = round((time.perf_counter() - started) * 1000)
 
+    # Unique, and ordered as the counts' moments are (to the microsecond; two counts of one
+    # moment cannot both be kept): the generations before the one shown are the smaller numbers.
+    generation = round(now.timestamp() * 1_000_000) * 1000 + secrets.randbelow(1000)
+    for model, rows in ((ParticipantFigures, participants), (TimepointFigures, timepoints), (VasFigures, sums)):
+        for index in range(0, len(rows), WRITE_BATCH):
+            batch = [{**row, "generation": generation} for row in rows[index : index + WRITE_BATCH]]
+            db.session.connection().execute(insert(model.__table__), batch)
+            db.session.commit()
+
     connection = db.session.connection()
     # The study's row is the lock (PostgreSQL); on SQLite the write transaction is the lock.
     connection.execute(select(Study.id).where(Study.id == study_id).with_for_update())
-    stored = connection.execute(select(FiguresSnapshot.as_of).where(FiguresSnapshot.study_id == study_id)).scalar()
-    if stored is not None and stored >= now:
+    stored = connection.execute(
+        select(FiguresSnapshot.as_of, FiguresSnapshot.generation).where(FiguresSnapshot.study_id == study_id)
+    ).first()
+    if stored is not None and stored.as_of >= now:
         db.session.rollback()
+        _drop_generations(study_id, only=generation)  # a newer count is kept
         return None
-    for model in TABLES:
-        connection.execute(delete(model.__table__).where(model.__table__.c.study_id == study_id))
-    for model, rows in ((ParticipantFigures, participants), (TimepointFigures, timepoints), (VasFigures, sums)):
-        for index in range(0, len(rows), 5000):
-            connection.execute(insert(model.__table__), rows[index : index + 5000])
     if stored is None:
-        connection.execute(insert(FiguresSnapshot.__table__).values(study_id=study_id, as_of=now, took_ms=took_ms))
+        connection.execute(
+            insert(FiguresSnapshot.__table__).values(
+                study_id=study_id, as_of=now, took_ms=took_ms, generation=generation
+            )
+        )
     else:
         connection.execute(
             update(FiguresSnapshot.__table__)
             .where(FiguresSnapshot.study_id == study_id)
-            .values(as_of=now, took_ms=took_ms)
+            .values(as_of=now, took_ms=took_ms, generation=generation)
         )
     db.session.commit()
+    if stored is not None:
+        # The generation before the one just replaced, and any a stopped count left behind.
+        _drop_generations(study_id, older_than=stored.generation)
     return Snapshot(now, took_ms)
+
+
+def _drop_generations(study_id: int, *, only: int | None = None, older_than: int | None = None) -> None:
+    """Delete the figures rows of one generation (``only``) or of those before ``older_than``,
+    a batch per transaction."""
+    for model in TABLES:
+        table = model.__table__
+        chosen = table.c.generation == only if only is not None else table.c.generation < older_than
+        key = table.c.participant_id if model is ParticipantFigures else table.c.id
+        while True:
+            rows = db.session.execute(
+                select(key, table.c.generation).where(table.c.study_id == study_id, chosen).limit(WRITE_BATCH)
+            ).all()
+            if not rows:
+                break
+            for generation in {row[1] for row in rows}:
+                keys = [row[0] for row in rows if row[1] == generation]
+                db.session.execute(delete(table).where(table.c.generation == generation, key.in_(keys)))
+            db.session.commit()
+
+
+def _current_generation(study_id_column):
+    """The generation of the study's snapshot, as a subquery (correlated to ``study_id_column``)."""
+    return select(FiguresSnapshot.generation).where(FiguresSnapshot.study_id == study_id_column).scalar_subquery()
 
 
 def timepoint_rows(study_id: int, site: str | None = None):
     """(site, period, time point, state, optional, count) rows of the snapshot, one site or all."""
     t = TimepointFigures
-    query = select(t.site, t.period, t.timepoint, t.state, t.optional, t.count).where(t.study_id == study_id)
+    query = select(t.site, t.period, t.timepoint, t.state, t.optional, t.count).where(
+        t.study_id == study_id, t.generation == _current_generation(t.study_id)
+    )
     if site:
         query = query.where(t.site == site)
     return db.session.execute(query).all()
@@ -160,7 +209,7 @@ def vas_rows(study_id: int):
         tuple(row)
         for row in db.session.execute(
             select(v.sequence, v.dummy_sequence, v.treatment, v.period, v.timepoint, v.n, v.total, v.squares).where(
-                v.study_id == study_id
+                v.study_id == study_id, v.generation == _current_generation(v.study_id)
             )
         )
     ]
@@ -175,7 +224,14 @@ def page_of_participants(
     last count has none yet: it sorts last and needs no attention until counted).
     """
     f = ParticipantFigures
-    query = select(Participant.id).outerjoin(f, f.participant_id == Participant.id).where(*participant_filter)
+    query = (
+        select(Participant.id)
+        .outerjoin(
+            f,
+            and_(f.participant_id == Participant.id, f.generation == _current_generation(Participant.study_id)),
+        )
+        .where(*participant_filter)
+    )
     if attention_only:
         query = query.where(f.needs_attention.is_(True))
     if state_bit:
