@@ -176,6 +176,9 @@ def test_scale_benchmark_measures_every_step_at_two_sizes():
         for step in ("build", "first-pass", "steady-pass", "entries-pass", "figures", "page-adherence"):
             assert f"RESULT {step}-{size} " in result.stdout, (step, size)
     assert re.search(r"RESULT export-20 s=[\d.]+ mb=\d+", result.stdout)
-    steady = re.search(r"steady-pass +[\d.]+ s +\d+ MB +queries=(\d+) planned=0 tasks=0", result.stdout)
+    steady = re.search(
+        r"steady-pass +[\d.]+ s +\d+ MB +queries=(\d+) longest_write_ms=(\d+) planned=\d+ tasks=\d+", result.stdout
+    )
     assert steady, result.stdout
+    assert int(steady.group(1)) < 100 and int(steady.group(2)) < 1000
     assert "RESULT growth steady-pass x=" in result.stdout
