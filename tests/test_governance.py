@@ -659,3 +659,17 @@ def test_a_request_whose_value_changed_since_is_not_applied(study):
     with pytest.raises(Refused, match="value changed after this request") as refusal:
         decide(source_now, approve=True, note="", by=investigator, password=PASSWORD, code=code, now=moment)
     assert refusal.value.status == 409
+
+
+def test_the_lock_every_post_reads_is_when_and_why_or_nothing(study):
+    """``current_lock``, the one light query before every data-changing request."""
+    from diary.governance.lock import current_lock, lock_study, unlock_study
+
+    assert current_lock() is None
+    lock_study(study, reason="database lock for analysis", actor="admin", by_id=None, now=now_utc())
+    db.session.commit()
+    lock = current_lock()
+    assert lock is not None and lock.lock_reason == "database lock for analysis" and lock.locked_at is not None
+    unlock_study(study, reason="query to resolve", actor="admin", now=now_utc())
+    db.session.commit()
+    assert current_lock() is None

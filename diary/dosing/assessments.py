@@ -267,20 +267,21 @@ def state_of(
 
 def state_at(row, now: datetime) -> AssessmentState:
     """The state of an assessment row at ``now`` (``state_of`` says the rule)."""
-    times = dict(target=row.target, dose_start=row.dose_start, planned_start=row.planned_start)
-    return AssessmentState(
-        state_of(
-            window_open=row.window_open,
-            window_close=row.window_close,
-            late_close=row.late_close,
-            collected_at=row.collected_at,
-            not_applicable=row.not_applicable,
-            now=now,
-            pre_dose=is_pre_dose(**times),
-            dose_start=row.dose_start,
-            dosed=row.dose_start is not None,
-        )
+    # Called once per assessment by exports and passes (400,000 times for an export of 5,000
+    # participants): no intermediate dict, and no enum lookup when the rule already gave one.
+    dose_start = row.dose_start
+    state = state_of(
+        window_open=row.window_open,
+        window_close=row.window_close,
+        late_close=row.late_close,
+        collected_at=row.collected_at,
+        not_applicable=row.not_applicable,
+        now=now,
+        pre_dose=is_pre_dose(target=row.target, dose_start=dose_start, planned_start=row.planned_start),
+        dose_start=dose_start,
+        dosed=dose_start is not None,
     )
+    return state if type(state) is AssessmentState else AssessmentState(state)
 
 
 def state_sql(now: datetime):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ..errors import Refused
 from ..extensions import db
@@ -23,6 +23,17 @@ LOCKED = "The study is locked: its data cannot change. Unlock it (with a reason)
 
 def is_locked(study: Study | None) -> bool:
     return study is not None and study.locked_at is not None
+
+
+def current_lock():
+    """The installation's study lock as (locked_at, lock_reason), or None when it is not locked.
+    One light query (no study object loaded), made before every data-changing request."""
+    lock = db.session.execute(_LOCK).first()
+    return lock if lock is not None and lock.locked_at is not None else None
+
+
+# Built once: every POST runs it (one study per installation, as ``current_study`` reads it).
+_LOCK = select(Study.locked_at, Study.lock_reason).order_by(Study.id).limit(1)
 
 
 def refuse_if_locked(study: Study | None) -> None:

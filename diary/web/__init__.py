@@ -9,11 +9,10 @@ from werkzeug.routing import IntegerConverter
 
 from ..database import READ_ONLY
 from ..extensions import babel, compress, db
-from ..governance.lock import is_locked
+from ..governance.lock import current_lock
 from ..i18n import DEFAULT_LANGUAGE, TRANSLATIONS, best_language, compile_catalogs
 from ..participants.enrolment import mask_email, mask_phone
 from ..protocol.model import in_language
-from ..study.trial import current_study
 from ..vocabulary import TEMPLATE_GLOBALS
 from .errors import render_error
 from .times import staff_time
@@ -177,15 +176,15 @@ def _refuse_writes_while_locked():
     """Every other POST answers 423 while the study is locked, before its view runs."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in WHILE_LOCKED or request.endpoint is None:
         return None
-    study = current_study()
-    if not is_locked(study):
+    lock = current_lock()
+    if lock is None:
         return None
     db.session.rollback()
     if request.blueprint == "participant":
         return render_error(423)
     return render_error(
         423,
-        f"The study was locked on {study.locked_at:%Y-%m-%d %H:%M} UTC ({study.lock_reason}): its data cannot change.",
+        f"The study was locked on {lock.locked_at:%Y-%m-%d %H:%M} UTC ({lock.lock_reason}): its data cannot change.",
     )
 
 
