@@ -33,6 +33,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from web import SIDE_EFFECTS  # noqa: E402  (the shipped protocol's checklist, one list for both)
+
 BIN = Path(sys.executable).parent
 # Its own database per run (the process id keeps two runs from dropping each other's).
 DATABASE = f"diary_bench_deployment_{os.getpid()}"
@@ -153,18 +156,7 @@ def submit_through(servers: list[str], index: int, token: str) -> list[int]:
         "energy_nrs.energy": "5",
         "blinding_guess.guess": "dont_know",
     }
-    for term in (
-        "headache",
-        "dizziness",
-        "nausea",
-        "vomiting",
-        "drowsiness",
-        "restlessness",
-        "vivid_dreams",
-        "visual_changes",
-        "time_distortion",
-        "detachment",
-    ):
+    for term in SIDE_EFFECTS:
         form[f"side_effects.symptoms.{term}"] = "none"
     for server in (first, other):
         response = _request(session, servers, server, "POST", f"/p/entry/{entry}", data=form, allow_redirects=False)
