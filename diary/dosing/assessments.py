@@ -13,6 +13,7 @@ from datetime import datetime
 from types import SimpleNamespace
 
 from sqlalchemy import and_, case, literal, not_, or_, select
+from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
 from ..models import Assessment, ItemValue, Participant, Period, ProtocolVersion, Submission, UTCDateTime
@@ -177,11 +178,14 @@ def protocols_by_version(version_ids, session=None) -> dict[int, Protocol]:
     """Parsed protocols by version id, in one query (parsing is cached per process)."""
     if not version_ids:
         return {}
+    session = session or db.session
+    # A page that already holds the study's versions (Today holds the current one) asks nothing.
+    held = [session.identity_map.get(identity_key(ProtocolVersion, version_id)) for version_id in version_ids]
+    if all(version is not None for version in held):
+        return {version.id: protocol_of(version) for version in held}
     return {
         version.id: protocol_of(version)
-        for version in (session or db.session).scalars(
-            select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids)))
-        )
+        for version in session.scalars(select(ProtocolVersion).where(ProtocolVersion.id.in_(list(version_ids))))
     }
 
 
