@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, union, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db
 from ..models import Assessment, AuditEvent, Participant, PassWatermark, Period, Submission
@@ -44,7 +46,6 @@ class Since:
 
     full: bool
     participant_ids: frozenset[int] = frozenset()
-    since: datetime | None = None
 
 
 def since_last_pass(
@@ -69,7 +70,6 @@ def since_last_pass(
     return Since(
         full=False,
         participant_ids=frozenset(changed_participants(study_id, since, now, horizon=horizon, lookbacks=lookbacks)),
-        since=since,
     )
 
 
@@ -94,10 +94,9 @@ def changed_participants(
         )
     for lookback in lookbacks:
         parts.append(
-            select(Period.participant_id)
-            .join(Assessment, Assessment.period_id == Period.id)
-            .join(Submission, Submission.assessment_id == Assessment.id)
-            .where(Submission.collected_at > since - lookback, Submission.collected_at <= now - lookback)
+            assessments.join(Submission, Submission.assessment_id == Assessment.id).where(
+                Submission.collected_at > since - lookback, Submission.collected_at <= now - lookback
+            )
         )
         parts.append(
             select(Period.participant_id).where(
@@ -111,8 +110,8 @@ def changed_participants(
     return set(db.session.scalars(query))
 
 
-def chunks(study_id: int | None, scope: Since) -> Iterator[list[int] | None]:
-    """The participants to judge, a chunk at a time (``None``: nothing to judge)."""
+def chunks(study_id: int | None, scope: Since) -> Iterator[list[int]]:
+    """The participants to judge, a chunk at a time (none at all when nothing changed)."""
     if not scope.full:
         ids = sorted(scope.participant_ids)
         for start in range(0, len(ids), CHUNK):
@@ -143,15 +142,8 @@ def passed(name: str, now: datetime, scope: Since, protocol_version_id: int | No
         .execution_options(synchronize_session=False)
     )
     if done.rowcount == 0 and db.session.get(PassWatermark, name) is None:
-        insert = _insert()
+        insert = sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
         db.session.execute(
             insert(PassWatermark).on_conflict_do_nothing(index_elements=["name"]),
             [{"name": name, "through": now, "full_at": now, "protocol_version_id": protocol_version_id}],
         )
-
-
-def _insert():
-    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert if db.engine.dialect.name == "sqlite" else postgresql_insert
