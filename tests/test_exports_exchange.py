@@ -94,7 +94,7 @@ def test_fatigue_timecourse_recomputed_from_the_database(bundle, study):
                     continue
                 sub = assessment.submission
                 vas = _vas(sub) if sub else None
-                # At the second, as the export writes the times it derives from (tables.to_the_second).
+                # At the second, as the export writes the times it derives from (tables.seconds_between).
                 seconds = (
                     (sub.collected_at.replace(microsecond=0) - period.dose_start.replace(microsecond=0))
                     if sub

@@ -28,35 +28,41 @@ def rows_query():
     Its rows have the attributes ``state_at`` reads, so a row from this query, whoever ran it
     (the ORM session, or an export's read-only connection), is judged the same way.
     """
+    return read_model(
+        Assessment.id,
+        Assessment.timepoint,
+        Assessment.target,
+        Assessment.window_open,
+        Assessment.window_close,
+        Assessment.late_close,
+        Assessment.not_applicable,
+        Assessment.protocol_version_id,
+        Period.id.label("period_id"),
+        Period.number.label("period"),
+        Period.treatment,
+        Period.dose_start,
+        Period.planned_start,
+        Participant.id.label("participant_id"),
+        Participant.code,
+        Participant.site,
+        Participant.sequence,
+        Participant.timezone,
+        Participant.code_broken_at,
+        Submission.id.label("submission_id"),
+        Submission.submitted_at,
+        Submission.collected_at,
+        Submission.source,
+        Submission.submission_mode,
+        Submission.reason,
+        Submission.alert,
+    )
+
+
+def read_model(*columns):
+    """``columns`` of the read model's joins: each assessment with its period, its participant
+    and its submission if any (a table that writes a few columns reads only those)."""
     return (
-        select(
-            Assessment.id,
-            Assessment.timepoint,
-            Assessment.target,
-            Assessment.window_open,
-            Assessment.window_close,
-            Assessment.late_close,
-            Assessment.not_applicable,
-            Assessment.protocol_version_id,
-            Period.id.label("period_id"),
-            Period.number.label("period"),
-            Period.treatment,
-            Period.dose_start,
-            Period.planned_start,
-            Participant.id.label("participant_id"),
-            Participant.code,
-            Participant.site,
-            Participant.sequence,
-            Participant.timezone,
-            Participant.code_broken_at,
-            Submission.id.label("submission_id"),
-            Submission.submitted_at,
-            Submission.collected_at,
-            Submission.source,
-            Submission.submission_mode,
-            Submission.reason,
-            Submission.alert,
-        )
+        select(*columns)
         .select_from(Assessment)
         .join(Period, Assessment.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)

@@ -7,13 +7,14 @@ stream with ``yield_per`` so the study is never held in memory at once.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
 
 from sqlalchemy import select
 
-from ..dosing.assessments import rows_query, state_at
+from ..dosing.assessments import read_model, rows_query, state_sql
 from ..governance.signoff import statuses_for_study as signature_statuses
 from ..models import (
     Assessment,
@@ -117,34 +118,49 @@ class ExportContext:
         """The drug name, only after unblinding (a blinded export carries treatment_code alone)."""
         return None if self.blinded else self.protocol.treatments.get(code) or code
 
-    def stream(self, statement):
+    def stream(self, statement, named: bool = False):
         """Rows of ``statement`` (which must select from Participant), participant chunk by chunk.
 
         Participants come in code order, so the concatenated chunks keep the statement's order.
+        ``named``: rows as plain named tuples, for a table that reads its columns by name (a
+        SQLAlchemy Row's attribute costs about 0.75 µs, a named tuple's 0.01 µs: the assessments
+        table, reading 30 a row, spent most of its time there). Tables that unpack each row by
+        position leave it off.
         """
         ids = (
             self.connection.execute(select(Participant.id).where(self.in_scope).order_by(Participant.code))
             .scalars()
             .all()
         )
+        record = None
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            yield from self.connection.execute(
+            result = self.connection.execute(
                 statement.where(Participant.id.in_(chunk)).execution_options(yield_per=BATCH)
             )
+            if not named:
+                yield from result
+                continue
+            record = record or namedtuple("Record", result.keys(), rename=True)._make
+            yield from map(record, result)
 
 
-def to_the_second(moment: datetime) -> datetime:
-    """A time at the precision the export writes it (whole seconds): every derived column is
-    computed from the times as exported, so an analyst recomputing it from the CSV gets the same
-    number (and ``verify-archive`` does, with no database)."""
-    return moment.replace(microsecond=0)
+def seconds_between(later: datetime, earlier: datetime) -> int:
+    """Whole seconds from ``earlier`` to ``later``, each time cut to the second first: the
+    precision the export writes times at. Every derived column is computed from the times as
+    exported, so an analyst recomputing it from the CSV gets the same number (and
+    ``verify-archive`` does, with no database). The cut times are not built (twice a row of three
+    tables): the microseconds they drop are taken off the difference, which leaves whole seconds."""
+    delta = later - earlier
+    return (
+        delta.days * 86400 + delta.seconds + (delta.microseconds - later.microsecond + earlier.microsecond) // 1_000_000
+    )
 
 
 def _minutes(moment: datetime | None, dose: datetime | None) -> float | None:
     if moment is None or dose is None:
         return None
-    return round((to_the_second(moment) - to_the_second(dose)).total_seconds() / 60, 1)
+    return round(seconds_between(moment, dose) / 60, 1)
 
 
 # An optional time point (such as D2) left unanswered is not done, not missed: the export says so
@@ -162,6 +178,7 @@ def assessments(ctx: ExportContext):
     rows = ctx.stream(
         rows_query()
         .add_columns(
+            state_sql(ctx.now).label("state"),
             Submission.viewport_width,
             Submission.viewport_height,
             Submission.device_pixel_ratio,
@@ -170,9 +187,10 @@ def assessments(ctx: ExportContext):
             Submission.browser,
         )
         .where(ctx.in_scope)
-        .order_by(Participant.code, Period.number, Assessment.target)
+        .order_by(Participant.code, Period.number, Assessment.target),
+        named=True,
     )
-    order, now, dummy = ctx.order, ctx.now, ctx.dummy
+    order, dummy = ctx.order, ctx.dummy
     # Each entry names the protocol version it was scheduled (and, once made, answered) under.
     versions = dict(
         ctx.connection.execute(
@@ -195,7 +213,7 @@ def assessments(ctx: ExportContext):
             nominal.get(row.timepoint),
             row.window_open,
             row.window_close,
-            exported_status(state_at(row, now), optional.get(row.timepoint, False)),
+            exported_status(row.state, optional.get(row.timepoint, False)),
             row.submitted_at,
             row.collected_at,
             _minutes(row.collected_at, row.dose_start),
@@ -321,28 +339,49 @@ EXCLUDED = {
 }
 
 
+def judged(ctx: ExportContext, *columns):
+    """``columns`` of the read model's joins (assessment, period, participant, any submission) in
+    the export's scope, with each assessment's state judged by the database: ``state_sql``, the
+    SQL form of ``state_at`` that tests/test_rules_once.py holds equal to it. One CASE in the
+    query instead of a Python call per assessment per table (400,000 for 5,000 participants)."""
+    return read_model(*columns, state_sql(ctx.now).label("state")).where(ctx.in_scope)
+
+
 def _measure_periods(ctx: ExportContext):
     """Each dosed period's assessments with the endpoints' measure, one group per participant and
-    period: the one read both endpoint tables are built from."""
+    period: the one read both endpoint tables are built from (only the columns they write)."""
     plan = ctx.protocol.endpoints
     measured = (
-        rows_query()
-        .add_columns(ItemValue.value, ItemValue.changed_at)
+        judged(
+            ctx,
+            Participant.code,
+            Participant.sequence,
+            Participant.code_broken_at,
+            Period.id.label("period_id"),
+            Period.number.label("period"),
+            Period.treatment,
+            Period.dose_start,
+            Assessment.timepoint,
+            Submission.collected_at,
+            Submission.source,
+            ItemValue.value,
+            ItemValue.changed_at,
+        )
         .outerjoin(
             ItemValue,
             (ItemValue.submission_id == Submission.id)
             & (ItemValue.instrument == plan.instrument)
             & (ItemValue.item == plan.item),
         )
-        .where(ctx.in_scope, Period.dose_start.is_not(None))
+        .where(Period.dose_start.is_not(None))
         .order_by(Participant.code, Period.number, Assessment.target)
     )
-    for _, group in groupby(ctx.stream(measured), key=lambda r: (r.code, r.period)):
+    for _, group in groupby(ctx.stream(measured, named=True), key=lambda r: (r.code, r.period)):
         yield list(group)  # one participant's period: a few dozen rows at most
 
 
 def _hours_from_dose(row) -> float:
-    return (to_the_second(row.collected_at) - to_the_second(row.dose_start)).total_seconds() / 3600
+    return seconds_between(row.collected_at, row.dose_start) / 3600
 
 
 def endpoints_table(ctx: ExportContext):
@@ -364,7 +403,7 @@ def endpoints_table(ctx: ExportContext):
         first = group[0]
         values, excluded, primary, changed_late = {}, [], None, False
         for row in group:
-            state = state_at(row, ctx.now)
+            state = row.state
             if row.timepoint == plan.primary_at:
                 primary = (state, row.source)
             if row.value is None or row.timepoint not in codes:
@@ -410,7 +449,7 @@ def timecourse_table(ctx: ExportContext):
     with_measure = {tp.code for tp in ctx.protocol.timepoints if plan.instrument in tp.instruments}
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
     for group in _measure_periods(ctx):
-        states = [(row, state_at(row, ctx.now)) for row in group]
+        states = [(row, row.state) for row in group]
         baseline = baseline_of(
             plan,
             {
@@ -504,7 +543,8 @@ def side_effects(ctx: ExportContext):
         .join(Period, SideEffectReport.period_id == Period.id)
         .join(Participant, Period.participant_id == Participant.id)
         .where(ctx.in_scope)
-        .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id)
+        .order_by(Participant.code, Period.number, SideEffectReport.reported_at, SideEffectReport.id),
+        named=True,
     )
     coded = {
         term.code: term.coded or None
@@ -534,11 +574,14 @@ def side_effects(ctx: ExportContext):
 
 def adherence(ctx: ExportContext):
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    rows = ctx.stream(rows_query().where(ctx.in_scope).order_by(Participant.code, Period.number))
-    for (code, number), group in groupby(rows, key=lambda r: (r.code, r.period)):
+    rows = ctx.stream(
+        judged(ctx, Participant.code, Period.number, Assessment.timepoint).order_by(Participant.code, Period.number),
+        named=True,
+    )
+    for (code, number), group in groupby(rows, key=lambda r: (r.code, r.number)):
         tally = Tally()
         for row in group:
-            tally.add(state_at(row, ctx.now), optional.get(row.timepoint, False))
+            tally.add(row.state, optional.get(row.timepoint, False))
         yield (code, number, tally.scheduled, tally.completed, tally.completed_late, tally.missed, tally.compliance_pct)
 
 
@@ -669,25 +712,25 @@ def audit_trail(ctx: ExportContext):
         .execution_options(yield_per=BATCH)
     )
     withheld = tuple(f"{name}." for name in ctx.withheld)
-    for row in rows:
-        old, new, reason = row.old_value, row.new_value, row.reason
+    # Unpacked by position: 110,000 events for 5,000 participants.
+    for event_id, at, actor, action, entity, participant_id, field_name, old, new, reason in rows:
         if ctx.without_side_effects:
             # Side-effect reviews, and an entry's answers as the audit trail records them, go
             # with the tables they describe.
-            if row.entity == "side_effect_report":
+            if entity == "side_effect_report":
                 continue
-            if any(name in (value or "") for value in (row.field, old, new) for name in withheld):
+            if any(name in (value or "") for value in (field_name, old, new) for name in withheld):
                 old = new = None
         if ctx.no_free_text:
             old = new = reason = None
         yield (
-            row.id,
-            row.at,
-            _actor_role(row.actor, staff_roles),
-            row.action,
-            row.entity,
-            codes.get(row.participant_id),
-            row.field,
+            event_id,
+            at,
+            _actor_role(actor, staff_roles),
+            action,
+            entity,
+            codes.get(participant_id),
+            field_name,
             old,
             new,
             reason,

@@ -1,0 +1,125 @@
+"""The export at pyarrow's pace (issue 32): its tables take each assessment's state from the
+database (``state_sql``) and read rows as named tuples; the derived times are cut to the second
+without building cut times. Each shortcut is held to the slow form it replaced."""
+
+from __future__ import annotations
+
+import csv
+import random
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+
+from diary.dosing import assessments
+from diary.exports import write_bundle
+from diary.exports.tables import ExportContext, exported_status, seconds_between
+from diary.exports.writers import iso_utc
+from diary.extensions import db
+from diary.models import Participant, Period
+from diary.reporting.adherence import Tally
+from diary.study.trial import protocol_of
+
+from .test_dashboard_scale import varied_study
+
+
+def test_seconds_between_equals_the_difference_of_the_times_cut_to_the_second():
+    """Both orders (a baseline is given before the infusion), across days, at the microsecond
+    edges: the same whole seconds as cutting each time first."""
+    rng = random.Random(32)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    edges = [0, 1, 999_999, 500_000]
+    for _ in range(5000):
+        later = start + timedelta(
+            seconds=rng.randrange(-(10**7), 10**7), microseconds=rng.choice(edges + [rng.randrange(10**6)])
+        )
+        earlier = start + timedelta(
+            seconds=rng.randrange(-(10**7), 10**7), microseconds=rng.choice(edges + [rng.randrange(10**6)])
+        )
+        cut = later.replace(microsecond=0) - earlier.replace(microsecond=0)
+        assert seconds_between(later, earlier) == cut.total_seconds(), (later, earlier)
+        assert isinstance(seconds_between(later, earlier), int)
+
+
+def test_iso_utc_writes_whole_seconds_in_utc():
+    assert iso_utc(datetime(2026, 1, 5, 14, 0, 0, 999_999, tzinfo=UTC)) == "2026-01-05T14:00:00Z"
+    # A time in another zone is written in UTC.
+    eastern = datetime(2026, 1, 5, 9, 30, 15, tzinfo=UTC).astimezone(
+        __import__("zoneinfo").ZoneInfo("America/New_York")
+    )
+    assert iso_utc(eastern) == "2026-01-05T09:30:15Z"
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_exported_states_are_the_ones_python_judges(study, tmp_path):
+    """Every assessment's status in the assessments and time-course tables, and every period's
+    adherence counts, are what ``state_at`` gives for it, on a study with every kind of state
+    (planned only, a corrected start leaving after_dose and out_of_window, a withdrawal)."""
+    now = varied_study(study)
+    protocol = protocol_of(study.current_protocol_version)
+    optional = {tp.code: tp.optional for tp in protocol.timepoints}
+    rows = db.session.execute(
+        assessments.rows_query()
+        .where(Participant.study_id == study.id)
+        .order_by(Participant.code, Period.number, assessments.Assessment.target)
+    ).all()
+    expected = {
+        (row.code, str(row.period), row.timepoint): exported_status(
+            assessments.state_at(row, now), optional[row.timepoint]
+        )
+        for row in rows
+    }
+    assert {status for status in expected.values()} >= {
+        "upcoming",
+        "completed",
+        "after_dose",
+        "out_of_window",
+        "not_applicable",
+    }
+    write_bundle(tmp_path, study=study, now=now)
+
+    exported = {
+        (r["participant_id"], r["period"], r["timepoint"]): r["status"] for r in _read(tmp_path / "assessments.csv")
+    }
+    assert exported == expected
+
+    plan = protocol.endpoints
+    timecourse = _read(tmp_path / f"{plan.timecourse_table}.csv")
+    assert timecourse
+    for r in timecourse:
+        assert r["status"] == expected[(r["participant_id"], r["period"], r["timepoint"])]
+
+    adherence = {(r["participant_id"], r["period"]): r for r in _read(tmp_path / "adherence.csv")}
+    for (code, period), group in groupby(rows, key=lambda r: (r.code, r.period)):
+        tally = Tally()
+        for row in group:
+            tally.add(assessments.state_at(row, now), optional[row.timepoint])
+        shown = adherence[(code, str(period))]
+        assert (
+            int(shown["scheduled"]),
+            int(shown["completed"]),
+            int(shown["completed_late"]),
+            int(shown["missed"]),
+        ) == (
+            tally.scheduled,
+            tally.completed,
+            tally.completed_late,
+            tally.missed,
+        ), code
+
+
+def test_named_rows_carry_the_same_values_as_the_database_rows(study):
+    """``ExportContext.stream(named=True)``: the same rows, in the same order, read by name."""
+    now = varied_study(study)
+    protocol = protocol_of(study.current_protocol_version)
+    ctx = ExportContext(connection=db.session.connection(), study=study, protocol=protocol, blinded=True, now=now)
+    statement = assessments.rows_query().where(ctx.in_scope).order_by(Participant.code, Period.number)
+    plain = list(ctx.stream(statement))
+    named = list(ctx.stream(statement, named=True))
+    assert len(named) == len(plain) > 20
+    assert [tuple(row) for row in named] == [tuple(row) for row in plain]
+    assert [(row.code, row.timepoint, row.window_open) for row in named] == [
+        (row.code, row.timepoint, row.window_open) for row in plain
+    ]
