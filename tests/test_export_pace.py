@@ -5,9 +5,12 @@ without building cut times. Each shortcut is held to the slow form it replaced."
 from __future__ import annotations
 
 import csv
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
+
+import orjson
 
 from diary.dosing import assessments
 from diary.exports import write_bundle
@@ -123,3 +126,26 @@ def test_named_rows_carry_the_same_values_as_the_database_rows(study):
     assert [(row.code, row.timepoint, row.window_open) for row in named] == [
         (row.code, row.timepoint, row.window_open) for row in plain
     ]
+
+
+def test_orjson_writes_the_bytes_json_dumps_writes():
+    """The FHIR NDJSON is written by orjson: compact, UTF-8, control characters escaped, as
+    ``json.dumps(ensure_ascii=False, separators=(",", ":"))`` writes it (random text of control
+    characters, Latin, CJK, emoji and the line separators JavaScript chokes on)."""
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in [*range(0, 160), 0x2028, 0x2029, 0xE9, 0xF1, 0x4E2D, 0x1F600, 0xFEFF]]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+        resource = {"linkId": text, "answer": [{"valueInteger": rng.randrange(-100, 101)}], "n": None, "t": True}
+        assert orjson.dumps(resource).decode() == json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_the_fhir_file_reads_back_as_json_dumps_would_write_it(study, tmp_path):
+    """Every line of the QuestionnaireResponse file, read and written again by the standard
+    library, is the same line (so a reader sees no difference from the library it replaced)."""
+    varied_study(study)
+    write_bundle(tmp_path, study=study, now=datetime.now(UTC), standards=True)
+    lines = (tmp_path / "fhir" / "QuestionnaireResponse.ndjson").read_text(encoding="utf-8").splitlines()
+    assert len(lines) > 10
+    for line in lines:
+        assert json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) == line

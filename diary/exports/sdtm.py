@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from ..dosing.assessments import rows_query
+from ..dosing.assessments import read_model
 from ..models import Assessment, ItemValue, Participant, Period, Submission
 from ..settings import setting
 from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
@@ -602,9 +602,10 @@ class Builder:
         first = self.ctx.protocol.timepoints[0].code
         order = self.ctx.order
         entries = self.ctx.stream(
-            rows_query()
+            read_model(Participant.code, Period.number.label("period"), Assessment.timepoint, Submission.collected_at)
             .where(self.ctx.in_scope, Submission.id.is_not(None))
-            .order_by(Participant.code, Period.number, Assessment.target)
+            .order_by(Participant.code, Period.number, Assessment.target),
+            named=True,
         )
         visits: dict[tuple[str, int], list] = {}
         for row in entries:
