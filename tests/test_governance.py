@@ -62,8 +62,13 @@ class Clock:
 
 
 def _dosed_with_entries(study, code, *, days_ago=10, timepoints=("BL", "M40", "M80", "D1", "D3", "D7")):
-    """A participant dosed ``days_ago`` days ago with participant entries at ``timepoints``."""
+    """A participant dosed ``days_ago`` days ago with participant entries at ``timepoints``.
+
+    Dosed at noon UTC (the participant's clock) whatever the hour the suite runs at, so entries
+    at the opening of their windows fall in the day (D1 at 08:00, D3 at 06:00), never in the
+    unusual-hours check's night: dosed at the hour of a run between 23:00 and 05:00, they did."""
     now = now_utc()
+    dosed_at = (now - timedelta(days=days_ago)).replace(hour=12, minute=0, second=0, microsecond=0)
     participant, _ = enroll(
         study,
         site="NIH-CC",
@@ -73,7 +78,7 @@ def _dosed_with_entries(study, code, *, days_ago=10, timepoints=("BL", "M40", "M
         now=now - timedelta(days=days_ago + 2),
         code=code,
     )
-    record_dose(participant, 1, now - timedelta(days=days_ago), actor="t", now=now)
+    record_dose(participant, 1, dosed_at, actor="t", now=now)
     protocol = protocol_of(study.current_protocol_version)
     for timepoint in timepoints:
         entry = assessment_of(participant, 1, timepoint)

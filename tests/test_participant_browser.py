@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,26 @@ from .participant_helpers import participant_with_day1_open
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 390, "height": 844}
+
+
+def wait_until(page, function: str, arg=None, timeout: float = 15.0) -> None:
+    """Wait until ``function`` (JavaScript) returns true in the page. Not ``wait_for_function``:
+    its polling evaluates the predicate from a string, which our Content Security Policy
+    (script-src 'self') refuses when the page's document changes under it
+    (microsoft/playwright#36982; seen as an EvalError after the PIN page redirected).
+    ``page.evaluate`` runs a function as the browser's protocol calls it, not as page script."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if page.evaluate(function, arg):
+                return
+        except Exception as error:  # the page navigated while it ran: ask the new document
+            if "context was destroyed" not in str(error) and "navigat" not in str(error):
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {function}")
+        page.wait_for_timeout(50)
+
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
@@ -220,7 +241,7 @@ def test_the_same_flow_with_the_keyboard_only(server, page):
     page.goto(link)
     # The PIN field takes the focus itself (autofocus); on a busy machine that can come after
     # "load", and keys typed before it go nowhere.
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'pin'")
+    wait_until(page, "() => document.activeElement !== null && document.activeElement.id === 'pin'")
     page.keyboard.type("4821")
     page.keyboard.press("Tab")
     page.keyboard.type("4821")
@@ -496,7 +517,7 @@ def test_the_service_worker_serves_the_shell_and_open_entries_offline(server, pa
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()  # now controlled by the worker, which keeps Today and the open entry
     # Wait for the open entry itself (Today's own copy alone could satisfy a looser wait).
-    page.wait_for_function(f"() => caches.open('diary-pages').then(c => c.match('/p/entry/{day1_id}')).then(Boolean)")
+    wait_until(page, f"() => caches.open('diary-pages').then(c => c.match('/p/entry/{day1_id}')).then(Boolean)")
     page.context.set_offline(True)
     page.goto(f"{server.config['BASE_URL']}/p/entry/{day1_id}")
     assert page.locator("form[data-draft]").count() == 1  # the entry form, from the phone
@@ -706,7 +727,7 @@ def test_a_failed_save_keeps_the_entry_and_sends_it_once_when_back(server, page,
     try:
         link, day1_id = new_participant(server, f"P-RESET-{failure}")
         set_pin(page, base + "/p/" + link.split("/p/", 1)[1])
-        page.wait_for_function("navigator.serviceWorker.controller !== null")
+        wait_until(page, "() => navigator.serviceWorker.controller !== null")
         page.goto(f"{base}/p/entry/{day1_id}")
         _fill_day1(page)
         page.get_by_role("button", name="Review my answers").click()
@@ -757,10 +778,11 @@ def test_a_severe_answer_on_the_last_question_brings_its_warning_into_view(serve
     )
     option.locator("span").tap()
     box = page.locator(f'[data-contact-for="{name}"]')
-    page.wait_for_function(
+    wait_until(
+        page,
         """el => { const r = el.getBoundingClientRect();
-                                     return r.top >= 0 && r.bottom <= window.innerHeight + 1; }""",
-        arg=box.element_handle(),
+                  return r.top >= 0 && r.bottom <= window.innerHeight + 1; }""",
+        box.element_handle(),
     )
 
 
