@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_export_benchmark_runs_and_agrees_with_its_baseline():
     """The benchmark checks that the export and the baseline wrote the same number of responses."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "export.py"), "--participants", "5"],
+        [sys.executable, str(ROOT / "benchmarks" / "export.py"), "--participants", "5", "--rounds", "2"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ratio whole bundle / baseline" in result.stdout and "peak memory of the export" in result.stdout
+    # Two baseline and export pairs, each ratio shown beside their median.
+    assert re.search(r"median of 2 pairs \([\d.]+, [\d.]+\)", result.stdout), result.stdout
 
 
 def test_reminder_benchmark_runs_and_delivers_every_message():
