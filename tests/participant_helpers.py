@@ -30,13 +30,25 @@ def key_from(html: str) -> str:
     return re.search(r'name="idempotency_key" value="([^"]+)"', html).group(1)
 
 
-def participant_with_day1_open(study, code="P-DAY1", hours_ago=22, sequence="AB", language="en"):
+def zone_at(now, hour: int) -> str:
+    """A fixed-offset zone whose clock reads ``hour``:xx at ``now`` (Etc/GMT names count the other
+    way round: Etc/GMT-5 is five hours ahead of UTC). Tests whose reminders must go out now use
+    the afternoon: in New York, run between 05:00 and 14:00 UTC, Day 1 had opened in the
+    protocol's quiet hours (22:00 to 07:00) and its reminder waited for the morning."""
+    offset = (hour - now.hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def participant_with_day1_open(
+    study, code="P-DAY1", hours_ago=22, sequence="AB", language="en", timezone="America/New_York"
+):
     """A participant whose infusion 1 started ``hours_ago`` hours ago (Day 1 opens at 20 h)."""
     now = now_utc()
     participant, token = enroll(
         study,
         site="NIH-CC",
-        timezone="America/New_York",
+        timezone=timezone,
         sequence=sequence,
         actor="test",
         now=now - timedelta(days=5),

@@ -28,7 +28,7 @@ from diary.study.trial import protocol_of
 from diary.vocabulary import AssessmentState, ReminderKind, Role
 
 from .conftest import NOW, answers_for
-from .participant_helpers import csrf_from, key_from, sign_in
+from .participant_helpers import csrf_from, key_from, sign_in, zone_at
 from .staff_helpers import any_csrf, login_as
 from .test_exports import read_csv
 from .test_reminders import smtp, text_of  # noqa: F401  (smtp: the fixture)
@@ -39,14 +39,13 @@ both = pytest.mark.parametrize("app", [{"PROTOCOL": name} for name in PROTOCOLS]
 
 def evening_zone(now) -> str:
     """A fixed-offset zone whose clock reads 20:xx at ``now``: the daily diary's evening."""
-    offset = (20 - now.hour) % 24
-    offset = offset - 24 if offset > 14 else offset
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+    return zone_at(now, 20)
 
 
 def with_an_open_entry(study, code: str):
     """A participant with a home entry open now, whichever the protocol: an infusion 22 hours ago
-    (Day 1 is open), or a randomization this evening (tonight's entry is open)."""
+    (Day 1 is open, in the participant's afternoon, so its reminder is not held for quiet hours),
+    or a randomization this evening (tonight's entry is open)."""
     protocol = protocol_of(study.current_protocol_version)
     now = now_utc()
     first_sequence = next(iter(protocol.sequences))
@@ -54,7 +53,7 @@ def with_an_open_entry(study, code: str):
         participant, token = enroll(
             study,
             site="NIH-CC",
-            timezone="America/New_York",
+            timezone=zone_at(now, 14),
             sequence=first_sequence,
             actor="test",
             now=now - timedelta(days=5),

@@ -149,3 +149,50 @@ def test_the_fhir_file_reads_back_as_json_dumps_would_write_it(study, tmp_path):
     assert len(lines) > 10
     for line in lines:
         assert json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) == line
+
+
+def test_a_bundle_reads_the_measure_once_and_writes_the_same_time_course(study, tmp_path, monkeypatch):
+    """The endpoints pass keeps the time course's rows for the next table: the bundle's time
+    course is byte for byte the one the table builds on its own, from one read of the study."""
+    from diary.exports import tables
+    from diary.exports.schema import tables_for
+    from diary.exports.writers import write_csv
+
+    now = varied_study(study)
+    protocol = protocol_of(study.current_protocol_version)
+    plan = protocol.endpoints
+    reads = []
+    measure_periods = tables._measure_periods
+    monkeypatch.setattr(tables, "_measure_periods", lambda ctx: reads.append(ctx) or measure_periods(ctx))
+    write_bundle(tmp_path / "bundle", study=study, now=now)
+    assert len(reads) == 1
+    ctx = ExportContext(connection=db.session.connection(), study=study, protocol=protocol, blinded=True, now=now)
+    ctx.dummies = reads[0].dummies  # the bundle's blinded export carries the stored dummy allocation
+    ctx.dummy = reads[0].dummy
+    alone = tmp_path / "alone.csv"
+    write_csv(alone, tables_for(protocol)[plan.timecourse_table], tables.timecourse_table(ctx))
+    assert len(reads) == 2  # on its own it reads the study itself
+    bundled = (tmp_path / "bundle" / f"{plan.timecourse_table}.csv").read_bytes()
+    assert bundled == alone.read_bytes() and bundled.count(b"\n") > 20
+
+
+def test_the_spool_gives_back_every_row_in_order_and_only_after_a_whole_pass(study, monkeypatch):
+    from diary.exports import tables
+
+    monkeypatch.setattr(tables.Spool, "BATCH", 3)
+    spool = tables.Spool()
+    added = [(n, f"row {n}", None, 1.5) for n in range(10)]
+    for start in range(0, 10, 4):
+        spool.add(added[start : start + 4])
+    assert list(spool) == added
+    # An endpoints table given up half way hands no time course on.
+    now = varied_study(study)
+    protocol = protocol_of(study.current_protocol_version)
+    ctx = ExportContext(
+        connection=db.session.connection(), study=study, protocol=protocol, blinded=True, now=now, spool_timecourse=True
+    )
+    endpoints = tables.endpoints_table(ctx)
+    next(endpoints)
+    endpoints.close()
+    assert ctx.timecourse_spool is None
+    assert len(list(tables.endpoints_table(ctx))) > 1 and ctx.timecourse_spool is not None

@@ -44,7 +44,7 @@ from diary.vocabulary import (
 )
 
 from .conftest import answers_for, assessment_of
-from .participant_helpers import participant_with_day1_open
+from .participant_helpers import participant_with_day1_open, zone_at
 from .staff_helpers import PASSWORD, TOTP_SECRET, any_csrf, login_as, make_staff
 
 VAS = "fatigue_vas.fatigue"
@@ -422,7 +422,8 @@ def test_the_true_allocation_is_refused_before_lock_and_sign_off(study, tmp_path
 def test_a_discontinued_participant_keeps_open_entries_and_reminders(app, study, client):
     from .participant_helpers import sign_in
 
-    participant, token = participant_with_day1_open(study, code="P-DSC001")
+    # In the participant's afternoon: Day 1's reminder is not held for quiet hours past its close.
+    participant, token = participant_with_day1_open(study, code="P-DSC001", timezone=zone_at(now_utc(), 14))
     discontinue(
         participant,
         actor="t",

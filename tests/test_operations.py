@@ -30,7 +30,7 @@ from diary.study.trial import protocol_of
 from diary.vocabulary import Source
 
 from .conftest import answers_for, assessment_of, make_app
-from .participant_helpers import csrf_from, participant_with_day1_open, sign_in
+from .participant_helpers import csrf_from, participant_with_day1_open, sign_in, zone_at
 from .staff_helpers import login_as, make_staff
 from .test_dispatch_safety import SlowInbox
 from .test_reminders import Inbox, free_port, smtp  # noqa: F401  (smtp: a real aiosmtpd server)
@@ -132,9 +132,11 @@ def _passes_until(url, port, lease, seconds):
 
 
 def _owed(study, count, prefix):
-    """``count`` participants whose Day 1 reminder is due now."""
+    """``count`` participants whose Day 1 reminder is due now (in their afternoon, whatever the
+    hour of the run: quiet hours would hold it)."""
+    zone = zone_at(now_utc(), 14)
     for n in range(count):
-        participant_with_day1_open(study, code=f"{prefix}{n:03d}")
+        participant_with_day1_open(study, code=f"{prefix}{n:03d}", timezone=zone)
     db.session.commit()
 
 

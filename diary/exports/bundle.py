@@ -166,6 +166,8 @@ def write_bundle(
             without_side_effects=without_side_effects,
             site=site,
             allocation_withheld=allocation_withheld,
+            # The time course comes right after the endpoints (``table_order``): one read for both.
+            spool_timecourse=True,
         )
         order = table_order(protocol)
         tables = order[:-1] + (["participants_identified"] if identified else []) + ["data_dictionary"]

@@ -7,6 +7,8 @@ stream with ``yield_per`` so the study is never held in memory at once.
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +43,35 @@ BATCH = 5000
 CHUNK = 200
 
 
+class Spool:
+    """Rows kept on disk for a table written later in the same export (pickled in batches in a
+    temporary file, so memory stays flat), read back once in the order they were added."""
+
+    BATCH = 2000
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+        self.batch: list = []
+
+    def add(self, rows) -> None:
+        self.batch.extend(rows)
+        if len(self.batch) >= self.BATCH:
+            pickle.dump(self.batch, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.batch = []
+
+    def __iter__(self):
+        if self.batch:
+            pickle.dump(self.batch, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.batch = []
+        self.file.seek(0)
+        with self.file:
+            while True:
+                try:
+                    yield from pickle.load(self.file)
+                except EOFError:
+                    return
+
+
 @dataclass
 class ExportContext:
     connection: object  # a SQLAlchemy Connection (read-only on SQLite: no write lock held)
@@ -58,6 +89,11 @@ class ExportContext:
     dummies: dict = field(default_factory=dict)
     # Filled while the endpoints table is written, so the participants table need not recompute it.
     endpoint_flags: list | None = None
+    # A bundle writes the time course right after the endpoints, from the same read: with this
+    # set, the endpoints table keeps the time course's rows (``Spool``) as it reads each period,
+    # and the time-course table writes them instead of reading the study again.
+    spool_timecourse: bool = False
+    timecourse_spool: Spool | None = None
     # One site's participants only (a site's archive), or one participant's (their own download).
     site: str | None = None
     participant_code: str | None = None
@@ -399,7 +435,11 @@ def endpoints_table(ctx: ExportContext):
     flags = ctx.endpoint_flags = []  # (code, baseline, primary) for the participants table
     late = timedelta(days=ctx.protocol.late_change_days)
     signatures = signature_statuses(ctx.study.id)
+    spool = Spool() if ctx.spool_timecourse else None
+    timecourse = _timecourse_rows(ctx)
     for group in _measure_periods(ctx):
+        if spool is not None:
+            spool.add(timecourse(group))
         first = group[0]
         values, excluded, primary, changed_late = {}, [], None, False
         for row in group:
@@ -437,6 +477,9 @@ def endpoints_table(ctx: ExportContext):
             first.code_broken_at,
             ctx.dummy,
         )
+    if spool is not None:
+        # Only a whole pass hands its time course on: a table given up half way leaves none.
+        ctx.timecourse_spool = spool
 
 
 _ABSENT = object()
@@ -444,11 +487,25 @@ _ABSENT = object()
 
 def timecourse_table(ctx: ExportContext):
     """Participant x period x time point in long form, ready to plot or model the whole curve:
-    the same measure, baseline and exclusions as the endpoints table."""
+    the same measure, baseline and exclusions as the endpoints table (in a bundle, the rows its
+    pass kept: ``ExportContext.spool_timecourse``)."""
+    spool, ctx.timecourse_spool = ctx.timecourse_spool, None
+    if spool is not None:
+        yield from spool
+        return
+    rows = _timecourse_rows(ctx)
+    for group in _measure_periods(ctx):
+        yield from rows(group)
+
+
+def _timecourse_rows(ctx: ExportContext):
+    """The time course's rows of one participant's period (a group of ``_measure_periods``)."""
     plan = ctx.protocol.endpoints
     with_measure = {tp.code for tp in ctx.protocol.timepoints if plan.instrument in tp.instruments}
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
-    for group in _measure_periods(ctx):
+
+    def rows(group) -> list[tuple]:
+        found = []
         states = [(row, row.state) for row in group]
         baseline = baseline_of(
             plan,
@@ -466,22 +523,27 @@ def timecourse_table(ctx: ExportContext):
             hours = None if row.collected_at is None else round(_hours_from_dose(row), 2)
             changes = [CHANGE[kind](value, baseline) if counts else None for kind in plan.changes]
             sequence, treatment_code, name = ctx.allocation(row.code, row.sequence, row.period, row.treatment)
-            yield (
-                row.code,
-                sequence,
-                row.period,
-                treatment_code,
-                name,
-                row.timepoint,
-                ctx.order.get(row.timepoint),
-                baseline if len(plan.baseline) == 1 or baseline is None else round(baseline, 2),
-                value,
-                *(None if measured is None else round(measured, 2) for measured in changes),
-                hours,
-                exported_status(state, optional.get(row.timepoint, False)),
-                row.source,
-                ctx.dummy,
+            found.append(
+                (
+                    row.code,
+                    sequence,
+                    row.period,
+                    treatment_code,
+                    name,
+                    row.timepoint,
+                    ctx.order.get(row.timepoint),
+                    baseline if len(plan.baseline) == 1 or baseline is None else round(baseline, 2),
+                    value,
+                    *(None if measured is None else round(measured, 2) for measured in changes),
+                    hours,
+                    exported_status(state, optional.get(row.timepoint, False)),
+                    row.source,
+                    ctx.dummy,
+                )
             )
+        return found
+
+    return rows
 
 
 def scores(ctx: ExportContext):
