@@ -9,6 +9,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -45,9 +46,7 @@ def test_seconds_between_equals_the_difference_of_the_times_cut_to_the_second():
 def test_iso_utc_writes_whole_seconds_in_utc():
     assert iso_utc(datetime(2026, 1, 5, 14, 0, 0, 999_999, tzinfo=UTC)) == "2026-01-05T14:00:00Z"
     # A time in another zone is written in UTC.
-    eastern = datetime(2026, 1, 5, 9, 30, 15, tzinfo=UTC).astimezone(
-        __import__("zoneinfo").ZoneInfo("America/New_York")
-    )
+    eastern = datetime(2026, 1, 5, 9, 30, 15, tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
     assert iso_utc(eastern) == "2026-01-05T09:30:15Z"
 
 
