@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -48,6 +48,21 @@ def test_iso_utc_writes_whole_seconds_in_utc():
     # A time in another zone is written in UTC.
     eastern = datetime(2026, 1, 5, 9, 30, 15, tzinfo=UTC).astimezone(ZoneInfo("America/New_York"))
     assert iso_utc(eastern) == "2026-01-05T09:30:15Z"
+
+
+def test_iso_utc_is_the_utc_isoformat_cut_to_the_second():
+    """Formatted from the time's fields, it writes what ``isoformat`` writes of the same moment
+    in UTC: any year (zero-padded below 1000), any zone, any microsecond."""
+    rng = random.Random(6)
+    zones = [UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), timezone(timedelta(hours=-9, minutes=-30))]
+    for _ in range(5000):
+        moment = datetime(2, 1, 1, tzinfo=UTC) + timedelta(
+            days=rng.randrange(3_650_000),
+            seconds=rng.randrange(86400),
+            microseconds=rng.choice([0, 999_999, rng.randrange(10**6)]),
+        )
+        shown = moment.astimezone(rng.choice(zones))
+        assert iso_utc(shown) == moment.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def _read(path):
