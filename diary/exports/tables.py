@@ -16,7 +16,7 @@ from itertools import groupby
 
 from sqlalchemy import select
 
-from ..dosing.assessments import read_model, rows_query, state_sql
+from ..dosing.assessments import read_model, state_sql
 from ..governance.signoff import statuses_for_study as signature_statuses
 from ..models import (
     Assessment,
@@ -211,19 +211,34 @@ def exported_status(state: AssessmentState, optional: bool) -> str:
 def assessments(ctx: ExportContext):
     nominal = {tp.code: tp.target.nominal_minutes for tp in ctx.protocol.timepoints}
     optional = {tp.code: tp.optional for tp in ctx.protocol.timepoints}
+    # Only the columns the table writes: each time read is parsed (nine a row from the whole
+    # read model, seven written).
     rows = ctx.stream(
-        rows_query()
-        .add_columns(
-            state_sql(ctx.now).label("state"),
+        judged(
+            ctx,
+            Participant.code,
+            Participant.site,
+            Participant.sequence,
+            Participant.code_broken_at,
+            Period.number.label("period"),
+            Period.treatment,
+            Period.planned_start,
+            Period.dose_start,
+            Assessment.timepoint,
+            Assessment.window_open,
+            Assessment.window_close,
+            Assessment.protocol_version_id,
+            Submission.submitted_at,
+            Submission.collected_at,
+            Submission.source,
+            Submission.submission_mode,
             Submission.viewport_width,
             Submission.viewport_height,
             Submission.device_pixel_ratio,
             Submission.zoom,
             Submission.text_scale,
             Submission.browser,
-        )
-        .where(ctx.in_scope)
-        .order_by(Participant.code, Period.number, Assessment.target),
+        ).order_by(Participant.code, Period.number, Assessment.target),
         named=True,
     )
     order, dummy = ctx.order, ctx.dummy
