@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from diary.dosing import assessments
-from diary.exports import write_bundle
+from diary.exports import define, sdtm, write_bundle
 from diary.exports.tables import ExportContext, exported_status, seconds_between
 from diary.exports.writers import iso_utc
 from diary.extensions import db
@@ -210,3 +210,60 @@ def test_the_spool_gives_back_every_row_in_order_and_only_after_a_whole_pass(stu
     endpoints.close()
     assert ctx.timecourse_spool is None
     assert len(list(tables.endpoints_table(ctx))) > 1 and ctx.timecourse_spool is not None
+
+
+def test_the_define_profile_taken_while_writing_is_the_one_the_written_domains_give(study, tmp_path, monkeypatch):
+    """The define's lengths, decimals and codelists come from each domain's rows as they are
+    written (``DomainProfile``), not from reading the CSVs back: on a study with every kind of
+    state they are what the written CSVs give, worked out the way the define did before."""
+    now = varied_study(study)
+    written = []
+    real = sdtm.write_define
+
+    def write_define(folder, domains, **study_facts):
+        written.extend(domains)
+        return real(folder, domains, **study_facts)
+
+    monkeypatch.setattr(sdtm, "write_define", write_define)
+    write_bundle(tmp_path, study=study, now=now, standards=True)
+    assert {domain.name for domain in written} == set(sdtm.DOMAINS)
+    checked = 0
+    for domain in written:
+        with open(tmp_path / "sdtm" / f"{domain.name.lower()}.csv", newline="", encoding="utf-8") as handle:
+            header, *rows = list(csv.reader(handle))
+        for index, variable in enumerate(domain.variables):
+            values = [row[index] for row in rows if row[index] != ""]
+            assert header[index] == variable.name
+            assert domain.profile.lengths[index] == max((len(value) for value in values), default=1)
+            if index in domain.profile.decimals:
+                assert domain.profile.decimals[index] == max(
+                    (len(value.split(".", 1)[1]) if "." in value else 0 for value in values), default=0
+                )
+            if variable.name in domain.profile.codes:
+                decode_by = define.CODELISTS[variable.name]
+                decodes = {}
+                for row in rows:
+                    if row[index]:
+                        decodes.setdefault(row[index], row[header.index(decode_by)] if decode_by in header else None)
+                assert domain.profile.codes[variable.name][2] == decodes
+                checked += bool(decodes)
+    assert checked >= 3  # codelists with values (ARMCD, sex, QS test codes...) were compared
+
+
+def test_a_domain_profile_keeps_the_longest_value_the_most_decimals_and_the_first_decode():
+    variables = [
+        sdtm.Variable("QSTESTCD", "Question Short Name"),
+        sdtm.Variable("QSTEST", "Question Name"),
+        sdtm.Variable("QSSTRESN", "Numeric Finding in Standard Units", "double"),
+    ]
+    profile = define.DomainProfile(variables)
+    for cells in (
+        ["FATIGUE", "Fatigue", "12.5"],
+        ["ENERGY", "Energy now", "3"],
+        ["FATIGUE", "Tiredness", "0.125"],
+        ["", "", ""],
+    ):
+        profile.add(cells)
+    assert profile.lengths == [7, 10, 5]
+    assert profile.decimals == {2: 3}
+    assert profile.codes["QSTESTCD"][2] == {"FATIGUE": "Fatigue", "ENERGY": "Energy now"}

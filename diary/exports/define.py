@@ -10,7 +10,6 @@ protocol, or derived), and every derived one how (``METHODS``).
 
 from __future__ import annotations
 
-import csv
 import html
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -225,14 +224,44 @@ CODELISTS = {
 }
 
 
+class DomainProfile:
+    """What the define says of a domain's values, taken as its rows are written (the rows are
+    not read back): each variable's longest value, a float's most decimals, and the values of a
+    variable with a codelist, each with its decode (the first one met)."""
+
+    def __init__(self, variables: list):
+        names = [variable.name for variable in variables]
+        self.lengths = [1] * len(names)
+        self.decimals = {i: 0 for i, variable in enumerate(variables) if DATA_TYPES[variable.type] == "float"}
+        self.codes = {
+            name: (i, names.index(CODELISTS[name]) if CODELISTS[name] in names else None, {})
+            for i, name in enumerate(names)
+            if name in CODELISTS
+        }
+
+    def add(self, cells: list[str]) -> None:
+        """One row, as the CSV's text."""
+        lengths = self.lengths
+        for index, cell in enumerate(cells):
+            if len(cell) > lengths[index]:
+                lengths[index] = len(cell)
+        for index, most in self.decimals.items():
+            cell = cells[index]
+            if "." in cell and len(cell) - cell.index(".") - 1 > most:
+                self.decimals[index] = len(cell) - cell.index(".") - 1
+        for index, decode_index, decodes in self.codes.values():
+            if cells[index]:
+                decodes.setdefault(cells[index], cells[decode_index] if decode_index is not None else None)
+
+
 @dataclass
 class DomainFile:
-    """One domain as written: its name, label, variables and the CSV it is in."""
+    """One domain as written: its name, label, variables and the profile of its values."""
 
     name: str
     label: str
     variables: list
-    csv_path: Path
+    profile: DomainProfile
 
 
 def _method_of(name: str) -> str | None:
@@ -257,12 +286,6 @@ def origin_of(name: str, domain: str = "") -> tuple[str, str | None]:
     raise KeyError(f"no origin declared for {name}: add it to define.ORIGINS")
 
 
-def _read(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
-    return rows[0], rows[1:]
-
-
 def _sub(parent, tag: str, namespace: str = ODM, **attributes) -> ET.Element:
     return ET.SubElement(parent, f"{{{namespace}}}{tag}", {k: str(v) for k, v in attributes.items() if v is not None})
 
@@ -271,10 +294,6 @@ def _described(parent, text: str) -> None:
     translated = _sub(_sub(parent, "Description"), "TranslatedText")
     translated.set(XML_LANG, "en")
     translated.text = text
-
-
-def _significant_digits(values: list[str]) -> int:
-    return max((len(v.split(".", 1)[1]) if "." in v else 0) for v in values) if values else 0
 
 
 def build_define(
@@ -311,8 +330,7 @@ def build_define(
 
     item_defs, codelists, methods, rendering = [], {}, {}, []
     for domain in domains:
-        header, rows = _read(domain.csv_path)
-        columns = {name: [row[i] for row in rows if row[i] != ""] for i, name in enumerate(header)}
+        profile = domain.profile
         category, structure = CLASSES[domain.name]
         group = _sub(
             version,
@@ -348,11 +366,10 @@ def build_define(
                 KeySequence=variable.key,
                 MethodOID=method_oid,
             )
-            values = columns.get(variable.name, [])
             data_type = DATA_TYPES[variable.type]
             length = None
             if data_type in ("text", "integer", "float"):
-                length = max((len(v) for v in values), default=1)
+                length = profile.lengths[order - 1]
             if variable.name in NOT_COLLECTED:
                 rendering_note = NOT_COLLECTED[variable.name]
             else:
@@ -361,25 +378,16 @@ def build_define(
             if variable.name == "AEDECOD" and coding:
                 codelist_oid = "CL.AEDECOD"
                 codelists[codelist_oid] = (variable.name, data_type, coding)
-            elif variable.name in CODELISTS and values:
-                decode_by = CODELISTS[variable.name]
-                decodes = {}
-                index, decode_index = (
-                    header.index(variable.name),
-                    header.index(decode_by) if decode_by in header else None,
-                )
-                for row in rows:
-                    if row[index]:
-                        decodes.setdefault(row[index], row[decode_index] if decode_index is not None else None)
+            elif variable.name in CODELISTS and profile.codes[variable.name][2]:
                 codelist_oid = f"CL.{domain.name}.{variable.name}"
-                codelists[codelist_oid] = (variable.name, data_type, decodes)
+                codelists[codelist_oid] = (variable.name, data_type, profile.codes[variable.name][2])
             item_defs.append(
                 (
                     oid,
                     variable,
                     data_type,
                     length,
-                    _significant_digits(values) if data_type == "float" else None,
+                    profile.decimals[order - 1] if data_type == "float" else None,
                     codelist_oid,
                     kind,
                     source,

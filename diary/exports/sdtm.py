@@ -27,7 +27,7 @@ from ..dosing.assessments import read_model
 from ..models import Assessment, ItemValue, Participant, Period, Submission
 from ..settings import setting
 from ..vocabulary import WITHDRAWAL_LABELS, ItemType, WithdrawalReason
-from .define import DomainFile, write_define
+from .define import DomainFile, DomainProfile, write_define
 from .tables import ExportContext, responses_query, side_effects
 
 DATASET_JSON_VERSION = "1.1.0"
@@ -799,20 +799,22 @@ def write_domains(
     folder.mkdir(parents=True, exist_ok=True)
     builder = Builder(ctx)
     counts = {}
+    profiles = {}
     for name, (label, variables) in DOMAINS.items():
-        lengths, count = [1] * len(variables), 0
+        profile, count = DomainProfile(variables), 0
         csv_path = folder / f"{name.lower()}.csv"
         with open(csv_path, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow([v.name for v in variables])
             for row in getattr(builder, name.lower())():
                 cells = [_csv_cell(value) for value in row]
-                for index, cell in enumerate(cells):
-                    if len(cell) > lengths[index]:
-                        lengths[index] = len(cell)
+                profile.add(cells)
                 writer.writerow(cells)
                 count += 1
-        header = dataset_json_header(name, label, variables, lengths, count, ctx=ctx, now=now, app_version=app_version)
+        profiles[name] = profile
+        header = dataset_json_header(
+            name, label, variables, profile.lengths, count, ctx=ctx, now=now, app_version=app_version
+        )
         converters = [JSON_TYPES.get(v.type, str) for v in variables]
         with (
             open(csv_path, encoding="utf-8", newline="") as source,
@@ -831,10 +833,7 @@ def write_domains(
     version = ctx.study.current_protocol_version
     write_define(
         folder,
-        [
-            DomainFile(name, label, variables, folder / f"{name.lower()}.csv")
-            for name, (label, variables) in DOMAINS.items()
-        ],
+        [DomainFile(name, label, variables, profiles[name]) for name, (label, variables) in DOMAINS.items()],
         study_oid=ctx.protocol.id,
         study_name=ctx.study.name,
         mdv=f"MDV.{ctx.protocol.id}.{version.version}",
