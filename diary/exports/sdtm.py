@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import orjson
 from sqlalchemy import func, select
 
 from ..dosing.assessments import read_model
@@ -819,17 +818,15 @@ def write_domains(
         converters = [JSON_TYPES.get(v.type, str) for v in variables]
         with (
             open(csv_path, encoding="utf-8", newline="") as source,
-            open(folder / f"{name.lower()}.json", "wb") as target,
+            open(folder / f"{name.lower()}.json", "w", encoding="utf-8") as target,
         ):
             reader = csv.reader(source)
             next(reader)
-            target.write((json.dumps(header, ensure_ascii=False)[:-1] + ', "rows": [').encode())
-            # Each row by orjson, as UTF-8 with no spaces (a third of json.dumps' time a row;
-            # tests/test_export_pace.py holds orjson to what json.dumps writes, spaces aside).
+            target.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "rows": [')
             for number, cells in enumerate(reader):
                 row = [None if cell == "" else convert(cell) for cell, convert in zip(cells, converters)]
-                target.write((b",\n" if number else b"\n") + orjson.dumps(row))
-            target.write(b"\n]}\n")
+                target.write(("," if number else "") + "\n" + json.dumps(row, ensure_ascii=False))
+            target.write("\n]}\n")
         counts[name] = count
         if progress:
             progress(f"sdtm/{name.lower()}", count)
