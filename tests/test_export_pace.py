@@ -239,13 +239,13 @@ def test_the_define_profile_taken_while_writing_is_the_one_the_written_domains_g
                 assert domain.profile.decimals[index] == max(
                     (len(value.split(".", 1)[1]) if "." in value else 0 for value in values), default=0
                 )
-            if variable.name in domain.profile.codes:
+            if variable.name in domain.profile.decodes:
                 decode_by = define.CODELISTS[variable.name]
                 decodes = {}
                 for row in rows:
                     if row[index]:
                         decodes.setdefault(row[index], row[header.index(decode_by)] if decode_by in header else None)
-                assert domain.profile.codes[variable.name][2] == decodes
+                assert domain.profile.decodes[variable.name] == decodes
                 checked += bool(decodes)
     assert checked >= 3  # codelists with values (ARMCD, sex, QS test codes...) were compared
 
@@ -266,4 +266,4 @@ def test_a_domain_profile_keeps_the_longest_value_the_most_decimals_and_the_firs
         profile.add(cells)
     assert profile.lengths == [7, 10, 5]
     assert profile.decimals == {2: 3}
-    assert profile.codes["QSTESTCD"][2] == {"FATIGUE": "Fatigue", "ENERGY": "Energy now"}
+    assert profile.decodes["QSTESTCD"] == {"FATIGUE": "Fatigue", "ENERGY": "Energy now"}

@@ -233,11 +233,13 @@ class DomainProfile:
         names = [variable.name for variable in variables]
         self.lengths = [1] * len(names)
         self.decimals = {i: 0 for i, variable in enumerate(variables) if DATA_TYPES[variable.type] == "float"}
-        self.codes = {
-            name: (i, names.index(CODELISTS[name]) if CODELISTS[name] in names else None, {})
+        # A codelist variable's values, each with its decode: {name: {value: decode}}.
+        self.decodes = {name: {} for name in names if name in CODELISTS}
+        self._coded = [
+            (i, names.index(CODELISTS[name]) if CODELISTS[name] in names else None, self.decodes[name])
             for i, name in enumerate(names)
             if name in CODELISTS
-        }
+        ]
 
     def add(self, cells: list[str]) -> None:
         """One row, as the CSV's text."""
@@ -249,7 +251,7 @@ class DomainProfile:
             cell = cells[index]
             if "." in cell and len(cell) - cell.index(".") - 1 > most:
                 self.decimals[index] = len(cell) - cell.index(".") - 1
-        for index, decode_index, decodes in self.codes.values():
+        for index, decode_index, decodes in self._coded:
             if cells[index]:
                 decodes.setdefault(cells[index], cells[decode_index] if decode_index is not None else None)
 
@@ -378,9 +380,9 @@ def build_define(
             if variable.name == "AEDECOD" and coding:
                 codelist_oid = "CL.AEDECOD"
                 codelists[codelist_oid] = (variable.name, data_type, coding)
-            elif variable.name in CODELISTS and profile.codes[variable.name][2]:
+            elif variable.name in CODELISTS and profile.decodes[variable.name]:
                 codelist_oid = f"CL.{domain.name}.{variable.name}"
-                codelists[codelist_oid] = (variable.name, data_type, profile.codes[variable.name][2])
+                codelists[codelist_oid] = (variable.name, data_type, profile.decodes[variable.name])
             item_defs.append(
                 (
                     oid,

@@ -798,8 +798,7 @@ def write_domains(
     folder = Path(out_dir) / "sdtm"
     folder.mkdir(parents=True, exist_ok=True)
     builder = Builder(ctx)
-    counts = {}
-    profiles = {}
+    counts, domains = {}, []
     for name, (label, variables) in DOMAINS.items():
         profile, count = DomainProfile(variables), 0
         csv_path = folder / f"{name.lower()}.csv"
@@ -811,7 +810,7 @@ def write_domains(
                 profile.add(cells)
                 writer.writerow(cells)
                 count += 1
-        profiles[name] = profile
+        domains.append(DomainFile(name, label, variables, profile))
         header = dataset_json_header(
             name, label, variables, profile.lengths, count, ctx=ctx, now=now, app_version=app_version
         )
@@ -833,7 +832,7 @@ def write_domains(
     version = ctx.study.current_protocol_version
     write_define(
         folder,
-        [DomainFile(name, label, variables, profiles[name]) for name, (label, variables) in DOMAINS.items()],
+        domains,
         study_oid=ctx.protocol.id,
         study_name=ctx.study.name,
         mdv=f"MDV.{ctx.protocol.id}.{version.version}",
