@@ -103,6 +103,8 @@ def connection_settings(connection) -> dict:
     pool = connection.engine.pool
     settings = {"pool": type(pool).__name__, "pool_size": pool.size() if hasattr(pool, "size") else None}
     if connection.dialect.name == "sqlite":
+        # The connection's class says whether its writers take turns at the gate (GatedConnection).
+        settings["connection"] = type(connection.connection.dbapi_connection).__name__
         for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
             settings[name] = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
     else:

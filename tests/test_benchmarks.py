@@ -151,6 +151,7 @@ def test_the_web_benchmarks_settings_check_tells_a_bare_engine_from_the_diarys(t
     with plain.connect() as connection:
         untuned = connection_settings(connection)
     assert diary_like["synchronous"] == 1 and diary_like["busy_timeout"] == 30000
+    assert diary_like["connection"] == "GatedConnection" and untuned["connection"] == "Connection"
     assert untuned["synchronous"] == 2 and untuned != diary_like
 
 
