@@ -464,6 +464,26 @@ def test_history_uses_the_same_queries_for_few_or_many_entries(phone, app, proto
     assert queries() == one
 
 
+def test_today_reads_the_participant_with_the_study_and_its_rows_in_two_statements(phone, app):
+    """A page reads the participant with the study and its protocol versions in one statement
+    (no lazy load of the study, then of its versions, on every page) and the rows in another."""
+    from sqlalchemy import event
+
+    client, _participant = phone
+    with app.app_context():
+        engine = db.engine
+    statements = []
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get("/p/today").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2, selects
+    assert "protocol_version" in selects[0] and "FROM participant" in selects[0]
+
+
 def test_a_form_key_already_used_for_another_entry_stores_nothing(app, client, study, protocol):
     """A hand-made request reusing another entry's idempotency key is refused by the key's unique
     constraint (no lookup ahead of every submit): 409, and the second entry stays empty."""

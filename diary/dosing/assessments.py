@@ -130,8 +130,15 @@ def load(
     query = query.where(*where)
     if order_by is None:
         order_by = (Participant.code, Period.number, Assessment.target)
+    return judge(now, query.order_by(*order_by), with_values=with_values, session=session)
+
+
+def judge(now: datetime, query, params=None, *, with_values: bool = False, session=None) -> list[AssessmentRow]:
+    """The rows of a ``rows_query()`` statement, judged at ``now``. A page that runs on every
+    request passes a statement built once with its ``params`` (SQLAlchemy then finds it compiled
+    without working out its cache key again)."""
     session = session or db.session
-    raw = session.execute(query.order_by(*order_by)).all()
+    raw = session.execute(query, params).all()
     protocols = protocols_by_version({row.protocol_version_id for row in raw}, session)
     values: dict[int, dict[tuple[str, str], str]] = {}
     submission_ids = [row.submission_id for row in raw if row.submission_id is not None]

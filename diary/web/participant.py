@@ -92,7 +92,7 @@ def participant_required(view):
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        participant = auth.remembered_participant()
+        participant = auth.remembered_participant(for_page=request.method == "GET")
         if participant is None:
             return render_template("participant/signed_out.html"), 401
         if participant.status not in ParticipantStatus.in_diary():
@@ -200,9 +200,11 @@ def sign_out():
 
 def _rows(participant: Participant, now: datetime, *, with_values: bool = False) -> list[AssessmentRow]:
     """Every scheduled assessment of the participant, in time order."""
-    return assessments.load(
-        now, participant_ids=[participant.id], with_values=with_values, order_by=(Assessment.window_open,)
-    )
+    return assessments.judge(now, _OWN_ROWS, {"participant": participant.id}, with_values=with_values)
+
+
+# Built once: Today and History run it on every view.
+_OWN_ROWS = assessments.rows_query().where(Participant.id == bindparam("participant")).order_by(Assessment.window_open)
 
 
 @bp.get("/today")
