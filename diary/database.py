@@ -111,8 +111,8 @@ class WritersGate:
     """Writers to one SQLite file take turns here, just before their BEGIN IMMEDIATE.
 
     SQLite's own busy handler makes a writer that finds the lock taken sleep and try again, 1,
-    2, 5, 10 … then 100 ms at a time; a submit holds the lock for about 3 ms, so with ten
-    participants submitting at once the lock sat free while its waiters slept: a p99 of 1.1 s
+    2, 5, 10 … then 100 ms at a time; a submit holds the lock for about 4 ms, so with ten
+    participants submitting at once the lock sat free while its waiters slept: a p99 of 1.3 s
     at 10 clients, the workers' two cores half idle. Here a thread waits on its process's lock
     (woken the moment it is free) and that lock's holder on an ``flock`` of a file beside the
     database (tried every 0.2–2 ms), so the next writer starts as soon as the last one ends.
