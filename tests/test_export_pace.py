@@ -257,13 +257,34 @@ def test_a_domain_profile_keeps_the_longest_value_the_most_decimals_and_the_firs
         sdtm.Variable("QSSTRESN", "Numeric Finding in Standard Units", "double"),
     ]
     profile = define.DomainProfile(variables)
-    for cells in (
-        ["FATIGUE", "Fatigue", "12.5"],
-        ["ENERGY", "Energy now", "3"],
-        ["FATIGUE", "Tiredness", "0.125"],
-        ["", "", ""],
-    ):
-        profile.add(cells)
+    # Within a batch and across batches, a value keeps the first decode met.
+    profile.add([["FATIGUE", "Fatigue", "12.5"], ["ENERGY", "Energy now", "3"], ["FATIGUE", "Worn out", "1"]])
+    profile.add([["FATIGUE", "Tiredness", "0.125"], ["", "", ""], ["ENERGY", "Energy", "1.5"]])
+    profile.add([])
     assert profile.lengths == [7, 10, 5]
     assert profile.decimals == {2: 3}
     assert profile.decodes["QSTESTCD"] == {"FATIGUE": "Fatigue", "ENERGY": "Energy now"}
+
+
+def test_answers_object_gives_back_each_groups_answers_as_stored(study):
+    """The FHIR file's aggregate, on the engine under test: each group's item -> value pairs come
+    back, through a JSON parser, exactly as stored (quotes, backslashes, line breaks, accents,
+    emoji, a bare '<'), one object per group and none shared between groups."""
+    from sqlalchemy import literal, select, union_all
+
+    from diary.exports.tables import answers_object
+
+    stored = {
+        1: {"fatigue": "63", "verbatim": 'said "tired"\\ then\nslept\ttwo hours', "mood": "cansado, sueño"},
+        2: {"fatigue": "0", "verbatim": "😀 </script> \u2028 end", "headache.severe": ""},
+    }
+    rows = union_all(
+        *(
+            select(literal(group).label("grp"), literal(item).label("item"), literal(value).label("value"))
+            for group, answers in stored.items()
+            for item, value in answers.items()
+        )
+    ).subquery()
+    query = select(rows.c.grp, answers_object(rows.c.item, rows.c.value)).group_by(rows.c.grp).order_by(rows.c.grp)
+    got = {group: orjson.loads(text) for group, text in db.session.execute(query)}
+    assert got == stored

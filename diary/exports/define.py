@@ -241,19 +241,23 @@ class DomainProfile:
             if name in CODELISTS
         ]
 
-    def add(self, cells: list[str]) -> None:
-        """One row, as the CSV's text."""
-        lengths = self.lengths
-        for index, cell in enumerate(cells):
-            if len(cell) > lengths[index]:
-                lengths[index] = len(cell)
+    def add(self, rows: list[list[str]]) -> None:
+        """A batch of rows, as the CSV's text. Column by column (``zip(*rows)``), so the lengths
+        and the codelists' first values are taken by C loops, not a Python loop over each cell
+        (300,000 rows and 4 million cells for 5,000 participants)."""
+        if not rows:
+            return
+        columns = list(zip(*rows))
+        self.lengths = [max(longest, max(map(len, column))) for longest, column in zip(self.lengths, columns)]
         for index, most in self.decimals.items():
-            cell = cells[index]
-            if "." in cell and len(cell) - cell.index(".") - 1 > most:
-                self.decimals[index] = len(cell) - cell.index(".") - 1
+            places = (len(cell) - cell.index(".") - 1 for cell in columns[index] if "." in cell)
+            self.decimals[index] = max(most, max(places, default=0))
         for index, decode_index, decodes in self._coded:
-            if cells[index]:
-                decodes.setdefault(cells[index], cells[decode_index] if decode_index is not None else None)
+            decoded_by = columns[decode_index] if decode_index is not None else [None] * len(rows)
+            # Reversed, so that each value's first decode in the batch is the one the dict keeps.
+            for value, decode in dict(zip(reversed(columns[index]), reversed(decoded_by))).items():
+                if value and value not in decodes:
+                    decodes[value] = decode
 
 
 @dataclass

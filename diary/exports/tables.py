@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
 
-from sqlalchemy import select
+from sqlalchemy import Text, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..dosing.assessments import read_model, state_sql
 from ..governance.signoff import statuses_for_study as signature_statuses
@@ -41,6 +43,25 @@ BATCH = 5000
 # Participants per query: each query sorts only this many participants' rows, so neither the
 # database's sort nor Python ever holds the whole study.
 CHUNK = 200
+
+
+class answers_object(FunctionElement):
+    """Aggregate: a group's answers as the text of one JSON object, ``item`` -> ``value``
+    (SQLite's ``json_group_object``, PostgreSQL's ``json_object_agg``), read with a JSON parser."""
+
+    type = Text()
+    inherit_cache = True
+    name = "answers_object"
+
+
+@compiles(answers_object, "sqlite")
+def _answers_object_sqlite(element, compiler, **kw):
+    return f"json_group_object({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(answers_object, "postgresql")
+def _answers_object_postgresql(element, compiler, **kw):
+    return f"json_object_agg({compiler.process(element.clauses, **kw)})::text"
 
 
 class Spool:
