@@ -6,6 +6,7 @@ test that takes ``app`` runs once per database.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +57,16 @@ def pytest_sessionstart(session):
 
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def worker_context():
+    """For the tests' real parallel processes: started from a server that has imported the diary
+    once (``forkserver``, preloading this module), so each starts in milliseconds instead of
+    importing everything again (a spawned process took about a second: twenty of them, half a
+    minute), and none inherits the test's threads, connections or locks, as a plain fork would."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.conftest"])
+    return context
 
 
 class FreshContextClient(FlaskClient):

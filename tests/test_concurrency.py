@@ -1,6 +1,5 @@
 """Concurrent writers on one SQLite file: they wait for each other, and none fails."""
 
-import multiprocessing
 import random
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from diary.models import Assessment, Submission
 from diary.participants.enrolment import enroll
 from diary.study.trial import ensure_study, protocol_of
 
-from .conftest import NOW, answers_for, make_app
+from .conftest import NOW, answers_for, make_app, worker_context
 
 PROCESSES = 4
 
@@ -74,7 +73,7 @@ def test_concurrent_writers_on_one_sqlite_file(tmp_path):
         total = db.session.scalar(select(func.count()).select_from(Assessment))
         db.engine.dispose()
 
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     queue = context.Queue()
     workers = [context.Process(target=_worker, args=(url, seed, queue)) for seed in range(1, PROCESSES + 1)]
     for worker in workers:

@@ -5,7 +5,6 @@ served."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
@@ -29,7 +28,7 @@ from diary.safety.follow_up import create_tasks, resolve_tasks
 from diary.study.trial import protocol_of
 from diary.vocabulary import Source
 
-from .conftest import answers_for, assessment_of, make_app
+from .conftest import answers_for, assessment_of, make_app, worker_context
 from .participant_helpers import csrf_from, participant_with_day1_open, sign_in, zone_at
 from .staff_helpers import login_as, make_staff
 from .test_dispatch_safety import SlowInbox
@@ -152,7 +151,7 @@ def test_a_second_scheduler_takes_nothing_a_live_slow_pass_is_sending(app, study
     try:
         _owed(study, owed, "P-LSE")
         url = app.config["SQLALCHEMY_DATABASE_URI"]
-        context = multiprocessing.get_context("spawn")
+        context = worker_context()
         first = context.Process(target=_one_pass, args=(url, port, lease))
         first.start()
         deadline = time.monotonic() + 60
@@ -186,7 +185,7 @@ def test_after_kill_9_every_message_goes_out_within_a_lease_and_a_pass(app, stud
     controller.start()
     owed, lease, interval = 25, 2.0, 1
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     try:
         _owed(study, owed, "P-K9")
         first = context.Process(target=_scheduler, args=(url, port, lease, interval))

@@ -7,7 +7,6 @@ would. Run with DIARY_TEST_DATABASE_URL set, each test runs on PostgreSQL too.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 import traceback
 from collections import Counter
@@ -23,7 +22,7 @@ from diary.models import AuditEvent, LoginThrottle, Participant, RandomizationSl
 from diary.participants.enrolment import enroll
 from diary.study.trial import protocol_of
 
-from .conftest import answers_for, assessment_of, make_app
+from .conftest import answers_for, assessment_of, make_app, worker_context
 
 WORKERS = 4
 
@@ -46,7 +45,7 @@ def race(app, job, *per_worker_args):
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     db.session.commit()
     db.session.remove()
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     barrier, queue = context.Barrier(len(per_worker_args)), context.Queue()
     workers = [context.Process(target=_run_worker, args=(job, url, barrier, queue, args)) for args in per_worker_args]
     for worker in workers:
@@ -315,7 +314,7 @@ def test_a_long_read_does_not_block_a_write_on_sqlite(app, study):
     """While a read transaction (a page render) stays open, another process commits a write."""
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     db.session.commit()
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     holding, written, queue = context.Event(), context.Event(), context.Queue()
     reader = context.Process(target=hold_a_read, args=(url, holding, written, queue))
     writer = context.Process(target=write_while_held, args=(url, holding, written, queue))

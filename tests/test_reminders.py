@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import email
 import http.server
-import multiprocessing
 import os
 import re
 import socket
@@ -28,7 +27,7 @@ from diary.reminders.dispatch import run_pass
 from diary.reminders.planning import plan, quiet_shift
 from diary.study.trial import protocol_of
 
-from .conftest import answers_for, assessment_of, make_app
+from .conftest import answers_for, assessment_of, make_app, worker_context
 from .participant_helpers import csrf_from, sign_in
 
 UTC = UTC
@@ -144,7 +143,7 @@ def test_two_schedulers_at_the_same_moment_send_each_message_once(app, smtp, stu
         enrol_dosed(study, f"P-TWO{n:03d}")
     db.session.commit()
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     barrier, queue = context.Barrier(2), context.Queue()
     workers = [context.Process(target=_pass_in_process, args=(url, smtp.port, barrier, queue)) for _ in range(2)]
     for worker in workers:
@@ -580,7 +579,7 @@ def test_a_second_scheduler_takes_over_what_a_dead_one_claimed(app, smtp, study)
     owed = db.session.scalar(select(func.count(Reminder.id)).where(Reminder.due_at <= DAY1_OPEN))
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     db.session.remove()
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     queue = context.Queue()
     dying = context.Process(target=_scheduler_that_dies, args=(url, smtp.port, queue))
     dying.start()

@@ -7,7 +7,6 @@ held it while Python judged every assessment."""
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import time
 import traceback
@@ -26,7 +25,7 @@ from diary.reminders.dispatch import run_pass
 from diary.safety import follow_up
 from diary.study.trial import protocol_of
 
-from .conftest import make_app
+from .conftest import make_app, worker_context
 
 
 def _sqlite_only():
@@ -219,7 +218,7 @@ def test_a_pass_beside_a_stream_of_writes_never_keeps_one_waiting_a_second(app, 
     _bulk_study(study, 2500)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     db.session.remove()
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     barrier, done, queue = context.Barrier(2), context.Event(), context.Queue()
     workers = [
         context.Process(target=_pass_worker, args=(url, barrier, done, queue)),

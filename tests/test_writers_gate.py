@@ -1,7 +1,6 @@
 """The writers' gate on SQLite: writers to one database file take turns before BEGIN IMMEDIATE,
 across threads and processes, and every way a write transaction ends lets the next one in."""
 
-import multiprocessing
 import os
 import sqlite3
 import threading
@@ -12,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 
 from diary import database
 from diary.database import GatedConnection, engine_options, tune_sqlite, writers_gate
+
+from .conftest import worker_context
 
 
 def _engine(path):
@@ -76,7 +77,7 @@ def test_the_gate_keeps_another_process_out_until_its_transaction_commits(tmp_pa
     gate; the holder's COMMIT lets it in, and both rows are stored."""
     path = tmp_path / "diary.sqlite"
     engine = _engine(path)
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     holding, release, queue = context.Event(), context.Event(), context.Queue()
     holder = context.Process(target=_hold_the_gate, args=(str(path), holding, release, queue))
     holder.start()
