@@ -485,3 +485,30 @@ def test_a_new_count_is_written_in_short_batches_beside_the_one_shown(app, study
     refresh(study, now + timedelta(minutes=2))
     third = db.session.scalar(select(FiguresSnapshot.generation))
     assert set(db.session.scalars(select(ParticipantFigures.generation))) == {second, third}
+
+
+def test_the_count_has_more_sort_memory_for_its_own_transaction_only(app, study, monkeypatch):
+    """On PostgreSQL the count's read transaction sorts with ``COUNT_WORK_MEM`` (its default would
+    spill a large study's sorts to disk); the setting ends with that transaction. SQLite has no
+    such setting and the count runs as before."""
+    from sqlalchemy import text
+
+    from diary.reporting import adherence, figures
+
+    many_participants(study, 2)
+    db.session.commit()
+    seen = []
+    count_states = adherence.count_states
+
+    def counting(*args, **kwargs):
+        if db.session.get_bind().dialect.name == "postgresql":
+            seen.append(db.session.scalar(text("SHOW work_mem")))
+        return count_states(*args, **kwargs)
+
+    monkeypatch.setattr(adherence, "count_states", counting)
+    assert refresh(study, now_utc()) is not None
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    assert seen == [figures.COUNT_WORK_MEM]
+    db.session.rollback()
+    assert db.session.scalar(text("SHOW work_mem")) != figures.COUNT_WORK_MEM

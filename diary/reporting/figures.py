@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, text, update
 
 from ..database import reading_only
 from ..extensions import db
@@ -39,6 +39,9 @@ TABLES = (ParticipantFigures, TimepointFigures, VasFigures)
 # Rows written per transaction (each commit lets a waiting submit in).
 WRITE_BATCH = 2000
 CLOCK_SKEW = timedelta(seconds=60)  # between the scheduler's host and a web server's
+# PostgreSQL's memory for each sort or hash of the count (its default, 4 MB, spills them to disk
+# from a few thousand participants on). Set for the count's own transaction, once a minute.
+COUNT_WORK_MEM = "64MB"
 
 
 @dataclass
@@ -76,6 +79,10 @@ def refresh(study: Study, now: datetime) -> Snapshot | None:
     started = time.perf_counter()
     with reading_only():
         study_id = study.id  # read here: after the rollback below, touching ``study`` would begin the write early
+        if db.session.get_bind().dialect.name == "postgresql":
+            # For this read transaction only: the count's sorts and hashes of a million assessments
+            # fit in memory instead of spilling to disk (5.2 s to 3.0 s for the states at 50,000).
+            db.session.execute(text(f"SET LOCAL work_mem = '{COUNT_WORK_MEM}'"))
         protocol = protocol_of(study.current_protocol_version)
         optional_codes = [tp.code for tp in protocol.timepoints if tp.optional]
         in_study = [Participant.study_id == study.id]
