@@ -213,8 +213,9 @@ def test_restore_check_says_what_it_does_with_a_postgresql_dump(runner, tmp_path
 # --- No 500s -----------------------------------------------------------------------------------
 
 
-def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, study):
-    """Stored on neither engine, answered 4xx in JSON (so the phone stops resending), audited."""
+@pytest.mark.parametrize("words", ["a\x00b", "itchy\rthen dizzy"], ids=["nul", "lone-cr"])
+def test_an_offline_entry_with_a_nul_byte_or_a_lone_cr_is_refused_and_recorded(app, client, study, words):
+    """Stored on neither engine, answered 422 in JSON (so the phone stops resending), audited."""
     import uuid
 
     protocol = protocol_of_study(study)
@@ -222,7 +223,7 @@ def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, s
     sign_in(client, token)
     day1 = assessment_of(participant, 1, "D1")
     body = {
-        "fields": answers_for(protocol, "D1", **{"side_effects.other": "a\x00b"}),
+        "fields": answers_for(protocol, "D1", **{"side_effects.other": words}),
         "key": uuid.uuid4().hex,
         "made_at": now_utc().isoformat().replace("+00:00", "Z"),
         "device_now": now_utc().isoformat().replace("+00:00", "Z"),
@@ -232,7 +233,7 @@ def test_an_offline_entry_with_a_nul_byte_is_refused_and_recorded(app, client, s
         json=body,
         headers={"X-CSRFToken": csrf_from(client.get("/p/today").get_data(as_text=True))},
     )
-    assert 400 <= response.status_code < 500 and response.get_json()["status"] == "refused"
+    assert response.status_code == 422 and response.get_json()["status"] == "refused"
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
     assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "offline_entry_refused")).one()
 
@@ -533,3 +534,44 @@ def test_one_code_sent_by_two_processes_at_once_signs_in_once(app, study):
     code = pyotp.TOTP(TOTP_SECRET).now()
     outcomes = race(app, one_code, ("twice@site.test", code), ("twice@site.test", code))
     assert sorted(map(str, outcomes)) == ["401", "authenticator code"], outcomes
+
+
+# --- A lone carriage return: no browser sends one, and an export's CSV row would split --------
+
+
+def test_unstorable_text_refuses_nul_and_a_lone_carriage_return_only():
+    from diary.web import unstorable_text
+
+    for refused in ("a\x00b", "\x00", "line one\rline two", "ends with\r", "\r", "\r\r\n", "a\r\nb\rc"):
+        assert unstorable_text(refused), repr(refused)
+    for kept in ("", "plain", "line one\r\nline two", "line one\nline two", "\r\n\r\n", "tab\there", "ñ 😀"):
+        assert not unstorable_text(kept), repr(kept)
+
+
+def test_a_typed_line_break_is_stored_and_exported_whole_and_a_lone_cr_is_refused(app, client, study, tmp_path):
+    """A form sends a typed line break as CR LF: stored, and the side-effects CSV reads back one
+    row with the words whole. A lone CR (a hand-made request) is refused with 400, nothing stored."""
+    import csv
+
+    from diary.exports import write_bundle
+
+    from .participant_helpers import day1_form, key_from
+
+    protocol = protocol_of_study(study)
+    participant, token = participant_with_day1_open(study, code="P-CR0001")
+    sign_in(client, token)
+    day1 = assessment_of(participant, 1, "D1")
+
+    def send(words):
+        html = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
+        form = {**day1_form(protocol, **{"side_effects.other": words}), "step": "submit"}
+        form.update(csrf_token=csrf_from(html), idempotency_key=key_from(html))
+        return client.post(f"/p/entry/{day1.id}", data=form)
+
+    assert send("itchy\rthen dizzy").status_code == 400
+    assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
+    assert send("itchy\r\nthen dizzy").status_code == 302
+    write_bundle(tmp_path, study=study, now=now_utc(), free_text=True)
+    with open(tmp_path / "side_effects.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["verbatim"] for row in rows if row["verbatim"]] == ["itchy\r\nthen dizzy"]

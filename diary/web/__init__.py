@@ -3,6 +3,8 @@ imports it; views read the request, call a rule, then redirect or render."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, abort, current_app, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -30,6 +32,18 @@ class BoundedInt(IntegerConverter):
 # JSON bodies (offline entries, push subscriptions) are a few levels deep; a deeper one is refused
 # before the parser's recursion can fail on it.
 MAX_JSON_DEPTH = 20
+
+
+# A carriage return not followed by a line feed.
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def unstorable_text(value: str) -> bool:
+    """Text no person typed, which the diary refuses rather than store: a NUL byte (PostgreSQL
+    refuses to store one) or a lone carriage return. Browsers send a typed line break as CR LF
+    (a form) or LF (a script reading a text box); a lone CR is a line end to R's and pandas' CSV
+    readers, and Python's csv writer does not quote it, so an export's row would split in two."""
+    return "\x00" in value or ("\r" in value and _LONE_CR.search(value) is not None)
 
 
 def json_depth(body: bytes) -> int:
@@ -189,13 +203,13 @@ def _refuse_writes_while_locked():
 
 
 def _refuse_unstorable_input():
-    """A NUL byte is no text a person typed, and PostgreSQL refuses to store it: say so (400),
-    the same on both engines. JSON bodies are checked for depth here and for NUL by their views
+    """A NUL byte or a lone carriage return is no text a person typed (``unstorable_text``):
+    say so (400), the same on both engines. JSON bodies are checked for depth here and for NUL by their views
     (an offline entry's refusal is recorded and answered in JSON)."""
     values = list(request.args.values()) + list(request.view_args.values() if request.view_args else [])
     if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += list(request.form.values())
-    if any(isinstance(value, str) and "\x00" in value for value in values) or "\x00" in request.path:
+    if any(isinstance(value, str) and unstorable_text(value) for value in values) or "\x00" in request.path:
         abort(400)
     if request.method == "POST" and request.is_json and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
         abort(400)

@@ -72,7 +72,7 @@ from ..vocabulary import (
     Severity,
     severity_label,
 )
-from . import auth
+from . import auth, unstorable_text
 from .assets import asset
 from .errors import render_error
 
@@ -526,10 +526,10 @@ def sync(assessment_id):
         return {"status": "already", "saved_url": url_for(".saved", assessment_id=assessment.id)}, 200
     now = now_utc()
     protocol = protocol_of(assessment.protocol_version)
-    refusal = None
-    if any("\x00" in name or "\x00" in value for name, value in fields.items(multi=True)):
-        # No text a person typed holds a NUL (PostgreSQL refuses to store one): refused and
-        # recorded below, so the phone drops it instead of sending it for ever.
+    refusal, status = None, 409  # 409: the entry's time or form does not let it count
+    if any(unstorable_text(name) or unstorable_text(value) for name, value in fields.items(multi=True)):
+        # No text a person typed holds a NUL or a lone carriage return (``unstorable_text``):
+        # refused and recorded below, so the phone drops it instead of sending it for ever.
         refusal, status = _("Please check your answers and try again."), 422
     elif assessment.submission is None:
         timepoint = protocol.timepoint(assessment.timepoint)
@@ -549,7 +549,7 @@ def sync(assessment_id):
         )
     try:
         if refusal:
-            raise Refused(refusal, status=409)
+            raise Refused(refusal, status=status)
         record_submission(
             assessment,
             fields,
