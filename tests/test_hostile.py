@@ -293,7 +293,7 @@ def test_an_error_page_works_when_the_database_is_gone(app, client, study, monke
 # The fuzz: every route, every method it takes, as a stranger, a signed-in participant and a
 # coordinator, with ids past what a column holds, NUL bytes, wrong types and hostile JSON.
 HOSTILE_IDS = ["2147483648", "9223372036854775807", "99999999999999999999", "-1", "0", "1e3", "%00"]
-HOSTILE_VALUES = ["\x00", "x" * 5000, "-1", "", "<script>", "1e309", "NaN", "\u202e", "9" * 40]
+HOSTILE_VALUES = ["\x00", "a\rb", "x" * 5000, "-1", "", "<script>", "1e309", "NaN", "\u202e", "9" * 40]
 
 
 # Signing out would leave the rest of the fuzz knocking as a stranger.
