@@ -204,8 +204,8 @@ def _refuse_writes_while_locked():
 
 def _refuse_unstorable_input():
     """A NUL byte or a lone carriage return is no text a person typed (``unstorable_text``):
-    say so (400), the same on both engines. JSON bodies are checked for depth here and for NUL by their views
-    (an offline entry's refusal is recorded and answered in JSON)."""
+    say so (400), the same on both engines. JSON bodies are checked for depth here and for such
+    text by their views (an offline entry's refusal is recorded and answered in JSON)."""
     values = list(request.args.values()) + list(request.view_args.values() if request.view_args else [])
     if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += list(request.form.values())
