@@ -289,12 +289,13 @@ def hold_a_read(url, holding, written, queue):
         queue.put(traceback.format_exc())
 
 
-def write_while_held(url, holding, written, queue):
+def write_while_held(url, holding, written, queue, code="P-WRITER"):
+    """Another process's write transaction, begun once ``holding`` is set."""
     try:
         app = make_app(url)
         holding.wait(timeout=60)
         with app.app_context():
-            enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-WRITER")
+            enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code=code)
             db.session.commit()
             written.set()
             db.engine.dispose()
@@ -325,6 +326,96 @@ def test_a_long_read_does_not_block_a_write_on_sqlite(app, study):
     writer.join(timeout=30)
     assert results == [True, True], results  # the write landed while the read was still open
     assert db.session.scalar(select(Participant.id).where(Participant.code == "P-WRITER"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_submit_holds_the_write_lock_for_its_writes_alone_on_sqlite(app, client, study, monkeypatch):
+    """A participant's submit reads and checks in a read transaction (``READ_FIRST``) and takes
+    the write lock only for its writes (``write_from_here``): while it is still checking the
+    answers, another process's write transaction begins and commits. Held from the request's
+    first statement, as before, the other writer waited for the whole submit."""
+    from diary.entries import recording
+
+    from .participant_helpers import csrf_from, day1_form, key_from, participant_with_day1_open, sign_in
+
+    participant, token = participant_with_day1_open(study, code="P-READ1")
+    sign_in(client, token)
+    day1 = assessment_of(participant, 1, "D1")
+    html = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
+    form = {
+        **day1_form(protocol_of(study.current_protocol_version)),
+        "csrf_token": csrf_from(html),
+        "idempotency_key": key_from(html),
+        "step": "submit",
+    }
+    context = worker_context()
+    reading, written, queue = context.Event(), context.Event(), context.Queue()
+    writer = context.Process(
+        target=write_while_held, args=(app.config["SQLALCHEMY_DATABASE_URI"], reading, written, queue, "P-BESIDE")
+    )
+    writer.start()
+    checked = recording.validate_answers
+    waited = []
+
+    def slow_check(*args, **kwargs):
+        # The submit has read what its rules need; the other process writes now.
+        reading.set()
+        waited.append(written.wait(timeout=5))
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(recording, "validate_answers", slow_check)
+    response = client.post(f"/p/entry/{day1.id}", data=form)
+    assert queue.get(timeout=60) is True
+    writer.join(timeout=30)
+    assert waited == [True]  # the other write committed while the submit was checking
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert assessment_of(participant, 1, "D1").submission is not None
+    assert db.session.scalar(select(Participant.id).where(Participant.code == "P-BESIDE"))
+
+
+def test_write_from_here_ends_the_read_and_takes_the_write_lock(tmp_path):
+    """The rule where it lives: after ``write_from_here`` the connection holds SQLite's write lock
+    (another connection cannot begin writing) and what was read stays readable; in a write
+    transaction already, or on a connection that is not reading, it changes nothing."""
+    import sqlite3
+
+    from diary.database import GatedConnection, reading_only, write_from_here
+    from diary.study.trial import ensure_study
+
+    app = make_app(f"sqlite:///{tmp_path / 'switch.sqlite'}")
+    with app.app_context():
+        db.create_all()
+        ensure_study()
+        db.session.commit()
+        with reading_only():
+            db.session.scalar(select(func.count()).select_from(Participant))
+        connection = db.session.connection()
+        gated = connection.connection.dbapi_connection
+        assert isinstance(gated, GatedConnection) and gated.reading
+        other = sqlite3.connect(tmp_path / "switch.sqlite", timeout=0.1)
+        other.execute("BEGIN IMMEDIATE")  # a read transaction holds no write lock
+        other.rollback()
+        write_from_here(connection)
+        assert not gated.reading and gated.in_gate
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        write_from_here(connection)  # already writing: nothing changes
+        assert gated.in_gate
+        enroll(_study(), site="NIH-CC", timezone="UTC", sequence="AB", actor="t", now=now_utc(), code="P-SWITCH")
+        db.session.commit()
+        assert not gated.in_gate
+        other.execute("BEGIN IMMEDIATE")  # the commit let the lock go
+        other.rollback()
+        db.session.scalar(select(func.count()).select_from(Participant))  # a write transaction (no flag)
+        connection = db.session.connection()
+        gated = connection.connection.dbapi_connection
+        assert not gated.reading and gated.in_gate
+        write_from_here(connection)
+        assert gated.in_gate
+        db.session.rollback()
+        other.close()
+        db.engine.dispose()
 
 
 def test_a_read_transaction_without_the_flag_takes_the_write_lock(tmp_path):

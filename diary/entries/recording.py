@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..database import write_from_here
 from ..dosing.assessments import open_until_the_infusion, waits_for_the_infusion
 from ..errors import Refused
 from ..events import entry_completed
@@ -385,8 +386,9 @@ def record_submission(
     if answers.errors:
         raise InvalidAnswers(answers.errors)
 
+    write_from_here(db.session.connection())  # the checks are done: the write lock from here on
     if db.session.new or db.session.dirty:
-        db.session.flush()  # the Core statements below see only what is in the database
+        db.session.flush()  # the Core statements below see only what is in the database (ids too)
     period = assessment.period
     device = device or {}
     row = dict(

@@ -154,8 +154,14 @@ def _security_headers(response):
 
 
 def _read_only_for_safe_methods():
-    """GET and HEAD only read: their SQLite transactions do not take the write lock."""
-    READ_ONLY.set(request.method in ("GET", "HEAD", "OPTIONS"))
+    """GET and HEAD only read: their SQLite transactions do not take the write lock. A
+    ``READ_FIRST`` endpoint reads in a read transaction too, and takes the write lock for its
+    writes alone (``database.write_from_here``)."""
+    READ_ONLY.set(request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in READ_FIRST)
+
+
+# A participant's submit: the reads and checks before its writes hold no write lock.
+READ_FIRST = {"participant.submit"}
 
 
 # What may still be posted while the study is locked: signing in and out (staff and participants)
