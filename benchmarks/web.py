@@ -6,7 +6,12 @@ the bare app builds its engine with the diary's own settings (`diary.database.en
 and on SQLite `tune_sqlite`: WAL, synchronous=NORMAL, the same busy timeout); each run starts by
 reading the settings of a connection on both sides and stops if they differ. The bare app does
 the least a diary request must: one INSERT of a similar row (submit), one template of the same
-size (Today).
+size (Today). Beside them the bare app serves the floor (``web_floor``): a submit's own work
+(the phone's cookie, the CSRF token, one read of what the rules need, the diary's rules and its
+write statements) with none of the diary's request machinery, on the diary's database; its
+forms are the diary's, each sent once and checked afterwards like the diary's. ``floor`` is its
+rate against the bare INSERT (how far the work alone is from it), ``diary_vs_floor`` the diary's
+against the floor (what the diary's machinery costs).
 
 The load generator is wrk (`wrk_prepared.lua`, the same script for both sides). Every diary
 submit is a real accepted entry: participants with Day 1 open are built through the diary's own
@@ -17,7 +22,7 @@ how busy the client was (near 100% of its threads would mean the client, not the
 the pace). Runs of ``--duration`` seconds interleave diary and bare ``--rounds`` times at 1, 10
 and 50 clients; the median ratio of rates, and of p99 latencies, is reported:
 
-    RESULT submit-sqlite-c10 ratio=0.42 p99_ratio=3.1 lost=0 duplicated=0 client_busy=0.21
+    RESULT submit-sqlite-c10 ratio=0.32 p99_ratio=2.5 floor=0.39 diary_vs_floor=0.89 lost=0 duplicated=0 ...
 
     .venv/bin/python benchmarks/web.py [--duration 2] [--rounds 3] [--clients 1 10 50]
                                        [--engines sqlite postgresql]
@@ -82,6 +87,9 @@ def today():
 def settings():
     with engine.connect() as connection:
         return connection_settings(connection)
+
+import web_floor
+web_floor.install(app)  # POST /floor/<assessment>: a submit's work without the diary's machinery
 """
 
 SIDE_EFFECTS = (
@@ -365,12 +373,14 @@ class Engine:
             prepared = list(pool.map(lambda phone: prepare_submit(self.diary, *phone), phones))
         return [(assessment, cookie, form) for (_, assessment), (cookie, form) in zip(phones, prepared)]
 
-    def submit_run(self, clients: int, pool_size: int) -> dict:
-        """The diary's submits: each form once; then the database says what was stored."""
+    def submit_run(self, clients: int, pool_size: int, floor: bool = False) -> dict:
+        """The diary's submits (or, ``floor``, the same forms' work in the bare app,
+        ``web_floor``): each form once; then the database says what was stored."""
+        server, path = (self.bare, "/floor") if floor else (self.diary, "/p/entry")
         for _attempt in range(4):
             forms = self.forms(pool_size)
-            lines = [line("POST", f"/p/entry/{a}", cookie, urlencode(form)) for a, cookie, form in forms]
-            figures = wrk(self.diary, lines, clients, self.args.duration, "once", self.folder)
+            lines = [line("POST", f"{path}/{a}", cookie, urlencode(form)) for a, cookie, form in forms]
+            figures = wrk(server, lines, clients, self.args.duration, "once", self.folder)
             if not figures["exhausted"]:
                 break
             pool_size *= 2  # faster than the calibration said: the run is discarded, not counted
@@ -401,11 +411,12 @@ def run_engine(engine: str, args) -> list[str]:
             pool_size = int(probe["rate"] * args.duration * 1.6) + 20
             today_cookie = bench.forms(1)[0][1]
             for clients in args.clients:
-                submit_pairs, today_pairs = [], []
+                submit_pairs, today_pairs, floors = [], [], []
                 for _ in range(args.rounds):
                     diary = bench.submit_run(clients, pool_size)
                     bare = bench.bare_submit_run(clients, diary["forms"])
                     submit_pairs.append((diary, bare))
+                    floors.append(bench.submit_run(clients, pool_size * 2, floor=True))
                     today = [line("GET", "/p/today", today_cookie)]
                     today_pairs.append(
                         (
@@ -421,12 +432,25 @@ def run_engine(engine: str, args) -> list[str]:
                     d, b = sorted(pairs, key=lambda pair: pair[0]["rate"] / pair[1]["rate"])[len(pairs) // 2]
                     checked = ""
                     if name == "submit":
-                        lost = sum(p[0]["lost"] for p in pairs)
-                        duplicated = sum(p[0]["duplicated"] for p in pairs)
-                        accepted = sum(p[0]["redirects"] for p in pairs)
-                        stored = sum(p[0]["stored"] for p in pairs)
-                        checked = f" lost={lost} duplicated={duplicated}"
-                        print(f"{engine} submit c={clients}: {accepted} accepted, {stored} stored,{checked}")
+                        for side, runs in (("submit", [p[0] for p in pairs]), ("floor", floors)):
+                            accepted = sum(run["redirects"] for run in runs)
+                            stored = sum(run["stored"] for run in runs)
+                            tally = (
+                                f"lost={sum(r['lost'] for r in runs)} duplicated={sum(r['duplicated'] for r in runs)}"
+                            )
+                            print(f"{engine} {side} c={clients}: {accepted} accepted, {stored} stored, {tally}")
+                        lost = sum(run["lost"] for run in [*floors, *(p[0] for p in pairs)])
+                        duplicated = sum(run["duplicated"] for run in [*floors, *(p[0] for p in pairs)])
+                        busy = max(busy, *(run["client_busy"] for run in floors))
+                        errors += sum(run["errors"] for run in floors)
+                        # The floor against the same round's bare INSERT, and the diary against the floor.
+                        floor_ratio = statistics.median(f["rate"] / b["rate"] for f, (_, b) in zip(floors, pairs))
+                        to_floor = statistics.median(d["rate"] / f["rate"] for f, (d, _) in zip(floors, pairs))
+                        checked = f" floor={floor_ratio:.2f} diary_vs_floor={to_floor:.2f} lost={lost} duplicated={duplicated}"
+                        f = sorted(floors, key=lambda run: run["rate"])[len(floors) // 2]
+                        print(
+                            f"{engine} floor c={clients}: {f['rate']:.0f} req/s p50 {f['p50']:.1f} ms p99 {f['p99']:.1f} ms"
+                        )
                     print(
                         f"{engine} {name} c={clients}: diary {d['rate']:.0f} req/s p50 {d['p50']:.1f} ms "
                         f"p99 {d['p99']:.1f} ms | bare {b['rate']:.0f} req/s p50 {b['p50']:.1f} ms "

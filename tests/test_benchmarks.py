@@ -100,7 +100,7 @@ def test_dashboard_benchmark_runs_and_prints_its_results():
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
 def test_web_benchmark_drives_both_sides_with_wrk_and_checks_the_database():
     """Tiny run of the web benchmark: same settings on both sides, every accepted submit stored
-    once, no error, and the client far from saturated."""
+    once (the diary's and the floor's), no error, and the client far from saturated."""
     result = subprocess.run(
         [
             sys.executable,
@@ -121,13 +121,19 @@ def test_web_benchmark_drives_both_sides_with_wrk_and_checks_the_database():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     settings = re.search(r"sqlite settings, same on both sides: (.*)", result.stdout).group(1)
     assert "synchronous=1" in settings and "journal_mode=wal" in settings
-    accepted, stored = map(int, re.search(r"submit c=1: (\d+) accepted, (\d+) stored", result.stdout).groups())
-    assert accepted > 20 and stored >= accepted
+    for side in ("submit", "floor"):  # the diary's submits, and the same work in the bare app (web_floor)
+        found = re.search(rf"sqlite {side} c=1: (\d+) accepted, (\d+) stored, lost=0 duplicated=0", result.stdout)
+        assert found, result.stdout
+        accepted, stored = map(int, found.groups())
+        assert accepted > 20 and stored >= accepted
     submit = re.search(
-        r"RESULT submit-sqlite-c1 ratio=([\d.]+) .*lost=0 duplicated=0 errors=0 client_busy=([\d.]+)", result.stdout
+        r"RESULT submit-sqlite-c1 ratio=([\d.]+) .*floor=([\d.]+) diary_vs_floor=([\d.]+) "
+        r"lost=0 duplicated=0 errors=0 client_busy=([\d.]+)",
+        result.stdout,
     )
     assert submit, result.stdout
-    assert 0 < float(submit.group(1)) and float(submit.group(2)) < 0.5
+    assert 0 < float(submit.group(1)) and 0 < float(submit.group(2)) and 0 < float(submit.group(3))
+    assert float(submit.group(4)) < 0.5
     assert re.search(r"RESULT today-sqlite-c1 ratio=[\d.]+ p99_ratio=[\d.]+ errors=0", result.stdout)
 
 

@@ -414,7 +414,7 @@ def record_submission(
         participant_id=period.participant_id,
         field=f"period {period.number} {assessment.timepoint}",
         now=now,
-        new=_summary(answers.values)
+        new=answers_summary(answers.values)
         + (f"; collected {collected_at.isoformat()}" if collected_at != now else "")
         + ("; made offline, sent when the connection came back" if made_offline_at else ""),
         reason=row["reason"],
@@ -454,22 +454,30 @@ def record_submission(
 
 
 def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
-    """Write a submission: the row, its answers and its audit event (naming the new id), and tell
-    the reminders (``events.entry_completed``) so they cancel what they still owed, in the same
-    transaction. Returns the submission's id.
+    """Write a submission (``write_submission``) and tell the reminders
+    (``events.entry_completed``) so they cancel what they still owed, in the same transaction.
+    Returns the submission's id."""
+    submission_id = write_submission(db.session.connection(), row, values, event)
+    entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
+    return submission_id
 
-    Core on the session's connection (the ORM's per-statement cost was larger than the
-    statements'). On PostgreSQL the three writes are one statement (``_STORE_AT_ONCE``): each
-    statement there is a round trip through psycopg, and a submit made nine of them.
+
+def write_submission(connection, row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
+    """The statements that store a submission on ``connection``: the row, its answers and its
+    audit event (naming the new id). Returns the submission's id. The web benchmark's floor runs
+    these same statements outside the diary's request machinery.
+
+    Core, not the ORM (the ORM's per-statement cost was larger than the statements'). On
+    PostgreSQL the three writes are one statement (``_STORE_AT_ONCE``): each statement there is a
+    round trip through psycopg, and a submit made nine of them.
     """
-    connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         instruments, items, answers = (
             (list(column) for column in zip(*((i, item, v) for (i, item), v in values.items())))
             if values
             else ([], [], [])
         )
-        submission_id = connection.execute(
+        return connection.execute(
             _STORE_AT_ONCE,
             {
                 **{f"submission_{name}": value for name, value in row.items()},
@@ -479,8 +487,6 @@ def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
                 **{f"audit_{name}": value for name, value in event.items()},
             },
         ).scalar_one()
-        entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
-        return submission_id
     submission_id = connection.execute(_INSERT_SUBMISSION, row).scalar_one()
     # Every answered item in one statement (a dozen single-row INSERTs were most of a submit).
     connection.execute(
@@ -490,8 +496,7 @@ def _store(row: dict, values: dict[tuple[str, str], str], event: dict) -> int:
             for (instrument_id, item_id), value in values.items()
         ],
     )
-    entry_completed.send(row["assessment_id"], reason=ENTRY_COMPLETED)
-    audit.write({**event, "entity_id": submission_id})
+    audit.write({**event, "entity_id": submission_id}, connection)
     return submission_id
 
 
@@ -600,5 +605,5 @@ def _side_effect_reports(protocol, assessment, submission, answers, reported_at)
     return reports
 
 
-def _summary(values: dict[tuple[str, str], str]) -> str:
+def answers_summary(values: dict[tuple[str, str], str]) -> str:
     return "; ".join(f"{instrument}.{item}={value}" for (instrument, item), value in values.items())

@@ -45,9 +45,10 @@ def record(
     )
 
 
-def write(event: dict) -> None:
-    """Write an audit event given as ``row``'s column values."""
-    db.session.connection().execute(_INSERT, event)
+def write(event: dict, connection=None) -> None:
+    """Write an audit event given as ``row``'s column values (on the session's connection, or
+    on ``connection``)."""
+    (connection or db.session.connection()).execute(_INSERT, event)
 
 
 def row(
