@@ -41,12 +41,13 @@ from diary.models import Assessment, Participant, Period, ProtocolVersion, Study
 from diary.protocol.loader import parse_protocol
 from diary.reminders.planning import CANCEL_FOR
 from diary.vocabulary import AuditAction, Source, SubmissionMode
+from diary.web.auth import phone_still_holds
 
 # What the rules read, in one statement (the diary reads it in three: the lock, the participant,
 # the assessment with its period, version and submission).
 FACTS = (
     select(
-        Participant.pin_hash.is_not(None).label("has_pin"),
+        Participant.pin_hash,
         Participant.pin_generation,
         Participant.session_generation,
         Participant.link_revoked_at,
@@ -104,13 +105,7 @@ def install(app: Flask) -> None:
                 abort(404)
             if facts.locked_at is not None:
                 abort(423)
-            if (
-                not facts.has_pin
-                or facts.pin_generation != claims["g"]
-                or (facts.session_generation or 0) != claims.get("s", 0)
-                or facts.link_revoked_at is not None
-                or (facts.link_token_hash or "")[:16] != claims["l"]
-            ):
+            if not phone_still_holds(facts, claims):
                 abort(401)
             if facts.submission_id is not None:
                 abort(409)

@@ -1075,3 +1075,30 @@ def test_silence_is_measured_from_each_participants_own_last_entry_and_counts_wh
     assert _tasks(busy, "silent") == []
     open_count = len(db.session.scalars(select(FollowUpTask).where(FollowUpTask.closed_at.is_(None))).all())
     assert count_tasks(study.id) == open_count > 0 and count_tasks(study.id, closed=True) == 0
+
+
+def test_a_phone_cookie_holds_only_while_its_pin_sign_outs_and_link_are_unchanged():
+    """``auth.phone_still_holds`` called directly: each change it checks ends the cookie."""
+    from types import SimpleNamespace
+
+    from diary.web.auth import phone_still_holds
+
+    def phone(**changed):
+        fields = dict(
+            pin_hash="hashed",
+            pin_generation=2,
+            session_generation=1,
+            link_revoked_at=None,
+            link_token_hash="abcdef0123456789" + "f" * 48,
+        )
+        return SimpleNamespace(**{**fields, **changed})
+
+    claims = {"p": 1, "g": 2, "s": 1, "l": "abcdef0123456789"}
+    assert phone_still_holds(phone(), claims)
+    assert not phone_still_holds(phone(pin_hash=None), claims)  # no PIN (reset)
+    assert not phone_still_holds(phone(pin_generation=3), claims)  # a new PIN
+    assert not phone_still_holds(phone(session_generation=2), claims)  # signed out everywhere
+    assert not phone_still_holds(phone(link_revoked_at=NOW), claims)  # the link revoked
+    assert not phone_still_holds(phone(link_token_hash="0" * 64), claims)  # the link reissued
+    assert not phone_still_holds(phone(session_generation=None), claims)  # never signed out: 0, not 1
+    assert phone_still_holds(phone(session_generation=None), {**claims, "s": 0})

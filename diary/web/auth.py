@@ -73,16 +73,21 @@ def remembered_participant(*, for_page: bool = False) -> Participant | None:
         )
     except (BadSignature, KeyError, TypeError, ValueError, OverflowError):
         return None
-    if (
-        participant is None
-        or participant.pin_hash is None
-        or participant.pin_generation != data.get("g")
-        or (participant.session_generation or 0) != data.get("s", 0)
-        or participant.link_revoked_at is not None
-        or (participant.link_token_hash or "")[:16] != data.get("l")
-    ):
+    if participant is None or not phone_still_holds(participant, data):
         return None
     return participant
+
+
+def phone_still_holds(participant, claims: dict) -> bool:
+    """Whether a phone cookie's ``claims`` still hold for ``participant`` (its phone fields): a
+    PIN is set, and neither the PIN, the sign-outs nor the link changed since it was given."""
+    return not (
+        participant.pin_hash is None
+        or participant.pin_generation != claims.get("g")
+        or (participant.session_generation or 0) != claims.get("s", 0)
+        or participant.link_revoked_at is not None
+        or (participant.link_token_hash or "")[:16] != claims.get("l")
+    )
 
 
 # --- Staff -------------------------------------------------------------------------------------
