@@ -73,6 +73,12 @@ def sign_in(client, token, pin="4821"):
     )
 
 
+def open_form(client, assessment):
+    """GET the entry form; return the hidden fields a real browser would send back."""
+    html = client.get(f"/p/entry/{assessment.id}").get_data(as_text=True)
+    return {"csrf_token": csrf_from(html), "idempotency_key": key_from(html)}
+
+
 def day1_form(protocol, **overrides) -> dict:
     from .conftest import answers_for
 

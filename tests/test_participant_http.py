@@ -15,7 +15,7 @@ from diary.participants.pins import reset_pin
 from diary.study.trial import protocol_of
 
 from .conftest import answers_for, assessment_of
-from .participant_helpers import csrf_from, day1_form, key_from, participant_with_day1_open, sign_in
+from .participant_helpers import csrf_from, day1_form, key_from, open_form, participant_with_day1_open, sign_in
 
 
 def count(model):
@@ -33,12 +33,6 @@ def phone(client, study):
 @pytest.fixture
 def protocol(study):
     return protocol_of(study.current_protocol_version)
-
-
-def open_form(client, assessment):
-    """GET the entry form; return the hidden fields a real browser would send back."""
-    html = client.get(f"/p/entry/{assessment.id}").get_data(as_text=True)
-    return {"csrf_token": csrf_from(html), "idempotency_key": key_from(html)}
 
 
 def submit(client, assessment, form, step="submit"):

@@ -336,18 +336,12 @@ def test_a_submit_holds_the_write_lock_for_its_writes_alone_on_sqlite(app, clien
     first statement, as before, the other writer waited for the whole submit."""
     from diary.entries import recording
 
-    from .participant_helpers import csrf_from, day1_form, key_from, participant_with_day1_open, sign_in
+    from .participant_helpers import day1_form, open_form, participant_with_day1_open, sign_in
 
     participant, token = participant_with_day1_open(study, code="P-READ1")
     sign_in(client, token)
     day1 = assessment_of(participant, 1, "D1")
-    html = client.get(f"/p/entry/{day1.id}").get_data(as_text=True)
-    form = {
-        **day1_form(protocol_of(study.current_protocol_version)),
-        "csrf_token": csrf_from(html),
-        "idempotency_key": key_from(html),
-        "step": "submit",
-    }
+    form = {**day1_form(protocol_of(study.current_protocol_version)), **open_form(client, day1), "step": "submit"}
     context = worker_context()
     reading, written, queue = context.Event(), context.Event(), context.Queue()
     writer = context.Process(
