@@ -727,7 +727,9 @@ def test_a_failed_save_keeps_the_entry_and_sends_it_once_when_back(server, page,
     try:
         link, day1_id = new_participant(server, f"P-RESET-{failure}")
         set_pin(page, base + "/p/" + link.split("/p/", 1)[1])
-        wait_until(page, "() => navigator.serviceWorker.controller !== null")
+        # The worker installs by fetching its assets through the test's proxy (one Python thread):
+        # under the whole suite's load that once took longer than 15 s (a precondition, not a figure).
+        wait_until(page, "() => navigator.serviceWorker.controller !== null", timeout=45.0)
         page.goto(f"{base}/p/entry/{day1_id}")
         _fill_day1(page)
         page.get_by_role("button", name="Review my answers").click()
